@@ -1,0 +1,68 @@
+#ifndef KITE_IMPL_H
+#define KITE_IMPL_H
+
+/* Declarations shared by kite's own source files. Never installed. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "kite/kite.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+#define KITE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define KITE_UNUSED(x) (void)(x)
+
+#define KITE_DEBUG(rt, comp, ...) kite_log((rt), KITE_LOG_DEBUG, (comp), __VA_ARGS__)
+#define KITE_INFO(rt, comp, ...) kite_log((rt), KITE_LOG_INFO, (comp), __VA_ARGS__)
+#define KITE_WARN(rt, comp, ...) kite_log((rt), KITE_LOG_WARN, (comp), __VA_ARGS__)
+#define KITE_ERROR(rt, comp, ...) kite_log((rt), KITE_LOG_ERROR, (comp), __VA_ARGS__)
+
+/* ---- util.c ---------------------------------------------------------------------------- */
+
+/* strdup that accepts NULL (returns NULL). */
+char *kite__strdup(const char *s);
+/* asprintf into a new string; NULL on failure. */
+char *kite__sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* mkdir -p with mode for every created component. */
+int kite__mkdir_p(const char *path, int mode);
+/* Writes data to path atomically (temp file in the same directory, fsync, rename) with mode. */
+int kite__write_file(const char *path, const void *data, size_t len, int mode);
+/* Reads a whole (small) file; *out is NUL-terminated and malloc'd. */
+int kite__read_file(const char *path, char **out, size_t *len);
+/* Removes a directory tree (like rm -rf); missing is success. */
+int kite__rm_rf(const char *path);
+/* Wall-clock milliseconds since the epoch. */
+uint64_t kite__wall_ms(void);
+/* A process-unique, never-zero id (loop thread only). */
+uint64_t kite__next_id(void);
+
+/* ---- shell.c --------------------------------------------------------------------------- */
+
+/* Quotes s for a POSIX shell so that it is always exactly one word with exactly s's bytes:
+ * 'it'\''s' form. Returns a malloc'd string. */
+char *kite__shell_quote(const char *s);
+/* Quotes each element of a NULL-terminated argv and joins them with spaces. */
+char *kite__shell_join(const char *const *argv);
+
+/* ---- runtime.c ------------------------------------------------------------------------- */
+
+/* The runtime's secrets, for redaction by the log and the JSON sink. */
+typedef struct kite__secrets kite__secrets_t;
+const kite__secrets_t *kite__runtime_secrets(const kite_runtime_t *rt);
+kite_runtime_t *kite__bus_runtime(kite_bus_t *bus);
+
+/* ---- bus.c ----------------------------------------------------------------------------- */
+
+int kite__bus_new(kite_bus_t **out, kite_runtime_t *rt, size_t capacity);
+/* Stops the bus's handles; cb runs when they are closed. Pending requests are answered with
+ * KITE_ECANCELED first. */
+void kite__bus_close(kite_bus_t *bus, void (*cb)(kite_bus_t *bus, void *data), void *data);
+void kite__bus_free(kite_bus_t *bus);
+
+#endif

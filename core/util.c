@@ -1,0 +1,143 @@
+/* Small helpers shared by kite's files: strings, files, clocks, ids. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kite_impl.h"
+
+char *kite__strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+char *kite__sprintf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *out = NULL;
+  int n = vasprintf(&out, fmt, ap);
+  va_end(ap);
+  return n < 0 ? NULL : out;
+}
+
+int kite__mkdir_p(const char *path, int mode) {
+  char *p = kite__strdup(path);
+  if (p == NULL)
+    return KITE_ENOMEM;
+  int rc = 0;
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+        rc = errno == EACCES ? KITE_EIO : KITE_EIO;
+        break;
+      }
+      *s = c;
+      if (c == '\0')
+        break;
+    }
+  }
+  free(p);
+  return rc;
+}
+
+int kite__write_file(const char *path, const void *data, size_t len, int mode) {
+  char *tmp = kite__sprintf("%s.tmp.%ld", path, (long)getpid());
+  if (tmp == NULL)
+    return KITE_ENOMEM;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+  if (fd < 0) {
+    free(tmp);
+    return errno == ENOENT ? KITE_ENOENT : KITE_EIO;
+  }
+  int rc = 0;
+  const char *p = data;
+  while (len > 0) {
+    ssize_t w = write(fd, p, len);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = KITE_EIO;
+      break;
+    }
+    p += w;
+    len -= (size_t)w;
+  }
+  if (rc == 0 && fchmod(fd, (mode_t)mode) != 0)
+    rc = KITE_EIO;
+  if (close(fd) != 0 && rc == 0)
+    rc = KITE_EIO;
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = KITE_EIO;
+  if (rc != 0)
+    unlink(tmp);
+  free(tmp);
+  return rc;
+}
+
+int kite__read_file(const char *path, char **out, size_t *len) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return errno == ENOENT ? KITE_ENOENT : KITE_EIO;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  int rc = 0;
+  while (buf) {
+    if (n + 1 >= cap) {
+      char *g = realloc(buf, cap * 2);
+      if (g == NULL) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = g;
+      cap *= 2;
+    }
+    size_t r = fread(buf + n, 1, cap - n - 1, f);
+    n += r;
+    if (r == 0) {
+      if (ferror(f))
+        rc = KITE_EIO;
+      break;
+    }
+  }
+  fclose(f);
+  if (buf == NULL)
+    return KITE_ENOMEM;
+  if (rc != 0) {
+    free(buf);
+    return rc;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  if (len)
+    *len = n;
+  return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int kite__rm_rf(const char *path) {
+  if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+    return KITE_EIO;
+  return 0;
+}
+
+uint64_t kite__wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t kite__next_id(void) {
+  static uint64_t next;
+  return ++next;
+}

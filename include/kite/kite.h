@@ -1,0 +1,15 @@
+#ifndef KITE_KITE_H
+#define KITE_KITE_H
+
+/* libkite: pools of compute nodes on clouds, bootstrapped over SSH, broadcasting work and
+ * replacing lost nodes, all on one libuv loop. Include this header; it includes the rest. */
+
+#include "kite/version.h"
+#include "kite/error.h"
+#include "kite/log.h"
+#include "kite/runtime.h"
+#include "kite/node.h"
+#include "kite/events.h"
+#include "kite/bus.h"
+
+#endif
