@@ -1,0 +1,68 @@
+#ifndef KITE_LOCAL_H
+#define KITE_LOCAL_H
+
+/* Local nodes: each one a real OpenSSH sshd on its own loopback address (127.0.1.0 and up,
+ * so thousands fit on one port), with its own host key, its own working directory (its
+ * "disk"; commands start there), its own config, and its own PID namespace, so that stopping
+ * it kills everything that ran on it, as a machine's death would. This is the engine of the
+ * `local` provider; tests and programs may also use it directly.
+ *
+ * Loop-thread only. */
+
+#include <stdint.h>
+
+#include "kite/runtime.h"
+
+typedef struct kite_local_node kite_local_node_t;
+
+typedef struct kite_local_node_options {
+  /* Directory under which the node's own directory is made; NULL: $KITE_HOME/local. */
+  const char *base_dir;
+  /* A tag naming the pool (or test) the node belongs to. Every process of the node carries
+   * KITE_NODE_TAG=<tag> in its environment, so kite_local_count_tagged() can find them. */
+  const char *tag;
+  /* The public key (one OpenSSH authorized_keys line) allowed to log in. Required. */
+  const char *authorized_key;
+  /* TCP port; 0: 2222. The same port serves every node (each has its own address). */
+  uint16_t port;
+  /* sshd's MaxSessions (channels per connection); 0: 256. */
+  unsigned max_sessions;
+} kite_local_node_options_t;
+
+/* Called once when the node's sshd is listening (status 0) or could not be started. */
+typedef void (*kite_local_node_cb)(kite_local_node_t *node, int status, void *data);
+
+/* Starts a node: allocates an address (safe across processes running at once), generates
+ * a host key, writes the config and starts sshd. On a 0 return, cb runs exactly once later; on
+ * an error return cb is never called and *out is untouched. */
+int kite_local_node_start(kite_runtime_t *rt, const kite_local_node_options_t *opts,
+                          kite_local_node_cb cb, void *data, kite_local_node_t **out);
+
+/* Stops the node: kills every process that runs on it, releases its address and removes its
+ * directory. cb (may be NULL) runs when all of that is done; the node is freed after cb
+ * returns. Valid in any state, also while starting (the start cb then gets KITE_ECANCELED
+ * first). Double stop asserts. */
+void kite_local_node_stop(kite_local_node_t *node, kite_local_node_cb cb, void *data);
+
+const char *kite_local_node_address(const kite_local_node_t *node); /* "127.0.1.7" */
+uint16_t kite_local_node_port(const kite_local_node_t *node);
+const char *kite_local_node_user(const kite_local_node_t *node);    /* login user */
+/* The host public key as "ssh-ed25519 AAAA…" (type and base64), for pinning. */
+const char *kite_local_node_host_key(const kite_local_node_t *node);
+const char *kite_local_node_dir(const kite_local_node_t *node);     /* working directory */
+/* pid of the node's first process (as seen from here); 0 if not running. */
+int kite_local_node_pid(const kite_local_node_t *node);
+
+/* Counts live processes whose environment has KITE_NODE_TAG=<tag> (reads /proc). */
+int kite_local_count_tagged(const char *tag);
+
+/* The login user local nodes use: "kite-node" when running as root (created by the install
+ * step), else the current user. */
+const char *kite_local_login_user(void);
+
+/* Makes sure an ed25519 key pair exists at path (private) and path.pub (public), mode 0600,
+ * generating it if missing. Runs ssh-keygen without blocking the loop; cb runs once. */
+typedef void (*kite_keypair_cb)(kite_runtime_t *rt, int status, void *data);
+int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb, void *data);
+
+#endif
