@@ -12,9 +12,7 @@
 
 #include "kite/kite.h"
 
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#endif
+#define container_of kite_container_of
 #define KITE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define KITE_UNUSED(x) (void)(x)
 

@@ -12,6 +12,9 @@
  * Threads: everything in kite runs on the loop's thread and must be called from it. The one
  * exception is kite_runtime_post(), which any thread may call to hand work to the loop. */
 
+/* From a pointer to a member back to the struct that embeds it (a component, a uv handle). */
+#define kite_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
 typedef struct kite_runtime kite_runtime_t;
 typedef struct kite_bus kite_bus_t;
 typedef struct kite_component kite_component_t;

@@ -1,0 +1,53 @@
+# The two commands (see README.md):
+#   make demo   installs what is missing, builds kite and runs the main job
+#   make test   installs what is missing, builds and runs the whole suite twice:
+#               -Wall -Wextra -Werror, then AddressSanitizer + UndefinedBehaviorSanitizer
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libjansson-dev \
+	libssh2-1-dev libyaml-dev libsqlite3-dev libssl-dev libxml2-dev uthash-dev libcmocka-dev \
+	openssh-server openssh-client util-linux pdsh python3 python3-asyncssh python3-blinker
+
+.PHONY: deps build demo test test-normal test-asan bench clean
+
+# Idempotent: installs only what is missing, and creates the unprivileged user local nodes log
+# in as when kite runs as root (never racily from parallel tests).
+deps:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && ! id kite-node >/dev/null 2>&1; then \
+	  useradd -m -s /bin/sh -p '*' kite-node; fi
+	@[ -d /run/sshd ] || $(SUDO) mkdir -p /run/sshd
+
+build: deps
+	cmake -S . -B build -DKITE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build -j$(JOBS)
+
+demo: build
+	./build/examples/hello_pool
+
+test-normal: deps
+	cmake -S . -B build -DKITE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build -j$(JOBS)
+	cd build && ctest --output-on-failure -j$(JOBS)
+
+test-asan: deps
+	cmake -S . -B build-asan -DKITE_WERROR=ON -DKITE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
+
+test: test-normal test-asan
+	@echo "all tests passed (normal and ASan+UBSan builds)"
+
+bench: build
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan
