@@ -154,6 +154,14 @@ static void unlink_component(kite_runtime_t *rt, kite_component_t *c) {
   }
 }
 
+int kite_runtime_remove(kite_runtime_t *rt, kite_component_t *c) {
+  if (c->rt_ != rt || c->state_ != COMP_RUNNING)
+    return KITE_EINVAL;
+  c->state_ = COMP_STOPPED;
+  unlink_component(rt, c);
+  return 0;
+}
+
 static void on_component_stopped(kite_component_t *c) {
   kite_runtime_t *rt = c->rt_;
   if (c->state_ != COMP_STOPPING) {

@@ -66,6 +66,8 @@ const char *kite_runtime_home(const kite_runtime_t *rt);
 
 /* Registers and starts c. The runtime does not own c's memory. */
 int kite_runtime_add(kite_runtime_t *rt, kite_component_t *c);
+/* Unregisters a component that stopped on its own (its stop is not called). */
+int kite_runtime_remove(kite_runtime_t *rt, kite_component_t *c);
 /* Finds a started component by name, or NULL. */
 kite_component_t *kite_runtime_find(kite_runtime_t *rt, const char *name);
 
