@@ -19,7 +19,10 @@ typedef struct kite_local_node_options {
   /* Directory under which the node's own directory is made; NULL: $KITE_HOME/local. */
   const char *base_dir;
   /* A tag naming the pool (or test) the node belongs to. Every process of the node carries
-   * KITE_NODE_TAG=<tag> in its environment, so kite_local_count_tagged() can find them. */
+   * KITE_NODE_TAG=<tag> in its environment, so kite_local_count_tagged() can find them.
+   * 1-64 of [A-Za-z0-9-_.:]; NULL: "kite-local". (sshd's own processes overwrite their
+   * environment with their process title, so the count sees the node's first process and
+   * everything its sessions run, not the sshd processes themselves.) */
   const char *tag;
   /* The public key (one OpenSSH authorized_keys line) allowed to log in. Required. */
   const char *authorized_key;
@@ -29,7 +32,9 @@ typedef struct kite_local_node_options {
   unsigned max_sessions;
 } kite_local_node_options_t;
 
-/* Called once when the node's sshd is listening (status 0) or could not be started. */
+/* Called once when the node's sshd is listening (status 0) or could not be started (the reason
+ * is logged). A node that failed to start, or that died later, still holds its address and
+ * directory until kite_local_node_stop(). */
 typedef void (*kite_local_node_cb)(kite_local_node_t *node, int status, void *data);
 
 /* Starts a node: allocates an address (safe across processes running at once), generates
@@ -50,7 +55,13 @@ const char *kite_local_node_user(const kite_local_node_t *node);    /* login use
 /* The host public key as "ssh-ed25519 AAAA…" (type and base64), for pinning. */
 const char *kite_local_node_host_key(const kite_local_node_t *node);
 const char *kite_local_node_dir(const kite_local_node_t *node);     /* working directory */
-/* pid of the node's first process (as seen from here); 0 if not running. */
+/* The working directory as commands on the node see it: what `pwd` prints right after login,
+ * where relative paths (also SFTP's) land. The same path as kite_local_node_dir() unless the
+ * login user cannot reach that path (root running with a private $KITE_HOME): then the node's
+ * directory is mounted over the login user's home inside the node, and this is that home. */
+const char *kite_local_node_remote_dir(const kite_local_node_t *node);
+/* pid of the node's first process (pid 1 of its PID namespace, as seen from here); 0 if not
+ * known yet or not running. Killing it with SIGKILL kills the whole node, like a crash. */
 int kite_local_node_pid(const kite_local_node_t *node);
 
 /* Counts live processes whose environment has KITE_NODE_TAG=<tag> (reads /proc). */
