@@ -36,6 +36,7 @@ typedef struct inst {
   uv_timer_t timer; /* notice period / chaos */
   bool timer_on;
   bool node_stopping;
+  int start_error;
   struct inst *next;
 } inst_t;
 
@@ -120,7 +121,7 @@ static void confirm_terminated(inst_t *i) {
                                      .provider = PROVIDER_NAME, .instance_id = i->id};
   for (size_t k = 0; k < i->term_n; k++)
     kite_reply_instance_terminated(lp->bus, i->term_corrs[k], &t);
-  if (i->term_n == 0)
+  if (i->term_n == 0 && i->start_error == 0)
     kite_emit_instance_terminated(lp->bus, &t);
   KITE_DEBUG(lp->rt, "local", "instance %s terminated", i->id);
   inst_forget(i);
@@ -132,6 +133,17 @@ static void on_node_stopped(kite_local_node_t *ln, int status, void *data) {
   (void)status;
   i->ln = NULL;
   i->node_stopping = false;
+  if (i->start_error) {
+    char *msg = kite__sprintf("local node for rank %u could not start: %s (is openssh-server "
+                              "installed? see the README's install step; KITE_LOG=debug shows "
+                              "sshd's own message)", i->rank, kite_strerror(i->start_error));
+    kite_bus_reply_error(i->lp->bus, i->launch_corr, i->start_error, msg);
+    free(msg);
+    i->launch_corr = 0;
+    /* Terminate requests that came meanwhile: nothing exists any more. */
+    confirm_terminated(i);
+    return;
+  }
   if (i->state == INST_STOPPING || i->lp->stopping) {
     confirm_terminated(i);
     return;
@@ -212,18 +224,16 @@ unsigned kite_local_provider_count(const kite_local_provider_t *lp) { return lp-
 static void on_node_started(kite_local_node_t *ln, int status, void *data) {
   inst_t *i = data;
   kite_local_provider_t *lp = i->lp;
-  uint64_t corr = i->launch_corr;
-  i->launch_corr = 0;
   if (status != 0) {
-    char *msg = kite__sprintf("local node for rank %u could not start: %s (is openssh-server "
-                              "installed? see the README's install step)", i->rank,
-                              kite_strerror(status));
-    kite_bus_reply_error(lp->bus, corr, status, msg);
-    free(msg);
-    i->ln = NULL;
-    inst_forget(i);
+    /* A node that failed to start still holds its address and directory: stop it, then say
+     * so (on_node_stopped replies with start_error). */
+    i->start_error = status;
+    i->state = INST_STOPPING;
+    kill_node(i);
     return;
   }
+  uint64_t corr = i->launch_corr;
+  i->launch_corr = 0;
   i->state = INST_RUNNING;
   if (i->term_n || lp->stopping) {
     i->state = INST_STOPPING;
