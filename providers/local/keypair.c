@@ -34,7 +34,9 @@ static void req_closed(uv_handle_t *h) {
 }
 
 /* Frees a request whose spawn failed: its callback is never called. */
-static void free_on_close(uv_handle_t *h) { free(h->data); }
+static void free_on_close(uv_handle_t *h) {
+  free(h->data);
+}
 
 static int finish_key(keypair_req_t *r) {
   if (chmod(r->path, 0600) != 0) {
@@ -95,8 +97,8 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
   if (have_priv) {
     /* A private key without its public half: refuse rather than guess. */
     kite_log(rt, KITE_LOG_ERROR, "local",
-             "key %s exists but %s does not; recreate it with ssh-keygen -y -f %s > %s", path,
-             pub, path, pub);
+             "key %s exists but %s does not; recreate it with ssh-keygen -y -f %s > %s", path, pub,
+             path, pub);
     rc = KITE_EEXIST;
     goto fail;
   }
@@ -109,12 +111,14 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
     rc = KITE_EIO;
     goto fail;
   }
-  char *args[] = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kite", "-f",
-                  r->path, NULL};
-  uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
-                                   {.flags = UV_INHERIT_FD, .data.fd = 2}};
-  uv_process_options_t po = {.exit_cb = on_keygen_exit, .file = "ssh-keygen", .args = args,
-                             .stdio_count = 3, .stdio = stdio};
+  char *args[] = {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kite", "-f", r->path, NULL};
+  uv_stdio_container_t stdio[3] = {
+      {.flags = UV_IGNORE}, {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 2}};
+  uv_process_options_t po = {.exit_cb = on_keygen_exit,
+                             .file = "ssh-keygen",
+                             .args = args,
+                             .stdio_count = 3,
+                             .stdio = stdio};
   r->proc.data = r;
   int err = uv_spawn(loop, &r->proc, &po);
   if (err != 0) {

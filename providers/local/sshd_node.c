@@ -30,6 +30,11 @@
  * the work directory is mounted over the login user's real home instead, and
  * kite_local_node_remote_dir() says which path the node sees.
  *
+ * The client key is authorized the way a real machine does it, in .ssh/authorized_keys of
+ * the node's directory, because sshd reads that file as the login user. sshd's own files
+ * (config, host key, FIFO, log, the passwd copy) live in a separate sshd/ directory beside
+ * the work directory, out of the sessions' way.
+ *
  * Users. As root, sshd runs as root and sessions log in as the unprivileged "kite-node". As
  * anyone else, a user namespace maps us to ourselves; --keep-caps lets the script make its
  * bind mounts, and sshd starts with those capabilities dropped (setpriv).
@@ -179,8 +184,7 @@ static int addr_allocate(kite_local_node_t *n) {
   if (mkdir(ADDR_LOCK_DIR, 01777) == 0) {
     chmod(ADDR_LOCK_DIR, 01777); /* umask may have narrowed it; every user shares it */
   } else if (errno != EEXIST) {
-    kite_log(n->rt, KITE_LOG_ERROR, COMP, "cannot create %s: %s", ADDR_LOCK_DIR,
-             strerror(errno));
+    kite_log(n->rt, KITE_LOG_ERROR, COMP, "cannot create %s: %s", ADDR_LOCK_DIR, strerror(errno));
     return KITE_EIO;
   }
   uint32_t first = (127u << 24) | (1u << 8), last = (127u << 24) | 0xfffffeu;
@@ -205,8 +209,7 @@ static int addr_allocate(kite_local_node_t *n) {
     }
     if (!addr_bindable(a, n->port)) {
       kite_log(n->rt, KITE_LOG_WARN, COMP,
-               "%s:%u is in use by a process that holds no kite lock; skipping it", name,
-               n->port);
+               "%s:%u is in use by a process that holds no kite lock; skipping it", name, n->port);
       close(fd);
       continue;
     }
@@ -294,46 +297,59 @@ static int write_passwd(kite_local_node_t *n, uid_t uid, gid_t gid) {
 static int write_config(kite_local_node_t *n, const kite_local_node_options_t *opts) {
   unsigned max_sessions = opts->max_sessions ? opts->max_sessions : DEFAULT_MAX_SESSIONS;
   const char *d = n->sshd_dir;
-  char *cfg = kite__sprintf(
-      "# written by kite for one local node; sshd reads nothing else\n"
-      "ListenAddress %s:%u\n"
-      "AddressFamily inet\n"
-      "HostKey %s/host_key\n"
-      "PidFile %s/ready\n"
-      "AuthorizedKeysFile %s/authorized_keys\n"
-      "AllowUsers %s\n"
-      "StrictModes no\n"
-      "UsePAM no\n"
-      "PasswordAuthentication no\n"
-      "KbdInteractiveAuthentication no\n"
-      "PubkeyAuthentication yes\n"
-      "PermitRootLogin no\n"
-      "UseDNS no\n"
-      "MaxSessions %u\n"
-      "MaxStartups 1000:30:2000\n"
-      "MaxAuthTries 6\n"
-      "LoginGraceTime 60\n"
-      "LogLevel ERROR\n"
-      "PrintMotd no\n"
-      "PrintLastLog no\n"
-      "X11Forwarding no\n"
-      "AcceptEnv LANG LC_* KITE_*\n"
-      "SetEnv KITE_NODE_TAG=%s\n"
-      "Subsystem sftp internal-sftp\n",
-      n->addr, n->port, d, d, d, n->login, max_sessions, n->tag);
+  char *cfg = kite__sprintf("# written by kite for one local node; sshd reads nothing else\n"
+                            "ListenAddress %s:%u\n"
+                            "AddressFamily inet\n"
+                            "HostKey %s/host_key\n"
+                            "PidFile %s/ready\n"
+                            "AuthorizedKeysFile .ssh/authorized_keys\n"
+                            "AllowUsers %s\n"
+                            "StrictModes no\n"
+                            "UsePAM no\n"
+                            "PasswordAuthentication no\n"
+                            "KbdInteractiveAuthentication no\n"
+                            "PubkeyAuthentication yes\n"
+                            "PermitRootLogin no\n"
+                            "UseDNS no\n"
+                            "MaxSessions %u\n"
+                            "MaxStartups 1000:30:2000\n"
+                            "MaxAuthTries 6\n"
+                            "LoginGraceTime 60\n"
+                            "LogLevel ERROR\n"
+                            "PrintMotd no\n"
+                            "PrintLastLog no\n"
+                            "X11Forwarding no\n"
+                            "AcceptEnv LANG LC_* KITE_*\n"
+                            "SetEnv KITE_NODE_TAG=%s\n"
+                            "Subsystem sftp internal-sftp\n",
+                            n->addr, n->port, d, d, n->login, max_sessions, n->tag);
   if (cfg == NULL)
     return KITE_ENOMEM;
   int rc = write_in(n, "sshd_config", cfg, strlen(cfg), 0644);
   free(cfg);
+  return rc;
+}
+
+/* The key goes where a real machine keeps it, ~/.ssh/authorized_keys in the node's directory:
+ * sshd reads it as the login user, who may not be able to reach the sshd directory. */
+static int write_authorized_keys(kite_local_node_t *n, const char *key, uid_t uid, gid_t gid) {
+  char *ssh_dir = kite__sprintf("%s/.ssh", n->work_dir);
+  char *path = kite__sprintf("%s/.ssh/authorized_keys", n->work_dir);
+  size_t kl = strlen(key);
+  char *keys = kite__sprintf("%s%s", key, kl && key[kl - 1] == '\n' ? "" : "\n");
+  int rc = ssh_dir && path && keys ? 0 : KITE_ENOMEM;
+  if (rc == 0 && mkdir(ssh_dir, 0700) != 0)
+    rc = KITE_EIO;
+  if (rc == 0)
+    rc = kite__write_file(path, keys, strlen(keys), 0600);
+  if (rc == 0 && geteuid() == 0 && (chown(ssh_dir, uid, gid) != 0 || chown(path, uid, gid) != 0))
+    rc = KITE_EIO;
   if (rc != 0)
-    return rc;
-  size_t kl = strlen(opts->authorized_key);
-  char *keys = kite__sprintf("%s%s", opts->authorized_key,
-                             kl && opts->authorized_key[kl - 1] == '\n' ? "" : "\n");
-  if (keys == NULL)
-    return KITE_ENOMEM;
-  rc = write_in(n, "authorized_keys", keys, strlen(keys), 0644);
+    kite_log(n->rt, KITE_LOG_ERROR, COMP, "cannot write %s: %s", path ? path : ssh_dir,
+             strerror(errno));
   free(keys);
+  free(path);
+  free(ssh_dir);
   return rc;
 }
 
@@ -383,8 +399,7 @@ static int prepare_dirs(kite_local_node_t *n, const kite_local_node_options_t *o
       return KITE_EIO;
     }
   }
-  if (mkdir(n->root, 0755) != 0 || mkdir(n->sshd_dir, 0755) != 0 ||
-      mkdir(n->work_dir, 0755) != 0) {
+  if (mkdir(n->root, 0755) != 0 || mkdir(n->sshd_dir, 0755) != 0 || mkdir(n->work_dir, 0755) != 0) {
     kite_log(n->rt, KITE_LOG_ERROR, COMP, "cannot create node directory %s: %s", n->root,
              strerror(errno));
     return KITE_EIO;
@@ -426,10 +441,11 @@ static int prepare_dirs(kite_local_node_t *n, const kite_local_node_options_t *o
   if (rc == 0)
     rc = write_passwd(n, uid, gid);
   if (rc == 0)
+    rc = write_authorized_keys(n, opts->authorized_key, uid, gid);
+  if (rc == 0)
     rc = write_config(n, opts);
   if (rc == 0 && root && mkdir("/run/sshd", 0755) != 0 && errno != EEXIST) {
-    kite_log(n->rt, KITE_LOG_ERROR, COMP, "cannot create sshd's /run/sshd: %s",
-             strerror(errno));
+    kite_log(n->rt, KITE_LOG_ERROR, COMP, "cannot create sshd's /run/sshd: %s", strerror(errno));
     rc = KITE_EIO;
   }
   return rc;
@@ -584,8 +600,8 @@ static int read_host_key(kite_local_node_t *n) {
 }
 
 static void on_ready(kite_local_node_t *n) {
-  if (n->state != ST_STARTING)
-    return;
+  if (n->state != ST_STARTING || n->start_err != 0)
+    return; /* a start that timed out stays failed even if sshd comes up late */
   int rc = read_host_key(n);
   if (rc != 0) {
     kite_log(n->rt, KITE_LOG_ERROR, COMP, "node %s: cannot read its host key: %s", n->addr,
@@ -777,8 +793,12 @@ static int spawn_node(kite_local_node_t *n) {
       {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&n->lifeline},
       {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
       {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
-  uv_process_options_t po = {.exit_cb = on_node_exit, .file = "unshare", .args = (char **)args,
-                             .env = env, .stdio_count = 3, .stdio = stdio};
+  uv_process_options_t po = {.exit_cb = on_node_exit,
+                             .file = "unshare",
+                             .args = (char **)args,
+                             .env = env,
+                             .stdio_count = 3,
+                             .stdio = stdio};
   err = uv_spawn(loop, &n->proc, &po);
   free(env);
   free(tag_entry);
@@ -791,8 +811,8 @@ static int spawn_node(kite_local_node_t *n) {
     err = uv_read_start((uv_stream_t *)&n->out, alloc_cb, on_out_read);
   if (err != 0) {
     kite_log(n->rt, KITE_LOG_ERROR, COMP,
-             "cannot start node %s: unshare: %s; util-linux's unshare must be installed",
-             n->addr, uv_strerror(err));
+             "cannot start node %s: unshare: %s; util-linux's unshare must be installed", n->addr,
+             uv_strerror(err));
     if (uv_is_active((uv_handle_t *)&n->proc))
       uv_process_kill(&n->proc, SIGKILL);
     return kite_err_from_uv(err);
@@ -808,8 +828,7 @@ int kite_local_node_start(kite_runtime_t *rt, const kite_local_node_options_t *o
     return KITE_EINVAL;
   if (opts->authorized_key == NULL || *opts->authorized_key == '\0' ||
       strchr(opts->authorized_key, '\n') != strrchr(opts->authorized_key, '\n') ||
-      (strchr(opts->authorized_key, '\n') &&
-       strchr(opts->authorized_key, '\n')[1] != '\0')) {
+      (strchr(opts->authorized_key, '\n') && strchr(opts->authorized_key, '\n')[1] != '\0')) {
     kite_log(rt, KITE_LOG_ERROR, COMP,
              "a local node needs authorized_key: one OpenSSH public key line");
     return KITE_EINVAL;
@@ -869,11 +888,21 @@ void kite_local_node_stop(kite_local_node_t *node, kite_local_node_cb cb, void *
 
 /* ---- accessors ------------------------------------------------------------------------- */
 
-const char *kite_local_node_address(const kite_local_node_t *node) { return node->addr; }
-uint16_t kite_local_node_port(const kite_local_node_t *node) { return node->port; }
-const char *kite_local_node_user(const kite_local_node_t *node) { return node->login; }
-const char *kite_local_node_host_key(const kite_local_node_t *node) { return node->host_key; }
-const char *kite_local_node_dir(const kite_local_node_t *node) { return node->work_dir; }
+const char *kite_local_node_address(const kite_local_node_t *node) {
+  return node->addr;
+}
+uint16_t kite_local_node_port(const kite_local_node_t *node) {
+  return node->port;
+}
+const char *kite_local_node_user(const kite_local_node_t *node) {
+  return node->login;
+}
+const char *kite_local_node_host_key(const kite_local_node_t *node) {
+  return node->host_key;
+}
+const char *kite_local_node_dir(const kite_local_node_t *node) {
+  return node->work_dir;
+}
 const char *kite_local_node_remote_dir(const kite_local_node_t *node) {
   return node->view_dir;
 }

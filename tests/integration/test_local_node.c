@@ -8,10 +8,10 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,12 +39,11 @@ static void keypair_cb(kite_runtime_t *rt, int status, void *data) {
   *(bool *)data = true;
 }
 
-static void fixture_open(fixture_t *f) {
+static void fixture_open_mode(fixture_t *f, mode_t mode) {
   memset(f, 0, sizeof(*f));
   snprintf(f->home, sizeof(f->home), "/tmp/kite-test-local-XXXXXX");
   assert_non_null(mkdtemp(f->home));
-  /* Let the node's user (kite-node when root) reach the nodes' directories. */
-  assert_int_equal(chmod(f->home, 0755), 0);
+  assert_int_equal(chmod(f->home, mode), 0);
   assert_int_equal(uv_loop_init(&f->loop), 0);
   kite_runtime_options_t o = {.loop = &f->loop, .home = f->home, .log_level = -1};
   assert_int_equal(kite_runtime_new(&f->rt, &o), 0);
@@ -59,6 +58,11 @@ static void fixture_open(fixture_t *f) {
   assert_int_equal(kite__read_file(pub_path, &f->pub_key, NULL), 0);
   free(pub_path);
   f->pub_key[strcspn(f->pub_key, "\n")] = '\0';
+}
+
+/* A home the node's user (kite-node when root) can reach. */
+static void fixture_open(fixture_t *f) {
+  fixture_open_mode(f, 0755);
 }
 
 static void shut_cb(kite_runtime_t *rt, void *data) {
@@ -106,6 +110,15 @@ static void on_stopped(kite_local_node_t *node, int status, void *data) {
   s->stopped = true;
 }
 
+/* Tags carry our pid, so that runs in parallel never count each other's processes. */
+static const char *tag_for(const char *name) {
+  static char buf[8][64];
+  static int next;
+  char *b = buf[next++ % 8];
+  snprintf(b, sizeof(buf[0]), "%s-%ld", name, (long)getpid());
+  return b;
+}
+
 static void start_node(fixture_t *f, node_slot_t *s, const char *tag) {
   memset(s, 0, sizeof(*s));
   kite_local_node_options_t o = {.tag = tag, .authorized_key = f->pub_key};
@@ -114,7 +127,9 @@ static void start_node(fixture_t *f, node_slot_t *s, const char *tag) {
   *strrchr(s->root, '/') = '\0';
 }
 
-static void stop_node(node_slot_t *s) { kite_local_node_stop(s->node, on_stopped, s); }
+static void stop_node(node_slot_t *s) {
+  kite_local_node_stop(s->node, on_stopped, s);
+}
 
 static bool path_exists(const char *p) {
   struct stat st;
@@ -167,10 +182,10 @@ static int64_t run_cmd(fixture_t *f, cmd_t *c, char **args) {
   memset(c, 0, sizeof(*c));
   uv_pipe_init(&f->loop, &c->out, 0);
   c->out.data = c->proc.data = c;
-  uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
-                                   {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
-                                    .data.stream = (uv_stream_t *)&c->out},
-                                   {.flags = UV_INHERIT_FD, .data.fd = 2}};
+  uv_stdio_container_t stdio[3] = {
+      {.flags = UV_IGNORE},
+      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->out},
+      {.flags = UV_INHERIT_FD, .data.fd = 2}};
   uv_process_options_t po = {
       .exit_cb = cmd_exit, .file = args[0], .args = args, .stdio_count = 3, .stdio = stdio};
   assert_int_equal(uv_spawn(&f->loop, &c->proc, &po), 0);
@@ -182,11 +197,12 @@ static int64_t run_cmd(fixture_t *f, cmd_t *c, char **args) {
 
 /* ---- tests ----------------------------------------------------------------------------- */
 
-static void test_ssh_command_runs_in_node_dir_and_dies_with_node(void **state) {
-  (void)state;
+/* Runs a command and an SFTP upload on one node through the system's clients, with the node's
+ * host key pinned; then stops the node and checks that nothing of it is left. */
+static void ssh_scenario(mode_t home_mode) {
   fixture_t f;
-  fixture_open(&f);
-  const char *tag = "test-ssh-cmd";
+  fixture_open_mode(&f, home_mode);
+  const char *tag = tag_for("test-ssh-cmd");
   node_slot_t s;
   start_node(&f, &s, tag);
   run_until(&f, &s.started);
@@ -195,20 +211,38 @@ static void test_ssh_command_runs_in_node_dir_and_dies_with_node(void **state) {
   assert_true(kite_local_node_pid(n) > 1);
   assert_non_null(kite_local_node_host_key(n));
   assert_int_equal(strncmp(kite_local_node_host_key(n), "ssh-ed25519 ", 12), 0);
-  assert_string_equal(kite_local_node_remote_dir(n), kite_local_node_dir(n));
+  if (geteuid() == 0 && (home_mode & 0001) == 0) {
+    /* kite-node cannot enter the private home: the node sees its dir at kite-node's home. */
+    assert_string_not_equal(kite_local_node_remote_dir(n), kite_local_node_dir(n));
+  } else {
+    assert_string_equal(kite_local_node_remote_dir(n), kite_local_node_dir(n));
+  }
 
   /* Pin the node's host key: StrictHostKeyChecking=yes fails on any other key. */
   char *kh = kite__sprintf("%s/known_hosts", f.home);
-  char *line = kite__sprintf("[%s]:%u %s\n", kite_local_node_address(n),
-                             kite_local_node_port(n), kite_local_node_host_key(n));
+  char *line = kite__sprintf("[%s]:%u %s\n", kite_local_node_address(n), kite_local_node_port(n),
+                             kite_local_node_host_key(n));
   assert_int_equal(kite__write_file(kh, line, strlen(line), 0600), 0);
   char *kh_opt = kite__sprintf("UserKnownHostsFile=%s", kh);
   char *dest = kite__sprintf("%s@%s", kite_local_node_user(n), kite_local_node_address(n));
   char port[16];
   snprintf(port, sizeof(port), "%u", kite_local_node_port(n));
-  char *ssh_args[] = {"ssh", "-F", "/dev/null", "-i", f.key_path, "-o", kh_opt, "-o",
-                      "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o",
-                      "LogLevel=ERROR", "-p", port, dest,
+  char *ssh_args[] = {"ssh",
+                      "-F",
+                      "/dev/null",
+                      "-i",
+                      f.key_path,
+                      "-o",
+                      kh_opt,
+                      "-o",
+                      "StrictHostKeyChecking=yes",
+                      "-o",
+                      "BatchMode=yes",
+                      "-o",
+                      "LogLevel=ERROR",
+                      "-p",
+                      port,
+                      dest,
                       "pwd; echo \"$KITE_NODE_TAG\"; echo hello > rel.txt; "
                       "sleep 1000 >/dev/null 2>&1 &",
                       NULL};
@@ -225,9 +259,23 @@ static void test_ssh_command_runs_in_node_dir_and_dies_with_node(void **state) {
   char *batch_path = kite__sprintf("%s/batch", f.home);
   char *batch = kite__sprintf("put %s sftp_rel.txt\n", local);
   assert_int_equal(kite__write_file(batch_path, batch, strlen(batch), 0644), 0);
-  char *sftp_args[] = {"sftp", "-F", "/dev/null", "-i", f.key_path, "-o", kh_opt, "-o",
-                       "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", "-P", port, "-b",
-                       batch_path, dest, NULL};
+  char *sftp_args[] = {"sftp",
+                       "-F",
+                       "/dev/null",
+                       "-i",
+                       f.key_path,
+                       "-o",
+                       kh_opt,
+                       "-o",
+                       "StrictHostKeyChecking=yes",
+                       "-o",
+                       "LogLevel=ERROR",
+                       "-P",
+                       port,
+                       "-b",
+                       batch_path,
+                       dest,
+                       NULL};
   cmd_t c2;
   assert_int_equal(run_cmd(&f, &c2, sftp_args), 0);
   char *sftp_rel = kite__sprintf("%s/sftp_rel.txt", kite_local_node_dir(n));
@@ -256,6 +304,18 @@ static void test_ssh_command_runs_in_node_dir_and_dies_with_node(void **state) {
   free(kh);
   free(s.root);
   fixture_close(&f);
+}
+
+static void test_ssh_command_runs_in_node_dir_and_dies_with_node(void **state) {
+  (void)state;
+  ssh_scenario(0755);
+}
+
+/* A private $KITE_HOME (mode 0700) as root: kite-node cannot reach the node's directory by
+ * its path, so the node mounts it over kite-node's home; commands and SFTP still land in it. */
+static void test_private_home_still_works(void **state) {
+  (void)state;
+  ssh_scenario(0700);
 }
 
 /* ---- many nodes ------------------------------------------------------------------------ */
@@ -305,7 +365,7 @@ static void test_64_nodes_start_in_parallel(void **state) {
   (void)state;
   fixture_t f;
   fixture_open(&f);
-  const char *tag = "test-64-nodes";
+  const char *tag = tag_for("test-64-nodes");
   node_slot_t *s = calloc(MANY, sizeof(*s));
   uint64_t t0 = uv_hrtime();
   for (int i = 0; i < MANY; i++)
@@ -326,11 +386,9 @@ static void test_64_nodes_start_in_parallel(void **state) {
   for (int i = 0; i < MANY; i++) {
     struct sockaddr_in sa;
     assert_int_equal(
-        uv_ip4_addr(kite_local_node_address(s[i].node), kite_local_node_port(s[i].node), &sa),
-        0);
+        uv_ip4_addr(kite_local_node_address(s[i].node), kite_local_node_port(s[i].node), &sa), 0);
     uv_tcp_init(&f.loop, &b[i].tcp);
-    assert_int_equal(uv_tcp_connect(&b[i].req, &b[i].tcp, (struct sockaddr *)&sa,
-                                    banner_connected),
+    assert_int_equal(uv_tcp_connect(&b[i].req, &b[i].tcp, (struct sockaddr *)&sa, banner_connected),
                      0);
   }
   for (int i = 0; i < MANY; i++) {
@@ -367,7 +425,7 @@ static void test_stop_while_starting(void **state) {
   (void)state;
   fixture_t f;
   fixture_open(&f);
-  const char *tag = "test-stop-early";
+  const char *tag = tag_for("test-stop-early");
   /* Stopped at once, and stopped at a few points later in its start. */
   enum { N = 6 };
   node_slot_t s[N];
@@ -401,7 +459,7 @@ static void test_node_dies_with_its_first_process(void **state) {
   (void)state;
   fixture_t f;
   fixture_open(&f);
-  const char *tag = "test-node-crash";
+  const char *tag = tag_for("test-node-crash");
   node_slot_t s;
   start_node(&f, &s, tag);
   run_until(&f, &s.started);
@@ -452,7 +510,7 @@ static void test_two_processes_never_share_an_address(void **state) {
     fixture_t f;
     fixture_open(&f);
     node_slot_t s[PER_PROC];
-    start_and_wait(&f, s, "test-addr-child");
+    start_and_wait(&f, s, tag_for("test-addr-child"));
     char msg[PER_PROC * 16] = "";
     for (int i = 0; i < PER_PROC; i++) {
       strcat(msg, kite_local_node_address(s[i].node));
@@ -468,7 +526,7 @@ static void test_two_processes_never_share_an_address(void **state) {
   fixture_t f;
   fixture_open(&f);
   node_slot_t s[PER_PROC];
-  start_and_wait(&f, s, "test-addr-parent");
+  start_and_wait(&f, s, tag_for("test-addr-parent"));
   char msg[PER_PROC * 16 + 1];
   size_t got = 0;
   while (got == 0 || msg[got - 1] != '\0') {
@@ -516,6 +574,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_options_are_refused),
       cmocka_unit_test(test_ssh_command_runs_in_node_dir_and_dies_with_node),
+      cmocka_unit_test(test_private_home_still_works),
       cmocka_unit_test(test_stop_while_starting),
       cmocka_unit_test(test_node_dies_with_its_first_process),
       cmocka_unit_test(test_two_processes_never_share_an_address),
