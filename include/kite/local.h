@@ -9,6 +9,7 @@
  *
  * Loop-thread only. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kite/runtime.h"
@@ -30,6 +31,11 @@ typedef struct kite_local_node_options {
   uint16_t port;
   /* sshd's MaxSessions (channels per connection); 0: 256. */
   unsigned max_sessions;
+  /* By default a node dies with the process that started it. With outlive_controller it
+   * does not, as a cloud machine would not: it dies by kite_local_node_stop(), by its power
+   * switch (a line written to the FIFO named by $KITE_POWEROFF on the node, which is how its
+   * dead-man's switch shuts it down), or with the machine. */
+  bool outlive_controller;
 } kite_local_node_options_t;
 
 /* Called once when the node's sshd is listening (status 0) or could not be started (the reason

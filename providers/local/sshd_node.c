@@ -112,6 +112,7 @@ struct kite_local_node {
   void *start_data;
 
   bool stopping, detached;
+  bool outlive; /* survives its controller (no lifeline), as a cloud machine does */
   bool killing; /* terminate() ran: the timer now means "kill harder" */
   kite_local_node_cb stop_cb;
   void *stop_data;
@@ -127,14 +128,19 @@ struct kite_local_node {
 };
 
 /* pid 1 of the node. $1 sshd dir, $2 work dir, $3 the path the node sees it at, $4 a
- * command prefix for sshd (drops capabilities when we are in a user namespace). */
+ * command prefix for sshd (drops capabilities when we are in a user namespace), $5 the login
+ * user, $6 "1" when the node outlives its controller (no lifeline). */
 static const char node_script[] =
     "exec 3<&0 </dev/null\n"
     "read -r pid rest </proc/self/stat\n"
     "echo \"kite-node-pid $pid\"\n"
-    "d=$1 w=$2 v=$3 wrap=$4\n"
+    "d=$1 w=$2 v=$3 wrap=$4 login=$5 outlive=$6\n"
     "mount --bind \"$d/passwd\" /etc/passwd || exit 1\n"
     "if [ \"$v\" != \"$w\" ]; then mount --bind \"$w\" \"$v\" || exit 1; fi\n"
+    /* The power switch: whoever writes a line into $KITE_POWEROFF turns the node off, as
+     * `shutdown -h now` would a machine (the dead-man's switch uses it). */
+    "rm -f \"$w/.kite-poweroff\"; mkfifo -m 0600 \"$w/.kite-poweroff\" || exit 1\n"
+    "chown \"$login\" \"$w/.kite-poweroff\" 2>/dev/null\n"
     "ssh-keygen -q -t ed25519 -N '' -C kite-node -f \"$d/host_key\" </dev/null || exit 1\n"
     "( exec 3<&-; $wrap " SSHD_PATH " -D -f \"$d/sshd_config\" -E \"$d/sshd.log\"\n"
     "  echo \"exit $?\" >\"$d/ready\" ) &\n"
@@ -142,11 +148,15 @@ static const char node_script[] =
     "case $line in exit*)\n"
     "  cat \"$d/sshd.log\" 2>/dev/null; echo \"kite-node-failed sshd $line\"; exit 1;; esac\n"
     "echo \"kite-node-ready $line\"\n"
-    /* The lifeline: EOF on our stdin ends the node. While waiting, this shell reaps the
-     * orphans the sessions leave behind. */
-    "cat <&3 >/dev/null &\n"
+    /* The lifeline: EOF on our stdin ends the node (unless it outlives its controller, as a
+     * cloud machine does). While waiting, this shell reaps the orphans the sessions leave
+     * behind. */
+    "if [ \"$outlive\" = 1 ]; then ( exec 3<&-; while :; do sleep 3600; done ) &\n"
+    "else cat <&3 >/dev/null & fi\n"
+    "life=$!\n"
+    "( exec 3<&-; read -r off <\"$w/.kite-poweroff\"; kill \"$life\" ) &\n"
     "exec 3<&-\n"
-    "wait $!\n";
+    "wait \"$life\"\n";
 
 static void node_maybe_finish(kite_local_node_t *n);
 static void node_terminate(kite_local_node_t *n);
@@ -320,9 +330,10 @@ static int write_config(kite_local_node_t *n, const kite_local_node_options_t *o
                             "PrintLastLog no\n"
                             "X11Forwarding no\n"
                             "AcceptEnv LANG LC_* KITE_*\n"
-                            "SetEnv KITE_NODE_TAG=%s\n"
+                            "SetEnv KITE_NODE_TAG=%s KITE_POWEROFF=%s/.kite-poweroff\n"
                             "Subsystem sftp internal-sftp\n",
-                            n->addr, n->port, d, d, n->login, max_sessions, n->tag);
+                            n->addr, n->port, d, d, n->login, max_sessions, n->tag,
+                            n->view_dir);
   if (cfg == NULL)
     return KITE_ENOMEM;
   int rc = write_in(n, "sshd_config", cfg, strlen(cfg), 0644);
@@ -766,6 +777,8 @@ static int spawn_node(kite_local_node_t *n) {
   args[a++] = n->work_dir;
   args[a++] = n->view_dir;
   args[a++] = wrap;
+  args[a++] = n->login;
+  args[a++] = n->outlive ? "1" : "0";
   args[a] = NULL;
 
   char *tag_entry = kite__sprintf("KITE_NODE_TAG=%s", n->tag);
@@ -846,6 +859,7 @@ int kite_local_node_start(kite_runtime_t *rt, const kite_local_node_options_t *o
   n->lock_fd = -1;
   n->pidfd = -1;
   n->port = opts->port ? opts->port : DEFAULT_PORT;
+  n->outlive = opts->outlive_controller;
   n->login = kite_local_login_user();
   n->started_ms = kite__wall_ms();
   n->tag = kite__strdup(tag);
