@@ -20,24 +20,55 @@
  * there is none an error reply is queued. A reply is an ordinary fact carrying the
  * correlation id and a FINAL flag: delivering it completes the pending request and then
  * reaches the fact's subscribers, so a late reply is never lost to them. */
-#include <uthash.h>
-
 #include "events_impl.h"
+
+/* The tables here are keyed by one or two 8-byte words (ids; a routing key and a type). A
+ * multiplicative hash of the words is enough for such keys and much cheaper than uthash's
+ * default byte-wise hash; every delivery to a keyed subscriber costs one. uthash picks the
+ * bucket from the low bits, so the high half of the last product is returned. */
+static inline unsigned word_hash(const void *key, size_t len) {
+  const unsigned char *p = key;
+  uint64_t h = (uint64_t)len * 0xC2B2AE3D27D4EB4Full;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h = (h + w) * 0x9E3779B97F4A7C15ull;
+  }
+  for (; i < len; i++)
+    h = (h + p[i]) * 0x9E3779B97F4A7C15ull;
+  return (unsigned)(h >> 32);
+}
+#define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = word_hash((keyptr), (size_t)(keylen)))
+#include <uthash.h>
 
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 #define DEFAULT_CAPACITY (8u << 20)
 #define DRAIN_BATCH 65536
+#define LOOKUP_GROUP 16
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
 
 enum {
   EF_FINAL = 1u,  /* completes the request named by corr */
   EF_CANCEL = 2u, /* the completion caused by kite_bus_cancel */
 };
 
+/* The key of a (type, routing key) bucket. Two whole words, built with two stores, so that
+ * hashing it right after building it reads what was just written without a stall. */
 typedef struct bkey {
   uint64_t key;
-  uint32_t type;
-  uint32_t responder;
+  uint64_t kind; /* the type, and bit 32 for the responders' table */
 } bkey_t;
+
+static inline bkey_t make_bkey(int type, kite_key_t key, bool responder) {
+  bkey_t k = {.key = key, .kind = (uint64_t)(uint32_t)type | (uint64_t)responder << 32};
+  return k;
+}
 
 typedef struct sub {
   uint64_t id;
@@ -45,7 +76,7 @@ typedef struct sub {
   kite_key_t key;
   bool responder;
   bool dead;
-  kite__tramp_fn tramp; /* NULL: generic fn */
+  kite__tramp_fn tramp; /* the typed trampoline, or generic_tramp */
   void (*fn)(void);
   void *data;
   struct sub *next, *prev;
@@ -93,6 +124,7 @@ struct kite_bus {
 
   unsigned char *ring;
   size_t cap, head, tail, used;
+  bool wrapped; /* the writer went back to the ring's start: free space is [tail, head) */
   ovf_t *ovf_head, *ovf_tail;
   size_t ovf_bytes;
 
@@ -105,6 +137,7 @@ struct kite_bus {
   bucket_t *resp;                  /* hash of (type, key) responders */
   bucket_t any[KITE_EV__COUNT];    /* (type, any key) subscribers */
   size_t keyed_n[KITE_EV__COUNT];  /* keyed subscribers per type */
+  uint64_t keyed_gen;              /* changes when a bucket enters or leaves `keyed` */
   sub_t *all_head, *all_tail;      /* every-type subscribers */
   sub_t *by_id;                    /* every subscription, by id */
   sub_t *zombies;
@@ -145,7 +178,7 @@ int kite__bus_new(kite_bus_t **out, kite_runtime_t *rt, size_t capacity) {
   uv_update_time(bus->loop);
   bus->wall_offset_ms = (int64_t)kite__wall_ms() - (int64_t)uv_now(bus->loop);
   for (int t = 0; t < KITE_EV__COUNT; t++)
-    bus->any[t].k.type = (uint32_t)t;
+    bus->any[t].k = make_bkey(t, KITE_KEY_ANY, false);
   uv_idle_init(bus->loop, &bus->idle);
   *out = bus;
   return 0;
@@ -158,34 +191,35 @@ size_t kite_bus_queued_bytes(const kite_bus_t *bus) { return queued(bus); }
 size_t kite_bus_capacity(const kite_bus_t *bus) { return bus->cap; }
 uint64_t kite_bus_emitted(const kite_bus_t *bus) { return bus->seq; }
 
-/* Reserves n contiguous bytes in the ring, or returns NULL. */
-static unsigned char *ring_reserve(kite_bus_t *bus, size_t n) {
-  if (bus->used == 0)
-    bus->head = bus->tail = 0;
-  if (bus->tail >= bus->head && !(bus->used > 0 && bus->tail == bus->head)) {
-    if (bus->cap - bus->tail >= n) {
-      unsigned char *p = bus->ring + bus->tail;
-      bus->tail += n;
-      bus->used += n;
-      return p;
-    }
-    if (bus->head >= n) {
-      size_t waste = bus->cap - bus->tail;
-      if (waste >= sizeof(uint32_t))
-        ((entry_t *)(bus->ring + bus->tail))->size = 0;
-      bus->used += waste + n;
-      bus->tail = n;
-      return bus->ring;
-    }
+/* Ring layout. Not wrapped: entries live in [head, tail) and the free space is [tail, cap)
+ * plus [0, head). Wrapped: entries live in [head, cap) and [0, tail) and the free space is
+ * [tail, head). When the queue empties, head and tail go back to 0 (see drain_one). */
+
+/* Reserves n contiguous bytes in the ring when the fast case does not apply, or returns
+ * NULL. */
+static unsigned char *ring_reserve_slow(kite_bus_t *bus, size_t n) {
+  if (bus->wrapped || bus->head < n)
     return NULL;
-  }
-  if (bus->tail < bus->head && bus->head - bus->tail >= n) {
-    unsigned char *p = bus->ring + bus->tail;
-    bus->tail += n;
+  /* Skip the end of the ring and start again at 0; the reader skips it too. */
+  size_t waste = bus->cap - bus->tail;
+  if (waste >= sizeof(uint32_t))
+    ((entry_t *)(bus->ring + bus->tail))->size = 0;
+  bus->used += waste + n;
+  bus->tail = n;
+  bus->wrapped = true;
+  return bus->ring;
+}
+
+/* Reserves n contiguous bytes in the ring, or returns NULL. */
+static inline unsigned char *ring_reserve(kite_bus_t *bus, size_t n) {
+  size_t tail = bus->tail;
+  size_t end = bus->wrapped ? bus->head : bus->cap;
+  if (end - tail >= n) {
+    bus->tail = tail + n;
     bus->used += n;
-    return p;
+    return bus->ring + tail;
   }
-  return NULL;
+  return ring_reserve_slow(bus, n);
 }
 
 static void start_idle(kite_bus_t *bus) {
@@ -195,54 +229,100 @@ static void start_idle(kite_bus_t *bus) {
   }
 }
 
-static int enqueue(kite_bus_t *bus, int type, const void *payload, uint64_t corr,
-                   uint32_t flags, bool may_refuse) {
-  if ((unsigned)type >= KITE_EV__COUNT || payload == NULL)
-    return KITE_EINVAL;
-  if (bus->closed)
-    return KITE_ECLOSED;
-  const kite__evinfo_t *info = &kite__evinfo[type];
-  size_t body = ALIGN8(info->size) + info->extra(payload);
-  size_t n = ALIGN8(ENTRY_HDR + body);
+/* An entry of n bytes when the ring has no room: BULK events are refused, others go to the
+ * overflow list. */
+static entry_t *enqueue_slow(kite_bus_t *bus, size_t n, bool bulk, int *rc) {
+  if (bulk) {
+    *rc = KITE_EAGAIN;
+    return NULL;
+  }
+  ovf_t *o = malloc(offsetof(ovf_t, e) + n);
+  if (o == NULL) {
+    *rc = KITE_ENOMEM;
+    return NULL;
+  }
+  o->next = NULL;
+  o->size = n;
+  if (bus->ovf_tail)
+    bus->ovf_tail->next = o;
+  else
+    bus->ovf_head = o;
+  bus->ovf_tail = o;
+  bus->ovf_bytes += n;
+  return &o->e;
+}
+
+/* Reserves the entry of an event whose payload struct takes `body` bytes and its strings and
+ * bytes `extra`, and fills in its header. Returns NULL with *rc set when it is refused. */
+static inline entry_t *enqueue_begin(kite_bus_t *bus, int type, size_t body, size_t extra,
+                                     kite_key_t key, uint64_t corr, uint32_t flags, bool bulk,
+                                     int *rc) {
+  size_t n = ALIGN8(ENTRY_HDR + body + extra);
+  if (bulk && n > bus->cap / 2) {
+    *rc = KITE_E2BIG;
+    return NULL;
+  }
   entry_t *e = NULL;
-  bool bulk = info->cls == KITE_EVC_BULK && may_refuse;
-  if (bulk && n > bus->cap / 2)
-    return KITE_E2BIG;
   if (bus->ovf_head == NULL && n <= bus->cap)
     e = (entry_t *)ring_reserve(bus, n);
   if (e == NULL) {
-    if (bulk)
-      return KITE_EAGAIN;
-    ovf_t *o = malloc(offsetof(ovf_t, e) + n);
-    if (o == NULL)
-      return KITE_ENOMEM;
-    o->next = NULL;
-    o->size = n;
-    if (bus->ovf_tail)
-      bus->ovf_tail->next = o;
-    else
-      bus->ovf_head = o;
-    bus->ovf_tail = o;
-    bus->ovf_bytes += n;
-    e = &o->e;
+    e = enqueue_slow(bus, n, bulk, rc);
+    if (e == NULL)
+      return NULL;
   }
   e->size = (uint32_t)n;
   e->ev.type = type;
   e->ev.flags = flags;
   e->ev.seq = ++bus->seq;
   e->ev.ts_ms = (uint64_t)((int64_t)uv_now(bus->loop) + bus->wall_offset_ms);
-  e->ev.key = info->key(payload);
+  e->ev.key = key;
   e->ev.corr = corr;
-  unsigned char *body_p = (unsigned char *)e + ENTRY_HDR;
-  info->copy(body_p, payload, (char *)body_p + ALIGN8(info->size));
-  e->ev.payload = body_p;
-  start_idle(bus);
-  return 0;
+  e->ev.payload = (unsigned char *)e + ENTRY_HDR;
+  if (!bus->idle_on)
+    start_idle(bus);
+  return e;
+}
+
+/* Copies an event into the queue: the payload struct, then its strings and bytes. The code
+ * is generated per type from the event table, so that sizes, the key field and which fields
+ * need copying are known at compile time. The caller has checked that payload is not NULL.
+ * A request always has a correlation id: one without (kite_bus_emit of a request type) is
+ * refused, since nobody would get its reply. */
+static int enqueue(kite_bus_t *bus, int type, const void *payload, uint64_t corr, uint32_t flags,
+                   bool may_refuse) {
+  int rc = KITE_ECLOSED;
+  switch (type) {
+#define ENQUEUE_CASE(NAME, nm, cl, keyf)                                                           \
+  case KITE_EV_##NAME: {                                                                           \
+    if (KITE_EVC_##cl == KITE_EVC_REQUEST && corr == 0)                                            \
+      return KITE_EINVAL;                                                                          \
+    if (bus->closed)                                                                               \
+      return KITE_ECLOSED;                                                                         \
+    const kite_ev_##nm##_t *p = payload;                                                           \
+    size_t n = 0;                                                                                  \
+    KITE_EV_##nm##_FIELDS(KITE__EXTRA)(void) n;                                                    \
+    entry_t *e = enqueue_begin(bus, type, ALIGN8(sizeof(*p)), n, KITE__KEY(keyf), corr, flags,     \
+                               KITE_EVC_##cl == KITE_EVC_BULK && may_refuse, &rc);                 \
+    if (e == NULL)                                                                                 \
+      return rc;                                                                                   \
+    kite_ev_##nm##_t *d = (kite_ev_##nm##_t *)((unsigned char *)e + ENTRY_HDR);                    \
+    char *extra = (char *)d + ALIGN8(sizeof(*p));                                                  \
+    *d = *p;                                                                                       \
+    KITE_EV_##nm##_FIELDS(KITE__COPY)(void) extra;                                                 \
+    return 0;                                                                                      \
+  }
+    KITE_EVENT_TABLE(ENQUEUE_CASE)
+#undef ENQUEUE_CASE
+  default:
+    return KITE_EINVAL;
+  }
 }
 
 int kite_bus_emit(kite_bus_t *bus, int type, const void *payload) {
-  if ((unsigned)type < KITE_EV__COUNT && kite__evinfo[type].cls == KITE_EVC_REQUEST)
-    return KITE_EINVAL; /* a request needs kite_bus_request (someone must get the reply) */
+  if (payload == NULL)
+    return KITE_EINVAL;
+  /* An unknown type, or a request (it needs kite_bus_request: someone must get the reply),
+   * gets KITE_EINVAL from enqueue. */
   return enqueue(bus, type, payload, 0, 0, true);
 }
 
@@ -250,11 +330,7 @@ int kite_bus_emit(kite_bus_t *bus, int type, const void *payload) {
 
 static bucket_t *bucket_get(kite_bus_t *bus, bucket_t **table, int type, kite_key_t key,
                             bool responder, bool create) {
-  bkey_t k;
-  memset(&k, 0, sizeof(k));
-  k.key = key;
-  k.type = (uint32_t)type;
-  k.responder = responder;
+  bkey_t k = make_bkey(type, key, responder);
   bucket_t *b = NULL;
   HASH_FIND(hh, *table, &k, sizeof(k), b);
   if (b == NULL && create) {
@@ -263,8 +339,9 @@ static bucket_t *bucket_get(kite_bus_t *bus, bucket_t **table, int type, kite_ke
       return NULL;
     b->k = k;
     HASH_ADD(hh, *table, k, sizeof(k), b);
+    if (table == &bus->keyed)
+      bus->keyed_gen++;
   }
-  (void)bus;
   return b;
 }
 
@@ -288,6 +365,8 @@ static void list_remove(sub_t **head, sub_t **tail, sub_t *s) {
   else
     *tail = s->prev;
 }
+
+static void generic_tramp(kite_bus_t *bus, const kite_event_t *ev, void (*fn)(void), void *data);
 
 static int add_sub(kite_bus_t *bus, int type, kite_key_t key, kite__tramp_fn tramp,
                    void (*fn)(void), void *data, bool responder, kite_sub_t *out) {
@@ -319,7 +398,7 @@ static int add_sub(kite_bus_t *bus, int type, kite_key_t key, kite__tramp_fn tra
   s->type = type;
   s->key = key;
   s->responder = responder;
-  s->tramp = tramp;
+  s->tramp = tramp ? tramp : generic_tramp;
   s->fn = fn;
   s->data = data;
   s->bucket = b;
@@ -336,8 +415,6 @@ static int add_sub(kite_bus_t *bus, int type, kite_key_t key, kite__tramp_fn tra
     out->id = s->id;
   return 0;
 }
-
-static void generic_tramp(kite_bus_t *bus, const kite_event_t *ev, void (*fn)(void), void *data);
 
 int kite__bus_subscribe_typed(kite_bus_t *bus, int type, kite_key_t key, void (*fn)(void),
                               void *data, bool responder, kite_sub_t *out) {
@@ -370,10 +447,12 @@ static void free_sub(kite_bus_t *bus, sub_t *s) {
     if (!s->responder && s->key != KITE_KEY_ANY)
       bus->keyed_n[s->type]--;
     if (b->n == 0 && !(b >= bus->any && b < bus->any + KITE_EV__COUNT)) {
-      if (s->responder)
+      if (s->responder) {
         HASH_DELETE(hh, bus->resp, b);
-      else
+      } else {
         HASH_DELETE(hh, bus->keyed, b);
+        bus->keyed_gen++;
+      }
       free(b);
     }
   } else {
@@ -412,10 +491,7 @@ static void generic_tramp(kite_bus_t *bus, const kite_event_t *ev, void (*fn)(vo
 }
 
 static inline void call_sub(kite_bus_t *bus, const kite_event_t *ev, sub_t *s) {
-  if (s->tramp)
-    s->tramp(bus, ev, s->fn, s->data);
-  else
-    generic_tramp(bus, ev, s->fn, s->data);
+  s->tramp(bus, ev, s->fn, s->data);
 }
 
 static inline void call_list(kite_bus_t *bus, const kite_event_t *ev, sub_t *s, uint64_t limit) {
@@ -426,59 +502,77 @@ static inline void call_list(kite_bus_t *bus, const kite_event_t *ev, sub_t *s, 
 
 static void complete_pending(kite_bus_t *bus, pending_t *p, int status, const kite_event_t *ev);
 
-static void deliver(kite_bus_t *bus, const kite_event_t *ev) {
+/* Completes the pending request that a reply (a FINAL event) answers. */
+static void deliver_final(kite_bus_t *bus, const kite_event_t *ev) {
+  pending_t *p = NULL;
+  HASH_FIND(hh, bus->pending, &ev->corr, sizeof(ev->corr), p);
+  if (p && (!p->canceled || (ev->flags & EF_CANCEL))) {
+    int status = 0;
+    if (ev->type == KITE_EV_REPLY_ERROR) {
+      status = ((const kite_ev_reply_error_t *)ev->payload)->code;
+      if (status == 0)
+        status = KITE_EINTERNAL;
+    }
+    complete_pending(bus, p, status, ev);
+  }
+}
+
+/* Hands a request to its responder, or answers it with a no-responder error. */
+static void deliver_request(kite_bus_t *bus, const kite_event_t *ev) {
+  int type = ev->type;
+  bucket_t *b = bucket_get(bus, &bus->resp, type, ev->key, true, false);
+  sub_t *r = NULL;
+  for (sub_t *s = b ? b->head : NULL; s && !r; s = s->next)
+    if (!s->dead)
+      r = s;
+  if (r == NULL) {
+    b = bucket_get(bus, &bus->resp, type, KITE_KEY_ANY, true, false);
+    for (sub_t *s = b ? b->head : NULL; s && !r; s = s->next)
+      if (!s->dead)
+        r = s;
+  }
+  if (r) {
+    call_sub(bus, ev, r);
+  } else {
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "no component answers %s requests (key %llu); is the %s "
+             "component started?",
+             kite__evinfo[type].name, (unsigned long long)ev->key,
+             type == KITE_EV_INSTANCE_LAUNCH || type == KITE_EV_INSTANCE_TERMINATE ? "provider"
+                                                                                   : "responsible");
+    kite_bus_reply_error(bus, ev->corr, KITE_ENORESPONDER, msg);
+  }
+}
+
+/* Delivers ev. When found is true, b is its keyed bucket (or NULL for none), looked up ahead
+ * of time by lookup_group() and still valid. */
+static inline void deliver(kite_bus_t *bus, const kite_event_t *ev, bool found, bucket_t *b) {
   uint64_t limit = bus->next_sub_id;
   int type = ev->type;
   bus->depth++;
-  if (ev->flags & EF_FINAL) {
-    pending_t *p = NULL;
-    HASH_FIND(hh, bus->pending, &ev->corr, sizeof(ev->corr), p);
-    if (p && (!p->canceled || (ev->flags & EF_CANCEL))) {
-      int status = 0;
-      if (type == KITE_EV_REPLY_ERROR) {
-        status = ((const kite_ev_reply_error_t *)ev->payload)->code;
-        if (status == 0)
-          status = KITE_EINTERNAL;
-      }
-      complete_pending(bus, p, status, ev);
-    }
+  /* Only requests and replies have a correlation id; replies are FINAL. */
+  bool request = false;
+  if (ev->corr) {
+    if (ev->flags & EF_FINAL)
+      deliver_final(bus, ev);
+    else
+      request = true;
   }
   if (bus->keyed_n[type]) {
-    bkey_t k;
-    memset(&k, 0, sizeof(k));
-    k.key = ev->key;
-    k.type = (uint32_t)type;
-    bucket_t *b = NULL;
-    HASH_FIND(hh, bus->keyed, &k, sizeof(k), b);
+    if (!found) {
+      bkey_t k = make_bkey(type, ev->key, false);
+      HASH_FIND(hh, bus->keyed, &k, sizeof(k), b);
+    }
     if (b)
       call_list(bus, ev, b->head, limit);
   }
   call_list(bus, ev, bus->any[type].head, limit);
-  call_list(bus, ev, bus->all_head, limit);
-  if (kite__evinfo[type].cls == KITE_EVC_REQUEST) {
-    bucket_t *b = bucket_get(bus, &bus->resp, type, ev->key, true, false);
-    sub_t *r = NULL;
-    for (sub_t *s = b ? b->head : NULL; s && !r; s = s->next)
-      if (!s->dead)
-        r = s;
-    if (r == NULL) {
-      b = bucket_get(bus, &bus->resp, type, KITE_KEY_ANY, true, false);
-      for (sub_t *s = b ? b->head : NULL; s && !r; s = s->next)
-        if (!s->dead)
-          r = s;
-    }
-    if (r) {
-      call_sub(bus, ev, r);
-    } else {
-      char msg[160];
-      snprintf(msg, sizeof(msg), "no component answers %s requests (key %llu); is the %s "
-               "component started?", kite__evinfo[type].name, (unsigned long long)ev->key,
-               type == KITE_EV_INSTANCE_LAUNCH || type == KITE_EV_INSTANCE_TERMINATE
-                   ? "provider" : "responsible");
-      kite_bus_reply_error(bus, ev->corr, KITE_ENORESPONDER, msg);
-    }
-  }
-  if (--bus->depth == 0)
+  if (bus->all_head)
+    call_list(bus, ev, bus->all_head, limit);
+  if (request)
+    deliver_request(bus, ev);
+  if (--bus->depth == 0 && bus->zombies)
     reap_zombies(bus);
 }
 
@@ -504,25 +598,11 @@ static void notify_waiters(kite_bus_t *bus) {
   }
 }
 
-/* Delivers one event; returns false when the queue is empty. */
-static bool drain_one(kite_bus_t *bus) {
-  if (bus->used > 0) {
-    if (bus->cap - bus->head < ENTRY_HDR || ((entry_t *)(bus->ring + bus->head))->size == 0) {
-      bus->used -= bus->cap - bus->head;
-      bus->head = 0;
-    }
-    entry_t *e = (entry_t *)(bus->ring + bus->head);
-    size_t n = e->size;
-    deliver(bus, &e->ev);
-    bus->head += n;
-    bus->used -= n;
-    if (bus->head == bus->cap)
-      bus->head = 0;
-    return true;
-  }
+/* Delivers the oldest overflow entry; returns false when there is none. */
+static bool drain_ovf(kite_bus_t *bus) {
   if (bus->ovf_head) {
     ovf_t *o = bus->ovf_head;
-    deliver(bus, &o->e.ev);
+    deliver(bus, &o->e.ev, false, NULL);
     bus->ovf_head = o->next;
     if (bus->ovf_head == NULL)
       bus->ovf_tail = NULL;
@@ -533,12 +613,133 @@ static bool drain_one(kite_bus_t *bus) {
   return false;
 }
 
+/* Keyed lookups of the next queued events, done ahead of their delivery. */
+typedef struct group {
+  int n, next;  /* entries looked up; the next one to deliver */
+  int left;     /* deliveries until the next group is due */
+  uint64_t gen; /* bus->keyed_gen when looked up */
+  const entry_t *e[LOOKUP_GROUP];
+  bucket_t *b[LOOKUP_GROUP];
+} group_t;
+
+/* With thousands of keys, a keyed delivery is bound by memory latency rather than work: the
+ * hash slot, each bucket on its chain, the subscriber and its data are each likely a cache
+ * miss, and each depends on the one before. So the lookups of the next few queued events are
+ * done together, one chain step per event per round with a prefetch of the next step, and
+ * their misses overlap instead of following one another. The result is used at delivery
+ * only if no bucket was added or removed since (keyed_gen); a handler that subscribes to or
+ * unsubscribes from an existing bucket needs no new lookup, since the bucket's list is read
+ * at delivery. This walks uthash's chains itself, through the fields uthash.h declares
+ * (buckets, hh_head, hh_next, hashv, key), with the same comparison HASH_FIND makes. */
+static void lookup_group(kite_bus_t *bus, group_t *g) {
+  UT_hash_table *tbl = bus->keyed->hh.tbl;
+  bkey_t keys[LOOKUP_GROUP];
+  unsigned hv[LOOKUP_GROUP];
+  const UT_hash_handle *h[LOOKUP_GROUP];
+  int n = 0, scanned = 0;
+  size_t pos = bus->head;
+  size_t end = bus->wrapped ? bus->cap : bus->tail;
+  while (scanned < LOOKUP_GROUP && end - pos >= ENTRY_HDR) {
+    const entry_t *e = (const entry_t *)(bus->ring + pos);
+    if (e->size == 0)
+      break; /* the writer skipped the ring's end: leave the rest to the next group */
+    pos += e->size;
+    scanned++;
+    if (bus->keyed_n[e->ev.type] == 0)
+      continue;
+    keys[n] = make_bkey(e->ev.type, e->ev.key, false);
+    HASH_VALUE(&keys[n], sizeof(keys[n]), hv[n]);
+    PREFETCH(&tbl->buckets[hv[n] & (tbl->num_buckets - 1u)]);
+    g->e[n] = e;
+    n++;
+  }
+  for (int i = 0; i < n; i++) {
+    h[i] = tbl->buckets[hv[i] & (tbl->num_buckets - 1u)].hh_head;
+    g->b[i] = NULL;
+    if (h[i]) {
+      PREFETCH(h[i]);
+      PREFETCH(ELMT_FROM_HH(tbl, h[i]));
+    }
+  }
+  for (int active = n; active > 0;) {
+    active = 0;
+    for (int i = 0; i < n; i++) {
+      if (h[i] == NULL)
+        continue;
+      if (h[i]->hashv == hv[i] && h[i]->keylen == sizeof(bkey_t) &&
+          memcmp(h[i]->key, &keys[i], sizeof(bkey_t)) == 0) {
+        bucket_t *b = ELMT_FROM_HH(tbl, h[i]);
+        g->b[i] = b;
+        h[i] = NULL;
+        if (b->head)
+          PREFETCH(b->head);
+        continue;
+      }
+      h[i] = h[i]->hh_next;
+      if (h[i]) {
+        PREFETCH(h[i]);
+        PREFETCH(ELMT_FROM_HH(tbl, h[i]));
+        active++;
+      }
+    }
+  }
+  /* The handler's data, now that the subscribers are on their way in. */
+  for (int i = 0; i < n; i++)
+    if (g->b[i] && g->b[i]->head)
+      PREFETCH(g->b[i]->head->data);
+  g->n = n;
+  g->next = 0;
+  g->left = scanned > 0 ? scanned : 1;
+  g->gen = bus->keyed_gen;
+}
+
+/* Delivers one event; returns false when the queue is empty. g holds lookups done ahead. */
+static inline bool drain_one(kite_bus_t *bus, group_t *g) {
+  if (g->left == 0) {
+    g->n = g->next = 0;
+    g->left = LOOKUP_GROUP;
+    if (bus->keyed != NULL && bus->used > 0)
+      lookup_group(bus, g);
+  }
+  g->left--;
+  if (bus->used == 0)
+    return drain_ovf(bus);
+  if (bus->cap - bus->head < ENTRY_HDR || ((entry_t *)(bus->ring + bus->head))->size == 0) {
+    /* The writer skipped the ring's end here. */
+    bus->used -= bus->cap - bus->head;
+    bus->head = 0;
+    bus->wrapped = false;
+  }
+  entry_t *e = (entry_t *)(bus->ring + bus->head);
+  size_t n = e->size;
+  bool found = false;
+  bucket_t *b = NULL;
+  if (g->next < g->n && g->e[g->next] == e) {
+    found = g->gen == bus->keyed_gen;
+    b = g->b[g->next++];
+  }
+  deliver(bus, &e->ev, found, b);
+  bus->head += n;
+  bus->used -= n;
+  if (bus->used == 0) {
+    bus->head = bus->tail = 0;
+    bus->wrapped = false;
+  } else if (bus->head == bus->cap) {
+    bus->head = 0;
+    bus->wrapped = false;
+  }
+  return true;
+}
+
 int kite_bus_drain(kite_bus_t *bus, size_t max) {
   if (bus->depth > 0 || bus->draining)
     return KITE_ERECURSIVE;
   bus->draining++;
   size_t n = 0;
-  while ((max == 0 || n < max) && drain_one(bus)) {
+  group_t g;
+  g.n = g.next = g.left = 0;
+  g.gen = 0;
+  while ((max == 0 || n < max) && drain_one(bus, &g)) {
     n++;
     if ((n & 255) == 0)
       notify_waiters(bus);
@@ -632,7 +833,7 @@ static void on_request_timeout(uv_timer_t *t) {
 int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t timeout_ms,
                      kite_reply_fn cb, void *data, uint64_t *corr) {
   if ((unsigned)type >= KITE_EV__COUNT || kite__evinfo[type].cls != KITE_EVC_REQUEST ||
-      cb == NULL)
+      cb == NULL || payload == NULL)
     return KITE_EINVAL;
   if (bus->closed || bus->closing)
     return KITE_ECLOSED;
@@ -662,7 +863,8 @@ int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t ti
 }
 
 int kite_bus_reply(kite_bus_t *bus, uint64_t corr, int type, const void *payload) {
-  if ((unsigned)type >= KITE_EV__COUNT || kite__evinfo[type].cls == KITE_EVC_REQUEST || corr == 0)
+  if ((unsigned)type >= KITE_EV__COUNT || kite__evinfo[type].cls == KITE_EVC_REQUEST || corr == 0 ||
+      payload == NULL)
     return KITE_EINVAL;
   return enqueue(bus, type, payload, corr, EF_FINAL, false);
 }

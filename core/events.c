@@ -1,8 +1,9 @@
-/* Everything the event table generates except the bus mechanics: names, payload copying,
- * routing keys, typed trampolines and subscribe functions, and the JSON form.
+/* Everything the event table generates except the bus mechanics: names, routing keys of
+ * strings, typed trampolines and subscribe functions, and the JSON form. (Copying a payload
+ * into the queue is generated in bus.c, from the per-field code in events_impl.h.)
  *
- * A string field is copied with its NUL; a NULL string stays NULL. Strings in JSON are
- * redacted (registered secrets) and made valid UTF-8; bytes are redacted and base64'd. */
+ * Strings in JSON are redacted (registered secrets) and made valid UTF-8; bytes are redacted
+ * and base64'd. */
 #include <jansson.h>
 
 #include "events_impl.h"
@@ -116,62 +117,10 @@ kite_key_t kite_key_str(const char *s) {
   }
   return h == KITE_KEY_ANY ? h - 1 : h;
 }
-static inline kite_key_t key_u64(uint64_t v) { return v; }
 static json_t *key_json_str(const char *s) { return s ? json_string(s) : json_null(); }
 static json_t *key_json_u64(uint64_t v) { return json_integer((json_int_t)v); }
 
-#define KEY_OF(x) _Generic((x), const char *: kite_key_str, default: key_u64)(x)
 #define KEY_JSON(x) _Generic((x), const char *: key_json_str, default: key_json_u64)(x)
-
-/* "none" as a key column means key 0; anything else names a payload field. */
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define SECOND_(a, b, ...) b
-#define SECOND(...) SECOND_(__VA_ARGS__, 0, 0)
-#define ISNONE_none ~, 1
-#define IS_NONE(k) SECOND(ISNONE_##k)
-#define IIF_0(t, f) f
-#define IIF_1(t, f) t
-#define IIF(c) CAT(IIF_, c)
-
-/* ---- per-field code -------------------------------------------------------------------- */
-
-#define EXTRA_U64(f)
-#define EXTRA_I64(f)
-#define EXTRA_U32(f)
-#define EXTRA_I32(f)
-#define EXTRA_DBL(f)
-#define EXTRA_BOOL(f)
-#define EXTRA_NSTATE(f)
-#define EXTRA_ERR(f)
-#define EXTRA_STR(f) n += p->f ? strlen(p->f) + 1 : 0;
-#define EXTRA_BYTES(f) n += p->f.ptr ? p->f.len : 0;
-#define EXTRA(kind, f) EXTRA_##kind(f)
-
-#define COPY_U64(f)
-#define COPY_I64(f)
-#define COPY_U32(f)
-#define COPY_I32(f)
-#define COPY_DBL(f)
-#define COPY_BOOL(f)
-#define COPY_NSTATE(f)
-#define COPY_ERR(f)
-#define COPY_STR(f)                                                                          \
-  if (s->f) {                                                                                \
-    size_t l = strlen(s->f) + 1;                                                             \
-    memcpy(extra, s->f, l);                                                                  \
-    d->f = extra;                                                                            \
-    extra += l;                                                                              \
-  }
-#define COPY_BYTES(f)                                                                        \
-  if (s->f.ptr) {                                                                            \
-    memcpy(extra, s->f.ptr, s->f.len);                                                       \
-    d->f.ptr = extra;                                                                        \
-    extra += s->f.len;                                                                       \
-  } else {                                                                                   \
-    d->f.len = 0;                                                                            \
-  }
-#define COPY(kind, f) COPY_##kind(f)
 
 #define JSON_U64(f) json_integer((json_int_t)p->f)
 #define JSON_I64(f) json_integer((json_int_t)p->f)
@@ -186,27 +135,10 @@ static json_t *key_json_u64(uint64_t v) { return json_integer((json_int_t)v); }
 #define JSON_FIELD(kind, f) json_object_set_new(o, #f, JSON_##kind(f));
 
 #define GEN(NAME, name, cls, keyf)                                                           \
-  static size_t extra_##name(const void *vp) {                                               \
-    const kite_ev_##name##_t *p = vp;                                                        \
-    size_t n = 0;                                                                            \
-    KITE_EV_##name##_FIELDS(EXTRA)(void) p;                                                  \
-    return n;                                                                                \
-  }                                                                                          \
-  static void copy_##name(void *dp, const void *sp, char *extra) {                           \
-    kite_ev_##name##_t *d = dp;                                                              \
-    const kite_ev_##name##_t *s = sp;                                                        \
-    *d = *s;                                                                                 \
-    KITE_EV_##name##_FIELDS(COPY)(void) extra;                                               \
-  }                                                                                          \
-  static kite_key_t key_##name(const void *vp) {                                             \
-    const kite_ev_##name##_t *p = vp;                                                        \
-    (void)p;                                                                                 \
-    return IIF(IS_NONE(keyf))((kite_key_t)0, KEY_OF(p->keyf));                               \
-  }                                                                                          \
   static json_t *jkey_##name(const void *vp) {                                               \
     const kite_ev_##name##_t *p = vp;                                                        \
     (void)p;                                                                                 \
-    return IIF(IS_NONE(keyf))(json_null(), KEY_JSON(p->keyf));                               \
+    return KITE__IIF(KITE__IS_NONE(keyf))(json_null(), KEY_JSON(p->keyf));                   \
   }                                                                                          \
   static json_t *json_##name(const void *vp, const kite_runtime_t *rt) {                     \
     const kite_ev_##name##_t *p = vp;                                                        \
@@ -235,9 +167,7 @@ KITE_EVENT_TABLE(GEN)
 
 const kite__evinfo_t kite__evinfo[KITE_EV__COUNT] = {
 #define INFO(NAME, name, cls, keyf)                                                          \
-  [KITE_EV_##NAME] = {#name,       KITE_EVC_##cls, sizeof(kite_ev_##name##_t),                \
-                      extra_##name, copy_##name,    key_##name,                                \
-                      tramp_##name, json_##name,    jkey_##name},
+  [KITE_EV_##NAME] = {#name, KITE_EVC_##cls, tramp_##name, json_##name, jkey_##name},
     KITE_EVENT_TABLE(INFO)
 #undef INFO
 };
