@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds (if needed) and runs kite's benchmarks and the peer baselines they are compared with,
+# and prints the ratios.
+#
+#   bench/run.sh            every section
+#   bench/run.sh bus        only the named sections
+#
+# Environment:
+#   BUILD_DIR   the CMake build directory (default: build). Configured here with
+#               -DCMAKE_BUILD_TYPE=Release if it does not exist yet; an existing one is used
+#               as it is configured.
+#   PYTHON      the interpreter of the Python baselines (default: /usr/bin/python3, where
+#               Debian's python3-blinker lives).
+#
+# Output is key=value lines. To add a section: write a section_<name> function and add
+# <name> to SECTIONS.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
+PYTHON=${PYTHON:-/usr/bin/python3}
+SECTIONS=(bus)
+
+# build TARGET...: configures BUILD_DIR if needed and builds the targets; the log is shown
+# only when something fails.
+build() {
+  local log
+  log=$(mktemp)
+  if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+    if ! cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      return 1
+    fi
+  fi
+  if ! cmake --build "$BUILD_DIR" -j"$(nproc)" --target "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+  local type
+  type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt")
+  echo "build_dir=$BUILD_DIR"
+  echo "build_type=${type:-none}"
+  case $type in
+    Release | RelWithDebInfo) ;;
+    *) echo "warning: $BUILD_DIR is a '${type:-none}' build; figures are meaningful only for" \
+         "an optimized build (Release or RelWithDebInfo)" >&2 ;;
+  esac
+}
+
+# value KEY FILE: the value of the last KEY=... line of FILE.
+value() {
+  sed -n "s/^$1=//p" "$2" | tail -n 1
+}
+
+# ratio A B: A / B with one decimal.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f\n", a / b; else print "nan" }'
+}
+
+# ---- bus: the event bus against blinker's signals ---------------------------------------
+section_bus() {
+  echo "== bus"
+  build bus_bench
+  local out
+  out=$(mktemp)
+  "$BUILD_DIR/bench/bus_bench" | tee "$out"
+  "$PYTHON" "$ROOT/bench/bus_blinker.py" | tee -a "$out"
+  echo "ratio_one_sub=$(ratio "$(value bus_one_sub_events_per_sec "$out")" \
+    "$(value blinker_one_sub_events_per_sec "$out")")"
+  echo "ratio_keyed=$(ratio "$(value bus_keyed_10k_events_per_sec "$out")" \
+    "$(value blinker_keyed_10k_events_per_sec "$out")")"
+  rm -f "$out"
+}
+
+main() {
+  local run=("$@")
+  if [ ${#run[@]} -eq 0 ]; then
+    run=("${SECTIONS[@]}")
+  fi
+  for s in "${run[@]}"; do
+    if ! declare -F "section_$s" >/dev/null; then
+      echo "unknown section '$s' (sections: ${SECTIONS[*]})" >&2
+      exit 2
+    fi
+  done
+  for s in "${run[@]}"; do
+    "section_$s"
+  done
+}
+
+main "$@"
