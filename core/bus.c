@@ -704,8 +704,9 @@ static inline bool drain_one(kite_bus_t *bus, group_t *g) {
   g->left--;
   if (bus->used == 0)
     return drain_ovf(bus);
-  if (bus->cap - bus->head < ENTRY_HDR || ((entry_t *)(bus->ring + bus->head))->size == 0) {
-    /* The writer skipped the ring's end here. */
+  if (bus->wrapped &&
+      (bus->cap - bus->head < ENTRY_HDR || ((entry_t *)(bus->ring + bus->head))->size == 0)) {
+    /* The writer skipped the ring's end here (only a writer that wrapped skips). */
     bus->used -= bus->cap - bus->head;
     bus->head = 0;
     bus->wrapped = false;
