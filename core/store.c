@@ -1,0 +1,1431 @@
+/* The state store: pools, nodes, instances and task history in one SQLite file.
+ *
+ * Design notes
+ * - What it owns: one SQLite connection and its prepared statements. It reacts to nothing and
+ *   emits nothing; the pool, the nodes and the CLI call it.
+ * - Why it exists: every resource that costs money is recorded before it exists and forgotten
+ *   only after the provider confirms it is gone. An instance row is written LAUNCHING (with its
+ *   launch token) before the launch call, RUNNING with the provider's id when that is known, and
+ *   TERMINATED only on the provider's confirmation. A trigger refuses to delete a live row, so
+ *   not even a cascading pool delete can forget one.
+ * - Durability: WAL mode. Commits that concern money (pools, nodes, instances) run with
+ *   synchronous=FULL: the WAL is fsynced before the commit returns, so a launch recorded just
+ *   before the launch call survives a crash of the process and of the machine. Task history
+ *   runs with synchronous=NORMAL (durable across a process crash, may lose the last entries on
+ *   power loss), because a broadcast to thousands of nodes must not cost thousands of fsyncs on
+ *   the loop thread. Switching the pragma between commits costs no I/O, and a FULL commit also
+ *   makes every NORMAL commit before it durable.
+ * - Concurrency: several kite processes read while one writes (WAL readers never block and are
+ *   never blocked). Writers wait for each other through the busy timeout. Every multi-statement
+ *   write is BEGIN IMMEDIATE, so it takes the write lock up front and never fails half-way with
+ *   a stale snapshot (SQLITE_BUSY_SNAPSHOT bypasses the busy handler); single statements are
+ *   their own transaction. Each list is one SELECT, hence one consistent snapshot.
+ * - Permissions: the file is created with open(O_CREAT, 0600) before SQLite sees it, so there
+ *   is no moment with wider permissions; SQLite creates -wal and -shm with the database's mode.
+ *   Existing files with wider permissions are narrowed at open.
+ * - SQL is constant text; every value is a bound parameter.
+ * - Schema: a schema_version table and a list of migrations, each applied once in one
+ *   IMMEDIATE transaction (so two processes opening a new file at once do not race). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kite/store.h"
+#include "kite_impl.h"
+
+#define BUSY_TIMEOUT_MS 5000
+#define ERRLEN 512
+
+struct kite_store {
+  sqlite3 *db;
+  char *path;
+  int sync; /* the synchronous level in force: 0 not set yet, 1 NORMAL, 2 FULL */
+  sqlite3_stmt **stmts;
+  char err[ERRLEN];
+};
+
+/* The last kite_store_open failure of this thread (there is no store to hold it). */
+static _Thread_local char open_err[ERRLEN];
+
+/* ---- schema -------------------------------------------------------------------------------- */
+
+/* migrations[i] takes the schema from version i to version i + 1. */
+static const char *const migrations[] = {
+    /* 1: the first schema. */
+    "CREATE TABLE schema_version("
+    "  version INTEGER PRIMARY KEY,"
+    "  applied_ms INTEGER NOT NULL);"
+    "CREATE TABLE pools("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  provider TEXT NOT NULL,"
+    "  tag TEXT NOT NULL,"
+    "  spec TEXT,"
+    "  owner_pid INTEGER NOT NULL DEFAULT 0,"
+    "  socket_path TEXT,"
+    "  state TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE nodes("
+    "  pool TEXT NOT NULL REFERENCES pools(name) ON DELETE CASCADE,"
+    "  rank INTEGER NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  instance_id TEXT,"
+    "  address TEXT,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY(pool, rank));"
+    "CREATE TABLE instances("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  pool TEXT NOT NULL REFERENCES pools(name) ON DELETE CASCADE,"
+    "  rank INTEGER,"
+    "  provider TEXT NOT NULL,"
+    "  launch_token TEXT UNIQUE,"
+    "  instance_id TEXT,"
+    "  state TEXT NOT NULL CHECK(state IN"
+    "    ('launching','running','terminating','terminated','unknown')),"
+    "  address TEXT,"
+    "  port INTEGER,"
+    "  user TEXT,"
+    "  host_key TEXT,"
+    "  price REAL,"
+    "  tag TEXT,"
+    "  note TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  terminated_ms INTEGER);"
+    /* One live record per provider instance; terminated history may repeat an id. */
+    "CREATE UNIQUE INDEX instances_live_id ON instances(provider, instance_id)"
+    "  WHERE instance_id IS NOT NULL AND state != 'terminated';"
+    "CREATE INDEX instances_pool_state ON instances(pool, state);"
+    "CREATE TRIGGER instances_keep_live BEFORE DELETE ON instances"
+    "  WHEN OLD.state != 'terminated'"
+    "  BEGIN SELECT RAISE(ABORT, 'a live instance cannot be forgotten'); END;"
+    "CREATE TABLE tasks("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  pool TEXT NOT NULL REFERENCES pools(name) ON DELETE CASCADE,"
+    "  task_id INTEGER NOT NULL,"
+    "  rank INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL DEFAULT 1,"
+    "  command TEXT,"
+    "  started_ms INTEGER NOT NULL,"
+    "  finished_ms INTEGER,"
+    "  exit_status INTEGER,"
+    "  error TEXT);"
+    "CREATE INDEX tasks_pool ON tasks(pool, id);",
+};
+
+_Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+/* ---- statements ---------------------------------------------------------------------------- */
+
+#define POOL_COLS                                                                                  \
+  "p.name, p.provider, p.tag, p.spec, p.owner_pid, p.socket_path, p.state, p.created_ms, "         \
+  "p.updated_ms, (SELECT count(*) FROM instances i WHERE i.pool = p.name AND "                     \
+  "i.state != 'terminated')"
+#define INST_COLS                                                                                  \
+  "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
+  "price, tag, note, created_ms, updated_ms, terminated_ms"
+#define TASK_COLS                                                                                  \
+  "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error"
+
+#define STMT_TABLE(X)                                                                              \
+  X(VERSION_TABLE, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "                  \
+                   "name = 'schema_version'")                                                      \
+  X(ANY_TABLE, "SELECT count(*) FROM sqlite_master WHERE type = 'table'")                          \
+  X(VERSION_GET, "SELECT coalesce(max(version), 0) FROM schema_version")                           \
+  X(VERSION_PUT, "INSERT INTO schema_version(version, applied_ms) VALUES(?1, ?2)")                 \
+  X(POOL_PUT, "INSERT INTO pools(name, provider, tag, spec, owner_pid, socket_path, state, "       \
+              "created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) "                \
+              "ON CONFLICT(name) DO UPDATE SET provider = excluded.provider, "                     \
+              "tag = excluded.tag, spec = excluded.spec, owner_pid = excluded.owner_pid, "         \
+              "socket_path = excluded.socket_path, state = excluded.state, "                       \
+              "updated_ms = excluded.updated_ms")                                                  \
+  X(POOL_SET_STATE, "UPDATE pools SET state = ?2, owner_pid = ?3, socket_path = ?4, "              \
+                    "updated_ms = ?5 WHERE name = ?1")                                             \
+  X(POOL_GET, "SELECT " POOL_COLS " FROM pools p WHERE p.name = ?1")                               \
+  X(POOL_LIST, "SELECT " POOL_COLS " FROM pools p ORDER BY p.name")                                \
+  X(POOL_TAG, "SELECT tag FROM pools WHERE name = ?1")                                             \
+  X(POOL_LIVE, "SELECT count(*), (SELECT coalesce(instance_id, 'launch ' || "                      \
+               "coalesce(launch_token, '#' || id)) || ' at ' || provider || ' (' || state || "     \
+               "')' FROM instances WHERE pool = ?1 AND state != 'terminated' ORDER BY id "         \
+               "LIMIT 1) FROM instances WHERE pool = ?1 AND state != 'terminated'")                \
+  X(POOL_DELETE, "DELETE FROM pools WHERE name = ?1")                                              \
+  X(NODE_PUT, "INSERT INTO nodes(pool, rank, state, instance_id, address, updated_ms) "            \
+              "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(pool, rank) DO UPDATE SET "              \
+              "state = excluded.state, instance_id = excluded.instance_id, "                       \
+              "address = excluded.address, updated_ms = excluded.updated_ms")                      \
+  X(NODE_LIST, "SELECT pool, rank, state, instance_id, address, updated_ms FROM nodes "            \
+               "WHERE pool = ?1 ORDER BY rank")                                                    \
+  X(INST_LAUNCHING, "INSERT INTO instances(pool, rank, provider, launch_token, state, tag, "       \
+                    "created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, 'launching', ?5, ?6, ?6)")     \
+  X(INST_IDENTITY, "SELECT provider, instance_id FROM instances WHERE id = ?1")                    \
+  X(INST_LIVE_BY_ID, "SELECT id, state FROM instances WHERE provider = ?1 AND "                    \
+                     "instance_id = ?2 AND state != 'terminated' AND id != ?3")                    \
+  X(INST_MERGE, "UPDATE instances SET state = 'terminated', terminated_ms = ?2, "                  \
+                "updated_ms = ?2, note = 'duplicate record of row ' || ?3 || "                     \
+                "', which tracks the same instance' WHERE id = ?1 AND state = 'unknown'")          \
+  X(INST_LAUNCHED, "UPDATE instances SET instance_id = ?2, address = coalesce(?3, address), "      \
+                   "port = coalesce(?4, port), user = coalesce(?5, user), "                        \
+                   "host_key = coalesce(?6, host_key), price = coalesce(?7, price), "              \
+                   "state = CASE state WHEN 'terminating' THEN 'terminating' "                     \
+                   "ELSE 'running' END, terminated_ms = NULL, updated_ms = ?8 WHERE id = ?1")      \
+  X(INST_TERMINATING, "UPDATE instances SET state = 'terminating', updated_ms = ?2 "               \
+                      "WHERE id = ?1 AND state != 'terminated'")                                   \
+  X(INST_TERMINATED_ID, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, "          \
+                        "updated_ms = ?3 WHERE provider = ?1 AND instance_id = ?2 AND "            \
+                        "state != 'terminated'")                                                   \
+  X(INST_ANY_BY_ID, "SELECT count(*) FROM instances WHERE provider = ?1 AND instance_id = ?2")     \
+  X(INST_TERMINATED_ROW, "UPDATE instances SET state = 'terminated', terminated_ms = ?2, "         \
+                         "updated_ms = ?2, note = coalesce(?3, note) WHERE id = ?1 AND "           \
+                         "state != 'terminated'")                                                  \
+  X(INST_EXISTS, "SELECT count(*) FROM instances WHERE id = ?1")                                   \
+  X(INST_GET, "SELECT " INST_COLS " FROM instances WHERE id = ?1")                                 \
+  X(INST_LIST, "SELECT " INST_COLS " FROM instances WHERE (?1 IS NULL OR pool = ?1) AND "          \
+               "(?2 = 0 OR state != 'terminated') ORDER BY id")                                    \
+  X(REC_CLEAR, "DELETE FROM temp.kite_listed")                                                     \
+  X(REC_ADD, "INSERT OR IGNORE INTO temp.kite_listed(id, address) VALUES(?1, ?2)")                 \
+  X(REC_TOKEN, "SELECT id FROM instances WHERE pool = ?1 AND provider = ?2 AND "                   \
+               "launch_token = ?3 AND state = 'launching' AND instance_id IS NULL")                \
+  X(REC_ADOPT, "UPDATE instances SET instance_id = ?2, state = 'running', "                        \
+               "address = coalesce(?3, address), updated_ms = ?4, "                                \
+               "note = 'launch reply lost; adopted by reconciliation' WHERE id = ?1")              \
+  X(REC_FOUND, "INSERT INTO instances(pool, rank, provider, instance_id, state, address, tag, "    \
+               "note, created_ms, updated_ms) SELECT ?1, NULL, ?2, l.id, 'unknown', l.address, "   \
+               "?3, 'found by reconciliation', ?4, ?4 FROM temp.kite_listed l "                    \
+               "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.provider = ?2 AND "            \
+               "i.instance_id = l.id AND i.state != 'terminated') ORDER BY l.id")                  \
+  X(REC_GONE, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, updated_ms = ?3, "   \
+              "note = 'not in the provider''s list of the pool''s instances' "                     \
+              "WHERE pool = ?1 AND provider = ?2 AND instance_id IS NOT NULL AND "                 \
+              "state != 'terminated' AND instance_id NOT IN (SELECT id FROM temp.kite_listed)")    \
+  X(REC_ABANDON, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, "                 \
+                 "updated_ms = ?3, note = 'launch never appeared in the provider''s list' "        \
+                 "WHERE pool = ?1 AND provider = ?2 AND state = 'launching' AND "                  \
+                 "instance_id IS NULL AND created_ms < ?4")                                        \
+  X(REC_COUNT, "SELECT coalesce(sum(state = 'launching' AND instance_id IS NULL), 0), "            \
+               "count(*) FROM instances WHERE pool = ?1 AND provider = ?2 AND "                    \
+               "state != 'terminated'")                                                            \
+  X(TASK_START, "INSERT INTO tasks(pool, task_id, rank, attempt, command, started_ms) "            \
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                  \
+  X(TASK_FINISH, "UPDATE tasks SET finished_ms = ?2, exit_status = ?3, error = ?4 "                \
+                 "WHERE id = ?1")                                                                  \
+  X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")
+
+enum stmt_id {
+#define STMT_ENUM(name, sql) ST_##name,
+  STMT_TABLE(STMT_ENUM)
+#undef STMT_ENUM
+      ST__COUNT
+};
+
+static const char *const stmt_sql[ST__COUNT] = {
+#define STMT_SQL(name, sql) sql,
+    STMT_TABLE(STMT_SQL)
+#undef STMT_SQL
+};
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) static int set_err(kite_store_t *s, int code, const char *fmt,
+                                                         ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s ? s->err : open_err, ERRLEN, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+/* Maps the connection's last SQLite error to a kite code and keeps SQLite's message. */
+static int db_fail(kite_store_t *s, const char *what) {
+  int rc = sqlite3_errcode(s->db);
+  const char *msg = sqlite3_errmsg(s->db);
+  switch (rc) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return set_err(s, KITE_EBUSY,
+                   "%s: %s (another kite process held the state store %s for more than %d ms; "
+                   "try again)",
+                   what, msg, s->path, BUSY_TIMEOUT_MS);
+  case SQLITE_NOMEM:
+    return set_err(s, KITE_ENOMEM, "%s: %s", what, msg);
+  default:
+    return set_err(s, KITE_ESTORE, "%s: %s (state store %s)", what, msg, s->path);
+  }
+}
+
+static bool is_constraint(kite_store_t *s, int extended) {
+  return sqlite3_extended_errcode(s->db) == extended;
+}
+
+/* ---- statement helpers --------------------------------------------------------------------- */
+
+/* The prepared statement id, reset and with no bindings; NULL on failure (s->err says why). */
+static sqlite3_stmt *stmt(kite_store_t *s, enum stmt_id id) {
+  if (s->stmts[id] == NULL && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                                 &s->stmts[id], NULL) != SQLITE_OK) {
+    db_fail(s, "preparing a statement");
+    return NULL;
+  }
+  sqlite3_reset(s->stmts[id]);
+  sqlite3_clear_bindings(s->stmts[id]);
+  return s->stmts[id];
+}
+
+/* Ends a statement's use; bound strings (SQLITE_STATIC) are not referenced afterwards. */
+static void finish(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+static void bind_str(sqlite3_stmt *st, int i, const char *v) {
+  if (v)
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static void bind_i64(sqlite3_stmt *st, int i, int64_t v) {
+  sqlite3_bind_int64(st, i, v);
+}
+
+static int64_t now_ms(void) {
+  return (int64_t)kite__wall_ms();
+}
+
+/* Steps st to completion (no rows expected); 0 or a mapped error. */
+static int run(kite_store_t *s, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  int err = rc == SQLITE_DONE ? 0 : db_fail(s, what);
+  finish(st);
+  return err;
+}
+
+/* Runs a one-row, integer-column query: *a and *b (either may be NULL) get columns 0 and 1. */
+static int query_ints(kite_store_t *s, sqlite3_stmt *st, const char *what, int64_t *a, int64_t *b) {
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    int err = rc == SQLITE_DONE ? set_err(s, KITE_EINTERNAL, "%s: no row", what) : db_fail(s, what);
+    finish(st);
+    return err;
+  }
+  if (a)
+    *a = sqlite3_column_int64(st, 0);
+  if (b)
+    *b = sqlite3_column_int64(st, 1);
+  finish(st);
+  return 0;
+}
+
+static int exec_sql(kite_store_t *s, const char *sql, const char *what) {
+  if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return db_fail(s, what);
+  return 0;
+}
+
+static int begin(kite_store_t *s) {
+  return exec_sql(s, "BEGIN IMMEDIATE", "starting a write");
+}
+static int commit(kite_store_t *s) {
+  return exec_sql(s, "COMMIT", "committing");
+}
+static void rollback(kite_store_t *s) {
+  if (!sqlite3_get_autocommit(s->db))
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Sets synchronous to FULL (money) or NORMAL (history) when it is not already. */
+static int set_sync(kite_store_t *s, bool full) {
+  int want = full ? 2 : 1;
+  if (s->sync == want)
+    return 0;
+  int rc = exec_sql(s, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                    "setting synchronous");
+  if (rc == 0)
+    s->sync = want;
+  return rc;
+}
+
+/* A copy of column i, NULL when the column is NULL; *oom set when the copy failed. */
+static const char *col_str(sqlite3_stmt *st, int i, bool *oom) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  if (t == NULL)
+    return NULL;
+  char *c = strdup((const char *)t);
+  if (c == NULL)
+    *oom = true;
+  return c;
+}
+
+static void free_str(const char *p) {
+  free((char *)p);
+}
+
+/* Grows *v (elements of size sz) to hold one more than *n; NULL on allocation failure. */
+static void *grow(void **v, size_t *cap, size_t n, size_t sz) {
+  if (n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *g = realloc(*v, ncap * sz);
+    if (g == NULL)
+      return NULL;
+    *v = g;
+    *cap = ncap;
+  }
+  return (char *)*v + n * sz;
+}
+
+static bool empty(const char *s) {
+  return s == NULL || *s == '\0';
+}
+
+/* ---- names --------------------------------------------------------------------------------- */
+
+static const char *const istate_names[KITE_STORE__STATE_COUNT] = {
+    "launching", "running", "terminating", "terminated", "unknown"};
+
+const char *kite_store_instance_state_name(int state) {
+  return state >= 0 && state < KITE_STORE__STATE_COUNT ? istate_names[state] : "invalid";
+}
+
+static kite_store_instance_state_t istate_from(const char *name) {
+  for (int i = 0; name && i < KITE_STORE__STATE_COUNT; i++)
+    if (strcmp(name, istate_names[i]) == 0)
+      return (kite_store_instance_state_t)i;
+  return KITE_STORE_UNKNOWN; /* the CHECK constraint makes this unreachable */
+}
+
+/* Node states are stored by name, so the file stays readable if the enum is renumbered. */
+static const char *const node_names[] = {
+#define NODE_NAME(n) #n,
+    KITE_NODE_STATE_MAP(NODE_NAME)
+#undef NODE_NAME
+};
+
+static int node_state_from(const char *name) {
+  for (size_t i = 0; name && i < KITE_ARRAY_SIZE(node_names); i++)
+    if (strcmp(name, node_names[i]) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* ---- opening ------------------------------------------------------------------------------- */
+
+char *kite_store_default_path(const char *home) {
+  if (home && *home)
+    return kite__sprintf("%s/state.db", home);
+  const char *env = getenv("KITE_HOME");
+  if (env && *env)
+    return kite__sprintf("%s/state.db", env);
+  const char *h = getenv("HOME");
+  if (h == NULL || *h == '\0') {
+    struct passwd *pw = getpwuid(getuid());
+    h = pw ? pw->pw_dir : "/tmp";
+  }
+  return kite__sprintf("%s/.kite/state.db", h);
+}
+
+/* Narrows an existing file's permissions to 0600; a missing file is fine. */
+static int narrow_mode(kite_store_t *s, const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return errno == ENOENT ? 0 : set_err(s, KITE_EIO, "cannot stat %s: %s", path, strerror(errno));
+  if ((st.st_mode & 077) != 0 && chmod(path, 0600) != 0)
+    return set_err(s, KITE_EIO, "%s is readable by other users and cannot be narrowed to 0600: %s",
+                   path, strerror(errno));
+  return 0;
+}
+
+/* Creates the file with mode 0600 (or checks the existing one) before SQLite opens it. */
+static int create_file(const char *path) {
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT)
+      return set_err(NULL, KITE_ENOENT,
+                     "cannot create the state store %s: its directory does not exist (create "
+                     "it, or set KITE_HOME to a directory that exists)",
+                     path);
+    if (e == EACCES || e == EPERM || e == EROFS)
+      return set_err(NULL, KITE_EIO,
+                     "cannot create or open the state store %s: %s (make the directory and the "
+                     "file writable by you, or set KITE_HOME to a directory that is)",
+                     path, strerror(e));
+    return set_err(NULL, KITE_EIO, "cannot open the state store %s: %s", path, strerror(e));
+  }
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0)
+    rc = set_err(NULL, KITE_EIO, "cannot stat %s: %s", path, strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    rc = set_err(NULL, KITE_ESTORE, "the state store %s is not a regular file", path);
+  else if (st.st_uid != geteuid())
+    rc = set_err(NULL, KITE_ESTORE,
+                 "the state store %s belongs to uid %ld, not to you (uid %ld); use your own "
+                 "KITE_HOME",
+                 path, (long)st.st_uid, (long)geteuid());
+  else if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)
+    rc = set_err(NULL, KITE_EIO,
+                 "the state store %s is readable by other users and cannot be narrowed to "
+                 "0600: %s",
+                 path, strerror(errno));
+  close(fd);
+  return rc;
+}
+
+static int schema_version(kite_store_t *s, int64_t *v) {
+  sqlite3_stmt *st = stmt(s, ST_VERSION_TABLE);
+  int64_t has = 0;
+  int rc = st ? query_ints(s, st, "reading the schema", &has, NULL) : KITE_ESTORE;
+  if (rc != 0)
+    return rc;
+  if (!has) {
+    int64_t tables = 0;
+    if ((st = stmt(s, ST_ANY_TABLE)) == NULL ||
+        (rc = query_ints(s, st, "reading the schema", &tables, NULL)) != 0)
+      return st ? rc : KITE_ESTORE;
+    if (tables > 0)
+      return set_err(s, KITE_ESTORE,
+                     "%s is an SQLite database but not a kite state store; move it away or set "
+                     "KITE_HOME elsewhere",
+                     s->path);
+    *v = 0;
+    return 0;
+  }
+  if ((st = stmt(s, ST_VERSION_GET)) == NULL)
+    return KITE_ESTORE;
+  return query_ints(s, st, "reading the schema version", v, NULL);
+}
+
+static int migrate(kite_store_t *s) {
+  int64_t v = 0;
+  int rc = schema_version(s, &v);
+  if (rc == 0 && v == KITE_STORE_SCHEMA_VERSION)
+    return 0; /* the common case, without taking the write lock */
+  if (rc == 0)
+    rc = begin(s);
+  if (rc == 0)
+    rc = schema_version(s, &v); /* again, now that no other process can migrate */
+  if (rc == 0 && v > KITE_STORE_SCHEMA_VERSION)
+    rc = set_err(s, KITE_ESTORE,
+                 "the state store %s has schema version %lld, newer than this kite's (%d); use "
+                 "a newer kite",
+                 s->path, (long long)v, KITE_STORE_SCHEMA_VERSION);
+  for (; rc == 0 && v < KITE_STORE_SCHEMA_VERSION; v++) {
+    rc = exec_sql(s, migrations[v], "creating the schema");
+    sqlite3_stmt *st = rc == 0 ? stmt(s, ST_VERSION_PUT) : NULL;
+    if (st) {
+      bind_i64(st, 1, v + 1);
+      bind_i64(st, 2, now_ms());
+      rc = run(s, st, "recording the schema version");
+    } else if (rc == 0) {
+      rc = KITE_ESTORE;
+    }
+  }
+  if (rc == 0)
+    rc = commit(s);
+  if (rc != 0)
+    rollback(s);
+  return rc;
+}
+
+/* Pragmas that are per connection, and the schema. */
+static int setup(kite_store_t *s) {
+  sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+  /* The first statement is where a file that is not a database, or a directory where the -wal
+   * and -shm files cannot be created, shows up: say so in words. */
+  sqlite3_stmt *st = NULL;
+  int step = SQLITE_ERROR;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) == SQLITE_OK)
+    step = sqlite3_step(st);
+  int err = sqlite3_errcode(s->db), rc = 0;
+  if (step != SQLITE_ROW && err == SQLITE_NOTADB)
+    rc = set_err(s, KITE_ESTORE,
+                 "%s is not a kite state store (not an SQLite database); move it away or set "
+                 "KITE_HOME elsewhere",
+                 s->path);
+  else if (step != SQLITE_ROW && err == SQLITE_CANTOPEN)
+    rc = set_err(s, KITE_EIO,
+                 "cannot open the state store %s: %s (kite needs to create %s-wal and %s-shm "
+                 "beside it: make the directory writable, or set KITE_HOME to one that is)",
+                 s->path, sqlite3_errmsg(s->db), s->path, s->path);
+  else if (step != SQLITE_ROW)
+    rc = db_fail(s, "switching the state store to WAL mode");
+  else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0)
+    rc = set_err(s, KITE_ESTORE,
+                 "the state store %s cannot use WAL mode (journal mode stays %s); put KITE_HOME "
+                 "on a local file system",
+                 s->path, (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  if (rc == 0)
+    rc = exec_sql(s, "PRAGMA foreign_keys = ON", "enabling foreign keys");
+  if (rc == 0)
+    rc = exec_sql(s, "PRAGMA temp_store = MEMORY", "configuring the state store");
+  if (rc == 0)
+    rc = set_sync(s, true);
+  if (rc == 0)
+    rc = migrate(s);
+  if (rc == 0)
+    rc = exec_sql(s,
+                  "CREATE TEMP TABLE IF NOT EXISTS kite_listed(id TEXT PRIMARY KEY, "
+                  "address TEXT)",
+                  "creating a scratch table");
+  /* SQLite gives -wal and -shm the database's mode; narrow any left from older, wider ones. */
+  char *wal = rc == 0 ? kite__sprintf("%s-wal", s->path) : NULL;
+  char *shm = rc == 0 ? kite__sprintf("%s-shm", s->path) : NULL;
+  if (rc == 0 && (wal == NULL || shm == NULL))
+    rc = set_err(s, KITE_ENOMEM, "out of memory");
+  if (rc == 0)
+    rc = narrow_mode(s, wal);
+  if (rc == 0)
+    rc = narrow_mode(s, shm);
+  free(wal);
+  free(shm);
+  return rc;
+}
+
+int kite_store_open(const char *path, kite_store_t **out) {
+  *out = NULL;
+  open_err[0] = '\0';
+  kite_store_t *s = calloc(1, sizeof(*s));
+  if (s == NULL || (s->stmts = calloc(ST__COUNT, sizeof(*s->stmts))) == NULL) {
+    free(s);
+    return set_err(NULL, KITE_ENOMEM, "out of memory");
+  }
+  s->path = path ? kite__strdup(path) : kite_store_default_path(NULL);
+  if (s->path == NULL) {
+    kite_store_close(s);
+    return set_err(NULL, KITE_ENOMEM, "out of memory");
+  }
+  if (path == NULL) {
+    /* The default home is kite's own: create it, private. */
+    char *dir = kite__strdup(s->path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash && slash != dir) {
+      *slash = '\0';
+      kite__mkdir_p(dir, 0700);
+    }
+    free(dir);
+  }
+  int rc = create_file(s->path);
+  if (rc != 0) {
+    kite_store_close(s);
+    return rc;
+  }
+  if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+      SQLITE_OK) {
+    rc = s->db ? db_fail(s, "opening the state store")
+               : set_err(s, KITE_ENOMEM, "out of memory opening the state store");
+  }
+  if (rc == 0)
+    rc = setup(s);
+  if (rc != 0) {
+    snprintf(open_err, sizeof(open_err), "%s", s->err);
+    kite_store_close(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void kite_store_close(kite_store_t *s) {
+  if (s == NULL)
+    return;
+  if (s->stmts)
+    for (int i = 0; i < ST__COUNT; i++)
+      sqlite3_finalize(s->stmts[i]);
+  sqlite3_close(s->db); /* every statement is finalized, so this cannot be left pending */
+  free(s->stmts);
+  free(s->path);
+  free(s);
+}
+
+const char *kite_store_errmsg(const kite_store_t *s) {
+  return s ? s->err : open_err;
+}
+
+const char *kite_store_path(const kite_store_t *s) {
+  return s->path;
+}
+
+/* ---- pools --------------------------------------------------------------------------------- */
+
+static int read_pool(sqlite3_stmt *st, kite_store_pool_t *p) {
+  bool oom = false;
+  memset(p, 0, sizeof(*p));
+  p->name = col_str(st, 0, &oom);
+  p->provider = col_str(st, 1, &oom);
+  p->tag = col_str(st, 2, &oom);
+  p->spec = col_str(st, 3, &oom);
+  p->owner_pid = sqlite3_column_int64(st, 4);
+  p->socket_path = col_str(st, 5, &oom);
+  p->state = col_str(st, 6, &oom);
+  p->created_ms = sqlite3_column_int64(st, 7);
+  p->updated_ms = sqlite3_column_int64(st, 8);
+  p->live_instances = (unsigned)sqlite3_column_int64(st, 9);
+  if (oom) {
+    kite_store_pool_clear(p);
+    return KITE_ENOMEM;
+  }
+  return 0;
+}
+
+void kite_store_pool_clear(kite_store_pool_t *p) {
+  if (p == NULL)
+    return;
+  free_str(p->name);
+  free_str(p->provider);
+  free_str(p->tag);
+  free_str(p->spec);
+  free_str(p->socket_path);
+  free_str(p->state);
+  memset(p, 0, sizeof(*p));
+}
+
+int kite_store_pool_put(kite_store_t *s, const kite_store_pool_t *p) {
+  if (p == NULL || empty(p->name) || empty(p->provider) || empty(p->tag) || empty(p->state))
+    return set_err(s, KITE_EINVAL, "a pool record needs a name, a provider, a tag and a state");
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_POOL_PUT)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_str(st, 1, p->name);
+  bind_str(st, 2, p->provider);
+  bind_str(st, 3, p->tag);
+  bind_str(st, 4, p->spec);
+  bind_i64(st, 5, p->owner_pid);
+  bind_str(st, 6, p->socket_path);
+  bind_str(st, 7, p->state);
+  bind_i64(st, 8, now_ms());
+  return run(s, st, "recording a pool");
+}
+
+int kite_store_pool_set_state(kite_store_t *s, const char *name, const char *state,
+                              int64_t owner_pid, const char *socket_path) {
+  if (empty(name) || empty(state))
+    return set_err(s, KITE_EINVAL, "a pool state change needs the pool's name and a state");
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_POOL_SET_STATE)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_str(st, 1, name);
+  bind_str(st, 2, state);
+  bind_i64(st, 3, owner_pid);
+  bind_str(st, 4, socket_path);
+  bind_i64(st, 5, now_ms());
+  rc = run(s, st, "recording a pool's state");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
+  return rc;
+}
+
+int kite_store_pool_get(kite_store_t *s, const char *name, kite_store_pool_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (empty(name))
+    return set_err(s, KITE_EINVAL, "no pool name given");
+  sqlite3_stmt *st = stmt(s, ST_POOL_GET);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, name);
+  int step = sqlite3_step(st);
+  int rc;
+  if (step == SQLITE_ROW)
+    rc = read_pool(st, out) ? set_err(s, KITE_ENOMEM, "out of memory") : 0;
+  else if (step == SQLITE_DONE)
+    rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
+  else
+    rc = db_fail(s, "reading a pool");
+  finish(st);
+  return rc;
+}
+
+void kite_store_pools_free(kite_store_pool_t *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++)
+    kite_store_pool_clear(&v[i]);
+  free(v);
+}
+
+int kite_store_pools(kite_store_t *s, kite_store_pool_t **v, size_t *n) {
+  *v = NULL;
+  *n = 0;
+  sqlite3_stmt *st = stmt(s, ST_POOL_LIST);
+  if (st == NULL)
+    return KITE_ESTORE;
+  void *arr = NULL;
+  size_t cap = 0, cnt = 0;
+  int rc = 0, step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    kite_store_pool_t *p = grow(&arr, &cap, cnt, sizeof(*p));
+    if (p == NULL || read_pool(st, p) != 0) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory listing pools");
+      break;
+    }
+    cnt++;
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = db_fail(s, "listing pools");
+  finish(st);
+  if (rc != 0) {
+    kite_store_pools_free(arr, cnt);
+    return rc;
+  }
+  *v = arr;
+  *n = cnt;
+  return 0;
+}
+
+int kite_store_pool_delete(kite_store_t *s, const char *name) {
+  if (empty(name))
+    return set_err(s, KITE_EINVAL, "no pool name given");
+  int rc = set_sync(s, true);
+  if (rc == 0)
+    rc = begin(s);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st = stmt(s, ST_POOL_LIVE);
+  if (st == NULL) {
+    rollback(s);
+    return KITE_ESTORE;
+  }
+  bind_str(st, 1, name);
+  int step = sqlite3_step(st);
+  if (step != SQLITE_ROW) {
+    rc = db_fail(s, "counting a pool's live instances");
+  } else if (sqlite3_column_int64(st, 0) > 0) {
+    rc = set_err(s, KITE_EBUSY,
+                 "pool %s still has %lld live instance(s), for example %s; run `kite down %s` to "
+                 "terminate them before forgetting the pool",
+                 name, (long long)sqlite3_column_int64(st, 0),
+                 (const char *)sqlite3_column_text(st, 1), name);
+  }
+  finish(st);
+  if (rc == 0) {
+    if ((st = stmt(s, ST_POOL_DELETE)) == NULL) {
+      rc = KITE_ESTORE;
+    } else {
+      bind_str(st, 1, name);
+      rc = run(s, st, "deleting a pool");
+    }
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+      rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
+  }
+  if (rc == 0)
+    rc = commit(s);
+  if (rc != 0)
+    rollback(s);
+  return rc;
+}
+
+/* ---- nodes --------------------------------------------------------------------------------- */
+
+int kite_store_node_put(kite_store_t *s, const char *pool, uint32_t rank, int state,
+                        const char *instance_id, const char *address) {
+  if (empty(pool) || state < 0 || (size_t)state >= KITE_ARRAY_SIZE(node_names))
+    return set_err(s, KITE_EINVAL, "a node record needs a pool name and a valid node state");
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_NODE_PUT)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_str(st, 1, pool);
+  bind_i64(st, 2, rank);
+  bind_str(st, 3, node_names[state]);
+  bind_str(st, 4, instance_id);
+  bind_str(st, 5, address);
+  bind_i64(st, 6, now_ms());
+  rc = run(s, st, "recording a node");
+  if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
+    rc =
+        set_err(s, KITE_ENOENT, "no pool named %s in the state store; record the pool first", pool);
+  return rc;
+}
+
+void kite_store_nodes_free(kite_store_node_t *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) {
+    free_str(v[i].pool);
+    free_str(v[i].instance_id);
+    free_str(v[i].address);
+  }
+  free(v);
+}
+
+int kite_store_nodes(kite_store_t *s, const char *pool, kite_store_node_t **v, size_t *n) {
+  *v = NULL;
+  *n = 0;
+  sqlite3_stmt *st = stmt(s, ST_NODE_LIST);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, pool);
+  void *arr = NULL;
+  size_t cap = 0, cnt = 0;
+  int rc = 0, step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    kite_store_node_t *nd = grow(&arr, &cap, cnt, sizeof(*nd));
+    if (nd == NULL) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory listing nodes");
+      break;
+    }
+    bool oom = false;
+    memset(nd, 0, sizeof(*nd));
+    cnt++;
+    nd->pool = col_str(st, 0, &oom);
+    nd->rank = (uint32_t)sqlite3_column_int64(st, 1);
+    nd->state = node_state_from((const char *)sqlite3_column_text(st, 2));
+    nd->instance_id = col_str(st, 3, &oom);
+    nd->address = col_str(st, 4, &oom);
+    nd->updated_ms = sqlite3_column_int64(st, 5);
+    if (oom) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory listing nodes");
+      break;
+    }
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = db_fail(s, "listing nodes");
+  finish(st);
+  if (rc != 0) {
+    kite_store_nodes_free(arr, cnt);
+    return rc;
+  }
+  *v = arr;
+  *n = cnt;
+  return 0;
+}
+
+/* ---- instances ----------------------------------------------------------------------------- */
+
+static int read_instance(sqlite3_stmt *st, kite_store_instance_t *x) {
+  bool oom = false;
+  memset(x, 0, sizeof(*x));
+  x->row = sqlite3_column_int64(st, 0);
+  x->pool = col_str(st, 1, &oom);
+  x->rank = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
+  x->provider = col_str(st, 3, &oom);
+  x->launch_token = col_str(st, 4, &oom);
+  x->instance_id = col_str(st, 5, &oom);
+  x->state = istate_from((const char *)sqlite3_column_text(st, 6));
+  x->address = col_str(st, 7, &oom);
+  x->port = (unsigned)sqlite3_column_int64(st, 8);
+  x->user = col_str(st, 9, &oom);
+  x->host_key = col_str(st, 10, &oom);
+  x->price = sqlite3_column_type(st, 11) == SQLITE_NULL ? -1.0 : sqlite3_column_double(st, 11);
+  x->tag = col_str(st, 12, &oom);
+  x->note = col_str(st, 13, &oom);
+  x->created_ms = sqlite3_column_int64(st, 14);
+  x->updated_ms = sqlite3_column_int64(st, 15);
+  x->terminated_ms = sqlite3_column_int64(st, 16);
+  if (oom) {
+    kite_store_instance_clear(x);
+    return KITE_ENOMEM;
+  }
+  return 0;
+}
+
+void kite_store_instance_clear(kite_store_instance_t *x) {
+  if (x == NULL)
+    return;
+  free_str(x->pool);
+  free_str(x->provider);
+  free_str(x->launch_token);
+  free_str(x->instance_id);
+  free_str(x->address);
+  free_str(x->user);
+  free_str(x->host_key);
+  free_str(x->tag);
+  free_str(x->note);
+  memset(x, 0, sizeof(*x));
+}
+
+void kite_store_instances_free(kite_store_instance_t *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++)
+    kite_store_instance_clear(&v[i]);
+  free(v);
+}
+
+int kite_store_instance_launching(kite_store_t *s, const char *pool, int64_t rank,
+                                  const char *provider, const char *tag, const char *launch_token,
+                                  int64_t *row_id) {
+  if (row_id)
+    *row_id = 0;
+  if (empty(pool) || empty(provider))
+    return set_err(s, KITE_EINVAL, "a launch record needs a pool name and a provider");
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_INST_LAUNCHING)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_str(st, 1, pool);
+  if (rank >= 0)
+    bind_i64(st, 2, rank);
+  bind_str(st, 3, provider);
+  bind_str(st, 4, launch_token);
+  bind_str(st, 5, tag);
+  bind_i64(st, 6, now_ms());
+  rc = run(s, st, "recording a launch");
+  if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
+    return set_err(s, KITE_ENOENT,
+                   "no pool named %s in the state store; record the pool before launching", pool);
+  if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_UNIQUE))
+    return set_err(s, KITE_EEXIST, "launch token %s is already recorded; use a fresh token",
+                   launch_token);
+  if (rc == 0 && row_id)
+    *row_id = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+/* Closes a reconciliation record (state UNKNOWN) of (provider, instance_id) that duplicates
+ * row `into`. *other gets 1 when a live record that is not UNKNOWN already holds that id. */
+static int merge_unknown(kite_store_t *s, const char *provider, const char *instance_id,
+                         int64_t into, int *other) {
+  *other = 0;
+  sqlite3_stmt *st = stmt(s, ST_INST_LIVE_BY_ID);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, provider);
+  bind_str(st, 2, instance_id);
+  bind_i64(st, 3, into);
+  int64_t dup = 0;
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    if (strcmp((const char *)sqlite3_column_text(st, 1), "unknown") == 0)
+      dup = sqlite3_column_int64(st, 0);
+    else
+      *other = 1;
+  }
+  int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : db_fail(s, "looking up an instance");
+  finish(st);
+  if (rc != 0 || dup == 0)
+    return rc;
+  if ((st = stmt(s, ST_INST_MERGE)) == NULL)
+    return KITE_ESTORE;
+  bind_i64(st, 1, dup);
+  bind_i64(st, 2, now_ms());
+  bind_i64(st, 3, into);
+  return run(s, st, "merging a duplicate instance record");
+}
+
+int kite_store_instance_launched(kite_store_t *s, int64_t row, const char *instance_id,
+                                 const char *address, unsigned port, const char *user,
+                                 const char *host_key, double price) {
+  if (empty(instance_id))
+    return set_err(s, KITE_EINVAL, "a launched instance needs the provider's id");
+  int rc = set_sync(s, true);
+  if (rc == 0)
+    rc = begin(s);
+  if (rc != 0)
+    return rc;
+  char *provider = NULL;
+  sqlite3_stmt *st = stmt(s, ST_INST_IDENTITY);
+  if (st == NULL) {
+    rc = KITE_ESTORE;
+  } else {
+    bind_i64(st, 1, row);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+      const char *have = (const char *)sqlite3_column_text(st, 1);
+      if (have && strcmp(have, instance_id) != 0)
+        rc = set_err(s, KITE_EEXIST, "instance row %lld already records instance %s, not %s",
+                     (long long)row, have, instance_id);
+      else if ((provider = kite__strdup((const char *)sqlite3_column_text(st, 0))) == NULL)
+        rc = set_err(s, KITE_ENOMEM, "out of memory");
+    } else if (step == SQLITE_DONE) {
+      rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
+    } else {
+      rc = db_fail(s, "reading an instance");
+    }
+    finish(st);
+  }
+  int other = 0;
+  if (rc == 0)
+    rc = merge_unknown(s, provider, instance_id, row, &other);
+  if (rc == 0 && other)
+    rc = set_err(s, KITE_EEXIST, "instance %s at %s is already recorded by another live row",
+                 instance_id, provider);
+  if (rc == 0) {
+    if ((st = stmt(s, ST_INST_LAUNCHED)) == NULL) {
+      rc = KITE_ESTORE;
+    } else {
+      bind_i64(st, 1, row);
+      bind_str(st, 2, instance_id);
+      bind_str(st, 3, address);
+      if (port > 0)
+        bind_i64(st, 4, port);
+      bind_str(st, 5, user);
+      bind_str(st, 6, host_key);
+      if (price >= 0)
+        sqlite3_bind_double(st, 7, price);
+      bind_i64(st, 8, now_ms());
+      rc = run(s, st, "recording a launched instance");
+    }
+  }
+  if (rc == 0)
+    rc = commit(s);
+  if (rc != 0)
+    rollback(s);
+  free(provider);
+  return rc;
+}
+
+/* 0 when row exists, KITE_ENOENT when it does not. */
+static int row_exists(kite_store_t *s, int64_t row) {
+  sqlite3_stmt *st = stmt(s, ST_INST_EXISTS);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_i64(st, 1, row);
+  int64_t n = 0;
+  int rc = query_ints(s, st, "looking up an instance", &n, NULL);
+  if (rc == 0 && n == 0)
+    rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
+  return rc;
+}
+
+int kite_store_instance_terminating(kite_store_t *s, int64_t row) {
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_INST_TERMINATING)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_i64(st, 1, row);
+  bind_i64(st, 2, now_ms());
+  rc = run(s, st, "recording a termination request");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = row_exists(s, row);
+  return rc;
+}
+
+int kite_store_instance_terminated(kite_store_t *s, const char *provider, const char *instance_id) {
+  if (empty(provider) || empty(instance_id))
+    return set_err(s, KITE_EINVAL, "a termination needs the provider and the instance id");
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_INST_TERMINATED_ID)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_str(st, 1, provider);
+  bind_str(st, 2, instance_id);
+  bind_i64(st, 3, now_ms());
+  rc = run(s, st, "recording a termination");
+  if (rc != 0 || sqlite3_changes(s->db) > 0)
+    return rc;
+  if ((st = stmt(s, ST_INST_ANY_BY_ID)) == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, provider);
+  bind_str(st, 2, instance_id);
+  int64_t n = 0;
+  rc = query_ints(s, st, "looking up an instance", &n, NULL);
+  if (rc == 0 && n == 0)
+    rc = set_err(s, KITE_ENOENT, "instance %s at %s is not in the state store", instance_id,
+                 provider);
+  return rc;
+}
+
+int kite_store_instance_terminated_row(kite_store_t *s, int64_t row, const char *note) {
+  sqlite3_stmt *st;
+  int rc = set_sync(s, true);
+  if (rc != 0 || (st = stmt(s, ST_INST_TERMINATED_ROW)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_i64(st, 1, row);
+  bind_i64(st, 2, now_ms());
+  bind_str(st, 3, note);
+  rc = run(s, st, "recording a termination");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = row_exists(s, row);
+  return rc;
+}
+
+int kite_store_instance_get(kite_store_t *s, int64_t row, kite_store_instance_t *out) {
+  memset(out, 0, sizeof(*out));
+  sqlite3_stmt *st = stmt(s, ST_INST_GET);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_i64(st, 1, row);
+  int step = sqlite3_step(st);
+  int rc;
+  if (step == SQLITE_ROW)
+    rc = read_instance(st, out) ? set_err(s, KITE_ENOMEM, "out of memory") : 0;
+  else if (step == SQLITE_DONE)
+    rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
+  else
+    rc = db_fail(s, "reading an instance");
+  finish(st);
+  return rc;
+}
+
+int kite_store_instances(kite_store_t *s, const char *pool, bool live_only,
+                         kite_store_instance_t **v, size_t *n) {
+  *v = NULL;
+  *n = 0;
+  sqlite3_stmt *st = stmt(s, ST_INST_LIST);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, pool);
+  bind_i64(st, 2, live_only ? 1 : 0);
+  void *arr = NULL;
+  size_t cap = 0, cnt = 0;
+  int rc = 0, step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    kite_store_instance_t *x = grow(&arr, &cap, cnt, sizeof(*x));
+    if (x == NULL || read_instance(st, x) != 0) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory listing instances");
+      break;
+    }
+    cnt++;
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = db_fail(s, "listing instances");
+  finish(st);
+  if (rc != 0) {
+    kite_store_instances_free(arr, cnt);
+    return rc;
+  }
+  *v = arr;
+  *n = cnt;
+  return 0;
+}
+
+/* ---- reconciliation ------------------------------------------------------------------------ */
+
+/* Rule 1 for one listed instance: adopts it into the LAUNCHING row with its token, if any. */
+static int adopt(kite_store_t *s, const char *pool, const char *provider,
+                 const kite_store_listed_t *l, unsigned *adopted) {
+  sqlite3_stmt *st = stmt(s, ST_REC_TOKEN);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, pool);
+  bind_str(st, 2, provider);
+  bind_str(st, 3, l->launch_token);
+  int64_t row = 0;
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    row = sqlite3_column_int64(st, 0);
+  int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : db_fail(s, "matching a launch token");
+  finish(st);
+  if (rc != 0 || row == 0)
+    return rc;
+  int other = 0;
+  rc = merge_unknown(s, provider, l->instance_id, row, &other);
+  if (rc != 0 || other)
+    return rc; /* another live row already tracks this id: leave both as they are */
+  if ((st = stmt(s, ST_REC_ADOPT)) == NULL)
+    return KITE_ESTORE;
+  bind_i64(st, 1, row);
+  bind_str(st, 2, l->instance_id);
+  bind_str(st, 3, l->address);
+  bind_i64(st, 4, now_ms());
+  rc = run(s, st, "adopting a launched instance");
+  if (rc == 0)
+    (*adopted)++;
+  return rc;
+}
+
+static int reconcile(kite_store_t *s, const char *pool, const char *provider,
+                     const kite_store_listed_t *listed, size_t n,
+                     const kite_store_reconcile_opts_t *o, kite_store_reconcile_result_t *r) {
+  char *tag = NULL;
+  sqlite3_stmt *st = stmt(s, ST_POOL_TAG);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, pool);
+  int step = sqlite3_step(st);
+  int rc = 0;
+  if (step == SQLITE_ROW) {
+    if ((tag = kite__strdup((const char *)sqlite3_column_text(st, 0))) == NULL)
+      rc = set_err(s, KITE_ENOMEM, "out of memory");
+  } else if (step == SQLITE_DONE) {
+    rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", pool);
+  } else {
+    rc = db_fail(s, "reading a pool");
+  }
+  finish(st);
+  if (rc != 0)
+    return rc;
+
+  if ((st = stmt(s, ST_REC_CLEAR)) == NULL || (rc = run(s, st, "reconciling")) != 0)
+    goto out;
+  for (size_t i = 0; i < n; i++) {
+    if (empty(listed[i].instance_id)) {
+      rc = set_err(s, KITE_EINVAL, "listed instance %zu has no id", i);
+      goto out;
+    }
+    if ((st = stmt(s, ST_REC_ADD)) == NULL)
+      goto out;
+    bind_str(st, 1, listed[i].instance_id);
+    bind_str(st, 2, listed[i].address);
+    if ((rc = run(s, st, "reconciling")) != 0)
+      goto out;
+    if (!empty(listed[i].launch_token) &&
+        (rc = adopt(s, pool, provider, &listed[i], &r->adopted)) != 0)
+      goto out;
+  }
+  int64_t now = now_ms();
+  if ((st = stmt(s, ST_REC_FOUND)) == NULL)
+    goto out;
+  bind_str(st, 1, pool);
+  bind_str(st, 2, provider);
+  bind_str(st, 3, tag);
+  bind_i64(st, 4, now);
+  if ((rc = run(s, st, "recording found instances")) != 0)
+    goto out;
+  r->found = (unsigned)sqlite3_changes(s->db);
+  if (o->authoritative) {
+    if ((st = stmt(s, ST_REC_GONE)) == NULL)
+      goto out;
+    bind_str(st, 1, pool);
+    bind_str(st, 2, provider);
+    bind_i64(st, 3, now);
+    if ((rc = run(s, st, "recording vanished instances")) != 0)
+      goto out;
+    r->gone = (unsigned)sqlite3_changes(s->db);
+    if (o->launching_grace_ms > 0) {
+      if ((st = stmt(s, ST_REC_ABANDON)) == NULL)
+        goto out;
+      bind_str(st, 1, pool);
+      bind_str(st, 2, provider);
+      bind_i64(st, 3, now);
+      bind_i64(st, 4, now - (int64_t)o->launching_grace_ms);
+      if ((rc = run(s, st, "closing abandoned launches")) != 0)
+        goto out;
+      r->abandoned = (unsigned)sqlite3_changes(s->db);
+    }
+  }
+  if ((st = stmt(s, ST_REC_COUNT)) == NULL)
+    goto out;
+  bind_str(st, 1, pool);
+  bind_str(st, 2, provider);
+  int64_t launching = 0, live = 0;
+  rc = query_ints(s, st, "counting live instances", &launching, &live);
+  r->launching_kept = (unsigned)launching;
+  r->live = (unsigned)live;
+out:
+  if (rc == 0 && st == NULL)
+    rc = KITE_ESTORE; /* a statement failed to prepare; s->err says why */
+  free(tag);
+  return rc;
+}
+
+int kite_store_reconcile(kite_store_t *s, const char *pool, const char *provider,
+                         const kite_store_listed_t *listed, size_t n,
+                         const kite_store_reconcile_opts_t *opts,
+                         kite_store_reconcile_result_t *result) {
+  kite_store_reconcile_opts_t o = {0};
+  kite_store_reconcile_result_t r = {0};
+  if (opts)
+    o = *opts;
+  if (result)
+    *result = r;
+  if (empty(pool) || empty(provider) || (n > 0 && listed == NULL))
+    return set_err(s, KITE_EINVAL, "reconciliation needs a pool, a provider and the list");
+  int rc = set_sync(s, true);
+  if (rc == 0)
+    rc = begin(s);
+  if (rc != 0)
+    return rc;
+  rc = reconcile(s, pool, provider, listed, n, &o, &r);
+  if (rc == 0)
+    rc = commit(s);
+  if (rc != 0) {
+    rollback(s);
+    return rc;
+  }
+  if (result)
+    *result = r;
+  return 0;
+}
+
+/* ---- task history -------------------------------------------------------------------------- */
+
+int kite_store_task_started(kite_store_t *s, const char *pool, uint64_t task_id, uint32_t rank,
+                            unsigned attempt, const char *command, int64_t *row) {
+  if (row)
+    *row = 0;
+  if (empty(pool))
+    return set_err(s, KITE_EINVAL, "a task record needs a pool name");
+  sqlite3_stmt *st;
+  int rc = set_sync(s, false);
+  if (rc != 0 || (st = stmt(s, ST_TASK_START)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_str(st, 1, pool);
+  bind_i64(st, 2, (int64_t)task_id);
+  bind_i64(st, 3, rank);
+  bind_i64(st, 4, attempt ? attempt : 1);
+  bind_str(st, 5, command);
+  bind_i64(st, 6, now_ms());
+  rc = run(s, st, "recording a task");
+  if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
+    return set_err(s, KITE_ENOENT, "no pool named %s in the state store", pool);
+  if (rc == 0 && row)
+    *row = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+int kite_store_task_finished(kite_store_t *s, int64_t row, int exit_status, const char *error) {
+  sqlite3_stmt *st;
+  int rc = set_sync(s, false);
+  if (rc != 0 || (st = stmt(s, ST_TASK_FINISH)) == NULL)
+    return rc ? rc : KITE_ESTORE;
+  bind_i64(st, 1, row);
+  bind_i64(st, 2, now_ms());
+  if (exit_status >= 0)
+    bind_i64(st, 3, exit_status);
+  bind_str(st, 4, error);
+  rc = run(s, st, "recording a task's end");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = set_err(s, KITE_ENOENT, "no task row %lld in the state store", (long long)row);
+  return rc;
+}
+
+void kite_store_tasks_free(kite_store_task_t *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) {
+    free_str(v[i].pool);
+    free_str(v[i].command);
+    free_str(v[i].error);
+  }
+  free(v);
+}
+
+int kite_store_tasks(kite_store_t *s, const char *pool, size_t limit, kite_store_task_t **v,
+                     size_t *n) {
+  *v = NULL;
+  *n = 0;
+  sqlite3_stmt *st = stmt(s, ST_TASK_LIST);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_str(st, 1, pool);
+  bind_i64(st, 2, limit > 0 && limit < INT64_MAX ? (int64_t)limit : -1);
+  void *arr = NULL;
+  size_t cap = 0, cnt = 0;
+  int rc = 0, step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    kite_store_task_t *t = grow(&arr, &cap, cnt, sizeof(*t));
+    if (t == NULL) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory listing tasks");
+      break;
+    }
+    bool oom = false;
+    memset(t, 0, sizeof(*t));
+    cnt++;
+    t->row = sqlite3_column_int64(st, 0);
+    t->pool = col_str(st, 1, &oom);
+    t->task_id = (uint64_t)sqlite3_column_int64(st, 2);
+    t->rank = (uint32_t)sqlite3_column_int64(st, 3);
+    t->attempt = (unsigned)sqlite3_column_int64(st, 4);
+    t->command = col_str(st, 5, &oom);
+    t->started_ms = sqlite3_column_int64(st, 6);
+    t->finished_ms = sqlite3_column_int64(st, 7);
+    t->exit_status =
+        sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : (int)sqlite3_column_int64(st, 8);
+    t->error = col_str(st, 9, &oom);
+    if (oom) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory listing tasks");
+      break;
+    }
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = db_fail(s, "listing tasks");
+  finish(st);
+  if (rc != 0) {
+    kite_store_tasks_free(arr, cnt);
+    return rc;
+  }
+  *v = arr;
+  *n = cnt;
+  return 0;
+}
