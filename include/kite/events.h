@@ -102,14 +102,17 @@ typedef struct kite_bytes {
 #define KITE_EV_ssh_connect_FIELDS(F)                                                        \
   F(U64, node) F(STR, host) F(U32, port) F(STR, user) F(STR, key_path) F(STR, host_key)      \
   F(I32, hostkey_mode) F(I64, timeout_ms)
-/* env: newline-separated NAME=VALUE pairs. shell: cmd is a shell script (else it is an argv
- * joined by NUL bytes, see bytes). */
+/* cmd: a shell script, run by /bin/sh in its own process group on the node (so a timeout or
+ * a cancel stops all of it); env: newline-separated NAME=VALUE pairs exported before it, or
+ * NULL. Output arrives as task_output keyed by task; the reply is task_finished. */
 #define KITE_EV_ssh_exec_FIELDS(F)                                                           \
   F(U64, pool) F(U64, node) F(U64, task) F(U32, rank) F(U32, attempt) F(STR, cmd)            \
   F(STR, env) F(I64, timeout_ms)
 #define KITE_EV_ssh_cancel_FIELDS(F) F(U64, node) F(U64, task)
+/* Copies local (a file or a tree) to remote; or, when content.ptr is set, writes content to
+ * remote atomically. mode -1 keeps the local file's mode bits. Reply: transfer_done. */
 #define KITE_EV_ssh_upload_FIELDS(F)                                                         \
-  F(U64, node) F(U64, task) F(STR, local) F(STR, remote) F(I32, mode)
+  F(U64, node) F(U64, task) F(STR, local) F(STR, remote) F(I32, mode) F(BYTES, content)
 #define KITE_EV_ssh_download_FIELDS(F) F(U64, node) F(U64, task) F(STR, remote) F(STR, local)
 #define KITE_EV_ssh_disconnect_FIELDS(F) F(U64, node)
 

@@ -11,5 +11,12 @@
 #include "kite/node.h"
 #include "kite/events.h"
 #include "kite/bus.h"
+#include "kite/monitor.h"
+#include "kite/store.h"
+#include "kite/transport.h"
+#include "kite/bootstrap.h"
+#include "kite/provider.h"
+#include "kite/pool.h"
+#include "kite/local.h"
 
 #endif

@@ -1,0 +1,415 @@
+/* The node actor: one per rank, a state machine driven by replies from the provider, the
+ * transport and the bootstrap runner.
+ *
+ * Reacts to: replies to instance_launch, ssh_connect, bootstrap, ssh_disconnect and
+ * instance_terminate requests it sent itself. Emits: node_state_changed on every transition,
+ * node_ready. It never calls a provider or the transport directly.
+ *
+ * The transitions are one table. Any change goes through kite__node_set_state(), which checks
+ * the table, logs "rank 3: BOOTSTRAPPING -> READY (bootstrap done)" and emits the event.
+ *
+ * Cleaning up an instance is tied to its existence, not to the state: a FAILED node whose
+ * instance still exists terminates it and stays FAILED; a node closed while its launch is
+ * under way waits for the launch's reply and then terminates what was created. */
+#include <assert.h>
+#include <stdio.h>
+
+#include "kite/transport.h"
+#include "pool_impl.h"
+
+#define S(x) KITE_NODE_##x
+/* allowed[from] is a bit set of the states it may go to. */
+static const unsigned allowed[KITE_NODE__COUNT] = {
+    [S(INIT)] = 1u << S(PROVISIONING) | 1u << S(TERMINATING) | 1u << S(TERMINATED),
+    [S(PROVISIONING)] = 1u << S(BOOTSTRAPPING) | 1u << S(REPLACING) | 1u << S(TERMINATING) |
+                        1u << S(FAILED),
+    [S(BOOTSTRAPPING)] = 1u << S(READY) | 1u << S(REPLACING) | 1u << S(TERMINATING) |
+                         1u << S(FAILED),
+    [S(READY)] = 1u << S(DRAINING) | 1u << S(REPLACING) | 1u << S(TERMINATING) | 1u << S(FAILED),
+    [S(DRAINING)] = 1u << S(REPLACING) | 1u << S(TERMINATING) | 1u << S(FAILED),
+    [S(REPLACING)] = 1u << S(PROVISIONING) | 1u << S(TERMINATING) | 1u << S(FAILED),
+    [S(TERMINATING)] = 1u << S(TERMINATED) | 1u << S(FAILED),
+    [S(TERMINATED)] = 0,
+    [S(FAILED)] = 1u << S(TERMINATING),
+};
+#undef S
+
+int kite__node_set_state(kite__node_t *n, kite_node_state_t to, const char *reason) {
+  kite_pool_t *pool = n->pool;
+  kite_node_state_t from = n->state;
+  if ((unsigned)to >= KITE_NODE__COUNT || !(allowed[from] & (1u << to))) {
+    kite_log(pool->rt, KITE_LOG_ERROR, "node", "rank %u: impossible transition %s -> %s (%s); "
+             "this is a bug in kite", n->rank, kite_node_state_name(from),
+             kite_node_state_name(to), reason ? reason : "");
+    kite_ev_error_t e = {.pool = pool->id, .node = n->id, .code = KITE_EINTERNAL,
+                         .message = "impossible node state transition"};
+    kite_emit_error(pool->bus, &e);
+#ifndef NDEBUG
+    assert(!"impossible node state transition");
+#endif
+    return KITE_EINTERNAL;
+  }
+  n->state = to;
+  KITE_INFO(pool->rt, "node", "%s rank %u: %s -> %s (%s)", pool->name, n->rank,
+            kite_node_state_name(from), kite_node_state_name(to), reason ? reason : "");
+  kite_ev_node_state_changed_t ev = {.pool = pool->id, .node = n->id, .rank = n->rank,
+                                     .from = from, .to = to, .reason = reason};
+  kite_emit_node_state_changed(pool->bus, &ev);
+  if (to == KITE_NODE_READY) {
+    kite_ev_node_ready_t r = {.pool = pool->id, .node = n->id, .rank = n->rank,
+                              .instance_id = n->instance_id, .address = n->address};
+    kite_emit_node_ready(pool->bus, &r);
+  }
+  kite__pool_node_changed(pool, n);
+  return 0;
+}
+
+bool kite__node_final(const kite__node_t *n) {
+  bool idle = n->launch_corr == 0 && n->term_corr == 0 && n->connect_corr == 0 &&
+              n->boot_corr == 0 && n->disc_corr == 0;
+  return idle && !n->instance_live &&
+         (n->state == KITE_NODE_TERMINATED || n->state == KITE_NODE_FAILED);
+}
+
+static void clear_instance(kite__node_t *n) {
+  free(n->instance_id);
+  free(n->address);
+  free(n->user);
+  free(n->host_key);
+  free(n->key_path);
+  n->instance_id = n->address = n->user = n->host_key = n->key_path = NULL;
+  n->instance_live = false;
+}
+
+void kite__node_free(kite__node_t *n) {
+  clear_instance(n);
+  free(n->old_instance);
+  n->old_instance = NULL;
+  free(n->failure);
+  n->failure = NULL;
+}
+
+static void terminate_instance(kite__node_t *n);
+static void fail(kite__node_t *n, const char *why);
+
+/* ---- replies --------------------------------------------------------------------------- */
+
+static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  n->term_corr = 0;
+  if (status != 0) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    char *msg = kite__sprintf("could not terminate instance %s: %s", n->instance_id,
+                              e && e->message ? e->message : kite_strerror(status));
+    kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: %s; it may still be running "
+             "(and cost money): run `kite down %s` to retry", n->pool->name, n->rank, msg,
+             n->pool->name);
+    n->pool->close_status = status;
+    /* The instance stays recorded as live; the node cannot be brought back. */
+    if (n->state != KITE_NODE_FAILED)
+      fail(n, msg);
+    else
+      kite__pool_node_changed(n->pool, n);
+    free(msg);
+    return;
+  }
+  clear_instance(n);
+  if (n->state == KITE_NODE_TERMINATING)
+    kite__node_set_state(n, KITE_NODE_TERMINATED, "instance terminated");
+  else if (n->state == KITE_NODE_REPLACING)
+    kite__node_relaunch(n);
+  else
+    kite__pool_node_changed(n->pool, n);
+}
+
+static void on_disconnected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  (void)status;
+  (void)ev;
+  n->disc_corr = 0;
+  n->session_open = false;
+  if (n->state == KITE_NODE_REPLACING)
+    kite__node_relaunch(n);
+  else
+    kite__pool_node_changed(n->pool, n);
+}
+
+static void disconnect(kite__node_t *n) {
+  if (!n->session_open || n->disc_corr)
+    return;
+  kite_ev_ssh_disconnect_t d = {.node = n->id};
+  if (kite_request_ssh_disconnect(n->pool->bus, &d, 0, on_disconnected, n, &n->disc_corr) != 0)
+    n->session_open = false;
+}
+
+static void terminate_instance(kite__node_t *n) {
+  if (!n->instance_live || n->term_corr)
+    return;
+  disconnect(n);
+  kite_ev_instance_terminate_t t = {.provider = n->pool->provider, .pool = n->pool->id,
+                                    .node = n->id, .rank = n->rank,
+                                    .instance_id = n->instance_id};
+  int rc = kite_request_instance_terminate(n->pool->bus, &t, 0, on_terminated, n, &n->term_corr);
+  if (rc != 0) {
+    kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "rank %u: cannot request termination of %s: %s",
+             n->rank, n->instance_id, kite_strerror(rc));
+    n->pool->close_status = rc;
+  }
+}
+
+static void fail(kite__node_t *n, const char *why) {
+  if (n->failure == NULL)
+    n->failure = kite__strdup(why);
+  if (n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED)
+    kite__node_set_state(n, KITE_NODE_FAILED, why);
+  terminate_instance(n);
+}
+
+static void become_ready(kite__node_t *n, const char *why) {
+  kite_pool_t *pool = n->pool;
+  char *old = n->old_instance;
+  n->old_instance = NULL;
+  if (kite__node_set_state(n, KITE_NODE_READY, why) == 0 && old) {
+    kite_ev_node_replaced_t r = {.pool = pool->id, .node = n->id, .rank = n->rank,
+                                 .old_instance = old, .new_instance = n->instance_id};
+    KITE_INFO(pool->rt, "node", "%s rank %u: replaced instance %s by %s", pool->name, n->rank,
+              old, n->instance_id);
+    kite_emit_node_replaced(pool->bus, &r);
+  }
+  free(old);
+}
+
+static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  n->boot_corr = 0;
+  if (n->state != KITE_NODE_BOOTSTRAPPING) {
+    kite__pool_node_changed(n->pool, n);
+    return;
+  }
+  const kite_ev_bootstrap_done_t *b = kite_ev_as_bootstrap_done(ev);
+  if (status == 0 && b && b->status == 0) {
+    become_ready(n, "bootstrap done");
+    return;
+  }
+  char *why;
+  if (b) {
+    why = kite__sprintf("bootstrap step %s failed: %s", b->failed_step ? b->failed_step : "?",
+                        b->output && *b->output ? b->output : kite_strerror(b->status));
+  } else {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    why = kite__sprintf("bootstrap could not run: %s",
+                        e && e->message ? e->message : kite_strerror(status));
+  }
+  fail(n, why ? why : "bootstrap failed");
+  free(why);
+}
+
+static void start_bootstrap(kite__node_t *n) {
+  kite_pool_t *pool = n->pool;
+  if (pool->script == NULL) {
+    become_ready(n, "connected; no bootstrap");
+    return;
+  }
+  kite_ev_bootstrap_t b = {.pool = pool->id, .node = n->id, .rank = n->rank,
+                           .script = pool->script};
+  int rc = kite_request_bootstrap(pool->bus, &b, 0, on_bootstrapped, n, &n->boot_corr);
+  if (rc != 0)
+    fail(n, "cannot start the bootstrap");
+}
+
+static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  n->connect_corr = 0;
+  if (n->state != KITE_NODE_BOOTSTRAPPING) {
+    if (n->session_open && n->state == KITE_NODE_TERMINATING)
+      disconnect(n);
+    kite__pool_node_changed(n->pool, n);
+    return;
+  }
+  if (status != 0) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    char *why = kite__sprintf("SSH to %s@%s:%u failed: %s", n->user ? n->user : "?",
+                              n->address ? n->address : "?", n->port,
+                              e && e->message ? e->message : kite_strerror(status));
+    fail(n, why ? why : "SSH connect failed");
+    free(why);
+    return;
+  }
+  start_bootstrap(n);
+}
+
+static void connect_node(kite__node_t *n) {
+  kite_pool_t *pool = n->pool;
+  kite_ev_ssh_connect_t c = {.node = n->id, .host = n->address, .port = n->port,
+                             .user = n->user, .key_path = n->key_path, .host_key = n->host_key,
+                             .hostkey_mode = n->host_key ? KITE_HOSTKEY_STRICT
+                                                         : pool->hostkey_mode,
+                             .timeout_ms = (int64_t)pool->connect_timeout_ms};
+  int rc = kite_request_ssh_connect(pool->bus, &c, 0, on_connected, n, &n->connect_corr);
+  /* From here the transport may hold a session for this node, even if we stop waiting. */
+  n->session_open = rc == 0;
+  if (rc != 0)
+    fail(n, "cannot request an SSH connection (is the transport started?)");
+}
+
+static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  n->launch_corr = 0;
+  const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
+  if (status == 0 && l) {
+    clear_instance(n);
+    n->instance_id = kite__strdup(l->instance_id);
+    n->address = kite__strdup(l->address);
+    n->user = kite__strdup(l->user);
+    n->host_key = kite__strdup(l->host_key);
+    n->key_path = kite__strdup(l->key_path);
+    n->port = l->port;
+    n->price_hourly = l->price_hourly;
+    n->instance_live = true;
+  }
+  if (n->state != KITE_NODE_PROVISIONING) {
+    /* Closed (or failed) while launching: whatever was created goes now. */
+    if (n->instance_live)
+      terminate_instance(n);
+    else if (n->state == KITE_NODE_TERMINATING)
+      kite__node_set_state(n, KITE_NODE_TERMINATED, "launch did not create an instance");
+    else
+      kite__pool_node_changed(n->pool, n);
+    return;
+  }
+  if (status != 0 || l == NULL) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    char *why = kite__sprintf("launch failed: %s",
+                              e && e->message ? e->message : kite_strerror(status));
+    fail(n, why ? why : "launch failed");
+    free(why);
+    return;
+  }
+  kite__node_set_state(n, KITE_NODE_BOOTSTRAPPING, "instance launched");
+  connect_node(n);
+}
+
+void kite__node_start(kite__node_t *n) {
+  kite_pool_t *pool = n->pool;
+  char token[64];
+  snprintf(token, sizeof(token), "%s-%u-%u", pool->tag, n->rank, n->replacements);
+  kite__node_set_state(n, KITE_NODE_PROVISIONING,
+                       n->replacements ? "launching a replacement" : "launching");
+  kite_ev_instance_launch_t l = {.provider = pool->provider, .pool = pool->id, .node = n->id,
+                                 .rank = n->rank, .tag = pool->tag, .region = pool->region,
+                                 .instance_type = pool->instance_type, .spot = pool->spot,
+                                 .image = pool->image, .launch_token = token,
+                                 .options = pool->provider_options};
+  /* No timeout: a launch is answered with what it created, however late. */
+  int rc = kite_request_instance_launch(pool->bus, &l, 0, on_launched, n, &n->launch_corr);
+  if (rc != 0)
+    fail(n, "cannot request a launch");
+}
+
+void kite__node_close(kite__node_t *n) {
+  switch (n->state) {
+  case KITE_NODE_INIT:
+    kite__node_set_state(n, KITE_NODE_TERMINATED, "pool closed before launch");
+    return;
+  case KITE_NODE_TERMINATING:
+  case KITE_NODE_TERMINATED:
+    return;
+  case KITE_NODE_FAILED:
+    terminate_instance(n);
+    kite__pool_node_changed(n->pool, n);
+    return;
+  case KITE_NODE_PROVISIONING:
+  case KITE_NODE_BOOTSTRAPPING:
+  case KITE_NODE_READY:
+  case KITE_NODE_DRAINING:
+  case KITE_NODE_REPLACING:
+    break;
+  default:
+    kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "rank %u in unknown state %d (a bug)",
+             n->rank, (int)n->state);
+    return;
+  }
+  kite__node_set_state(n, KITE_NODE_TERMINATING, "pool closing");
+  /* What is under way is abandoned; the launch is not: its reply says what to terminate. */
+  if (n->connect_corr)
+    kite_bus_cancel(n->pool->bus, n->connect_corr);
+  if (n->boot_corr)
+    kite_bus_cancel(n->pool->bus, n->boot_corr);
+  if (n->launch_corr)
+    return;
+  if (n->instance_live)
+    terminate_instance(n);
+  else if (n->term_corr == 0)
+    kite__node_set_state(n, KITE_NODE_TERMINATED, "nothing to terminate");
+}
+
+/* ---- loss and replacement ---------------------------------------------------------------- */
+
+void kite__node_lost(kite__node_t *n, const char *reason) {
+  kite_pool_t *pool = n->pool;
+  switch (n->state) {
+  case KITE_NODE_READY:
+  case KITE_NODE_DRAINING:
+  case KITE_NODE_BOOTSTRAPPING:
+    break;
+  case KITE_NODE_PROVISIONING:
+    if (n->launch_corr)
+      return; /* nothing launched yet that could be lost */
+    break;
+  default:
+    return; /* already replacing, closing or failed */
+  }
+  int permit = kite__pool_replace_permit(pool);
+  if (permit < 0) {
+    char *why = kite__sprintf("%s; %s", reason,
+                              pool->replace ? "no replacements left (max_replacements)"
+                                            : "replacement is off");
+    fail(n, why ? why : reason);
+    free(why);
+    unsigned ready = kite_pool_ready_count(pool);
+    char *msg = kite__sprintf("rank %u was lost and not replaced; %u of %u nodes remain",
+                              n->rank, ready, pool->nodes_n);
+    kite_ev_pool_shrunk_t ev = {.pool = pool->id, .nodes = ready, .min_nodes = pool->min_nodes,
+                                .usable = ready >= pool->min_nodes, .reason = msg};
+    kite_log(pool->rt, KITE_LOG_WARN, "pool", "%s: %s%s", pool->name, msg,
+             ready >= pool->min_nodes ? "" : " (below min_nodes: the pool is not usable)");
+    kite_emit_pool_shrunk(pool->bus, &ev);
+    free(msg);
+    return;
+  }
+  n->replacements++;
+  free(n->old_instance);
+  n->old_instance = kite__strdup(n->instance_id);
+  kite__node_set_state(n, KITE_NODE_REPLACING, reason);
+  if (n->connect_corr)
+    kite_bus_cancel(pool->bus, n->connect_corr);
+  if (n->boot_corr)
+    kite_bus_cancel(pool->bus, n->boot_corr);
+  /* The old instance is terminated explicitly and confirmed before its replacement starts:
+   * an instance left behind is a leak that costs money. */
+  if (n->instance_live)
+    terminate_instance(n);
+  else if (n->term_corr == 0)
+    kite__node_relaunch(n);
+}
+
+void kite__node_relaunch(kite__node_t *n) {
+  if (n->state != KITE_NODE_REPLACING || n->instance_live || n->term_corr)
+    return;
+  if (n->session_open) {
+    disconnect(n); /* the new instance gets a new session; on_disconnected comes back here */
+    return;
+  }
+  if (!kite__pool_rate_take(n->pool)) {
+    n->replace_held = true;
+    kite__pool_node_changed(n->pool, n);
+    return;
+  }
+  n->replace_held = false;
+  kite__node_start(n);
+}

@@ -1,0 +1,894 @@
+/* The pool: desired size, the node actors, and the tasks run on them.
+ *
+ * Owns: the nodes (one per rank, keeping its rank across replacements) and the running tasks.
+ * Sends: ssh_exec, ssh_upload, ssh_download requests for tasks (the nodes send the rest).
+ * Reacts to: its nodes' state changes (kite__pool_node_changed), task_output facts of its
+ * own tasks, and the replies to its requests.
+ *
+ * Opening completes when min_nodes are READY, or fails (after every instance is terminated)
+ * when that can no longer happen. Closing cancels what runs, closes every node and completes
+ * when every node is final: no request outstanding and no instance left. The pool is a
+ * component of the first shutdown tier, so a runtime shutdown closes it before anything it
+ * needs goes away. */
+#include <assert.h>
+#include <stdio.h>
+
+#include "kite/bootstrap.h"
+#include "pool_impl.h"
+
+typedef enum task_kind { TASK_EXEC, TASK_UPLOAD, TASK_DOWNLOAD } task_kind_t;
+
+typedef struct rank_run {
+  struct kite__task *task;
+  uint32_t rank;
+  uint64_t sub_id;     /* task id of this rank's attempt (routing key of its output) */
+  uint64_t corr;       /* outstanding request, or 0 */
+  kite_sub_t out_sub;
+  bool started, finished;
+  unsigned attempt;
+  char *signal;
+  char *message;
+} rank_run_t;
+
+typedef struct kite__task {
+  kite_pool_t *pool;
+  uint64_t id;
+  task_kind_t kind;
+  char *script;        /* command as a shell script (without the env prefix) */
+  char **env;          /* extra env for this task */
+  char *local, *remote;
+  kite_task_opts_t opts;
+  kite_output_cb out;
+  kite_task_cb cb;
+  void *data;
+  unsigned count, next, inflight, done;
+  rank_run_t *runs;
+  kite_rank_result_t *results;
+  struct kite__task *next_task;
+} task_t;
+
+static void maybe_report_open(kite_pool_t *pool);
+static void start_close(kite_pool_t *pool);
+static void maybe_finish_close(kite_pool_t *pool);
+static void schedule(task_t *t);
+static void run_finished(rank_run_t *r, int error, int exit_status, const char *signal,
+                         const char *message);
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static char **dup_env(const char *const *env, int *rc) {
+  size_t n = 0;
+  while (env && env[n])
+    n++;
+  char **out = calloc(n + 1, sizeof(*out));
+  if (out == NULL) {
+    *rc = KITE_ENOMEM;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *eq = strchr(env[i], '=');
+    bool ok = eq && eq != env[i];
+    for (const char *c = env[i]; ok && c < eq; c++)
+      ok = (*c == '_' || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+            (c > env[i] && *c >= '0' && *c <= '9'));
+    if (!ok) {
+      *rc = KITE_EINVAL;
+      for (size_t k = 0; k < i; k++)
+        free(out[k]);
+      free(out);
+      return NULL;
+    }
+    out[i] = kite__strdup(env[i]);
+  }
+  *rc = 0;
+  return out;
+}
+
+static void free_env(char **env) {
+  for (size_t i = 0; env && env[i]; i++)
+    free(env[i]);
+  free(env);
+}
+
+/* Appends "export NAME='value'\n" for one NAME=VALUE entry. */
+static int append_export(char **buf, size_t *len, const char *name, size_t name_len,
+                         const char *value) {
+  char *q = kite__shell_quote(value);
+  if (q == NULL)
+    return KITE_ENOMEM;
+  size_t add = 7 + name_len + 1 + strlen(q) + 1;
+  char *g = realloc(*buf, *len + add + 1);
+  if (g == NULL) {
+    free(q);
+    return KITE_ENOMEM;
+  }
+  *buf = g;
+  *len += (size_t)sprintf(*buf + *len, "export %.*s=%s\n", (int)name_len, name, q);
+  free(q);
+  return 0;
+}
+
+static int append_env_list(char **buf, size_t *len, char *const *env) {
+  for (size_t i = 0; env && env[i]; i++) {
+    const char *eq = strchr(env[i], '=');
+    int rc = append_export(buf, len, env[i], (size_t)(eq - env[i]), eq + 1);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* The full command for one rank: kite's variables, the spec's env, the task's env, then the
+ * command itself. */
+static char *render_command(kite_pool_t *pool, uint32_t rank, const task_t *t) {
+  char *buf = NULL;
+  size_t len = 0;
+  char num[32];
+  snprintf(num, sizeof(num), "%u", rank);
+  int rc = append_export(&buf, &len, "KITE_NODE_RANK", 14, num);
+  snprintf(num, sizeof(num), "%u", pool->nodes_n);
+  if (rc == 0)
+    rc = append_export(&buf, &len, "KITE_NUM_NODES", 14, num);
+  size_t ipl = 0;
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    ipl += (pool->nodes[i].address ? strlen(pool->nodes[i].address) : 0) + 1;
+  char *ips = calloc(ipl + 1, 1);
+  if (ips == NULL)
+    rc = KITE_ENOMEM;
+  for (unsigned i = 0; rc == 0 && i < pool->nodes_n; i++) {
+    if (i)
+      strcat(ips, "\n");
+    strcat(ips, pool->nodes[i].address ? pool->nodes[i].address : "");
+  }
+  if (rc == 0)
+    rc = append_export(&buf, &len, "KITE_NODE_IPS", 13, ips);
+  if (rc == 0)
+    rc = append_export(&buf, &len, "KITE_HEAD_IP", 12,
+                       pool->nodes[0].address ? pool->nodes[0].address : "");
+  free(ips);
+  if (rc == 0)
+    rc = append_env_list(&buf, &len, pool->env);
+  if (rc == 0)
+    rc = append_env_list(&buf, &len, t->env);
+  if (rc == 0) {
+    size_t sl = strlen(t->script);
+    char *g = realloc(buf, len + sl + 1);
+    if (g == NULL) {
+      rc = KITE_ENOMEM;
+    } else {
+      buf = g;
+      memcpy(buf + len, t->script, sl + 1);
+    }
+  }
+  if (rc != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+static void pool_hold(kite_pool_t *pool) { pool->refs++; }
+static void pool_free(kite_pool_t *pool);
+static void pool_release(kite_pool_t *pool) {
+  if (--pool->refs == 0 && pool->freed)
+    pool_free(pool);
+}
+
+/* ---- open -------------------------------------------------------------------------------- */
+
+static void comp_stop(kite_component_t *c, kite_component_stopped_fn done);
+
+static void pool_free(kite_pool_t *pool) {
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    kite__node_free(&pool->nodes[i]);
+  free(pool->nodes);
+  free(pool->name);
+  free(pool->tag);
+  free(pool->provider);
+  free(pool->region);
+  free(pool->instance_type);
+  free(pool->image);
+  free(pool->provider_options);
+  free(pool->script);
+  free(pool->open_message);
+  free_env(pool->env);
+  free(pool);
+}
+
+static bool valid_name(const char *s) {
+  if (s == NULL || *s == '\0' || strlen(s) > 48)
+    return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_'))
+      return false;
+  return true;
+}
+
+/* ---- loss, preemption, replacement -------------------------------------------------------- */
+
+static kite__node_t *node_by_id(kite_pool_t *pool, uint64_t id, uint32_t rank) {
+  if (rank < pool->nodes_n && pool->nodes[rank].id == id)
+    return &pool->nodes[rank];
+  return NULL;
+}
+
+static void on_node_lost(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node_lost_t *p,
+                         void *data) {
+  kite_pool_t *pool = data;
+  (void)bus;
+  (void)ev;
+  kite__node_t *n = node_by_id(pool, p->node, p->rank);
+  if (n && !pool->closing)
+    kite__node_lost(n, p->reason ? p->reason : "lost");
+}
+
+static void on_node_preempted(kite_bus_t *bus, const kite_event_t *ev,
+                              const kite_ev_node_preempted_t *p, void *data) {
+  kite_pool_t *pool = data;
+  (void)bus;
+  (void)ev;
+  kite__node_t *n = node_by_id(pool, p->node, p->rank);
+  if (n && !pool->closing)
+    kite__node_lost(n, p->reason ? p->reason : "preempted");
+}
+
+static void on_node_preempting(kite_bus_t *bus, const kite_event_t *ev,
+                               const kite_ev_node_preempting_t *p, void *data) {
+  kite_pool_t *pool = data;
+  (void)bus;
+  (void)ev;
+  kite__node_t *n = node_by_id(pool, p->node, p->rank);
+  if (n && !pool->closing && n->state == KITE_NODE_READY) {
+    char why[96];
+    int64_t left = p->deadline_ms - (int64_t)kite__wall_ms();
+    snprintf(why, sizeof(why), "preemption notice: gone in %lld ms; no new tasks",
+             (long long)(left > 0 ? left : 0));
+    kite__node_set_state(n, KITE_NODE_DRAINING, why);
+  }
+}
+
+int kite__pool_replace_permit(kite_pool_t *pool) {
+  if (!pool->replace || pool->closing)
+    return -1;
+  if (pool->max_replacements && pool->replacements >= pool->max_replacements)
+    return -1;
+  pool->replacements++;
+  return 0;
+}
+
+static void on_replace_timer(uv_timer_t *t) {
+  kite_pool_t *pool = kite_container_of(t, kite_pool_t, replace_timer);
+  pool_hold(pool);
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    if (pool->nodes[i].replace_held)
+      kite__node_relaunch(&pool->nodes[i]);
+  pool_release(pool);
+}
+
+bool kite__pool_rate_take(kite_pool_t *pool) {
+  uint64_t now = uv_now(kite_runtime_loop(pool->rt));
+  if (pool->replace_window_n == 0 || now - pool->replace_window_start >= 60000) {
+    pool->replace_window_start = now;
+    pool->replace_window_n = 0;
+  }
+  if (pool->replace_window_n < pool->replace_per_minute) {
+    pool->replace_window_n++;
+    return true;
+  }
+  uint64_t wait = 60000 - (now - pool->replace_window_start);
+  kite_log(pool->rt, KITE_LOG_WARN, "pool", "%s: %u replacements in the last minute; holding "
+           "the next one for %llu ms (replace_per_minute)", pool->name, pool->replace_window_n,
+           (unsigned long long)wait);
+  if (!uv_is_active((uv_handle_t *)&pool->replace_timer))
+    uv_timer_start(&pool->replace_timer, on_replace_timer, wait, 0);
+  return false;
+}
+
+int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_open_cb cb,
+                   void *data, kite_pool_t **out) {
+  if (rt == NULL || spec == NULL || cb == NULL || out == NULL)
+    return KITE_EINVAL;
+  if (!valid_name(spec->name)) {
+    kite_log(rt, KITE_LOG_ERROR, "pool", "pool name '%s' is not valid: use 1-48 letters, digits, "
+             "'-' or '_'", spec->name ? spec->name : "(none)");
+    return KITE_EINVAL;
+  }
+  if (spec->nodes == 0 || spec->nodes > 100000 || spec->min_nodes > spec->nodes) {
+    kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: nodes must be 1..100000 and min_nodes at most "
+             "nodes (got nodes=%u min_nodes=%u)", spec->name, spec->nodes, spec->min_nodes);
+    return KITE_EINVAL;
+  }
+  kite_pool_t *pool = calloc(1, sizeof(*pool));
+  if (pool == NULL)
+    return KITE_ENOMEM;
+  int rc = 0;
+  pool->rt = rt;
+  pool->bus = kite_runtime_bus(rt);
+  pool->id = kite__next_id();
+  pool->name = kite__strdup(spec->name);
+  pool->tag = kite__sprintf("kite-pool-%s", spec->name);
+  pool->provider = kite__strdup(spec->provider ? spec->provider : "local");
+  pool->region = kite__strdup(spec->region);
+  pool->instance_type = kite__strdup(spec->instance_type);
+  pool->image = kite__strdup(spec->image);
+  pool->provider_options = kite__strdup(spec->provider_options);
+  pool->spot = spec->spot;
+  pool->hostkey_mode = spec->hostkey_mode;
+  pool->connect_timeout_ms = spec->connect_timeout_ms ? spec->connect_timeout_ms : 30000;
+  pool->replace = spec->replace;
+  pool->max_replacements = spec->max_replacements;
+  pool->replace_per_minute = spec->replace_per_minute ? spec->replace_per_minute : 10;
+  pool->nodes_n = spec->nodes;
+  pool->min_nodes = spec->min_nodes ? spec->min_nodes : spec->nodes;
+  pool->open_cb = cb;
+  pool->open_data = data;
+  pool->env = dup_env(spec->env, &rc);
+  if (rc == KITE_EINVAL)
+    kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: env entries must be NAME=VALUE with NAME a "
+             "shell identifier", spec->name);
+  if (rc == 0 && (pool->name == NULL || pool->tag == NULL || pool->provider == NULL))
+    rc = KITE_ENOMEM;
+  if (rc == 0 && spec->bootstrap) {
+    size_t len;
+    rc = kite_bootstrap_render(spec->bootstrap, &pool->script, &len);
+    if (rc == 0)
+      rc = kite_bootstrap_register_secrets(spec->bootstrap, rt);
+  }
+  if (rc == 0) {
+    pool->nodes = calloc(pool->nodes_n, sizeof(*pool->nodes));
+    if (pool->nodes == NULL)
+      rc = KITE_ENOMEM;
+  }
+  if (rc == 0) {
+    pool->comp.name = pool->name;
+    pool->comp.tier = KITE_TIER_POOL;
+    pool->comp.stop = comp_stop;
+    rc = kite_runtime_add(rt, &pool->comp);
+    pool->in_runtime = rc == 0;
+  }
+  if (rc == 0)
+    rc = kite_on_node_lost(pool->bus, pool->id, on_node_lost, pool, &pool->subs[0]);
+  if (rc == 0)
+    rc = kite_on_node_preempted(pool->bus, pool->id, on_node_preempted, pool, &pool->subs[1]);
+  if (rc == 0)
+    rc = kite_on_node_preempting(pool->bus, pool->id, on_node_preempting, pool, &pool->subs[2]);
+  if (rc == 0 && !spec->monitors_off)
+    rc = kite__watch_new(rt, pool->id, pool->provider, &spec->monitors, &pool->watch);
+  if (rc == 0) {
+    uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
+    pool->replace_timer_open = true;
+  }
+  if (rc != 0) {
+    for (size_t k = 0; k < KITE_ARRAY_SIZE(pool->subs); k++)
+      kite_bus_unsubscribe(pool->bus, pool->subs[k]);
+    kite__watch_free(pool->watch);
+    if (pool->in_runtime)
+      kite_runtime_remove(rt, &pool->comp);
+    pool_free(pool);
+    return rc;
+  }
+  for (unsigned i = 0; i < pool->nodes_n; i++) {
+    kite__node_t *n = &pool->nodes[i];
+    n->pool = pool;
+    n->id = kite__next_id();
+    n->rank = i;
+    n->state = KITE_NODE_INIT;
+  }
+  KITE_INFO(rt, "pool", "opening pool %s: %u nodes on %s", pool->name, pool->nodes_n,
+            pool->provider);
+  *out = pool;
+  pool_hold(pool);
+  for (unsigned i = 0; i < pool->nodes_n && !pool->closing; i++)
+    kite__node_start(&pool->nodes[i]);
+  pool_release(pool);
+  return 0;
+}
+
+static void report_open(kite_pool_t *pool, int status, const char *message) {
+  if (pool->open_reported)
+    return;
+  pool->open_reported = true;
+  pool_hold(pool);
+  if (status == 0) {
+    kite_ev_pool_ready_t ev = {.pool = pool->id, .name = pool->name,
+                               .ready = kite_pool_ready_count(pool), .nodes = pool->nodes_n};
+    kite_emit_pool_ready(pool->bus, &ev);
+  }
+  pool->open_cb(pool, status, message, pool->open_data);
+  pool_release(pool);
+}
+
+static void maybe_report_open(kite_pool_t *pool) {
+  if (pool->open_reported)
+    return;
+  unsigned ready = 0, possible = 0;
+  for (unsigned i = 0; i < pool->nodes_n; i++) {
+    kite_node_state_t s = pool->nodes[i].state;
+    ready += s == KITE_NODE_READY;
+    possible += s != KITE_NODE_FAILED && s != KITE_NODE_TERMINATED && s != KITE_NODE_TERMINATING;
+  }
+  if (pool->closing) {
+    /* Closed before it was usable: report once every node is final. */
+    for (unsigned i = 0; i < pool->nodes_n; i++)
+      if (!kite__node_final(&pool->nodes[i]))
+        return;
+    if (pool->open_status == 0) {
+      pool->open_status = KITE_ECANCELED;
+      free(pool->open_message);
+      pool->open_message = kite__sprintf("pool %s was closed before it was ready", pool->name);
+    }
+    report_open(pool, pool->open_status, pool->open_message);
+    return;
+  }
+  if (ready >= pool->min_nodes) {
+    report_open(pool, 0, NULL);
+    return;
+  }
+  if (possible >= pool->min_nodes)
+    return;
+  /* It cannot become usable: say which rank failed and why, terminate everything, and only
+   * then tell the caller. */
+  for (unsigned i = 0; i < pool->nodes_n && pool->open_status == 0; i++) {
+    kite__node_t *n = &pool->nodes[i];
+    if (n->state == KITE_NODE_FAILED) {
+      pool->open_status = KITE_EBOOTSTRAP;
+      if (n->failure && strncmp(n->failure, "launch failed", 13) == 0)
+        pool->open_status = KITE_EPROVIDER;
+      else if (n->failure && strncmp(n->failure, "SSH", 3) == 0)
+        pool->open_status = KITE_ESSH;
+      pool->open_message = kite__sprintf("pool %s: rank %u failed: %s", pool->name, n->rank,
+                                         n->failure ? n->failure : "unknown error");
+    }
+  }
+  if (pool->open_status == 0) {
+    pool->open_status = KITE_EINTERNAL;
+    pool->open_message = kite__sprintf("pool %s cannot reach %u ready nodes", pool->name,
+                                       pool->min_nodes);
+  }
+  kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s; terminating every instance", pool->open_message);
+  start_close(pool); /* internal teardown; the user still calls kite_pool_close */
+}
+
+void kite__pool_node_changed(kite_pool_t *pool, kite__node_t *n) {
+  pool_hold(pool);
+  /* Tasks waiting for this node, or running on one that is gone. */
+  for (task_t *t = pool->tasks; t; t = t->next_task) {
+    for (unsigned i = 0; i < t->count; i++) {
+      rank_run_t *r = &t->runs[i];
+      if (r->rank != n->rank || r->finished)
+        continue;
+      bool gone = n->state == KITE_NODE_FAILED || n->state == KITE_NODE_TERMINATING ||
+                  n->state == KITE_NODE_TERMINATED;
+      if ((gone || n->state == KITE_NODE_REPLACING) && r->started && r->corr) {
+        kite_bus_cancel(pool->bus, r->corr); /* its reply finishes the run */
+      } else if (gone && !r->started && i < t->next) {
+        run_finished(r, KITE_ENODELOST, -1, NULL, n->failure ? n->failure : "node is gone");
+      }
+    }
+  }
+  for (task_t *t = pool->tasks, *nt; t; t = nt) {
+    nt = t->next_task;
+    schedule(t);
+  }
+  maybe_report_open(pool);
+  maybe_finish_close(pool);
+  pool_release(pool);
+}
+
+/* ---- tasks ------------------------------------------------------------------------------- */
+
+static void task_free(task_t *t) {
+  for (unsigned i = 0; i < t->count; i++) {
+    free(t->runs[i].signal);
+    free(t->runs[i].message);
+  }
+  free(t->runs);
+  free(t->results);
+  free(t->script);
+  free(t->local);
+  free(t->remote);
+  free_env(t->env);
+  free(t);
+}
+
+static void task_complete(task_t *t) {
+  kite_pool_t *pool = t->pool;
+  for (task_t **pp = &pool->tasks; *pp; pp = &(*pp)->next_task)
+    if (*pp == t) {
+      *pp = t->next_task;
+      break;
+    }
+  unsigned failed = 0;
+  for (unsigned i = 0; i < t->count; i++) {
+    rank_run_t *r = &t->runs[i];
+    kite_rank_result_t *res = &t->results[i];
+    res->rank = r->rank;
+    res->signal = r->signal;
+    res->message = r->message;
+    res->attempts = r->attempt;
+    if (res->error != 0 || res->exit_status != 0 || res->signal)
+      failed++;
+  }
+  kite_task_result_t result = {.count = t->count, .failed = failed, .ranks = t->results};
+  pool_hold(pool);
+  if (t->cb)
+    t->cb(pool, 0, &result, t->data);
+  task_free(t);
+  pool_release(pool);
+}
+
+static void run_finished(rank_run_t *r, int error, int exit_status, const char *signal,
+                         const char *message) {
+  task_t *t = r->task;
+  if (r->finished)
+    return;
+  if (r->out_sub.id) {
+    kite_bus_unsubscribe(t->pool->bus, r->out_sub);
+    r->out_sub.id = 0;
+  }
+  if (r->started && t->inflight > 0)
+    t->inflight--;
+  r->corr = 0;
+  /* A lost node's work is re-run on its replacement when the caller asked for retries. */
+  kite__node_t *n = &t->pool->nodes[r->rank];
+  bool lost = error == KITE_ECONNLOST || error == KITE_ENODELOST;
+  if (lost && r->attempt <= t->opts.retries && !t->pool->closing && t->pool->replace &&
+      n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED) {
+    r->started = false;
+    return; /* schedule() starts it again when the node is READY */
+  }
+  r->finished = true;
+  kite_rank_result_t *res = &t->results[r - t->runs];
+  res->error = lost ? KITE_ENODELOST : error;
+  res->exit_status = exit_status;
+  free(r->signal);
+  free(r->message);
+  r->signal = kite__strdup(signal && *signal ? signal : NULL);
+  r->message = kite__strdup(message && *message ? message : NULL);
+  t->done++;
+}
+
+static void on_output(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_task_output_t *p,
+                      void *data) {
+  rank_run_t *r = data;
+  (void)bus;
+  (void)ev;
+  task_t *t = r->task;
+  if (t->out && !r->finished)
+    t->out(t->pool, r->rank, p->attempt, (int)p->stream, p->data.ptr, p->data.len, t->data);
+}
+
+static void on_exec_done(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  rank_run_t *r = data;
+  task_t *t = r->task;
+  kite_pool_t *pool = t->pool;
+  (void)bus;
+  r->corr = 0;
+  const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
+  const kite_ev_transfer_done_t *x = kite_ev_as_transfer_done(ev);
+  if (status == 0 && f)
+    run_finished(r, f->error, f->exit_status, f->signal, f->message);
+  else if (status == 0 && x)
+    run_finished(r, x->error, x->error ? -1 : 0, NULL, x->message);
+  else {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    int err = status ? status : KITE_EINTERNAL;
+    kite__node_t *n = &pool->nodes[r->rank];
+    if (err == KITE_ECANCELED && !pool->closing && n->state != KITE_NODE_READY)
+      err = KITE_ENODELOST;
+    run_finished(r, err, -1, NULL, e ? e->message : NULL);
+  }
+  pool_hold(pool);
+  schedule(t);
+  pool_release(pool);
+}
+
+static int start_run(task_t *t, rank_run_t *r) {
+  kite_pool_t *pool = t->pool;
+  kite__node_t *n = &pool->nodes[r->rank];
+  r->attempt++;
+  r->sub_id = kite__next_id();
+  r->started = true;
+  t->inflight++;
+  int rc;
+  if (t->kind == TASK_EXEC) {
+    char *cmd = render_command(pool, r->rank, t);
+    if (cmd == NULL)
+      return KITE_ENOMEM;
+    rc = kite_on_task_output(pool->bus, r->sub_id, on_output, r, &r->out_sub);
+    if (rc == 0) {
+      kite_ev_task_started_t s = {.pool = pool->id, .node = n->id, .task = r->sub_id,
+                                  .rank = r->rank, .attempt = r->attempt};
+      kite_emit_task_started(pool->bus, &s);
+      kite_ev_ssh_exec_t x = {.pool = pool->id, .node = n->id, .task = r->sub_id,
+                              .rank = r->rank, .attempt = r->attempt, .cmd = cmd,
+                              .timeout_ms = (int64_t)t->opts.timeout_ms};
+      rc = kite_request_ssh_exec(pool->bus, &x, 0, on_exec_done, r, &r->corr);
+    }
+    free(cmd);
+  } else if (t->kind == TASK_UPLOAD) {
+    kite_ev_ssh_upload_t u = {.node = n->id, .task = r->sub_id, .local = t->local,
+                              .remote = t->remote, .mode = -1};
+    rc = kite_request_ssh_upload(pool->bus, &u, 0, on_exec_done, r, &r->corr);
+  } else {
+    kite_ev_ssh_download_t d = {.node = n->id, .task = r->sub_id, .remote = t->remote,
+                                .local = t->local};
+    rc = kite_request_ssh_download(pool->bus, &d, 0, on_exec_done, r, &r->corr);
+  }
+  return rc;
+}
+
+/* Starts what may start (READY nodes, within the fan-out) and completes the task when every
+ * rank has a final result. */
+static void schedule(task_t *t) {
+  kite_pool_t *pool = t->pool;
+  unsigned limit = t->opts.fanout ? t->opts.fanout : t->count;
+  for (unsigned i = 0; i < t->count; i++) {
+    rank_run_t *r = &t->runs[i];
+    if (r->finished || r->started)
+      continue;
+    if (i >= t->next && t->inflight >= limit)
+      break;
+    kite__node_t *n = &pool->nodes[r->rank];
+    if (pool->closing) {
+      run_finished(r, KITE_ECANCELED, -1, NULL, "the pool is closing");
+    } else if (n->state == KITE_NODE_READY) {
+      if (t->inflight >= limit)
+        break;
+      if (i >= t->next)
+        t->next = i + 1;
+      int rc = start_run(t, r);
+      if (rc != 0)
+        run_finished(r, rc, -1, NULL, "could not start the command");
+    } else if (n->state == KITE_NODE_FAILED || n->state == KITE_NODE_TERMINATED ||
+               n->state == KITE_NODE_TERMINATING) {
+      if (i >= t->next)
+        t->next = i + 1;
+      run_finished(r, KITE_ENODELOST, -1, NULL,
+                   n->failure ? n->failure : "the node is not available");
+    }
+    /* Other states (provisioning, replacing, draining): the run waits for READY. */
+  }
+  if (t->done == t->count)
+    task_complete(t);
+}
+
+static int task_new(kite_pool_t *pool, task_kind_t kind, const kite_cmd_t *cmd,
+                    const kite_task_opts_t *opts, const uint32_t *ranks, unsigned count,
+                    kite_output_cb out, kite_task_cb cb, void *data, task_t **tout) {
+  if (pool->closing)
+    return KITE_ECLOSED;
+  if (!pool->open_reported || pool->open_status != 0)
+    return KITE_ESTATE;
+  task_t *t = calloc(1, sizeof(*t));
+  if (t == NULL)
+    return KITE_ENOMEM;
+  int rc = 0;
+  t->pool = pool;
+  t->id = kite__next_id();
+  t->kind = kind;
+  if (opts)
+    t->opts = *opts;
+  t->opts.env = NULL;
+  t->out = out;
+  t->cb = cb;
+  t->data = data;
+  if (kind == TASK_EXEC) {
+    if (cmd == NULL || (cmd->argv == NULL) == (cmd->shell == NULL) ||
+        (cmd->argv && cmd->argv[0] == NULL)) {
+      free(t);
+      return KITE_EINVAL;
+    }
+    t->script = cmd->shell ? kite__strdup(cmd->shell) : kite__shell_join(cmd->argv);
+    if (t->script == NULL)
+      rc = KITE_ENOMEM;
+    if (rc == 0 && opts && opts->env)
+      t->env = dup_env(opts->env, &rc);
+  }
+  t->count = count;
+  t->runs = calloc(count, sizeof(*t->runs));
+  t->results = calloc(count, sizeof(*t->results));
+  if (rc == 0 && (t->runs == NULL || t->results == NULL))
+    rc = KITE_ENOMEM;
+  if (rc != 0) {
+    task_free(t);
+    return rc;
+  }
+  for (unsigned i = 0; i < count; i++) {
+    t->runs[i].task = t;
+    t->runs[i].rank = ranks ? ranks[i] : i;
+    t->results[i].exit_status = -1;
+  }
+  *tout = t;
+  return 0;
+}
+
+static void task_go(task_t *t) {
+  kite_pool_t *pool = t->pool;
+  t->next_task = pool->tasks;
+  pool->tasks = t;
+  pool_hold(pool);
+  schedule(t);
+  pool_release(pool);
+}
+
+int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
+                  const kite_task_opts_t *opts, kite_output_cb out, kite_task_cb cb, void *data,
+                  uint64_t *task_id) {
+  if (pool == NULL || rank >= pool->nodes_n)
+    return KITE_EINVAL;
+  task_t *t;
+  int rc = task_new(pool, TASK_EXEC, cmd, opts, &rank, 1, out, cb, data, &t);
+  if (rc != 0)
+    return rc;
+  if (task_id)
+    *task_id = t->id;
+  task_go(t);
+  return 0;
+}
+
+int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_task_opts_t *opts,
+                        kite_output_cb out, kite_task_cb cb, void *data, uint64_t *task_id) {
+  if (pool == NULL)
+    return KITE_EINVAL;
+  task_t *t;
+  int rc = task_new(pool, TASK_EXEC, cmd, opts, NULL, pool->nodes_n, out, cb, data, &t);
+  if (rc != 0)
+    return rc;
+  if (task_id)
+    *task_id = t->id;
+  task_go(t);
+  return 0;
+}
+
+int kite_pool_upload(kite_pool_t *pool, const char *local, const char *remote, kite_task_cb cb,
+                     void *data) {
+  if (pool == NULL || local == NULL || remote == NULL || *local == '\0' || *remote == '\0')
+    return KITE_EINVAL;
+  task_t *t;
+  int rc = task_new(pool, TASK_UPLOAD, NULL, NULL, NULL, pool->nodes_n, NULL, cb, data, &t);
+  if (rc != 0)
+    return rc;
+  t->local = kite__strdup(local);
+  t->remote = kite__strdup(remote);
+  if (t->local == NULL || t->remote == NULL) {
+    task_free(t);
+    return KITE_ENOMEM;
+  }
+  task_go(t);
+  return 0;
+}
+
+int kite_pool_download(kite_pool_t *pool, uint32_t rank, const char *remote, const char *local,
+                       kite_task_cb cb, void *data) {
+  if (pool == NULL || rank >= pool->nodes_n || local == NULL || remote == NULL)
+    return KITE_EINVAL;
+  task_t *t;
+  int rc = task_new(pool, TASK_DOWNLOAD, NULL, NULL, &rank, 1, NULL, cb, data, &t);
+  if (rc != 0)
+    return rc;
+  t->local = kite__strdup(local);
+  t->remote = kite__strdup(remote);
+  if (t->local == NULL || t->remote == NULL) {
+    task_free(t);
+    return KITE_ENOMEM;
+  }
+  task_go(t);
+  return 0;
+}
+
+/* ---- inspection -------------------------------------------------------------------------- */
+
+uint64_t kite_pool_id(const kite_pool_t *pool) { return pool->id; }
+const char *kite_pool_name(const kite_pool_t *pool) { return pool->name; }
+unsigned kite_pool_size(const kite_pool_t *pool) { return pool->nodes_n; }
+
+unsigned kite_pool_ready_count(const kite_pool_t *pool) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    n += pool->nodes[i].state == KITE_NODE_READY;
+  return n;
+}
+
+int kite_pool_node_state(const kite_pool_t *pool, uint32_t rank) {
+  return rank < pool->nodes_n ? (int)pool->nodes[rank].state : KITE_EINVAL;
+}
+
+const char *kite_pool_instance_id(const kite_pool_t *pool, uint32_t rank) {
+  return rank < pool->nodes_n ? pool->nodes[rank].instance_id : NULL;
+}
+
+const char *kite_pool_address(const kite_pool_t *pool, uint32_t rank) {
+  return rank < pool->nodes_n ? pool->nodes[rank].address : NULL;
+}
+
+uint64_t kite_pool_node_id(const kite_pool_t *pool, uint32_t rank) {
+  return rank < pool->nodes_n ? pool->nodes[rank].id : 0;
+}
+
+/* ---- close ------------------------------------------------------------------------------- */
+
+static void on_timer_closed(uv_handle_t *h) {
+  kite_pool_t *pool = h->data;
+  pool_release(pool);
+}
+
+static void maybe_finish_close(kite_pool_t *pool) {
+  if (!pool->closing || pool->close_reported || (!pool->user_closed && !pool->comp_done))
+    return;
+  if (pool->tasks)
+    return;
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    if (!kite__node_final(&pool->nodes[i]))
+      return;
+  if (!pool->open_reported)
+    return; /* maybe_report_open reports first, then calls us again */
+  pool->close_reported = true;
+  kite_ev_pool_closed_t ev = {.pool = pool->id, .name = pool->name};
+  kite_emit_pool_closed(pool->bus, &ev);
+  KITE_INFO(pool->rt, "pool", "pool %s closed: every instance terminated", pool->name);
+  pool_hold(pool);
+  if (pool->close_cb)
+    pool->close_cb(pool, pool->close_status, pool->close_data);
+  if (pool->in_runtime) {
+    /* Leaving the runtime: a pool closed by the program stops being a component. */
+    pool->in_runtime = false;
+    if (pool->comp_done) {
+      kite_component_stopped_fn done = pool->comp_done;
+      pool->comp_done = NULL;
+      done(&pool->comp);
+    } else {
+      kite_runtime_remove(pool->rt, &pool->comp);
+    }
+  }
+  pool->freed = true;
+  if (pool->replace_timer_open) {
+    /* Freed when the timer handle has closed. */
+    pool->replace_timer_open = false;
+    pool->replace_timer.data = pool;
+    uv_close((uv_handle_t *)&pool->replace_timer, on_timer_closed);
+    return;
+  }
+  pool_release(pool);
+}
+
+static void start_close(kite_pool_t *pool) {
+  pool_hold(pool);
+  pool->closing = true;
+  kite__watch_free(pool->watch);
+  pool->watch = NULL;
+  for (size_t k = 0; k < KITE_ARRAY_SIZE(pool->subs); k++) {
+    kite_bus_unsubscribe(pool->bus, pool->subs[k]);
+    pool->subs[k].id = 0;
+  }
+  if (pool->replace_timer_open)
+    uv_timer_stop(&pool->replace_timer);
+  for (task_t *t = pool->tasks; t; t = t->next_task)
+    for (unsigned i = 0; i < t->count; i++)
+      if (t->runs[i].corr)
+        kite_bus_cancel(pool->bus, t->runs[i].corr);
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    kite__node_close(&pool->nodes[i]);
+  for (task_t *t = pool->tasks, *nt; t; t = nt) {
+    nt = t->next_task;
+    schedule(t);
+  }
+  maybe_report_open(pool);
+  maybe_finish_close(pool);
+  pool_release(pool);
+}
+
+void kite_pool_close(kite_pool_t *pool, kite_pool_close_cb cb, void *data) {
+  assert(!pool->user_closed && "kite_pool_close called twice");
+  pool->user_closed = true;
+  pool->close_cb = cb;
+  pool->close_data = data;
+  start_close(pool);
+}
+
+static void comp_stop(kite_component_t *c, kite_component_stopped_fn done) {
+  kite_pool_t *pool = kite_container_of(c, kite_pool_t, comp);
+  pool->comp_done = done;
+  start_close(pool);
+}

@@ -1,0 +1,142 @@
+#ifndef KITE_POOL_H
+#define KITE_POOL_H
+
+/* Pools of nodes (DESIGN.md, "Pool" and "Node actor").
+ *
+ * kite_pool_open() creates one node actor per rank; each provisions an instance through its
+ * provider, connects to it over SSH (host key pinned by the provider, else known_hosts), runs
+ * the bootstrap script and becomes READY. The pool then runs commands on one rank or all of
+ * them with streamed output, copies files, and on close terminates every instance, completing
+ * only when the provider has confirmed each one gone.
+ *
+ * Every command runs with KITE_NODE_RANK, KITE_NUM_NODES, KITE_NODE_IPS (newline-separated,
+ * by rank), KITE_HEAD_IP (rank 0's address) and the spec's env in its environment.
+ *
+ * Loop-thread only. Callbacks follow the library's contract: when a function returns an
+ * error its callback is never called; otherwise exactly once. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kite/bus.h"
+#include "kite/monitor.h"
+#include "kite/runtime.h"
+
+typedef struct kite_pool kite_pool_t;
+typedef struct kite_bootstrap kite_bootstrap_t;
+
+typedef struct kite_pool_spec {
+  const char *name;           /* required; names the pool (and its tag, "kite-pool-NAME") */
+  const char *provider;       /* provider name; NULL: "local" */
+  unsigned nodes;             /* desired size, >= 1 */
+  unsigned min_nodes;         /* usable at this many READY nodes; 0: nodes */
+  const char *region;
+  const char *instance_type;
+  const char *image;
+  bool spot;
+  const char *provider_options; /* JSON object text handed to the provider, or NULL */
+  const kite_bootstrap_t *bootstrap; /* rendered at open (borrowed during the call); or NULL */
+  const char *const *env;     /* NULL-terminated "NAME=VALUE" list for every command, or NULL */
+  int hostkey_mode;           /* kite_hostkey_mode_t for instances without a pinned key */
+  uint64_t connect_timeout_ms; /* SSH connect deadline per node; 0: 30 s */
+  /* Replacement policy: a node found lost or preempted by the monitors is replaced (same
+   * rank, same bootstrap) when replace is on, at most max_replacements times per pool (0:
+   * unlimited) and at most replace_per_minute times a minute (0: 10), so a provider outage
+   * cannot cause a replacement storm. Otherwise the node FAILS and the pool shrinks
+   * (pool_shrunk says whether min_nodes still holds). */
+  bool replace;
+  unsigned max_replacements;
+  unsigned replace_per_minute;
+  /* Health and preemption monitors; zeroes mean the defaults of monitor.h. */
+  kite_pool_monitor_options_t monitors;
+  bool monitors_off;          /* no monitors at all (nothing detects a lost node) */
+} kite_pool_spec_t;
+
+/* Called once when the pool is usable (status 0: min_nodes READY) or cannot become so
+ * (status < 0, message says which rank and why; every instance has been terminated by
+ * then). In both cases the pool must eventually be closed with kite_pool_close(). */
+typedef void (*kite_pool_open_cb)(kite_pool_t *pool, int status, const char *message,
+                                  void *data);
+
+int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_open_cb cb,
+                   void *data, kite_pool_t **out);
+
+/* ---- commands ---------------------------------------------------------------------------- */
+
+typedef struct kite_cmd {
+  const char *const *argv; /* argv, quoted by kite; or */
+  const char *shell;       /* a shell script, run by /bin/sh */
+} kite_cmd_t;
+
+typedef struct kite_task_opts {
+  uint64_t timeout_ms;     /* per rank; 0: none */
+  unsigned fanout;         /* broadcast: ranks in flight at once; 0: all */
+  unsigned retries;        /* re-run on the replacement when the node is lost */
+  const char *const *env;  /* extra "NAME=VALUE" for this task */
+} kite_task_opts_t;
+
+/* One rank's outcome. error is 0 when the command ran to its end (then exit_status, or signal
+ * when it was killed by one), else why it did not (KITE_ETIMEDOUT, KITE_ENODELOST, …). */
+typedef struct kite_rank_result {
+  uint32_t rank;
+  int error;
+  int exit_status;
+  const char *signal;  /* "KILL", … or NULL */
+  const char *message; /* or NULL */
+  unsigned attempts;
+} kite_rank_result_t;
+
+typedef struct kite_task_result {
+  unsigned count;              /* ranks in the task */
+  unsigned failed;             /* ranks with error != 0 or exit_status != 0 */
+  const kite_rank_result_t *ranks;
+} kite_task_result_t;
+
+/* Streaming output: any number of times, before the completion. stream 1 stdout, 2 stderr.
+ * attempt counts from 1; output of an attempt lost with its node has a lower attempt number
+ * than the re-run's. */
+typedef void (*kite_output_cb)(kite_pool_t *pool, uint32_t rank, unsigned attempt, int stream,
+                               const void *buf, size_t len, void *data);
+/* Completion: the result is valid during the callback only. status < 0 only when the task
+ * could not run at all (e.g. the pool closed). */
+typedef void (*kite_task_cb)(kite_pool_t *pool, int status, const kite_task_result_t *result,
+                             void *data);
+
+/* Runs cmd on one rank. */
+int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
+                  const kite_task_opts_t *opts, kite_output_cb out, kite_task_cb cb, void *data,
+                  uint64_t *task_id);
+/* Runs cmd on every rank. */
+int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_task_opts_t *opts,
+                        kite_output_cb out, kite_task_cb cb, void *data, uint64_t *task_id);
+
+/* Copies a local file or tree to the same path on every node (relative paths are relative to
+ * the node's working directory). */
+int kite_pool_upload(kite_pool_t *pool, const char *local, const char *remote, kite_task_cb cb,
+                     void *data);
+/* Copies a file or tree from one rank to a local path. */
+int kite_pool_download(kite_pool_t *pool, uint32_t rank, const char *remote, const char *local,
+                       kite_task_cb cb, void *data);
+
+/* ---- inspection -------------------------------------------------------------------------- */
+
+uint64_t kite_pool_id(const kite_pool_t *pool);
+const char *kite_pool_name(const kite_pool_t *pool);
+unsigned kite_pool_size(const kite_pool_t *pool);
+unsigned kite_pool_ready_count(const kite_pool_t *pool);
+int kite_pool_node_state(const kite_pool_t *pool, uint32_t rank);
+/* Provider instance id / address of a rank (NULL while it has none). */
+const char *kite_pool_instance_id(const kite_pool_t *pool, uint32_t rank);
+const char *kite_pool_address(const kite_pool_t *pool, uint32_t rank);
+uint64_t kite_pool_node_id(const kite_pool_t *pool, uint32_t rank);
+
+/* ---- close ------------------------------------------------------------------------------- */
+
+typedef void (*kite_pool_close_cb)(kite_pool_t *pool, int status, void *data);
+/* Cancels running tasks, terminates every instance (also ones still being launched) and calls
+ * cb when the provider has confirmed each gone; the pool is freed after cb returns. status is
+ * 0, or < 0 when an instance could not be confirmed terminated (the message was logged, and
+ * the instance stays recorded so `kite down` can retry). Double close asserts. */
+void kite_pool_close(kite_pool_t *pool, kite_pool_close_cb cb, void *data);
+
+#endif

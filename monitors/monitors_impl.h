@@ -1,0 +1,17 @@
+#ifndef KITE_MONITORS_IMPL_H
+#define KITE_MONITORS_IMPL_H
+
+/* The pool's view of its monitors (node_watch.c). */
+
+#include "kite/monitor.h"
+
+typedef struct kite__watch kite__watch_t;
+
+/* Starts watching the nodes of pool `pool` (through its events) with the health and
+ * preemption monitors. */
+int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
+                    const kite_pool_monitor_options_t *opts, kite__watch_t **out);
+/* Stops every monitor of the watch. */
+void kite__watch_free(kite__watch_t *w);
+
+#endif

@@ -1,0 +1,305 @@
+/* Watching a pool's nodes: the health and preemption monitors.
+ *
+ * A watch follows one pool through the bus only: node_ready starts watching a node,
+ * node_state_changed to anything but READY or DRAINING stops it. Per watched node there
+ * are two monitors (monitor.c):
+ *
+ *  - health: runs a tiny command over the node's existing SSH session (ssh_exec); it also
+ *    refreshes the dead-man's switch's heartbeat on the node. `failures` consecutive failed
+ *    or timed-out checks → node_lost. A session_lost fact from the transport counts as
+ *    enough failures at once: the session is already known dead.
+ *  - preemption: asks the node's provider (preempt_check). A notice → node_preempting with
+ *    the deadline (once); the instance gone → node_preempted (once).
+ *
+ * Every check's result is a metric event ("health_ms" with the round-trip time, or
+ * "health_failures"; "preempt_state"), so a UI can show it. The watch never touches the
+ * node itself: the pool reacts to node_lost / node_preempted by replacing the node. */
+#include <stdio.h>
+#include <uthash.h>
+
+#include "kite/monitor.h"
+#include "kite/provider.h"
+#include "kite_impl.h"
+#include "monitors_impl.h"
+
+#define HEALTH_CMD                                                                           \
+  ": > .kite/heartbeat 2>/dev/null || { mkdir -p .kite && : > .kite/heartbeat; }"
+
+typedef struct watched {
+  uint64_t node;
+  uint32_t rank;
+  char *instance_id;
+  struct kite__watch *w;
+  kite_monitor_t *health, *preempt;
+  uint64_t health_token, preempt_token;
+  uint64_t health_corr, preempt_corr;
+  uint64_t health_started;
+  unsigned failures;
+  bool lost_sent, notice_sent, gone_sent;
+  bool dead; /* unwatched; freed when its outstanding requests are answered */
+  kite_sub_t session_sub;
+  UT_hash_handle hh;
+} watched_t;
+
+struct kite__watch {
+  kite_runtime_t *rt;
+  kite_bus_t *bus;
+  uint64_t pool;
+  char *provider;
+  kite_pool_monitor_options_t o;
+  char *health_cmd;
+  watched_t *nodes;
+  kite_sub_t sub_ready, sub_state;
+};
+
+static void emit_metric(kite__watch_t *w, uint64_t node, const char *name, double v,
+                        const char *unit) {
+  kite_ev_metric_t m = {.node = node, .name = name, .value = v, .unit = unit};
+  kite_emit_metric(w->bus, &m);
+}
+
+/* ---- health ---------------------------------------------------------------------------- */
+
+static void lose(watched_t *n, const char *why) {
+  if (n->lost_sent)
+    return;
+  n->lost_sent = true;
+  KITE_INFO(n->w->rt, "monitor", "rank %u lost: %s", n->rank, why);
+  kite_ev_node_lost_t l = {.pool = n->w->pool, .node = n->node, .rank = n->rank, .reason = why};
+  kite_emit_node_lost(n->w->bus, &l);
+}
+
+static void health_failed(watched_t *n, const char *why) {
+  n->failures++;
+  emit_metric(n->w, n->node, "health_failures", n->failures, "count");
+  if (n->failures >= n->w->o.health_failures) {
+    char *msg = kite__sprintf("%u health checks failed in a row (last: %s)", n->failures, why);
+    lose(n, msg ? msg : why);
+    free(msg);
+  }
+}
+
+/* A reply to an unwatched node: forget it once nothing else is outstanding. */
+static bool reap_dead(watched_t *n) {
+  if (!n->dead)
+    return false;
+  if (n->health_corr == 0 && n->preempt_corr == 0)
+    free(n);
+  return true;
+}
+
+static void on_health_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  watched_t *n = data;
+  (void)bus;
+  n->health_corr = 0;
+  if (reap_dead(n))
+    return;
+  const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
+  int rc = status;
+  if (rc == 0 && f)
+    rc = f->error ? f->error : (f->exit_status == 0 ? 0 : KITE_ETASK);
+  kite_monitor_done(n->health, n->health_token, rc);
+}
+
+static void health_result(kite_monitor_t *m, int status, void *data) {
+  watched_t *n = data;
+  (void)m;
+  if (status == KITE_ETIMEDOUT && n->health_corr) {
+    kite_bus_cancel(n->w->bus, n->health_corr);
+    n->health_corr = 0;
+  }
+  if (status == 0) {
+    n->failures = 0;
+    emit_metric(n->w, n->node, "health_ms",
+                (double)(uv_now(kite_runtime_loop(n->w->rt)) - n->health_started), "ms");
+    return;
+  }
+  health_failed(n, kite_strerror(status));
+}
+
+static void health_check(kite_monitor_t *m, uint64_t token, void *data) {
+  watched_t *n = data;
+  (void)m;
+  n->health_token = token;
+  n->health_started = uv_now(kite_runtime_loop(n->w->rt));
+  kite_ev_ssh_exec_t x = {.pool = n->w->pool, .node = n->node, .task = kite__next_id(),
+                          .rank = n->rank, .cmd = n->w->health_cmd,
+                          .timeout_ms = (int64_t)n->w->o.health_timeout_ms};
+  int rc = kite_request_ssh_exec(n->w->bus, &x, 0, on_health_reply, n, &n->health_corr);
+  if (rc != 0)
+    kite_monitor_done(n->health, token, rc);
+}
+
+static void on_session_lost(kite_bus_t *bus, const kite_event_t *ev,
+                            const kite_ev_session_lost_t *p, void *data) {
+  watched_t *n = data;
+  (void)bus;
+  (void)ev;
+  char *msg = kite__sprintf("SSH session lost: %s", p->message ? p->message
+                                                              : kite_strerror(p->error));
+  n->failures = n->w->o.health_failures;
+  lose(n, msg ? msg : "SSH session lost");
+  free(msg);
+}
+
+/* ---- preemption ----------------------------------------------------------------------- */
+
+static void on_preempt_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  watched_t *n = data;
+  (void)bus;
+  n->preempt_corr = 0;
+  if (reap_dead(n))
+    return;
+  const kite_ev_preempt_status_t *s = kite_ev_as_preempt_status(ev);
+  if (status == 0 && s) {
+    emit_metric(n->w, n->node, "preempt_state", s->state, "state");
+    if (s->state == KITE_PREEMPT_NOTICE && !n->notice_sent) {
+      n->notice_sent = true;
+      kite_ev_node_preempting_t p = {.pool = n->w->pool, .node = n->node, .rank = n->rank,
+                                     .deadline_ms = s->deadline_ms};
+      kite_emit_node_preempting(n->w->bus, &p);
+    } else if (s->state == KITE_PREEMPT_GONE && !n->gone_sent) {
+      n->gone_sent = true;
+      kite_ev_node_preempted_t p = {.pool = n->w->pool, .node = n->node, .rank = n->rank,
+                                    .reason = "the provider reports the instance preempted"};
+      kite_emit_node_preempted(n->w->bus, &p);
+    }
+  }
+  kite_monitor_done(n->preempt, n->preempt_token, status);
+}
+
+static void preempt_result(kite_monitor_t *m, int status, void *data) {
+  watched_t *n = data;
+  (void)m;
+  if (status == KITE_ETIMEDOUT && n->preempt_corr) {
+    kite_bus_cancel(n->w->bus, n->preempt_corr);
+    n->preempt_corr = 0;
+  }
+}
+
+static void preempt_check(kite_monitor_t *m, uint64_t token, void *data) {
+  watched_t *n = data;
+  (void)m;
+  n->preempt_token = token;
+  kite_ev_preempt_check_t c = {.provider = n->w->provider, .pool = n->w->pool, .node = n->node,
+                               .rank = n->rank, .instance_id = n->instance_id};
+  int rc = kite_request_preempt_check(n->w->bus, &c, 0, on_preempt_reply, n, &n->preempt_corr);
+  if (rc != 0)
+    kite_monitor_done(n->preempt, token, rc);
+}
+
+/* ---- tracking ------------------------------------------------------------------------------ */
+
+static void unwatch(kite__watch_t *w, watched_t *n) {
+  HASH_DEL(w->nodes, n);
+  kite_monitor_free(n->health);
+  kite_monitor_free(n->preempt);
+  if (n->health_corr)
+    kite_bus_cancel(w->bus, n->health_corr);
+  if (n->preempt_corr)
+    kite_bus_cancel(w->bus, n->preempt_corr);
+  kite_bus_unsubscribe(w->bus, n->session_sub);
+  free(n->instance_id);
+  n->instance_id = NULL;
+  n->health = n->preempt = NULL;
+  /* The canceled requests are still answered (with KITE_ECANCELED) and their replies point
+   * at n: it is freed when the last one arrives. */
+  n->dead = true;
+  if (n->health_corr == 0 && n->preempt_corr == 0)
+    free(n);
+}
+
+static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node_ready_t *p,
+                     void *data) {
+  kite__watch_t *w = data;
+  (void)ev;
+  watched_t *n = NULL;
+  HASH_FIND(hh, w->nodes, &p->node, sizeof(p->node), n);
+  if (n)
+    unwatch(w, n);
+  n = calloc(1, sizeof(*n));
+  if (n == NULL)
+    return;
+  n->node = p->node;
+  n->rank = p->rank;
+  n->instance_id = kite__strdup(p->instance_id);
+  n->w = w;
+  kite_monitor_options_t h = {.interval_ms = w->o.health_interval_ms,
+                              .jitter_ms = w->o.jitter_ms ? w->o.jitter_ms
+                                                          : w->o.health_interval_ms / 10,
+                              .timeout_ms = w->o.health_timeout_ms};
+  kite_monitor_options_t q = {.interval_ms = w->o.preempt_interval_ms,
+                              .jitter_ms = w->o.jitter_ms ? w->o.jitter_ms
+                                                          : w->o.preempt_interval_ms / 10,
+                              .timeout_ms = w->o.preempt_interval_ms};
+  int rc = kite_monitor_new(w->rt, &h, health_check, health_result, n, &n->health);
+  if (rc == 0)
+    rc = kite_monitor_new(w->rt, &q, preempt_check, preempt_result, n, &n->preempt);
+  if (rc == 0)
+    rc = kite_on_session_lost(bus, p->node, on_session_lost, n, &n->session_sub);
+  HASH_ADD(hh, w->nodes, node, sizeof(n->node), n);
+  if (rc != 0) {
+    kite_log(w->rt, KITE_LOG_ERROR, "monitor", "cannot watch rank %u: %s", p->rank,
+             kite_strerror(rc));
+    unwatch(w, n);
+  }
+}
+
+static void on_state(kite_bus_t *bus, const kite_event_t *ev,
+                     const kite_ev_node_state_changed_t *p, void *data) {
+  kite__watch_t *w = data;
+  (void)bus;
+  (void)ev;
+  if (p->to == KITE_NODE_READY || p->to == KITE_NODE_DRAINING)
+    return;
+  watched_t *n = NULL;
+  HASH_FIND(hh, w->nodes, &p->node, sizeof(p->node), n);
+  if (n)
+    unwatch(w, n);
+}
+
+int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
+                    const kite_pool_monitor_options_t *opts, kite__watch_t **out) {
+  kite__watch_t *w = calloc(1, sizeof(*w));
+  if (w == NULL)
+    return KITE_ENOMEM;
+  w->rt = rt;
+  w->bus = kite_runtime_bus(rt);
+  w->pool = pool;
+  if (opts)
+    w->o = *opts;
+  if (w->o.health_interval_ms == 0)
+    w->o.health_interval_ms = 5000;
+  if (w->o.health_timeout_ms == 0)
+    w->o.health_timeout_ms = w->o.health_interval_ms;
+  if (w->o.health_failures == 0)
+    w->o.health_failures = 3;
+  if (w->o.preempt_interval_ms == 0)
+    w->o.preempt_interval_ms = 5000;
+  w->provider = kite__strdup(provider);
+  w->health_cmd = kite__strdup(w->o.health_command ? w->o.health_command : HEALTH_CMD);
+  w->o.health_command = NULL;
+  int rc = w->provider && w->health_cmd ? 0 : KITE_ENOMEM;
+  if (rc == 0)
+    rc = kite_on_node_ready(w->bus, pool, on_ready, w, &w->sub_ready);
+  if (rc == 0)
+    rc = kite_on_node_state_changed(w->bus, pool, on_state, w, &w->sub_state);
+  if (rc != 0) {
+    kite__watch_free(w);
+    return rc;
+  }
+  *out = w;
+  return 0;
+}
+
+void kite__watch_free(kite__watch_t *w) {
+  if (w == NULL)
+    return;
+  kite_bus_unsubscribe(w->bus, w->sub_ready);
+  kite_bus_unsubscribe(w->bus, w->sub_state);
+  watched_t *n, *tmp;
+  HASH_ITER(hh, w->nodes, n, tmp) { unwatch(w, n); }
+  free(w->provider);
+  free(w->health_cmd);
+  free(w);
+}
