@@ -645,6 +645,7 @@ static void test_sftp_256mib_constant_memory(void **state) {
     assert_int_equal(fwrite(block, 1, sizeof(block), f), sizeof(block));
   }
   fclose(f);
+  long before = max_rss_kb();
   xfer_res_t x = {0};
   assert_int_equal(kite_ssh_upload(c.s, big, "big", -1, NULL, on_xdone, &x, NULL), 0);
   run_until(&x.done);
@@ -655,11 +656,16 @@ static void test_sftp_256mib_constant_memory(void **state) {
   assert_int_equal(kite_ssh_download(c.s, "big", back, NULL, on_xdone, &x, NULL), 0);
   run_until(&x.done);
   assert_int_equal(x.error, 0);
-  /* The whole process never held more than a fraction of the file. */
-  long peak = max_rss_kb();
-  print_message("peak RSS of the test process after moving 256 MiB up and down: %ld KiB\n",
-                peak);
-  assert_true(peak < 128 * 1024);
+  /* Runs first, so the peak is this test's: it grew by a fraction of the file. */
+  long grew = max_rss_kb() - before;
+  print_message("peak RSS grew by %ld KiB moving 256 MiB up and down\n", grew);
+#ifndef __SANITIZE_ADDRESS__
+  assert_true(grew < 48 * 1024);
+#else
+  /* AddressSanitizer keeps up to 256 MiB of freed memory in quarantine (and libssh2 frees a
+   * packet per chunk), so RSS says nothing here; the normal build checks it. */
+  (void)grew;
+#endif
   run_t r;
   run_sync(c.s, "rm -f big", &r);
   run_free(&r);
@@ -700,6 +706,7 @@ static void test_sshd_killed_mid_command(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sftp_256mib_constant_memory),
       cmocka_unit_test(test_exit_codes_signals_streams),
       cmocka_unit_test(test_64_channels_one_session),
       cmocka_unit_test(test_channel_cap_queues),
@@ -709,7 +716,6 @@ int main(void) {
       cmocka_unit_test(test_host_keys),
       cmocka_unit_test(test_auth_and_refused_errors),
       cmocka_unit_test(test_sftp_tree_round_trip),
-      cmocka_unit_test(test_sftp_256mib_constant_memory),
       cmocka_unit_test(test_sshd_killed_mid_command),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
