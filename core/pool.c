@@ -121,8 +121,14 @@ static int append_env_list(char **buf, size_t *len, char *const *env) {
 /* The full command for one rank: kite's variables, the spec's env, the task's env, then the
  * command itself. */
 static char *render_command(kite_pool_t *pool, uint32_t rank, const task_t *t) {
-  char *buf = NULL;
-  size_t len = 0;
+  /* What the bootstrap's env steps left on the node comes first; kite's own variables and the
+   * spec's and task's env override it. */
+  static const char env_file[] = "if [ -r \"$HOME/" KITE_BOOTSTRAP_ENV_FILE "\" ]; then . \"$HOME/"
+                                 KITE_BOOTSTRAP_ENV_FILE "\"; fi\n";
+  char *buf = kite__strdup(env_file);
+  size_t len = sizeof(env_file) - 1;
+  if (buf == NULL)
+    return NULL;
   char num[32];
   snprintf(num, sizeof(num), "%u", rank);
   int rc = append_export(&buf, &len, "KITE_NODE_RANK", 14, num);
