@@ -220,6 +220,74 @@ static void start_bootstrap(kite__node_t *n) {
     fail(n, "cannot start the bootstrap");
 }
 
+/* The dead-man's switch: a watchdog on the node (outside any command's process group) that
+ * powers the node off when .kite/heartbeat, refreshed by every health check, grows older than
+ * the pool's deadman timeout. Idempotent: a watchdog already running is kept. Powering off:
+ * the node's power switch when it has one (local nodes: $KITE_POWEROFF), else shutdown. */
+static char *deadman_script(uint64_t timeout_ms) {
+  unsigned long secs = (unsigned long)((timeout_ms + 999) / 1000);
+  unsigned long every = secs < 10 ? 1 : 5;
+  return kite__sprintf(
+      "d=\"$HOME/.kite\"; mkdir -p \"$d\" && : > \"$d/heartbeat\" || exit 1\n"
+      "if [ -f \"$d/watchdog.pid\" ] && kill -0 \"$(cat \"$d/watchdog.pid\")\" 2>/dev/null; "
+      "then exit 0; fi\n"
+      "setsid sh -c '\n"
+      "echo $$ > \"$1/watchdog.pid\"\n"
+      "while sleep %lu; do\n"
+      "  hb=$(stat -c %%Y \"$1/heartbeat\" 2>/dev/null || echo 0)\n"
+      "  if [ $(( $(date +%%s) - hb )) -gt %lu ]; then\n"
+      "    if [ -n \"${KITE_POWEROFF:-}\" ] && [ -p \"$KITE_POWEROFF\" ]; then\n"
+      "      echo deadman > \"$KITE_POWEROFF\"\n"
+      "    elif [ \"$(id -u)\" = 0 ]; then shutdown -h now || poweroff\n"
+      "    else sudo -n shutdown -h now || sudo -n poweroff; fi\n"
+      "    exit 0\n"
+      "  fi\n"
+      "done' kite-watchdog \"$d\" </dev/null >/dev/null 2>&1 &\n",
+      every, secs);
+}
+
+static void on_watchdog(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  n->boot_corr = 0;
+  if (n->state != KITE_NODE_BOOTSTRAPPING) {
+    kite__pool_node_changed(n->pool, n);
+    return;
+  }
+  const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
+  if (status == 0 && f && f->error == 0 && f->exit_status == 0) {
+    start_bootstrap(n);
+    return;
+  }
+  const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+  char *why = kite__sprintf("cannot install the dead-man's switch: %s",
+                            f && f->message ? f->message
+                            : f             ? "the install command failed"
+                            : e && e->message ? e->message
+                                              : kite_strerror(status));
+  fail(n, why ? why : "cannot install the dead-man's switch");
+  free(why);
+}
+
+static void start_watchdog(kite__node_t *n) {
+  kite_pool_t *pool = n->pool;
+  if (pool->deadman_ms == 0) {
+    start_bootstrap(n);
+    return;
+  }
+  char *script = deadman_script(pool->deadman_ms);
+  if (script == NULL) {
+    fail(n, "out of memory");
+    return;
+  }
+  kite_ev_ssh_exec_t x = {.pool = pool->id, .node = n->id, .task = kite__next_id(),
+                          .rank = n->rank, .cmd = script, .timeout_ms = 30000};
+  int rc = kite_request_ssh_exec(pool->bus, &x, 0, on_watchdog, n, &n->boot_corr);
+  free(script);
+  if (rc != 0)
+    fail(n, "cannot install the dead-man's switch");
+}
+
 static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
@@ -239,7 +307,7 @@ static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, vo
     free(why);
     return;
   }
-  start_bootstrap(n);
+  start_watchdog(n);
 }
 
 static void connect_node(kite__node_t *n) {

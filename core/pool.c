@@ -322,6 +322,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->spot = spec->spot;
   pool->hostkey_mode = spec->hostkey_mode;
   pool->connect_timeout_ms = spec->connect_timeout_ms ? spec->connect_timeout_ms : 30000;
+  pool->deadman_ms = spec->deadman_off ? 0
+                     : spec->deadman_timeout_ms ? spec->deadman_timeout_ms : 10 * 60 * 1000;
   pool->replace = spec->replace;
   pool->max_replacements = spec->max_replacements;
   pool->replace_per_minute = spec->replace_per_minute ? spec->replace_per_minute : 10;

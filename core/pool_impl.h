@@ -54,6 +54,7 @@ struct kite_pool {
   char **env;            /* spec env, NULL-terminated */
   int hostkey_mode;
   uint64_t connect_timeout_ms;
+  uint64_t deadman_ms;   /* 0: no watchdog */
   bool replace;
   unsigned max_replacements;
   unsigned replace_per_minute;

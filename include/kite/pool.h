@@ -50,6 +50,11 @@ typedef struct kite_pool_spec {
   /* Health and preemption monitors; zeroes mean the defaults of monitor.h. */
   kite_pool_monitor_options_t monitors;
   bool monitors_off;          /* no monitors at all (nothing detects a lost node) */
+  /* Dead-man's switch: every node runs a watchdog that shuts the node down when the health
+   * monitor's heartbeat has not arrived for this long (the last defence against a leak when
+   * the controller dies and nobody runs `kite down`). 0: 10 minutes. */
+  uint64_t deadman_timeout_ms;
+  bool deadman_off;           /* no watchdog (only when explicitly asked for) */
 } kite_pool_spec_t;
 
 /* Called once when the pool is usable (status 0: min_nodes READY) or cannot become so

@@ -46,6 +46,10 @@ typedef struct kite_local_provider_options {
   uint64_t chaos_after_ms;
   /* Seed for the chaos choice (0: from the clock). */
   unsigned chaos_seed;
+  /* Nodes outlive this process when it dies without closing its pools, as cloud machines
+   * would (then only their dead-man's switch or `kite down` stops them). By default they die
+   * with it. */
+  bool outlive_controller;
 } kite_local_provider_options_t;
 
 /* Creates the "local" provider and adds it to the runtime. Each instance is a real sshd node

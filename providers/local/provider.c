@@ -286,7 +286,8 @@ static void launch_now(kite_local_provider_t *lp, uint64_t corr, const char *tag
   lp->insts = i;
   lp->count++;
   kite_local_node_options_t o = {.tag = i->tag, .authorized_key = lp->pubkey,
-                                 .port = (uint16_t)lp->opts.port};
+                                 .port = (uint16_t)lp->opts.port,
+                                 .outlive_controller = lp->opts.outlive_controller};
   int rc = i->id && i->tag ? kite_local_node_start(lp->rt, &o, on_node_started, i, &i->ln)
                            : KITE_ENOMEM;
   if (rc != 0) {
