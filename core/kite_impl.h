@@ -54,6 +54,9 @@ char *kite__shell_join(const char *const *argv);
 typedef struct kite__secrets kite__secrets_t;
 const kite__secrets_t *kite__runtime_secrets(const kite_runtime_t *rt);
 kite_runtime_t *kite__bus_runtime(kite_bus_t *bus);
+/* The runtime's state store ($KITE_HOME/state.db), opened on first use. KITE_ESTORE (logged
+ * once) when it cannot be opened. */
+int kite__runtime_store(kite_runtime_t *rt, kite_store_t **out);
 
 /* ---- bus.c ----------------------------------------------------------------------------- */
 

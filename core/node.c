@@ -13,6 +13,7 @@
  * under way waits for the launch's reply and then terminates what was created. */
 #include <assert.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "kite/transport.h"
 #include "pool_impl.h"
@@ -50,6 +51,8 @@ int kite__node_set_state(kite__node_t *n, kite_node_state_t to, const char *reas
     return KITE_EINTERNAL;
   }
   n->state = to;
+  if (pool->store)
+    kite_store_node_put(pool->store, pool->name, n->rank, (int)to, n->instance_id, n->address);
   KITE_INFO(pool->rt, "node", "%s rank %u: %s -> %s (%s)", pool->name, n->rank,
             kite_node_state_name(from), kite_node_state_name(to), reason ? reason : "");
   kite_ev_node_state_changed_t ev = {.pool = pool->id, .node = n->id, .rank = n->rank,
@@ -114,6 +117,9 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
     free(msg);
     return;
   }
+  if (n->pool->store && n->instance_id)
+    kite_store_instance_terminated(n->pool->store, n->pool->provider, n->instance_id);
+  n->store_row = 0;
   clear_instance(n);
   if (n->state == KITE_NODE_TERMINATING)
     kite__node_set_state(n, KITE_NODE_TERMINATED, "instance terminated");
@@ -148,6 +154,8 @@ static void terminate_instance(kite__node_t *n) {
   if (!n->instance_live || n->term_corr)
     return;
   disconnect(n);
+  if (n->pool->store && n->store_row)
+    kite_store_instance_terminating(n->pool->store, n->store_row);
   kite_ev_instance_terminate_t t = {.provider = n->pool->provider, .pool = n->pool->id,
                                     .node = n->id, .rank = n->rank,
                                     .instance_id = n->instance_id};
@@ -339,6 +347,18 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     n->port = l->port;
     n->price_hourly = l->price_hourly;
     n->instance_live = true;
+    if (n->pool->store && n->store_row &&
+        kite_store_instance_launched(n->pool->store, n->store_row, l->instance_id, l->address,
+                                     l->port, l->user, l->host_key,
+                                     l->price_hourly > 0 ? l->price_hourly : -1) != 0)
+      kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: cannot record instance %s: %s",
+               n->pool->name, n->rank, l->instance_id, kite_store_errmsg(n->pool->store));
+  } else if (n->pool->store && n->store_row) {
+    /* The provider answered that the launch created nothing. */
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    kite_store_instance_terminated_row(n->pool->store, n->store_row,
+                                       e && e->message ? e->message : "launch failed");
+    n->store_row = 0;
   }
   if (n->state != KITE_NODE_PROVISIONING) {
     /* Closed (or failed) while launching: whatever was created goes now. */
@@ -364,10 +384,21 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
 
 void kite__node_start(kite__node_t *n) {
   kite_pool_t *pool = n->pool;
-  char token[64];
-  snprintf(token, sizeof(token), "%s-%u-%u", pool->tag, n->rank, n->replacements);
+  char token[128];
+  snprintf(token, sizeof(token), "%s-%u-%u-%d-%llx", pool->tag, n->rank, n->replacements,
+           (int)getpid(), (unsigned long long)kite__wall_ms());
   kite__node_set_state(n, KITE_NODE_PROVISIONING,
                        n->replacements ? "launching a replacement" : "launching");
+  /* Recorded before the launch call: if this process dies during it, the record remains. */
+  if (pool->store && kite_store_instance_launching(pool->store, pool->name, n->rank,
+                                                   pool->provider, pool->tag, token,
+                                                   &n->store_row) != 0) {
+    char *why = kite__sprintf("cannot record the launch in the state store: %s",
+                              kite_store_errmsg(pool->store));
+    fail(n, why ? why : "cannot record the launch");
+    free(why);
+    return;
+  }
   kite_ev_instance_launch_t l = {.provider = pool->provider, .pool = pool->id, .node = n->id,
                                  .rank = n->rank, .tag = pool->tag, .region = pool->region,
                                  .instance_type = pool->instance_type, .spot = pool->spot,

@@ -11,7 +11,9 @@
  * component of the first shutdown tier, so a runtime shutdown closes it before anything it
  * needs goes away. */
 #include <assert.h>
+#include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "kite/bootstrap.h"
 #include "pool_impl.h"
@@ -291,6 +293,45 @@ bool kite__pool_rate_take(kite_pool_t *pool) {
   return false;
 }
 
+/* Records the pool in the state store before anything is launched. A pool of the same name
+ * with instances still recorded live (a process that crashed, or one that has it open now) is
+ * refused: those instances must be cleaned up first, never forgotten. */
+static int record_pool(kite_pool_t *pool) {
+  kite_store_t *st = NULL;
+  int rc = kite__runtime_store(pool->rt, &st);
+  if (rc != 0) {
+    kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s: no state store, so instances could "
+             "not be recorded before they exist; refusing to launch", pool->name);
+    return rc;
+  }
+  kite_store_pool_t old = {0};
+  if (kite_store_pool_get(st, pool->name, &old) == 0) {
+    bool owned = old.owner_pid > 0 && old.owner_pid != getpid() && kill((pid_t)old.owner_pid, 0) == 0;
+    unsigned live = old.live_instances;
+    int64_t owner = old.owner_pid;
+    kite_store_pool_clear(&old);
+    if (owned) {
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s is open in process %lld; close it "
+               "there or pick another name", pool->name, (long long)owner);
+      return KITE_EBUSY;
+    }
+    if (live > 0) {
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s has %u instance(s) recorded as live "
+               "by an earlier run that did not close it; run `kite down %s` first (they may "
+               "still be running and cost money)", pool->name, live, pool->name);
+      return KITE_EBUSY;
+    }
+  }
+  kite_store_pool_t rec = {.name = pool->name, .provider = pool->provider, .tag = pool->tag,
+                           .owner_pid = getpid(), .state = "opening"};
+  rc = kite_store_pool_put(st, &rec);
+  if (rc != 0)
+    kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s: cannot record it: %s", pool->name,
+             kite_store_errmsg(st));
+  pool->store = rc == 0 ? st : NULL;
+  return rc;
+}
+
 int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_open_cb cb,
                    void *data, kite_pool_t **out) {
   if (rt == NULL || spec == NULL || cb == NULL || out == NULL)
@@ -343,6 +384,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     if (rc == 0)
       rc = kite_bootstrap_register_secrets(spec->bootstrap, rt);
   }
+  if (rc == 0)
+    rc = record_pool(pool);
   if (rc == 0) {
     pool->nodes = calloc(pool->nodes_n, sizeof(*pool->nodes));
     if (pool->nodes == NULL)
@@ -836,6 +879,9 @@ static void maybe_finish_close(kite_pool_t *pool) {
   kite_ev_pool_closed_t ev = {.pool = pool->id, .name = pool->name};
   kite_emit_pool_closed(pool->bus, &ev);
   KITE_INFO(pool->rt, "pool", "pool %s closed: every instance terminated", pool->name);
+  if (pool->store)
+    kite_store_pool_set_state(pool->store, pool->name, pool->close_status ? "close-failed"
+                                                                          : "closed", 0, NULL);
   pool_hold(pool);
   if (pool->close_cb)
     pool->close_cb(pool, pool->close_status, pool->close_data);

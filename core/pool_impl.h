@@ -38,6 +38,7 @@ struct kite__node {
   char *old_instance;   /* while REPLACING: the instance being replaced */
   bool replace_held;    /* REPLACING, waiting for the rate limit */
   char *failure; /* why the node FAILED, for the pool's error */
+  int64_t store_row;    /* the state store's row of the instance behind it now, or 0 */
 };
 
 struct kite_pool {
@@ -51,6 +52,7 @@ struct kite_pool {
   char *region, *instance_type, *image, *provider_options;
   bool spot;
   char *script;          /* rendered bootstrap, or NULL */
+  kite_store_t *store;   /* the runtime's state store */
   char **env;            /* spec env, NULL-terminated */
   int hostkey_mode;
   uint64_t connect_timeout_ms;

@@ -334,6 +334,7 @@ int kite_runtime_free(kite_runtime_t *rt) {
   if (!rt->shutting_down || rt->handles_open != 0)
     return KITE_EBUSY;
   kite__bus_free(rt->bus);
+  kite_store_close(rt->store);
   if (rt->owns_loop) {
     uv_run(&rt->own_loop, UV_RUN_NOWAIT);
     if (uv_loop_close(&rt->own_loop) != 0)
@@ -351,4 +352,19 @@ int kite_runtime_free(kite_runtime_t *rt) {
   free(rt->home);
   free(rt);
   return 0;
+}
+
+int kite__runtime_store(kite_runtime_t *rt, kite_store_t **out) {
+  if (rt->store == NULL && !rt->store_failed) {
+    char *path = kite_store_default_path(rt->home);
+    int rc = path ? kite_store_open(path, &rt->store) : KITE_ENOMEM;
+    if (rc != 0) {
+      rt->store_failed = true;
+      kite_log(rt, KITE_LOG_ERROR, "store", "cannot open the state store %s: %s", path ? path : "",
+               kite_store_errmsg(NULL));
+    }
+    free(path);
+  }
+  *out = rt->store;
+  return rt->store ? 0 : KITE_ESTORE;
 }

@@ -50,6 +50,9 @@ struct kite_runtime {
   void *sig_data;
 
   int handles_open; /* runtime-owned uv handles not yet closed */
+
+  struct kite_store *store; /* opened on first use */
+  bool store_failed;
 };
 
 #endif
