@@ -1,0 +1,401 @@
+/* Pools on the local provider, end to end: real sshd nodes, real SSH, real bootstrap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kite/kite.h"
+#include "kite/bootstrap.h"
+#include "kite/local.h"
+#include "kite/pool.h"
+#include "kite/provider.h"
+#include "kite/transport.h"
+
+#define MAXR 16
+
+typedef struct ctx {
+  kite_runtime_t *rt;
+  kite_local_provider_t *lp;
+  kite_pool_t *pool;
+  char home[64];
+  char name[48];
+  char tag[64];
+  int open_calls, open_status;
+  char open_msg[8192];
+  int close_calls, close_status;
+  int task_calls, task_status;
+  unsigned failed;
+  kite_rank_result_t res[MAXR];
+  char *res_msg[MAXR];
+  char *out[MAXR][3];
+  size_t out_len[MAXR][3];
+  unsigned progress_events;
+  void (*after_open)(struct ctx *c);
+} ctx_t;
+
+static void ctx_init(ctx_t *c, const char *what) {
+  memset(c, 0, sizeof(*c));
+  snprintf(c->home, sizeof(c->home), "/tmp/kite-test-pool-XXXXXX");
+  assert_non_null(mkdtemp(c->home));
+  snprintf(c->name, sizeof(c->name), "t%d-%s", (int)getpid(), what);
+  snprintf(c->tag, sizeof(c->tag), "kite-pool-%s", c->name);
+  kite_runtime_options_t o = {.home = c->home, .log_level = KITE_LOG_ERROR};
+  assert_int_equal(kite_runtime_new(&c->rt, &o), 0);
+  assert_int_equal(kite_local_provider_new(c->rt, NULL, &c->lp), 0);
+  assert_int_equal(kite_transport_new(c->rt, NULL, NULL), 0);
+  assert_int_equal(kite_bootstrap_runner_new(c->rt, NULL), 0);
+}
+
+static void on_shutdown(kite_runtime_t *rt, void *data) {
+  (void)rt;
+  (void)data;
+}
+
+static void ctx_done(ctx_t *c) {
+  assert_int_equal(kite_runtime_shutdown(c->rt, on_shutdown, NULL), 0);
+  kite_runtime_run(c->rt);
+  assert_int_equal(kite_runtime_free(c->rt), 0);
+  for (int i = 0; i < MAXR; i++) {
+    free(c->res_msg[i]);
+    for (int s = 0; s < 3; s++)
+      free(c->out[i][s]);
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", c->home);
+  assert_int_equal(system(cmd), 0);
+  /* Nothing of the pool's nodes is left running. */
+  assert_int_equal(kite_local_count_tagged(c->tag), 0);
+}
+
+static void on_closed(kite_pool_t *pool, int status, void *data) {
+  ctx_t *c = data;
+  (void)pool;
+  c->close_calls++;
+  c->close_status = status;
+}
+
+static void on_open(kite_pool_t *pool, int status, const char *msg, void *data) {
+  ctx_t *c = data;
+  c->open_calls++;
+  c->open_status = status;
+  snprintf(c->open_msg, sizeof(c->open_msg), "%s", msg ? msg : "");
+  if (status == 0 && c->after_open)
+    c->after_open(c);
+  else
+    kite_pool_close(pool, on_closed, c);
+}
+
+static void on_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int stream,
+                      const void *buf, size_t len, void *data) {
+  ctx_t *c = data;
+  (void)pool;
+  assert_int_equal(attempt, 1);
+  assert_true(rank < MAXR);
+  assert_true(stream == 1 || stream == 2);
+  char *g = realloc(c->out[rank][stream], c->out_len[rank][stream] + len + 1);
+  assert_non_null(g);
+  memcpy(g + c->out_len[rank][stream], buf, len);
+  c->out_len[rank][stream] += len;
+  g[c->out_len[rank][stream]] = '\0';
+  c->out[rank][stream] = g;
+}
+
+static void on_task(kite_pool_t *pool, int status, const kite_task_result_t *r, void *data) {
+  ctx_t *c = data;
+  c->task_calls++;
+  c->task_status = status;
+  if (status == 0) {
+    c->failed = r->failed;
+    for (unsigned i = 0; i < r->count && i < MAXR; i++) {
+      c->res[i] = r->ranks[i];
+      c->res_msg[i] = r->ranks[i].message ? strdup(r->ranks[i].message) : NULL;
+      c->res[i].message = c->res_msg[i];
+      c->res[i].signal = NULL;
+    }
+  }
+  kite_pool_close(pool, on_closed, c);
+}
+
+static kite_pool_spec_t spec_of(ctx_t *c, unsigned nodes, const kite_bootstrap_t *b) {
+  kite_pool_spec_t s = {.name = c->name, .nodes = nodes, .bootstrap = b};
+  return s;
+}
+
+/* ---- full lifecycle, ranks and env ---- */
+
+static void broadcast_env(ctx_t *c) {
+  kite_cmd_t cmd = {.shell = "echo \"rank=$KITE_NODE_RANK n=$KITE_NUM_NODES head=$KITE_HEAD_IP\"; "
+                             "printf '%s\\n' \"$KITE_NODE_IPS\" | wc -l; echo \"spec=$SPEC_VAR\"; "
+                             "cat boot.txt; echo err >&2; exit $((KITE_NODE_RANK % 2))"};
+  assert_int_equal(kite_pool_broadcast(c->pool, &cmd, NULL, on_output, on_task, c, NULL), 0);
+}
+
+static void test_lifecycle_8(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "life");
+  kite_bootstrap_t *b = NULL;
+  assert_int_equal(kite_bootstrap_new(&b), 0);
+  assert_int_equal(kite_bootstrap_file(b, "boot.txt", "written by bootstrap\n", 21, 0600), 0);
+  assert_int_equal(kite_bootstrap_checkpoint(b, "files-done"), 0);
+  assert_int_equal(kite_bootstrap_run(b, "say hi", "echo hi"), 0);
+  const char *env[] = {"SPEC_VAR=from spec", NULL};
+  kite_pool_spec_t s = spec_of(&c, 8, b);
+  s.env = env;
+  c.after_open = broadcast_env;
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_bootstrap_free(b);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.open_calls, 1);
+  assert_int_equal(c.open_status, 0);
+  assert_int_equal(c.task_calls, 1);
+  assert_int_equal(c.close_calls, 1);
+  assert_int_equal(c.close_status, 0);
+  assert_int_equal(c.failed, 4); /* odd ranks exit 1 */
+  char want[256];
+  for (unsigned r = 0; r < 8; r++) {
+    assert_int_equal(c.res[r].rank, r);
+    assert_int_equal(c.res[r].error, 0);
+    assert_int_equal(c.res[r].exit_status, (int)(r % 2));
+    assert_non_null(c.out[r][1]);
+    snprintf(want, sizeof(want), "rank=%u n=8 head=", r);
+    assert_non_null(strstr(c.out[r][1], want));
+    assert_non_null(strstr(c.out[r][1], "\n8\n"));
+    assert_non_null(strstr(c.out[r][1], "spec=from spec\n"));
+    assert_non_null(strstr(c.out[r][1], "written by bootstrap\n"));
+    assert_string_equal(c.out[r][2], "err\n");
+  }
+  assert_int_equal(kite_local_provider_count(c.lp), 0);
+  ctx_done(&c);
+}
+
+/* ---- a failing bootstrap step ---- */
+
+static void test_bootstrap_failure(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "bootfail");
+  kite_bootstrap_t *b = NULL;
+  assert_int_equal(kite_bootstrap_new(&b), 0);
+  assert_int_equal(kite_bootstrap_run(b, "fine", "true"), 0);
+  assert_int_equal(kite_bootstrap_run(b, "breaks on rank 1",
+                                      "if [ \"$KITE_NODE_RANK\" = 1 ]; then "
+                                      "echo broken-step-output; exit 3; fi"), 0);
+  kite_pool_spec_t s = spec_of(&c, 3, b);
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_bootstrap_free(b);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.open_calls, 1);
+  assert_int_equal(c.open_status, KITE_EBOOTSTRAP);
+  assert_non_null(strstr(c.open_msg, "rank 1"));
+  assert_non_null(strstr(c.open_msg, "breaks on rank 1"));
+  assert_non_null(strstr(c.open_msg, "broken-step-output"));
+  assert_int_equal(c.close_calls, 1);
+  assert_int_equal(kite_local_provider_count(c.lp), 0);
+  assert_int_equal(kite_local_count_tagged(c.tag), 0);
+  ctx_done(&c);
+}
+
+/* ---- close while provisioning ---- */
+
+static void close_now(uv_timer_t *t) {
+  ctx_t *c = t->data;
+  kite_pool_close(c->pool, on_closed, c);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_open_no_close(kite_pool_t *pool, int status, const char *msg, void *data) {
+  ctx_t *c = data;
+  (void)pool;
+  c->open_calls++;
+  c->open_status = status;
+  snprintf(c->open_msg, sizeof(c->open_msg), "%s", msg ? msg : "");
+}
+
+static void test_close_during_provisioning(void **state) {
+  (void)state;
+  for (int delay = 0; delay <= 40; delay += 20) {
+    ctx_t c;
+    ctx_init(&c, "early");
+    kite_pool_spec_t s = spec_of(&c, 4, NULL);
+    assert_int_equal(kite_pool_open(c.rt, &s, on_open_no_close, &c, &c.pool), 0);
+    uv_timer_t t;
+    uv_timer_init(kite_runtime_loop(c.rt), &t);
+    t.data = &c;
+    uv_timer_start(&t, close_now, (uint64_t)delay, 0);
+    kite_runtime_run(c.rt);
+    assert_int_equal(c.open_calls, 1);
+    assert_int_equal(c.open_status, KITE_ECANCELED);
+    assert_int_equal(c.close_calls, 1);
+    assert_int_equal(c.close_status, 0);
+    assert_int_equal(kite_local_provider_count(c.lp), 0);
+    ctx_done(&c);
+  }
+}
+
+/* ---- open/close 20 times: nothing left behind ---- */
+
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+static void close_after_open(ctx_t *c) { kite_pool_close(c->pool, on_closed, c); }
+
+static void test_open_close_loop(void **state) {
+  (void)state;
+  int fds_before = -1;
+  for (int i = 0; i < 20; i++) {
+    ctx_t c;
+    ctx_init(&c, "loop");
+    c.after_open = close_after_open;
+    kite_pool_spec_t s = spec_of(&c, 2, NULL);
+    assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+    kite_runtime_run(c.rt);
+    assert_int_equal(c.open_status, 0);
+    assert_int_equal(c.close_calls, 1);
+    ctx_done(&c);
+    if (i == 0)
+      fds_before = count_fds();
+    else
+      assert_int_equal(count_fds(), fds_before);
+  }
+}
+
+/* ---- 8 nodes x 10 MB of output ---- */
+
+static void broadcast_big(ctx_t *c) {
+  kite_cmd_t cmd = {.shell = "yes \"rank-$KITE_NODE_RANK\" | head -c 10485760"};
+  assert_int_equal(kite_pool_broadcast(c->pool, &cmd, NULL, on_output, on_task, c, NULL), 0);
+}
+
+static void test_big_output(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "big");
+  c.after_open = broadcast_big;
+  kite_pool_spec_t s = spec_of(&c, 8, NULL);
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.task_calls, 1);
+  assert_int_equal(c.failed, 0);
+  for (unsigned r = 0; r < 8; r++) {
+    assert_int_equal(c.out_len[r][1], 10485760);
+    char line[32];
+    int n = snprintf(line, sizeof(line), "rank-%u\n", r);
+    for (size_t off = 0; off + (size_t)n <= c.out_len[r][1]; off += (size_t)n)
+      if (memcmp(c.out[r][1] + off, line, (size_t)n) != 0)
+        fail_msg("rank %u output corrupt at byte %zu", r, off);
+  }
+  ctx_done(&c);
+}
+
+/* ---- hostile strings through the bootstrap, read back byte-exact ---- */
+
+static const char hostile[] = "it's \"quoted\" $(touch pwned) `touch pwned2` $HOME \\ ; rm -rf x\n"
+                              "second line\t\xe2\x9c\x93 \xf0\x9f\x9a\x80 -n --";
+
+static void broadcast_hostile(ctx_t *c) {
+  kite_cmd_t cmd = {.shell = "printf '%s' \"$HOSTILE\" > env.out; cat hostile.txt > file.out; "
+                             "printf '%s|' \"$HOSTILE\"; cat hostile.txt; "
+                             "ls pwned pwned2 2>/dev/null; true"};
+  assert_int_equal(kite_pool_broadcast(c->pool, &cmd, NULL, on_output, on_task, c, NULL), 0);
+}
+
+static void test_hostile_bootstrap(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "hostile");
+  kite_bootstrap_t *b = NULL;
+  assert_int_equal(kite_bootstrap_new(&b), 0);
+  assert_int_equal(kite_bootstrap_env(b, "HOSTILE", hostile, false), 0);
+  assert_int_equal(kite_bootstrap_file(b, "hostile.txt", hostile, sizeof(hostile) - 1, 0644), 0);
+  c.after_open = broadcast_hostile;
+  kite_pool_spec_t s = spec_of(&c, 2, b);
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_bootstrap_free(b);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.open_status, 0);
+  assert_int_equal(c.failed, 0);
+  /* The env (not exported by the pool itself: it came from the bootstrap's env file) and the
+   * file come back byte for byte; nothing was executed. */
+  size_t hl = sizeof(hostile) - 1;
+  for (unsigned r = 0; r < 2; r++) {
+    assert_int_equal(c.out_len[r][1], 2 * hl + 1);
+    assert_memory_equal(c.out[r][1], hostile, hl);
+    assert_int_equal(c.out[r][1][hl], '|');
+    assert_memory_equal(c.out[r][1] + hl + 1, hostile, hl);
+  }
+  ctx_done(&c);
+}
+
+/* ---- upload to all, download from one ---- */
+
+static void on_download(kite_pool_t *pool, int status, const kite_task_result_t *r, void *data) {
+  ctx_t *c = data;
+  c->task_calls++;
+  c->task_status = status;
+  c->failed += status == 0 ? r->failed : 1;
+  kite_pool_close(pool, on_closed, c);
+}
+
+static void on_upload(kite_pool_t *pool, int status, const kite_task_result_t *r, void *data) {
+  ctx_t *c = data;
+  c->task_calls++;
+  c->failed += status == 0 ? r->failed : 1;
+  char local[128];
+  snprintf(local, sizeof(local), "%s/back.bin", c->home);
+  assert_int_equal(kite_pool_download(pool, 1, "up.bin", local, on_download, c), 0);
+}
+
+static void upload_all(ctx_t *c) {
+  char local[128];
+  snprintf(local, sizeof(local), "%s/up.bin", c->home);
+  FILE *f = fopen(local, "wb");
+  for (int i = 0; i < 300000; i++)
+    fputc((i * 7) & 0xff, f);
+  fclose(f);
+  assert_int_equal(kite_pool_upload(c->pool, local, "up.bin", on_upload, c), 0);
+}
+
+static void test_upload_download(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "files");
+  c.after_open = upload_all;
+  kite_pool_spec_t s = spec_of(&c, 3, NULL);
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.task_calls, 2);
+  assert_int_equal(c.failed, 0);
+  char a[128], b[128], cmd[300];
+  snprintf(a, sizeof(a), "%s/up.bin", c.home);
+  snprintf(b, sizeof(b), "%s/back.bin", c.home);
+  snprintf(cmd, sizeof(cmd), "cmp -s %s %s", a, b);
+  assert_int_equal(system(cmd), 0);
+  ctx_done(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_lifecycle_8),
+      cmocka_unit_test(test_bootstrap_failure),
+      cmocka_unit_test(test_close_during_provisioning),
+      cmocka_unit_test(test_open_close_loop),
+      cmocka_unit_test(test_big_output),
+      cmocka_unit_test(test_hostile_bootstrap),
+      cmocka_unit_test(test_upload_download),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
