@@ -17,6 +17,7 @@
 #include "kite/bootstrap.h"
 #include "kite/provider.h"
 #include "kite/pool.h"
+#include "kite/spec.h"
 #include "kite/local.h"
 
 #endif

@@ -55,6 +55,17 @@ typedef struct kite_pool_spec {
    * the controller dies and nobody runs `kite down`). 0: 10 minutes. */
   uint64_t deadman_timeout_ms;
   bool deadman_off;           /* no watchdog (only when explicitly asked for) */
+  /* Resources to choose an instance by when instance_type is NULL; zero or NULL means no
+   * constraint. (The pool does not forward them to providers yet.) */
+  unsigned cpus;              /* at least this many vCPUs */
+  uint64_t memory_mb;         /* at least this much memory, MiB */
+  const char *accelerator;    /* accelerator model, e.g. "A100" */
+  unsigned accelerator_count; /* accelerators per node; 0 with accelerator set: 1 */
+  unsigned disk_gb;           /* root disk size, GiB */
+  /* SSH login for instances whose provider does not supply one (e.g. an `ssh` inventory);
+   * NULL: the provider's default. (Not read by the pool yet.) */
+  const char *ssh_user;
+  const char *ssh_key;        /* private key file */
 } kite_pool_spec_t;
 
 /* Called once when the pool is usable (status 0: min_nodes READY) or cannot become so
