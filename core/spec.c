@@ -316,6 +316,29 @@ static bool is_null_node(const yaml_node_t *n) {
 
 /* ---- typed readers -------------------------------------------------------------------- */
 
+static const char *fmt_ms(char *buf, size_t size, uint64_t ms) {
+  unsigned long long v = ms;
+  if (v && v % 3600000 == 0)
+    snprintf(buf, size, "%lluh", v / 3600000);
+  else if (v && v % 60000 == 0)
+    snprintf(buf, size, "%llum", v / 60000);
+  else if (v && v % 1000 == 0)
+    snprintf(buf, size, "%llus", v / 1000);
+  else
+    snprintf(buf, size, "%llums", v);
+  return buf;
+}
+
+/* "got a string ('x')", or for a quoted "4" where a plain 4 was meant, says so. */
+static int wrong_kind(loader_t *l, const yaml_node_t *n, const char *path, const char *expected,
+                      kind_t want, kind_t got, const char *text) {
+  if (got == K_STR && n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
+      resolve_plain(text) == want)
+    return fail(l, n, "%s: expected %s, got a quoted string ('%s'); write it without quotes",
+                path, expected, text);
+  return fail(l, n, "%s: expected %s, got %s ('%s')", path, expected, kind_name(got), text);
+}
+
 /* A string value, owned by the spec. An empty value leaves *out as it was. */
 static int get_str(loader_t *l, const yaml_node_t *n, const char *path, const char **out) {
   if (n->type != YAML_SCALAR_NODE)
@@ -345,7 +368,7 @@ static int get_bool(loader_t *l, const yaml_node_t *n, const char *path, bool *o
     return 0;
   }
   if (k != K_BOOL) {
-    rc = fail(l, n, "%s: expected true or false, got %s ('%s')", path, kind_name(k), text);
+    rc = wrong_kind(l, n, path, "true or false", K_BOOL, k, text);
     free(text);
     return rc;
   }
@@ -369,7 +392,7 @@ static int get_int(loader_t *l, const yaml_node_t *n, const char *path, long lon
     return 0;
   }
   if (k != K_INT) {
-    rc = fail(l, n, "%s: expected an integer, got %s ('%s')", path, kind_name(k), text);
+    rc = wrong_kind(l, n, path, "an integer", K_INT, k, text);
     free(text);
     return rc;
   }
@@ -425,9 +448,11 @@ static int get_duration(loader_t *l, const yaml_node_t *n, const char *path, uin
   if (ms < 0)
     rc = fail(l, n, "%s: '%s' is not a duration; expected a number with a unit, such as 500ms, "
               "5s, 2m or 1h", path, text);
-  else if (ms < (double)lo_ms || ms > (double)hi_ms)
-    rc = fail(l, n, "%s: %s is out of range; expected %llums to %llums", path, text,
-              (unsigned long long)lo_ms, (unsigned long long)hi_ms);
+  else if (ms < (double)lo_ms || ms > (double)hi_ms) {
+    char lo[32], hi[32];
+    rc = fail(l, n, "%s: %s is out of range; expected %s to %s", path, text,
+              fmt_ms(lo, sizeof(lo), lo_ms), fmt_ms(hi, sizeof(hi), hi_ms));
+  }
   else
     *out = (uint64_t)(ms + 0.5);
   free(text);
@@ -480,7 +505,7 @@ static const char *closest(const char *key, const char *const *keys, size_t nkey
 static int key_text(loader_t *l, const yaml_node_t *k, const char *where, char *out,
                     size_t size) {
   if (k->type != YAML_SCALAR_NODE)
-    return fail(l, k, "%s as a key in %s; expected a plain name", node_kind_name(k),
+    return fail(l, k, "%s is used as a key in %s; expected a plain name", node_kind_name(k),
                 where[0] ? where : "the spec");
   size_t len = k->data.scalar.length;
   if (len >= size || memchr(k->data.scalar.value, '\0', len))
