@@ -3,14 +3,15 @@
 # and prints the ratios.
 #
 #   bench/run.sh            every section
-#   bench/run.sh bus        only the named sections
+#   bench/run.sh bus        only the named sections (bus, broadcast)
 #
 # Environment:
 #   BUILD_DIR   the CMake build directory (default: build). Configured here with
 #               -DCMAKE_BUILD_TYPE=Release if it does not exist yet; an existing one is used
 #               as it is configured.
 #   PYTHON      the interpreter of the Python baselines (default: /usr/bin/python3, where
-#               Debian's python3-blinker lives).
+#               Debian's python3-blinker and python3-asyncssh live).
+#   BROADCAST_ARGS  extra options for broadcast_bench (e.g. "--rounds 100 --pdsh-rounds 3").
 #
 # Output is key=value lines. To add a section: write a section_<name> function and add
 # <name> to SECTIONS.
@@ -20,7 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
 PYTHON=${PYTHON:-/usr/bin/python3}
-SECTIONS=(bus)
+SECTIONS=(bus broadcast)
 
 # build TARGET...: configures BUILD_DIR if needed and builds the targets; the log is shown
 # only when something fails.
@@ -74,6 +75,18 @@ section_bus() {
   echo "ratio_keyed=$(ratio "$(value bus_keyed_10k_events_per_sec "$out")" \
     "$(value blinker_keyed_10k_events_per_sec "$out")")"
   rm -f "$out"
+}
+
+# ---- broadcast: `true` on 32 local sshd nodes at once, against pdsh and asyncssh ---------
+# broadcast_bench starts the nodes, runs kite's rounds over warm sessions, then runs both
+# peers on the same nodes and prints the ratios and the node side's CPU floor. It fails if a
+# command fails or if any process of its nodes is left behind.
+section_broadcast() {
+  echo "== broadcast"
+  build broadcast_bench
+  # shellcheck disable=SC2086 # BROADCAST_ARGS is a list of options
+  "$BUILD_DIR/bench/broadcast_bench" --python "$PYTHON" \
+    --asyncssh-script "$ROOT/bench/broadcast_asyncssh.py" ${BROADCAST_ARGS:-}
 }
 
 main() {
