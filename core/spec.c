@@ -56,9 +56,23 @@ typedef enum kind { K_NULL, K_BOOL, K_INT, K_FLOAT, K_STR } kind_t;
 static int failv(loader_t *l, yaml_mark_t m, int rc, const char *fmt, va_list ap) {
   if (l->err != NULL)
     return rc;
-  char msg[1024];
+  char msg[1024], one[2048];
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  l->err = kite__sprintf("%s:%zu:%zu: %s", l->file, m.line + 1, m.column + 1, msg);
+  /* One line whatever the values quoted in it hold. */
+  size_t o = 0;
+  for (const char *c = msg; *c && o + 5 < sizeof(one); c++) {
+    unsigned char ch = (unsigned char)*c;
+    if (ch == '\n' || ch == '\t' || ch == '\r') {
+      one[o++] = '\\';
+      one[o++] = ch == '\n' ? 'n' : ch == '\t' ? 't' : 'r';
+    } else if (ch < 0x20 || ch == 0x7f) {
+      o += (size_t)snprintf(one + o, sizeof(one) - o, "\\x%02x", ch);
+    } else {
+      one[o++] = (char)ch;
+    }
+  }
+  one[o] = '\0';
+  l->err = kite__sprintf("%s:%zu:%zu: %s", l->file, m.line + 1, m.column + 1, one);
   return rc;
 }
 
@@ -336,7 +350,9 @@ static int wrong_kind(loader_t *l, const yaml_node_t *n, const char *path, const
       resolve_plain(text) == want)
     return fail(l, n, "%s: expected %s, got a quoted string ('%s'); write it without quotes",
                 path, expected, text);
-  return fail(l, n, "%s: expected %s, got %s ('%s')", path, expected, kind_name(got), text);
+  bool long_text = strlen(text) > 40;
+  return fail(l, n, "%s: expected %s, got %s ('%.40s%s')", path, expected, kind_name(got), text,
+              long_text ? "..." : "");
 }
 
 /* A string value, owned by the spec. An empty value leaves *out as it was. */
@@ -446,7 +462,7 @@ static int get_duration(loader_t *l, const yaml_node_t *n, const char *path, uin
         ms = v * units[i].ms;
   }
   if (ms < 0)
-    rc = fail(l, n, "%s: '%s' is not a duration; expected a number with a unit, such as 500ms, "
+    rc = fail(l, n, "%s: '%.60s' is not a duration; expected a number with a unit, such as 500ms, "
               "5s, 2m or 1h", path, text);
   else if (ms < (double)lo_ms || ms > (double)hi_ms) {
     char lo[32], hi[32];
@@ -461,29 +477,30 @@ static int get_duration(loader_t *l, const yaml_node_t *n, const char *path, uin
 
 /* ---- mappings ------------------------------------------------------------------------- */
 
+/* Edit distance counting a swap of two neighbours as one edit (optimal string alignment),
+ * since "rnu" for "run" is one slip of the fingers. */
 static size_t edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 64 || lb > 64)
     return SIZE_MAX;
-  size_t row[65];
+  size_t d[65][65];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = i;
   for (size_t j = 0; j <= lb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
+    d[0][j] = j;
+  for (size_t i = 1; i <= la; i++)
     for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j];
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      size_t best = diag + cost;
-      if (up + 1 < best)
-        best = up + 1;
-      if (row[j - 1] + 1 < best)
-        best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+      size_t best = d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      if (d[i - 1][j] + 1 < best)
+        best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
     }
-  }
-  return row[lb];
+  return d[la][lb];
 }
 
 static const char *closest(const char *key, const char *const *keys, size_t nkeys) {
@@ -667,7 +684,7 @@ static int to_json(loader_t *l, const yaml_node_t *n, const char *path, int dept
   }
   case K_FLOAT: {
     double x = strtod(text, NULL);
-    if (x != x || x - x != 0) {
+    if (strpbrk(text, "iInN") != NULL || x != x || x - x != 0) {
       rc = fail(l, n, "%s: '%s' has no JSON form; expected a finite number", path, text);
       break;
     }
@@ -730,7 +747,7 @@ static int read_resources(loader_t *l, const yaml_node_t *n) {
     if (kind == K_NULL)
       mb = 0;
     else if (mb < 0)
-      rc = fail(l, v[1], "%s: '%s' is not a size; expected a number of GiB or a number with "
+      rc = fail(l, v[1], "%s: '%.60s' is not a size; expected a number of GiB or a number with "
                 "a unit, such as 16GB or 512MB", path, text);
     else if (mb < 1 || mb > 1024.0 * 1048576)
       rc = fail(l, v[1], "%s: %s is out of range; expected 1MB to 1024TB", path, text);
@@ -759,7 +776,7 @@ static int read_resources(loader_t *l, const yaml_node_t *n) {
         count = ok ? strtol(colon + 1, NULL, 10) : 0;
       }
       if (!ok)
-        return fail(l, v[2], "%s: '%s' is not NAME or NAME:COUNT; expected e.g. A100:8", path,
+        return fail(l, v[2], "%s: '%.60s' is not NAME or NAME:COUNT; expected e.g. A100:8", path,
                     acc);
       if (count < 1 || count > 1024)
         return fail(l, v[2], "%s: count %ld is out of range; expected 1 to 1024", path, count);
@@ -876,7 +893,7 @@ static int add_packages(loader_t *l, const yaml_node_t *seq, const char *path, b
       kite_bootstrap_free(probe);
     }
     yaml_node_t *it = node(l, seq->data.sequence.items.start[bad]);
-    rc = fail(l, it, "%s[%zu]: '%s' is not a valid package name; expected %s", path, bad,
+    rc = fail(l, it, "%s[%zu]: '%.60s' is not a valid package name; expected %s", path, bad,
               list[bad], pip ? "a pip requirement such as numpy or torch==2.3.0"
                              : "a Debian package name such as git or python3-pip");
   } else if (rc != 0) {
@@ -973,7 +990,7 @@ static int read_file_mode(loader_t *l, const yaml_node_t *n, const char *path, i
   if (kind == K_NULL)
     rc = 0;
   else if (!ok || m > 07777)
-    rc = fail(l, n, "%s: '%s' is not a file mode; expected octal digits such as 0644 or 0755",
+    rc = fail(l, n, "%s: '%.60s' is not a file mode; expected octal digits such as 0644 or 0755",
               path, text);
   else
     *mode = (int)m;
@@ -1227,7 +1244,7 @@ static int read_ssh(loader_t *l, const yaml_node_t *n) {
     if (rc == 0 && mode) {
       int m = kite_hostkey_mode_parse(mode);
       if (m < 0)
-        return fail(l, v[2], "ssh.host_key_mode: '%s' is not a host key mode; expected strict, "
+        return fail(l, v[2], "ssh.host_key_mode: '%.60s' is not a host key mode; expected strict, "
                     "accept-new or off", mode);
       ps->hostkey_mode = m;
     }
@@ -1287,7 +1304,7 @@ static int read_top(loader_t *l, const yaml_node_t *root) {
   if (rc == 0 && ps->name == NULL)
     rc = fail(l, v[T_NAME], "name: the value is empty; expected a pool name");
   if (rc == 0 && !valid_pool_name(ps->name))
-    rc = fail(l, v[T_NAME], "name: '%s' is not a valid pool name; expected 1-48 letters, "
+    rc = fail(l, v[T_NAME], "name: '%.60s' is not a valid pool name; expected 1-48 letters, "
               "digits, '-' or '_'", ps->name);
   if (rc != 0)
     return rc;

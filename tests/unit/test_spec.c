@@ -346,6 +346,19 @@ static void test_paths_relative_to_the_spec(void **state) {
   assert_non_null(strstr(script, "welcome\n"));
   free(script);
   kite_spec_free(spec);
+
+  /* ~/ is the home directory; an absolute path stays as it is. */
+  char *old_home = kite__strdup(getenv("HOME"));
+  setenv("HOME", tmp, 1);
+  spec = load_ok("name: home\nnodes: 1\nssh: {key: ~/.ssh/id_ed25519}\n");
+  snprintf(want, sizeof(want), "%s/.ssh/id_ed25519", tmp);
+  assert_string_equal(kite_spec_pool(spec)->ssh_key, want);
+  kite_spec_free(spec);
+  if (old_home)
+    setenv("HOME", old_home, 1);
+  else
+    unsetenv("HOME");
+  free(old_home);
 }
 
 static void test_unreadable_file_and_arguments(void **state) {
