@@ -39,8 +39,8 @@ struct kite_spec {
 };
 
 typedef struct loader {
-  const char *file;    /* for messages */
-  char *basedir;       /* for relative paths; NULL: the working directory */
+  const char *file; /* for messages */
+  char *basedir;    /* for relative paths; NULL: the working directory */
   const char *text;
   size_t len;
   yaml_document_t doc;
@@ -219,8 +219,10 @@ static int expand(loader_t *l, const yaml_node_t *n, const char *path, char **ou
     const char *close = memchr(s + i, '}', len - i);
     if (close == NULL) {
       free(b.p);
-      return fail(l, n, "%s: '${' without a closing '}'; expected ${VAR} or ${VAR:-default} "
-                  "(write $$ for a literal $)", path);
+      return fail(l, n,
+                  "%s: '${' without a closing '}'; expected ${VAR} or ${VAR:-default} "
+                  "(write $$ for a literal $)",
+                  path);
     }
     const char *name = s + i + 2;
     const char *end = close;
@@ -239,8 +241,10 @@ static int expand(loader_t *l, const yaml_node_t *n, const char *path, char **ou
     if (!is_ident(name, name_len)) {
       int shown = (int)(close - (s + i) + 1);
       free(b.p);
-      return fail(l, n, "%s: '%.*s' is not a variable reference; expected ${VAR} or "
-                  "${VAR:-default} (write $$ for a literal $)", path, shown, s + i);
+      return fail(l, n,
+                  "%s: '%.*s' is not a variable reference; expected ${VAR} or "
+                  "${VAR:-default} (write $$ for a literal $)",
+                  path, shown, s + i);
     }
     char var[256];
     if (name_len >= sizeof(var)) {
@@ -257,8 +261,10 @@ static int expand(loader_t *l, const yaml_node_t *n, const char *path, char **ou
       ok = buf_add(&b, val, strlen(val));
     else {
       free(b.p);
-      return fail(l, n, "%s: environment variable '%s' is not set; set it or write "
-                  "${%s:-default}", path, var, var);
+      return fail(l, n,
+                  "%s: environment variable '%s' is not set; set it or write "
+                  "${%s:-default}",
+                  path, var, var);
     }
     i = (size_t)(close - s) + 1;
   }
@@ -304,8 +310,7 @@ static kind_t resolve_plain(const char *s) {
 }
 
 /* Reads a scalar: its expanded text (malloc'd) and its kind. n must be a scalar. */
-static int scalar(loader_t *l, const yaml_node_t *n, const char *path, char **text,
-                  kind_t *kind) {
+static int scalar(loader_t *l, const yaml_node_t *n, const char *path, char **text, kind_t *kind) {
   int rc = expand(l, n, path, text);
   if (rc != 0)
     return rc;
@@ -348,8 +353,8 @@ static int wrong_kind(loader_t *l, const yaml_node_t *n, const char *path, const
                       kind_t want, kind_t got, const char *text) {
   if (got == K_STR && n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
       resolve_plain(text) == want)
-    return fail(l, n, "%s: expected %s, got a quoted string ('%s'); write it without quotes",
-                path, expected, text);
+    return fail(l, n, "%s: expected %s, got a quoted string ('%s'); write it without quotes", path,
+                expected, text);
   bool long_text = strlen(text) > 40;
   return fail(l, n, "%s: expected %s, got %s ('%.40s%s')", path, expected, kind_name(got), text,
               long_text ? "..." : "");
@@ -393,9 +398,9 @@ static int get_bool(loader_t *l, const yaml_node_t *n, const char *path, bool *o
   return 0;
 }
 
-/* An integer in [lo, hi]. *set (when not NULL) says whether a value was given. */
-static int get_int(loader_t *l, const yaml_node_t *n, const char *path, long long lo,
-                   long long hi, long long *out) {
+/* An integer in [lo, hi]; an empty value leaves *out as it was. */
+static int get_int(loader_t *l, const yaml_node_t *n, const char *path, long long lo, long long hi,
+                   long long *out) {
   if (n->type != YAML_SCALAR_NODE)
     return fail(l, n, "%s: expected an integer, got %s", path, node_kind_name(n));
   char *text;
@@ -422,8 +427,8 @@ static int get_int(loader_t *l, const yaml_node_t *n, const char *path, long lon
   return rc;
 }
 
-static int get_uint(loader_t *l, const yaml_node_t *n, const char *path, long long lo,
-                    long long hi, unsigned *out) {
+static int get_uint(loader_t *l, const yaml_node_t *n, const char *path, long long lo, long long hi,
+                    unsigned *out) {
   long long v = *out;
   int rc = get_int(l, n, path, lo, hi, &v);
   if (rc == 0)
@@ -462,14 +467,15 @@ static int get_duration(loader_t *l, const yaml_node_t *n, const char *path, uin
         ms = v * units[i].ms;
   }
   if (ms < 0)
-    rc = fail(l, n, "%s: '%.60s' is not a duration; expected a number with a unit, such as 500ms, "
-              "5s, 2m or 1h", path, text);
+    rc = fail(l, n,
+              "%s: '%.60s' is not a duration; expected a number with a unit, such as 500ms, "
+              "5s, 2m or 1h",
+              path, text);
   else if (ms < (double)lo_ms || ms > (double)hi_ms) {
     char lo[32], hi[32];
     rc = fail(l, n, "%s: %s is out of range; expected %s to %s", path, text,
               fmt_ms(lo, sizeof(lo), lo_ms), fmt_ms(hi, sizeof(hi), hi_ms));
-  }
-  else
+  } else
     *out = (uint64_t)(ms + 0.5);
   free(text);
   return rc;
@@ -519,15 +525,14 @@ static const char *closest(const char *key, const char *const *keys, size_t nkey
 }
 
 /* A key's text: keys are taken literally (never expanded), and must be strings. */
-static int key_text(loader_t *l, const yaml_node_t *k, const char *where, char *out,
-                    size_t size) {
+static int key_text(loader_t *l, const yaml_node_t *k, const char *where, char *out, size_t size) {
   if (k->type != YAML_SCALAR_NODE)
     return fail(l, k, "%s is used as a key in %s; expected a plain name", node_kind_name(k),
                 where[0] ? where : "the spec");
   size_t len = k->data.scalar.length;
   if (len >= size || memchr(k->data.scalar.value, '\0', len))
-    return fail(l, k, "key '%.40s...' is too long; expected a key of %s", (const char *)
-                k->data.scalar.value, where[0] ? where : "the spec");
+    return fail(l, k, "key '%.40s...' is too long; expected a key of %s",
+                (const char *)k->data.scalar.value, where[0] ? where : "the spec");
   memcpy(out, k->data.scalar.value, len);
   out[len] = '\0';
   return 0;
@@ -541,8 +546,7 @@ static int check_mapping(loader_t *l, const yaml_node_t *map, const char *where,
                          yaml_node_t **knodes) {
   for (size_t i = 0; i < nkeys; i++)
     vals[i] = knodes[i] = NULL;
-  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-       p++) {
+  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
     yaml_node_t *k = node(l, p->key);
     char name[128];
     int rc = key_text(l, k, where, name, sizeof(name));
@@ -590,8 +594,7 @@ static int expect_sequence(loader_t *l, const yaml_node_t *n, const char *path) 
 
 /* Walks a mapping whose keys are names of the caller's choosing (env), refusing duplicates. */
 static int check_free_keys(loader_t *l, const yaml_node_t *map, const char *where) {
-  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-       p++) {
+  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
     yaml_node_t *k = node(l, p->key);
     char name[256];
     int rc = key_text(l, k, where, name, sizeof(name));
@@ -601,8 +604,8 @@ static int check_free_keys(loader_t *l, const yaml_node_t *map, const char *wher
       yaml_node_t *k2 = node(l, q->key);
       if (k2->data.scalar.length == k->data.scalar.length &&
           memcmp(k2->data.scalar.value, k->data.scalar.value, k->data.scalar.length) == 0)
-        return fail(l, k, "duplicate key '%s' in %s (first at line %zu); give each key once",
-                    name, where, k2->start_mark.line + 1);
+        return fail(l, k, "duplicate key '%s' in %s (first at line %zu); give each key once", name,
+                    where, k2->start_mark.line + 1);
     }
   }
   return 0;
@@ -675,8 +678,7 @@ static int to_json(loader_t *l, const yaml_node_t *n, const char *path, int dept
     errno = 0;
     long long x = strtoll(text, NULL, 10);
     if (errno == ERANGE) {
-      rc = fail(l, n, "%s: %s is out of range; expected an integer of at most 64 bits", path,
-                text);
+      rc = fail(l, n, "%s: %s is out of range; expected an integer of at most 64 bits", path, text);
       break;
     }
     v = json_integer(x);
@@ -708,8 +710,8 @@ static int to_json(loader_t *l, const yaml_node_t *n, const char *path, int dept
 /* ---- sections ------------------------------------------------------------------------- */
 
 static int read_resources(loader_t *l, const yaml_node_t *n) {
-  static const char *const keys[] = {"cpus", "memory", "accelerators", "instance_type", "spot",
-                                     "disk_gb"};
+  static const char *const keys[] = {"cpus",          "memory", "accelerators",
+                                     "instance_type", "spot",   "disk_gb"};
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   kite_pool_spec_t *ps = &l->spec->pool;
   int rc = expect_mapping(l, n, "resources");
@@ -722,9 +724,8 @@ static int read_resources(loader_t *l, const yaml_node_t *n) {
     static const struct {
       const char *unit;
       double mb;
-    } units[] = {{"", 1024},         {"M", 1},           {"MB", 1},   {"MiB", 1},
-                 {"G", 1024},        {"GB", 1024},       {"GiB", 1024}, {"T", 1048576},
-                 {"TB", 1048576},    {"TiB", 1048576}};
+    } units[] = {{"", 1024},   {"M", 1},      {"MB", 1},      {"MiB", 1},      {"G", 1024},
+                 {"GB", 1024}, {"GiB", 1024}, {"T", 1048576}, {"TB", 1048576}, {"TiB", 1048576}};
     const char *path = "resources.memory";
     if (v[1]->type != YAML_SCALAR_NODE)
       return fail(l, v[1], "%s: expected a size such as 16GB or 512MB, got %s", path,
@@ -747,8 +748,10 @@ static int read_resources(loader_t *l, const yaml_node_t *n) {
     if (kind == K_NULL)
       mb = 0;
     else if (mb < 0)
-      rc = fail(l, v[1], "%s: '%.60s' is not a size; expected a number of GiB or a number with "
-                "a unit, such as 16GB or 512MB", path, text);
+      rc = fail(l, v[1],
+                "%s: '%.60s' is not a size; expected a number of GiB or a number with "
+                "a unit, such as 16GB or 512MB",
+                path, text);
     else if (mb < 1 || mb > 1024.0 * 1048576)
       rc = fail(l, v[1], "%s: %s is out of range; expected 1MB to 1024TB", path, text);
     free(text);
@@ -813,8 +816,10 @@ static int read_env(loader_t *l, const yaml_node_t *n) {
     char path[300];
     snprintf(path, sizeof(path), "env.%s", name);
     if (!is_ident(name, k->data.scalar.length))
-      return fail(l, k, "env: '%s' is not a valid variable name; expected letters, digits and "
-                  "'_', not starting with a digit", name);
+      return fail(l, k,
+                  "env: '%s' is not a valid variable name; expected letters, digits and "
+                  "'_', not starting with a digit",
+                  name);
     if (v->type != YAML_SCALAR_NODE)
       return fail(l, v, "%s: expected a string, got %s (secrets belong in bootstrap.env)", path,
                   node_kind_name(v));
@@ -894,8 +899,9 @@ static int add_packages(loader_t *l, const yaml_node_t *seq, const char *path, b
     }
     yaml_node_t *it = node(l, seq->data.sequence.items.start[bad]);
     rc = fail(l, it, "%s[%zu]: '%.60s' is not a valid package name; expected %s", path, bad,
-              list[bad], pip ? "a pip requirement such as numpy or torch==2.3.0"
-                             : "a Debian package name such as git or python3-pip");
+              list[bad],
+              pip ? "a pip requirement such as numpy or torch==2.3.0"
+                  : "a Debian package name such as git or python3-pip");
   } else if (rc != 0) {
     rc = rc == KITE_ENOMEM ? oom(l) : fail(l, seq, "%s: %s", path, kite_strerror(rc));
   }
@@ -908,7 +914,8 @@ static int read_pip(loader_t *l, const yaml_node_t *n) {
   if (n->type == YAML_SEQUENCE_NODE)
     return add_packages(l, n, "bootstrap.pip", true, NULL);
   if (n->type != YAML_MAPPING_NODE)
-    return fail(l, n, "bootstrap.pip: expected a list of packages or a mapping with packages, "
+    return fail(l, n,
+                "bootstrap.pip: expected a list of packages or a mapping with packages, "
                 "got a single value");
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   kite_bootstrap_pip_opts_t opts = {0};
@@ -920,7 +927,8 @@ static int read_pip(loader_t *l, const yaml_node_t *n) {
   if (rc == 0 && v[3])
     rc = get_str(l, v[3], "bootstrap.pip.python", &opts.python);
   if (rc == 0 && v[0] == NULL)
-    rc = fail(l, n, "bootstrap.pip: missing required key 'packages'; expected a list of "
+    rc = fail(l, n,
+              "bootstrap.pip: missing required key 'packages'; expected a list of "
               "packages");
   if (rc == 0)
     rc = add_packages(l, v[0], "bootstrap.pip.packages", true, &opts);
@@ -933,23 +941,25 @@ static int read_bootstrap_env(loader_t *l, const yaml_node_t *n) {
   int rc = expect_mapping(l, n, where);
   if (rc == 0)
     rc = check_free_keys(l, n, where);
-  for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-       rc == 0 && p < n->data.mapping.pairs.top; p++) {
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; rc == 0 && p < n->data.mapping.pairs.top;
+       p++) {
     yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
     const char *name = (const char *)k->data.scalar.value;
     char path[300];
     snprintf(path, sizeof(path), "%s.%s", where, name);
     if (!is_ident(name, k->data.scalar.length))
-      return fail(l, k, "%s: '%s' is not a valid variable name; expected letters, digits and "
-                  "'_', not starting with a digit", where, name);
+      return fail(l, k,
+                  "%s: '%s' is not a valid variable name; expected letters, digits and "
+                  "'_', not starting with a digit",
+                  where, name);
     const char *value = "";
     bool secret = false;
     if (v->type == YAML_MAPPING_NODE) {
       yaml_node_t *vv[2], *kk[2];
       rc = check_mapping(l, v, path, keys, 2, vv, kk);
       if (rc == 0 && kk[0] == NULL)
-        rc = fail(l, v, "%s: missing required key 'value'; expected {value: V, secret: true}",
-                  path);
+        rc =
+            fail(l, v, "%s: missing required key 'value'; expected {value: V, secret: true}", path);
       char sub[320];
       snprintf(sub, sizeof(sub), "%s.value", path);
       if (rc == 0 && vv[0])
@@ -1001,8 +1011,7 @@ static int read_file_mode(loader_t *l, const yaml_node_t *n, const char *path, i
 static int read_files(loader_t *l, const yaml_node_t *n) {
   static const char *const keys[] = {"path", "content", "source", "mode"};
   int rc = expect_sequence(l, n, "bootstrap.files");
-  size_t count = rc == 0 ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-                         : 0;
+  size_t count = rc == 0 ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 0;
   for (size_t i = 0; rc == 0 && i < count; i++) {
     yaml_node_t *it = node(l, n->data.sequence.items.start[i]);
     char where[64], sub[96];
@@ -1019,8 +1028,10 @@ static int read_files(loader_t *l, const yaml_node_t *n) {
     if (v[0])
       rc = get_str(l, v[0], sub, &path);
     if (rc == 0 && path == NULL)
-      rc = fail(l, k[0] ? k[0] : it, "%s: missing required key 'path'; expected the file's path "
-                "on the node", where);
+      rc = fail(l, k[0] ? k[0] : it,
+                "%s: missing required key 'path'; expected the file's path "
+                "on the node",
+                where);
     snprintf(sub, sizeof(sub), "%s.content", where);
     if (rc == 0 && k[1]) {
       content = "";
@@ -1052,11 +1063,13 @@ static int read_files(loader_t *l, const yaml_node_t *n) {
       if (rc == KITE_ENOMEM)
         rc = oom(l);
       else if (rc != 0)
-        rc = fail(l, v[2], "%s.source: cannot read '%s': %s; expected a readable local file",
-                  where, full, strerror(e));
+        rc = fail(l, v[2], "%s.source: cannot read '%s': %s; expected a readable local file", where,
+                  full, strerror(e));
       else if (memchr(data, '\0', len))
-        rc = fail(l, v[2], "%s.source: '%s' contains NUL bytes; expected a text file (copy "
-                  "binary files with kite upload)", where, full);
+        rc = fail(l, v[2],
+                  "%s.source: '%s' contains NUL bytes; expected a text file (copy "
+                  "binary files with kite upload)",
+                  where, full);
       free(full);
       if (rc != 0) {
         free(data);
@@ -1085,7 +1098,8 @@ static int read_setup(loader_t *l, const yaml_node_t *n) {
     return rc == KITE_ENOMEM ? oom(l) : rc;
   }
   if (n->type != YAML_SEQUENCE_NODE)
-    return fail(l, n, "bootstrap.setup: expected a script or a list of {name, run} steps, got "
+    return fail(l, n,
+                "bootstrap.setup: expected a script or a list of {name, run} steps, got "
                 "a mapping");
   size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
   for (size_t i = 0; rc == 0 && i < count; i++) {
@@ -1106,8 +1120,7 @@ static int read_setup(loader_t *l, const yaml_node_t *n) {
       if (rc == 0 && v[1])
         rc = get_str(l, v[1], sub, &script);
     } else {
-      rc = fail(l, it, "%s: expected a script or {name: NAME, run: SCRIPT}, got a sequence",
-                where);
+      rc = fail(l, it, "%s: expected a script or {name: NAME, run: SCRIPT}, got a sequence", where);
     }
     if (rc == 0 && script == NULL)
       rc = fail(l, it, "%s: the step has no script; expected run: SCRIPT", where);
@@ -1170,8 +1183,8 @@ static int read_replace(loader_t *l, const yaml_node_t *n) {
 #define DAY_MS (24ull * 3600 * 1000)
 
 static int read_monitors(loader_t *l, const yaml_node_t *n) {
-  static const char *const keys[] = {"enabled",          "health_interval", "health_timeout",
-                                     "health_failures",  "preempt_interval", "jitter",
+  static const char *const keys[] = {"enabled",         "health_interval",  "health_timeout",
+                                     "health_failures", "preempt_interval", "jitter",
                                      "health_command"};
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   kite_pool_spec_t *ps = &l->spec->pool;
@@ -1190,8 +1203,7 @@ static int read_monitors(loader_t *l, const yaml_node_t *n) {
   if (rc == 0 && v[3])
     rc = get_uint(l, v[3], "monitors.health_failures", 1, 1000, &m->health_failures);
   if (rc == 0 && v[4])
-    rc = get_duration(l, v[4], "monitors.preempt_interval", 100, DAY_MS,
-                      &m->preempt_interval_ms);
+    rc = get_duration(l, v[4], "monitors.preempt_interval", 100, DAY_MS, &m->preempt_interval_ms);
   if (rc == 0 && v[5])
     rc = get_duration(l, v[5], "monitors.jitter", 1, DAY_MS, &m->jitter_ms);
   if (rc == 0 && v[6])
@@ -1244,8 +1256,10 @@ static int read_ssh(loader_t *l, const yaml_node_t *n) {
     if (rc == 0 && mode) {
       int m = kite_hostkey_mode_parse(mode);
       if (m < 0)
-        return fail(l, v[2], "ssh.host_key_mode: '%.60s' is not a host key mode; expected strict, "
-                    "accept-new or off", mode);
+        return fail(l, v[2],
+                    "ssh.host_key_mode: '%.60s' is not a host key mode; expected strict, "
+                    "accept-new or off",
+                    mode);
       ps->hostkey_mode = m;
     }
   }
@@ -1285,9 +1299,9 @@ enum {
 
 static int read_top(loader_t *l, const yaml_node_t *root) {
   static const char *const keys[T__COUNT] = {
-      "name",  "provider",  "provider_options", "region", "nodes",    "min_nodes",
-      "image", "resources", "env",              "bootstrap", "run",   "replace",
-      "monitors", "deadman", "ssh"};
+      "name",      "provider", "provider_options", "region",  "nodes",
+      "min_nodes", "image",    "resources",        "env",     "bootstrap",
+      "run",       "replace",  "monitors",         "deadman", "ssh"};
   yaml_node_t *v[T__COUNT], *k[T__COUNT];
   kite_pool_spec_t *ps = &l->spec->pool;
   if (root->type != YAML_MAPPING_NODE)
@@ -1298,20 +1312,25 @@ static int read_top(loader_t *l, const yaml_node_t *root) {
     return rc;
   if (v[T_NAME] == NULL)
     return k[T_NAME] ? fail(l, k[T_NAME], "name: the value is empty; expected a pool name")
-                     : fail(l, root, "missing required key 'name'; expected a pool name "
+                     : fail(l, root,
+                            "missing required key 'name'; expected a pool name "
                             "(1-48 letters, digits, '-' or '_')");
   rc = get_str(l, v[T_NAME], "name", &ps->name);
   if (rc == 0 && ps->name == NULL)
     rc = fail(l, v[T_NAME], "name: the value is empty; expected a pool name");
   if (rc == 0 && !valid_pool_name(ps->name))
-    rc = fail(l, v[T_NAME], "name: '%.60s' is not a valid pool name; expected 1-48 letters, "
-              "digits, '-' or '_'", ps->name);
+    rc = fail(l, v[T_NAME],
+              "name: '%.60s' is not a valid pool name; expected 1-48 letters, "
+              "digits, '-' or '_'",
+              ps->name);
   if (rc != 0)
     return rc;
   if (v[T_NODES] == NULL)
-    return k[T_NODES] ? fail(l, k[T_NODES], "nodes: the value is empty; expected an integer "
+    return k[T_NODES] ? fail(l, k[T_NODES],
+                             "nodes: the value is empty; expected an integer "
                              "from 1 to 100000")
-                      : fail(l, root, "missing required key 'nodes'; expected the number of "
+                      : fail(l, root,
+                             "missing required key 'nodes'; expected the number of "
                              "nodes (1 to 100000)");
   rc = get_uint(l, v[T_NODES], "nodes", 1, 100000, &ps->nodes);
   if (rc == 0 && v[T_MIN_NODES]) {
@@ -1375,17 +1394,21 @@ static int syntax_error(loader_t *l, const yaml_parser_t *p) {
     for (size_t j = i; j < l->len && (l->text[j] == ' ' || l->text[j] == '\t'); j++)
       if (l->text[j] == '\t') {
         yaml_mark_t t = {.index = j, .line = m.line, .column = j - i};
-        return fail_at(l, t, "tab character in indentation; expected spaces (YAML indents "
+        return fail_at(l, t,
+                       "tab character in indentation; expected spaces (YAML indents "
                        "with spaces only)");
       }
   }
   const char *problem = p->problem ? p->problem : "unknown problem";
   if (p->context)
-    return fail_at(l, m, "YAML syntax error: %s %s at line %zu, column %zu; expected valid YAML "
-                   "(check indentation, quotes and colons)", problem, p->context,
-                   p->context_mark.line + 1, p->context_mark.column + 1);
-  return fail_at(l, m, "YAML syntax error: %s; expected valid YAML (check indentation, quotes "
-                 "and colons)", problem);
+    return fail_at(l, m,
+                   "YAML syntax error: %s %s at line %zu, column %zu; expected valid YAML "
+                   "(check indentation, quotes and colons)",
+                   problem, p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+  return fail_at(l, m,
+                 "YAML syntax error: %s; expected valid YAML (check indentation, quotes "
+                 "and colons)",
+                 problem);
 }
 
 /* First pass: syntax, aliases, one document. */
@@ -1410,8 +1433,10 @@ static int check_events(loader_t *l) {
         rc = fail_at(l, ev.start_mark, "a second YAML document; expected one spec per file");
       break;
     case YAML_ALIAS_EVENT:
-      rc = fail_at(l, ev.start_mark, "alias '*%s' is not supported; expected the value written "
-                   "out", (const char *)ev.data.alias.anchor);
+      rc = fail_at(l, ev.start_mark,
+                   "alias '*%s' is not supported; expected the value written "
+                   "out",
+                   (const char *)ev.data.alias.anchor);
       break;
     default:
       break;
@@ -1528,7 +1553,8 @@ int kite_spec_load_file(const char *path, kite_spec_t **out, char **errmsg) {
     if (errmsg)
       *errmsg = rc == KITE_ENOMEM ? NULL
                                   : kite__sprintf("%s: cannot read the spec: %s; expected a "
-                                                  "readable YAML file", path, strerror(e));
+                                                  "readable YAML file",
+                                                  path, strerror(e));
     return rc;
   }
   const char *slash = strrchr(path, '/');

@@ -11,7 +11,9 @@
  * is unset or empty), expanded from the process environment when the spec is loaded, in every
  * value (never in keys). $$ is a literal '$'; a '$' not followed by '{' or '$' is kept as is,
  * so `$KITE_NODE_RANK` in a script reaches the shell untouched while `${HOME}` must be
- * written `$${HOME}` to do the same.
+ * written `$${HOME}` to do the same. Inside a flow collection ({a: b} or [a, b]) braces
+ * end the collection, so a ${VAR} there must be quoted ("${VAR}", which makes it a string);
+ * write numbers from the environment in block style (`nodes: ${N}`).
  *
  * Errors: loading never half-applies anything. On failure *out is untouched, everything the
  * loader allocated is freed, and *errmsg (when errmsg is not NULL) receives one malloc'd line

@@ -70,75 +70,74 @@ static void test_full_spec_fills_every_field(void **state) {
   snprintf(src, sizeof(src), "%s/config.ini", tmp);
   assert_int_equal(kite__write_file(src, "[core]\nmode = fast\n", 19, 0600), 0);
   setenv("KITE_SPEC_TEST_TOKEN", "s3cr3t-t0ken", 1);
-  char *text = kite__sprintf(
-      "name: train-1\n"
-      "provider: aws\n"
-      "provider_options:\n"
-      "  profile: research\n"
-      "  subnets: [subnet-1, subnet-2]\n"
-      "  tags: {team: ml, cost_center: 42}\n"
-      "  ebs_optimized: true\n"
-      "  bid: 0.75\n"
-      "  extra: ~\n"
-      "  quoted: \"17\"\n"
-      "region: eu-west-1\n"
-      "nodes: 8\n"
-      "min_nodes: 6\n"
-      "image: ubuntu-22.04\n"
-      "resources:\n"
-      "  cpus: 16\n"
-      "  memory: 64GB\n"
-      "  accelerators: A100:8\n"
-      "  instance_type: p4d.24xlarge\n"
-      "  spot: true\n"
-      "  disk_gb: 500\n"
-      "env:\n"
-      "  OMP_NUM_THREADS: 4\n"
-      "  MODE: fast\n"
-      "bootstrap:\n"
-      "  setup:\n"
-      "    - name: fetch data\n"
-      "      run: ./fetch.sh\n"
-      "    - make -j\n"
-      "  files:\n"
-      "    - path: etc/app.conf\n"
-      "      content: |\n"
-      "        a = 1\n"
-      "      mode: 0600\n"
-      "    - path: config.ini\n"
-      "      source: %s\n"
-      "  env:\n"
-      "    GREETING: hello\n"
-      "    TOKEN: {value: \"${KITE_SPEC_TEST_TOKEN}\", secret: true}\n"
-      "  apt: [git, python3-pip]\n"
-      "  pip:\n"
-      "    packages: [numpy, torch==2.3.0]\n"
-      "    no_index: true\n"
-      "    find_links: /opt/wheels\n"
-      "    python: python3.11\n"
-      "run: |\n"
-      "  python train.py --rank $KITE_NODE_RANK\n"
-      "replace:\n"
-      "  on_preemption: true\n"
-      "  max_replacements: 20\n"
-      "  per_minute: 3\n"
-      "monitors:\n"
-      "  enabled: true\n"
-      "  health_interval: 2s\n"
-      "  health_timeout: 1500ms\n"
-      "  health_failures: 5\n"
-      "  preempt_interval: 1m\n"
-      "  jitter: 250ms\n"
-      "  health_command: /usr/bin/true\n"
-      "deadman:\n"
-      "  enabled: true\n"
-      "  timeout: 1h\n"
-      "ssh:\n"
-      "  user: ubuntu\n"
-      "  key: /keys/id_ed25519\n"
-      "  host_key_mode: accept-new\n"
-      "  connect_timeout: 45s\n",
-      src);
+  char *text = kite__sprintf("name: train-1\n"
+                             "provider: aws\n"
+                             "provider_options:\n"
+                             "  profile: research\n"
+                             "  subnets: [subnet-1, subnet-2]\n"
+                             "  tags: {team: ml, cost_center: 42}\n"
+                             "  ebs_optimized: true\n"
+                             "  bid: 0.75\n"
+                             "  extra: ~\n"
+                             "  quoted: \"17\"\n"
+                             "region: eu-west-1\n"
+                             "nodes: 8\n"
+                             "min_nodes: 6\n"
+                             "image: ubuntu-22.04\n"
+                             "resources:\n"
+                             "  cpus: 16\n"
+                             "  memory: 64GB\n"
+                             "  accelerators: A100:8\n"
+                             "  instance_type: p4d.24xlarge\n"
+                             "  spot: true\n"
+                             "  disk_gb: 500\n"
+                             "env:\n"
+                             "  OMP_NUM_THREADS: 4\n"
+                             "  MODE: fast\n"
+                             "bootstrap:\n"
+                             "  setup:\n"
+                             "    - name: fetch data\n"
+                             "      run: ./fetch.sh\n"
+                             "    - make -j\n"
+                             "  files:\n"
+                             "    - path: etc/app.conf\n"
+                             "      content: |\n"
+                             "        a = 1\n"
+                             "      mode: 0600\n"
+                             "    - path: config.ini\n"
+                             "      source: %s\n"
+                             "  env:\n"
+                             "    GREETING: hello\n"
+                             "    TOKEN: {value: \"${KITE_SPEC_TEST_TOKEN}\", secret: true}\n"
+                             "  apt: [git, python3-pip]\n"
+                             "  pip:\n"
+                             "    packages: [numpy, torch==2.3.0]\n"
+                             "    no_index: true\n"
+                             "    find_links: /opt/wheels\n"
+                             "    python: python3.11\n"
+                             "run: |\n"
+                             "  python train.py --rank $KITE_NODE_RANK\n"
+                             "replace:\n"
+                             "  on_preemption: true\n"
+                             "  max_replacements: 20\n"
+                             "  per_minute: 3\n"
+                             "monitors:\n"
+                             "  enabled: true\n"
+                             "  health_interval: 2s\n"
+                             "  health_timeout: 1500ms\n"
+                             "  health_failures: 5\n"
+                             "  preempt_interval: 1m\n"
+                             "  jitter: 250ms\n"
+                             "  health_command: /usr/bin/true\n"
+                             "deadman:\n"
+                             "  enabled: true\n"
+                             "  timeout: 1h\n"
+                             "ssh:\n"
+                             "  user: ubuntu\n"
+                             "  key: /keys/id_ed25519\n"
+                             "  host_key_mode: accept-new\n"
+                             "  connect_timeout: 45s\n",
+                             src);
   kite_spec_t *spec = load_ok(text);
   free(text);
   const kite_pool_spec_t *ps = kite_spec_pool(spec);
@@ -187,8 +186,8 @@ static void test_full_spec_fills_every_field(void **state) {
    * of the keys, with the files' bytes and the packages in the script. */
   assert_int_equal(kite_bootstrap_steps(ps->bootstrap), 8);
   char *script = render(ps);
-  const char *order[] = {"env GREETING", "env TOKEN", "git python3-pip", "torch==2.3.0",
-                         "file etc/app.conf", "file config.ini", "fetch data", "setup 2"};
+  const char *order[] = {"env GREETING",      "env TOKEN",       "git python3-pip", "torch==2.3.0",
+                         "file etc/app.conf", "file config.ini", "fetch data",      "setup 2"};
   const char *at = script;
   for (size_t i = 0; i < KITE_ARRAY_SIZE(order); i++) {
     const char *p = strstr(at, order[i]);
@@ -308,7 +307,7 @@ static void test_memory_units_and_accelerators(void **state) {
   static const struct {
     const char *memory;
     uint64_t mb;
-  } cases[] = {{"16", 16384}, {"1.5", 1536}, {"512MB", 512}, {"512 MiB", 512},
+  } cases[] = {{"16", 16384},  {"1.5", 1536},   {"512MB", 512},  {"512 MiB", 512},
                {"2GiB", 2048}, {"1T", 1048576}, {"\"8G\"", 8192}};
   for (size_t i = 0; i < KITE_ARRAY_SIZE(cases); i++) {
     char *text = kite__sprintf("name: m\nnodes: 1\nresources: {memory: %s, accelerators: %s}\n",
@@ -370,7 +369,8 @@ static void test_unreadable_file_and_arguments(void **state) {
   assert_int_equal(kite_spec_load_file(path, &spec, &err), KITE_ENOENT);
   assert_ptr_equal(spec, (kite_spec_t *)&spec);
   char *want = kite__sprintf("%s: cannot read the spec: No such file or directory; expected a "
-                             "readable YAML file", path);
+                             "readable YAML file",
+                             path);
   assert_string_equal(err, want);
   free(want);
   free(err);
