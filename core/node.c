@@ -189,6 +189,15 @@ static void become_ready(kite__node_t *n, const char *why) {
   free(old);
 }
 
+/* The connection died under the bootstrap: the instance is lost (preempted, crashed), which
+ * replacement handles like any other loss; it is not a bootstrap failure. */
+static void lost_while_bootstrapping(kite__node_t *n, const char *message) {
+  char *why = kite__sprintf("connection lost while bootstrapping: %s",
+                            message ? message : "the session died");
+  kite__node_lost(n, why ? why : "connection lost while bootstrapping");
+  free(why);
+}
+
 static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
@@ -200,6 +209,11 @@ static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev,
   const kite_ev_bootstrap_done_t *b = kite_ev_as_bootstrap_done(ev);
   if (status == 0 && b && b->status == 0) {
     become_ready(n, "bootstrap done");
+    return;
+  }
+  if ((b && b->status == KITE_ECONNLOST) || status == KITE_ECONNLOST) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    lost_while_bootstrapping(n, b ? b->output : e ? e->message : NULL);
     return;
   }
   char *why;
@@ -268,6 +282,10 @@ static void on_watchdog(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     return;
   }
   const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+  if ((f && f->error == KITE_ECONNLOST) || status == KITE_ECONNLOST) {
+    lost_while_bootstrapping(n, f && f->message ? f->message : e ? e->message : NULL);
+    return;
+  }
   char *why = kite__sprintf("cannot install the dead-man's switch: %s",
                             f && f->message ? f->message
                             : f             ? "the install command failed"
@@ -470,7 +488,10 @@ void kite__node_lost(kite__node_t *n, const char *reason) {
                                             : "replacement is off");
     fail(n, why ? why : reason);
     free(why);
-    unsigned ready = kite_pool_ready_count(pool);
+    /* What remains: every node not FAILED (READY, or on its way back). */
+    unsigned ready = 0;
+    for (unsigned i = 0; i < pool->nodes_n; i++)
+      ready += pool->nodes[i].state != KITE_NODE_FAILED;
     char *msg = kite__sprintf("rank %u was lost and not replaced; %u of %u nodes remain",
                               n->rank, ready, pool->nodes_n);
     kite_ev_pool_shrunk_t ev = {.pool = pool->id, .nodes = ready, .min_nodes = pool->min_nodes,

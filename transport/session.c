@@ -317,8 +317,9 @@ static LIBSSH2_SEND_FUNC(sock_send) {
 }
 
 static LIBSSH2_RECV_FUNC(sock_recv) {
-  (void)abstract;
   ssize_t n = recv(socket, buffer, length, flags);
+  if (n > 0)
+    ((kite_ssh_t *)*abstract)->rx_bytes += (uint64_t)n;
   return n < 0 ? -errno : n;
 }
 
@@ -472,8 +473,14 @@ static void pump_now(kite_ssh_t *s) {
     s->pump_again = false;
     if (s->state == SSH_HANDSHAKE || s->state == SSH_AUTH)
       step_connecting(s);
-    if (s->state == SSH_READY && !s->close_deferred && !s->lost_deferred)
+    if (s->state == SSH_READY && !s->close_deferred && !s->lost_deferred) {
+      /* An op's reads may take packets meant for an op already stepped in this pass (libssh2
+       * buffers them); while a pass took bytes off the socket, pass again. */
+      uint64_t rx = s->rx_bytes;
       fatal = step_ops(s);
+      if (s->rx_bytes != rx && s->ops_head)
+        s->pump_again = true;
+    }
     if (fatal || !s->pump_again || s->close_deferred || s->lost_deferred)
       break;
   }
@@ -498,8 +505,9 @@ static void pump_now(kite_ssh_t *s) {
     return;
   }
   if (s->pump_again) {
-    /* More to do than one pass allowed (e.g. output paused and resumed): come back soon. */
+    /* More to do than the passes allowed: come back on the next loop turn. */
     s->pump_again = false;
+    uv_idle_start(&s->kick, on_kick);
   }
   update_poll(s);
 }

@@ -62,6 +62,7 @@ struct kite_ssh {
   bool opening;              /* a channel open is in progress (libssh2 allows one at a time) */
   bool pumping;
   bool pump_again;
+  uint64_t rx_bytes;         /* read from the socket so far */
 
   LIBSSH2_SFTP *sftp;
   int sftp_state;            /* 0 none, 1 starting, 2 ready */
@@ -107,7 +108,8 @@ int kite__ssh_verify_hostkey(kite_ssh_t *s);
 /* "TYPE BASE64" of the server's key; malloc'd. */
 char *kite__ssh_server_key(LIBSSH2_SESSION *ss);
 
-/* exec.c: the remote command line for a script (pid line, env, exec). */
-char *kite__exec_command(const char *script, const char *const *env);
+/* exec.c: the remote command line (pid line, env, then the command) for a script, or for an
+ * argv already joined and quoted. */
+char *kite__exec_command(const char *script, bool argv, const char *const *env);
 
 #endif
