@@ -42,10 +42,11 @@ static void on_progress(kite_bus_t *bus, const kite_event_t *ev,
          p->name ? p->name : "");
 }
 
-static void on_output(kite_pool_t *pool, uint32_t rank, int stream, const void *buf, size_t len,
-                      void *data) {
+static void on_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int stream,
+                      const void *buf, size_t len, void *data) {
   demo_t *d = data;
   (void)pool;
+  (void)attempt;
   (void)stream;
   if (rank >= 4)
     return;
