@@ -10,7 +10,13 @@
  *   $HOME/.kite/steps/ named after its position and a hash of its content, and a re-run skips
  *   the steps whose marker exists (a changed step runs again).
  * - env steps are exported for the rest of the script and written to KITE_BOOTSTRAP_ENV_FILE
- *   (mode 0600), which every later command of a pool sources, so tasks see them too.
+ *   (mode 0600), which every later command of a pool sources, so tasks see them too. The file
+ *   is written whole, atomically, when the script starts, and env steps are never skipped, so
+ *   a re-run leaves it complete and free of an older bootstrap's variables.
+ * - The builder functions return 0, KITE_ENOMEM, or KITE_EINVAL for a bad argument (an env
+ *   name outside [A-Za-z_][A-Za-z0-9_]*, a package name outside its alphabet, an empty list,
+ *   a file path that is empty or ends in '/', a mode outside 0..07777); a refused step is not
+ *   added.
  * - Before each step the script prints a progress marker line on stdout:
  *       "\n@kite-step N TOTAL NAME\n"  (N from 1; NAME with newlines replaced by spaces)
  *   and at the very end "\n@kite-done TOTAL\n". The runner turns these into
