@@ -2,13 +2,16 @@
  * session's channel cap and libssh2's one-open-at-a-time rule), output streamed as it
  * arrives, exit status and signal at the end.
  *
- * Stopping a remote command: libssh2 1.10 cannot send a channel signal, so every command
- * runs in its own process group (sshd makes the command's shell a session leader) and the
- * first line the wrapper prints is that shell's pid, which kite strips from the output. A
- * cancel or a timeout kills the group through a second, high-priority channel. */
+ * Stopping a remote command: libssh2 1.10 cannot send a channel signal. Every command runs
+ * in its own process group (sshd makes the command's shell a session leader) with a marker
+ * in its environment, KITE_TASK=<unique id>, that its children inherit. A cancel or a
+ * timeout runs a second, high-priority channel that finds the processes carrying the marker
+ * (/proc/PID/environ) and kills their process groups: TERM, then KILL after 3 s. Nothing is
+ * added to the command's output and no second shell starts on the hot path. */
 
 #include <assert.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "transport_impl.h"
 
@@ -30,12 +33,9 @@ struct kite_exec {
   bool control;          /* a kill: no callbacks */
   bool paused;
   bool drained[2];
-  char pidbuf[24];
-  size_t pidlen;
-  bool pid_known;        /* the pid line was seen (or given up on) */
-  long pgid;             /* 0: unknown */
+  char marker[48];       /* KITE_TASK value */
   int reason;            /* KITE_ETIMEDOUT / KITE_ECANCELED once stopping */
-  bool kill_pending;     /* stop asked before the pid arrived */
+  bool kill_pending;     /* stop asked before the command was started */
   bool forced;           /* stop waiting for the remote end to close the channel */
   uv_timer_t *timer;
   int exit_status;
@@ -86,19 +86,18 @@ static bool valid_name(const char *s, size_t n) {
   return true;
 }
 
-char *kite__exec_command(const char *script, bool argv, const char *const *env) {
-  /* printf first: the pid of the shell sshd started, a session and group leader. Then the
-   * command runs in that same shell — an argv by exec, a script by eval — so no second shell
-   * starts (a second /bin/sh costs the node ~0.7 ms per command), the pid stays the
-   * command's, and its exit status or signal reaches sshd intact. A script's syntax error
-   * still comes after the pid line. Needs a POSIX login shell (sh, dash, bash). */
-  size_t cap = 64 + strlen(script) * 4 + 16;
+char *kite__exec_command(const char *script, bool argv, const char *const *env,
+                         const char *marker) {
+  /* The command runs in the shell sshd started — an argv by exec, a script by eval — so no
+   * second shell starts (a second /bin/sh costs the node ~0.7 ms per command) and its exit
+   * status or signal reaches sshd intact. Needs a POSIX login shell (sh, dash, bash). */
+  size_t cap = 64 + strlen(marker) + strlen(script) * 4 + 16;
   for (size_t i = 0; env && env[i]; i++)
     cap += 16 + strlen(env[i]) * 4;
   char *out = malloc(cap);
   if (out == NULL)
     return NULL;
-  size_t len = (size_t)sprintf(out, "printf '%%s\\n' \"$$\";");
+  size_t len = (size_t)sprintf(out, "export KITE_TASK=%s;", marker);
   for (size_t i = 0; env && env[i]; i++) {
     const char *eq = strchr(env[i], '=');
     if (eq == NULL || !valid_name(env[i], (size_t)(eq - env[i]))) {
@@ -137,12 +136,27 @@ static void send_kill(kite_exec_t *x) {
   kite_exec_t *k = calloc(1, sizeof(*k));
   if (k == NULL)
     return;
-  /* TERM the group, give it 3 s, then KILL whatever is left. */
+  /* Every 0.1 s: find the processes carrying the marker and signal their groups (TERM; KILL
+   * from 3 s on). Done when they were seen and are gone, or when none appeared in 2 s (the
+   * command ended by itself, or never started). */
   k->command = kite__sprintf(
-      "P=%ld; kill -TERM -$P 2>/dev/null || exit 0; i=0; "
-      "while kill -0 -$P 2>/dev/null; do i=$((i+1)); "
-      "if [ $i -gt 30 ]; then kill -KILL -$P 2>/dev/null; exit 0; fi; sleep 0.1; done",
-      x->pgid);
+      "T='KITE_TASK=%s'; n=0; seen=\n"
+      "while [ $n -lt 60 ]; do\n"
+      "  found=\n"
+      "  for f in $(grep -lsxzF -- \"$T\" /proc/[0-9]*/environ 2>/dev/null); do\n"
+      "    p=${f#/proc/}; p=${p%%/environ}\n"
+      "    st=$(cat \"/proc/$p/stat\" 2>/dev/null) || continue\n"
+      "    st=${st##*) }; set -- $st\n"
+      "    if [ $n -lt 30 ]; then sig=TERM; else sig=KILL; fi\n"
+      "    kill -$sig -$3 2>/dev/null || kill -$sig $p 2>/dev/null\n"
+      "    found=1; seen=1\n"
+      "  done\n"
+      "  if [ -z \"$found\" ]; then\n"
+      "    if [ -n \"$seen\" ] || [ $n -ge 20 ]; then exit 0; fi\n"
+      "  fi\n"
+      "  n=$((n+1)); sleep 0.1\n"
+      "done\n",
+      x->marker);
   if (k->command == NULL) {
     free(k);
     return;
@@ -173,14 +187,12 @@ static void stop(kite_exec_t *x, int reason) {
   if (x->reason)
     return;
   x->reason = reason;
-  if (x->phase != X_QUEUED) {
-    if (x->pgid > 0)
-      send_kill(x);
-    else
-      x->kill_pending = true;
-    if (x->timer)
-      uv_timer_start(x->timer, on_force, KILL_GRACE_MS, 0);
-  }
+  if (x->phase == X_RUNNING || x->phase == X_CLOSING)
+    send_kill(x);
+  else if (x->phase != X_QUEUED)
+    x->kill_pending = true; /* sent once the command is started */
+  if (x->phase != X_QUEUED && x->timer)
+    uv_timer_start(x->timer, on_force, KILL_GRACE_MS, 0);
   kite__ssh_pump(x->op.s);
 }
 
@@ -207,29 +219,6 @@ void kite_exec_resume(kite_exec_t *x) {
 
 /* ---- the step --------------------------------------------------------------------------- */
 
-/* Takes the pid line off the front of stdout; returns how many bytes of buf it consumed. */
-static size_t take_pid(kite_exec_t *x, const char *buf, size_t len) {
-  size_t i = 0;
-  while (i < len && !x->pid_known) {
-    char c = buf[i++];
-    if (c == '\n') {
-      x->pidbuf[x->pidlen] = '\0';
-      x->pgid = strtol(x->pidbuf, NULL, 10);
-      x->pid_known = true;
-    } else if (x->pidlen + 1 < sizeof(x->pidbuf)) {
-      x->pidbuf[x->pidlen++] = c;
-    } else {
-      x->pid_known = true; /* not our line: give it back below */
-      if (!x->control && x->out)
-        x->out(x, 1, x->pidbuf, x->pidlen, x->data);
-    }
-  }
-  if (x->pid_known && x->kill_pending && x->pgid > 0) {
-    x->kill_pending = false;
-    send_kill(x);
-  }
-  return i;
-}
 
 /* Reads what is there; returns 0, or a fatal libssh2 error. */
 static int read_output(kite_exec_t *x) {
@@ -245,11 +234,7 @@ static int read_output(kite_exec_t *x) {
         x->drained[stream] = true;
         break;
       }
-      size_t off = 0;
-      if (stream == 0 && !x->pid_known)
-        off = take_pid(x, buf, (size_t)n);
-      if (off < (size_t)n && !x->control && x->out &&
-          x->out(x, stream + 1, buf + off, (size_t)n - off, x->data) == KITE_EAGAIN)
+      if (!x->control && x->out && x->out(x, stream + 1, buf, (size_t)n, x->data) == KITE_EAGAIN)
         x->paused = true;
     }
   }
@@ -315,6 +300,10 @@ static int exec_step(ssh_op_t *op) {
       return 1;
     }
     x->phase = X_RUNNING;
+    if (x->kill_pending) {
+      x->kill_pending = false;
+      send_kill(x);
+    }
   }
   if (x->phase == X_RUNNING) {
     while (!x->eof_sent && x->stdin_off < x->stdin_len) {
@@ -390,7 +379,9 @@ int kite_ssh_exec(kite_ssh_t *s, const kite_exec_opts_t *o, kite_exec_output_cb 
   if (x == NULL)
     return KITE_ENOMEM;
   char *script = o->shell ? kite__strdup(o->shell) : kite__shell_join(o->argv);
-  x->command = script ? kite__exec_command(script, o->argv != NULL, o->env) : NULL;
+  snprintf(x->marker, sizeof(x->marker), "%x-%llx-%llx", (unsigned)getpid(),
+           (unsigned long long)kite__wall_ms(), (unsigned long long)kite__next_id());
+  x->command = script ? kite__exec_command(script, o->argv != NULL, o->env, x->marker) : NULL;
   free(script);
   if (x->command == NULL) {
     free(x);

@@ -108,8 +108,9 @@ int kite__ssh_verify_hostkey(kite_ssh_t *s);
 /* "TYPE BASE64" of the server's key; malloc'd. */
 char *kite__ssh_server_key(LIBSSH2_SESSION *ss);
 
-/* exec.c: the remote command line (pid line, env, then the command) for a script, or for an
- * argv already joined and quoted. */
-char *kite__exec_command(const char *script, bool argv, const char *const *env);
+/* exec.c: the remote command line (the KITE_TASK marker, env, then the command) for a
+ * script, or for an argv already joined and quoted. */
+char *kite__exec_command(const char *script, bool argv, const char *const *env,
+                         const char *marker);
 
 #endif

@@ -134,6 +134,9 @@ static const char node_script[] =
     "exec 3<&0 </dev/null\n"
     "read -r pid rest </proc/self/stat\n"
     "echo \"kite-node-pid $pid\"\n"
+    /* The node's own /proc (its host pid is known now): commands on it see only its
+     * processes, with the pids they know, as on a machine of its own. */
+    "mount -t proc proc /proc || exit 1\n"
     "d=$1 w=$2 v=$3 wrap=$4 login=$5 outlive=$6\n"
     "mount --bind \"$d/passwd\" /etc/passwd || exit 1\n"
     "if [ \"$v\" != \"$w\" ]; then mount --bind \"$w\" \"$v\" || exit 1; fi\n"
