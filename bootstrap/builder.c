@@ -96,15 +96,6 @@ static int add(kite_bootstrap_t *b, kite__step_t st) {
   return 0;
 }
 
-static bool env_name_ok(const char *s) {
-  if (s == NULL || !(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
-    return false;
-  for (s++; *s; s++)
-    if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-          (*s >= '0' && *s <= '9')))
-      return false;
-  return true;
-}
 
 /* Package names go unquoted into a word list, so only their own alphabets are accepted:
  * Debian's (a-z 0-9 + - . with :arch and =version) and pip's requirement specifiers. Neither
@@ -223,7 +214,7 @@ int kite_bootstrap_pip(kite_bootstrap_t *b, const char *const *packages,
 }
 
 int kite_bootstrap_env(kite_bootstrap_t *b, const char *name, const char *value, bool secret) {
-  if (b == NULL || !env_name_ok(name) || value == NULL)
+  if (b == NULL || !(name && kite__shell_name(name, strlen(name))) || value == NULL)
     return KITE_EINVAL;
   char *q = kite__shell_quote(value);
   kite__step_t st = {.kind = KITE__STEP_ENV, .name = kite__sprintf("env %s", name)};

@@ -198,14 +198,21 @@ static void lost_while_bootstrapping(kite__node_t *n, const char *message) {
   free(why);
 }
 
+/* A reply of the bootstrap phase arrived: false when the node has moved on meanwhile
+ * (closing, lost), which the pool is then told about. */
+static bool reply_still_wanted(kite__node_t *n) {
+  n->boot_corr = 0;
+  if (n->state == KITE_NODE_BOOTSTRAPPING)
+    return true;
+  kite__pool_node_changed(n->pool, n);
+  return false;
+}
+
 static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
-  n->boot_corr = 0;
-  if (n->state != KITE_NODE_BOOTSTRAPPING) {
-    kite__pool_node_changed(n->pool, n);
+  if (!reply_still_wanted(n))
     return;
-  }
   const kite_ev_bootstrap_done_t *b = kite_ev_as_bootstrap_done(ev);
   if (status == 0 && b && b->status == 0) {
     become_ready(n, "bootstrap done");
@@ -271,11 +278,8 @@ static char *deadman_script(uint64_t timeout_ms) {
 static void on_watchdog(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
-  n->boot_corr = 0;
-  if (n->state != KITE_NODE_BOOTSTRAPPING) {
-    kite__pool_node_changed(n->pool, n);
+  if (!reply_still_wanted(n))
     return;
-  }
   const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
   if (status == 0 && f && f->error == 0 && f->exit_status == 0) {
     start_bootstrap(n);

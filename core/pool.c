@@ -69,11 +69,7 @@ static char **dup_env(const char *const *env, int *rc) {
   }
   for (size_t i = 0; i < n; i++) {
     const char *eq = strchr(env[i], '=');
-    bool ok = eq && eq != env[i];
-    for (const char *c = env[i]; ok && c < eq; c++)
-      ok = (*c == '_' || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-            (c > env[i] && *c >= '0' && *c <= '9'));
-    if (!ok) {
+    if (eq == NULL || !kite__shell_name(env[i], (size_t)(eq - env[i]))) {
       *rc = KITE_EINVAL;
       for (size_t k = 0; k < i; k++)
         free(out[k]);
@@ -203,7 +199,7 @@ static void pool_free(kite_pool_t *pool) {
   free(pool);
 }
 
-static bool valid_name(const char *s) {
+bool kite__pool_name_valid(const char *s) {
   if (s == NULL || *s == '\0' || strlen(s) > 48)
     return false;
   for (; *s; s++)
@@ -221,24 +217,25 @@ static kite__node_t *node_by_id(kite_pool_t *pool, uint64_t id, uint32_t rank) {
   return NULL;
 }
 
+/* A node found lost (health) or preempted (provider) is replaced the same way. */
+static void node_gone(kite_pool_t *pool, uint64_t node, uint32_t rank, const char *reason) {
+  kite__node_t *n = node_by_id(pool, node, rank);
+  if (n && !pool->closing)
+    kite__node_lost(n, reason);
+}
+
 static void on_node_lost(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node_lost_t *p,
                          void *data) {
-  kite_pool_t *pool = data;
   (void)bus;
   (void)ev;
-  kite__node_t *n = node_by_id(pool, p->node, p->rank);
-  if (n && !pool->closing)
-    kite__node_lost(n, p->reason ? p->reason : "lost");
+  node_gone(data, p->node, p->rank, p->reason ? p->reason : "lost");
 }
 
 static void on_node_preempted(kite_bus_t *bus, const kite_event_t *ev,
                               const kite_ev_node_preempted_t *p, void *data) {
-  kite_pool_t *pool = data;
   (void)bus;
   (void)ev;
-  kite__node_t *n = node_by_id(pool, p->node, p->rank);
-  if (n && !pool->closing)
-    kite__node_lost(n, p->reason ? p->reason : "preempted");
+  node_gone(data, p->node, p->rank, p->reason ? p->reason : "preempted");
 }
 
 static void on_node_preempting(kite_bus_t *bus, const kite_event_t *ev,
@@ -336,7 +333,7 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
                    void *data, kite_pool_t **out) {
   if (rt == NULL || spec == NULL || cb == NULL || out == NULL)
     return KITE_EINVAL;
-  if (!valid_name(spec->name)) {
+  if (!kite__pool_name_valid(spec->name)) {
     kite_log(rt, KITE_LOG_ERROR, "pool", "pool name '%s' is not valid: use 1-48 letters, digits, "
              "'-' or '_'", spec->name ? spec->name : "(none)");
     return KITE_EINVAL;

@@ -58,3 +58,13 @@ char *kite__shell_join(const char *const *argv) {
   }
   return out;
 }
+
+bool kite__shell_name(const char *s, size_t n) {
+  if (s == NULL || n == 0 || !(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
+    return false;
+  for (size_t i = 1; i < n; i++)
+    if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+          (s[i] >= '0' && s[i] <= '9')))
+      return false;
+  return true;
+}

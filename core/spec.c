@@ -158,15 +158,6 @@ static const char *kind_name(kind_t k) {
   }
 }
 
-static bool is_ident(const char *s, size_t n) {
-  if (n == 0 || !(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
-    return false;
-  for (size_t i = 1; i < n; i++)
-    if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-          (s[i] >= '0' && s[i] <= '9')))
-      return false;
-  return true;
-}
 
 /* ---- ${VAR} expansion ----------------------------------------------------------------- */
 
@@ -238,7 +229,7 @@ static int expand(loader_t *l, const yaml_node_t *n, const char *path, char **ou
       def = sep + 2;
     }
     size_t name_len = (size_t)(end - name);
-    if (!is_ident(name, name_len)) {
+    if (!kite__shell_name(name, name_len)) {
       int shown = (int)(close - (s + i) + 1);
       free(b.p);
       return fail(l, n,
@@ -815,7 +806,7 @@ static int read_env(loader_t *l, const yaml_node_t *n) {
     const char *name = (const char *)k->data.scalar.value;
     char path[300];
     snprintf(path, sizeof(path), "env.%s", name);
-    if (!is_ident(name, k->data.scalar.length))
+    if (!kite__shell_name(name, k->data.scalar.length))
       return fail(l, k,
                   "env: '%s' is not a valid variable name; expected letters, digits and "
                   "'_', not starting with a digit",
@@ -947,7 +938,7 @@ static int read_bootstrap_env(loader_t *l, const yaml_node_t *n) {
     const char *name = (const char *)k->data.scalar.value;
     char path[300];
     snprintf(path, sizeof(path), "%s.%s", where, name);
-    if (!is_ident(name, k->data.scalar.length))
+    if (!kite__shell_name(name, k->data.scalar.length))
       return fail(l, k,
                   "%s: '%s' is not a valid variable name; expected letters, digits and "
                   "'_', not starting with a digit",
@@ -1268,15 +1259,6 @@ static int read_ssh(loader_t *l, const yaml_node_t *n) {
   return rc;
 }
 
-static bool valid_pool_name(const char *s) {
-  if (s == NULL || *s == '\0' || strlen(s) > 48)
-    return false;
-  for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-          *s == '-' || *s == '_'))
-      return false;
-  return true;
-}
 
 enum {
   T_NAME,
@@ -1318,7 +1300,7 @@ static int read_top(loader_t *l, const yaml_node_t *root) {
   rc = get_str(l, v[T_NAME], "name", &ps->name);
   if (rc == 0 && ps->name == NULL)
     rc = fail(l, v[T_NAME], "name: the value is empty; expected a pool name");
-  if (rc == 0 && !valid_pool_name(ps->name))
+  if (rc == 0 && !kite__pool_name_valid(ps->name))
     rc = fail(l, v[T_NAME],
               "name: '%.60s' is not a valid pool name; expected 1-48 letters, "
               "digits, '-' or '_'",

@@ -76,15 +76,6 @@ static void exec_fail(ssh_op_t *op, int error, const char *message) {
 
 /* ---- the remote command line ------------------------------------------------------------ */
 
-static bool valid_name(const char *s, size_t n) {
-  if (n == 0 || !(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
-    return false;
-  for (size_t i = 1; i < n; i++)
-    if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-          (s[i] >= '0' && s[i] <= '9')))
-      return false;
-  return true;
-}
 
 char *kite__exec_command(const char *script, bool argv, const char *const *env,
                          const char *marker) {
@@ -100,7 +91,7 @@ char *kite__exec_command(const char *script, bool argv, const char *const *env,
   size_t len = (size_t)sprintf(out, "export KITE_TASK=%s;", marker);
   for (size_t i = 0; env && env[i]; i++) {
     const char *eq = strchr(env[i], '=');
-    if (eq == NULL || !valid_name(env[i], (size_t)(eq - env[i]))) {
+    if (eq == NULL || !kite__shell_name(env[i], (size_t)(eq - env[i]))) {
       free(out);
       return NULL;
     }
