@@ -59,13 +59,23 @@ static void on_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int st
   d->out[rank] = g;
 }
 
+/* The event comes after the node events that led to it (callbacks run at once; events are
+ * delivered in order), so the story prints in order. */
+static void on_pool_closed(kite_bus_t *bus, const kite_event_t *ev,
+                           const kite_ev_pool_closed_t *p, void *data) {
+  (void)bus;
+  (void)ev;
+  printf("[%6.3fs] pool %s closed: every instance terminated and confirmed\n", since(data),
+         p->name);
+}
+
 static void on_closed(kite_pool_t *pool, int status, void *data) {
   demo_t *d = data;
   (void)pool;
-  printf("[%6.3fs] pool closed (%s): every instance terminated\n", since(d),
-         status == 0 ? "ok" : kite_strerror(status));
-  if (status != 0)
+  if (status != 0) {
+    fprintf(stderr, "closing the pool: %s\n", kite_strerror(status));
     d->exit_code = 1;
+  }
   kite_runtime_shutdown(d->rt, NULL, NULL);
 }
 
@@ -114,6 +124,7 @@ int main(void) {
   kite_bus_t *bus = kite_runtime_bus(d.rt);
   kite_on_node_state_changed(bus, KITE_KEY_ANY, on_state, &d, NULL);
   kite_on_bootstrap_progress(bus, KITE_KEY_ANY, on_progress, &d, NULL);
+  kite_on_pool_closed(bus, KITE_KEY_ANY, on_pool_closed, &d, NULL);
   if ((rc = kite_local_provider_new(d.rt, NULL, NULL)) != 0 ||
       (rc = kite_transport_new(d.rt, NULL, NULL)) != 0 ||
       (rc = kite_bootstrap_runner_new(d.rt, NULL)) != 0) {
