@@ -93,7 +93,7 @@ void kite__node_free(kite__node_t *n) {
 }
 
 static void terminate_instance(kite__node_t *n);
-static void fail(kite__node_t *n, const char *why);
+static void fail(kite__node_t *n, int code, const char *why);
 
 /* ---- replies --------------------------------------------------------------------------- */
 
@@ -111,7 +111,7 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
     n->pool->close_status = status;
     /* The instance stays recorded as live; the node cannot be brought back. */
     if (n->state != KITE_NODE_FAILED)
-      fail(n, msg);
+      fail(n, status, msg);
     else
       kite__pool_node_changed(n->pool, n);
     free(msg);
@@ -167,9 +167,11 @@ static void terminate_instance(kite__node_t *n) {
   }
 }
 
-static void fail(kite__node_t *n, const char *why) {
-  if (n->failure == NULL)
+static void fail(kite__node_t *n, int code, const char *why) {
+  if (n->failure == NULL) {
     n->failure = kite__strdup(why);
+    n->failure_code = code;
+  }
   if (n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED)
     kite__node_set_state(n, KITE_NODE_FAILED, why);
   terminate_instance(n);
@@ -232,7 +234,8 @@ static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev,
     why = kite__sprintf("bootstrap could not run: %s",
                         e && e->message ? e->message : kite_strerror(status));
   }
-  fail(n, why ? why : "bootstrap failed");
+  fail(n, b && b->status ? b->status : status ? status : KITE_EBOOTSTRAP,
+       why ? why : "bootstrap failed");
   free(why);
 }
 
@@ -246,7 +249,7 @@ static void start_bootstrap(kite__node_t *n) {
                            .script = pool->script};
   int rc = kite_request_bootstrap(pool->bus, &b, 0, on_bootstrapped, n, &n->boot_corr);
   if (rc != 0)
-    fail(n, "cannot start the bootstrap");
+    fail(n, rc, "cannot start the bootstrap");
 }
 
 /* The dead-man's switch: a watchdog on the node (outside any command's process group) that
@@ -295,7 +298,8 @@ static void on_watchdog(kite_bus_t *bus, int status, const kite_event_t *ev, voi
                             : f             ? "the install command failed"
                             : e && e->message ? e->message
                                               : kite_strerror(status));
-  fail(n, why ? why : "cannot install the dead-man's switch");
+  fail(n, f && f->error ? f->error : status ? status : KITE_EBOOTSTRAP,
+       why ? why : "cannot install the dead-man's switch");
   free(why);
 }
 
@@ -307,7 +311,7 @@ static void start_watchdog(kite__node_t *n) {
   }
   char *script = deadman_script(pool->deadman_ms);
   if (script == NULL) {
-    fail(n, "out of memory");
+    fail(n, KITE_ENOMEM, "out of memory");
     return;
   }
   kite_ev_ssh_exec_t x = {.pool = pool->id, .node = n->id, .task = kite__next_id(),
@@ -315,7 +319,7 @@ static void start_watchdog(kite__node_t *n) {
   int rc = kite_request_ssh_exec(pool->bus, &x, 0, on_watchdog, n, &n->boot_corr);
   free(script);
   if (rc != 0)
-    fail(n, "cannot install the dead-man's switch");
+    fail(n, rc, "cannot install the dead-man's switch");
 }
 
 static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
@@ -333,7 +337,7 @@ static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, vo
     char *why = kite__sprintf("SSH to %s@%s:%u failed: %s", n->user ? n->user : "?",
                               n->address ? n->address : "?", n->port,
                               e && e->message ? e->message : kite_strerror(status));
-    fail(n, why ? why : "SSH connect failed");
+    fail(n, status, why ? why : "SSH connect failed");
     free(why);
     return;
   }
@@ -351,7 +355,7 @@ static void connect_node(kite__node_t *n) {
   /* From here the transport may hold a session for this node, even if we stop waiting. */
   n->session_open = rc == 0;
   if (rc != 0)
-    fail(n, "cannot request an SSH connection (is the transport started?)");
+    fail(n, rc, "cannot request an SSH connection (is the transport started?)");
 }
 
 static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
@@ -396,7 +400,7 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
     char *why = kite__sprintf("launch failed: %s",
                               e && e->message ? e->message : kite_strerror(status));
-    fail(n, why ? why : "launch failed");
+    fail(n, status ? status : KITE_EPROVIDER, why ? why : "launch failed");
     free(why);
     return;
   }
@@ -417,7 +421,7 @@ void kite__node_start(kite__node_t *n) {
                                                    &n->store_row) != 0) {
     char *why = kite__sprintf("cannot record the launch in the state store: %s",
                               kite_store_errmsg(pool->store));
-    fail(n, why ? why : "cannot record the launch");
+    fail(n, KITE_ESTORE, why ? why : "cannot record the launch");
     free(why);
     return;
   }
@@ -429,7 +433,7 @@ void kite__node_start(kite__node_t *n) {
   /* No timeout: a launch is answered with what it created, however late. */
   int rc = kite_request_instance_launch(pool->bus, &l, 0, on_launched, n, &n->launch_corr);
   if (rc != 0)
-    fail(n, "cannot request a launch");
+    fail(n, rc, "cannot request a launch");
 }
 
 void kite__node_close(kite__node_t *n) {
@@ -490,7 +494,7 @@ void kite__node_lost(kite__node_t *n, const char *reason) {
     char *why = kite__sprintf("%s; %s", reason,
                               pool->replace ? "no replacements left (max_replacements)"
                                             : "replacement is off");
-    fail(n, why ? why : reason);
+    fail(n, KITE_ENODELOST, why ? why : reason);
     free(why);
     /* What remains: every node not FAILED (READY, or on its way back). */
     unsigned ready = 0;

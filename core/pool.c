@@ -480,11 +480,7 @@ static void maybe_report_open(kite_pool_t *pool) {
   for (unsigned i = 0; i < pool->nodes_n && pool->open_status == 0; i++) {
     kite__node_t *n = &pool->nodes[i];
     if (n->state == KITE_NODE_FAILED) {
-      pool->open_status = KITE_EBOOTSTRAP;
-      if (n->failure && strncmp(n->failure, "launch failed", 13) == 0)
-        pool->open_status = KITE_EPROVIDER;
-      else if (n->failure && strncmp(n->failure, "SSH", 3) == 0)
-        pool->open_status = KITE_ESSH;
+      pool->open_status = n->failure_code < 0 ? n->failure_code : KITE_EINTERNAL;
       pool->open_message = kite__sprintf("pool %s: rank %u failed: %s", pool->name, n->rank,
                                          n->failure ? n->failure : "unknown error");
     }

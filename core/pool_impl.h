@@ -38,6 +38,7 @@ struct kite__node {
   char *old_instance;   /* while REPLACING: the instance being replaced */
   bool replace_held;    /* REPLACING, waiting for the rate limit */
   char *failure; /* why the node FAILED, for the pool's error */
+  int failure_code;     /* and the error code that goes with it */
   int64_t store_row;    /* the state store's row of the instance behind it now, or 0 */
 };
 

@@ -41,6 +41,7 @@ struct tsess {
   uint64_t connect_corr; /* while connecting */
   uint64_t disconnect_corr;
   bool ready;
+  bool closing;
   top_t *ops; /* by task */
   UT_hash_handle hh;
 };
@@ -132,6 +133,9 @@ static void on_session_closed(kite_ssh_t *s, void *data) {
 /* Takes ts out of the table and closes its session; ts is freed when it is closed. */
 static void session_close(tsess_t *ts) {
   kite_transport_t *t = ts->t;
+  if (ts->closing)
+    return;
+  ts->closing = true;
   HASH_DEL(t->sessions, ts);
   t->closing_sessions++;
   if (ts->connect_corr) {
@@ -144,6 +148,8 @@ static void session_close(tsess_t *ts) {
 static void on_lost(kite_ssh_t *s, int error, const char *message, void *data) {
   tsess_t *ts = data;
   kite_transport_t *t = ts->t;
+  if (ts->closing)
+    return;
   (void)s;
   kite_log(t->rt, KITE_LOG_WARN, "transport", "node %llu: %s", (unsigned long long)ts->node,
            message);
@@ -155,6 +161,8 @@ static void on_lost(kite_ssh_t *s, int error, const char *message, void *data) {
 static void on_connected(kite_ssh_t *s, int status, const char *message, void *data) {
   tsess_t *ts = data;
   kite_transport_t *t = ts->t;
+  if (ts->closing)
+    return; /* closed while connecting: the connect request was answered then */
   uint64_t corr = ts->connect_corr;
   ts->connect_corr = 0;
   if (status != 0) {

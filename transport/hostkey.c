@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <strings.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -84,8 +87,8 @@ static void fingerprint(kite_ssh_t *s, char *buf, size_t size) {
 
 /* Whether two "TYPE BASE64 [comment]" keys are the same key. */
 static bool same_key(const char *a, const char *b) {
-  size_t la = strcspn(a, " ");
-  size_t lb = strcspn(b, " ");
+  size_t la = strcspn(a, " \n");
+  size_t lb = strcspn(b, " \n");
   if (la != lb || memcmp(a, b, la) != 0 || a[la] != ' ' || b[lb] != ' ')
     return false;
   a += la + 1;
@@ -126,6 +129,18 @@ static int record_key(kite_ssh_t *s) {
   return rc;
 }
 
+/* Whether key is one of the newline-separated keys of pinned. */
+static bool pinned_match(const char *pinned, const char *key) {
+  for (const char *line = pinned; line && *line;) {
+    if (same_key(line, key))
+      return true;
+    line = strchr(line, '\n');
+    if (line)
+      line++;
+  }
+  return false;
+}
+
 int kite__ssh_verify_hostkey(kite_ssh_t *s) {
   char fp[80];
   if (s->server_key == NULL) {
@@ -135,7 +150,7 @@ int kite__ssh_verify_hostkey(kite_ssh_t *s) {
   }
   fingerprint(s, fp, sizeof(fp));
   if (s->host_key) {
-    if (same_key(s->host_key, s->server_key))
+    if (pinned_match(s->host_key, s->server_key))
       return 0;
     snprintf(s->errmsg, sizeof(s->errmsg),
              "host key of %s:%u (%.*s %s) does not match the key its provider pinned at launch; "
@@ -226,4 +241,79 @@ const char *kite_hostkey_mode_name(kite_hostkey_mode_t m) {
     return "off";
   }
   return "?";
+}
+
+/* ---- reading a known_hosts file for keys ------------------------------------------------ */
+
+static size_t b64_decode(const char *in, size_t len, unsigned char *out, size_t cap) {
+  if (len == 0 || len % 4 != 0 || len / 4 * 3 > cap)
+    return 0;
+  int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+  if (n < 0)
+    return 0;
+  size_t pad = (in[len - 1] == '=') + (len > 1 && in[len - 2] == '=');
+  return (size_t)n - pad;
+}
+
+/* One host pattern of a known_hosts line against the host's name in that file's form. */
+static bool pattern_matches(const char *pat, size_t plen, const char *name) {
+  if (plen > 3 && memcmp(pat, "|1|", 3) == 0) {
+    const char *salt = pat + 3;
+    const char *bar = memchr(salt, '|', plen - 3);
+    if (bar == NULL)
+      return false;
+    unsigned char key[64], want[64], got[EVP_MAX_MD_SIZE];
+    size_t kl = b64_decode(salt, (size_t)(bar - salt), key, sizeof(key));
+    size_t wl = b64_decode(bar + 1, plen - (size_t)(bar + 1 - pat), want, sizeof(want));
+    unsigned gl = 0;
+    if (kl == 0 || wl != 20 ||
+        HMAC(EVP_sha1(), key, (int)kl, (const unsigned char *)name, strlen(name), got, &gl) ==
+            NULL)
+      return false;
+    return gl == 20 && CRYPTO_memcmp(got, want, 20) == 0;
+  }
+  return strlen(name) == plen && strncasecmp(pat, name, plen) == 0;
+}
+
+char *kite_known_hosts_keys(const char *path, const char *host, unsigned port) {
+  if (path == NULL || host == NULL)
+    return NULL;
+  char *text = NULL;
+  if (kite__read_file(path, &text, NULL) != 0)
+    return NULL;
+  char *name = port == 0 || port == 22 ? kite__strdup(host) : kite__sprintf("[%s]:%u", host, port);
+  char *out = NULL;
+  size_t out_len = 0;
+  for (char *line = text, *next; name && line && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next)
+      *next++ = '\0';
+    while (*line == ' ' || *line == '\t')
+      line++;
+    if (*line == '#' || *line == '@' || *line == '\0')
+      continue; /* comments; @cert-authority and @revoked lines pin nothing */
+    char *hosts = strtok(line, " \t");
+    char *type = strtok(NULL, " \t");
+    char *blob = strtok(NULL, " \t\r");
+    if (hosts == NULL || type == NULL || blob == NULL)
+      continue;
+    bool match = false;
+    for (char *p = hosts; *p && !match;) {
+      size_t l = strcspn(p, ",");
+      match = p[0] != '!' && memchr(p, '*', l) == NULL && memchr(p, '?', l) == NULL &&
+              pattern_matches(p, l, name);
+      p += l + (p[l] == ',');
+    }
+    if (!match)
+      continue;
+    size_t add = strlen(type) + 1 + strlen(blob) + 1;
+    char *g = realloc(out, out_len + add + 1);
+    if (g == NULL)
+      break;
+    out = g;
+    out_len += (size_t)sprintf(out + out_len, "%s%s %s", out_len ? "\n" : "", type, blob);
+  }
+  free(name);
+  free(text);
+  return out;
 }

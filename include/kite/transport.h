@@ -43,7 +43,7 @@ typedef struct kite_ssh_options {
   unsigned port;               /* 0: 22 */
   const char *user;            /* required */
   const char *key_path;        /* private key file (ed25519, ECDSA); NULL: ssh-agent */
-  const char *host_key;        /* pinned key "TYPE BASE64", or NULL */
+  const char *host_key;        /* pinned key "TYPE BASE64" (several: one per line), or NULL */
   const char *known_hosts;     /* NULL: $KITE_HOME/known_hosts */
   kite_hostkey_mode_t hostkey_mode;
   uint64_t connect_timeout_ms; /* deadline for connect retries and handshake; 0: 30 s */
@@ -118,6 +118,12 @@ int kite_ssh_download(kite_ssh_t *s, const char *remote, const char *local,
 int kite_ssh_write(kite_ssh_t *s, const char *remote, const void *buf, size_t len, int mode,
                    kite_xfer_done_cb done, void *data, kite_xfer_t **out);
 int kite_xfer_cancel(kite_xfer_t *t);
+
+/* The keys an OpenSSH known_hosts file records for host:port (plain and hashed names; lines
+ * with wildcards, negations, @cert-authority or @revoked are not used), as "TYPE BASE64"
+ * lines for kite_ssh_options_t.host_key; malloc'd, or NULL when there are none or the file
+ * cannot be read. */
+char *kite_known_hosts_keys(const char *path, const char *host, unsigned port);
 
 /* ---- the transport component --------------------------------------------------------------- */
 
