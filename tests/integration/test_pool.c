@@ -16,6 +16,7 @@
 #include "kite/pool.h"
 #include "kite/provider.h"
 #include "kite/transport.h"
+#include "kite_impl.h"
 
 #define MAXR 16
 
@@ -387,6 +388,79 @@ static void test_upload_download(void **state) {
   ctx_done(&c);
 }
 
+/* ---- apt and pip on the nodes: only what is missing, offline ---- */
+
+/* A minimal wheel of `kitetestpkg`, built here with the system's python. */
+static char *build_wheel(const char *dir, size_t *len) {
+  char *cmd = kite__sprintf(
+      "python3 - <<'EOF'\n"
+      "import base64, hashlib, zipfile\n"
+      "name, ver = 'kitetestpkg', '0.1'\n"
+      "di = f'{name}-{ver}.dist-info'\n"
+      "files = {f'{name}/__init__.py': b'WHO = \"kite on a node\"\\n',\n"
+      "         f'{di}/METADATA': f'Metadata-Version: 2.1\\nName: {name}\\nVersion: {ver}\\n'.encode(),\n"
+      "         f'{di}/WHEEL': b'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n'}\n"
+      "rec = ''\n"
+      "for p, d in files.items():\n"
+      "    h = base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()\n"
+      "    rec += f'{p},sha256={h},{len(d)}\\n'\n"
+      "rec += f'{di}/RECORD,,\\n'\n"
+      "with zipfile.ZipFile('%s/w.whl', 'w') as z:\n"
+      "    for p, d in files.items():\n"
+      "        z.writestr(p, d)\n"
+      "    z.writestr(f'{di}/RECORD', rec)\n"
+      "EOF\n",
+      dir);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+  char *path = kite__sprintf("%s/w.whl", dir);
+  char *data = NULL;
+  assert_int_equal(kite__read_file(path, &data, len), 0);
+  free(path);
+  return data;
+}
+
+static void broadcast_import(ctx_t *c) {
+  kite_cmd_t cmd = {.shell = "venv/bin/python -c 'import kitetestpkg; print(kitetestpkg.WHO)'; "
+                             "true"};
+  assert_int_equal(kite_pool_broadcast(c->pool, &cmd, NULL, on_output, on_task, c, NULL), 0);
+}
+
+static void test_apt_and_pip_on_nodes(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "pkgs");
+  size_t wl = 0;
+  char *wheel = build_wheel(c.home, &wl);
+  kite_bootstrap_t *b = NULL;
+  assert_int_equal(kite_bootstrap_new(&b), 0);
+  /* Already installed everywhere: the step must not call apt-get (which would need root and
+   * a network the nodes do not have). */
+  const char *debs[] = {"coreutils", "openssh-server", NULL};
+  assert_int_equal(kite_bootstrap_apt(b, debs), 0);
+  assert_int_equal(kite_bootstrap_file(b, "wheels/kitetestpkg-0.1-py3-none-any.whl", wheel, wl,
+                                       0644), 0);
+  assert_int_equal(kite_bootstrap_run(b, "a private python",
+                                      "python3 -m venv --without-pip --system-site-packages venv"),
+                   0);
+  const char *pips[] = {"kitetestpkg==0.1", NULL};
+  kite_bootstrap_pip_opts_t po = {.no_index = true, .find_links = "wheels",
+                                  .python = "venv/bin/python"};
+  assert_int_equal(kite_bootstrap_pip(b, pips, &po), 0);
+  c.after_open = broadcast_import;
+  kite_pool_spec_t s = spec_of(&c, 2, b);
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_bootstrap_free(b);
+  free(wheel);
+  kite_runtime_run(c.rt);
+  if (c.open_status != 0)
+    fail_msg("open: %s", c.open_msg);
+  assert_int_equal(c.failed, 0);
+  for (unsigned r = 0; r < 2; r++)
+    assert_non_null(strstr(c.out[r][1], "kite on a node\n"));
+  ctx_done(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_8),
@@ -396,6 +470,7 @@ int main(void) {
       cmocka_unit_test(test_big_output),
       cmocka_unit_test(test_hostile_bootstrap),
       cmocka_unit_test(test_upload_download),
+      cmocka_unit_test(test_apt_and_pip_on_nodes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
