@@ -1,0 +1,322 @@
+/* kite-cloudsim: an offline emulator of the DigitalOcean v2 API whose droplets are real local
+ * sshd nodes, with faults injected on demand. See usage() and the README.
+ *
+ * Control endpoint (no token; the server only listens on loopback):
+ *   GET  /_sim/state                  counts (droplets now, peak, created, deleted, requests,
+ *                                     faults injected) and every droplet's id, name, status,
+ *                                     address and tags
+ *   POST /_sim/faults                 JSON object; any of the fields of the --fault flags:
+ *                                     p429, p500, reset, malformed, slow (probabilities),
+ *                                     retry_after_s, slow_ms, delay_ms, provision_ms,
+ *                                     no_capacity, droplet_limit, seed, and "next": a list of
+ *                                     one-shot faults ("429", "500", "reset", "malformed",
+ *                                     "slow") for the next API requests, in order
+ *   POST /_sim/droplets/{id}/kill     the droplet's node dies at once; {"vanish": false}
+ *                                     leaves it listed as "off", else (default) it disappears
+ *                                     as a reclaimed machine does */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cloudsim.h"
+
+static void usage(FILE *fp) {
+  fprintf(fp,
+          "usage: kite-cloudsim [options]\n"
+          "An emulator of DigitalOcean's v2 API (droplets, account keys) on 127.0.0.1 whose\n"
+          "droplets are real local sshd nodes.\n\n"
+          "  --port N             listen port (0: any; the line on stdout says which)\n"
+          "  --port-file PATH     also write the port there\n"
+          "  --token TOKEN        the API token clients must send (or $KITE_CLOUDSIM_TOKEN)\n"
+          "  --ssh-port N         sshd port of every droplet's node (default 2222)\n"
+          "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
+          "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
+          "  --fault-500 P        probability of a 500 (request not processed)\n"
+          "  --fault-reset P      probability of a connection reset after processing\n"
+          "  --fault-malformed P  probability of a truncated JSON body after processing\n"
+          "  --fault-slow P       probability of an answer delayed by --slow-ms\n"
+          "  --retry-after S      Retry-After of injected 429s (default 1)\n"
+          "  --slow-ms N          delay of slow answers (default 2000)\n"
+          "  --delay-ms N         delay of every API answer\n"
+          "  --provision-ms N     extra time before a droplet becomes active\n"
+          "  --no-capacity        every create fails: size not available in this region\n"
+          "  --droplet-limit N    the account's droplet limit (default 25)\n"
+          "  --seed N             seed of the fault choice\n");
+}
+
+double sim_rand01(sim_t *sim) {
+  sim->rng ^= sim->rng >> 12;
+  sim->rng ^= sim->rng << 25;
+  sim->rng ^= sim->rng >> 27;
+  return (double)((sim->rng * 2685821657736338717ull) >> 11) / (double)(1ull << 53);
+}
+
+char *sim_sprintf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *out = NULL;
+  int n = vasprintf(&out, fmt, ap);
+  va_end(ap);
+  return n < 0 ? NULL : out;
+}
+
+/* ---- control ------------------------------------------------------------------------------- */
+
+static fault_kind_t fault_by_name(const char *s) {
+  if (s == NULL)
+    return FAULT_NONE;
+  if (strcmp(s, "429") == 0)
+    return FAULT_429;
+  if (strcmp(s, "500") == 0)
+    return FAULT_500;
+  if (strcmp(s, "reset") == 0)
+    return FAULT_RESET;
+  if (strcmp(s, "malformed") == 0)
+    return FAULT_MALFORMED;
+  if (strcmp(s, "slow") == 0)
+    return FAULT_SLOW;
+  return FAULT_NONE;
+}
+
+static void set_faults(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  json_error_t e;
+  json_t *j = json_loadb(req->body, req->body_len, 0, &e);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    http_error(resp, 400, "bad_request", "a JSON object of fault settings");
+    return;
+  }
+  faults_t *f = &sim->faults;
+  const char *k;
+  json_t *v;
+  json_object_foreach(j, k, v) {
+    double d = json_number_value(v);
+    if (strcmp(k, "p429") == 0)
+      f->p429 = d;
+    else if (strcmp(k, "p500") == 0)
+      f->p500 = d;
+    else if (strcmp(k, "reset") == 0)
+      f->preset = d;
+    else if (strcmp(k, "malformed") == 0)
+      f->pmalformed = d;
+    else if (strcmp(k, "slow") == 0)
+      f->pslow = d;
+    else if (strcmp(k, "retry_after_s") == 0)
+      f->retry_after_s = (unsigned)d;
+    else if (strcmp(k, "slow_ms") == 0)
+      f->slow_ms = (unsigned)d;
+    else if (strcmp(k, "delay_ms") == 0)
+      f->delay_ms = (unsigned)d;
+    else if (strcmp(k, "provision_ms") == 0)
+      f->provision_ms = (unsigned)d;
+    else if (strcmp(k, "no_capacity") == 0)
+      f->no_capacity = json_is_true(v);
+    else if (strcmp(k, "droplet_limit") == 0)
+      f->droplet_limit = (unsigned)d;
+    else if (strcmp(k, "seed") == 0)
+      sim->rng = (uint64_t)d | 1;
+    else if (strcmp(k, "next") == 0 && json_is_array(v)) {
+      size_t i;
+      json_t *x;
+      json_array_foreach(v, i, x) {
+        fault_kind_t fk = fault_by_name(json_string_value(x));
+        if (fk != FAULT_NONE && f->queue_n < sizeof(f->queue) / sizeof(f->queue[0]))
+          f->queue[f->queue_n++] = fk;
+      }
+    } else {
+      char msg[160];
+      snprintf(msg, sizeof(msg), "unknown fault setting \"%s\"", k);
+      http_error(resp, 400, "bad_request", msg);
+      json_decref(j);
+      return;
+    }
+  }
+  json_decref(j);
+  http_json(resp, 200, strdup("{\"ok\":true}"));
+}
+
+static const char *state_name(machine_state_t s) {
+  static const char *const names[] = {"new", "active", "off", "deleting"};
+  return names[s];
+}
+
+static void get_state(sim_t *sim, http_resp_t *resp) {
+  json_t *list = json_array();
+  for (machine_t *m = sim->machines; m; m = m->next) {
+    json_t *tags = json_array();
+    for (size_t i = 0; i < m->tag_n; i++)
+      json_array_append_new(tags, json_string(m->tags[i]));
+    json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s, s:o, s:i}", "id",
+                                          (json_int_t)m->id, "name", m->name, "status",
+                                          state_name(m->state), "address", m->address, "tags",
+                                          tags, "pid",
+                                          m->node ? kite_local_node_pid(m->node) : 0));
+  }
+  unsigned keys = 0;
+  for (ssh_key_t *k = sim->keys; k; k = k->next)
+    keys++;
+  json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "droplets",
+                        machine_count(sim), "peak", sim->peak, "created", sim->created_total,
+                        "deleted", sim->deleted_total, "requests", sim->requests,
+                        "faults_injected", sim->faults_injected, "keys", keys, "machines", list);
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  http_json(resp, 200, s);
+}
+
+static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  if (do_api_handle(sim, req, resp))
+    return;
+  const char *p = req->path;
+  if (strcmp(p, "/_sim/state") == 0 && strcmp(req->method, "GET") == 0) {
+    get_state(sim, resp);
+    return;
+  }
+  if (strcmp(p, "/_sim/faults") == 0 && strcmp(req->method, "POST") == 0) {
+    set_faults(sim, req, resp);
+    return;
+  }
+  unsigned long long id;
+  char tail[16];
+  if (sscanf(p, "/_sim/droplets/%llu/%15s", &id, tail) == 2 && strcmp(tail, "kill") == 0 &&
+      strcmp(req->method, "POST") == 0) {
+    machine_t *m = machine_find(sim, id);
+    if (m == NULL) {
+      http_error(resp, 404, "not_found", "no such droplet");
+      return;
+    }
+    json_error_t e;
+    json_t *j = req->body_len ? json_loadb(req->body, req->body_len, 0, &e) : NULL;
+    bool vanish = !(j && json_is_false(json_object_get(j, "vanish")));
+    json_decref(j);
+    fprintf(stderr, "kite-cloudsim: droplet %llu (%s) dies%s\n", id, m->name,
+            vanish ? " and disappears" : "");
+    machine_kill(m, vanish);
+    http_json(resp, 200, strdup("{\"ok\":true}"));
+    return;
+  }
+  http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static void on_shutdown_done(kite_runtime_t *rt, void *data) {
+  (void)rt;
+  (void)data;
+}
+
+static void on_machines_stopped(sim_t *sim) {
+  kite_runtime_shutdown(sim->rt, on_shutdown_done, NULL);
+}
+
+static uv_signal_t sigterm, sigint;
+
+static void on_signal(uv_signal_t *s, int signum) {
+  sim_t *sim = s->data;
+  (void)signum;
+  uv_close((uv_handle_t *)&sigterm, NULL);
+  uv_close((uv_handle_t *)&sigint, NULL);
+  if (sim->stopping)
+    return;
+  sim->stopping = true;
+  fprintf(stderr, "kite-cloudsim: stopping; deleting %u droplet(s)\n", machine_count(sim));
+  httpd_stop(sim);
+  machines_stop_all(sim, on_machines_stopped);
+}
+
+static double parse_p(const char *s, const char *flag) {
+  char *end = NULL;
+  double d = strtod(s, &end);
+  if (end == s || *end || d < 0 || d > 1) {
+    fprintf(stderr, "kite-cloudsim: %s wants a probability between 0 and 1, not \"%s\"\n", flag,
+            s);
+    exit(2);
+  }
+  return d;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"port", required_argument, 0, 'p'},        {"port-file", required_argument, 0, 'f'},
+      {"token", required_argument, 0, 't'},       {"ssh-port", required_argument, 0, 's'},
+      {"home", required_argument, 0, 'H'},        {"fault-429", required_argument, 0, 1},
+      {"fault-500", required_argument, 0, 2},     {"fault-reset", required_argument, 0, 3},
+      {"fault-malformed", required_argument, 0, 4}, {"fault-slow", required_argument, 0, 5},
+      {"retry-after", required_argument, 0, 6},   {"slow-ms", required_argument, 0, 7},
+      {"delay-ms", required_argument, 0, 8},      {"provision-ms", required_argument, 0, 9},
+      {"no-capacity", no_argument, 0, 10},        {"droplet-limit", required_argument, 0, 11},
+      {"seed", required_argument, 0, 12},         {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  sim_t sim = {.ssh_port = 2222, .next_machine_id = 3164444, .next_key_id = 512189};
+  int port = 0;
+  const char *port_file = NULL, *home = NULL, *token = getenv("KITE_CLOUDSIM_TOKEN");
+  uint64_t seed = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'p': port = atoi(optarg); break;
+    case 'f': port_file = optarg; break;
+    case 't': token = optarg; break;
+    case 's': sim.ssh_port = (unsigned)atoi(optarg); break;
+    case 'H': home = optarg; break;
+    case 1: sim.faults.p429 = parse_p(optarg, "--fault-429"); break;
+    case 2: sim.faults.p500 = parse_p(optarg, "--fault-500"); break;
+    case 3: sim.faults.preset = parse_p(optarg, "--fault-reset"); break;
+    case 4: sim.faults.pmalformed = parse_p(optarg, "--fault-malformed"); break;
+    case 5: sim.faults.pslow = parse_p(optarg, "--fault-slow"); break;
+    case 6: sim.faults.retry_after_s = (unsigned)atoi(optarg); break;
+    case 7: sim.faults.slow_ms = (unsigned)atoi(optarg); break;
+    case 8: sim.faults.delay_ms = (unsigned)atoi(optarg); break;
+    case 9: sim.faults.provision_ms = (unsigned)atoi(optarg); break;
+    case 10: sim.faults.no_capacity = true; break;
+    case 11: sim.faults.droplet_limit = (unsigned)atoi(optarg); break;
+    case 12: seed = strtoull(optarg, NULL, 10); break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (token == NULL || strlen(token) < 4) {
+    fprintf(stderr, "kite-cloudsim: give the API token clients must send with --token or "
+                    "$KITE_CLOUDSIM_TOKEN (at least 4 characters)\n");
+    return 2;
+  }
+  sim.token = strdup(token);
+  sim.rng = (seed ? seed : (uint64_t)uv_hrtime()) | 1;
+  kite_runtime_options_t ro = {.home = home, .log_level = -1};
+  int rc = kite_runtime_new(&sim.rt, &ro);
+  if (rc != 0) {
+    fprintf(stderr, "kite-cloudsim: cannot start: %s\n", kite_strerror(rc));
+    return 1;
+  }
+  kite_secret_add(sim.rt, sim.token);
+  sim.loop = kite_runtime_loop(sim.rt);
+  sim.node_dir = sim_sprintf("%s/cloudsim", kite_runtime_home(sim.rt));
+  if (httpd_start(&sim, "127.0.0.1", port, handle, &port) != 0)
+    return 1;
+  uv_signal_init(sim.loop, &sigterm);
+  uv_signal_init(sim.loop, &sigint);
+  sigterm.data = sigint.data = &sim;
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  signal(SIGPIPE, SIG_IGN);
+  if (port_file) {
+    FILE *fp = fopen(port_file, "w");
+    if (fp) {
+      fprintf(fp, "%d\n", port);
+      fclose(fp);
+    }
+  }
+  printf("kite-cloudsim: listening on http://127.0.0.1:%d\n", port);
+  fflush(stdout);
+  kite_runtime_run(sim.rt); /* until a signal stopped everything */
+  rc = kite_runtime_free(sim.rt);
+  do_api_free(&sim);
+  free(sim.token);
+  free(sim.node_dir);
+  return rc == 0 ? 0 : 1;
+}
