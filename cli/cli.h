@@ -1,0 +1,146 @@
+#ifndef KITE_CLI_H
+#define KITE_CLI_H
+
+/* Declarations shared by the files of the `kite` command. Never installed.
+ *
+ * Exit statuses: 0 success; 1 a command failed on a node, or the pool could not be opened or
+ * closed; 2 a usage error or a bad spec (nothing was launched); 130 interrupted. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kite/kite.h"
+
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+#define CLI_EXIT_INTERRUPTED 130
+
+/* The version of the control socket's protocol (every request and reply carries it as "v"). */
+#define CLI_PROTO_VERSION 1
+
+/* ---- options common to every subcommand ------------------------------------------------- */
+
+typedef struct cli_opts {
+  bool plain; /* no live redraw, even on a terminal */
+  bool json;  /* machine-readable output */
+  bool help;
+} cli_opts_t;
+
+/* ---- util.c ------------------------------------------------------------------------------- */
+
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "kite CMD: MSG" and the hint line, returns CLI_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *cli_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* $KITE_HOME, else $HOME/.kite (malloc'd, no trailing slash). */
+char *cli_home(void);
+/* mkdir -p with mode. 0 or -errno. */
+int cli_mkdir_p(const char *path, int mode);
+/* Opens the store in cli_home(), printing why on failure. */
+kite_store_t *cli_store_open(void);
+/* Whether process pid is alive. */
+bool cli_pid_alive(int64_t pid);
+/* The control socket of pool name: HOME/run/NAME.sock. */
+char *cli_socket_path(const char *name);
+char *cli_log_path(const char *name);
+/* Standard base64 of buf (malloc'd) / decoding (malloc'd, *len set), NULL on bad input. */
+char *cli_b64_encode(const void *buf, size_t len);
+unsigned char *cli_b64_decode(const char *s, size_t *len);
+/* Parses a non-negative decimal rank. */
+bool cli_parse_rank(const char *s, uint32_t *out);
+/* Whether live redraws may be used on fp. */
+bool cli_is_live(FILE *fp, const cli_opts_t *o);
+/* Wall-clock ms. */
+int64_t cli_now_ms(void);
+/* A human "HH:MM:SS" of a wall-clock ms (static buffer). */
+const char *cli_clock(int64_t ms);
+
+/* Line splitter for output streams: prefixes every complete line with "[rank] ". */
+typedef struct cli_lines {
+  char *buf;
+  size_t len;
+} cli_lines_t;
+void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, size_t len);
+void cli_lines_flush(cli_lines_t *l, FILE *fp, uint32_t rank);
+
+/* ---- view.c: node states and bootstrap progress ---------------------------------------- */
+
+typedef struct cli_view cli_view_t;
+/* live: redraw one line per node in place; else plain lines. */
+cli_view_t *cli_view_new(FILE *fp, unsigned nodes, bool live);
+void cli_view_state(cli_view_t *v, uint32_t rank, const char *from, const char *to,
+                    const char *reason);
+void cli_view_progress(cli_view_t *v, uint32_t rank, unsigned step, unsigned total,
+                       const char *name);
+void cli_view_address(cli_view_t *v, uint32_t rank, const char *address);
+/* Prints a plain line (above the live table when live). */
+void cli_view_note(cli_view_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Stops redrawing: the table stays as it is, later output goes below it. */
+void cli_view_end(cli_view_t *v);
+void cli_view_free(cli_view_t *v);
+/* Subscribes v to the bus's node_state_changed, bootstrap_progress and node_ready events. */
+int cli_view_attach(cli_view_t *v, kite_bus_t *bus);
+void cli_view_detach(cli_view_t *v, kite_bus_t *bus);
+
+/* ---- engine.c: a runtime with the providers a spec may name ----------------------------- */
+
+typedef struct cli_engine {
+  kite_runtime_t *rt;
+  kite_local_provider_t *local;
+  kite_component_t guard; /* tier POOL: says when a shutdown has begun */
+  bool shutting_down;     /* a shutdown began (a signal, or ours) */
+  /* Called once when a shutdown begins, before any pool hears of it (may be NULL). */
+  void (*on_shutdown)(struct cli_engine *e, void *data);
+  void *data;
+} cli_engine_t;
+
+/* Creates the runtime and adds the local provider (options from provider_options JSON when
+ * provider is "local"), the ssh provider when provider is "ssh", the transport and the
+ * bootstrap runner. Prints why on failure. */
+int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider_options);
+/* Runs the loop to its end and frees the runtime. */
+void cli_engine_finish(cli_engine_t *e);
+
+/* ---- client.c: the control socket, client side -------------------------------------------- */
+
+typedef struct cli_conn {
+  int fd;
+  char *buf;
+  size_t len, cap;
+} cli_conn_t;
+
+/* Connects to pool name's owner. 0, or -1 with *why set (static text) when nobody listens. */
+int cli_conn_open(cli_conn_t *c, const char *name, const char **why);
+int cli_conn_send(cli_conn_t *c, json_t *req); /* steals req */
+/* Next reply line as a JSON object (NULL at EOF or on error). *raw (optional) gets the line,
+ * valid until the next call. */
+json_t *cli_conn_recv(cli_conn_t *c, const char **raw);
+void cli_conn_close(cli_conn_t *c);
+/* One request, the replies printed as a task's output and result; returns the exit code. */
+int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank);
+
+/* ---- the subcommands ------------------------------------------------------------------------ */
+
+int cli_cmd_run(int argc, char **argv);
+int cli_cmd_up(int argc, char **argv);
+int cli_cmd_exec(int argc, char **argv);
+int cli_cmd_upload(int argc, char **argv);
+int cli_cmd_download(int argc, char **argv);
+int cli_cmd_status(int argc, char **argv);
+int cli_cmd_events(int argc, char **argv);
+int cli_cmd_logs(int argc, char **argv);
+int cli_cmd_ssh(int argc, char **argv);
+int cli_cmd_down(int argc, char **argv);
+
+/* The owner process of `kite up` (owner.c): opens the pool and serves it on the control
+ * socket (listen_fd, bound and listening) until it is closed; returns the daemon's exit
+ * status. */
+int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd);
+
+/* Help texts (main.c). */
+void cli_help_for(const char *cmd, FILE *fp);
+
+#endif

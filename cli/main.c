@@ -1,0 +1,152 @@
+/* The `kite` command: subcommands, help, usage errors. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct subcmd {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *summary;
+  const char *help;
+} subcmd_t;
+
+static const subcmd_t cmds[] = {
+    {"run", cli_cmd_run, "open a pool, run a command on every node, close it",
+     "usage: kite run [--plain] SPEC [-- CMD...]\n"
+     "\n"
+     "Opens the pool described by SPEC (a YAML file), bootstraps every node, runs the spec's\n"
+     "`run:` script (or CMD, given after --, as an argument vector: kite quotes it) on every\n"
+     "node, prints each line of output prefixed by its rank (\"[3] line\"; stderr lines go to\n"
+     "stderr), then closes the pool: every instance is terminated and confirmed gone.\n"
+     "\n"
+     "Exit status: 0 when every rank succeeded; 1 when any failed (one line per failed rank\n"
+     "says why) or the pool could not be opened; 2 for a usage error or a bad spec (the\n"
+     "loader's message names file, line and column; nothing is launched); 130 when\n"
+     "interrupted.\n"
+     "\n"
+     "Ctrl-C cancels the running commands and closes the pool (the screen says so); a second\n"
+     "Ctrl-C exits at once, and `kite down NAME` then terminates what is left.\n"
+     "\n"
+     "  --plain   plain progress lines even on a terminal (no live node table)\n"},
+    {"up", cli_cmd_up, "open a pool and keep it running in the background",
+     "usage: kite up [--plain] [--json] SPEC\n"
+     "\n"
+     "Opens the pool described by SPEC and keeps it in a background process that owns it.\n"
+     "Returns when the pool is READY, printing the node table (or when it failed, with the\n"
+     "reason; exit 1). The owner listens on $KITE_HOME/run/NAME.sock (mode 0600) and logs to\n"
+     "$KITE_HOME/logs/NAME.log. Use exec, upload, download, status, events, logs, ssh, and\n"
+     "finally `kite down NAME`.\n"
+     "\n"
+     "  --plain   plain progress lines even on a terminal\n"
+     "  --json    print the final node table as JSON\n"},
+    {"exec", cli_cmd_exec, "run a command on one rank or every rank of a pool that is up",
+     "usage: kite exec [--json] NAME [--rank R] [--timeout SECONDS] -- CMD...\n"
+     "\n"
+     "Runs CMD (an argument vector; kite quotes it) on every node of pool NAME, or on rank R,\n"
+     "through the pool's owner, streaming output prefixed by rank. Exit status: with --rank,\n"
+     "the command's own exit status; otherwise 0 when every rank succeeded, else 1. A line\n"
+     "per failed rank says why.\n"
+     "\n"
+     "  --json    print the owner's replies as JSON lines (output base64-encoded)\n"},
+    {"upload", cli_cmd_upload, "copy a local file or tree to every node",
+     "usage: kite upload NAME SRC DST\n"
+     "\n"
+     "Copies the local file or directory tree SRC to DST on every node of pool NAME (a\n"
+     "relative DST is relative to the node's working directory).\n"},
+    {"download", cli_cmd_download, "copy a file or tree from one node",
+     "usage: kite download NAME --rank R SRC DST\n"
+     "\n"
+     "Copies SRC (a file or directory tree on rank R of pool NAME; relative to the node's\n"
+     "working directory) to the local path DST.\n"},
+    {"status", cli_cmd_status, "show pools, nodes and instances",
+     "usage: kite status [--json] [NAME]\n"
+     "\n"
+     "Shows every pool (or NAME) from the state store: its state, its owner process, its\n"
+     "nodes and its live instances (an instance is live until the provider confirmed it\n"
+     "gone). Works without the owner; when the owner is up, adds its live view of the nodes.\n"
+     "\n"
+     "  --json    one JSON object: {\"pools\": [...]}\n"},
+    {"events", cli_cmd_events, "stream a pool's events as JSON lines",
+     "usage: kite events [--no-follow] NAME\n"
+     "\n"
+     "Prints the events the owner of pool NAME has seen (the last ones it kept, from the\n"
+     "pool's opening), then every new one as it happens, one JSON object per line:\n"
+     "  {\"v\":1,\"seq\":N,\"ts\":MS,\"type\":\"node_state_changed\",\"key\":K,\"corr\":C,\"data\":{...}}\n"
+     "Bytes (task output) are base64; secrets are redacted. Stops when the pool closes or on\n"
+     "Ctrl-C.\n"
+     "\n"
+     "  --no-follow   print the kept events and exit\n"},
+    {"logs", cli_cmd_logs, "show the commands run on a pool and their output",
+     "usage: kite logs NAME [--rank R]\n"
+     "\n"
+     "Shows the commands run on pool NAME with their exit statuses and output (the owner\n"
+     "keeps the last 64 KiB per rank of the last 50 commands). When the owner is gone, shows\n"
+     "the task history from the state store and the end of the owner's log file.\n"},
+    {"ssh", cli_cmd_ssh, "open a shell on a node with the system's ssh",
+     "usage: kite ssh NAME [--rank R] [-- CMD...]\n"
+     "\n"
+     "Runs the system's `ssh` to rank R (default 0) of pool NAME with kite's key, the node's\n"
+     "port and user, and a known_hosts file holding the node's pinned host key (host key\n"
+     "checking stays on). With CMD, runs it instead of a shell.\n"},
+    {"down", cli_cmd_down, "close a pool and terminate its instances",
+     "usage: kite down NAME | --all\n"
+     "\n"
+     "Asks the owner of pool NAME to close it: running commands are cancelled and every\n"
+     "instance is terminated. When the owner is gone (it crashed or was killed), kite reads\n"
+     "the state store and terminates the recorded live instances through the provider\n"
+     "directly, marking each terminated only when the provider confirms it. --all does this\n"
+     "for every pool with an owner or a live instance. Exit 0 when nothing is left live.\n"},
+};
+
+static void usage_all(FILE *fp) {
+  fprintf(fp, "usage: kite [--help] COMMAND [ARGS...]\n"
+              "\n"
+              "kite opens pools of compute nodes, bootstraps them over SSH, runs commands on\n"
+              "them, and never leaks an instance: every instance is recorded in the state\n"
+              "store ($KITE_HOME/state.db, default ~/.kite) before it exists.\n"
+              "\n"
+              "commands:\n");
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    fprintf(fp, "  %-9s %s\n", cmds[i].name, cmds[i].summary);
+  fprintf(fp, "\n"
+              "`kite COMMAND --help` describes each. Environment: KITE_HOME (kite's directory),\n"
+              "KITE_LOG=debug|info|warn|error (library log level, default warn).\n"
+              "Exit status: 0 success, 1 failure, 2 usage error or bad spec, 130 interrupted.\n");
+}
+
+void cli_help_for(const char *cmd, FILE *fp) {
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (strcmp(cmds[i].name, cmd) == 0) {
+      fputs(cmds[i].help, fp);
+      return;
+    }
+  usage_all(fp);
+}
+
+int main(int argc, char **argv) {
+  /* A client whose peer went away gets EPIPE from write, not a fatal signal. */
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) {
+    fprintf(stderr, "kite: missing a command (see `kite --help`)\n");
+    return CLI_EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    if (argc > 2 && strcmp(argv[1], "help") == 0)
+      cli_help_for(argv[2], stdout);
+    else
+      usage_all(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("kite %s\n", KITE_VERSION_STRING);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (strcmp(cmds[i].name, argv[1]) == 0)
+      return cmds[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "kite: unknown command '%s' (see `kite --help`)\n", argv[1]);
+  return CLI_EXIT_USAGE;
+}
