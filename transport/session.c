@@ -185,9 +185,12 @@ static void close_socket(kite_ssh_t *s) {
 
 /* Frees libssh2's state. The socket is shut down first so that nothing libssh2 sends on the
  * way out can wait for the peer: every send fails at once and every free completes. */
+static void drop_agent(kite_ssh_t *s);
+
 static void drop_libssh2(kite_ssh_t *s) {
   if (s->ss == NULL)
     return;
+  drop_agent(s);
   if (s->state == SSH_READY)
     libssh2_session_disconnect(s->ss, "closed by kite");
   if (s->fd >= 0)
@@ -329,57 +332,49 @@ static void on_keepalive(uv_timer_t *t);
 static void on_deadline(uv_timer_t *t);
 
 static bool is_rsa_key(const char *path) {
-  char *pub = kite__sprintf("%s.pub", path);
-  char *text = NULL;
-  size_t len = 0;
   bool rsa = false;
-  if (pub && kite__read_file(pub, &text, &len) == 0)
+  char *text = NULL;
+  char *pub = kite__sprintf("%s.pub", path);
+  if (pub && kite__read_file(pub, &text, NULL) == 0)
     rsa = strncmp(text, "ssh-rsa ", 8) == 0;
   free(text);
-  if (!rsa && kite__read_file(path, &text, &len) == 0)
-    rsa = strstr(text, "BEGIN RSA PRIVATE KEY") != NULL;
-  else
-    text = (free(text), NULL);
-  free(text);
   free(pub);
+  text = NULL;
+  if (!rsa && kite__read_file(path, &text, NULL) == 0)
+    rsa = strstr(text, "BEGIN RSA PRIVATE KEY") != NULL;
+  free(text);
   return rsa;
 }
 
+/* One step of authentication through ssh-agent: each identity in turn, resumed after every
+ * EAGAIN from the server. The agent's own socket is local and answers at once. Returns
+ * EAGAIN, 0 when authenticated, or an error once every identity was refused. */
 static int auth_agent(kite_ssh_t *s) {
-  LIBSSH2_AGENT *agent = libssh2_agent_init(s->ss);
-  if (agent == NULL)
-    return LIBSSH2_ERROR_ALLOC;
-  int rc = libssh2_agent_connect(agent);
-  if (rc == 0)
-    rc = libssh2_agent_list_identities(agent);
-  struct libssh2_agent_publickey *id = NULL, *prev = NULL;
-  int tried = 0;
-  while (rc == 0 && libssh2_agent_get_identity(agent, &id, prev) == 0) {
-    tried++;
-    do {
-      rc = libssh2_agent_userauth(agent, s->user, id);
-    } while (rc == LIBSSH2_ERROR_EAGAIN && libssh2_session_block_directions(s->ss) == 0);
-    if (rc == LIBSSH2_ERROR_EAGAIN) {
-      /* The agent's own socket is synchronous; waiting for the server here is short. Drive
-       * the exchange to its end so the agent handle does not outlive this call. */
-      int spins = 0;
-      while (rc == LIBSSH2_ERROR_EAGAIN && spins++ < 100000)
-        rc = libssh2_agent_userauth(agent, s->user, id);
-    }
-    if (rc == 0)
-      break;
-    if (kite__ssh_fatal(rc))
-      break;
-    rc = 0;
-    prev = id;
-    if (libssh2_userauth_authenticated(s->ss))
-      break;
+  if (s->agent == NULL) {
+    s->agent = libssh2_agent_init(s->ss);
+    if (s->agent == NULL)
+      return LIBSSH2_ERROR_ALLOC;
+    if (libssh2_agent_connect(s->agent) != 0 || libssh2_agent_list_identities(s->agent) != 0 ||
+        libssh2_agent_get_identity(s->agent, &s->agent_id, NULL) != 0)
+      return LIBSSH2_ERROR_FILE; /* no agent, or an agent without keys */
   }
-  if (rc == 0 && !libssh2_userauth_authenticated(s->ss))
-    rc = tried ? LIBSSH2_ERROR_AUTHENTICATION_FAILED : LIBSSH2_ERROR_FILE;
-  libssh2_agent_disconnect(agent);
-  libssh2_agent_free(agent);
-  return rc;
+  for (;;) {
+    int rc = libssh2_agent_userauth(s->agent, s->user, s->agent_id);
+    if (rc == LIBSSH2_ERROR_EAGAIN || rc == 0 || kite__ssh_fatal(rc))
+      return rc;
+    struct libssh2_agent_publickey *prev = s->agent_id;
+    if (libssh2_agent_get_identity(s->agent, &s->agent_id, prev) != 0)
+      return LIBSSH2_ERROR_AUTHENTICATION_FAILED;
+  }
+}
+
+static void drop_agent(kite_ssh_t *s) {
+  if (s->agent) {
+    libssh2_agent_disconnect(s->agent);
+    libssh2_agent_free(s->agent);
+    s->agent = NULL;
+    s->agent_id = NULL;
+  }
 }
 
 static void became_ready(kite_ssh_t *s) {
@@ -422,6 +417,7 @@ static void step_connecting(kite_ssh_t *s) {
       rc = auth_agent(s);
     if (rc == LIBSSH2_ERROR_EAGAIN)
       return;
+    drop_agent(s);
     if (rc != 0) {
       const char *lib = kite__ssh_lasterr(s);
       if (s->key_path && is_rsa_key(s->key_path))

@@ -55,6 +55,8 @@ struct kite_ssh {
   struct addrinfo *addrs;
   unsigned attempt;
   LIBSSH2_SESSION *ss;
+  LIBSSH2_AGENT *agent;      /* while authenticating through ssh-agent */
+  struct libssh2_agent_publickey *agent_id;
   char *server_key;          /* "TYPE BASE64" */
 
   ssh_op_t *ops_head, *ops_tail;

@@ -477,6 +477,18 @@ static void test_auth_and_refused_errors(void **state) {
   assert_int_equal(connect_with(&c, &o), KITE_EAUTH);
   assert_non_null(strstr(c.msg, "authentication as nobody-here"));
   close_conn(&c);
+  /* An RSA key: this libssh2 can only sign with SHA-1, which OpenSSH refuses; say so. */
+  char *rsa = kite__sprintf("%s/id_rsa", W.home);
+  char *cmd = kite__sprintf("ssh-keygen -q -t rsa -b 2048 -N '' -f %s", rsa);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+  o = opts_for(0);
+  o.key_path = rsa;
+  assert_int_equal(connect_with(&c, &o), KITE_EAUTH);
+  assert_non_null(strstr(c.msg, "RSA key"));
+  assert_non_null(strstr(c.msg, "ed25519"));
+  close_conn(&c);
+  free(rsa);
   o = opts_for(0);
   o.port = 1; /* nothing listens there */
   o.connect_timeout_ms = 300;
@@ -485,6 +497,50 @@ static void test_auth_and_refused_errors(void **state) {
   assert_non_null(strstr(c.msg, where));
   free(where);
   close_conn(&c);
+}
+
+/* ssh-agent: a real agent process holding the key; the session authenticates through it. */
+static void test_agent_auth(void **state) {
+  (void)state;
+  char *sock = kite__sprintf("%s/agent.sock", W.home);
+  char *envf = kite__sprintf("%s/agent.env", W.home);
+  char *cmd = kite__sprintf("ssh-agent -a %s -s > %s", sock, envf);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+  char *text = NULL;
+  assert_int_equal(kite__read_file(envf, &text, NULL), 0);
+  char *p = strstr(text, "SSH_AGENT_PID=");
+  assert_non_null(p);
+  pid_t agent = (pid_t)atoi(p + strlen("SSH_AGENT_PID="));
+  free(text);
+  assert_true(agent > 0);
+  char *old = getenv("SSH_AUTH_SOCK") ? strdup(getenv("SSH_AUTH_SOCK")) : NULL;
+  setenv("SSH_AUTH_SOCK", sock, 1);
+  /* An agent without keys: a clear error that names the agent. */
+  conn_t c;
+  kite_ssh_options_t o = opts_for(0);
+  o.key_path = NULL;
+  assert_int_equal(connect_with(&c, &o), KITE_EAUTH);
+  assert_non_null(strstr(c.msg, "ssh-agent"));
+  close_conn(&c);
+  cmd = kite__sprintf("ssh-add -q %s 2>/dev/null", W.key_path);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+  assert_int_equal(connect_with(&c, &o), 0);
+  run_t r;
+  run_sync(c.s, "echo via-agent", &r);
+  assert_string_equal(r.out[1], "via-agent\n");
+  run_free(&r);
+  close_conn(&c);
+  kill(agent, SIGTERM);
+  if (old) {
+    setenv("SSH_AUTH_SOCK", old, 1);
+    free(old);
+  } else {
+    unsetenv("SSH_AUTH_SOCK");
+  }
+  free(sock);
+  free(envf);
 }
 
 /* ---- SFTP ---------------------------------------------------------------------------------- */
@@ -715,6 +771,7 @@ int main(void) {
       cmocka_unit_test(test_timeout_and_cancel_kill_the_group),
       cmocka_unit_test(test_host_keys),
       cmocka_unit_test(test_auth_and_refused_errors),
+      cmocka_unit_test(test_agent_auth),
       cmocka_unit_test(test_sftp_tree_round_trip),
       cmocka_unit_test(test_sshd_killed_mid_command),
   };
