@@ -461,6 +461,58 @@ static void test_apt_and_pip_on_nodes(void **state) {
   ctx_done(&c);
 }
 
+/* ---- fan-out: never more ranks in flight than asked ---- */
+
+static int inflight, max_inflight;
+
+static void on_started(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_task_started_t *p,
+                       void *data) {
+  (void)bus;
+  (void)ev;
+  (void)p;
+  (void)data;
+  if (++inflight > max_inflight)
+    max_inflight = inflight;
+}
+
+static void on_finished(kite_bus_t *bus, const kite_event_t *ev,
+                        const kite_ev_task_finished_t *p, void *data) {
+  (void)bus;
+  (void)ev;
+  (void)p;
+  (void)data;
+  inflight--;
+}
+
+static void broadcast_fanout(ctx_t *c) {
+  kite_cmd_t cmd = {.shell = "sleep 0.2; echo done"};
+  kite_task_opts_t o = {.fanout = 2};
+  assert_int_equal(kite_pool_broadcast(c->pool, &cmd, &o, on_output, on_task, c, NULL), 0);
+}
+
+static void test_fanout(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "fanout");
+  inflight = max_inflight = 0;
+  kite_bus_t *bus = kite_runtime_bus(c.rt);
+  assert_int_equal(kite_on_task_started(bus, KITE_KEY_ANY, on_started, NULL, NULL), 0);
+  assert_int_equal(kite_on_task_finished(bus, KITE_KEY_ANY, on_finished, NULL, NULL), 0);
+  c.after_open = broadcast_fanout;
+  kite_pool_spec_t s = spec_of(&c, 5, NULL);
+  s.deadman_off = true;
+  s.monitors_off = true; /* only the broadcast's commands are counted */
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.task_calls, 1);
+  assert_int_equal(c.failed, 0);
+  for (unsigned r = 0; r < 5; r++)
+    assert_string_equal(c.out[r][1], "done\n");
+  assert_int_equal(max_inflight, 2);
+  assert_int_equal(inflight, 0);
+  ctx_done(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_8),
@@ -471,6 +523,7 @@ int main(void) {
       cmocka_unit_test(test_hostile_bootstrap),
       cmocka_unit_test(test_upload_download),
       cmocka_unit_test(test_apt_and_pip_on_nodes),
+      cmocka_unit_test(test_fanout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
