@@ -1,0 +1,268 @@
+/* EC2 responses, parsed with libxml2.
+ *
+ * EC2 answers in XML in the namespace http://ec2.amazonaws.com/doc/2016-11-15/ (success) or
+ * without one (<Response><Errors>…). Elements are matched by local name, so either form and
+ * any prefix work. The parser never touches the network (XML_PARSE_NONET), never loads a DTD
+ * and never substitutes entities; a document with a DOCTYPE is refused outright, since EC2
+ * never sends one and that is where entity expansion attacks live. Text is read only from
+ * text and CDATA children, never through entity references. */
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aws_impl.h"
+#include "kite_impl.h"
+
+#define MAX_XML (16u << 20)
+
+struct kite__aws_xml {
+  xmlDocPtr doc;
+};
+
+static bool is(const xmlNode *n, const char *name) {
+  return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
+static xmlNode *child(const xmlNode *n, const char *name) {
+  for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
+    if (is(c, name))
+      return c;
+  return NULL;
+}
+
+/* Concatenated text and CDATA children; NULL when there are none. */
+static char *text_of(const xmlNode *n) {
+  if (n == NULL)
+    return NULL;
+  size_t len = 0;
+  for (xmlNode *c = n->children; c; c = c->next)
+    if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content)
+      len += strlen((const char *)c->content);
+  char *out = malloc(len + 1);
+  if (out == NULL)
+    return NULL;
+  size_t o = 0;
+  for (xmlNode *c = n->children; c; c = c->next)
+    if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content) {
+      size_t l = strlen((const char *)c->content);
+      memcpy(out + o, c->content, l);
+      o += l;
+    }
+  out[o] = '\0';
+  /* EC2 values carry no surrounding blanks; pretty-printed bodies do. */
+  char *s = out;
+  while (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')
+    s++;
+  size_t n2 = strlen(s);
+  while (n2 && (s[n2 - 1] == ' ' || s[n2 - 1] == '\n' || s[n2 - 1] == '\r' || s[n2 - 1] == '\t'))
+    n2--;
+  memmove(out, s, n2);
+  out[n2] = '\0';
+  return out;
+}
+
+static char *child_text(const xmlNode *n, const char *name) { return text_of(child(n, name)); }
+
+int kite__aws_xml_parse(const char *body, size_t len, kite__aws_xml_t **out) {
+  *out = NULL;
+  if (body == NULL || len == 0 || len > MAX_XML)
+    return KITE_EPROTO;
+  kite__aws_xml_t *x = calloc(1, sizeof(*x));
+  if (x == NULL)
+    return KITE_ENOMEM;
+  /* No NOENT (entity substitution), no DTDLOAD/DTDATTR/DTDVALID, no HUGE (keeps libxml2's
+   * depth and size limits), no network, and quiet: errors are not printed to stderr. */
+  int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
+  x->doc = xmlReadMemory(body, (int)len, "ec2-response.xml", NULL, opts);
+  if (x->doc == NULL || x->doc->intSubset != NULL || x->doc->extSubset != NULL ||
+      xmlDocGetRootElement(x->doc) == NULL) {
+    kite__aws_xml_free(x);
+    return KITE_EPROTO;
+  }
+  *out = x;
+  return 0;
+}
+
+void kite__aws_xml_free(kite__aws_xml_t *x) {
+  if (x == NULL)
+    return;
+  if (x->doc)
+    xmlFreeDoc(x->doc);
+  free(x);
+}
+
+const char *kite__aws_xml_root(const kite__aws_xml_t *x) {
+  xmlNode *r = x ? xmlDocGetRootElement(x->doc) : NULL;
+  return r ? (const char *)r->name : "";
+}
+
+bool kite__aws_xml_error(const kite__aws_xml_t *x, char **code, char **message,
+                         char **request_id) {
+  *code = *message = NULL;
+  if (request_id)
+    *request_id = NULL;
+  xmlNode *r = xmlDocGetRootElement(x->doc);
+  xmlNode *e = NULL;
+  if (is(r, "Response"))
+    e = child(child(r, "Errors"), "Error");
+  else if (is(r, "ErrorResponse")) /* the form some AWS query services use */
+    e = child(r, "Error");
+  if (e == NULL)
+    return false;
+  *code = child_text(e, "Code");
+  *message = child_text(e, "Message");
+  if (request_id) {
+    *request_id = child_text(r, "RequestID");
+    if (*request_id == NULL)
+      *request_id = child_text(r, "RequestId");
+  }
+  if (*code == NULL || **code == '\0') {
+    free(*code);
+    *code = kite__strdup("Unknown");
+  }
+  return true;
+}
+
+static xmlNode *walk(const kite__aws_xml_t *x, const char *const *path, size_t depth) {
+  xmlNode *n = xmlDocGetRootElement(x->doc);
+  for (size_t i = 0; n && i < depth; i++)
+    n = child(n, path[i]);
+  return n;
+}
+
+char *kite__aws_xml_text(const kite__aws_xml_t *x, const char *const *path, size_t depth) {
+  return text_of(walk(x, path, depth));
+}
+
+size_t kite__aws_xml_count(const kite__aws_xml_t *x, const char *const *path, size_t depth) {
+  xmlNode *n = walk(x, path, depth);
+  size_t k = 0;
+  for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
+    k += is(c, "item");
+  return k;
+}
+
+/* ---- instances ------------------------------------------------------------------------------ */
+
+void kite__aws_instances_free(kite__aws_instance_t *v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) {
+    kite__aws_instance_t *p = &v[i];
+    free(p->id);
+    free(p->state);
+    free(p->public_ip);
+    free(p->private_ip);
+    free(p->reason_code);
+    free(p->reason_message);
+    free(p->client_token);
+    free(p->lifecycle);
+    for (size_t t = 0; t < p->tag_n; t++) {
+      free(p->tags[t].key);
+      free(p->tags[t].value);
+    }
+    free(p->tags);
+  }
+  free(v);
+}
+
+static int add_instance(const xmlNode *item, kite__aws_instance_t **v, size_t *n, size_t *cap) {
+  char *id = child_text(item, "instanceId");
+  if (id == NULL || *id == '\0') {
+    free(id);
+    return KITE_EPROTO;
+  }
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 8;
+    kite__aws_instance_t *g = realloc(*v, nc * sizeof(**v));
+    if (g == NULL) {
+      free(id);
+      return KITE_ENOMEM;
+    }
+    *v = g;
+    *cap = nc;
+  }
+  kite__aws_instance_t *p = &(*v)[(*n)++];
+  memset(p, 0, sizeof(*p));
+  p->id = id;
+  /* DescribeInstances/RunInstances: instanceState; TerminateInstances: currentState. */
+  xmlNode *st = child(item, "instanceState");
+  if (st == NULL)
+    st = child(item, "currentState");
+  p->state = child_text(st, "name");
+  p->public_ip = child_text(item, "ipAddress");
+  p->private_ip = child_text(item, "privateIpAddress");
+  xmlNode *reason = child(item, "stateReason");
+  p->reason_code = child_text(reason, "code");
+  p->reason_message = child_text(reason, "message");
+  p->client_token = child_text(item, "clientToken");
+  p->lifecycle = child_text(item, "instanceLifecycle");
+  size_t tags = 0;
+  xmlNode *ts = child(item, "tagSet");
+  for (xmlNode *c = ts ? ts->children : NULL; c; c = c->next)
+    tags += is(c, "item");
+  if (tags) {
+    p->tags = calloc(tags, sizeof(*p->tags));
+    if (p->tags == NULL)
+      return KITE_ENOMEM;
+    for (xmlNode *c = ts->children; c; c = c->next)
+      if (is(c, "item")) {
+        p->tags[p->tag_n].key = child_text(c, "key");
+        p->tags[p->tag_n].value = child_text(c, "value");
+        p->tag_n++;
+      }
+  }
+  return 0;
+}
+
+static int add_set(const xmlNode *set, kite__aws_instance_t **v, size_t *n, size_t *cap) {
+  for (xmlNode *c = set ? set->children : NULL; c; c = c->next)
+    if (is(c, "item")) {
+      int rc = add_instance(c, v, n, cap);
+      if (rc != 0)
+        return rc;
+    }
+  return 0;
+}
+
+int kite__aws_xml_instances(const kite__aws_xml_t *x, kite__aws_instance_t **out, size_t *n,
+                            char **next_token) {
+  *out = NULL;
+  *n = 0;
+  if (next_token)
+    *next_token = NULL;
+  xmlNode *r = xmlDocGetRootElement(x->doc);
+  kite__aws_instance_t *v = NULL;
+  size_t cap = 0;
+  int rc = 0;
+  if (is(r, "RunInstancesResponse") || is(r, "TerminateInstancesResponse")) {
+    xmlNode *set = child(r, "instancesSet");
+    rc = set ? add_set(set, &v, n, &cap) : KITE_EPROTO;
+  } else if (is(r, "DescribeInstancesResponse")) {
+    xmlNode *rs = child(r, "reservationSet");
+    if (rs == NULL)
+      rc = KITE_EPROTO;
+    for (xmlNode *c = rs ? rs->children : NULL; c && rc == 0; c = c->next)
+      if (is(c, "item"))
+        rc = add_set(child(c, "instancesSet"), &v, n, &cap);
+    if (rc == 0 && next_token) {
+      *next_token = child_text(r, "nextToken");
+      if (*next_token && **next_token == '\0') {
+        free(*next_token);
+        *next_token = NULL;
+      }
+    }
+  } else {
+    rc = KITE_EPROTO;
+  }
+  if (rc != 0) {
+    kite__aws_instances_free(v, *n);
+    *n = 0;
+    if (next_token) {
+      free(*next_token);
+      *next_token = NULL;
+    }
+    return rc;
+  }
+  *out = v;
+  return 0;
+}
