@@ -109,7 +109,7 @@ void cli_engine_finish(cli_engine_t *e);
 typedef struct cli_conn {
   int fd;
   char *buf;
-  size_t len, cap;
+  size_t len, cap, used;
 } cli_conn_t;
 
 /* Connects to pool name's owner. 0, or -1 with *why set (static text) when nobody listens. */
@@ -119,6 +119,8 @@ int cli_conn_send(cli_conn_t *c, json_t *req); /* steals req */
  * valid until the next call. */
 json_t *cli_conn_recv(cli_conn_t *c, const char **raw);
 void cli_conn_close(cli_conn_t *c);
+/* Prints a node table from the owner's or the store's "nodes" array. */
+void cli_print_nodes(FILE *fp, json_t *nodes);
 /* One request, the replies printed as a task's output and result; returns the exit code. */
 int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank);
 

@@ -95,7 +95,19 @@ kite_store_t *cli_store_open(void) {
 bool cli_pid_alive(int64_t pid) {
   if (pid <= 0)
     return false;
-  return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
+    return false;
+  /* A killed process stays a zombie until its parent reaps it: that is not alive. */
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL)
+    return true; /* no /proc: trust kill() */
+  size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')');
+  return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
 static char *home_file(const char *dir, const char *name, const char *ext) {

@@ -66,6 +66,16 @@ int kite_local_provider_preempt(kite_local_provider_t *lp, const char *instance_
 /* Number of instances the provider holds now. */
 unsigned kite_local_provider_count(const kite_local_provider_t *lp);
 
+/* Takes charge of an instance that another process started and can no longer stop (it died:
+ * `kite down` of a pool whose owner was killed). Local nodes are found by their pool's tag
+ * (every process of a node carries KITE_NODE_TAG=<tag>), so an instance_terminate of
+ * instance_id then kills every process carrying tag and is confirmed only once none is left
+ * (kite_local_count_tagged(tag) == 0); instance_list lists it under tag until then. That ends
+ * every node of the tag at once: adopt only tags whose owner is gone. KITE_EBUSY when this
+ * provider runs instances of tag itself, KITE_EEXIST when it knows instance_id already. */
+int kite_local_provider_adopt(kite_local_provider_t *lp, const char *instance_id,
+                              const char *tag);
+
 /* ---- the ssh provider (providers/ssh/) ------------------------------------------------------ */
 
 /* Machines the user already has, like pdsh: rank r is the r-th inventory entry. Each entry is

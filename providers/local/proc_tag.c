@@ -12,6 +12,7 @@
 
 #include "kite/local.h"
 #include "kite_impl.h"
+#include "local_impl.h"
 
 /* Reads up to cap bytes of path into buf; returns the length, or -1. */
 static ssize_t read_small(const char *path, char *buf, size_t cap) {
@@ -43,7 +44,9 @@ static bool environ_has(const char *env, size_t len, const char *entry, size_t e
   return false;
 }
 
-int kite_local_count_tagged(const char *tag) {
+/* Calls found(pid, data) for every live process with KITE_NODE_TAG=<tag>; returns how many,
+ * or a negative error. */
+static int scan_tagged(const char *tag, void (*found)(long pid, void *data), void *data) {
   if (tag == NULL || *tag == '\0')
     return KITE_EINVAL;
   char *entry = kite__sprintf("KITE_NODE_TAG=%s", tag);
@@ -72,11 +75,51 @@ int kite_local_count_tagged(const char *tag) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
     ssize_t n = read_small(path, buf, ENV_CAP);
-    if (n > 0 && environ_has(buf, (size_t)n, entry, elen))
+    if (n > 0 && environ_has(buf, (size_t)n, entry, elen)) {
       count++;
+      if (found)
+        found(pid, data);
+    }
   }
   closedir(d);
   free(buf);
   free(entry);
   return count;
+}
+
+int kite_local_count_tagged(const char *tag) {
+  return scan_tagged(tag, NULL, NULL);
+}
+
+typedef struct pid_list {
+  int *v;
+  size_t n, cap;
+  bool oom;
+} pid_list_t;
+
+static void add_pid(long pid, void *data) {
+  pid_list_t *l = data;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    int *g = realloc(l->v, cap * sizeof(*g));
+    if (g == NULL) {
+      l->oom = true;
+      return;
+    }
+    l->v = g;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (int)pid;
+}
+
+int kite__local_tagged_pids(const char *tag, int **pids, size_t *n) {
+  pid_list_t l = {0};
+  int rc = scan_tagged(tag, add_pid, &l);
+  if (rc < 0 || l.oom) {
+    free(l.v);
+    return rc < 0 ? rc : KITE_ENOMEM;
+  }
+  *pids = l.v;
+  *n = l.n;
+  return 0;
 }

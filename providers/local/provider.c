@@ -8,17 +8,44 @@
  * Simulated spot capacity: kite_local_provider_preempt() (and the chaos options) first give
  * a notice — preempt_check answers NOTICE with the deadline — and when the notice period is
  * over the node dies as a machine would: every process on it is killed. The instance record
- * stays (state "preempted") until a terminate request confirms it gone, as on a cloud. */
+ * stays (state "preempted") until a terminate request confirms it gone, as on a cloud.
+ *
+ * Adopted instances (kite_local_provider_adopt) were started by a process that died. Their
+ * nodes are found by the pool's tag: terminating one SIGKILLs every process carrying the tag
+ * (through a pidfd, so a recycled pid is never hit), waits for each to exit on the loop (a
+ * uv_poll on the pidfd becomes readable when the process is gone) and confirms only when no
+ * process of the tag is left. Killing a node's first process ends its whole PID namespace,
+ * sshd included. */
+#include <signal.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kite/local.h"
 #include "kite/provider.h"
 #include "kite_impl.h"
+#include "local_impl.h"
+
+#define REAP_ROUNDS 20
 
 #define PROVIDER_NAME "local"
 
-typedef enum inst_state { INST_STARTING, INST_RUNNING, INST_PREEMPTED, INST_STOPPING } inst_state_t;
+typedef enum inst_state {
+  INST_STARTING,
+  INST_RUNNING,
+  INST_PREEMPTED,
+  INST_STOPPING,
+  INST_ADOPTED /* started by a process that died; found by its tag */
+} inst_state_t;
+
+struct inst;
+
+/* One process of an adopted instance's tag, being killed. */
+typedef struct reap_proc {
+  struct inst *inst;
+  uv_poll_t poll;
+  int fd;
+} reap_proc_t;
 
 typedef struct inst {
   struct kite_local_provider *lp;
@@ -37,6 +64,8 @@ typedef struct inst {
   bool timer_on;
   bool node_stopping;
   int start_error;
+  unsigned reap_open;   /* adopted: processes still being waited for */
+  unsigned reap_rounds; /* adopted: kill rounds so far */
   struct inst *next;
 } inst_t;
 
@@ -79,7 +108,9 @@ static inst_t *find(kite_local_provider_t *lp, const char *id) {
 }
 
 static void maybe_stopped(kite_local_provider_t *lp) {
-  if (lp->stopping && lp->insts == NULL && lp->timers_open == 0 && lp->stop_done) {
+  /* The key request holds lp until on_key, which calls here again. */
+  if (lp->stopping && lp->key_ready && lp->insts == NULL && lp->timers_open == 0 &&
+      lp->stop_done) {
     kite_component_stopped_fn done = lp->stop_done;
     lp->stop_done = NULL;
     for (size_t k = 0; k < KITE_ARRAY_SIZE(lp->subs); k++)
@@ -164,6 +195,127 @@ static void kill_node(inst_t *i) {
     i->node_stopping = true;
     kite_local_node_stop(i->ln, on_node_stopped, i);
   }
+}
+
+/* ---- adopted instances ------------------------------------------------------------------- */
+
+static void reap_round(inst_t *i);
+
+static void reap_settled(inst_t *i) {
+  kite_local_provider_t *lp = i->lp;
+  int left = kite_local_count_tagged(i->tag);
+  if (left == 0) {
+    KITE_INFO(lp->rt, "local", "adopted instance %s: no process of %s is left", i->id, i->tag);
+    confirm_terminated(i);
+    return;
+  }
+  if (left > 0 && ++i->reap_rounds < REAP_ROUNDS) {
+    reap_round(i); /* processes started while the others were dying */
+    return;
+  }
+  char *msg = left < 0 ? kite__sprintf("cannot read /proc to find the processes of %s: %s",
+                                       i->tag, kite_strerror(left))
+                       : kite__sprintf("%d process(es) carrying %s are still running after %d "
+                                       "rounds of SIGKILL; see `grep -l KITE_NODE_TAG=%s "
+                                       "/proc/*/environ`, then run `kite down` again",
+                                       left, i->tag, REAP_ROUNDS, i->tag);
+  for (size_t k = 0; k < i->term_n; k++)
+    kite_bus_reply_error(lp->bus, i->term_corrs[k], left < 0 ? left : KITE_EBUSY,
+                         msg ? msg : "processes of the pool are still running");
+  free(msg);
+  i->term_n = 0;
+  i->reap_rounds = 0;
+}
+
+static void on_reap_closed(uv_handle_t *h) {
+  reap_proc_t *p = kite_container_of((uv_poll_t *)h, reap_proc_t, poll);
+  inst_t *i = p->inst;
+  kite_local_provider_t *lp = i->lp;
+  close(p->fd);
+  free(p);
+  lp->timers_open--;
+  if (--i->reap_open == 0) {
+    if (lp->stopping && i->term_n == 0)
+      inst_forget(i);
+    else
+      reap_settled(i);
+  }
+  maybe_stopped(lp);
+}
+
+static void on_reaped(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  /* A pidfd becomes readable when its process has exited (an error means the same here). */
+  uv_poll_stop(h);
+  uv_close((uv_handle_t *)h, on_reap_closed);
+}
+
+static void reap_round(inst_t *i) {
+  kite_local_provider_t *lp = i->lp;
+  int *pids = NULL;
+  size_t n = 0;
+  int rc = kite__local_tagged_pids(i->tag, &pids, &n);
+  if (rc != 0) {
+    i->reap_rounds = REAP_ROUNDS;
+    reap_settled(i);
+    return;
+  }
+  for (size_t k = 0; k < n; k++) {
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)pids[k], 0);
+    if (fd < 0)
+      continue; /* already gone */
+    reap_proc_t *p = calloc(1, sizeof(*p));
+    if (p == NULL || uv_poll_init(kite_runtime_loop(lp->rt), &p->poll, fd) != 0) {
+      free(p);
+      syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+      close(fd);
+      continue; /* the next round finds it again if it did not die */
+    }
+    p->inst = i;
+    p->fd = fd;
+    lp->timers_open++;
+    i->reap_open++;
+    syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+    uv_poll_start(&p->poll, UV_READABLE, on_reaped);
+  }
+  free(pids);
+  KITE_DEBUG(lp->rt, "local", "adopted instance %s: killing %u process(es) of %s", i->id,
+             i->reap_open, i->tag);
+  if (i->reap_open == 0)
+    reap_settled(i);
+}
+
+int kite_local_provider_adopt(kite_local_provider_t *lp, const char *instance_id,
+                              const char *tag) {
+  if (lp == NULL || instance_id == NULL || *instance_id == '\0' || tag == NULL || *tag == '\0')
+    return KITE_EINVAL;
+  if (find(lp, instance_id))
+    return KITE_EEXIST;
+  for (inst_t *i = lp->insts; i; i = i->next)
+    if (i->state != INST_ADOPTED && strcmp(i->tag, tag) == 0)
+      return KITE_EBUSY;
+  if (lp->stopping)
+    return KITE_ECLOSED;
+  inst_t *i = calloc(1, sizeof(*i));
+  if (i == NULL)
+    return KITE_ENOMEM;
+  i->lp = lp;
+  i->id = kite__strdup(instance_id);
+  i->tag = kite__strdup(tag);
+  if (i->id == NULL || i->tag == NULL) {
+    free(i->id);
+    free(i->tag);
+    free(i);
+    return KITE_ENOMEM;
+  }
+  i->state = INST_ADOPTED;
+  uv_timer_init(kite_runtime_loop(lp->rt), &i->timer);
+  lp->timers_open++;
+  i->next = lp->insts;
+  lp->insts = i;
+  lp->count++;
+  return 0;
 }
 
 static void on_notice_over(uv_timer_t *t) {
@@ -377,6 +529,11 @@ static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
   }
   i->term_corrs = g;
   i->term_corrs[i->term_n++] = ev->corr;
+  if (i->state == INST_ADOPTED) {
+    if (i->reap_open == 0 && i->term_n == 1)
+      reap_round(i);
+    return; /* a round under way confirms every request */
+  }
   if (i->state == INST_STARTING)
     return; /* on_node_started stops it */
   if (i->state == INST_PREEMPTED && i->ln == NULL) {
@@ -392,7 +549,8 @@ static void on_describe(kite_bus_t *bus, const kite_event_t *ev,
                         const kite_ev_instance_describe_t *p, void *data) {
   kite_local_provider_t *lp = data;
   inst_t *i = find(lp, p->instance_id);
-  static const char *const names[] = {"pending", "running", "preempted", "terminating"};
+  static const char *const names[] = {"pending", "running", "preempted", "terminating",
+                                      "adopted"};
   kite_ev_instance_state_t s = {.provider = PROVIDER_NAME, .node = p->node,
                                 .instance_id = p->instance_id,
                                 .state = i ? names[i->state] : "terminated",
@@ -468,6 +626,12 @@ static void lp_stop(kite_component_t *c, kite_component_stopped_fn done) {
              "killing them", lp->count);
   for (inst_t *i = lp->insts, *next; i; i = next) {
     next = i->next;
+    if (i->state == INST_ADOPTED) {
+      /* Not ours to kill unless asked: forgotten, or finished by the round under way. */
+      if (i->reap_open == 0)
+        inst_forget(i);
+      continue;
+    }
     if (i->state == INST_RUNNING || i->state == INST_PREEMPTED) {
       i->state = INST_STOPPING;
       uv_timer_stop(&i->timer);

@@ -1,0 +1,193 @@
+/* `kite status [NAME] [--json]`: pools, nodes and live instances from the state store, which
+ * needs no owner (a crashed owner's pool shows up with its live instances), plus the owner's
+ * live view when it is up. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_print_nodes(FILE *fp, json_t *nodes) {
+  fprintf(fp, "  %-5s %-14s %-16s %s\n", "RANK", "STATE", "ADDRESS", "INSTANCE");
+  for (size_t i = 0; i < json_array_size(nodes); i++) {
+    json_t *n = json_array_get(nodes, i);
+    const char *addr = json_string_value(json_object_get(n, "address"));
+    const char *id = json_string_value(json_object_get(n, "instance_id"));
+    fprintf(fp, "  %-5d %-14s %-16s %s\n", (int)json_integer_value(json_object_get(n, "rank")),
+            json_string_value(json_object_get(n, "state")), addr ? addr : "-", id ? id : "-");
+  }
+}
+
+/* The owner's status reply, or NULL when it is not up. */
+static json_t *owner_status(const kite_store_pool_t *p) {
+  if (p->owner_pid <= 0 || !cli_pid_alive(p->owner_pid))
+    return NULL;
+  cli_conn_t c;
+  const char *why;
+  if (cli_conn_open(&c, p->name, &why) != 0)
+    return NULL;
+  json_t *j = NULL;
+  if (cli_conn_send(&c, json_pack("{s:s}", "op", "status")) == 0)
+    j = cli_conn_recv(&c, NULL);
+  cli_conn_close(&c);
+  const char *t = json_string_value(json_object_get(j, "t"));
+  if (t == NULL || strcmp(t, "status") != 0) {
+    json_decref(j);
+    return NULL;
+  }
+  json_object_del(j, "t");
+  json_object_del(j, "v");
+  return j;
+}
+
+static json_t *pool_json(kite_store_t *st, const kite_store_pool_t *p) {
+  bool alive = p->owner_pid > 0 && cli_pid_alive(p->owner_pid);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s?, s:I, s:b, s:s?, s:i, s:I, s:I}", "name", p->name,
+                        "provider", p->provider, "tag", p->tag, "state", p->state, "owner_pid",
+                        (json_int_t)p->owner_pid, "owner_alive", alive, "socket",
+                        p->socket_path, "live_instances", (int)p->live_instances, "created_ms",
+                        (json_int_t)p->created_ms, "updated_ms", (json_int_t)p->updated_ms);
+  json_t *nodes = json_array();
+  kite_store_node_t *nv = NULL;
+  size_t nn = 0;
+  if (kite_store_nodes(st, p->name, &nv, &nn) == 0) {
+    for (size_t i = 0; i < nn; i++)
+      json_array_append_new(nodes, json_pack("{s:i, s:s, s:s?, s:s?, s:I}", "rank",
+                                             (int)nv[i].rank, "state",
+                                             kite_node_state_name(nv[i].state), "instance_id",
+                                             nv[i].instance_id, "address", nv[i].address,
+                                             "updated_ms", (json_int_t)nv[i].updated_ms));
+    kite_store_nodes_free(nv, nn);
+  }
+  json_object_set_new(j, "nodes", nodes);
+  json_t *insts = json_array();
+  kite_store_instance_t *iv = NULL;
+  size_t in = 0;
+  if (kite_store_instances(st, p->name, true, &iv, &in) == 0) {
+    for (size_t i = 0; i < in; i++)
+      json_array_append_new(
+          insts, json_pack("{s:I, s:I, s:s, s:s?, s:s, s:s?, s:i}", "row", (json_int_t)iv[i].row,
+                           "rank", (json_int_t)iv[i].rank, "provider", iv[i].provider,
+                           "instance_id", iv[i].instance_id, "state",
+                           kite_store_instance_state_name(iv[i].state), "address",
+                           iv[i].address, "port", (int)iv[i].port));
+    kite_store_instances_free(iv, in);
+  }
+  json_object_set_new(j, "instances", insts);
+  json_t *live = alive ? owner_status(p) : NULL;
+  json_object_set_new(j, "owner", live ? live : json_null());
+  return j;
+}
+
+static void print_pool(json_t *p, bool detail) {
+  json_t *owner = json_object_get(p, "owner");
+  const char *state = json_is_object(owner) ? json_string_value(json_object_get(owner, "state"))
+                                            : json_string_value(json_object_get(p, "state"));
+  char who[48];
+  if (json_is_object(owner))
+    snprintf(who, sizeof(who), "pid %lld",
+             (long long)json_integer_value(json_object_get(p, "owner_pid")));
+  else if (json_integer_value(json_object_get(p, "owner_pid")) > 0)
+    snprintf(who, sizeof(who), "pid %lld (dead)",
+             (long long)json_integer_value(json_object_get(p, "owner_pid")));
+  else
+    snprintf(who, sizeof(who), "-");
+  json_t *nodes = json_is_object(owner) ? json_object_get(owner, "nodes")
+                                        : json_object_get(p, "nodes");
+  unsigned ready = 0;
+  for (size_t i = 0; i < json_array_size(nodes); i++)
+    ready += strcmp(json_string_value(json_object_get(json_array_get(nodes, i), "state")),
+                    "READY") == 0;
+  printf("%-20s %-9s %-13s %-18s %u/%-6zu %d\n", json_string_value(json_object_get(p, "name")),
+         json_string_value(json_object_get(p, "provider")), state ? state : "-", who, ready,
+         json_array_size(nodes), (int)json_integer_value(json_object_get(p, "live_instances")));
+  if (!detail)
+    return;
+  if (json_array_size(nodes)) {
+    printf("\nnodes (%s):\n", json_is_object(owner) ? "live, from the owner" : "from the store");
+    cli_print_nodes(stdout, nodes);
+  }
+  json_t *insts = json_object_get(p, "instances");
+  if (json_array_size(insts)) {
+    printf("\nlive instances (recorded in the store until the provider confirms them gone):\n");
+    printf("  %-5s %-12s %-24s %s\n", "RANK", "STATE", "INSTANCE", "ADDRESS");
+    for (size_t i = 0; i < json_array_size(insts); i++) {
+      json_t *x = json_array_get(insts, i);
+      const char *id = json_string_value(json_object_get(x, "instance_id"));
+      const char *addr = json_string_value(json_object_get(x, "address"));
+      printf("  %-5lld %-12s %-24s %s\n", (long long)json_integer_value(json_object_get(x, "rank")),
+             json_string_value(json_object_get(x, "state")), id ? id : "(launching)",
+             addr ? addr : "-");
+    }
+    if (!json_is_object(owner))
+      printf("\nits owner is not running: `kite down %s` terminates them\n",
+             json_string_value(json_object_get(p, "name")));
+  }
+}
+
+int cli_cmd_status(int argc, char **argv) {
+  cli_opts_t o = {0};
+  const char *name = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      cli_help_for("status", stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      o.json = true;
+    } else if (argv[i][0] == '-') {
+      return cli_usage("status", "unknown option %s", argv[i]);
+    } else if (name == NULL) {
+      name = argv[i];
+    } else {
+      return cli_usage("status", "unexpected argument '%s'", argv[i]);
+    }
+  }
+  kite_store_t *st = cli_store_open();
+  if (st == NULL)
+    return CLI_EXIT_FAIL;
+  kite_store_pool_t *v = NULL;
+  size_t n = 0;
+  int rc = name ? 0 : kite_store_pools(st, &v, &n);
+  kite_store_pool_t one = {0};
+  if (name) {
+    rc = kite_store_pool_get(st, name, &one);
+    if (rc == KITE_ENOENT) {
+      cli_err("status: there is no pool named %s (`kite status` lists them)", name);
+      kite_store_close(st);
+      return CLI_EXIT_FAIL;
+    }
+    v = &one;
+    n = rc == 0 ? 1 : 0;
+  }
+  if (rc != 0) {
+    cli_err("status: %s", kite_store_errmsg(st));
+    kite_store_close(st);
+    return CLI_EXIT_FAIL;
+  }
+  json_t *pools = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(pools, pool_json(st, &v[i]));
+  if (name)
+    kite_store_pool_clear(&one);
+  else
+    kite_store_pools_free(v, n);
+  kite_store_close(st);
+  if (o.json) {
+    json_t *j = json_pack("{s:i, s:o}", "v", CLI_PROTO_VERSION, "pools", pools);
+    char *s = json_dumps(j, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(j);
+    return 0;
+  }
+  if (json_array_size(pools) == 0) {
+    printf("no pools (`kite up SPEC` opens one)\n");
+  } else {
+    printf("%-20s %-9s %-13s %-18s %-8s %s\n", "POOL", "PROVIDER", "STATE", "OWNER", "READY",
+           "LIVE INSTANCES");
+    for (size_t i = 0; i < json_array_size(pools); i++)
+      print_pool(json_array_get(pools, i), name != NULL);
+  }
+  json_decref(pools);
+  return 0;
+}
