@@ -3,7 +3,7 @@
 # and prints the ratios.
 #
 #   bench/run.sh            every section
-#   bench/run.sh bus        only the named sections (bus, broadcast)
+#   bench/run.sh bus        only the named sections (bus, broadcast, pool, replace)
 #
 # Environment:
 #   BUILD_DIR   the CMake build directory (default: build). Configured here with
@@ -12,6 +12,9 @@
 #   PYTHON      the interpreter of the Python baselines (default: /usr/bin/python3, where
 #               Debian's python3-blinker and python3-asyncssh live).
 #   BROADCAST_ARGS  extra options for broadcast_bench (e.g. "--rounds 100 --pdsh-rounds 3").
+#   POOL_ARGS       extra options for pool_bench (e.g. "--nodes 16,64,128").
+#   REPLACE_ARGS    extra options for replace_bench (e.g. "--cpu-nodes 128 --window 10
+#                   --split").
 #
 # Output is key=value lines. To add a section: write a section_<name> function and add
 # <name> to SECTIONS.
@@ -21,7 +24,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
 PYTHON=${PYTHON:-/usr/bin/python3}
-SECTIONS=(bus broadcast)
+SECTIONS=(bus broadcast pool replace)
 
 # build TARGET...: configures BUILD_DIR if needed and builds the targets; the log is shown
 # only when something fails.
@@ -87,6 +90,31 @@ section_broadcast() {
   # shellcheck disable=SC2086 # BROADCAST_ARGS is a list of options
   "$BUILD_DIR/bench/broadcast_bench" --python "$PYTHON" \
     --asyncssh-script "$ROOT/bench/broadcast_asyncssh.py" ${BROADCAST_ARGS:-}
+}
+
+# ---- pool: open 16 and 64 local nodes with a three-step bootstrap until READY, then close ---
+# pool_bench prints pool_ready_s and close_s per size, the per-node phases (launch, connect,
+# watchdog, upload, script) as p50/max, when the last node left each phase, and the CPU of
+# kite, of the nodes' programs and of the whole machine during the open. It fails if a pool
+# does not open or close, or if any process of its nodes is left behind.
+section_pool() {
+  echo "== pool"
+  build pool_bench
+  # shellcheck disable=SC2086 # POOL_ARGS is a list of options
+  "$BUILD_DIR/bench/pool_bench" ${POOL_ARGS:-}
+}
+
+# ---- replace: preemption → replacement READY, and the monitors' CPU on 256 nodes -----------
+# replace_bench preempts nodes of a small pool one at a time (abruptly and with notice,
+# monitors at 1 s) and prints each replacement and the medians (replace_s); then it holds 256
+# READY nodes for a window with monitors off and with monitors on (1 s) and prints the
+# controller's CPU difference as monitor_cpu_pct. It fails if a replacement does not happen
+# or if any process of its nodes is left behind.
+section_replace() {
+  echo "== replace"
+  build replace_bench
+  # shellcheck disable=SC2086 # REPLACE_ARGS is a list of options
+  "$BUILD_DIR/bench/replace_bench" ${REPLACE_ARGS:-}
 }
 
 main() {
