@@ -29,7 +29,10 @@ build: deps
 	cmake -S . -B build -DKITE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build build -j$(JOBS)
 
+# The main job: the kite command runs examples/hello.yaml on 4 local nodes, then the C program
+# that does the same through the library (examples/hello_pool.c).
 demo: build
+	./build/cli/kite run examples/hello.yaml
 	./build/examples/hello_pool
 
 test-normal: deps
