@@ -231,15 +231,18 @@ static int down_via_owner(const kite_store_pool_t *p) {
   return code;
 }
 
-static int down_one(kite_store_t *st, const char *name) {
+static int down_one(const char *name) {
+  kite_store_t *st = cli_store_open();
+  if (st == NULL)
+    return CLI_EXIT_FAIL;
   kite_store_pool_t p = {0};
   int rc = kite_store_pool_get(st, name, &p);
-  if (rc == KITE_ENOENT) {
-    cli_err("down: there is no pool named %s (`kite status` lists them)", name);
-    return CLI_EXIT_FAIL;
-  }
   if (rc != 0) {
-    cli_err("down: %s", kite_store_errmsg(st));
+    if (rc == KITE_ENOENT)
+      cli_err("down: there is no pool named %s (`kite status` lists them)", name);
+    else
+      cli_err("down: %s", kite_store_errmsg(st));
+    kite_store_close(st);
     return CLI_EXIT_FAIL;
   }
   int code;
@@ -251,9 +254,12 @@ static int down_one(kite_store_t *st, const char *name) {
   } else {
     code = down_dead_owner(st, &p);
   }
-  /* Whatever happened, say what is left according to the store. */
+  /* Whatever happened, say what is left according to the store, read afresh: another
+   * process (the owner) wrote it meanwhile. */
+  kite_store_close(st);
+  st = cli_store_open();
   kite_store_pool_t after = {0};
-  if (kite_store_pool_get(st, name, &after) == 0) {
+  if (st && kite_store_pool_get(st, name, &after) == 0) {
     bool owner_gone = after.owner_pid <= 0 || !cli_pid_alive(after.owner_pid);
     if (after.live_instances == 0 && owner_gone) {
       kite_store_pool_set_state(st, name, "down", 0, NULL);
@@ -269,8 +275,13 @@ static int down_one(kite_store_t *st, const char *name) {
       code = CLI_EXIT_FAIL;
     }
     kite_store_pool_clear(&after);
+  } else {
+    cli_err("down: cannot read pool %s back from the store: %s", name,
+            st ? kite_store_errmsg(st) : "it did not open");
+    code = CLI_EXIT_FAIL;
   }
   kite_store_pool_clear(&p);
+  kite_store_close(st);
   return code;
 }
 
@@ -298,7 +309,9 @@ int cli_cmd_down(int argc, char **argv) {
     return CLI_EXIT_FAIL;
   int code = 0;
   if (name) {
-    code = down_one(st, name);
+    kite_store_close(st);
+    st = NULL;
+    code = down_one(name);
   } else {
     kite_store_pool_t *v = NULL;
     size_t n = 0;
@@ -307,13 +320,15 @@ int cli_cmd_down(int argc, char **argv) {
       kite_store_close(st);
       return CLI_EXIT_FAIL;
     }
+    kite_store_close(st);
+    st = NULL;
     unsigned touched = 0;
     for (size_t i = 0; i < n; i++) {
       bool owned = v[i].owner_pid > 0 && cli_pid_alive(v[i].owner_pid);
       if (!owned && v[i].live_instances == 0)
         continue;
       touched++;
-      if (down_one(st, v[i].name) != 0)
+      if (down_one(v[i].name) != 0)
         code = CLI_EXIT_FAIL;
     }
     if (touched == 0)

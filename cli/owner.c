@@ -22,8 +22,12 @@
  * A client that goes away does not stop its command: the command runs on, and its output is
  * kept for `kite logs`.
  *
- * Every task is recorded in the store's task history (one row per rank). The last events
- * (4 MiB of JSON lines) are kept for `kite events` and `kite up`'s view. */
+ * The owner keeps the last events (4 MiB of JSON lines) for `kite events` and `kite up`'s
+ * view, and the last commands with their output for `kite logs`; each command's end is also a
+ * line in its log. It opens no state store connection of its own: the pool's is the only one
+ * in this process (a second kite_store_open in a process would close a descriptor of the
+ * database file, which drops the POSIX locks SQLite holds on it for the first connection).
+ * `kite up` records the socket path once the pool is open. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +62,6 @@ typedef struct rank_rec {
   bool truncated, done;
   int error, exit_status;
   char *signal, *message;
-  int64_t row;
 } rank_rec_t;
 
 typedef struct task_rec {
@@ -87,7 +90,6 @@ struct owner {
   const char *name;
   char *sock_path;
   kite_pool_t *pool;
-  kite_store_t *store;
   cli_view_t *view;
   uv_pipe_t server;
   uv_timer_t later;
@@ -278,6 +280,11 @@ static void hist_add(owner_t *o, char *line, size_t len) {
   }
 }
 
+static void on_shutdown_later(uv_timer_t *t) {
+  owner_t *o = kite_container_of(t, owner_t, later);
+  kite_runtime_shutdown(o->eng.rt, NULL, NULL);
+}
+
 static void on_any_event(kite_bus_t *bus, const kite_event_t *ev, const void *payload,
                          void *data) {
   owner_t *o = data;
@@ -290,6 +297,10 @@ static void on_any_event(kite_bus_t *bus, const kite_event_t *ev, const void *pa
     if (cl->kind == CL_EVENTS || cl->kind == CL_WATCH)
       send_raw(cl, line, len);
   hist_add(o, line, len);
+  /* The pool's last word has reached every follower: now the owner may go (on the next
+   * loop turn, outside this dispatch). */
+  if (ev->type == KITE_EV_POOL_CLOSED && o->closed && !o->eng.shutting_down)
+    uv_timer_start(&o->later, on_shutdown_later, 0, 0);
 }
 
 static void send_history(owner_t *o, client_t *cl) {
@@ -329,9 +340,6 @@ static task_rec_t *task_new(owner_t *o, client_t *cl, const char *what, uint32_t
   t->first_rank = first;
   t->count = count;
   t->started_ms = cli_now_ms();
-  for (unsigned i = 0; i < count; i++)
-    if (o->store)
-      kite_store_task_started(o->store, o->name, t->id, first + i, 1, what, &t->ranks[i].row);
   /* Newest first; the oldest finished ones beyond TASKS_KEEP are forgotten. */
   t->next = o->tasks;
   o->tasks = t;
@@ -412,7 +420,6 @@ static json_t *result_json(int status, const kite_task_result_t *res) {
 static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t *res,
                          void *data) {
   task_rec_t *t = data;
-  owner_t *o = t->o;
   (void)pool;
   t->finished = true;
   t->finished_ms = cli_now_ms();
@@ -426,15 +433,7 @@ static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t
     r->exit_status = rr->exit_status;
     r->signal = rr->signal ? strdup(rr->signal) : NULL;
     r->message = rr->message ? strdup(rr->message) : NULL;
-    if (o->store && r->row)
-      kite_store_task_finished(o->store, r->row, rr->error ? -1 : rr->exit_status,
-                               rr->error ? (rr->message ? rr->message : kite_err_name(rr->error))
-                                         : rr->signal);
   }
-  if (status != 0)
-    for (unsigned i = 0; i < t->count; i++)
-      if (!t->ranks[i].done && o->store && t->ranks[i].row)
-        kite_store_task_finished(o->store, t->ranks[i].row, -1, kite_strerror(status));
   fprintf(stderr, "kite-owner: task %llu (%s) finished: %u rank(s), %u failed\n",
           (unsigned long long)t->id, t->what, res ? res->count : 0, res ? res->failed : 0);
   if (t->cl) {
@@ -727,7 +726,7 @@ static void cleanup(owner_t *o) {
     if (cl->kind == CL_DOWN && o->closed)
       send_json(cl, json_pack("{s:s, s:i, s:s}", "t", "closed", "status", o->close_status,
                               "name", o->name));
-    else if (cl->kind != CL_DONE)
+    else if (cl->kind != CL_DONE && cl->kind != CL_EVENTS)
       send_json(cl, json_pack("{s:s, s:s}", "t", "error", "message",
                               "the pool's owner is shutting down"));
     client_finish(cl);
@@ -756,7 +755,7 @@ static void on_pool_closed(kite_pool_t *pool, int status, void *data) {
           status ? ": some instances could not be confirmed terminated" : "");
   if (status != 0)
     o->exit_code = CLI_EXIT_FAIL;
-  kite_runtime_shutdown(o->eng.rt, NULL, NULL);
+  /* The shutdown follows the pool_closed event (on_any_event), so followers get it. */
 }
 
 static void on_later(uv_timer_t *t) {
@@ -775,13 +774,9 @@ static void on_open(kite_pool_t *pool, int status, const char *message, void *da
   if (status == 0) {
     fprintf(stderr, "kite-owner: pool %s ready: %u of %u nodes READY\n", o->name,
             kite_pool_ready_count(pool), kite_pool_size(pool));
-    if (o->store)
-      kite_store_pool_set_state(o->store, o->name, "ready", getpid(), o->sock_path);
   } else {
     fprintf(stderr, "kite-owner: pool %s could not be opened: %s\n", o->name,
             message ? message : kite_strerror(status));
-    if (o->store)
-      kite_store_pool_set_state(o->store, o->name, "failed", getpid(), o->sock_path);
     o->exit_code = CLI_EXIT_FAIL;
     /* Decided on the next loop turn: a shutdown that began meanwhile closes it instead. */
     uv_timer_start(&o->later, on_later, 0, 0);
@@ -814,7 +809,6 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
   kite_runtime_t *rt = o->eng.rt;
   uv_loop_t *loop = kite_runtime_loop(rt);
   o->bus = kite_runtime_bus(rt);
-  o->store = cli_store_open();
   uv_timer_init(loop, &o->later);
   uv_pipe_init(loop, &o->server, 0);
   int err = uv_pipe_open(&o->server, listen_fd);
@@ -843,13 +837,10 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
       o->exit_code = CLI_EXIT_FAIL;
       o->close_asked = true;
       kite_runtime_shutdown(rt, NULL, NULL);
-    } else if (o->store) {
-      kite_store_pool_set_state(o->store, o->name, "opening", getpid(), sock_path);
     }
   }
   cli_engine_finish(&o->eng);
   cli_view_free(o->view);
-  kite_store_close(o->store);
   while (o->hist_head) {
     hist_t *h = o->hist_head;
     o->hist_head = h->next;

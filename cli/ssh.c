@@ -85,6 +85,7 @@ int cli_cmd_ssh(int argc, char **argv) {
   /* Local nodes log in with kite's own key; other providers with the user's ssh setup. */
   key = strcmp(in->provider, "local") == 0 ? cli_sprintf("%s/keys/id_ed25519", home) : NULL;
   dest = cli_sprintf("%s@%s", in->user, in->address);
+  in = NULL;
   port = cli_sprintf("%u", prt);
   opt_kh = cli_sprintf("UserKnownHostsFile=%s", kh);
   const char *args[32];
@@ -137,9 +138,18 @@ int cli_cmd_ssh(int argc, char **argv) {
     args[a++] = remote ? remote : "false";
   }
   args[a] = NULL;
+  /* Nothing of the store may reach ssh: its locks would outlive the exec. */
+  kite_store_instances_free(v, n);
+  v = NULL;
+  n = 0;
+  kite_store_pool_clear(&p);
+  kite_store_close(st);
+  st = NULL;
   fflush(NULL);
   execvp("ssh", (char *const *)args);
   cli_err("ssh: cannot run ssh: %s (install the OpenSSH client)", strerror(errno));
+  free(remote);
+  memset(&p, 0, sizeof(p));
 out:
   free(home);
   free(kh);

@@ -116,6 +116,14 @@ static int watch(const char *name, unsigned nodes, const cli_opts_t *o, const ch
         free(s);
       }
       if (status == 0) {
+        /* The pool's record has the owner's pid; add where it listens. */
+        kite_store_t *st = cli_store_open();
+        char *sock = cli_socket_path(name);
+        if (st && sock)
+          kite_store_pool_set_state(st, name, "ready",
+                                    json_integer_value(json_object_get(j, "pid")), sock);
+        free(sock);
+        kite_store_close(st);
         if (!o->json) {
           printf("pool %s is up: %d of %d nodes READY (owner pid %lld, log %s)\n", name,
                  (int)json_integer_value(json_object_get(j, "ready")),
