@@ -1,0 +1,629 @@
+/* The DigitalOcean provider at the bus level, against kite-cloudsim (a real HTTP server on
+ * loopback whose droplets are real sshd nodes): launch, reach the droplet over SSH, list by
+ * tag, describe, preemption, terminate confirmed only when the droplet and its processes are
+ * gone, error mapping, and injected API faults without duplicate droplets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kite/kite.h"
+#include "kite/http.h"
+
+#define TOKEN "dop_v1_cloudsim_test_token_5f2a9c"
+#define MAXI 8
+
+/* ---- the emulator --------------------------------------------------------------------------- */
+
+typedef struct sim {
+  pid_t pid;
+  int port;
+  char dir[64];
+  char url[64];
+} sim_t;
+
+static void sim_start(sim_t *s, const char *const *extra) {
+  memset(s, 0, sizeof(*s));
+  snprintf(s->dir, sizeof(s->dir), "/tmp/kite-test-do-sim-XXXXXX");
+  assert_non_null(mkdtemp(s->dir));
+  const char *bin_dir = getenv("KITE_BINARY_DIR");
+  assert_non_null(bin_dir);
+  char bin[512];
+  snprintf(bin, sizeof(bin), "%s/tools/cloudsim/kite-cloudsim", bin_dir);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  s->pid = fork();
+  assert_true(s->pid >= 0);
+  if (s->pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no emulator behind */
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    const char *argv[32] = {bin, "--token", TOKEN, "--home", s->dir, "--port", "0"};
+    int n = 7;
+    for (int i = 0; extra && extra[i] && n < 30; i++)
+      argv[n++] = extra[i];
+    argv[n] = NULL;
+    execv(bin, (char *const *)argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  char line[256] = "";
+  size_t len = 0;
+  while (len < sizeof(line) - 1) {
+    ssize_t r = read(fds[0], line + len, 1);
+    if (r <= 0 || line[len] == '\n')
+      break;
+    len++;
+  }
+  line[len] = '\0';
+  close(fds[0]);
+  const char *colon = strrchr(line, ':');
+  assert_non_null(strstr(line, "listening on http://127.0.0.1:"));
+  s->port = atoi(colon + 1);
+  assert_true(s->port > 0);
+  snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+}
+
+static void sim_stop(sim_t *s) {
+  kill(s->pid, SIGTERM);
+  int st = 0;
+  assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* One blocking request to the emulator's control endpoint (test code, not kite's loop). */
+static json_t *sim_call(sim_t *s, const char *method, const char *path, const char *body) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  char req[2048];
+  int n = snprintf(req, sizeof(req),
+                   "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   method, path, body ? strlen(body) : 0, body ? body : "");
+  assert_int_equal(write(fd, req, (size_t)n), n);
+  static char resp[1 << 20];
+  size_t len = 0;
+  ssize_t r;
+  while ((r = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
+    len += (size_t)r;
+  close(fd);
+  resp[len] = '\0';
+  char *b = strstr(resp, "\r\n\r\n");
+  assert_non_null(b);
+  json_error_t e;
+  json_t *j = json_loads(b + 4, 0, &e);
+  assert_non_null(j);
+  return j;
+}
+
+static int sim_count(sim_t *s, const char *field) {
+  json_t *j = sim_call(s, "GET", "/_sim/state", NULL);
+  int v = (int)json_integer_value(json_object_get(j, field));
+  json_decref(j);
+  return v;
+}
+
+static void sim_faults(sim_t *s, const char *json) {
+  json_decref(sim_call(s, "POST", "/_sim/faults", json));
+}
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+typedef struct inst {
+  int status;
+  char msg[1024];
+  char id[32], address[64], user[64], key_path[256], host_key[8];
+  unsigned port;
+  bool launched, terminated;
+  int term_status;
+} inst_t;
+
+typedef struct ctx {
+  sim_t sim;
+  kite_runtime_t *rt;
+  char home[64];
+  char tag[64];
+  char options[512];
+  inst_t in[MAXI];
+  unsigned n, replies, term_replies;
+  void (*after_launch)(struct ctx *c);
+  void (*after_terminate)(struct ctx *c);
+  /* list / describe / preempt */
+  int list_status;
+  unsigned list_count;
+  char list_ids[512];
+  int describe_status;
+  char describe_state[32];
+  int preempt_state;
+  int droplets_before_confirm;
+  char log[65536];
+  size_t log_len;
+} ctx_t;
+
+static void on_log(kite_runtime_t *rt, kite_log_level_t level, const char *line, void *data) {
+  ctx_t *c = data;
+  (void)rt;
+  (void)level;
+  size_t room = sizeof(c->log) - c->log_len;
+  int n = snprintf(c->log + c->log_len, room, "%s\n", line);
+  if (n > 0 && (size_t)n < room)
+    c->log_len += (size_t)n;
+}
+
+static void ctx_init(ctx_t *c, const char *what, const char *const *sim_flags, const char *token) {
+  memset(c, 0, sizeof(*c));
+  sim_start(&c->sim, sim_flags);
+  snprintf(c->home, sizeof(c->home), "/tmp/kite-test-do-XXXXXX");
+  assert_non_null(mkdtemp(c->home));
+  snprintf(c->tag, sizeof(c->tag), "kite-pool-t%d-%s", (int)getpid(), what);
+  snprintf(c->options, sizeof(c->options),
+           "{\"api_url\":\"%s\",\"token\":\"%s\",\"ssh_user\":\"%s\",\"ssh_port\":2222}",
+           c->sim.url, token, kite_local_login_user());
+  kite_runtime_options_t o = {.home = c->home, .log_level = KITE_LOG_DEBUG};
+  assert_int_equal(kite_runtime_new(&c->rt, &o), 0);
+  kite_log_set_sink(c->rt, on_log, c);
+  kite_do_provider_options_t po = {.poll_ms = 100, .backoff_base_ms = 20, .max_retries = 4};
+  assert_int_equal(kite_do_provider_new(c->rt, &po, NULL), 0);
+}
+
+static void on_shutdown(kite_runtime_t *rt, void *data) {
+  (void)rt;
+  (void)data;
+}
+
+static void ctx_done(ctx_t *c) {
+  assert_int_equal(kite_runtime_shutdown(c->rt, on_shutdown, NULL), 0);
+  kite_runtime_run(c->rt);
+  assert_int_equal(kite_runtime_free(c->rt), 0);
+  /* The token never reached a log line. */
+  assert_null(strstr(c->log, TOKEN));
+  sim_stop(&c->sim);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", c->home);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(kite_local_count_tagged(c->tag), 0);
+}
+
+static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
+
+static void launch(ctx_t *c, unsigned i, const char *user_data) {
+  kite_ev_instance_launch_t l = {.provider = "digitalocean", .pool = 7, .node = 100 + i,
+                                 .rank = i, .tag = c->tag, .user_data = user_data,
+                                 .options = c->options, .instance_type = "s-1vcpu-1gb",
+                                 .region = "nyc3", .image = "ubuntu-24-04-x64"};
+  assert_int_equal(kite_request_instance_launch(kite_runtime_bus(c->rt), &l, 0, on_launched,
+                                                &c->in[i], NULL),
+                   0);
+}
+
+/* The test's context, for reply callbacks whose data is one instance. */
+static ctx_t *current;
+
+static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  inst_t *in = data;
+  ctx_t *c = current;
+  (void)bus;
+  in->status = status;
+  if (status == 0) {
+    const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
+    assert_non_null(l);
+    in->launched = true;
+    snprintf(in->id, sizeof(in->id), "%s", l->instance_id);
+    snprintf(in->address, sizeof(in->address), "%s", l->address);
+    snprintf(in->user, sizeof(in->user), "%s", l->user);
+    snprintf(in->key_path, sizeof(in->key_path), "%s", l->key_path);
+    assert_null(l->host_key);
+    assert_string_equal(l->tag, c->tag);
+    assert_string_equal(l->provider, "digitalocean");
+    in->port = l->port;
+  } else {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    snprintf(in->msg, sizeof(in->msg), "%s", e && e->message ? e->message : "");
+  }
+  if (++c->replies == c->n && c->after_launch)
+    c->after_launch(c);
+}
+
+static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  inst_t *in = data;
+  ctx_t *c = current;
+  (void)bus;
+  in->term_status = status;
+  if (status == 0) {
+    const kite_ev_instance_terminated_t *t = kite_ev_as_instance_terminated(ev);
+    assert_non_null(t);
+    assert_string_equal(t->instance_id, in->id);
+    in->terminated = true;
+  } else {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    snprintf(in->msg, sizeof(in->msg), "%s", e && e->message ? e->message : "");
+  }
+  if (++c->term_replies == c->n && c->after_terminate)
+    c->after_terminate(c);
+}
+
+static void terminate_all(ctx_t *c) {
+  for (unsigned i = 0; i < c->n; i++) {
+    if (!c->in[i].launched) {
+      c->term_replies++;
+      continue;
+    }
+    kite_ev_instance_terminate_t t = {.provider = "digitalocean", .pool = 7, .node = 100 + i,
+                                      .rank = i, .instance_id = c->in[i].id};
+    assert_int_equal(kite_request_instance_terminate(kite_runtime_bus(c->rt), &t, 0,
+                                                     on_terminated, &c->in[i], NULL),
+                     0);
+  }
+}
+
+static int run_ssh(const inst_t *in, const char *cmd, char *out, size_t outlen) {
+  char line[1024];
+  snprintf(line, sizeof(line),
+           "ssh -i %s -p %u -o BatchMode=yes -o StrictHostKeyChecking=no "
+           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10 %s@%s '%s'",
+           in->key_path, in->port, in->user, in->address, cmd);
+  FILE *p = popen(line, "r");
+  assert_non_null(p);
+  size_t n = fread(out, 1, outlen - 1, p);
+  out[n] = '\0';
+  return pclose(p);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------------- */
+
+static void on_list(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  ctx_t *c = data;
+  (void)bus;
+  c->list_status = status;
+  const kite_ev_instance_listed_t *l = kite_ev_as_instance_listed(ev);
+  if (l) {
+    c->list_count = l->count;
+    snprintf(c->list_ids, sizeof(c->list_ids), "%s", l->ids ? l->ids : "");
+  }
+  terminate_all(c);
+}
+
+static void lifecycle_after_launch(ctx_t *c) {
+  for (unsigned i = 0; i < c->n; i++) {
+    inst_t *in = &c->in[i];
+    assert_int_equal(in->status, 0);
+    assert_non_null(strstr(in->address, "127."));
+    assert_int_equal(in->port, 2222);
+    /* The droplet is a machine one can log in to. */
+    char out[256];
+    assert_int_equal(run_ssh(in, "echo hello-from-droplet; echo $KITE_NODE_TAG", out,
+                             sizeof(out)), 0);
+    assert_non_null(strstr(out, "hello-from-droplet"));
+  }
+  assert_true(kite_local_count_tagged(c->tag) > 0);
+  assert_string_not_equal(c->in[0].address, c->in[1].address);
+  kite_ev_instance_list_t l = {.provider = "digitalocean", .tag = c->tag};
+  assert_int_equal(kite_request_instance_list(kite_runtime_bus(c->rt), &l, 0, on_list, c, NULL),
+                   0);
+}
+
+static void lifecycle_after_terminate(ctx_t *c) {
+  /* Confirmed only once the emulator deleted the droplets and their nodes' processes. */
+  c->droplets_before_confirm = sim_count(&c->sim, "droplets");
+}
+
+static void test_launch_list_terminate(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "life", NULL, TOKEN);
+  c.n = 2;
+  c.after_launch = lifecycle_after_launch;
+  c.after_terminate = lifecycle_after_terminate;
+  launch(&c, 0, "#cloud-config\n# kite-user-data-secret-7d1e\n");
+  launch(&c, 1, NULL);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.replies, 2);
+  assert_int_equal(c.list_status, 0);
+  assert_int_equal(c.list_count, 2);
+  assert_non_null(strstr(c.list_ids, c.in[0].id));
+  assert_non_null(strstr(c.list_ids, c.in[1].id));
+  assert_int_equal(c.term_replies, 2);
+  assert_true(c.in[0].terminated && c.in[1].terminated);
+  assert_int_equal(c.droplets_before_confirm, 0);
+  assert_int_equal(kite_local_count_tagged(c.tag), 0);
+  /* kite's key was registered once, for both launches. */
+  assert_int_equal(sim_count(&c.sim, "keys"), 1);
+  assert_int_equal(sim_count(&c.sim, "created"), 2);
+  assert_null(strstr(c.log, "kite-user-data-secret-7d1e"));
+  ctx_done(&c);
+}
+
+/* ---- errors ----------------------------------------------------------------------------------- */
+
+static void test_bad_token_is_credentials(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "badtok", NULL, "dop_v1_wrong_token_0000");
+  c.n = 1;
+  launch(&c, 0, NULL);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.in[0].status, KITE_ECREDENTIALS);
+  assert_non_null(strstr(c.in[0].msg, "401"));
+  assert_non_null(strstr(c.in[0].msg, "DIGITALOCEAN_TOKEN"));
+  assert_null(strstr(c.in[0].msg, "wrong_token"));
+  assert_int_equal(sim_count(&c.sim, "created"), 0);
+  ctx_done(&c);
+}
+
+static void test_missing_token_says_where_kite_looked(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  char *saved_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+  unsetenv("DIGITALOCEAN_TOKEN");
+  unsetenv("DIGITALOCEAN_ACCESS_TOKEN");
+  unsetenv("XDG_CONFIG_HOME");
+  ctx_init(&c, "notok", NULL, TOKEN);
+  setenv("HOME", c.home, 1); /* no doctl config there */
+  snprintf(c.options, sizeof(c.options), "{\"api_url\":\"%s\"}", c.sim.url);
+  c.n = 1;
+  launch(&c, 0, NULL);
+  kite_runtime_run(c.rt);
+  if (saved_home)
+    setenv("HOME", saved_home, 1);
+  free(saved_home);
+  assert_int_equal(c.in[0].status, KITE_ECREDENTIALS);
+  assert_non_null(strstr(c.in[0].msg, "no API token found"));
+  assert_non_null(strstr(c.in[0].msg, "DIGITALOCEAN_TOKEN"));
+  assert_non_null(strstr(c.in[0].msg, "doctl/config.yaml"));
+  assert_int_equal(sim_count(&c.sim, "requests"), 0);
+  ctx_done(&c);
+}
+
+static void test_doctl_config_token(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  char *saved_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+  unsetenv("DIGITALOCEAN_TOKEN");
+  unsetenv("DIGITALOCEAN_ACCESS_TOKEN");
+  ctx_init(&c, "doctl", NULL, TOKEN);
+  char path[256];
+  snprintf(path, sizeof(path), "%s/doctl", c.home);
+  mkdir(path, 0700);
+  snprintf(path, sizeof(path), "%s/doctl/config.yaml", c.home);
+  FILE *fp = fopen(path, "w");
+  assert_non_null(fp);
+  fprintf(fp, "context: default\naccess-token: %s\noutput: text\n", TOKEN);
+  fclose(fp);
+  setenv("XDG_CONFIG_HOME", c.home, 1);
+  snprintf(c.options, sizeof(c.options), "{\"api_url\":\"%s\",\"ssh_user\":\"%s\","
+           "\"ssh_port\":2222}", c.sim.url, kite_local_login_user());
+  c.n = 1;
+  c.after_launch = terminate_all;
+  launch(&c, 0, NULL);
+  kite_runtime_run(c.rt);
+  unsetenv("XDG_CONFIG_HOME");
+  if (saved_home)
+    setenv("HOME", saved_home, 1);
+  free(saved_home);
+  assert_int_equal(c.in[0].status, 0);
+  assert_true(c.in[0].terminated);
+  ctx_done(&c);
+}
+
+static void test_capacity_error_leaks_nothing(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  const char *flags[] = {"--no-capacity", NULL};
+  ctx_init(&c, "cap", flags, TOKEN);
+  c.n = 1;
+  launch(&c, 0, NULL);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.in[0].status, KITE_ECAPACITY);
+  assert_non_null(strstr(c.in[0].msg, "not available in this region"));
+  assert_non_null(strstr(c.in[0].msg, "another region or size"));
+  assert_int_equal(sim_count(&c.sim, "droplets"), 0);
+  assert_int_equal(sim_count(&c.sim, "created"), 0);
+  ctx_done(&c);
+}
+
+static void test_droplet_limit_is_capacity(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  const char *flags[] = {"--droplet-limit", "1", NULL};
+  ctx_init(&c, "limit", flags, TOKEN);
+  c.n = 2;
+  c.after_launch = terminate_all;
+  launch(&c, 0, NULL);
+  launch(&c, 1, NULL);
+  kite_runtime_run(c.rt);
+  int ok = (c.in[0].status == 0) + (c.in[1].status == 0);
+  assert_int_equal(ok, 1);
+  inst_t *bad = c.in[0].status ? &c.in[0] : &c.in[1];
+  assert_int_equal(bad->status, KITE_ECAPACITY);
+  assert_non_null(strstr(bad->msg, "droplet limit"));
+  assert_int_equal(sim_count(&c.sim, "droplets"), 0);
+  ctx_done(&c);
+}
+
+static void test_spot_refused(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "spot", NULL, TOKEN);
+  c.n = 1;
+  kite_ev_instance_launch_t l = {.provider = "digitalocean", .pool = 7, .node = 100, .rank = 0,
+                                 .tag = c.tag, .spot = true, .options = c.options};
+  assert_int_equal(kite_request_instance_launch(kite_runtime_bus(c.rt), &l, 0, on_launched,
+                                                &c.in[0], NULL), 0);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.in[0].status, KITE_ENOTSUP);
+  assert_non_null(strstr(c.in[0].msg, "spot"));
+  ctx_done(&c);
+}
+
+/* ---- faults ----------------------------------------------------------------------------------- */
+
+static void test_api_faults_no_duplicates(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "faults", NULL, TOKEN);
+  /* First the account key's lookup meets a 429 (retried after Retry-After) and a reset (a
+   * GET, so retried at once). */
+  sim_faults(&c.sim, "{\"next\":[\"429\",\"reset\"]}");
+  c.n = 1;
+  c.after_launch = terminate_all;
+  launch(&c, 0, NULL);
+  kite_runtime_run(c.rt);
+  /* Now the creates: an answer lost after the droplet was created, a truncated body after
+   * it was created, a 500 before, and a slow answer and a reset for what follows. A lost or
+   * unreadable create is looked for by tag and name before it is sent again. */
+  assert_int_equal(c.in[0].status, 0);
+  assert_true(c.in[0].terminated);
+  c.replies = c.term_replies = 0;
+  c.n = 3;
+  sim_faults(&c.sim, "{\"next\":[\"reset\",\"malformed\",\"500\",\"slow\",\"reset\"],"
+                     "\"slow_ms\":300}");
+  for (unsigned i = 0; i < 3; i++) {
+    memset(&c.in[i], 0, sizeof(c.in[i]));
+    launch(&c, i, NULL);
+  }
+  kite_runtime_run(c.rt);
+  for (unsigned i = 0; i < 3; i++) {
+    assert_int_equal(c.in[i].status, 0);
+    assert_true(c.in[i].terminated);
+  }
+  /* Never more droplets than asked for, and each created exactly once. */
+  assert_int_equal(sim_count(&c.sim, "created"), 4);
+  assert_true(sim_count(&c.sim, "peak") <= 3);
+  assert_int_equal(sim_count(&c.sim, "droplets"), 0);
+  assert_true(sim_count(&c.sim, "faults_injected") >= 7);
+  ctx_done(&c);
+}
+
+static void test_random_faults_20_percent(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  const char *flags[] = {"--fault-429", "0.07", "--fault-500", "0.07", "--fault-reset", "0.06",
+                         "--retry-after", "0", "--seed", "42", NULL};
+  ctx_init(&c, "rand", flags, TOKEN);
+  c.n = 4;
+  c.after_launch = terminate_all;
+  for (unsigned i = 0; i < 4; i++)
+    launch(&c, i, NULL);
+  kite_runtime_run(c.rt);
+  for (unsigned i = 0; i < 4; i++) {
+    assert_int_equal(c.in[i].status, 0);
+    assert_true(c.in[i].terminated);
+  }
+  assert_int_equal(sim_count(&c.sim, "created"), 4);
+  assert_true(sim_count(&c.sim, "peak") <= 4);
+  assert_int_equal(sim_count(&c.sim, "droplets"), 0);
+  ctx_done(&c);
+}
+
+/* ---- preemption and describe ------------------------------------------------------------------ */
+
+static void on_preempt(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
+
+static void on_describe(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  ctx_t *c = data;
+  (void)bus;
+  c->describe_status = status;
+  const kite_ev_instance_state_t *s = kite_ev_as_instance_state(ev);
+  if (s)
+    snprintf(c->describe_state, sizeof(c->describe_state), "%s", s->state);
+  terminate_all(c);
+}
+
+static void on_preempt(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  ctx_t *c = data;
+  assert_int_equal(status, 0);
+  const kite_ev_preempt_status_t *s = kite_ev_as_preempt_status(ev);
+  assert_non_null(s);
+  if (c->preempt_state == -1) {
+    /* First check: running. Now the droplet dies. */
+    assert_int_equal(s->state, KITE_PREEMPT_NONE);
+    char path[128];
+    snprintf(path, sizeof(path), "/_sim/droplets/%s/kill", c->in[0].id);
+    json_decref(sim_call(&c->sim, "POST", path, "{\"vanish\":true}"));
+    c->preempt_state = -2;
+    /* The kill is asynchronous in the emulator: wait until its node is gone. */
+    while (kite_local_count_tagged(c->tag) > 0)
+      usleep(20000);
+    kite_ev_preempt_check_t q = {.provider = "digitalocean", .pool = 7, .node = 100,
+                                 .instance_id = c->in[0].id};
+    assert_int_equal(kite_request_preempt_check(bus, &q, 0, on_preempt, c, NULL), 0);
+    return;
+  }
+  c->preempt_state = s->state;
+  kite_ev_instance_describe_t d = {.provider = "digitalocean", .node = 100,
+                                   .instance_id = c->in[0].id};
+  assert_int_equal(kite_request_instance_describe(bus, &d, 0, on_describe, c, NULL), 0);
+}
+
+static void preempt_after_launch(ctx_t *c) {
+  assert_int_equal(c->in[0].status, 0);
+  c->preempt_state = -1;
+  kite_ev_preempt_check_t q = {.provider = "digitalocean", .pool = 7, .node = 100,
+                               .instance_id = c->in[0].id};
+  assert_int_equal(kite_request_preempt_check(kite_runtime_bus(c->rt), &q, 0, on_preempt, c,
+                                              NULL), 0);
+}
+
+static void test_dead_droplet_is_preempted(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "dies", NULL, TOKEN);
+  c.n = 1;
+  c.after_launch = preempt_after_launch;
+  launch(&c, 0, NULL);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.preempt_state, KITE_PREEMPT_GONE);
+  assert_int_equal(c.describe_status, 0);
+  assert_string_equal(c.describe_state, "terminated");
+  /* Terminating a droplet that is already gone is confirmed at once. */
+  assert_true(c.in[0].terminated);
+  ctx_done(&c);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_launch_list_terminate),
+      cmocka_unit_test(test_bad_token_is_credentials),
+      cmocka_unit_test(test_missing_token_says_where_kite_looked),
+      cmocka_unit_test(test_doctl_config_token),
+      cmocka_unit_test(test_capacity_error_leaks_nothing),
+      cmocka_unit_test(test_droplet_limit_is_capacity),
+      cmocka_unit_test(test_spot_refused),
+      cmocka_unit_test(test_api_faults_no_duplicates),
+      cmocka_unit_test(test_random_faults_20_percent),
+      cmocka_unit_test(test_dead_droplet_is_preempted),
+  };
+  if (getenv("KITE_TEST_FILTER"))
+    cmocka_set_test_filter(getenv("KITE_TEST_FILTER"));
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
