@@ -609,6 +609,153 @@ static void test_dead_droplet_is_preempted(void **state) {
   ctx_done(&c);
 }
 
+/* ---- pools on DigitalOcean ------------------------------------------------------------------ */
+
+typedef struct pctx {
+  ctx_t *c;
+  kite_pool_t *pool;
+  char name[48];
+  int open_status, close_status, task_status;
+  char open_msg[2048];
+  bool closed;
+  unsigned failed, replaced;
+  char out[4][128];
+  bool kill_rank1;
+} pctx_t;
+
+static void pool_closed(kite_pool_t *pool, int status, void *data) {
+  pctx_t *p = data;
+  (void)pool;
+  p->closed = true;
+  p->close_status = status;
+  p->c->droplets_before_confirm = sim_count(&p->c->sim, "droplets");
+}
+
+static void pool_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int stream,
+                        const void *buf, size_t len, void *data) {
+  pctx_t *p = data;
+  (void)pool;
+  (void)attempt;
+  if (stream == 1 && rank < 4)
+    snprintf(p->out[rank] + strlen(p->out[rank]), sizeof(p->out[rank]) - strlen(p->out[rank]),
+             "%.*s", (int)len, (const char *)buf);
+}
+
+static void pool_task_done(kite_pool_t *pool, int status, const kite_task_result_t *r,
+                           void *data) {
+  pctx_t *p = data;
+  p->task_status = status;
+  p->failed = status == 0 ? r->failed : 99;
+  kite_pool_close(pool, pool_closed, p);
+}
+
+static void pool_broadcast(pctx_t *p) {
+  kite_cmd_t cmd = {.shell = "echo \"rank=$KITE_NODE_RANK of $KITE_NUM_NODES $(cat boot.txt)\""};
+  for (int i = 0; i < 4; i++)
+    p->out[i][0] = '\0';
+  assert_int_equal(kite_pool_broadcast(p->pool, &cmd, NULL, pool_output, pool_task_done, p,
+                                       NULL), 0);
+}
+
+static void pool_replaced(kite_bus_t *bus, const kite_event_t *ev,
+                          const kite_ev_node_replaced_t *r, void *data) {
+  pctx_t *p = data;
+  (void)bus;
+  (void)ev;
+  assert_string_not_equal(r->old_instance, r->new_instance);
+  if (p->replaced++ == 0)
+    pool_broadcast(p);
+}
+
+static void pool_opened(kite_pool_t *pool, int status, const char *msg, void *data) {
+  pctx_t *p = data;
+  p->open_status = status;
+  snprintf(p->open_msg, sizeof(p->open_msg), "%s", msg ? msg : "");
+  if (status != 0) {
+    kite_pool_close(pool, pool_closed, p);
+    return;
+  }
+  if (p->kill_rank1) {
+    /* Rank 1's droplet dies as a reclaimed machine does: the monitors find out, the node is
+     * replaced by a new droplet, and the broadcast runs once that is READY. */
+    char path[128];
+    snprintf(path, sizeof(path), "/_sim/droplets/%s/kill", kite_pool_instance_id(pool, 1));
+    json_decref(sim_call(&p->c->sim, "POST", path, NULL));
+    return;
+  }
+  pool_broadcast(p);
+}
+
+static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
+  memset(p, 0, sizeof(*p));
+  p->c = c;
+  p->kill_rank1 = kill_rank1;
+  /* The pool's tag is "kite-pool-" + its name: the same tag the ctx counts processes by. */
+  snprintf(p->name, sizeof(p->name), "%s", c->tag + strlen("kite-pool-"));
+  assert_int_equal(kite_transport_new(c->rt, NULL, NULL), 0);
+  assert_int_equal(kite_bootstrap_runner_new(c->rt, NULL), 0);
+  kite_bootstrap_t *b = NULL;
+  assert_int_equal(kite_bootstrap_new(&b), 0);
+  assert_int_equal(kite_bootstrap_file(b, "boot.txt", "booted", 6, 0600), 0);
+  kite_pool_spec_t s = {.name = p->name, .provider = "digitalocean", .nodes = nodes,
+                        .region = "nyc3", .instance_type = "s-1vcpu-1gb",
+                        .image = "ubuntu-24-04-x64", .provider_options = c->options,
+                        .bootstrap = b, .replace = true, .replace_per_minute = 100};
+  /* DigitalOcean's API does not report host keys, and the emulator reuses loopback addresses
+   * of deleted droplets: a replacement may answer on an address known with another key. */
+  s.hostkey_mode = kill_rank1 ? KITE_HOSTKEY_OFF : KITE_HOSTKEY_ACCEPT_NEW;
+  s.monitors.health_interval_ms = 300;
+  s.monitors.health_timeout_ms = 1000;
+  s.monitors.health_failures = 2;
+  s.monitors.preempt_interval_ms = 300;
+  kite_on_node_replaced(kite_runtime_bus(c->rt), KITE_KEY_ANY, pool_replaced, p, NULL);
+  assert_int_equal(kite_pool_open(c->rt, &s, pool_opened, p, &p->pool), 0);
+  kite_bootstrap_free(b);
+  kite_runtime_run(c->rt);
+}
+
+static void test_pool_on_digitalocean(void **state) {
+  (void)state;
+  ctx_t c;
+  pctx_t p;
+  current = &c;
+  ctx_init(&c, "pool", NULL, TOKEN);
+  pool_run(&c, &p, 3, false);
+  assert_int_equal(p.open_status, 0);
+  assert_int_equal(p.task_status, 0);
+  assert_int_equal(p.failed, 0);
+  for (unsigned r = 0; r < 3; r++) {
+    char want[64];
+    snprintf(want, sizeof(want), "rank=%u of 3 booted\n", r);
+    assert_string_equal(p.out[r], want);
+  }
+  assert_true(p.closed);
+  assert_int_equal(p.close_status, 0);
+  /* The pool closed only when the API said every droplet was gone. */
+  assert_int_equal(c.droplets_before_confirm, 0);
+  assert_int_equal(sim_count(&c.sim, "created"), 3);
+  ctx_done(&c);
+}
+
+static void test_pool_replaces_dead_droplet(void **state) {
+  (void)state;
+  ctx_t c;
+  pctx_t p;
+  current = &c;
+  ctx_init(&c, "repl", NULL, TOKEN);
+  pool_run(&c, &p, 2, true);
+  assert_int_equal(p.open_status, 0);
+  assert_true(p.replaced >= 1);
+  assert_int_equal(p.task_status, 0);
+  assert_int_equal(p.failed, 0);
+  assert_string_equal(p.out[1], "rank=1 of 2 booted\n");
+  assert_true(p.closed);
+  assert_int_equal(p.close_status, 0);
+  assert_int_equal(c.droplets_before_confirm, 0);
+  assert_int_equal(sim_count(&c.sim, "created"), 3);
+  ctx_done(&c);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -622,6 +769,8 @@ int main(void) {
       cmocka_unit_test(test_api_faults_no_duplicates),
       cmocka_unit_test(test_random_faults_20_percent),
       cmocka_unit_test(test_dead_droplet_is_preempted),
+      cmocka_unit_test(test_pool_on_digitalocean),
+      cmocka_unit_test(test_pool_replaces_dead_droplet),
   };
   if (getenv("KITE_TEST_FILTER"))
     cmocka_set_test_filter(getenv("KITE_TEST_FILTER"));
