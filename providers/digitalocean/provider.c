@@ -45,6 +45,8 @@
 #define DEFAULT_IMAGE "ubuntu-24-04-x64"
 #define POLL_MAX_MS 10000
 #define CREATE_TRIES 6
+#define RECOVER_TRIES 20
+#define MAX_PAGES 100
 #define TOKEN_HELP                                                                             \
   "set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN) to an API token with read and write " \
   "scope from https://cloud.digitalocean.com/account/api/tokens, or put \"token\" in the "     \
@@ -82,7 +84,7 @@ typedef struct op {
   launch_step_t step;
   char *droplet_name;
   char *droplet_id;
-  unsigned create_tries;
+  unsigned create_tries, recover_tries, pages;
   uint64_t poll_ms, deadline_ms;
   unsigned polls;
   int fail_code;
@@ -404,6 +406,12 @@ static char *droplet_id_str(json_t *d) {
   if (!json_is_integer(id) || json_integer_value(id) <= 0)
     return NULL;
   return kite__sprintf("%lld", (long long)json_integer_value(id));
+}
+
+/* A pagination link we may follow with the token: on the API's own origin, nowhere else. */
+static bool next_link_ok(const cfg_t *c, const char *url) {
+  size_t n = strlen(c->api);
+  return url && strncmp(url, c->api, n) == 0 && url[n] == '/' && kite_http_url_allowed(url);
 }
 
 /* ---- operations ------------------------------------------------------------------------------- */
@@ -766,6 +774,14 @@ static void on_recover(kite_http_t *h, int status, const kite_http_response_t *r
   json_t *list = json_object_get(j, "droplets");
   if (status != 0 || !json_is_array(list)) {
     json_decref(j);
+    if (++op->recover_tries >= RECOVER_TRIES) {
+      op_fail(op, op->fail_code ? op->fail_code : KITE_EPROTO,
+              kite__sprintf("digitalocean: creating %s: the API answered ambiguously and the "
+                            "droplet list could not be read %d times; the droplet may exist: "
+                            "`kite down` deletes everything tagged %s",
+                            op->droplet_name, RECOVER_TRIES, op->tag));
+      return;
+    }
     /* Cannot tell yet: ask again a little later (the client already retried). */
     retry_later(op, op->dp->opts.poll_ms ? op->dp->opts.poll_ms : 2000);
     return;
@@ -789,7 +805,7 @@ static void on_recover(kite_http_t *h, int status, const kite_http_response_t *r
   }
   const char *next = json_string_value(
       json_object_get(json_object_get(json_object_get(j, "links"), "pages"), "next"));
-  if (next && kite_http_url_allowed(next)) {
+  if (next_link_ok(&op->cfg, next) && ++op->pages < MAX_PAGES) {
     char *n = kite__strdup(next);
     json_decref(j);
     launch_recover(op, n);
@@ -797,6 +813,7 @@ static void on_recover(kite_http_t *h, int status, const kite_http_response_t *r
     return;
   }
   json_decref(j);
+  op->pages = 0;
   op->step = L_CREATE;
   launch_create(op);
 }
@@ -1212,7 +1229,7 @@ static void on_listed(kite_http_t *h, int status, const kite_http_response_t *r,
   }
   const char *next = json_string_value(
       json_object_get(json_object_get(json_object_get(j, "links"), "pages"), "next"));
-  if (next && kite_http_url_allowed(next) && json_array_size(op->ids) < 100000) {
+  if (next_link_ok(&op->cfg, next) && ++op->pages < MAX_PAGES) {
     char *n = kite__strdup(next);
     json_decref(j);
     list_page(op, n);

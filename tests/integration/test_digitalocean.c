@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -756,6 +757,251 @@ static void test_pool_replaces_dead_droplet(void **state) {
   ctx_done(&c);
 }
 
+/* ---- hostile API answers -------------------------------------------------------------------- */
+
+/* A server (a child process, blocking) that answers every request with the next of these. */
+static const struct {
+  int status;
+  const char *body;
+} hostile[] = {
+    {200, "{}"}, /* the key lookup: "present" */
+    {202, "{\"droplet\": {\"id\": \"3164444\"}}"},
+    {200, "{\"droplets\": {\"a\": 1}}"},
+    {200, "{\"droplets\": [null, 1, \"x\", {\"name\": 5, \"id\": -1}, {\"name\": []}]}"},
+    {202, "{\"droplet\": {\"id\": 1e400}}"},
+    {200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["},
+    {202, "{\"droplet\": null, \"links\": 7}"},
+    {200, "{\"droplets\": [], \"links\": {\"pages\": {\"next\": \"https://evil.example/v2/x\"}}}"},
+    {422, "{\"id\": 5, \"message\": [\"\\u0000\", {}]}"},
+    {500, "\xff\xfe\xfd not json at all \x01\x02"},
+    {200, "{\"droplet\": {\"id\": 9, \"status\": \"active\", \"networks\": {\"v4\": [{\"type\": "
+          "\"public\", \"ip_address\": 7}, \"x\", null]}, \"size\": \"big\"}}"},
+    {200, "{\"droplet\": {\"id\": 9, \"status\": 1, \"networks\": []}}"},
+    {204, ""},
+    {200, "{\"droplets\": [{\"id\": 18446744073709551615, \"name\": \"\"}], \"meta\": null}"},
+    {429, "{\"message\": \"slow down\"}"},
+    {200, "\"just a string\""},
+    {200, "{\"droplet\": {\"id\": 0}}"},
+};
+
+static void hostile_serve(int lfd) {
+  for (unsigned k = 0;; k++) {
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0)
+      _exit(0);
+    char buf[65536];
+    size_t len = 0;
+    for (;;) {
+      ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+      if (r <= 0)
+        break;
+      len += (size_t)r;
+      buf[len] = '\0';
+      char *end = strstr(buf, "\r\n\r\n");
+      if (end) {
+        char *cl = strcasestr(buf, "content-length:");
+        size_t body = cl ? (size_t)atol(cl + 15) : 0;
+        if (len >= (size_t)(end - buf) + 4 + body)
+          break;
+      }
+    }
+    unsigned i = k % (sizeof(hostile) / sizeof(hostile[0]));
+    char out[70000];
+    int n = snprintf(out, sizeof(out),
+                     "HTTP/1.1 %d X\r\nConnection: close\r\nRetry-After: 0\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     hostile[i].status, strlen(hostile[i].body), hostile[i].body);
+    if (write(fd, out, (size_t)n) < 0)
+      _exit(1);
+    close(fd);
+  }
+}
+
+static void on_hostile_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  unsigned *replies = data;
+  (void)bus;
+  (void)ev;
+  (void)status;
+  (*replies)++;
+}
+
+static void test_hostile_bodies_do_not_crash(void **state) {
+  (void)state;
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(lfd, 64), 0);
+  socklen_t al = sizeof(a);
+  getsockname(lfd, (struct sockaddr *)&a, &al);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    hostile_serve(lfd);
+  }
+  close(lfd);
+  char home[64];
+  snprintf(home, sizeof(home), "/tmp/kite-test-do-XXXXXX");
+  assert_non_null(mkdtemp(home));
+  kite_runtime_t *rt = NULL;
+  kite_runtime_options_t o = {.home = home, .log_level = KITE_LOG_OFF};
+  assert_int_equal(kite_runtime_new(&rt, &o), 0);
+  kite_do_provider_options_t po = {.poll_ms = 20, .backoff_base_ms = 5, .max_retries = 1,
+                                   .active_timeout_ms = 1500, .delete_timeout_ms = 1500};
+  assert_int_equal(kite_do_provider_new(rt, &po, NULL), 0);
+  char options[256];
+  snprintf(options, sizeof(options), "{\"api_url\":\"http://127.0.0.1:%d\",\"token\":\"%s\"}",
+           ntohs(a.sin_port), TOKEN);
+  kite_bus_t *bus = kite_runtime_bus(rt);
+  unsigned replies = 0, asked = 0;
+  for (unsigned i = 0; i < 3; i++, asked++) {
+    kite_ev_instance_launch_t l = {.provider = "digitalocean", .pool = 1, .node = i, .rank = i,
+                                   .tag = "kite-pool-hostile", .options = options};
+    assert_int_equal(kite_request_instance_launch(bus, &l, 0, on_hostile_reply, &replies, NULL),
+                     0);
+  }
+  /* Requests without options find the endpoint through the tag and the environment. */
+  setenv("KITE_DO_API_URL", options + strlen("{\"api_url\":\""), 1);
+  char *q = strchr(getenv("KITE_DO_API_URL"), '"');
+  char url[64];
+  snprintf(url, sizeof(url), "%.*s", (int)(q - getenv("KITE_DO_API_URL")),
+           getenv("KITE_DO_API_URL"));
+  setenv("KITE_DO_API_URL", url, 1);
+  setenv("DIGITALOCEAN_TOKEN", TOKEN, 1);
+  kite_ev_instance_list_t li = {.provider = "digitalocean", .tag = "kite-pool-hostile"};
+  assert_int_equal(kite_request_instance_list(bus, &li, 0, on_hostile_reply, &replies, NULL), 0);
+  asked++;
+  kite_ev_instance_describe_t d = {.provider = "digitalocean", .node = 1, .instance_id = "9"};
+  assert_int_equal(kite_request_instance_describe(bus, &d, 0, on_hostile_reply, &replies, NULL),
+                   0);
+  asked++;
+  kite_ev_preempt_check_t pc = {.provider = "digitalocean", .node = 1, .instance_id = "9"};
+  assert_int_equal(kite_request_preempt_check(bus, &pc, 0, on_hostile_reply, &replies, NULL), 0);
+  asked++;
+  kite_ev_instance_terminate_t t = {.provider = "digitalocean", .instance_id = "9"};
+  assert_int_equal(kite_request_instance_terminate(bus, &t, 0, on_hostile_reply, &replies, NULL),
+                   0);
+  asked++;
+  kite_runtime_run(rt);
+  unsetenv("KITE_DO_API_URL");
+  unsetenv("DIGITALOCEAN_TOKEN");
+  /* Every request was answered (whatever the answer), nothing crashed or leaked. */
+  assert_int_equal(replies, asked);
+  assert_int_equal(kite_runtime_shutdown(rt, on_shutdown, NULL), 0);
+  kite_runtime_run(rt);
+  assert_int_equal(kite_runtime_free(rt), 0);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", home);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* ---- the lifecycle through Stoplight Prism -------------------------------------------------- */
+
+/* Prism (npm @stoplight/prism-cli) in proxy mode with --errors between kite and the emulator:
+ * any request kite sends or answer the emulator gives that breaks DigitalOcean's OpenAPI
+ * description becomes an error, and the lifecycle fails. Skipped when Prism is not installed
+ * ($KITE_PRISM, /opt/kite-prism/node_modules/.bin/prism, or prism on the PATH). */
+static const char *find_prism(void) {
+  static char path[512];
+  const char *e = getenv("KITE_PRISM");
+  if (e && access(e, X_OK) == 0)
+    return e;
+  if (access("/opt/kite-prism/node_modules/.bin/prism", X_OK) == 0)
+    return "/opt/kite-prism/node_modules/.bin/prism";
+  FILE *p = popen("command -v prism 2>/dev/null", "r");
+  if (p == NULL)
+    return NULL;
+  size_t n = fread(path, 1, sizeof(path) - 1, p);
+  pclose(p);
+  path[n] = '\0';
+  path[strcspn(path, "\n")] = '\0';
+  return path[0] ? path : NULL;
+}
+
+static void test_lifecycle_through_prism(void **state) {
+  (void)state;
+  const char *prism = find_prism();
+  char spec[512];
+  snprintf(spec, sizeof(spec), "%s/../shared/specs/digitalocean-v2.yaml",
+           getenv("KITE_SOURCE_DIR") ? getenv("KITE_SOURCE_DIR") : ".");
+  if (prism == NULL || access(spec, R_OK) != 0) {
+    print_message("skipped: Prism or the DigitalOcean spec is not installed\n");
+    skip();
+  }
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "prism", NULL, TOKEN);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  bind(fd, (struct sockaddr *)&a, sizeof(a));
+  socklen_t al = sizeof(a);
+  getsockname(fd, (struct sockaddr *)&a, &al);
+  close(fd);
+  int pport = ntohs(a.sin_port);
+  char port_s[16], log_path[128];
+  snprintf(port_s, sizeof(port_s), "%d", pport);
+  snprintf(log_path, sizeof(log_path), "%s/prism.log", c.home);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    int lf = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(lf, 1);
+    dup2(lf, 2);
+    execl(prism, prism, "proxy", spec, c.sim.url, "--errors", "-p", port_s, "-h", "127.0.0.1",
+          (char *)NULL);
+    _exit(127);
+  }
+  /* Prism parses a 3 MB description first: wait (test code) until it listens. */
+  bool up = false;
+  for (int i = 0; i < 600 && !up; i++) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pport),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    up = connect(s, (struct sockaddr *)&b, sizeof(b)) == 0;
+    close(s);
+    if (!up)
+      usleep(100000);
+  }
+  assert_true(up);
+  snprintf(c.options, sizeof(c.options),
+           "{\"api_url\":\"http://127.0.0.1:%d\",\"token\":\"%s\",\"ssh_user\":\"%s\","
+           "\"ssh_port\":2222}",
+           pport, TOKEN, kite_local_login_user());
+  c.n = 2;
+  c.after_launch = lifecycle_after_launch;
+  c.after_terminate = lifecycle_after_terminate;
+  launch(&c, 0, "#cloud-config\n");
+  launch(&c, 1, NULL);
+  kite_runtime_run(c.rt);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  char *plog = NULL;
+  FILE *fp = fopen(log_path, "r");
+  if (fp) {
+    plog = calloc(1, 1 << 20);
+    size_t n = fread(plog, 1, (1 << 20) - 1, fp);
+    plog[n] = '\0';
+    fclose(fp);
+  }
+  if (c.in[0].status || c.in[1].status || c.list_status)
+    print_error("launch: %s | %s\nprism:\n%s\n", c.in[0].msg, c.in[1].msg,
+                plog ? plog : "(no log)");
+  assert_int_equal(c.in[0].status, 0);
+  assert_int_equal(c.in[1].status, 0);
+  assert_int_equal(c.list_status, 0);
+  assert_int_equal(c.list_count, 2);
+  assert_true(c.in[0].terminated && c.in[1].terminated);
+  assert_int_equal(c.droplets_before_confirm, 0);
+  assert_non_null(plog);
+  assert_null(strstr(plog, "Violation"));
+  assert_null(strstr(plog, "violation"));
+  free(plog);
+  ctx_done(&c);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -771,6 +1017,8 @@ int main(void) {
       cmocka_unit_test(test_dead_droplet_is_preempted),
       cmocka_unit_test(test_pool_on_digitalocean),
       cmocka_unit_test(test_pool_replaces_dead_droplet),
+      cmocka_unit_test(test_hostile_bodies_do_not_crash),
+      cmocka_unit_test(test_lifecycle_through_prism),
   };
   if (getenv("KITE_TEST_FILTER"))
     cmocka_set_test_filter(getenv("KITE_TEST_FILTER"));
