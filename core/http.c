@@ -139,8 +139,7 @@ static const char *headers_get(const headers_t *hs, const char *name) {
 static bool host_is_loopback(const char *host) {
   if (host == NULL)
     return false;
-  if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
-      strcmp(host, "[::1]") == 0)
+  if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0)
     return true;
   /* 127.0.0.0/8 in dotted-quad form only: no names that merely start with "127.". */
   unsigned a, b, c, d;
@@ -394,8 +393,10 @@ static void on_complete(uv_timer_t *t) {
   kite_http_req_t *r = kite_container_of(t, kite_http_req_t, timer);
   kite_http_t *h = r->h;
   req_unlink(r);
-  kite_http_response_t resp = {.status = r->status, .body = r->buf ? r->buf : "",
-                               .body_len = r->len, .attempts = r->attempts,
+  kite_http_response_t resp = {.status = r->status,
+                               .body = r->buf ? r->buf : "",
+                               .body_len = r->len,
+                               .attempts = r->attempts,
                                .message = r->message ? r->message : "",
                                .headers_ = &r->resp_hdrs};
   r->cb(h, r->result, &resp, r->data);
@@ -513,7 +514,9 @@ static int map_curl_error(CURLcode cc, bool *sent, bool too_big) {
   }
 }
 
-static bool status_retryable(long s) { return s == 500 || s == 502 || s == 503 || s == 504; }
+static bool status_retryable(long s) {
+  return s == 500 || s == 502 || s == 503 || s == 504;
+}
 
 static void attempt_done(kite_http_req_t *r, CURLcode cc) {
   kite_http_t *h = r->h;
@@ -535,9 +538,8 @@ static void attempt_done(kite_http_req_t *r, CURLcode cc) {
       return;
     }
     char *sm = server_message(r->buf, r->len);
-    char *msg = kite__sprintf("%s %s: HTTP %ld%s%s%s", r->method, r->url, r->status,
-                              sm ? ": " : "", sm ? sm : "",
-                              r->attempts > 1 ? " (after retries)" : "");
+    char *msg = kite__sprintf("%s %s: HTTP %ld%s%s%s", r->method, r->url, r->status, sm ? ": " : "",
+                              sm ? sm : "", r->attempts > 1 ? " (after retries)" : "");
     free(sm);
     finish(r, KITE_EHTTP, msg);
     return;
@@ -547,8 +549,8 @@ static void attempt_done(kite_http_req_t *r, CURLcode cc) {
   const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc);
   KITE_DEBUG(h->rt, h->log_name, "%s %s failed: %s (%llu ms, attempt %u)", r->method, r->url,
              detail, (unsigned long long)ms, r->attempts);
-  bool transient = err == KITE_ECONNREFUSED || err == KITE_EHOSTUNREACH ||
-                   err == KITE_ETIMEDOUT || err == KITE_ECONNLOST;
+  bool transient = err == KITE_ECONNREFUSED || err == KITE_EHOSTUNREACH || err == KITE_ETIMEDOUT ||
+                   err == KITE_ECONNLOST;
   if (can_retry && transient && (!sent || r->idempotent)) {
     r->status = 0;
     schedule_retry(r, detail);
@@ -624,12 +626,11 @@ int kite_http_new(kite_runtime_t *rt, const kite_http_options_t *opts, kite_http
   h->timeout_ms = o.timeout_ms ? o.timeout_ms : DEFAULT_TIMEOUT_MS;
   h->backoff_base_ms = o.backoff_base_ms ? o.backoff_base_ms : DEFAULT_BACKOFF_BASE_MS;
   h->backoff_max_ms = o.backoff_max_ms ? o.backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
-  h->retry_after_max_ms = o.retry_after_max_ms ? o.retry_after_max_ms
-                                               : DEFAULT_RETRY_AFTER_MAX_MS;
+  h->retry_after_max_ms = o.retry_after_max_ms ? o.retry_after_max_ms : DEFAULT_RETRY_AFTER_MAX_MS;
   h->max_body = o.max_body ? o.max_body : DEFAULT_MAX_BODY;
   h->ca_file = kite__strdup(o.ca_file);
-  h->user_agent = o.user_agent ? kite__strdup(o.user_agent) : kite__sprintf("kite/%s",
-                                                                             KITE_VERSION_STRING);
+  h->user_agent =
+      o.user_agent ? kite__strdup(o.user_agent) : kite__sprintf("kite/%s", KITE_VERSION_STRING);
   h->log_name = kite__strdup(o.log_name ? o.log_name : "http");
   h->rng = kite__wall_ms() ^ (uint64_t)(uintptr_t)h ^ 0x9e3779b97f4a7c15ull;
   h->multi = curl_multi_init();
@@ -681,8 +682,8 @@ static int req_setup(kite_http_req_t *r, const kite_http_request_t *q) {
     r->hdrs = l;
   }
   if (q->body) {
-    char *ct = kite__sprintf("Content-Type: %s",
-                             q->content_type ? q->content_type : "application/json");
+    char *ct =
+        kite__sprintf("Content-Type: %s", q->content_type ? q->content_type : "application/json");
     struct curl_slist *l = ct ? curl_slist_append(r->hdrs, ct) : NULL;
     free(ct);
     if (l == NULL)
@@ -736,8 +737,10 @@ int kite_http_request(kite_http_t *h, const kite_http_request_t *q, kite_http_cb
   if (h->closing)
     return KITE_ECLOSED;
   if (!kite_http_url_allowed(q->url)) {
-    KITE_WARN(h->rt, h->log_name, "refusing %s: only https:// URLs, or http:// to a loopback "
-              "address, are allowed", q->url);
+    KITE_WARN(h->rt, h->log_name,
+              "refusing %s: only https:// URLs, or http:// to a loopback "
+              "address, are allowed",
+              q->url);
     return KITE_EINVAL;
   }
   kite_http_req_t *r = calloc(1, sizeof(*r));
@@ -749,8 +752,7 @@ int kite_http_request(kite_http_t *h, const kite_http_request_t *q, kite_http_cb
   r->method = kite__strdup(q->method ? q->method : q->body ? "POST" : "GET");
   r->url = kite__strdup(q->url);
   r->easy = curl_easy_init();
-  r->max_retries = q->no_retry ? 0 : q->max_retries > 0 ? (unsigned)q->max_retries
-                                                         : h->max_retries;
+  r->max_retries = q->no_retry ? 0 : q->max_retries > 0 ? (unsigned)q->max_retries : h->max_retries;
   int rc = r->method && r->url && r->easy ? 0 : KITE_ENOMEM;
   if (rc == 0)
     r->idempotent = q->idempotent || method_idempotent(r->method);
@@ -784,8 +786,7 @@ int kite_http_cancel(kite_http_req_t *r) {
     return KITE_EINVAL;
   if (r->state == RQ_COMPLETING)
     return KITE_ESTATE;
-  finish(r, KITE_ECANCELED,
-         kite__sprintf("%s %s: canceled", r->method, r->url));
+  finish(r, KITE_ECANCELED, kite__sprintf("%s %s: canceled", r->method, r->url));
   return 0;
 }
 
@@ -793,7 +794,9 @@ const char *kite_http_response_header(const kite_http_response_t *resp, const ch
   return resp && name ? headers_get(resp->headers_, name) : NULL;
 }
 
-unsigned kite_http_pending(const kite_http_t *h) { return h->pending; }
+unsigned kite_http_pending(const kite_http_t *h) {
+  return h->pending;
+}
 
 static void on_timer_closed(uv_handle_t *handle) {
   kite_http_t *h = kite_container_of((uv_timer_t *)handle, kite_http_t, timer);
@@ -834,7 +837,7 @@ void kite_http_close(kite_http_t *h, void (*cb)(kite_http_t *h, void *data), voi
   h->close_data = data;
   for (kite_http_req_t *r = h->reqs; r; r = r->next)
     if (r->state != RQ_COMPLETING)
-      finish(r, KITE_ECANCELED, kite__sprintf("%s %s: canceled (client closed)", r->method,
-                                              r->url));
+      finish(r, KITE_ECANCELED,
+             kite__sprintf("%s %s: canceled (client closed)", r->method, r->url));
   maybe_teardown(h);
 }

@@ -84,8 +84,8 @@ typedef struct kite_http_request {
 
 /* A response (the final attempt's). Valid only during the callback. */
 typedef struct kite_http_response {
-  long status;       /* HTTP status, or 0 when no response arrived */
-  const char *body;  /* NUL-terminated (binary bodies may hold NULs; use body_len) */
+  long status;      /* HTTP status, or 0 when no response arrived */
+  const char *body; /* NUL-terminated (binary bodies may hold NULs; use body_len) */
   size_t body_len;
   unsigned attempts; /* how many were made, >= 1 */
   /* When the callback's status is not 0: one line saying what failed, for a human — the
@@ -99,8 +99,8 @@ typedef struct kite_http_response {
 /* status: 0 for a 2xx response; KITE_EHTTP for any other HTTP status (resp->status says
  * which); KITE_ETIMEDOUT, KITE_ECONNREFUSED, KITE_EHOSTUNREACH, KITE_ECONNLOST when no
  * complete response arrived; TLS failures (untrusted certificate, wrong name) are KITE_EPROTO
- * with the reason in resp->message; KITE_E2BIG for an oversized body; KITE_ECANCELED on cancel or close. resp is
- * never NULL. */
+ * with the reason in resp->message; KITE_E2BIG for an oversized body; KITE_ECANCELED on cancel or
+ * close. resp is never NULL. */
 typedef void (*kite_http_cb)(kite_http_t *http, int status, const kite_http_response_t *resp,
                              void *data);
 

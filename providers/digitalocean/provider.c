@@ -47,23 +47,23 @@
 #define CREATE_TRIES 6
 #define RECOVER_TRIES 20
 #define MAX_PAGES 100
-#define TOKEN_HELP                                                                             \
-  "set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN) to an API token with read and write " \
-  "scope from https://cloud.digitalocean.com/account/api/tokens, or put \"token\" in the "     \
+#define TOKEN_HELP                                                                                 \
+  "set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN) to an API token with read and write "     \
+  "scope from https://cloud.digitalocean.com/account/api/tokens, or put \"token\" in the "         \
   "provider options"
 
 typedef enum op_kind { OP_LAUNCH, OP_TERMINATE, OP_DESCRIBE, OP_LIST, OP_PREEMPT } op_kind_t;
 
 typedef enum launch_step {
-  L_KEY_WAIT,  /* waiting for the account key */
-  L_CREATE,    /* POST /v2/droplets in flight */
-  L_RECOVER,   /* looking for our droplet after an ambiguous create */
-  L_POLL,      /* waiting for active */
-  L_UNDO,      /* deleting the droplet of a failed launch */
+  L_KEY_WAIT, /* waiting for the account key */
+  L_CREATE,   /* POST /v2/droplets in flight */
+  L_RECOVER,  /* looking for our droplet after an ambiguous create */
+  L_POLL,     /* waiting for active */
+  L_UNDO,     /* deleting the droplet of a failed launch */
 } launch_step_t;
 
 typedef struct cfg {
-  char *api;   /* base URL without a trailing slash */
+  char *api; /* base URL without a trailing slash */
   char *token;
   char *user;
   unsigned port;
@@ -141,7 +141,8 @@ static void op_step_launch(op_t *op);
 static void op_poll(op_t *op);
 static void op_terminate_poll(op_t *op);
 
-/* ---- small helpers ---------------------------------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------------------------------
+ */
 
 static char *doctl_token(char **where) {
   const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
@@ -184,8 +185,8 @@ static int cfg_resolve(kite_do_provider_t *dp, const char *options, cfg_t *c, ch
   json_t *o = options && *options ? json_loads(options, 0, &jerr) : NULL;
   if (options && *options && !json_is_object(o)) {
     json_decref(o);
-    *msg = kite__sprintf("digitalocean: the provider options are not a JSON object (%s)",
-                         jerr.text);
+    *msg =
+        kite__sprintf("digitalocean: the provider options are not a JSON object (%s)", jerr.text);
     return KITE_EINVAL;
   }
   const char *tok = json_string_value(json_object_get(o, "token"));
@@ -230,7 +231,8 @@ static int cfg_resolve(kite_do_provider_t *dp, const char *options, cfg_t *c, ch
     else if (!kite_http_url_allowed(c->api)) {
       *msg = kite__sprintf("digitalocean: the API URL %s is not allowed: use https://, or "
                            "http:// only to a loopback address (an emulator); set api_url in "
-                           "the provider options or KITE_DO_API_URL", c->api);
+                           "the provider options or KITE_DO_API_URL",
+                           c->api);
       rc = KITE_EINVAL;
     }
   }
@@ -340,12 +342,13 @@ static int map_failure(int status, const kite_http_response_t *r, const char *wh
     int code = KITE_EPROVIDER;
     if (r->status == 401) {
       code = KITE_ECREDENTIALS;
-      *msg = kite__sprintf("digitalocean: %s: the API token was rejected (HTTP 401: %s): %s",
-                           what, sm, TOKEN_HELP);
+      *msg = kite__sprintf("digitalocean: %s: the API token was rejected (HTTP 401: %s): %s", what,
+                           sm, TOKEN_HELP);
     } else if (r->status == 403) {
       code = KITE_ECREDENTIALS;
       *msg = kite__sprintf("digitalocean: %s: the API token may not do this (HTTP 403: %s): "
-                           "give it write scope (droplet, ssh_key, tag)", what, sm);
+                           "give it write scope (droplet, ssh_key, tag)",
+                           what, sm);
     } else if (r->status == 422 && (strstr(sm, "limit") || strstr(sm, "not available") ||
                                     strstr(sm, "unavailable") || strstr(sm, "capacity"))) {
       code = KITE_ECAPACITY;
@@ -360,7 +363,8 @@ static int map_failure(int status, const kite_http_response_t *r, const char *wh
                            what, sm);
     } else if (r->status == 422 || r->status == 400) {
       *msg = kite__sprintf("digitalocean: %s: the API refused the request (HTTP %ld: %s): check "
-                           "region, size (instance_type) and image", what, r->status, sm);
+                           "region, size (instance_type) and image",
+                           what, r->status, sm);
     } else {
       *msg = kite__sprintf("digitalocean: %s: HTTP %ld: %s", what, r->status,
                            *sm ? sm : "(no message)");
@@ -414,7 +418,8 @@ static bool next_link_ok(const cfg_t *c, const char *url) {
   return url && strncmp(url, c->api, n) == 0 && url[n] == '/' && kite_http_url_allowed(url);
 }
 
-/* ---- operations ------------------------------------------------------------------------------- */
+/* ---- operations -------------------------------------------------------------------------------
+ */
 
 static void maybe_stopped(kite_do_provider_t *dp);
 
@@ -478,8 +483,11 @@ static int op_http(op_t *op, const char *method, const char *path, json_t *body,
                    kite_http_cb cb) {
   char *url = full_url ? kite__strdup(path) : kite__sprintf("%s%s", op->cfg.api, path);
   char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  kite_http_request_t q = {.method = method, .url = url, .bearer_token = op->cfg.token,
-                           .body = text, .body_len = text ? strlen(text) : 0};
+  kite_http_request_t q = {.method = method,
+                           .url = url,
+                           .bearer_token = op->cfg.token,
+                           .body = text,
+                           .body_len = text ? strlen(text) : 0};
   int rc = url && (body == NULL || text) ? kite_http_request(op->dp->http, &q, cb, op, &op->req)
                                          : KITE_ENOMEM;
   free(url);
@@ -487,7 +495,8 @@ static int op_http(op_t *op, const char *method, const char *path, json_t *body,
   return rc;
 }
 
-/* ---- the account key -------------------------------------------------------------------------- */
+/* ---- the account key --------------------------------------------------------------------------
+ */
 
 static keyreg_t *keyreg_for(kite_do_provider_t *dp, const cfg_t *c) {
   for (keyreg_t *k = dp->keys; k; k = k->next)
@@ -558,21 +567,24 @@ static void on_key_got(kite_http_t *h, int status, const kite_http_response_t *r
     char host[256] = "";
     gethostname(host, sizeof(host) - 1);
     char *name = kite__sprintf("kite-%s", host[0] ? host : "key");
-    json_t *body = json_pack("{s:s, s:s}", "name", name ? name : "kite", "public_key",
-                             dp->pubkey);
+    json_t *body = json_pack("{s:s, s:s}", "name", name ? name : "kite", "public_key", dp->pubkey);
     free(name);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     char *url = kite__sprintf("%s/v2/account/keys", kc->cfg.api);
-    kite_http_request_t q = {.method = "POST", .url = url, .bearer_token = kc->cfg.token,
-                             .body = text, .body_len = text ? strlen(text) : 0};
+    kite_http_request_t q = {.method = "POST",
+                             .url = url,
+                             .bearer_token = kc->cfg.token,
+                             .body = text,
+                             .body_len = text ? strlen(text) : 0};
     int rc = text && url ? kite_http_request(h, &q, on_key_created, kc, NULL) : KITE_ENOMEM;
     free(text);
     free(url);
     if (rc == 0)
       return;
-    keyreg_settle(dp, kc->k, rc, kite__sprintf("digitalocean: cannot register kite's SSH key: %s",
-                                              kite_strerror(rc)));
+    keyreg_settle(
+        dp, kc->k, rc,
+        kite__sprintf("digitalocean: cannot register kite's SSH key: %s", kite_strerror(rc)));
   } else {
     char *msg = NULL;
     int code = status == KITE_ECANCELED ? KITE_ECANCELED
@@ -619,12 +631,14 @@ static void key_ensure(op_t *op) {
     if (kc)
       cfg_free(&kc->cfg);
     free(kc);
-    keyreg_settle(dp, k, rc, kite__sprintf("digitalocean: cannot look up kite's SSH key: %s",
-                                           kite_strerror(rc)));
+    keyreg_settle(
+        dp, k, rc,
+        kite__sprintf("digitalocean: cannot look up kite's SSH key: %s", kite_strerror(rc)));
   }
 }
 
-/* ---- launch ----------------------------------------------------------------------------------- */
+/* ---- launch -----------------------------------------------------------------------------------
+ */
 
 static void launch_undo(op_t *op, int code, char *msg);
 
@@ -651,15 +665,15 @@ static void launch_create(op_t *op) {
     return;
   }
   json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:[s], s:[s], s:b}", "name", op->droplet_name,
-                           "region", op->region, "size", op->size, "image", op->image,
-                           "ssh_keys", dp->fingerprint, "tags", op->tag, "monitoring", 0);
+                           "region", op->region, "size", op->size, "image", op->image, "ssh_keys",
+                           dp->fingerprint, "tags", op->tag, "monitoring", 0);
   if (body && op->user_data && *op->user_data)
     json_object_set_new(body, "user_data", json_string(op->user_data));
   int rc = body ? op_http(op, "POST", "/v2/droplets", body, false, on_created) : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
-    op_fail(op, rc, kite__sprintf("digitalocean: cannot send the create request: %s",
-                                  kite_strerror(rc)));
+    op_fail(op, rc,
+            kite__sprintf("digitalocean: cannot send the create request: %s", kite_strerror(rc)));
 }
 
 /* "/v2/droplets?tag_name=TAG&per_page=200" with the tag escaped. */
@@ -680,8 +694,9 @@ static void launch_recover(op_t *op, const char *url) {
                        : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    op_fail(op, rc, kite__sprintf("digitalocean: cannot look for droplet %s: %s",
-                                  op->droplet_name, kite_strerror(rc)));
+    op_fail(op, rc,
+            kite__sprintf("digitalocean: cannot look for droplet %s: %s", op->droplet_name,
+                          kite_strerror(rc)));
 }
 
 static void op_step_launch(op_t *op) {
@@ -721,9 +736,10 @@ static void on_created(kite_http_t *h, int status, const kite_http_response_t *r
   op->req = NULL;
   if (status == KITE_ECANCELED) {
     /* Closing: the droplet may exist; look for it is not possible any more. */
-    op_fail(op, KITE_ECANCELED, kite__sprintf("digitalocean: launch of %s canceled (check the "
-                                              "account for droplets tagged %s)",
-                                              op->droplet_name, op->tag));
+    op_fail(op, KITE_ECANCELED,
+            kite__sprintf("digitalocean: launch of %s canceled (check the "
+                          "account for droplets tagged %s)",
+                          op->droplet_name, op->tag));
     return;
   }
   json_t *j = status == 0 ? body_json(r) : NULL;
@@ -746,17 +762,18 @@ static void on_created(kite_http_t *h, int status, const kite_http_response_t *r
               op->droplet_name, status == 0 ? "unreadable answer" : r->message);
     free(op->fail_msg);
     op->fail_code = status == 0 ? KITE_EPROTO : status;
-    op->fail_msg = status == 0 ? kite__sprintf("digitalocean: creating %s: unreadable answer "
-                                               "from the API", op->droplet_name)
-                               : kite__sprintf("digitalocean: creating %s: %s",
-                                               op->droplet_name, r->message);
+    op->fail_msg =
+        status == 0 ? kite__sprintf("digitalocean: creating %s: unreadable answer "
+                                    "from the API",
+                                    op->droplet_name)
+                    : kite__sprintf("digitalocean: creating %s: %s", op->droplet_name, r->message);
     op->step = L_RECOVER;
     launch_recover(op, NULL);
     return;
   }
   char *msg = NULL;
-  char *what = kite__sprintf("creating droplet %s (region %s, size %s, image %s)",
-                             op->droplet_name, op->region, op->size, op->image);
+  char *what = kite__sprintf("creating droplet %s (region %s, size %s, image %s)", op->droplet_name,
+                             op->region, op->size, op->image);
   int code = map_failure(status, r, what ? what : "creating a droplet", &msg);
   free(what);
   op_fail(op, code, msg);
@@ -839,13 +856,15 @@ static void on_polled(kite_http_t *h, int status, const kite_http_response_t *r,
   (void)h;
   op->req = NULL;
   if (status == KITE_ECANCELED) {
-    op_fail(op, KITE_ECANCELED, kite__sprintf("digitalocean: launch canceled; droplet %s may "
-                                              "still exist", op->droplet_id));
+    op_fail(op, KITE_ECANCELED,
+            kite__sprintf("digitalocean: launch canceled; droplet %s may "
+                          "still exist",
+                          op->droplet_id));
     return;
   }
   if (op->deadline_ms == 0)
-    op->deadline_ms = kite__wall_ms() + (dp->opts.active_timeout_ms ? dp->opts.active_timeout_ms
-                                                                     : 600000);
+    op->deadline_ms =
+        kite__wall_ms() + (dp->opts.active_timeout_ms ? dp->opts.active_timeout_ms : 600000);
   if (status == KITE_EHTTP && r->status == 404) {
     launch_undo(op, KITE_EPROVIDER,
                 kite__sprintf("digitalocean: droplet %s disappeared before it became active",
@@ -864,10 +883,17 @@ static void on_polled(kite_http_t *h, int status, const kite_http_response_t *r,
   const char *ip = droplet_ipv4(d);
   if (st && strcmp(st, "active") == 0 && ip) {
     double price = json_number_value(json_object_get(json_object_get(d, "size"), "price_hourly"));
-    kite_ev_instance_launched_t l = {.pool = op->pool, .node = op->node, .rank = op->rank,
-                                     .provider = NAME, .instance_id = op->droplet_id,
-                                     .address = ip, .port = op->cfg.port, .user = op->cfg.user,
-                                     .host_key = NULL, .price_hourly = price, .tag = op->tag,
+    kite_ev_instance_launched_t l = {.pool = op->pool,
+                                     .node = op->node,
+                                     .rank = op->rank,
+                                     .provider = NAME,
+                                     .instance_id = op->droplet_id,
+                                     .address = ip,
+                                     .port = op->cfg.port,
+                                     .user = op->cfg.user,
+                                     .host_key = NULL,
+                                     .price_hourly = price,
+                                     .tag = op->tag,
                                      .key_path = dp->key_path};
     KITE_INFO(dp->rt, NAME, "droplet %s active at %s", op->droplet_id, ip);
     kite_reply_instance_launched(dp->bus, op->corr, &l);
@@ -886,15 +912,15 @@ static void on_polled(kite_http_t *h, int status, const kite_http_response_t *r,
   if (kite__wall_ms() > op->deadline_ms) {
     launch_undo(op, KITE_ETIMEDOUT,
                 kite__sprintf("digitalocean: droplet %s did not become active in time; deleted "
-                              "it", op->droplet_id));
+                              "it",
+                              op->droplet_id));
     return;
   }
   poll_again(op);
 }
 
 /* A launch that failed after its droplet was created deletes it, then reports. */
-static void on_undo_deleted(kite_http_t *h, int status, const kite_http_response_t *r,
-                            void *data) {
+static void on_undo_deleted(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
   op_t *op = data;
   (void)h;
   op->req = NULL;
@@ -905,7 +931,8 @@ static void on_undo_deleted(kite_http_t *h, int status, const kite_http_response
   }
   if (status == KITE_ECANCELED || op->polls++ > 20) {
     char *m = kite__sprintf("%s; deleting droplet %s failed too: delete it by hand or run "
-                            "`kite down`", op->fail_msg ? op->fail_msg : "", op->droplet_id);
+                            "`kite down`",
+                            op->fail_msg ? op->fail_msg : "", op->droplet_id);
     op_fail(op, op->fail_code, m);
     return;
   }
@@ -948,7 +975,8 @@ static void launch_with_key(op_t *op) {
   if (dp->key_status != 0) {
     op_fail(op, dp->key_status,
             kite__sprintf("digitalocean: kite's SSH key %s could not be created or read (is "
-                          "ssh-keygen installed and the directory writable?)", dp->key_path));
+                          "ssh-keygen installed and the directory writable?)",
+                          dp->key_path));
     return;
   }
   key_ensure(op);
@@ -986,8 +1014,8 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
                             : dp->opt_region        ? dp->opt_region
                                                     : DEFAULT_REGION);
   op->size = kite__strdup(p->instance_type && *p->instance_type ? p->instance_type
-                          : dp->opt_size                         ? dp->opt_size
-                                                                 : DEFAULT_SIZE);
+                          : dp->opt_size                        ? dp->opt_size
+                                                                : DEFAULT_SIZE);
   op->image = kite__strdup(p->image && *p->image ? p->image
                            : dp->opt_image       ? dp->opt_image
                                                  : DEFAULT_IMAGE);
@@ -1008,10 +1036,10 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
   launch_with_key(op);
 }
 
-/* ---- terminate -------------------------------------------------------------------------------- */
+/* ---- terminate --------------------------------------------------------------------------------
+ */
 
-static void on_term_deleted(kite_http_t *h, int status, const kite_http_response_t *r,
-                            void *data);
+static void on_term_deleted(kite_http_t *h, int status, const kite_http_response_t *r, void *data);
 
 static void on_term_timer(uv_timer_t *t) {
   op_t *op = kite_container_of(t, op_t, timer);
@@ -1019,8 +1047,11 @@ static void on_term_timer(uv_timer_t *t) {
 }
 
 static void term_confirmed(op_t *op) {
-  kite_ev_instance_terminated_t t = {.pool = op->pool, .node = op->node, .rank = op->rank,
-                                     .provider = NAME, .instance_id = op->instance_id};
+  kite_ev_instance_terminated_t t = {.pool = op->pool,
+                                     .node = op->node,
+                                     .rank = op->rank,
+                                     .provider = NAME,
+                                     .instance_id = op->instance_id};
   KITE_INFO(op->dp->rt, NAME, "droplet %s is gone", op->instance_id);
   known_remove(op->dp, op->instance_id);
   kite_reply_instance_terminated(op->dp->bus, op->corr, &t);
@@ -1032,12 +1063,12 @@ static void term_delete(op_t *op) {
   int rc = path ? op_http(op, "DELETE", path, NULL, false, on_term_deleted) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    op_fail(op, rc, kite__sprintf("digitalocean: cannot delete droplet %s: %s",
-                                  op->instance_id, kite_strerror(rc)));
+    op_fail(op, rc,
+            kite__sprintf("digitalocean: cannot delete droplet %s: %s", op->instance_id,
+                          kite_strerror(rc)));
 }
 
-static void on_term_polled(kite_http_t *h, int status, const kite_http_response_t *r,
-                           void *data) {
+static void on_term_polled(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
   op_t *op = data;
   (void)h;
   op->req = NULL;
@@ -1046,14 +1077,17 @@ static void on_term_polled(kite_http_t *h, int status, const kite_http_response_
     return;
   }
   if (status == KITE_ECANCELED) {
-    op_fail(op, KITE_ECANCELED, kite__sprintf("digitalocean: deletion of droplet %s not "
-                                              "confirmed (canceled)", op->instance_id));
+    op_fail(op, KITE_ECANCELED,
+            kite__sprintf("digitalocean: deletion of droplet %s not "
+                          "confirmed (canceled)",
+                          op->instance_id));
     return;
   }
   if (kite__wall_ms() > op->deadline_ms) {
     op_fail(op, KITE_ETIMEDOUT,
             kite__sprintf("digitalocean: droplet %s is still there after the deletion timeout; "
-                          "check the account and run `kite down` again", op->instance_id));
+                          "check the account and run `kite down` again",
+                          op->instance_id));
     return;
   }
   /* Still there: ask again, and now and then repeat the DELETE. */
@@ -1070,12 +1104,12 @@ static void op_terminate_poll(op_t *op) {
   int rc = path ? op_http(op, "GET", path, NULL, false, on_term_polled) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    op_fail(op, rc, kite__sprintf("digitalocean: cannot check droplet %s: %s", op->instance_id,
-                                  kite_strerror(rc)));
+    op_fail(op, rc,
+            kite__sprintf("digitalocean: cannot check droplet %s: %s", op->instance_id,
+                          kite_strerror(rc)));
 }
 
-static void on_term_deleted(kite_http_t *h, int status, const kite_http_response_t *r,
-                            void *data) {
+static void on_term_deleted(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
   op_t *op = data;
   (void)h;
   op->req = NULL;
@@ -1117,12 +1151,13 @@ static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
   op->rank = p->rank;
   op->instance_id = kite__strdup(p->instance_id);
   op->poll_ms = dp->opts.poll_ms ? dp->opts.poll_ms : 2000;
-  op->deadline_ms = kite__wall_ms() + (dp->opts.delete_timeout_ms ? dp->opts.delete_timeout_ms
-                                                                   : 600000);
+  op->deadline_ms =
+      kite__wall_ms() + (dp->opts.delete_timeout_ms ? dp->opts.delete_timeout_ms : 600000);
   term_delete(op);
 }
 
-/* ---- describe, preemption, list --------------------------------------------------------------- */
+/* ---- describe, preemption, list ---------------------------------------------------------------
+ */
 
 static void on_described(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
   op_t *op = data;
@@ -1154,12 +1189,16 @@ static void on_described(kite_http_t *h, int status, const kite_http_response_t 
     return;
   }
   if (op->kind == OP_DESCRIBE) {
-    kite_ev_instance_state_t s = {.provider = NAME, .node = op->node,
-                                  .instance_id = op->instance_id, .state = state, .address = ip};
+    kite_ev_instance_state_t s = {.provider = NAME,
+                                  .node = op->node,
+                                  .instance_id = op->instance_id,
+                                  .state = state,
+                                  .address = ip};
     kite_reply_instance_state(dp->bus, op->corr, &s);
   } else {
     bool gone = strcmp(state, "terminated") == 0 || strcmp(state, "stopped") == 0;
-    kite_ev_preempt_status_t s = {.provider = NAME, .node = op->node,
+    kite_ev_preempt_status_t s = {.provider = NAME,
+                                  .node = op->node,
                                   .instance_id = op->instance_id,
                                   .state = gone ? KITE_PREEMPT_GONE : KITE_PREEMPT_NONE};
     kite_reply_preempt_status(dp->bus, op->corr, &s);
@@ -1213,8 +1252,7 @@ static void on_listed(kite_http_t *h, int status, const kite_http_response_t *r,
   json_t *list = json_object_get(j, "droplets");
   if (!json_is_array(list)) {
     char *msg = NULL;
-    int code = status == 0 ? KITE_EPROTO
-                           : map_failure(status, r, "listing droplets by tag", &msg);
+    int code = status == 0 ? KITE_EPROTO : map_failure(status, r, "listing droplets by tag", &msg);
     json_decref(j);
     op_fail(op, code, msg ? msg : kite__strdup("digitalocean: unreadable droplet list"));
     return;
@@ -1249,8 +1287,8 @@ static void on_listed(kite_http_t *h, int status, const kite_http_response_t *r,
       strcat(ids, "\n");
     strcat(ids, json_string_value(d));
   }
-  kite_ev_instance_listed_t l = {.provider = NAME, .tag = op->tag,
-                                 .count = (uint32_t)json_array_size(op->ids), .ids = ids};
+  kite_ev_instance_listed_t l = {
+      .provider = NAME, .tag = op->tag, .count = (uint32_t)json_array_size(op->ids), .ids = ids};
   kite_reply_instance_listed(dp->bus, op->corr, &l);
   free(ids);
   op_free(op);
@@ -1293,7 +1331,8 @@ static void on_list(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_insta
   list_page(op, NULL);
 }
 
-/* ---- component -------------------------------------------------------------------------------- */
+/* ---- component --------------------------------------------------------------------------------
+ */
 
 static void free_provider(kite_do_provider_t *dp) {
   while (dp->known) {
@@ -1420,7 +1459,8 @@ static void dp_stop(kite_component_t *c, kite_component_stopped_fn done) {
       uv_timer_stop(&op->timer);
       op_fail(op, KITE_ECLOSED,
               op->droplet_id ? kite__sprintf("digitalocean: the provider is stopping; droplet "
-                                             "%s may still exist", op->droplet_id)
+                                             "%s may still exist",
+                                             op->droplet_id)
                              : kite__strdup("digitalocean: the provider is stopping"));
     }
   }

@@ -2,26 +2,27 @@
  * loopback whose droplets are real sshd nodes): launch, reach the droplet over SSH, list by
  * tag, describe, preemption, terminate confirmed only when the droplet and its processes are
  * gone, error mapping, and injected API faults without duplicate droplets. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kite/kite.h"
 #include "kite/http.h"
+#include "kite/kite.h"
 
 #define TOKEN "dop_v1_cloudsim_test_token_5f2a9c"
 #define MAXI 8
@@ -92,7 +93,8 @@ static void sim_stop(sim_t *s) {
 /* One blocking request to the emulator's control endpoint (test code, not kite's loop). */
 static json_t *sim_call(sim_t *s, const char *method, const char *path, const char *body) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)s->port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
   char req[2048];
@@ -207,13 +209,19 @@ static void ctx_done(ctx_t *c) {
 static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
 
 static void launch(ctx_t *c, unsigned i, const char *user_data) {
-  kite_ev_instance_launch_t l = {.provider = "digitalocean", .pool = 7, .node = 100 + i,
-                                 .rank = i, .tag = c->tag, .user_data = user_data,
-                                 .options = c->options, .instance_type = "s-1vcpu-1gb",
-                                 .region = "nyc3", .image = "ubuntu-24-04-x64"};
-  assert_int_equal(kite_request_instance_launch(kite_runtime_bus(c->rt), &l, 0, on_launched,
-                                                &c->in[i], NULL),
-                   0);
+  kite_ev_instance_launch_t l = {.provider = "digitalocean",
+                                 .pool = 7,
+                                 .node = 100 + i,
+                                 .rank = i,
+                                 .tag = c->tag,
+                                 .user_data = user_data,
+                                 .options = c->options,
+                                 .instance_type = "s-1vcpu-1gb",
+                                 .region = "nyc3",
+                                 .image = "ubuntu-24-04-x64"};
+  assert_int_equal(
+      kite_request_instance_launch(kite_runtime_bus(c->rt), &l, 0, on_launched, &c->in[i], NULL),
+      0);
 }
 
 /* The test's context, for reply callbacks whose data is one instance. */
@@ -268,10 +276,13 @@ static void terminate_all(ctx_t *c) {
       c->term_replies++;
       continue;
     }
-    kite_ev_instance_terminate_t t = {.provider = "digitalocean", .pool = 7, .node = 100 + i,
-                                      .rank = i, .instance_id = c->in[i].id};
-    assert_int_equal(kite_request_instance_terminate(kite_runtime_bus(c->rt), &t, 0,
-                                                     on_terminated, &c->in[i], NULL),
+    kite_ev_instance_terminate_t t = {.provider = "digitalocean",
+                                      .pool = 7,
+                                      .node = 100 + i,
+                                      .rank = i,
+                                      .instance_id = c->in[i].id};
+    assert_int_equal(kite_request_instance_terminate(kite_runtime_bus(c->rt), &t, 0, on_terminated,
+                                                     &c->in[i], NULL),
                      0);
   }
 }
@@ -289,7 +300,8 @@ static int run_ssh(const inst_t *in, const char *cmd, char *out, size_t outlen) 
   return pclose(p);
 }
 
-/* ---- lifecycle -------------------------------------------------------------------------------- */
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
 
 static void on_list(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   ctx_t *c = data;
@@ -311,15 +323,14 @@ static void lifecycle_after_launch(ctx_t *c) {
     assert_int_equal(in->port, 2222);
     /* The droplet is a machine one can log in to. */
     char out[256];
-    assert_int_equal(run_ssh(in, "echo hello-from-droplet; echo $KITE_NODE_TAG", out,
-                             sizeof(out)), 0);
+    assert_int_equal(run_ssh(in, "echo hello-from-droplet; echo $KITE_NODE_TAG", out, sizeof(out)),
+                     0);
     assert_non_null(strstr(out, "hello-from-droplet"));
   }
   assert_true(kite_local_count_tagged(c->tag) > 0);
   assert_string_not_equal(c->in[0].address, c->in[1].address);
   kite_ev_instance_list_t l = {.provider = "digitalocean", .tag = c->tag};
-  assert_int_equal(kite_request_instance_list(kite_runtime_bus(c->rt), &l, 0, on_list, c, NULL),
-                   0);
+  assert_int_equal(kite_request_instance_list(kite_runtime_bus(c->rt), &l, 0, on_list, c, NULL), 0);
 }
 
 static void lifecycle_after_terminate(ctx_t *c) {
@@ -354,7 +365,8 @@ static void test_launch_list_terminate(void **state) {
   ctx_done(&c);
 }
 
-/* ---- errors ----------------------------------------------------------------------------------- */
+/* ---- errors -----------------------------------------------------------------------------------
+ */
 
 static void test_bad_token_is_credentials(void **state) {
   (void)state;
@@ -414,8 +426,10 @@ static void test_doctl_config_token(void **state) {
   fprintf(fp, "context: default\naccess-token: %s\noutput: text\n", TOKEN);
   fclose(fp);
   setenv("XDG_CONFIG_HOME", c.home, 1);
-  snprintf(c.options, sizeof(c.options), "{\"api_url\":\"%s\",\"ssh_user\":\"%s\","
-           "\"ssh_port\":2222}", c.sim.url, kite_local_login_user());
+  snprintf(c.options, sizeof(c.options),
+           "{\"api_url\":\"%s\",\"ssh_user\":\"%s\","
+           "\"ssh_port\":2222}",
+           c.sim.url, kite_local_login_user());
   c.n = 1;
   c.after_launch = terminate_all;
   launch(&c, 0, NULL);
@@ -472,17 +486,23 @@ static void test_spot_refused(void **state) {
   current = &c;
   ctx_init(&c, "spot", NULL, TOKEN);
   c.n = 1;
-  kite_ev_instance_launch_t l = {.provider = "digitalocean", .pool = 7, .node = 100, .rank = 0,
-                                 .tag = c.tag, .spot = true, .options = c.options};
-  assert_int_equal(kite_request_instance_launch(kite_runtime_bus(c.rt), &l, 0, on_launched,
-                                                &c.in[0], NULL), 0);
+  kite_ev_instance_launch_t l = {.provider = "digitalocean",
+                                 .pool = 7,
+                                 .node = 100,
+                                 .rank = 0,
+                                 .tag = c.tag,
+                                 .spot = true,
+                                 .options = c.options};
+  assert_int_equal(
+      kite_request_instance_launch(kite_runtime_bus(c.rt), &l, 0, on_launched, &c.in[0], NULL), 0);
   kite_runtime_run(c.rt);
   assert_int_equal(c.in[0].status, KITE_ENOTSUP);
   assert_non_null(strstr(c.in[0].msg, "spot"));
   ctx_done(&c);
 }
 
-/* ---- faults ----------------------------------------------------------------------------------- */
+/* ---- faults -----------------------------------------------------------------------------------
+ */
 
 static void test_api_faults_no_duplicates(void **state) {
   (void)state;
@@ -526,8 +546,9 @@ static void test_random_faults_20_percent(void **state) {
   (void)state;
   ctx_t c;
   current = &c;
-  const char *flags[] = {"--fault-429", "0.07", "--fault-500", "0.07", "--fault-reset", "0.06",
-                         "--retry-after", "0", "--seed", "42", NULL};
+  const char *flags[] = {"--fault-429", "0.07",          "--fault-500", "0.07",   "--fault-reset",
+                         "0.06",        "--retry-after", "0",           "--seed", "42",
+                         NULL};
   ctx_init(&c, "rand", flags, TOKEN);
   c.n = 4;
   c.after_launch = terminate_all;
@@ -544,7 +565,8 @@ static void test_random_faults_20_percent(void **state) {
   ctx_done(&c);
 }
 
-/* ---- preemption and describe ------------------------------------------------------------------ */
+/* ---- preemption and describe ------------------------------------------------------------------
+ */
 
 static void on_preempt(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
 
@@ -573,24 +595,24 @@ static void on_preempt(kite_bus_t *bus, int status, const kite_event_t *ev, void
     /* The kill is asynchronous in the emulator: wait until its node is gone. */
     while (kite_local_count_tagged(c->tag) > 0)
       usleep(20000);
-    kite_ev_preempt_check_t q = {.provider = "digitalocean", .pool = 7, .node = 100,
-                                 .instance_id = c->in[0].id};
+    kite_ev_preempt_check_t q = {
+        .provider = "digitalocean", .pool = 7, .node = 100, .instance_id = c->in[0].id};
     assert_int_equal(kite_request_preempt_check(bus, &q, 0, on_preempt, c, NULL), 0);
     return;
   }
   c->preempt_state = s->state;
-  kite_ev_instance_describe_t d = {.provider = "digitalocean", .node = 100,
-                                   .instance_id = c->in[0].id};
+  kite_ev_instance_describe_t d = {
+      .provider = "digitalocean", .node = 100, .instance_id = c->in[0].id};
   assert_int_equal(kite_request_instance_describe(bus, &d, 0, on_describe, c, NULL), 0);
 }
 
 static void preempt_after_launch(ctx_t *c) {
   assert_int_equal(c->in[0].status, 0);
   c->preempt_state = -1;
-  kite_ev_preempt_check_t q = {.provider = "digitalocean", .pool = 7, .node = 100,
-                               .instance_id = c->in[0].id};
-  assert_int_equal(kite_request_preempt_check(kite_runtime_bus(c->rt), &q, 0, on_preempt, c,
-                                              NULL), 0);
+  kite_ev_preempt_check_t q = {
+      .provider = "digitalocean", .pool = 7, .node = 100, .instance_id = c->in[0].id};
+  assert_int_equal(kite_request_preempt_check(kite_runtime_bus(c->rt), &q, 0, on_preempt, c, NULL),
+                   0);
 }
 
 static void test_dead_droplet_is_preempted(void **state) {
@@ -642,8 +664,7 @@ static void pool_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int 
              "%.*s", (int)len, (const char *)buf);
 }
 
-static void pool_task_done(kite_pool_t *pool, int status, const kite_task_result_t *r,
-                           void *data) {
+static void pool_task_done(kite_pool_t *pool, int status, const kite_task_result_t *r, void *data) {
   pctx_t *p = data;
   p->task_status = status;
   p->failed = status == 0 ? r->failed : 99;
@@ -654,12 +675,12 @@ static void pool_broadcast(pctx_t *p) {
   kite_cmd_t cmd = {.shell = "echo \"rank=$KITE_NODE_RANK of $KITE_NUM_NODES $(cat boot.txt)\""};
   for (int i = 0; i < 4; i++)
     p->out[i][0] = '\0';
-  assert_int_equal(kite_pool_broadcast(p->pool, &cmd, NULL, pool_output, pool_task_done, p,
-                                       NULL), 0);
+  assert_int_equal(kite_pool_broadcast(p->pool, &cmd, NULL, pool_output, pool_task_done, p, NULL),
+                   0);
 }
 
-static void pool_replaced(kite_bus_t *bus, const kite_event_t *ev,
-                          const kite_ev_node_replaced_t *r, void *data) {
+static void pool_replaced(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node_replaced_t *r,
+                          void *data) {
   pctx_t *p = data;
   (void)bus;
   (void)ev;
@@ -698,10 +719,16 @@ static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
   kite_bootstrap_t *b = NULL;
   assert_int_equal(kite_bootstrap_new(&b), 0);
   assert_int_equal(kite_bootstrap_file(b, "boot.txt", "booted", 6, 0600), 0);
-  kite_pool_spec_t s = {.name = p->name, .provider = "digitalocean", .nodes = nodes,
-                        .region = "nyc3", .instance_type = "s-1vcpu-1gb",
-                        .image = "ubuntu-24-04-x64", .provider_options = c->options,
-                        .bootstrap = b, .replace = true, .replace_per_minute = 100};
+  kite_pool_spec_t s = {.name = p->name,
+                        .provider = "digitalocean",
+                        .nodes = nodes,
+                        .region = "nyc3",
+                        .instance_type = "s-1vcpu-1gb",
+                        .image = "ubuntu-24-04-x64",
+                        .provider_options = c->options,
+                        .bootstrap = b,
+                        .replace = true,
+                        .replace_per_minute = 100};
   /* DigitalOcean's API does not report host keys, and the emulator reuses loopback addresses
    * of deleted droplets: a replacement may answer on an address known with another key. */
   s.hostkey_mode = kill_rank1 ? KITE_HOSTKEY_OFF : KITE_HOSTKEY_ACCEPT_NEW;
@@ -846,8 +873,11 @@ static void test_hostile_bodies_do_not_crash(void **state) {
   kite_runtime_t *rt = NULL;
   kite_runtime_options_t o = {.home = home, .log_level = KITE_LOG_OFF};
   assert_int_equal(kite_runtime_new(&rt, &o), 0);
-  kite_do_provider_options_t po = {.poll_ms = 20, .backoff_base_ms = 5, .max_retries = 1,
-                                   .active_timeout_ms = 1500, .delete_timeout_ms = 1500};
+  kite_do_provider_options_t po = {.poll_ms = 20,
+                                   .backoff_base_ms = 5,
+                                   .max_retries = 1,
+                                   .active_timeout_ms = 1500,
+                                   .delete_timeout_ms = 1500};
   assert_int_equal(kite_do_provider_new(rt, &po, NULL), 0);
   char options[256];
   snprintf(options, sizeof(options), "{\"api_url\":\"http://127.0.0.1:%d\",\"token\":\"%s\"}",
@@ -855,10 +885,13 @@ static void test_hostile_bodies_do_not_crash(void **state) {
   kite_bus_t *bus = kite_runtime_bus(rt);
   unsigned replies = 0, asked = 0;
   for (unsigned i = 0; i < 3; i++, asked++) {
-    kite_ev_instance_launch_t l = {.provider = "digitalocean", .pool = 1, .node = i, .rank = i,
-                                   .tag = "kite-pool-hostile", .options = options};
-    assert_int_equal(kite_request_instance_launch(bus, &l, 0, on_hostile_reply, &replies, NULL),
-                     0);
+    kite_ev_instance_launch_t l = {.provider = "digitalocean",
+                                   .pool = 1,
+                                   .node = i,
+                                   .rank = i,
+                                   .tag = "kite-pool-hostile",
+                                   .options = options};
+    assert_int_equal(kite_request_instance_launch(bus, &l, 0, on_hostile_reply, &replies, NULL), 0);
   }
   /* Requests without options find the endpoint through the tag and the environment. */
   setenv("KITE_DO_API_URL", options + strlen("{\"api_url\":\""), 1);
@@ -872,8 +905,7 @@ static void test_hostile_bodies_do_not_crash(void **state) {
   assert_int_equal(kite_request_instance_list(bus, &li, 0, on_hostile_reply, &replies, NULL), 0);
   asked++;
   kite_ev_instance_describe_t d = {.provider = "digitalocean", .node = 1, .instance_id = "9"};
-  assert_int_equal(kite_request_instance_describe(bus, &d, 0, on_hostile_reply, &replies, NULL),
-                   0);
+  assert_int_equal(kite_request_instance_describe(bus, &d, 0, on_hostile_reply, &replies, NULL), 0);
   asked++;
   kite_ev_preempt_check_t pc = {.provider = "digitalocean", .node = 1, .instance_id = "9"};
   assert_int_equal(kite_request_preempt_check(bus, &pc, 0, on_hostile_reply, &replies, NULL), 0);
@@ -958,7 +990,8 @@ static void test_lifecycle_through_prism(void **state) {
   bool up = false;
   for (int i = 0; i < 600 && !up; i++) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pport),
+    struct sockaddr_in b = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)pport),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     up = connect(s, (struct sockaddr *)&b, sizeof(b)) == 0;
     close(s);

@@ -1,24 +1,25 @@
 /* The HTTP client against real servers on loopback: a scripted HTTP/1.1 server on the test's
  * own loop, and `openssl s_server` for TLS. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "kite/kite.h"
 #include "kite/http.h"
+#include "kite/kite.h"
 
 /* ---- a scripted server ---------------------------------------------------------------------- */
 
@@ -26,7 +27,7 @@ typedef struct reply {
   int status;          /* 0: never answer (hang); -1: close the connection without answering */
   const char *headers; /* extra header lines, each ending in \r\n, or NULL */
   const char *body;
-  size_t body_repeat;  /* send body this many times (for big bodies); 0: once */
+  size_t body_repeat; /* send body this many times (for big bodies); 0: once */
 } reply_t;
 
 typedef struct conn {
@@ -92,8 +93,8 @@ static void answer(conn_t *c) {
   size_t blen = r->body ? strlen(r->body) : 0;
   size_t reps = r->body_repeat ? r->body_repeat : 1;
   char head[1024];
-  int hl = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n",
-                    r->status, blen * reps, r->headers ? r->headers : "");
+  int hl = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n", r->status,
+                    blen * reps, r->headers ? r->headers : "");
   char *out = malloc((size_t)hl + blen * reps);
   memcpy(out, head, (size_t)hl);
   for (size_t i = 0; i < reps; i++)
@@ -210,7 +211,9 @@ static void on_log(kite_runtime_t *rt, kite_log_level_t level, const char *line,
     c->log_len = sizeof(c->log) - 1;
 }
 
-static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+static uint64_t now_ms(void) {
+  return uv_hrtime() / 1000000;
+}
 
 static void ctx_init(ctx_t *c, const kite_http_options_t *o) {
   memset(c, 0, sizeof(*c));
@@ -508,7 +511,10 @@ static void test_secrets_absent_from_logs(void **state) {
   ctx_t c;
   ctx_init(&c, NULL);
   const char *tok = "dop_v1_0123456789abcdef_very_secret";
-  reply_t s[] = {{401, NULL, "{\"id\":\"unauthorized\",\"message\":\"bad token dop_v1_0123456789abcdef_very_secret\"}", 0}};
+  reply_t s[] = {
+      {401, NULL,
+       "{\"id\":\"unauthorized\",\"message\":\"bad token dop_v1_0123456789abcdef_very_secret\"}",
+       0}};
   char url[160];
   server_start(&c.srv, kite_runtime_loop(c.rt), s, 1);
   /* Even in the URL (some APIs take keys as query parameters) it is redacted. */
@@ -518,7 +524,7 @@ static void test_secrets_absent_from_logs(void **state) {
   ctx_done(&c);
   assert_int_equal(c.status, KITE_EHTTP);
   assert_int_equal(c.http_status, 401);
-  assert_true(c.log_lines >= 1);            /* debug lines were written … */
+  assert_true(c.log_lines >= 1); /* debug lines were written … */
   assert_non_null(strstr(c.log, "401"));
   assert_null(strstr(c.log, "very_secret")); /* … without the token */
   assert_non_null(strstr(c.log, "[REDACTED]"));
@@ -545,7 +551,8 @@ static pid_t start_tls_server(const char *dir, int port) {
   snprintf(cmd, sizeof(cmd),
            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=kite-test "
            "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem "
-           ">/dev/null 2>&1", dir, dir);
+           ">/dev/null 2>&1",
+           dir, dir);
   assert_int_equal(system(cmd), 0);
   pid_t pid = fork();
   assert_true(pid >= 0);
@@ -558,14 +565,15 @@ static pid_t start_tls_server(const char *dir, int port) {
     dup2(null, 0);
     dup2(null, 1);
     dup2(null, 2);
-    execlp("openssl", "openssl", "s_server", "-accept", acc, "-cert", cert, "-key", key,
-           "-www", "-quiet", (char *)NULL);
+    execlp("openssl", "openssl", "s_server", "-accept", acc, "-cert", cert, "-key", key, "-www",
+           "-quiet", (char *)NULL);
     _exit(127);
   }
   /* Wait (test code, not the loop) until it accepts connections. */
   for (int i = 0; i < 200; i++) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);

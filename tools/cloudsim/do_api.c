@@ -72,8 +72,8 @@ static ssh_key_t *key_find(sim_t *sim, const char *ident) {
 }
 
 static json_t *key_json(const ssh_key_t *k) {
-  return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)k->id, "fingerprint",
-                   k->fingerprint, "public_key", k->public_key, "name", k->name);
+  return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)k->id, "fingerprint", k->fingerprint,
+                   "public_key", k->public_key, "name", k->name);
 }
 
 /* ---- rendering ------------------------------------------------------------------------------- */
@@ -97,37 +97,36 @@ static void size_numbers(const char *slug, int *vcpus, int *memory_mb) {
 static json_t *droplet_json(const machine_t *m) {
   int vcpus, memory;
   size_numbers(m->size, &vcpus, &memory);
-  const char *status = m->state == M_RUNNING ? "active" : m->state == M_PROVISIONING ? "new"
-                                                                                     : "off";
+  const char *status = m->state == M_RUNNING        ? "active"
+                       : m->state == M_PROVISIONING ? "new"
+                                                    : "off";
   json_t *tags = json_array();
   for (size_t i = 0; i < m->tag_n; i++)
     json_array_append_new(tags, json_string(m->tags[i]));
   json_t *v4 = json_array();
   if (m->state == M_RUNNING && m->address[0])
-    json_array_append_new(v4, json_pack("{s:s, s:s, s:s, s:s}", "ip_address", m->address,
-                                        "netmask", "255.0.0.0", "gateway", "127.0.0.1", "type",
-                                        "public"));
+    json_array_append_new(v4, json_pack("{s:s, s:s, s:s, s:s}", "ip_address", m->address, "netmask",
+                                        "255.0.0.0", "gateway", "127.0.0.1", "type", "public"));
   json_t *image = json_pack(
-      "{s:i, s:s, s:s, s:s, s:s, s:b, s:[s], s:s, s:i, s:f, s:s, s:[], s:s}", "id", 7555620,
-      "name", m->image, "type", "base", "distribution", "Ubuntu", "slug", m->image, "public", 1,
-      "regions", m->region, "created_at", "2024-04-25T00:00:00Z", "min_disk_size", 10,
-      "size_gigabytes", 2.36, "description", m->image, "tags", "status", "available");
-  json_t *size = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:[s], s:b, s:s}", "slug",
-                           m->size, "memory", memory, "vcpus", vcpus, "disk", 25 * vcpus,
-                           "transfer", 1.0, "price_monthly", 6.0 * vcpus, "price_hourly",
-                           0.00893 * vcpus, "regions", m->region, "available", 1, "description",
-                           "Basic");
-  json_t *region = json_pack("{s:s, s:s, s:[s,s], s:b, s:[s]}", "name", m->region, "slug",
-                             m->region, "features", "metadata", "install_agent", "available", 1,
-                             "sizes", m->size);
+      "{s:i, s:s, s:s, s:s, s:s, s:b, s:[s], s:s, s:i, s:f, s:s, s:[], s:s}", "id", 7555620, "name",
+      m->image, "type", "base", "distribution", "Ubuntu", "slug", m->image, "public", 1, "regions",
+      m->region, "created_at", "2024-04-25T00:00:00Z", "min_disk_size", 10, "size_gigabytes", 2.36,
+      "description", m->image, "tags", "status", "available");
+  json_t *size = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:[s], s:b, s:s}", "slug", m->size,
+                           "memory", memory, "vcpus", vcpus, "disk", 25 * vcpus, "transfer", 1.0,
+                           "price_monthly", 6.0 * vcpus, "price_hourly", 0.00893 * vcpus, "regions",
+                           m->region, "available", 1, "description", "Basic");
+  json_t *region =
+      json_pack("{s:s, s:s, s:[s,s], s:b, s:[s]}", "name", m->region, "slug", m->region, "features",
+                "metadata", "install_agent", "available", 1, "sizes", m->size);
   return json_pack("{s:I, s:s, s:i, s:i, s:i, s:b, s:s, s:s, s:[], s:[], s:n, s:[], s:o, s:[],"
                    " s:o, s:s, s:{s:o, s:[]}, s:o, s:o, s:s}",
                    "id", (json_int_t)m->id, "name", m->name, "memory", memory, "vcpus", vcpus,
-                   "disk", 25 * vcpus, "locked", 0, "status", status, "created_at",
-                   m->created_at, "features", "backup_ids", "next_backup_window",
-                   "snapshot_ids", "image", image, "volume_ids", "size", size, "size_slug",
-                   m->size, "networks", "v4", v4, "v6", "region", region, "tags", tags,
-                   "vpc_uuid", "760e09ef-dc84-11e8-981e-3cfdfeaae000");
+                   "disk", 25 * vcpus, "locked", 0, "status", status, "created_at", m->created_at,
+                   "features", "backup_ids", "next_backup_window", "snapshot_ids", "image", image,
+                   "volume_ids", "size", size, "size_slug", m->size, "networks", "v4", v4, "v6",
+                   "region", region, "tags", tags, "vpc_uuid",
+                   "760e09ef-dc84-11e8-981e-3cfdfeaae000");
 }
 
 static char *dump(json_t *j) {
@@ -167,11 +166,11 @@ static void add_pages(json_t *out, const http_req_t *req, const char *extra_quer
   long last = total ? (total + p.per_page - 1) / p.per_page : 1;
   json_t *pages = json_object();
   char url[1024];
-#define LINK(name, n)                                                                            \
-  do {                                                                                           \
+#define LINK(name, n)                                                                              \
+  do {                                                                                             \
     snprintf(url, sizeof(url), "http://%s%s?%s%spage=%ld&per_page=%ld", host ? host : "localhost", \
-             req->path, extra_query, *extra_query ? "&" : "", (long)(n), p.per_page);            \
-    json_object_set_new(pages, name, json_string(url));                                          \
+             req->path, extra_query, *extra_query ? "&" : "", (long)(n), p.per_page);              \
+    json_object_set_new(pages, name, json_string(url));                                            \
   } while (0)
   if (p.page > 1) {
     LINK("first", 1);
@@ -297,8 +296,8 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
   }
   unsigned limit = sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
   if (machine_count(sim) + name_n > limit) {
-    snprintf(msg, sizeof(msg),
-             "creating this/these droplet(s) will exceed your droplet limit (%u)", limit);
+    snprintf(msg, sizeof(msg), "creating this/these droplet(s) will exceed your droplet limit (%u)",
+             limit);
     http_error(resp, 422, "unprocessable_entity", msg);
     json_decref(body);
     return;
@@ -311,9 +310,12 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
   json_t *out_droplets = json_array(), *actions = json_array();
   const char *host = http_req_header(req, "Host");
   for (size_t i = 0; i < name_n; i++) {
-    machine_opts_t mo = {.name = namev[i], .tags = tagv, .tag_n = tag_n,
+    machine_opts_t mo = {.name = namev[i],
+                         .tags = tagv,
+                         .tag_n = tag_n,
                          .region = region ? json_string_value(region) : NULL,
-                         .size = json_string_value(size), .image = image_s,
+                         .size = json_string_value(size),
+                         .image = image_s,
                          .user_data = ud ? json_string_value(ud) : NULL,
                          .authorized_key = key->public_key};
     machine_t *m = machine_create(sim, &mo);
@@ -325,9 +327,8 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
     char href[256];
     snprintf(href, sizeof(href), "http://%s/v2/actions/%llu", host ? host : "localhost",
              (unsigned long long)(m->id + 1000000));
-    json_array_append_new(actions, json_pack("{s:I, s:s, s:s}", "id",
-                                             (json_int_t)(m->id + 1000000), "rel", "create",
-                                             "href", href));
+    json_array_append_new(actions, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)(m->id + 1000000),
+                                             "rel", "create", "href", href));
   }
   json_t *out;
   if (name)
@@ -411,8 +412,9 @@ static void keys_create(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   char *fp = pub ? fingerprint_of(pub) : NULL;
   if (name == NULL || *name == '\0' || fp == NULL) {
     http_error(resp, 422, "unprocessable_entity",
-               name ? "Key invalid, type not supported." : "Name is too short (minimum is 1 "
-                                                          "character)");
+               name ? "Key invalid, type not supported."
+                    : "Name is too short (minimum is 1 "
+                      "character)");
   } else if (key_find(sim, fp)) {
     http_error(resp, 422, "unprocessable_entity", "SSH Key is already in use on your account");
   } else {
@@ -460,12 +462,12 @@ static void keys_delete(sim_t *sim, ssh_key_t *k, http_resp_t *resp) {
 
 static void account_get(sim_t *sim, http_resp_t *resp) {
   unsigned limit = sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
-  json_t *a = json_pack("{s:i, s:i, s:i, s:s, s:s, s:b, s:s, s:s, s:{s:s, s:s}}",
-                        "droplet_limit", limit, "floating_ip_limit", 3, "volume_limit", 100,
-                        "email", "sim@example.com", "uuid", "b6fr89dbf6d9156cace5f3c78dc9851d957381ef",
-                        "email_verified", 1, "status", "active", "status_message", "",
-                        "team", "uuid", "5df3e3004a17e242b7c20ca6c9fc25b701a47ece", "name",
-                        "kite-cloudsim");
+  json_t *a =
+      json_pack("{s:i, s:i, s:i, s:s, s:s, s:b, s:s, s:s, s:{s:s, s:s}}", "droplet_limit", limit,
+                "floating_ip_limit", 3, "volume_limit", 100, "email", "sim@example.com", "uuid",
+                "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", "email_verified", 1, "status", "active",
+                "status_message", "", "team", "uuid", "5df3e3004a17e242b7c20ca6c9fc25b701a47ece",
+                "name", "kite-cloudsim");
   http_json(resp, 200, dump(json_pack("{s:o}", "account", a)));
 }
 
