@@ -100,6 +100,8 @@ struct kite_http {
   void (*close_cb)(kite_http_t *h, void *data);
   void *close_data;
   uint64_t rng;
+  /* The server said the rate budget is spent: no attempt starts before this (wall ms). */
+  uint64_t hold_until_ms;
 };
 
 static void check_info(kite_http_t *h);
@@ -518,6 +520,25 @@ static bool status_retryable(long s) {
   return s == 500 || s == 502 || s == 503 || s == 504;
 }
 
+/* A 429, or any answer saying the budget is spent (ratelimit-remaining: 0), holds every new
+ * attempt of this client until the server's reset time: the limit is per account, not per
+ * request. */
+static void note_rate_limit(kite_http_req_t *r) {
+  kite_http_t *h = r->h;
+  const char *rem = headers_get(&r->resp_hdrs, "ratelimit-remaining");
+  if (r->status != 429 && !(rem && atoll(rem) == 0))
+    return;
+  int64_t d = server_delay_ms(r);
+  if (d <= 0)
+    return;
+  uint64_t until =
+      kite__wall_ms() + ((uint64_t)d < h->retry_after_max_ms ? (uint64_t)d : h->retry_after_max_ms);
+  if (until > h->hold_until_ms) {
+    h->hold_until_ms = until;
+    KITE_INFO(h->rt, h->log_name, "rate limit reached: new requests wait %lld ms", (long long)d);
+  }
+}
+
 static void attempt_done(kite_http_req_t *r, CURLcode cc) {
   kite_http_t *h = r->h;
   r->in_multi = false;
@@ -527,6 +548,7 @@ static void attempt_done(kite_http_req_t *r, CURLcode cc) {
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     KITE_DEBUG(h->rt, h->log_name, "%s %s -> %ld (%zu bytes, %llu ms, attempt %u)", r->method,
                r->url, r->status, r->len, (unsigned long long)ms, r->attempts);
+    note_rate_limit(r);
     if (r->status >= 200 && r->status < 300) {
       finish(r, 0, NULL);
       return;
@@ -584,6 +606,12 @@ static void check_info(kite_http_t *h) {
 
 static void start_attempt(kite_http_req_t *r) {
   kite_http_t *h = r->h;
+  uint64_t now = kite__wall_ms();
+  if (h->hold_until_ms > now) {
+    r->state = RQ_BACKOFF;
+    uv_timer_start(&r->timer, on_backoff_over, h->hold_until_ms - now, 0);
+    return;
+  }
   r->attempts++;
   r->status = 0;
   r->len = 0;

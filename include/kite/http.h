@@ -18,6 +18,11 @@
  *     the caller will find what a lost attempt created by its tags or name).
  * Past max_retries the last answer is the result.
  *
+ * Rate limits. An answer that says the budget is spent (a 429, or "ratelimit-remaining: 0"
+ * with "ratelimit-reset", as DigitalOcean sends) holds every new attempt of the client until
+ * the server's reset time (at most retry_after_max_ms): the limit belongs to the account, not
+ * to the one request that hit it.
+ *
  * TLS. Peer and host name verification are always on; a CA bundle file may be configured.
  * Plain http:// is refused (KITE_EINVAL) unless the host is a loopback address (127.0.0.0/8,
  * ::1, localhost), which is what emulators and local test servers use. Redirects are not

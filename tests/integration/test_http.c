@@ -534,6 +534,47 @@ static void test_secrets_absent_from_logs(void **state) {
   assert_non_null(strstr(c.srv.last_request, tok));
 }
 
+/* A response that says the budget is spent holds the next request until the reset time. */
+static void on_second(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
+  ctx_t *c = data;
+  c->status = status;
+  c->elapsed = now_ms() - c->t0;
+  c->calls++;
+  (void)r;
+  kite_http_close(h, on_http_closed, c);
+  server_stop(&c->srv);
+}
+
+static void on_first(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
+  ctx_t *c = data;
+  assert_int_equal(status, 0);
+  (void)r;
+  c->calls++;
+  c->t0 = now_ms();
+  kite_http_request_t q = {.url = c->url};
+  assert_int_equal(kite_http_request(h, &q, on_second, c, NULL), 0);
+}
+
+static void test_spent_rate_budget_holds_next_request(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, NULL);
+  char hdr[128];
+  snprintf(hdr, sizeof(hdr), "ratelimit-remaining: 0\r\nratelimit-reset: %llu\r\n",
+           (unsigned long long)(time(NULL) + 2));
+  reply_t s[] = {{200, hdr, "{}", 0}, {200, NULL, "{}", 0}};
+  server_start(&c.srv, kite_runtime_loop(c.rt), s, 2);
+  snprintf(c.url, sizeof(c.url), "http://127.0.0.1:%d/v2/droplets", c.srv.port);
+  kite_http_request_t q = {.url = c.url};
+  assert_int_equal(kite_http_request(c.http, &q, on_first, &c, NULL), 0);
+  ctx_done(&c);
+  assert_int_equal(c.calls, 2);
+  assert_int_equal(c.status, 0);
+  assert_int_equal(c.srv.requests, 2);
+  assert_true(c.elapsed >= 900); /* the reset is 1-2 s away (whole seconds) */
+  assert_non_null(strstr(c.log, "rate limit reached"));
+}
+
 /* ---- TLS ------------------------------------------------------------------------------------- */
 
 static int free_port(void) {
@@ -651,6 +692,7 @@ int main(void) {
       cmocka_unit_test(test_post_body),
       cmocka_unit_test(test_429_retry_after_is_honoured),
       cmocka_unit_test(test_ratelimit_reset_without_retry_after),
+      cmocka_unit_test(test_spent_rate_budget_holds_next_request),
       cmocka_unit_test(test_500_retried_then_fails_with_message),
       cmocka_unit_test(test_500_then_success),
       cmocka_unit_test(test_post_not_retried_after_500),
