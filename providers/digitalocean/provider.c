@@ -47,6 +47,7 @@
 #define CREATE_TRIES 6
 #define RECOVER_TRIES 20
 #define MAX_PAGES 100
+#define MAX_BATCH 10 /* names per create, DigitalOcean's limit */
 #define TOKEN_HELP                                                                                 \
   "set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN) to an API token with read and write "     \
   "scope from https://cloud.digitalocean.com/account/api/tokens, or put \"token\" in the "         \
@@ -95,7 +96,7 @@ typedef struct op {
   uv_timer_t timer;
   bool done;
   keyreg_t *waiting_on;
-  struct op *next_waiter;
+  struct op *next_waiter; /* in a key's waiters, or in the provider's create queue */
   struct op *next, *prev;
 } op_t;
 
@@ -110,6 +111,16 @@ struct keyreg {
 
 /* Where an instance (or a tag) was created: requests that carry no options (terminate,
  * describe, list) reach the same endpoint with the same token. */
+/* One create request for several droplets (names), launched in the same loop turn with the
+ * same endpoint, token, region, size, image, tag and user_data. */
+typedef struct batch {
+  struct kite_do_provider *dp;
+  op_t *ops[MAX_BATCH];
+  size_t n;
+  kite_http_req_t *req;
+  struct batch *next;
+} batch_t;
+
 typedef struct known {
   char *key; /* a droplet id, or "tag:" + tag */
   cfg_t cfg;
@@ -129,6 +140,10 @@ struct kite_do_provider {
   op_t *ops;
   keyreg_t *keys;
   known_t *known;
+  op_t *queued; /* first creates waiting for the batch timer */
+  uv_timer_t batch_timer;
+  bool batch_timer_on;
+  batch_t *batches; /* create requests in flight */
   kite_sub_t subs[5];
   bool stopping;
   kite_component_stopped_fn stop_done;
@@ -652,10 +667,31 @@ static void retry_later(op_t *op, uint64_t ms) {
 }
 
 static void on_created(kite_http_t *h, int status, const kite_http_response_t *r, void *data);
+static void maybe_stopped(kite_do_provider_t *dp);
 static void on_recover(kite_http_t *h, int status, const kite_http_response_t *r, void *data);
 static void on_polled(kite_http_t *h, int status, const kite_http_response_t *r, void *data);
 
+static void launch_create_one(op_t *op);
+static void on_batch_timer(uv_timer_t *t);
+
+/* A first create waits for the end of this loop turn, to go out with its siblings. */
 static void launch_create(op_t *op) {
+  kite_do_provider_t *dp = op->dp;
+  if (op->create_tries > 0 || !dp->batch_timer_on) {
+    launch_create_one(op);
+    return;
+  }
+  op->step = L_CREATE;
+  op->next_waiter = NULL;
+  op_t **pp = &dp->queued;
+  while (*pp)
+    pp = &(*pp)->next_waiter;
+  *pp = op;
+  if (!uv_is_active((uv_handle_t *)&dp->batch_timer))
+    uv_timer_start(&dp->batch_timer, on_batch_timer, 0, 0);
+}
+
+static void launch_create_one(op_t *op) {
   kite_do_provider_t *dp = op->dp;
   if (++op->create_tries > CREATE_TRIES) {
     op_fail(op, op->fail_code ? op->fail_code : KITE_EPROVIDER,
@@ -730,22 +766,19 @@ static bool ambiguous(int status, const kite_http_response_t *r) {
          (status == KITE_EHTTP && (r->status >= 500 || r->status == 0));
 }
 
-static void on_created(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
-  op_t *op = data;
-  (void)h;
-  op->req = NULL;
+/* The outcome of a create for one op: d is its droplet from the answer, or NULL. */
+static void created_result(op_t *op, int status, const kite_http_response_t *r, json_t *d,
+                           bool readable) {
   if (status == KITE_ECANCELED) {
-    /* Closing: the droplet may exist; look for it is not possible any more. */
+    /* Closing: the droplet may exist, and there is no time left to look for it. */
     op_fail(op, KITE_ECANCELED,
-            kite__sprintf("digitalocean: launch of %s canceled (check the "
-                          "account for droplets tagged %s)",
+            kite__sprintf("digitalocean: launch of %s canceled (check the account for droplets "
+                          "tagged %s)",
                           op->droplet_name, op->tag));
     return;
   }
-  json_t *j = status == 0 ? body_json(r) : NULL;
-  char *id = droplet_id_str(json_object_get(j, "droplet"));
-  json_decref(j);
-  if (status == 0 && id) {
+  char *id = status == 0 ? droplet_id_str(d) : NULL;
+  if (id) {
     op->droplet_id = id;
     known_add(op->dp, "", id, &op->cfg);
     KITE_INFO(op->dp->rt, NAME, "droplet %s (%s) created for rank %u", id, op->droplet_name,
@@ -755,18 +788,16 @@ static void on_created(kite_http_t *h, int status, const kite_http_response_t *r
     uv_timer_start(&op->timer, on_launch_timer, op->poll_ms, 0);
     return;
   }
-  free(id);
   if (status == 0 || ambiguous(status, r)) {
     /* The droplet may or may not exist: find out before creating it again. */
+    const char *why = status != 0 ? r->message
+                      : readable  ? "the answer does not list this droplet"
+                                  : "unreadable answer";
     KITE_INFO(op->dp->rt, NAME, "create of %s: %s; looking for it before trying again",
-              op->droplet_name, status == 0 ? "unreadable answer" : r->message);
+              op->droplet_name, why);
     free(op->fail_msg);
     op->fail_code = status == 0 ? KITE_EPROTO : status;
-    op->fail_msg =
-        status == 0 ? kite__sprintf("digitalocean: creating %s: unreadable answer "
-                                    "from the API",
-                                    op->droplet_name)
-                    : kite__sprintf("digitalocean: creating %s: %s", op->droplet_name, r->message);
+    op->fail_msg = kite__sprintf("digitalocean: creating %s: %s", op->droplet_name, why);
     op->step = L_RECOVER;
     launch_recover(op, NULL);
     return;
@@ -777,6 +808,128 @@ static void on_created(kite_http_t *h, int status, const kite_http_response_t *r
   int code = map_failure(status, r, what ? what : "creating a droplet", &msg);
   free(what);
   op_fail(op, code, msg);
+}
+
+static void on_created(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
+  op_t *op = data;
+  (void)h;
+  op->req = NULL;
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  created_result(op, status, r, json_object_get(j, "droplet"), j != NULL);
+  json_decref(j);
+}
+
+static void on_batch_created(kite_http_t *h, int status, const kite_http_response_t *r,
+                             void *data) {
+  batch_t *b = data;
+  kite_do_provider_t *dp = b->dp;
+  (void)h;
+  for (batch_t **pp = &dp->batches; *pp; pp = &(*pp)->next)
+    if (*pp == b) {
+      *pp = b->next;
+      break;
+    }
+  if (status == KITE_EHTTP && r->status == 422) {
+    /* Refused as a whole (a limit, a size out of stock): some may still fit one by one. */
+    KITE_INFO(dp->rt, NAME, "create of %zu droplets refused (%s); trying them one by one", b->n,
+              r->message);
+    for (size_t i = 0; i < b->n; i++)
+      launch_create_one(b->ops[i]);
+    free(b);
+    return;
+  }
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *list = json_object_get(j, "droplets");
+  for (size_t i = 0; i < b->n; i++) {
+    op_t *op = b->ops[i];
+    json_t *mine = NULL, *d;
+    size_t k;
+    json_array_foreach(list, k, d) {
+      const char *name = json_string_value(json_object_get(d, "name"));
+      if (name && strcmp(name, op->droplet_name) == 0)
+        mine = d;
+    }
+    created_result(op, status, r, mine, json_is_array(list));
+  }
+  json_decref(j);
+  free(b);
+  maybe_stopped(dp);
+}
+
+static bool same_str(const char *a, const char *b) {
+  return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool batchable(const op_t *a, const op_t *b) {
+  return strcmp(a->cfg.api, b->cfg.api) == 0 && strcmp(a->cfg.token, b->cfg.token) == 0 &&
+         strcmp(a->region, b->region) == 0 && strcmp(a->size, b->size) == 0 &&
+         strcmp(a->image, b->image) == 0 && strcmp(a->tag, b->tag) == 0 &&
+         same_str(a->user_data, b->user_data);
+}
+
+/* Sends the queued first creates: one request per group of up to MAX_BATCH alike. */
+static void on_batch_timer(uv_timer_t *t) {
+  kite_do_provider_t *dp = kite_container_of(t, kite_do_provider_t, batch_timer);
+  while (dp->queued) {
+    batch_t *b = calloc(1, sizeof(*b));
+    op_t *first = dp->queued;
+    dp->queued = first->next_waiter;
+    first->next_waiter = NULL;
+    if (b == NULL) {
+      launch_create_one(first);
+      continue;
+    }
+    b->dp = dp;
+    b->ops[b->n++] = first;
+    for (op_t **pp = &dp->queued; *pp && b->n < MAX_BATCH;) {
+      if (batchable(first, *pp)) {
+        op_t *o = *pp;
+        *pp = o->next_waiter;
+        o->next_waiter = NULL;
+        b->ops[b->n++] = o;
+      } else {
+        pp = &(*pp)->next_waiter;
+      }
+    }
+    if (b->n == 1) {
+      free(b);
+      launch_create_one(first);
+      continue;
+    }
+    json_t *names = json_array();
+    for (size_t i = 0; i < b->n; i++) {
+      b->ops[i]->create_tries++;
+      json_array_append_new(names, json_string(b->ops[i]->droplet_name));
+    }
+    json_t *body = json_pack("{s:o, s:s, s:s, s:s, s:[s], s:[s], s:b}", "names", names, "region",
+                             first->region, "size", first->size, "image", first->image, "ssh_keys",
+                             dp->fingerprint, "tags", first->tag, "monitoring", 0);
+    if (body && first->user_data && *first->user_data)
+      json_object_set_new(body, "user_data", json_string(first->user_data));
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    char *url = kite__sprintf("%s/v2/droplets", first->cfg.api);
+    kite_http_request_t q = {.method = "POST",
+                             .url = url,
+                             .bearer_token = first->cfg.token,
+                             .body = text,
+                             .body_len = text ? strlen(text) : 0};
+    int rc =
+        text && url ? kite_http_request(dp->http, &q, on_batch_created, b, &b->req) : KITE_ENOMEM;
+    free(text);
+    free(url);
+    if (rc != 0) {
+      for (size_t i = 0; i < b->n; i++)
+        op_fail(
+            b->ops[i], rc,
+            kite__sprintf("digitalocean: cannot send the create request: %s", kite_strerror(rc)));
+      free(b);
+      continue;
+    }
+    KITE_INFO(dp->rt, NAME, "creating %zu droplets tagged %s in one request", b->n, first->tag);
+    b->next = dp->batches;
+    dp->batches = b;
+  }
 }
 
 static void on_recover(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
@@ -1373,7 +1526,7 @@ static void on_http_closed(kite_http_t *h, void *data) {
 static void maybe_stopped(kite_do_provider_t *dp) {
   if (!dp->stopping || !dp->key_ready)
     return;
-  if (dp->ops == NULL && dp->http && !dp->http_closed) {
+  if (dp->ops == NULL && dp->batches == NULL && dp->http && !dp->http_closed) {
     kite_http_t *h = dp->http;
     dp->http_closed = true; /* closing */
     kite_http_close(h, on_http_closed, dp);
@@ -1435,10 +1588,21 @@ static int dp_start(kite_component_t *c, kite_runtime_t *rt) {
     rc = kite_respond_preempt_check(dp->bus, key, on_preempt_check, dp, &dp->subs[4]);
   if (rc == 0)
     rc = kite_keypair_ensure(rt, dp->key_path, on_key, dp);
-  if (rc != 0)
+  if (rc != 0) {
     for (size_t k = 0; k < KITE_ARRAY_SIZE(dp->subs); k++)
       kite_bus_unsubscribe(dp->bus, dp->subs[k]);
-  return rc;
+    return rc;
+  }
+  uv_timer_init(kite_runtime_loop(rt), &dp->batch_timer);
+  dp->batch_timer_on = true;
+  dp->handles_open++;
+  return 0;
+}
+
+static void on_batch_timer_closed(uv_handle_t *h) {
+  kite_do_provider_t *dp = kite_container_of((uv_timer_t *)h, kite_do_provider_t, batch_timer);
+  dp->handles_open--;
+  maybe_stopped(dp);
 }
 
 static void dp_stop(kite_component_t *c, kite_component_stopped_fn done) {
@@ -1451,6 +1615,19 @@ static void dp_stop(kite_component_t *c, kite_component_stopped_fn done) {
   for (keyreg_t *k = dp->keys; k; k = k->next)
     if (k->waiters)
       keyreg_settle(dp, k, KITE_ECLOSED, kite__strdup("digitalocean: the provider is stopping"));
+  while (dp->queued) {
+    op_t *op = dp->queued;
+    dp->queued = op->next_waiter;
+    op->next_waiter = NULL;
+    op_fail(op, KITE_ECLOSED, kite__strdup("digitalocean: the provider is stopping"));
+  }
+  for (batch_t *b = dp->batches; b; b = b->next)
+    kite_http_cancel(b->req);
+  if (dp->batch_timer_on) {
+    dp->batch_timer_on = false;
+    uv_timer_stop(&dp->batch_timer);
+    uv_close((uv_handle_t *)&dp->batch_timer, on_batch_timer_closed);
+  }
   for (op_t *op = dp->ops, *next; op; op = next) {
     next = op->next;
     if (op->req)

@@ -365,6 +365,29 @@ static void test_launch_list_terminate(void **state) {
   ctx_done(&c);
 }
 
+/* Launches asked for in the same loop turn, alike, go out as one create with names. */
+static void test_alike_launches_are_one_create(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "batch", NULL, TOKEN);
+  c.n = 4;
+  c.after_launch = terminate_all;
+  for (unsigned i = 0; i < 4; i++)
+    launch(&c, i, "#!/bin/sh\necho same\n");
+  kite_runtime_run(c.rt);
+  for (unsigned i = 0; i < 4; i++) {
+    assert_int_equal(c.in[i].status, 0);
+    assert_true(c.in[i].terminated);
+  }
+  char want[128];
+  snprintf(want, sizeof(want), "creating 4 droplets tagged %s in one request", c.tag);
+  assert_non_null(strstr(c.log, want));
+  assert_int_equal(sim_count(&c.sim, "created"), 4);
+  assert_int_equal(sim_count(&c.sim, "droplets"), 0);
+  ctx_done(&c);
+}
+
 /* ---- errors -----------------------------------------------------------------------------------
  */
 
@@ -1039,6 +1062,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_launch_list_terminate),
+      cmocka_unit_test(test_alike_launches_are_one_create),
       cmocka_unit_test(test_bad_token_is_credentials),
       cmocka_unit_test(test_missing_token_says_where_kite_looked),
       cmocka_unit_test(test_doctl_config_token),
