@@ -13,16 +13,16 @@
 /* ---- sigv4.c: Signature Version 4 ----------------------------------------------------------- */
 
 typedef struct kite__aws_sig_req {
-  const char *method;          /* "GET", "POST" */
-  const char *path;            /* the URI path, not yet percent-encoded ("/" for EC2) */
-  const char *query;           /* the raw query string (after '?'), or NULL */
-  const char *const *headers;  /* "Name:value" lines to sign, in any order; duplicates allowed */
+  const char *method;         /* "GET", "POST" */
+  const char *path;           /* the URI path, not yet percent-encoded ("/" for EC2) */
+  const char *query;          /* the raw query string (after '?'), or NULL */
+  const char *const *headers; /* "Name:value" lines to sign, in any order; duplicates allowed */
   size_t header_n;
-  const void *payload;         /* the request body, or NULL */
+  const void *payload; /* the request body, or NULL */
   size_t payload_len;
-  const char *region;          /* "us-east-1" */
-  const char *service;         /* "ec2" */
-  const char *amz_date;        /* ISO 8601 basic: "20150830T123600Z" */
+  const char *region;   /* "us-east-1" */
+  const char *service;  /* "ec2" */
+  const char *amz_date; /* ISO 8601 basic: "20150830T123600Z" */
   const char *access_key;
   const char *secret_key;
 } kite__aws_sig_req_t;
@@ -92,8 +92,7 @@ const char *kite__aws_xml_root(const kite__aws_xml_t *x);
 
 /* An EC2 error response: <Response><Errors><Error><Code/><Message/></Error></Errors>
  * <RequestID/></Response>. Returns true and fills code/message (malloc'd) when x is one. */
-bool kite__aws_xml_error(const kite__aws_xml_t *x, char **code, char **message,
-                         char **request_id);
+bool kite__aws_xml_error(const kite__aws_xml_t *x, char **code, char **message, char **request_id);
 
 typedef struct kite__aws_tag {
   char *key, *value;
@@ -101,13 +100,13 @@ typedef struct kite__aws_tag {
 
 typedef struct kite__aws_instance {
   char *id;
-  char *state;           /* pending running shutting-down terminated stopping stopped */
-  char *public_ip;       /* ipAddress, or NULL */
-  char *private_ip;      /* privateIpAddress, or NULL */
-  char *reason_code;     /* stateReason/code, or NULL ("Server.SpotInstanceTermination") */
-  char *reason_message;  /* stateReason/message, or NULL */
-  char *client_token;    /* or NULL */
-  char *lifecycle;       /* instanceLifecycle: "spot", or NULL */
+  char *state;          /* pending running shutting-down terminated stopping stopped */
+  char *public_ip;      /* ipAddress, or NULL */
+  char *private_ip;     /* privateIpAddress, or NULL */
+  char *reason_code;    /* stateReason/code, or NULL ("Server.SpotInstanceTermination") */
+  char *reason_message; /* stateReason/message, or NULL */
+  char *client_token;   /* or NULL */
+  char *lifecycle;      /* instanceLifecycle: "spot", or NULL */
   kite__aws_tag_t *tags;
   size_t tag_n;
 } kite__aws_instance_t;

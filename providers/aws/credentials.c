@@ -160,8 +160,9 @@ int kite__aws_creds_load(kite_runtime_t *rt, const kite__aws_creds_opts_t *o,
   } else {
     rc = KITE_ECREDENTIALS;
     looked(&msg, "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY %s%s",
-           ak ? "(only AWS_ACCESS_KEY_ID is set)"
-              : sk ? "(only AWS_SECRET_ACCESS_KEY is set)" : "(not set)",
+           ak   ? "(only AWS_ACCESS_KEY_ID is set)"
+           : sk ? "(only AWS_SECRET_ACCESS_KEY is set)"
+                : "(not set)",
            NULL);
     if (cred_rc == KITE_ENOENT)
       looked(&msg, "%s (no such file)%s", cred_path, NULL);

@@ -52,13 +52,13 @@ char *kite__aws_probe_command(const char *endpoint) {
     return NULL;
   /* A node without curl, or a metadata service that does not answer, prints nothing and
    * the probe says "no notice": the API-side check still sees the instance go. */
-  char *cmd = kite__sprintf(
-      "e=%s\n"
-      "t=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
-      "\"$e/latest/api/token\") || exit 0\n"
-      "curl -s -m 3 -w '\\n%%{http_code}\\n' -H \"X-aws-ec2-metadata-token: $t\" "
-      "\"$e/latest/meta-data/spot/instance-action\" || exit 0\n",
-      q);
+  char *cmd =
+      kite__sprintf("e=%s\n"
+                    "t=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "
+                    "\"$e/latest/api/token\") || exit 0\n"
+                    "curl -s -m 3 -w '\\n%%{http_code}\\n' -H \"X-aws-ec2-metadata-token: $t\" "
+                    "\"$e/latest/meta-data/spot/instance-action\" || exit 0\n",
+                    q);
   free(q);
   return cmd;
 }

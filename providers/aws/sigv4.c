@@ -47,7 +47,9 @@ static void sb_addn(sb_t *b, const char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void sb_add(sb_t *b, const char *s) { sb_addn(b, s, strlen(s)); }
+static void sb_add(sb_t *b, const char *s) {
+  sb_addn(b, s, strlen(s));
+}
 
 static char *sb_take(sb_t *b) {
   if (b->oom) {
@@ -100,8 +102,8 @@ bool kite__aws_str_equal_ct(const char *a, const char *b) {
 /* ---- encoding ----------------------------------------------------------------------------- */
 
 static bool unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_' || c == '.' || c == '~';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '~';
 }
 
 char *kite__aws_uri_encode(const char *s, size_t n, bool keep_slash) {
@@ -142,8 +144,7 @@ static char *uri_decode(const char *s, size_t n, bool plus, size_t *out_len) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     int h, l;
-    if (s[i] == '%' && i + 2 < n && (h = hexval(s[i + 1])) >= 0 &&
-        (l = hexval(s[i + 2])) >= 0) {
+    if (s[i] == '%' && i + 2 < n && (h = hexval(s[i + 1])) >= 0 && (l = hexval(s[i + 2])) >= 0) {
       out[o++] = (char)(h * 16 + l);
       i += 2;
     } else if (plus && s[i] == '+') {

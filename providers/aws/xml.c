@@ -62,7 +62,9 @@ static char *text_of(const xmlNode *n) {
   return out;
 }
 
-static char *child_text(const xmlNode *n, const char *name) { return text_of(child(n, name)); }
+static char *child_text(const xmlNode *n, const char *name) {
+  return text_of(child(n, name));
+}
 
 int kite__aws_xml_parse(const char *body, size_t len, kite__aws_xml_t **out) {
   *out = NULL;
@@ -97,8 +99,7 @@ const char *kite__aws_xml_root(const kite__aws_xml_t *x) {
   return r ? (const char *)r->name : "";
 }
 
-bool kite__aws_xml_error(const kite__aws_xml_t *x, char **code, char **message,
-                         char **request_id) {
+bool kite__aws_xml_error(const kite__aws_xml_t *x, char **code, char **message, char **request_id) {
   *code = *message = NULL;
   if (request_id)
     *request_id = NULL;

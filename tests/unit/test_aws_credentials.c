@@ -3,7 +3,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +75,9 @@ static void file_in(fixture_t *f, const char *name, const char *text) {
 
 static void test_environment_first(void **state) {
   fixture_t *f = *state;
-  file_in(f, "credentials", "[default]\naws_access_key_id = AKIAFILE\n"
-                            "aws_secret_access_key = filesecret\n");
+  file_in(f, "credentials",
+          "[default]\naws_access_key_id = AKIAFILE\n"
+          "aws_secret_access_key = filesecret\n");
   set(&f->env, "AWS_ACCESS_KEY_ID", "AKIAENV");
   set(&f->env, "AWS_SECRET_ACCESS_KEY", "envsecret");
   set(&f->env, "AWS_SESSION_TOKEN", "envtoken");
@@ -97,8 +100,9 @@ static void test_profile_from_files(void **state) {
           "# comment\n[default]\naws_access_key_id=AKIADEFAULT\naws_secret_access_key=d\n\n"
           "[work]\n  aws_access_key_id = AKIAWORK  \n; another comment\n"
           "aws_secret_access_key = work/secret+key\naws_session_token = tok\n");
-  file_in(f, "config", "[default]\nregion = us-east-2\n[profile work]\nregion=ap-south-1\n"
-                       "output = json\n");
+  file_in(f, "config",
+          "[default]\nregion = us-east-2\n[profile work]\nregion=ap-south-1\n"
+          "output = json\n");
   set(&f->env, "AWS_PROFILE", "work");
   kite__aws_creds_opts_t o = {.getenv_fn = fake_getenv, .getenv_data = &f->env};
   kite__aws_creds_t c;
@@ -120,10 +124,10 @@ static void test_profile_from_files(void **state) {
 
 static void test_keys_in_config_file(void **state) {
   fixture_t *f = *state;
-  file_in(f, "config", "[profile ci]\naws_access_key_id = AKIACONF\n"
-                       "aws_secret_access_key = confsecret\nregion = sa-east-1\n");
-  kite__aws_creds_opts_t o = {.profile = "ci", .getenv_fn = fake_getenv,
-                              .getenv_data = &f->env};
+  file_in(f, "config",
+          "[profile ci]\naws_access_key_id = AKIACONF\n"
+          "aws_secret_access_key = confsecret\nregion = sa-east-1\n");
+  kite__aws_creds_opts_t o = {.profile = "ci", .getenv_fn = fake_getenv, .getenv_data = &f->env};
   kite__aws_creds_t c;
   assert_int_equal(kite__aws_creds_load(NULL, &o, &c, NULL), 0);
   assert_string_equal(c.access_key, "AKIACONF");

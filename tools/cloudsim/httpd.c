@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cloudsim.h"
+#include "ec2_api.h"
 
 #define MAX_HEAD (64 * 1024)
 #define MAX_BODY (1024 * 1024)
@@ -224,7 +225,8 @@ static fault_kind_t pick_fault(sim_t *sim) {
 static void answer(conn_t *c, http_req_t *req) {
   sim_t *sim = c->srv->sim;
   http_resp_t resp = {.status = 404};
-  bool api = strncmp(req->path, "/v2/", 4) == 0 || strcmp(req->path, "/v2") == 0;
+  bool api = strncmp(req->path, "/v2/", 4) == 0 || strcmp(req->path, "/v2") == 0 ||
+             ec2_api_is_request(req);
   fault_kind_t fault = FAULT_NONE;
   char extra[256] = "";
   if (api) {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cloudsim.h"
+#include "ec2_api.h"
 
 static void usage(FILE *fp) {
   fprintf(fp,
@@ -170,6 +171,8 @@ static void get_state(sim_t *sim, http_resp_t *resp) {
 }
 
 static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  if (ec2_api_handle(sim, req, resp))
+    return;
   if (do_api_handle(sim, req, resp))
     return;
   const char *p = req->path;
@@ -316,6 +319,7 @@ int main(int argc, char **argv) {
   kite_runtime_run(sim.rt); /* until a signal stopped everything */
   rc = kite_runtime_free(sim.rt);
   do_api_free(&sim);
+  ec2_api_free(&sim);
   free(sim.token);
   free(sim.node_dir);
   return rc == 0 ? 0 : 1;
