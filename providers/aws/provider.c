@@ -309,8 +309,8 @@ static void call_send(call_t *c) {
   char *h_date2 = kite__sprintf("X-Amz-Date: %s", date);
   char *h_tok2 = h_tok ? kite__sprintf("X-Amz-Security-Token: %s", a->creds.session_token) : NULL;
   const char *hdrs[] = {h_host2, h_date2, h_auth, h_tok2, NULL};
-  if (rc == 0 && sig.signature[0])
-    kite_secret_add(a->rt, sig.signature);
+  /* The signature is not registered as a secret: it is good for this request only, for five
+   * minutes, and the HTTP client never logs headers. */
   kite_http_request_t q = {.method = "POST",
                            .url = r->endpoint,
                            .headers = hdrs,

@@ -607,9 +607,132 @@ static void test_wrong_secret(void **state) {
   free(c);
 }
 
+/* ---- bus level: idempotent launches and error messages ------------------------------------ */
+
+typedef struct steps {
+  ctx_t *c;
+  int step;
+  char first_id[40];
+  char second_id[40];
+  int err[4];
+  char msg[4][1024];
+  unsigned terminated;
+} steps_t;
+
+static void next_step(steps_t *st);
+
+static void on_step_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  steps_t *st = data;
+  (void)bus;
+  const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
+  const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+  switch (st->step) {
+  case 0:
+    assert_int_equal(status, 0);
+    snprintf(st->first_id, sizeof(st->first_id), "%s", l->instance_id);
+    assert_non_null(l->host_key);
+    assert_int_equal(strncmp(l->host_key, "ssh-ed25519 ", 12), 0);
+    break;
+  case 1:
+    assert_int_equal(status, 0);
+    snprintf(st->second_id, sizeof(st->second_id), "%s", l->instance_id);
+    break;
+  case 2:
+  case 3:
+  case 4:
+    st->err[st->step - 2] = status;
+    snprintf(st->msg[st->step - 2], sizeof(st->msg[0]), "%s", e && e->message ? e->message : "");
+    break;
+  case 5:
+  case 6:
+    if (status == 0 && kite_ev_as_instance_terminated(ev))
+      st->terminated++;
+    if (st->step == 5) {
+      st->step++; /* the second terminate's reply */
+      return;
+    }
+    break;
+  }
+  st->step++;
+  next_step(st);
+}
+
+static void launch(steps_t *st, const char *token, const char *image, const char *options) {
+  ctx_t *c = st->c;
+  kite_ev_instance_launch_t l = {.provider = "aws",
+                                 .pool = 1,
+                                 .node = 1,
+                                 .rank = 0,
+                                 .tag = c->tag,
+                                 .region = "us-east-1",
+                                 .instance_type = "t3.micro",
+                                 .spot = true,
+                                 .image = image,
+                                 .launch_token = token,
+                                 .options = options};
+  assert_int_equal(
+      kite_request_instance_launch(kite_runtime_bus(c->rt), &l, 0, on_step_reply, st, NULL), 0);
+}
+
+static void next_step(steps_t *st) {
+  ctx_t *c = st->c;
+  char opts[600];
+  switch (st->step) {
+  case 0:
+  case 1: /* the same launch token twice: one instance */
+    launch(st, "kite-pool-x-0-0-1-abc", "ami-0kite0test0image", c->options);
+    return;
+  case 2:
+    launch(st, "kite-pool-x-1-0-1-abc", "ami-0notfound", c->options);
+    return;
+  case 3:
+    snprintf(opts, sizeof(opts), "{\"endpoint\":\"%s\",\"max_price\":0.0001}", c->sim.url);
+    launch(st, "kite-pool-x-2-0-1-abc", "ami-0kite0test0image", opts);
+    return;
+  case 4:
+    json_decref(sim_call(&c->sim, "POST", "/_sim/faults", "{\"no_capacity\": true}"));
+    launch(st, "kite-pool-x-3-0-1-abc", "ami-0kite0test0image", c->options);
+    return;
+  case 5: { /* two terminations of one instance: both confirmed */
+    kite_ev_instance_terminate_t t = {
+        .provider = "aws", .pool = 1, .node = 1, .instance_id = st->first_id};
+    kite_bus_t *bus = kite_runtime_bus(c->rt);
+    assert_int_equal(kite_request_instance_terminate(bus, &t, 0, on_step_reply, st, NULL), 0);
+    assert_int_equal(kite_request_instance_terminate(bus, &t, 0, on_step_reply, st, NULL), 0);
+    return;
+  }
+  default:
+    assert_int_equal(kite_runtime_shutdown(c->rt, on_shutdown, NULL), 0);
+  }
+}
+
+static void test_idempotent_launch_and_errors(void **state) {
+  (void)state;
+  ctx_t *c = calloc(1, sizeof(*c));
+  ctx_init(c, "errors", SK, 0);
+  steps_t st = {.c = c};
+  next_step(&st);
+  kite_runtime_run(c->rt);
+  assert_string_equal(st.first_id, st.second_id);
+  assert_int_equal(ec2_count(&c->sim, "created"), 1);
+  assert_int_equal(st.err[0], KITE_EPROVIDER);
+  assert_non_null(strstr(st.msg[0], "InvalidAMIID.NotFound"));
+  assert_non_null(strstr(st.msg[0], "per region"));
+  assert_int_equal(st.err[1], KITE_ECAPACITY);
+  assert_non_null(strstr(st.msg[1], "SpotMaxPriceTooLow"));
+  assert_non_null(strstr(st.msg[1], "max_price"));
+  assert_int_equal(st.err[2], KITE_ECAPACITY);
+  assert_non_null(strstr(st.msg[2], "InsufficientInstanceCapacity"));
+  assert_non_null(strstr(st.msg[2], "another instance type or region"));
+  assert_int_equal(st.terminated, 2);
+  ctx_done(c);
+  free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_wrong_secret, teardown),
+      cmocka_unit_test_teardown(test_idempotent_launch_and_errors, teardown),
       cmocka_unit_test_teardown(test_lifecycle, teardown),
       cmocka_unit_test_teardown(test_spot_notice_drain_replace, teardown),
       cmocka_unit_test_teardown(test_faults_no_duplicates, teardown),
