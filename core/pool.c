@@ -402,7 +402,10 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   if (rc == 0)
     rc = kite_on_node_preempting(pool->bus, pool->id, on_node_preempting, pool, &pool->subs[2]);
   if (rc == 0 && !spec->monitors_off)
-    rc = kite__watch_new(rt, pool->id, pool->provider, &spec->monitors, &pool->watch);
+    /* The heartbeat is refreshed five times per dead-man timeout, so a few failed checks never
+     * let a live node's watchdog fire. */
+    rc = kite__watch_new(rt, pool->id, pool->provider, &spec->monitors, pool->deadman_ms / 5,
+                         &pool->watch);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;

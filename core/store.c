@@ -439,41 +439,54 @@ static int narrow_mode(kite_store_t *s, const char *path) {
   return 0;
 }
 
-/* Creates the file with mode 0600 (or checks the existing one) before SQLite opens it. */
+/* Creates the file (0600) when it is missing and checks an existing one by path only: closing
+ * any descriptor of a file drops every POSIX lock this process holds on it, SQLite's own
+ * included, so an existing store is never opened here (another connection of this process
+ * may be using it). */
 static int create_file(const char *path) {
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT)
-      return set_err(NULL, KITE_ENOENT,
-                     "cannot create the state store %s: its directory does not exist (create "
-                     "it, or set KITE_HOME to a directory that exists)",
-                     path);
-    if (e == EACCES || e == EPERM || e == EROFS)
-      return set_err(NULL, KITE_EIO,
-                     "cannot create or open the state store %s: %s (make the directory and the "
-                     "file writable by you, or set KITE_HOME to a directory that is)",
-                     path, strerror(e));
-    return set_err(NULL, KITE_EIO, "cannot open the state store %s: %s", path, strerror(e));
-  }
   struct stat st;
-  int rc = 0;
-  if (fstat(fd, &st) != 0)
-    rc = set_err(NULL, KITE_EIO, "cannot stat %s: %s", path, strerror(errno));
-  else if (!S_ISREG(st.st_mode))
-    rc = set_err(NULL, KITE_ESTORE, "the state store %s is not a regular file", path);
-  else if (st.st_uid != geteuid())
-    rc = set_err(NULL, KITE_ESTORE,
-                 "the state store %s belongs to uid %ld, not to you (uid %ld); use your own "
-                 "KITE_HOME",
-                 path, (long)st.st_uid, (long)geteuid());
-  else if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)
-    rc = set_err(NULL, KITE_EIO,
-                 "the state store %s is readable by other users and cannot be narrowed to "
-                 "0600: %s",
-                 path, strerror(errno));
-  close(fd);
-  return rc;
+  if (stat(path, &st) != 0) {
+    int e = errno;
+    if (e != ENOENT)
+      return set_err(NULL, KITE_EIO, "cannot stat the state store %s: %s", path, strerror(e));
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      e = errno;
+      if (e == EEXIST)
+        return create_file(path); /* created meanwhile by another process: check it */
+      if (e == ENOENT)
+        return set_err(NULL, KITE_ENOENT,
+                       "cannot create the state store %s: its directory does not exist (create "
+                       "it, or set KITE_HOME to a directory that exists)",
+                       path);
+      if (e == EACCES || e == EPERM || e == EROFS)
+        return set_err(NULL, KITE_EIO,
+                       "cannot create or open the state store %s: %s (make the directory and "
+                       "the file writable by you, or set KITE_HOME to a directory that is)",
+                       path, strerror(e));
+      return set_err(NULL, KITE_EIO, "cannot open the state store %s: %s", path, strerror(e));
+    }
+    close(fd); /* a new file: nobody holds locks on it yet */
+    return 0;
+  }
+  if (!S_ISREG(st.st_mode))
+    return set_err(NULL, KITE_ESTORE, "the state store %s is not a regular file", path);
+  if (st.st_uid != geteuid())
+    return set_err(NULL, KITE_ESTORE,
+                   "the state store %s belongs to uid %ld, not to you (uid %ld); use your own "
+                   "KITE_HOME",
+                   path, (long)st.st_uid, (long)geteuid());
+  if (access(path, R_OK | W_OK) != 0)
+    return set_err(NULL, KITE_EIO,
+                   "cannot open the state store %s: %s (make the file writable by you, or set "
+                   "KITE_HOME to a directory that is)",
+                   path, strerror(errno));
+  if ((st.st_mode & 077) != 0 && chmod(path, 0600) != 0)
+    return set_err(NULL, KITE_EIO,
+                   "the state store %s is readable by other users and cannot be narrowed to "
+                   "0600: %s",
+                   path, strerror(errno));
+  return 0;
 }
 
 static int schema_version(kite_store_t *s, int64_t *v) {

@@ -8,9 +8,11 @@
 typedef struct kite__watch kite__watch_t;
 
 /* Starts watching the nodes of pool `pool` (through its events) with the health and
- * preemption monitors. */
+ * preemption monitors. heartbeat_ms: how often a health check also refreshes the dead-man's
+ * switch's heartbeat on the node (0: never). */
 int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
-                    const kite_pool_monitor_options_t *opts, kite__watch_t **out);
+                    const kite_pool_monitor_options_t *opts, uint64_t heartbeat_ms,
+                    kite__watch_t **out);
 /* Stops every monitor of the watch. */
 void kite__watch_free(kite__watch_t *w);
 

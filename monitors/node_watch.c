@@ -4,10 +4,12 @@
  * node_state_changed to anything but READY or DRAINING stops it. Per watched node there
  * are two monitors (monitor.c):
  *
- *  - health: runs a tiny command over the node's existing SSH session (ssh_exec); it also
- *    refreshes the dead-man's switch's heartbeat on the node. `failures` consecutive failed
- *    or timed-out checks → node_lost. A session_lost fact from the transport counts as
- *    enough failures at once: the session is already known dead.
+ *  - health: pings the node's SSH server on the existing session (ssh_ping: a channel
+ *    opened and closed, nothing started on the node); when the dead-man's switch's heartbeat
+ *    is due (every heartbeat interval), the check is a tiny command instead (ssh_exec) that
+ *    refreshes it. A custom health command runs on every check. `failures` consecutive
+ *    failed or timed-out checks → node_lost. A session_lost fact from the transport counts
+ *    as enough failures at once: the session is already known dead.
  *  - preemption: asks the node's provider (preempt_check). A notice → node_preempting with
  *    the deadline (once); the instance gone → node_preempted (once).
  *
@@ -34,6 +36,7 @@ typedef struct watched {
   uint64_t health_token, preempt_token;
   uint64_t health_corr, preempt_corr;
   uint64_t health_started;
+  uint64_t heartbeat_at; /* loop ms of the last heartbeat sent; 0: never */
   unsigned failures;
   bool lost_sent, notice_sent, gone_sent;
   bool dead; /* unwatched; freed when its outstanding requests are answered */
@@ -48,6 +51,8 @@ struct kite__watch {
   char *provider;
   kite_pool_monitor_options_t o;
   char *health_cmd;
+  bool custom_cmd;
+  uint64_t heartbeat_ms; /* 0: no heartbeat */
   watched_t *nodes;
   kite_sub_t sub_ready, sub_state;
 };
@@ -98,6 +103,8 @@ static void on_health_reply(kite_bus_t *bus, int status, const kite_event_t *ev,
   int rc = status;
   if (rc == 0 && f)
     rc = f->error ? f->error : (f->exit_status == 0 ? 0 : KITE_ETASK);
+  if (rc == 0 && f)
+    n->heartbeat_at = n->health_started;
   kite_monitor_done(n->health, n->health_token, rc);
 }
 
@@ -121,11 +128,20 @@ static void health_check(kite_monitor_t *m, uint64_t token, void *data) {
   watched_t *n = data;
   (void)m;
   n->health_token = token;
-  n->health_started = uv_now(kite_runtime_loop(n->w->rt));
-  kite_ev_ssh_exec_t x = {.pool = n->w->pool, .node = n->node, .task = kite__next_id(),
-                          .rank = n->rank, .cmd = n->w->health_cmd,
-                          .timeout_ms = (int64_t)n->w->o.health_timeout_ms};
-  int rc = kite_request_ssh_exec(n->w->bus, &x, 0, on_health_reply, n, &n->health_corr);
+  uint64_t now = uv_now(kite_runtime_loop(n->w->rt));
+  n->health_started = now;
+  kite__watch_t *w = n->w;
+  int rc;
+  bool heartbeat = w->heartbeat_ms && (n->heartbeat_at == 0 || now - n->heartbeat_at >= w->heartbeat_ms);
+  if (w->custom_cmd || heartbeat) {
+    kite_ev_ssh_exec_t x = {.pool = w->pool, .node = n->node, .task = kite__next_id(),
+                            .rank = n->rank, .cmd = w->health_cmd,
+                            .timeout_ms = (int64_t)w->o.health_timeout_ms};
+    rc = kite_request_ssh_exec(w->bus, &x, 0, on_health_reply, n, &n->health_corr);
+  } else {
+    kite_ev_ssh_ping_t p = {.node = n->node, .timeout_ms = (int64_t)w->o.health_timeout_ms};
+    rc = kite_request_ssh_ping(w->bus, &p, 0, on_health_reply, n, &n->health_corr);
+  }
   if (rc != 0)
     kite_monitor_done(n->health, token, rc);
 }
@@ -259,7 +275,8 @@ static void on_state(kite_bus_t *bus, const kite_event_t *ev,
 }
 
 int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
-                    const kite_pool_monitor_options_t *opts, kite__watch_t **out) {
+                    const kite_pool_monitor_options_t *opts, uint64_t heartbeat_ms,
+                    kite__watch_t **out) {
   kite__watch_t *w = calloc(1, sizeof(*w));
   if (w == NULL)
     return KITE_ENOMEM;
@@ -277,6 +294,8 @@ int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
   if (w->o.preempt_interval_ms == 0)
     w->o.preempt_interval_ms = 5000;
   w->provider = kite__strdup(provider);
+  w->custom_cmd = w->o.health_command != NULL;
+  w->heartbeat_ms = heartbeat_ms;
   w->health_cmd = kite__strdup(w->o.health_command ? w->o.health_command : HEALTH_CMD);
   w->o.health_command = NULL;
   int rc = w->provider && w->health_cmd ? 0 : KITE_ENOMEM;

@@ -29,7 +29,7 @@ struct kite_transport {
   unsigned max_channels;
   unsigned keepalive_s;
   tsess_t *sessions; /* by node */
-  kite_sub_t subs[6];
+  kite_sub_t subs[7];
   unsigned closing_sessions;
   kite_component_stopped_fn stopped;
 };
@@ -374,6 +374,46 @@ static void on_cancel(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh
   kite_bus_reply(bus, ev->corr, KITE_EV_DONE, &d);
 }
 
+/* ---- ping ---------------------------------------------------------------------------------- */
+
+typedef struct pinging {
+  kite_bus_t *bus;
+  uint64_t corr, node;
+} pinging_t;
+
+static void on_pinged(kite_ssh_t *s, int status, void *data) {
+  pinging_t *g = data;
+  if (status == 0) {
+    kite_ev_done_t d = {.id = g->node};
+    kite_bus_reply(g->bus, g->corr, KITE_EV_DONE, &d);
+  } else {
+    reply_err(g->bus, g->corr, status, "node %llu: SSH ping failed: %s",
+              (unsigned long long)g->node,
+              status == KITE_ETIMEDOUT ? "no answer in time" : kite_ssh_errmsg(s));
+  }
+  free(g);
+}
+
+static void on_ping(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_ping_t *p,
+                    void *data) {
+  kite_transport_t *t = data;
+  tsess_t *ts = ready_session(t, ev->corr, p->node);
+  if (ts == NULL)
+    return;
+  pinging_t *g = malloc(sizeof(*g));
+  if (g == NULL) {
+    kite_bus_reply_error(bus, ev->corr, KITE_ENOMEM, NULL);
+    return;
+  }
+  *g = (pinging_t){.bus = bus, .corr = ev->corr, .node = p->node};
+  int rc = kite_ssh_ping(ts->s, p->timeout_ms > 0 ? (uint64_t)p->timeout_ms : 0, on_pinged, g);
+  if (rc != 0) {
+    free(g);
+    reply_err(bus, ev->corr, rc, "node %llu: cannot ping: %s", (unsigned long long)p->node,
+              kite_strerror(rc));
+  }
+}
+
 /* ---- transfers --------------------------------------------------------------------------- */
 
 static void on_xfer_progress(kite_xfer_t *x, uint64_t done, uint64_t total, void *data) {
@@ -465,6 +505,8 @@ static int transport_start(kite_component_t *c, kite_runtime_t *rt) {
     rc = kite_respond_ssh_download(t->bus, KITE_KEY_ANY, on_download, t, &t->subs[4]);
   if (rc == 0)
     rc = kite_respond_ssh_disconnect(t->bus, KITE_KEY_ANY, on_disconnect, t, &t->subs[5]);
+  if (rc == 0)
+    rc = kite_respond_ssh_ping(t->bus, KITE_KEY_ANY, on_ping, t, &t->subs[6]);
   if (rc != 0)
     for (size_t i = 0; i < KITE_ARRAY_SIZE(t->subs); i++)
       kite_bus_unsubscribe(t->bus, t->subs[i]);

@@ -47,6 +47,7 @@ typedef struct kite_bytes {
   X(SSH_UPLOAD, ssh_upload, REQUEST, node)                                                   \
   X(SSH_DOWNLOAD, ssh_download, REQUEST, node)                                               \
   X(SSH_DISCONNECT, ssh_disconnect, REQUEST, node)                                           \
+  X(SSH_PING, ssh_ping, REQUEST, node)                                                       \
   /* facts */                                                                                \
   X(REPLY_ERROR, reply_error, FACT, none)                                                     \
   X(DONE, done, FACT, none)                                                                   \
@@ -115,6 +116,9 @@ typedef struct kite_bytes {
   F(U64, node) F(U64, task) F(STR, local) F(STR, remote) F(I32, mode) F(BYTES, content)
 #define KITE_EV_ssh_download_FIELDS(F) F(U64, node) F(U64, task) F(STR, remote) F(STR, local)
 #define KITE_EV_ssh_disconnect_FIELDS(F) F(U64, node)
+/* Is the node's SSH server answering on the existing session? (a channel opened and closed:
+ * no process starts on the node). Reply: done{id = node}. */
+#define KITE_EV_ssh_ping_FIELDS(F) F(U64, node) F(I64, timeout_ms)
 
 #define KITE_EV_reply_error_FIELDS(F) F(ERR, code) F(STR, message)
 #define KITE_EV_done_FIELDS(F) F(U64, id)

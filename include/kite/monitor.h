@@ -55,8 +55,10 @@ typedef struct kite_pool_monitor_options {
   unsigned health_failures;      /* consecutive failures → node_lost; 0: 3 */
   uint64_t preempt_interval_ms;  /* 0: 5000 */
   uint64_t jitter_ms;            /* 0: a tenth of each interval */
-  /* A command run on the node by each health check; it also refreshes the dead-man's
-   * switch's heartbeat. NULL: kite's own. */
+  /* By default a health check pings the node's SSH server (nothing starts on the node) and,
+   * five times per dead-man timeout, runs a tiny command that refreshes the dead-man's
+   * switch's heartbeat. A health_command runs on every check instead (it must refresh
+   * ~/.kite/heartbeat itself when the dead-man's switch is on). NULL: kite's own. */
   const char *health_command;
 } kite_pool_monitor_options_t;
 

@@ -98,6 +98,11 @@ int kite_ssh_exec(kite_ssh_t *s, const kite_exec_opts_t *opts, kite_exec_output_
 int kite_exec_cancel(kite_exec_t *x);
 void kite_exec_resume(kite_exec_t *x);
 
+/* Liveness: opens a channel on the session and closes it again — the server must answer, and
+ * nothing starts on the node. cb gets 0, or KITE_ETIMEDOUT / KITE_ECONNLOST / an SSH error. */
+typedef void (*kite_ssh_ping_cb)(kite_ssh_t *s, int status, void *data);
+int kite_ssh_ping(kite_ssh_t *s, uint64_t timeout_ms, kite_ssh_ping_cb cb, void *data);
+
 /* ---- SFTP -------------------------------------------------------------------------------- */
 
 typedef void (*kite_xfer_progress_cb)(kite_xfer_t *t, uint64_t done, uint64_t total, void *data);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <uthash.h>
 
 #include "kite/local.h"
 #include "kite/provider.h"
@@ -67,6 +68,8 @@ typedef struct inst {
   unsigned reap_open;   /* adopted: processes still being waited for */
   unsigned reap_rounds; /* adopted: kill rounds so far */
   struct inst *next;
+  bool hashed;
+  UT_hash_handle hh; /* by id */
 } inst_t;
 
 typedef struct pending_launch {
@@ -82,6 +85,7 @@ struct kite_local_provider {
   kite_component_t comp;
   kite_runtime_t *rt;
   kite_bus_t *bus;
+  struct inst *by_id; /* every instance with an id, hashed: checks are per node per tick */
   kite_local_provider_options_t opts;
   char *key_path;
   char *pubkey;
@@ -101,10 +105,20 @@ struct kite_local_provider {
 /* ---- instances ------------------------------------------------------------------------- */
 
 static inst_t *find(kite_local_provider_t *lp, const char *id) {
-  for (inst_t *i = lp->insts; id && i; i = i->next)
-    if (strcmp(i->id, id) == 0)
-      return i;
-  return NULL;
+  inst_t *i = NULL;
+  if (id)
+    HASH_FIND_STR(lp->by_id, id, i);
+  return i;
+}
+
+static void inst_link(kite_local_provider_t *lp, inst_t *i) {
+  i->next = lp->insts;
+  lp->insts = i;
+  lp->count++;
+  if (i->id) {
+    HASH_ADD_KEYPTR(hh, lp->by_id, i->id, strlen(i->id), i);
+    i->hashed = true;
+  }
 }
 
 static void maybe_stopped(kite_local_provider_t *lp) {
@@ -135,6 +149,10 @@ static void on_inst_timer_closed(uv_handle_t *h) {
 
 static void inst_forget(inst_t *i) {
   kite_local_provider_t *lp = i->lp;
+  if (i->hashed) {
+    HASH_DEL(lp->by_id, i);
+    i->hashed = false;
+  }
   for (inst_t **pp = &lp->insts; *pp; pp = &(*pp)->next)
     if (*pp == i) {
       *pp = i->next;
@@ -312,9 +330,7 @@ int kite_local_provider_adopt(kite_local_provider_t *lp, const char *instance_id
   i->state = INST_ADOPTED;
   uv_timer_init(kite_runtime_loop(lp->rt), &i->timer);
   lp->timers_open++;
-  i->next = lp->insts;
-  lp->insts = i;
-  lp->count++;
+  inst_link(lp, i);
   return 0;
 }
 
@@ -434,9 +450,7 @@ static void launch_now(kite_local_provider_t *lp, uint64_t corr, const char *tag
   i->state = INST_STARTING;
   uv_timer_init(kite_runtime_loop(lp->rt), &i->timer);
   lp->timers_open++;
-  i->next = lp->insts;
-  lp->insts = i;
-  lp->count++;
+  inst_link(lp, i);
   kite_local_node_options_t o = {.tag = i->tag, .authorized_key = lp->pubkey,
                                  .port = (uint16_t)lp->opts.port,
                                  .outlive_controller = lp->opts.outlive_controller};
