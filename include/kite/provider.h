@@ -134,9 +134,14 @@ typedef struct kite_do_provider_options {
 
 /* Creates the "digitalocean" provider and adds it to the runtime. Each instance is one droplet
  * tagged with the pool's tag, created with kite's SSH key ($KITE_HOME/keys/id_ed25519, created
- * if missing, registered in the account if absent) and the launch's user_data. Its host key is
- * not known (the API does not report it): the pool's host-key mode applies. DigitalOcean has no
- * spot droplets; a spot launch is refused with KITE_ENOTSUP. opts may be NULL. */
+ * if missing, registered in the account if absent) and a cloud-config user_data that installs
+ * a host key kite generated for it (cloud-init's ssh_keys; the private key is a registered
+ * secret and not kept) and then runs the launch's user_data as a script; that host key is
+ * pinned in instance_launched, so the first connection is verified. With "pin_host_key": false
+ * in the options, or a launch user_data that is itself a cloud-config, the droplet makes its
+ * own key and the pool's host-key mode applies. Launches asked for together with the same
+ * settings and no pinned key go out as one create (names). DigitalOcean has no spot droplets;
+ * a spot launch is refused with KITE_ENOTSUP. opts may be NULL. */
 int kite_do_provider_new(kite_runtime_t *rt, const kite_do_provider_options_t *opts,
                          kite_do_provider_t **out);
 

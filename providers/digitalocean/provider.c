@@ -20,8 +20,11 @@
  * Terminate confirms only when the API says the droplet is gone: DELETE, then GET until 404
  * (re-sending the DELETE now and then).
  *
- * Host keys: DigitalOcean's API does not report a droplet's SSH host key, so instance_launched
- * carries none and the pool falls back to its host-key mode (known_hosts / accept-new).
+ * Host keys: the API does not report a droplet's SSH host key, so kite makes one per droplet
+ * (ssh-keygen into $KITE_HOME/digitalocean/hostkeys, read, then deleted), hands it to the
+ * droplet in a cloud-config user_data (cloud-init's ssh_keys; the pool's own user_data rides
+ * along as a script it runs), registers the private key and that user_data as secrets, and
+ * pins the public key in instance_launched: the first SSH connection is already verified.
  *
  * Credentials: the token from the request's provider options ("token"), the provider's
  * options, $DIGITALOCEAN_TOKEN, $DIGITALOCEAN_ACCESS_TOKEN, or doctl's config file, in that
@@ -68,6 +71,7 @@ typedef struct cfg {
   char *token;
   char *user;
   unsigned port;
+  bool pin; /* give each droplet a host key kite made, and pin it */
 } cfg_t;
 
 typedef struct keyreg keyreg_t;
@@ -81,6 +85,8 @@ typedef struct op {
   uint64_t pool, node;
   uint32_t rank;
   char *tag, *instance_id, *region, *size, *image, *user_data;
+  /* pinning: the host key kite made for the droplet, and the user_data that carries it */
+  char *hk_path, *host_pub, *ud_final;
   /* progress */
   launch_step_t step;
   char *droplet_name;
@@ -208,6 +214,7 @@ static int cfg_resolve(kite_do_provider_t *dp, const char *options, cfg_t *c, ch
   const char *api = json_string_value(json_object_get(o, "api_url"));
   const char *user = json_string_value(json_object_get(o, "ssh_user"));
   json_t *port = json_object_get(o, "ssh_port");
+  json_t *pin = json_object_get(o, "pin_host_key");
   char *where = NULL, *from_doctl = NULL;
   if (tok == NULL)
     tok = dp->opt_token;
@@ -236,6 +243,7 @@ static int cfg_resolve(kite_do_provider_t *dp, const char *options, cfg_t *c, ch
     while (n > 0 && c->api[n - 1] == '/')
       c->api[--n] = '\0';
     c->user = kite__strdup(user ? user : dp->opt_user ? dp->opt_user : "root");
+    c->pin = !json_is_false(pin);
     c->port = json_is_integer(port) ? (unsigned)json_integer_value(port)
               : dp->opts.ssh_port   ? dp->opts.ssh_port
                                     : 22;
@@ -266,6 +274,7 @@ static int cfg_copy(cfg_t *dst, const cfg_t *src) {
   dst->token = kite__strdup(src->token);
   dst->user = kite__strdup(src->user);
   dst->port = src->port;
+  dst->pin = src->pin;
   if (dst->api && dst->token && dst->user)
     return 0;
   cfg_free(dst);
@@ -448,6 +457,16 @@ static void on_op_closed(uv_handle_t *h) {
   free(op->size);
   free(op->image);
   free(op->user_data);
+  if (op->hk_path) {
+    unlink(op->hk_path);
+    char *pub = kite__sprintf("%s.pub", op->hk_path);
+    if (pub)
+      unlink(pub);
+    free(pub);
+  }
+  free(op->hk_path);
+  free(op->host_pub);
+  free(op->ud_final);
   free(op->droplet_name);
   free(op->droplet_id);
   free(op->fail_msg);
@@ -703,8 +722,9 @@ static void launch_create_one(op_t *op) {
   json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:[s], s:[s], s:b}", "name", op->droplet_name,
                            "region", op->region, "size", op->size, "image", op->image, "ssh_keys",
                            dp->fingerprint, "tags", op->tag, "monitoring", 0);
-  if (body && op->user_data && *op->user_data)
-    json_object_set_new(body, "user_data", json_string(op->user_data));
+  const char *ud = op->ud_final ? op->ud_final : op->user_data;
+  if (body && ud && *ud)
+    json_object_set_new(body, "user_data", json_string(ud));
   int rc = body ? op_http(op, "POST", "/v2/droplets", body, false, on_created) : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
@@ -864,7 +884,7 @@ static bool batchable(const op_t *a, const op_t *b) {
   return strcmp(a->cfg.api, b->cfg.api) == 0 && strcmp(a->cfg.token, b->cfg.token) == 0 &&
          strcmp(a->region, b->region) == 0 && strcmp(a->size, b->size) == 0 &&
          strcmp(a->image, b->image) == 0 && strcmp(a->tag, b->tag) == 0 &&
-         same_str(a->user_data, b->user_data);
+         same_str(a->user_data, b->user_data) && same_str(a->ud_final, b->ud_final);
 }
 
 /* Sends the queued first creates: one request per group of up to MAX_BATCH alike. */
@@ -904,8 +924,9 @@ static void on_batch_timer(uv_timer_t *t) {
     json_t *body = json_pack("{s:o, s:s, s:s, s:s, s:[s], s:[s], s:b}", "names", names, "region",
                              first->region, "size", first->size, "image", first->image, "ssh_keys",
                              dp->fingerprint, "tags", first->tag, "monitoring", 0);
-    if (body && first->user_data && *first->user_data)
-      json_object_set_new(body, "user_data", json_string(first->user_data));
+    const char *ud = first->ud_final ? first->ud_final : first->user_data;
+    if (body && ud && *ud)
+      json_object_set_new(body, "user_data", json_string(ud));
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     char *url = kite__sprintf("%s/v2/droplets", first->cfg.api);
@@ -1044,7 +1065,7 @@ static void on_polled(kite_http_t *h, int status, const kite_http_response_t *r,
                                      .address = ip,
                                      .port = op->cfg.port,
                                      .user = op->cfg.user,
-                                     .host_key = NULL,
+                                     .host_key = op->host_pub,
                                      .price_hourly = price,
                                      .tag = op->tag,
                                      .key_path = dp->key_path};
@@ -1118,6 +1139,96 @@ static char *droplet_name_for(kite_do_provider_t *dp, const char *tag, uint32_t 
   return n;
 }
 
+/* The cloud-config that installs the host key (cloud-init's ssh_keys) and then runs the pool's
+ * own user_data as a script. */
+static char *cloud_config(const char *priv, const char *pub, const char *user_data) {
+  size_t n = strlen(priv);
+  char *ind = malloc(n * 5 + 8), *o = ind;
+  if (ind == NULL)
+    return NULL;
+  bool bol = true;
+  for (size_t k = 0; k < n; k++) {
+    if (bol && priv[k] != '\n') {
+      memcpy(o, "    ", 4);
+      o += 4;
+    }
+    *o++ = priv[k];
+    bol = priv[k] == '\n';
+  }
+  while (o > ind && o[-1] == '\n')
+    o--;
+  *o = '\0';
+  char *extra = NULL;
+  if (user_data && *user_data) {
+    size_t ul = strlen(user_data);
+    unsigned char *enc = malloc(4 * ((ul + 2) / 3) + 1);
+    if (enc)
+      EVP_EncodeBlock(enc, (const unsigned char *)user_data, (int)ul);
+    extra = enc ? kite__sprintf("write_files:\n  - path: /var/lib/kite/user-data\n"
+                                "    permissions: '0700'\n    encoding: b64\n"
+                                "    content: %s\nruncmd:\n  - [sh, /var/lib/kite/user-data]\n",
+                                (const char *)enc)
+                : NULL;
+    free(enc);
+    if (extra == NULL) {
+      free(ind);
+      return NULL;
+    }
+  }
+  char *cc = kite__sprintf("#cloud-config\nssh_deletekeys: true\nssh_genkeytypes: []\n"
+                           "ssh_keys:\n  ed25519_private: |\n%s\n  ed25519_public: %s\n%s",
+                           ind, pub, extra ? extra : "");
+  memset(ind, 0, strlen(ind));
+  free(ind);
+  free(extra);
+  return cc;
+}
+
+static void on_op_hostkey(kite_runtime_t *rt, int status, void *data) {
+  op_t *op = data;
+  kite_do_provider_t *dp = op->dp;
+  (void)rt;
+  char *priv = NULL, *pub = NULL;
+  char *pubpath = kite__sprintf("%s.pub", op->hk_path);
+  if (status == 0)
+    status = kite__read_file(op->hk_path, &priv, NULL);
+  if (status == 0)
+    status = pubpath ? kite__read_file(pubpath, &pub, NULL) : KITE_ENOMEM;
+  /* The controller keeps no copy: the key lives on in the droplet only. */
+  unlink(op->hk_path);
+  if (pubpath)
+    unlink(pubpath);
+  free(pubpath);
+  char type[64], b64[512];
+  if (status == 0 && sscanf(pub, "%63s %511s", type, b64) != 2)
+    status = KITE_EPROTO;
+  if (status == 0) {
+    kite_secret_add(dp->rt, priv);
+    op->host_pub = kite__sprintf("%s %s", type, b64);
+    op->ud_final = op->host_pub ? cloud_config(priv, op->host_pub, op->user_data) : NULL;
+    if (op->ud_final)
+      kite_secret_add(dp->rt, op->ud_final);
+    else
+      status = KITE_ENOMEM;
+  }
+  if (priv)
+    memset(priv, 0, strlen(priv));
+  free(priv);
+  free(pub);
+  if (dp->stopping) {
+    op_fail(op, KITE_ECLOSED, kite__strdup("digitalocean: the provider is stopping"));
+    return;
+  }
+  if (status != 0) {
+    op_fail(op, status,
+            kite__sprintf("digitalocean: cannot generate a host key for droplet %s (is "
+                          "ssh-keygen installed and $KITE_HOME writable?)",
+                          op->droplet_name));
+    return;
+  }
+  key_ensure(op);
+}
+
 /* Kite's key pair exists (or could not be made): go on to the account key. */
 static void launch_with_key(op_t *op) {
   kite_do_provider_t *dp = op->dp;
@@ -1130,6 +1241,20 @@ static void launch_with_key(op_t *op) {
             kite__sprintf("digitalocean: kite's SSH key %s could not be created or read (is "
                           "ssh-keygen installed and the directory writable?)",
                           dp->key_path));
+    return;
+  }
+  /* A cloud-config of the pool's own cannot be merged with ours: then the droplet makes its
+   * own host key and the pool's host-key mode applies. */
+  bool own_cc = op->user_data && strncmp(op->user_data, "#cloud-config", 13) == 0;
+  if (op->cfg.pin && !own_cc && op->host_pub == NULL) {
+    op->hk_path =
+        kite__sprintf("%s/digitalocean/hostkeys/%s", kite_runtime_home(dp->rt), op->droplet_name);
+    int rc =
+        op->hk_path ? kite_keypair_ensure(dp->rt, op->hk_path, on_op_hostkey, op) : KITE_ENOMEM;
+    if (rc != 0)
+      op_fail(op, rc,
+              kite__sprintf("digitalocean: cannot generate a host key for droplet %s",
+                            op->droplet_name));
     return;
   }
   key_ensure(op);
@@ -1667,8 +1792,12 @@ int kite_do_provider_new(kite_runtime_t *rt, const kite_do_provider_options_t *o
     kite_secret_add(rt, dp->opt_token);
   dp->key_path = kite__sprintf("%s/keys/id_ed25519", kite_runtime_home(rt));
   char *dir = kite__sprintf("%s/keys", kite_runtime_home(rt));
-  int rc = dp->key_path && dir ? kite__mkdir_p(dir, 0700) : KITE_ENOMEM;
+  char *hdir = kite__sprintf("%s/digitalocean/hostkeys", kite_runtime_home(rt));
+  int rc = dp->key_path && dir && hdir ? kite__mkdir_p(dir, 0700) : KITE_ENOMEM;
+  if (rc == 0)
+    rc = kite__mkdir_p(hdir, 0700);
   free(dir);
+  free(hdir);
   if (rc == 0) {
     kite_http_options_t ho = {.ca_file = opts ? opts->ca_file : NULL,
                               .max_retries = opts && opts->max_retries ? opts->max_retries : -1,

@@ -134,7 +134,7 @@ static void sim_faults(sim_t *s, const char *json) {
 typedef struct inst {
   int status;
   char msg[1024];
-  char id[32], address[64], user[64], key_path[256], host_key[8];
+  char id[32], address[64], user[64], key_path[256], host_key[256];
   unsigned port;
   bool launched, terminated;
   int term_status;
@@ -197,8 +197,9 @@ static void ctx_done(ctx_t *c) {
   assert_int_equal(kite_runtime_shutdown(c->rt, on_shutdown, NULL), 0);
   kite_runtime_run(c->rt);
   assert_int_equal(kite_runtime_free(c->rt), 0);
-  /* The token never reached a log line. */
+  /* The token and the droplets' private host keys never reached a log line. */
   assert_null(strstr(c->log, TOKEN));
+  assert_null(strstr(c->log, "PRIVATE KEY"));
   sim_stop(&c->sim);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", c->home);
@@ -240,7 +241,7 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     snprintf(in->address, sizeof(in->address), "%s", l->address);
     snprintf(in->user, sizeof(in->user), "%s", l->user);
     snprintf(in->key_path, sizeof(in->key_path), "%s", l->key_path);
-    assert_null(l->host_key);
+    snprintf(in->host_key, sizeof(in->host_key), "%s", l->host_key ? l->host_key : "");
     assert_string_equal(l->tag, c->tag);
     assert_string_equal(l->provider, "digitalocean");
     in->port = l->port;
@@ -287,12 +288,18 @@ static void terminate_all(ctx_t *c) {
   }
 }
 
+/* Runs cmd on the droplet with OpenSSH, verifying the pinned host key. */
 static int run_ssh(const inst_t *in, const char *cmd, char *out, size_t outlen) {
-  char line[1024];
+  char kh[512], line[2048];
+  snprintf(kh, sizeof(kh), "%s.known_hosts", in->key_path);
+  FILE *fp = fopen(kh, "w");
+  assert_non_null(fp);
+  fprintf(fp, "[%s]:%u %s\n", in->address, in->port, in->host_key);
+  fclose(fp);
   snprintf(line, sizeof(line),
-           "ssh -i %s -p %u -o BatchMode=yes -o StrictHostKeyChecking=no "
-           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10 %s@%s '%s'",
-           in->key_path, in->port, in->user, in->address, cmd);
+           "ssh -i %s -p %u -o BatchMode=yes -o StrictHostKeyChecking=yes "
+           "-o UserKnownHostsFile=%s -o LogLevel=ERROR -o ConnectTimeout=10 %s@%s '%s'",
+           in->key_path, in->port, kh, in->user, in->address, cmd);
   FILE *p = popen(line, "r");
   assert_non_null(p);
   size_t n = fread(out, 1, outlen - 1, p);
@@ -321,7 +328,9 @@ static void lifecycle_after_launch(ctx_t *c) {
     assert_int_equal(in->status, 0);
     assert_non_null(strstr(in->address, "127."));
     assert_int_equal(in->port, 2222);
-    /* The droplet is a machine one can log in to. */
+    /* The host key kite gave the droplet in its user_data is pinned … */
+    assert_non_null(strstr(in->host_key, "ssh-ed25519 "));
+    /* … and it is the key the droplet presents: OpenSSH logs in with strict checking. */
     char out[256];
     assert_int_equal(run_ssh(in, "echo hello-from-droplet; echo $KITE_NODE_TAG", out, sizeof(out)),
                      0);
@@ -329,6 +338,7 @@ static void lifecycle_after_launch(ctx_t *c) {
   }
   assert_true(kite_local_count_tagged(c->tag) > 0);
   assert_string_not_equal(c->in[0].address, c->in[1].address);
+  assert_string_not_equal(c->in[0].host_key, c->in[1].host_key);
   kite_ev_instance_list_t l = {.provider = "digitalocean", .tag = c->tag};
   assert_int_equal(kite_request_instance_list(kite_runtime_bus(c->rt), &l, 0, on_list, c, NULL), 0);
 }
@@ -346,7 +356,7 @@ static void test_launch_list_terminate(void **state) {
   c.n = 2;
   c.after_launch = lifecycle_after_launch;
   c.after_terminate = lifecycle_after_terminate;
-  launch(&c, 0, "#cloud-config\n# kite-user-data-secret-7d1e\n");
+  launch(&c, 0, "#!/bin/sh\n# kite-user-data-secret-7d1e\n");
   launch(&c, 1, NULL);
   kite_runtime_run(c.rt);
   assert_int_equal(c.replies, 2);
@@ -371,6 +381,11 @@ static void test_alike_launches_are_one_create(void **state) {
   ctx_t c;
   current = &c;
   ctx_init(&c, "batch", NULL, TOKEN);
+  /* Each droplet's own host key makes each create different: batches are for unpinned ones. */
+  snprintf(c.options, sizeof(c.options),
+           "{\"api_url\":\"%s\",\"token\":\"%s\",\"ssh_user\":\"%s\",\"ssh_port\":2222,"
+           "\"pin_host_key\":false}",
+           c.sim.url, TOKEN, kite_local_login_user());
   c.n = 4;
   c.after_launch = terminate_all;
   for (unsigned i = 0; i < 4; i++)
@@ -379,6 +394,7 @@ static void test_alike_launches_are_one_create(void **state) {
   for (unsigned i = 0; i < 4; i++) {
     assert_int_equal(c.in[i].status, 0);
     assert_true(c.in[i].terminated);
+    assert_string_equal(c.in[i].host_key, "");
   }
   char want[128];
   snprintf(want, sizeof(want), "creating 4 droplets tagged %s in one request", c.tag);
@@ -752,9 +768,9 @@ static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
                         .bootstrap = b,
                         .replace = true,
                         .replace_per_minute = 100};
-  /* DigitalOcean's API does not report host keys, and the emulator reuses loopback addresses
-   * of deleted droplets: a replacement may answer on an address known with another key. */
-  s.hostkey_mode = kill_rank1 ? KITE_HOSTKEY_OFF : KITE_HOSTKEY_ACCEPT_NEW;
+  /* Every droplet's host key is pinned at launch: no trust on first use, also for a
+   * replacement that answers on a recycled address. */
+  s.hostkey_mode = KITE_HOSTKEY_STRICT;
   s.monitors.health_interval_ms = 300;
   s.monitors.health_timeout_ms = 1000;
   s.monitors.health_failures = 2;
@@ -1029,7 +1045,7 @@ static void test_lifecycle_through_prism(void **state) {
   c.n = 2;
   c.after_launch = lifecycle_after_launch;
   c.after_terminate = lifecycle_after_terminate;
-  launch(&c, 0, "#cloud-config\n");
+  launch(&c, 0, "#!/bin/sh\necho hi\n");
   launch(&c, 1, NULL);
   kite_runtime_run(c.rt);
   kill(pid, SIGTERM);

@@ -98,6 +98,7 @@ typedef struct machine {
   char created_at[32];
   machine_state_t state;
   bool vanish_when_dead; /* a kill that deletes the machine (preemption-like) */
+  bool hostkey_applied;  /* the DigitalOcean front applied user_data's host key */
   kite_local_node_t *node;
   bool node_stopping;
   char address[64];

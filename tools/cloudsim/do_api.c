@@ -16,14 +16,19 @@
  *                                             until its node's last process is gone
  *   DELETE /v2/droplets?tag_name=             → 204, every droplet with the tag
  *
+ * A cloud-config user_data with an ed25519 host key under ssh_keys (ed25519_private,
+ * ed25519_public, as cloud-init reads them) becomes the node's host key before the droplet
+ * is first reported active, as cloud-init would install it at first boot.
+ *
  * Not emulated: droplets without ssh_keys (DigitalOcean would mail a root password; here the
- * create is refused with 422), and the host key in user_data (the node keeps its own). */
+ * create is refused with 422). */
 #include <ctype.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cloudsim.h"
 
@@ -76,6 +81,79 @@ static json_t *key_json(const ssh_key_t *k) {
                    "public_key", k->public_key, "name", k->name);
 }
 
+/* ---- cloud-init's ssh_keys ------------------------------------------------------------------ */
+
+/* The ed25519 host key pair of a cloud-config, or false. */
+static bool cloud_config_host_key(const char *ud, char **priv, char **pub) {
+  *priv = *pub = NULL;
+  if (ud == NULL || strncmp(ud, "#cloud-config", 13) != 0)
+    return false;
+  const char *p = strstr(ud, "\n  ed25519_private: |\n");
+  const char *q = strstr(ud, "\n  ed25519_public: ");
+  if (p == NULL || q == NULL)
+    return false;
+  p += strlen("\n  ed25519_private: |\n");
+  char *k = malloc(strlen(p) + 1);
+  size_t o = 0;
+  while (k && strncmp(p, "    ", 4) == 0) {
+    p += 4;
+    size_t l = strcspn(p, "\n");
+    memcpy(k + o, p, l);
+    o += l;
+    k[o++] = '\n';
+    p += l + (p[l] == '\n');
+  }
+  if (k)
+    k[o] = '\0';
+  q += strlen("\n  ed25519_public: ");
+  *priv = k;
+  *pub = strndup(q, strcspn(q, "\r\n"));
+  return *priv && *pub && o > 0;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+  char *tmp = sim_sprintf("%s.tmp", path);
+  FILE *fp = tmp ? fopen(tmp, "w") : NULL;
+  if (fp) {
+    fchmod(fileno(fp), mode);
+    fputs(text, fp);
+    fclose(fp);
+    rename(tmp, path);
+  }
+  free(tmp);
+}
+
+/* Installs user_data's host key as the node's (its sshd reads the key per connection), once,
+ * before the droplet is first reported active. */
+static void apply_host_key(machine_t *m) {
+  m->hostkey_applied = true;
+  char *priv, *pub;
+  if (m->node == NULL || !cloud_config_host_key(m->user_data, &priv, &pub)) {
+    free(priv);
+    free(pub);
+    return;
+  }
+  /* The node keeps sshd's files in sshd/ beside its work directory. */
+  char *root = strdup(kite_local_node_dir(m->node));
+  char *slash = root ? strrchr(root, '/') : NULL;
+  if (slash) {
+    *slash = '\0';
+    char *kp = sim_sprintf("%s/sshd/host_key", root);
+    char *pp = sim_sprintf("%s/sshd/host_key.pub", root);
+    char *publine = sim_sprintf("%s\n", pub);
+    if (kp && pp && publine) {
+      write_file(kp, priv, 0600);
+      write_file(pp, publine, 0644);
+    }
+    free(kp);
+    free(pp);
+    free(publine);
+  }
+  free(root);
+  free(priv);
+  free(pub);
+}
+
 /* ---- rendering ------------------------------------------------------------------------------- */
 
 static void size_numbers(const char *slug, int *vcpus, int *memory_mb) {
@@ -94,7 +172,9 @@ static void size_numbers(const char *slug, int *vcpus, int *memory_mb) {
   }
 }
 
-static json_t *droplet_json(const machine_t *m) {
+static json_t *droplet_json(machine_t *m) {
+  if (m->state == M_RUNNING && !m->hostkey_applied)
+    apply_host_key(m);
   int vcpus, memory;
   size_numbers(m->size, &vcpus, &memory);
   const char *status = m->state == M_RUNNING        ? "active"
