@@ -362,6 +362,9 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->connect_timeout_ms = spec->connect_timeout_ms ? spec->connect_timeout_ms : 30000;
   pool->deadman_ms = spec->deadman_off ? 0
                      : spec->deadman_timeout_ms ? spec->deadman_timeout_ms : 10 * 60 * 1000;
+  /* Machines the user already has are never powered off by kite's watchdog. */
+  if (pool->provider && strcmp(pool->provider, "ssh") == 0)
+    pool->deadman_ms = 0;
   pool->replace = spec->replace;
   pool->max_replacements = spec->max_replacements;
   pool->replace_per_minute = spec->replace_per_minute ? spec->replace_per_minute : 10;

@@ -54,7 +54,8 @@ typedef struct kite_pool_spec {
    * monitor's heartbeat has not arrived for this long (the last defence against a leak when
    * the controller dies and nobody runs `kite down`). 0: 10 minutes. */
   uint64_t deadman_timeout_ms;
-  bool deadman_off;           /* no watchdog (only when explicitly asked for) */
+  bool deadman_off;           /* no watchdog (only when explicitly asked for; always off on
+                                 the ssh provider: those machines are the user's own) */
   /* Resources to choose an instance by when instance_type is NULL; zero or NULL means no
    * constraint. (The pool does not forward them to providers yet.) */
   unsigned cpus;              /* at least this many vCPUs */
