@@ -68,6 +68,8 @@ int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider
     rc = kite_local_provider_new(e->rt, &lo, &e->local);
   if (rc == 0 && provider && strcmp(provider, "ssh") == 0 && (what = "the ssh provider"))
     rc = kite_ssh_provider_new(e->rt, NULL, NULL);
+  if (rc == 0 && provider && strcmp(provider, "aws") == 0 && (what = "the aws provider"))
+    rc = kite_aws_provider_new(e->rt, NULL, NULL);
   if (rc == 0 && (what = "the SSH transport"))
     rc = kite_transport_new(e->rt, NULL, NULL);
   if (rc == 0 && (what = "the bootstrap runner"))

@@ -24,8 +24,7 @@
 #include "kite_impl.h"
 #include "monitors_impl.h"
 
-#define HEALTH_CMD                                                                           \
-  ": > .kite/heartbeat 2>/dev/null || { mkdir -p .kite && : > .kite/heartbeat; }"
+#define HEALTH_CMD ": > .kite/heartbeat 2>/dev/null || { mkdir -p .kite && : > .kite/heartbeat; }"
 
 typedef struct watched {
   uint64_t node;
@@ -40,6 +39,11 @@ typedef struct watched {
   unsigned failures;
   bool lost_sent, notice_sent, gone_sent;
   bool dead; /* unwatched; freed when its outstanding requests are answered */
+  /* The provider's on-node probe: its output goes back with the next preempt_check. */
+  uint64_t probe_corr;
+  kite_sub_t probe_sub;
+  char *probe_out;
+  size_t probe_len;
   kite_sub_t session_sub;
   UT_hash_handle hh;
 } watched_t;
@@ -88,8 +92,10 @@ static void health_failed(watched_t *n, const char *why) {
 static bool reap_dead(watched_t *n) {
   if (!n->dead)
     return false;
-  if (n->health_corr == 0 && n->preempt_corr == 0)
+  if (n->health_corr == 0 && n->preempt_corr == 0 && n->probe_corr == 0) {
+    free(n->probe_out);
     free(n);
+  }
   return true;
 }
 
@@ -132,10 +138,14 @@ static void health_check(kite_monitor_t *m, uint64_t token, void *data) {
   n->health_started = now;
   kite__watch_t *w = n->w;
   int rc;
-  bool heartbeat = w->heartbeat_ms && (n->heartbeat_at == 0 || now - n->heartbeat_at >= w->heartbeat_ms);
+  bool heartbeat =
+      w->heartbeat_ms && (n->heartbeat_at == 0 || now - n->heartbeat_at >= w->heartbeat_ms);
   if (w->custom_cmd || heartbeat) {
-    kite_ev_ssh_exec_t x = {.pool = w->pool, .node = n->node, .task = kite__next_id(),
-                            .rank = n->rank, .cmd = w->health_cmd,
+    kite_ev_ssh_exec_t x = {.pool = w->pool,
+                            .node = n->node,
+                            .task = kite__next_id(),
+                            .rank = n->rank,
+                            .cmd = w->health_cmd,
                             .timeout_ms = (int64_t)w->o.health_timeout_ms};
     rc = kite_request_ssh_exec(w->bus, &x, 0, on_health_reply, n, &n->health_corr);
   } else {
@@ -151,14 +161,59 @@ static void on_session_lost(kite_bus_t *bus, const kite_event_t *ev,
   watched_t *n = data;
   (void)bus;
   (void)ev;
-  char *msg = kite__sprintf("SSH session lost: %s", p->message ? p->message
-                                                              : kite_strerror(p->error));
+  char *msg =
+      kite__sprintf("SSH session lost: %s", p->message ? p->message : kite_strerror(p->error));
   n->failures = n->w->o.health_failures;
   lose(n, msg ? msg : "SSH session lost");
   free(msg);
 }
 
 /* ---- preemption ----------------------------------------------------------------------- */
+
+static void on_probe_output(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_task_output_t *p,
+                            void *data) {
+  watched_t *n = data;
+  (void)bus;
+  (void)ev;
+  if (p->stream != 1 || n->probe_len + p->data.len > 65536)
+    return;
+  char *g = realloc(n->probe_out, n->probe_len + p->data.len + 1);
+  if (g == NULL)
+    return;
+  n->probe_out = g;
+  memcpy(n->probe_out + n->probe_len, p->data.ptr, p->data.len);
+  n->probe_len += p->data.len;
+}
+
+static void on_probe_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  watched_t *n = data;
+  (void)status;
+  (void)ev;
+  n->probe_corr = 0;
+  kite_bus_unsubscribe(bus, n->probe_sub);
+  n->probe_sub.id = 0;
+  reap_dead(n);
+}
+
+/* Runs the provider's probe on the node; its output rides on the next preempt_check. */
+static void run_probe(watched_t *n, const char *cmd) {
+  if (n->probe_corr || n->notice_sent)
+    return;
+  n->probe_len = 0;
+  uint64_t task = kite__next_id();
+  if (kite_on_task_output(n->w->bus, task, on_probe_output, n, &n->probe_sub) != 0)
+    return;
+  kite_ev_ssh_exec_t x = {.pool = n->w->pool,
+                          .node = n->node,
+                          .task = task,
+                          .rank = n->rank,
+                          .cmd = cmd,
+                          .timeout_ms = 10000};
+  if (kite_request_ssh_exec(n->w->bus, &x, 0, on_probe_reply, n, &n->probe_corr) != 0) {
+    kite_bus_unsubscribe(n->w->bus, n->probe_sub);
+    n->probe_sub.id = 0;
+  }
+}
 
 static void on_preempt_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   watched_t *n = data;
@@ -171,14 +226,18 @@ static void on_preempt_reply(kite_bus_t *bus, int status, const kite_event_t *ev
     emit_metric(n->w, n->node, "preempt_state", s->state, "state");
     if (s->state == KITE_PREEMPT_NOTICE && !n->notice_sent) {
       n->notice_sent = true;
-      kite_ev_node_preempting_t p = {.pool = n->w->pool, .node = n->node, .rank = n->rank,
-                                     .deadline_ms = s->deadline_ms};
+      kite_ev_node_preempting_t p = {
+          .pool = n->w->pool, .node = n->node, .rank = n->rank, .deadline_ms = s->deadline_ms};
       kite_emit_node_preempting(n->w->bus, &p);
     } else if (s->state == KITE_PREEMPT_GONE && !n->gone_sent) {
       n->gone_sent = true;
-      kite_ev_node_preempted_t p = {.pool = n->w->pool, .node = n->node, .rank = n->rank,
+      kite_ev_node_preempted_t p = {.pool = n->w->pool,
+                                    .node = n->node,
+                                    .rank = n->rank,
                                     .reason = "the provider reports the instance preempted"};
       kite_emit_node_preempted(n->w->bus, &p);
+    } else if (s->state == KITE_PREEMPT_NONE && s->probe) {
+      run_probe(n, s->probe);
     }
   }
   kite_monitor_done(n->preempt, n->preempt_token, status);
@@ -197,9 +256,18 @@ static void preempt_check(kite_monitor_t *m, uint64_t token, void *data) {
   watched_t *n = data;
   (void)m;
   n->preempt_token = token;
-  kite_ev_preempt_check_t c = {.provider = n->w->provider, .pool = n->w->pool, .node = n->node,
-                               .rank = n->rank, .instance_id = n->instance_id};
+  kite_ev_preempt_check_t c = {.provider = n->w->provider,
+                               .pool = n->w->pool,
+                               .node = n->node,
+                               .rank = n->rank,
+                               .instance_id = n->instance_id};
+  if (n->probe_corr == 0 && n->probe_len) {
+    c.probe_output.ptr = n->probe_out;
+    c.probe_output.len = n->probe_len;
+  }
   int rc = kite_request_preempt_check(n->w->bus, &c, 0, on_preempt_reply, n, &n->preempt_corr);
+  if (n->probe_corr == 0)
+    n->probe_len = 0; /* copied into the request */
   if (rc != 0)
     kite_monitor_done(n->preempt, token, rc);
 }
@@ -214,6 +282,9 @@ static void unwatch(kite__watch_t *w, watched_t *n) {
     kite_bus_cancel(w->bus, n->health_corr);
   if (n->preempt_corr)
     kite_bus_cancel(w->bus, n->preempt_corr);
+  if (n->probe_corr)
+    kite_bus_cancel(w->bus, n->probe_corr);
+  kite_bus_unsubscribe(w->bus, n->probe_sub);
   kite_bus_unsubscribe(w->bus, n->session_sub);
   free(n->instance_id);
   n->instance_id = NULL;
@@ -221,8 +292,10 @@ static void unwatch(kite__watch_t *w, watched_t *n) {
   /* The canceled requests are still answered (with KITE_ECANCELED) and their replies point
    * at n: it is freed when the last one arrives. */
   n->dead = true;
-  if (n->health_corr == 0 && n->preempt_corr == 0)
+  if (n->health_corr == 0 && n->preempt_corr == 0 && n->probe_corr == 0) {
+    free(n->probe_out);
     free(n);
+  }
 }
 
 static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node_ready_t *p,
@@ -241,12 +314,12 @@ static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
   n->instance_id = kite__strdup(p->instance_id);
   n->w = w;
   kite_monitor_options_t h = {.interval_ms = w->o.health_interval_ms,
-                              .jitter_ms = w->o.jitter_ms ? w->o.jitter_ms
-                                                          : w->o.health_interval_ms / 10,
+                              .jitter_ms =
+                                  w->o.jitter_ms ? w->o.jitter_ms : w->o.health_interval_ms / 10,
                               .timeout_ms = w->o.health_timeout_ms};
   kite_monitor_options_t q = {.interval_ms = w->o.preempt_interval_ms,
-                              .jitter_ms = w->o.jitter_ms ? w->o.jitter_ms
-                                                          : w->o.preempt_interval_ms / 10,
+                              .jitter_ms =
+                                  w->o.jitter_ms ? w->o.jitter_ms : w->o.preempt_interval_ms / 10,
                               .timeout_ms = w->o.preempt_interval_ms};
   int rc = kite_monitor_new(w->rt, &h, health_check, health_result, n, &n->health);
   if (rc == 0)
@@ -261,8 +334,8 @@ static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
   }
 }
 
-static void on_state(kite_bus_t *bus, const kite_event_t *ev,
-                     const kite_ev_node_state_changed_t *p, void *data) {
+static void on_state(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node_state_changed_t *p,
+                     void *data) {
   kite__watch_t *w = data;
   (void)bus;
   (void)ev;
@@ -317,7 +390,9 @@ void kite__watch_free(kite__watch_t *w) {
   kite_bus_unsubscribe(w->bus, w->sub_ready);
   kite_bus_unsubscribe(w->bus, w->sub_state);
   watched_t *n, *tmp;
-  HASH_ITER(hh, w->nodes, n, tmp) { unwatch(w, n); }
+  HASH_ITER(hh, w->nodes, n, tmp) {
+    unwatch(w, n);
+  }
   free(w->provider);
   free(w->health_cmd);
   free(w);

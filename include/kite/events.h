@@ -94,8 +94,10 @@ typedef struct kite_bytes {
   F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id)
 #define KITE_EV_instance_describe_FIELDS(F) F(STR, provider) F(U64, node) F(STR, instance_id)
 #define KITE_EV_instance_list_FIELDS(F) F(STR, provider) F(STR, tag)
+/* probe_output: what the provider's probe printed on the node since the last check, or empty. */
 #define KITE_EV_preempt_check_FIELDS(F)                                                      \
-  F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id)
+  F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id)               \
+  F(BYTES, probe_output)
 #define KITE_EV_bootstrap_FIELDS(F) F(U64, pool) F(U64, node) F(U32, rank) F(STR, script)
 #define KITE_EV_shutdown_FIELDS(F) F(STR, reason)
 /* hostkey_mode: a kite_hostkey_mode_t (transport.h); host_key: a pinned key in known_hosts
@@ -141,8 +143,11 @@ typedef struct kite_bytes {
 /* ids: newline-separated provider instance ids. */
 #define KITE_EV_instance_listed_FIELDS(F) F(STR, provider) F(STR, tag) F(U32, count) F(STR, ids)
 /* state: 0 running, 1 notice given (deadline_ms is the wall-clock deadline), 2 preempted. */
+/* probe: a command the preemption monitor runs on the node over its SSH session (a notice only
+ * the node can see, like EC2's); its standard output comes back in the next preempt_check. */
 #define KITE_EV_preempt_status_FIELDS(F)                                                     \
-  F(STR, provider) F(U64, node) F(STR, instance_id) F(I32, state) F(I64, deadline_ms)
+  F(STR, provider) F(U64, node) F(STR, instance_id) F(I32, state) F(I64, deadline_ms)       \
+  F(STR, probe)
 #define KITE_EV_node_state_changed_FIELDS(F)                                                 \
   F(U64, pool) F(U64, node) F(U32, rank) F(NSTATE, from) F(NSTATE, to) F(STR, reason)
 #define KITE_EV_node_ready_FIELDS(F)                                                         \

@@ -1289,6 +1289,10 @@ static void on_query(call_t *c, int status, kite__aws_xml_t *x, const char *code
                                   .node = q->node,
                                   .instance_id = q->provider_id,
                                   .state = KITE_PREEMPT_NONE};
+    char *probe = NULL;
+    if (n && strcmp(state, "running") == 0 &&
+        kite_aws_provider_probe(a, q->provider_id, &probe) == 0)
+      s.probe = probe;
     if (n == 0 || gone_state(state)) {
       s.state = KITE_PREEMPT_GONE;
       if (n && v[0].reason_code && strcmp(v[0].reason_code, "Server.SpotInstanceTermination") == 0)
@@ -1296,6 +1300,7 @@ static void on_query(call_t *c, int status, kite__aws_xml_t *x, const char *code
                   v[0].reason_code);
     }
     kite_reply_preempt_status(a->bus, q->corr, &s);
+    free(probe);
   }
   kite__aws_instances_free(v, n);
   query_free(q);
@@ -1350,7 +1355,18 @@ static void on_describe(kite_bus_t *bus, const kite_event_t *ev,
 
 static void on_preempt_check(kite_bus_t *bus, const kite_event_t *ev,
                              const kite_ev_preempt_check_t *p, void *data) {
-  (void)bus;
+  int64_t deadline = 0;
+  if (p->probe_output.len && kite__aws_probe_parse(p->probe_output.ptr, p->probe_output.len,
+                                                   &deadline) == KITE_PREEMPT_NOTICE) {
+    /* The node itself was told: EC2 takes it back at the deadline. */
+    kite_ev_preempt_status_t s = {.provider = PROVIDER_NAME,
+                                  .node = p->node,
+                                  .instance_id = p->instance_id,
+                                  .state = KITE_PREEMPT_NOTICE,
+                                  .deadline_ms = deadline};
+    kite_reply_preempt_status(bus, ev->corr, &s);
+    return;
+  }
   start_query(data, ev->corr, 1, p->instance_id, NULL, p->node);
 }
 

@@ -143,15 +143,6 @@ static int ec2_count(sim_t *s, const char *field) {
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
-typedef struct probe {
-  struct ctx *c;
-  uint32_t rank;
-  uint64_t task;
-  char out[4096];
-  size_t len;
-  bool busy;
-  kite_sub_t sub;
-} probe_t;
 
 typedef struct ctx {
   sim_t sim;
@@ -178,9 +169,7 @@ typedef struct ctx {
   /* spot notice */
   bool interrupt;
   char interrupted_id[40];
-  uv_timer_t probe_timer, interrupt_timer;
-  probe_t probes[MAXR];
-  bool notice_sent[MAXR];
+  uv_timer_t interrupt_timer;
   int preempt_state_after;
   char log[1 << 17];
   size_t log_len;
@@ -323,7 +312,6 @@ static void on_closed(kite_pool_t *pool, int status, void *data) {
   c->closed = true;
   c->close_status = status;
   if (c->interrupt) {
-    uv_close((uv_handle_t *)&c->probe_timer, NULL);
     uv_close((uv_handle_t *)&c->interrupt_timer, NULL);
   }
   assert_int_equal(kite_runtime_shutdown(c->rt, on_shutdown, NULL), 0);
@@ -393,74 +381,6 @@ static void on_listed(kite_bus_t *bus, int status, const kite_event_t *ev, void 
   assert_int_equal(kite_pool_broadcast(c->pool, &cmd, &o, on_output, on_broadcast, c, NULL), 0);
 }
 
-/* ---- the spot notice, read on the node (what the preemption monitor is to do) ---------------- */
-
-static void on_probe_output(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_task_output_t *p,
-                            void *data) {
-  probe_t *pr = data;
-  (void)bus;
-  (void)ev;
-  if (p->stream == 1 && pr->len + p->data.len < sizeof(pr->out)) {
-    memcpy(pr->out + pr->len, p->data.ptr, p->data.len);
-    pr->len += p->data.len;
-  }
-}
-
-static void on_probe_done(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
-  probe_t *pr = data;
-  ctx_t *c = pr->c;
-  (void)ev;
-  pr->busy = false;
-  kite_bus_unsubscribe(bus, pr->sub);
-  if (status != 0 || c->closed)
-    return;
-  int64_t deadline = 0;
-  if (kite_aws_probe_parse(pr->out, pr->len, &deadline) == KITE_PREEMPT_NOTICE &&
-      !c->notice_sent[pr->rank]) {
-    c->notice_sent[pr->rank] = true;
-    kite_ev_node_preempting_t p = {.pool = kite_pool_id(c->pool),
-                                   .node = kite_pool_node_id(c->pool, pr->rank),
-                                   .rank = pr->rank,
-                                   .deadline_ms = deadline};
-    kite_emit_node_preempting(bus, &p);
-  }
-}
-
-static void on_probe_tick(uv_timer_t *t) {
-  ctx_t *c = t->data;
-  if (c->closed || c->pool == NULL)
-    return;
-  kite_bus_t *bus = kite_runtime_bus(c->rt);
-  static uint64_t seq = 0x7a05000000000000ull;
-  for (uint32_t r = 0; r < c->nodes && r < MAXR; r++) {
-    probe_t *pr = &c->probes[r];
-    int st = kite_pool_node_state(c->pool, r);
-    const char *id = kite_pool_instance_id(c->pool, r);
-    if (pr->busy || (st != KITE_NODE_READY && st != KITE_NODE_DRAINING) || id == NULL)
-      continue;
-    char *cmd = NULL;
-    if (kite_aws_provider_probe(c->aws, id, &cmd) != 0)
-      continue;
-    pr->c = c;
-    pr->rank = r;
-    pr->task = ++seq;
-    pr->len = 0;
-    pr->busy = true;
-    kite_on_task_output(bus, pr->task, on_probe_output, pr, &pr->sub);
-    kite_ev_ssh_exec_t x = {.pool = kite_pool_id(c->pool),
-                            .node = kite_pool_node_id(c->pool, r),
-                            .task = pr->task,
-                            .rank = r,
-                            .cmd = cmd,
-                            .timeout_ms = 5000};
-    if (kite_request_ssh_exec(bus, &x, 0, on_probe_done, pr, NULL) != 0) {
-      pr->busy = false;
-      kite_bus_unsubscribe(bus, pr->sub);
-    }
-    free(cmd);
-  }
-}
-
 static void on_interrupt_timer(uv_timer_t *t) {
   ctx_t *c = t->data;
   const char *id = kite_pool_instance_id(c->pool, 0);
@@ -482,10 +402,8 @@ static void on_open(kite_pool_t *pool, int status, const char *message, void *da
     kite_pool_close(pool, on_closed, c);
     return;
   }
-  if (c->interrupt) {
-    uv_timer_start(&c->probe_timer, on_probe_tick, 0, 250);
+  if (c->interrupt)
     uv_timer_start(&c->interrupt_timer, on_interrupt_timer, 1500, 0);
-  }
   /* List the pool's instances by tag (paginated when page_size is small). */
   kite_ev_instance_list_t l = {.provider = "aws", .tag = c->tag};
   assert_int_equal(kite_request_instance_list(kite_runtime_bus(c->rt), &l, 0, on_listed, c, NULL),
@@ -495,9 +413,8 @@ static void on_open(kite_pool_t *pool, int status, const char *message, void *da
 static void run_pool(ctx_t *c, unsigned nodes) {
   kite_pool_spec_t s = spec_of(c, nodes);
   if (c->interrupt) {
-    uv_timer_init(kite_runtime_loop(c->rt), &c->probe_timer);
     uv_timer_init(kite_runtime_loop(c->rt), &c->interrupt_timer);
-    c->probe_timer.data = c->interrupt_timer.data = c;
+    c->interrupt_timer.data = c;
   }
   assert_int_equal(kite_pool_open(c->rt, &s, on_open, c, &c->pool), 0);
   kite_runtime_run(c->rt);
