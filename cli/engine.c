@@ -70,6 +70,9 @@ int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider
     rc = kite_ssh_provider_new(e->rt, NULL, NULL);
   if (rc == 0 && provider && strcmp(provider, "aws") == 0 && (what = "the aws provider"))
     rc = kite_aws_provider_new(e->rt, NULL, NULL);
+  if (rc == 0 && provider && strcmp(provider, "digitalocean") == 0 &&
+      (what = "the DigitalOcean provider"))
+    rc = kite_do_provider_new(e->rt, NULL, NULL);
   if (rc == 0 && (what = "the SSH transport"))
     rc = kite_transport_new(e->rt, NULL, NULL);
   if (rc == 0 && (what = "the bootstrap runner"))

@@ -641,7 +641,10 @@ static void tls_case(const char *ca, int *status, char *msg, size_t msglen) {
   kill(pid, SIGTERM);
   waitpid(pid, NULL, 0);
   *status = c.status;
-  snprintf(msg, msglen, "%s|%d", c.message, c.attempts);
+  /* The message, then |attempts (cut short, not overflowing, if the buffer is too small). */
+  int n = snprintf(msg, msglen, "%.1000s|", c.message);
+  if (n > 0 && (size_t)n < msglen)
+    snprintf(msg + n, msglen - (size_t)n, "%u", (unsigned)c.attempts);
   ctx_done(&c);
 }
 

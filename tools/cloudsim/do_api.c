@@ -127,7 +127,7 @@ static void write_file(const char *path, const char *text, mode_t mode) {
  * before the droplet is first reported active. */
 static void apply_host_key(machine_t *m) {
   m->hostkey_applied = true;
-  char *priv, *pub;
+  char *priv = NULL, *pub = NULL;
   if (m->node == NULL || !cloud_config_host_key(m->user_data, &priv, &pub)) {
     free(priv);
     free(pub);
