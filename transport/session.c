@@ -34,6 +34,8 @@ static void retry_or_fail(kite_ssh_t *s, const char *why);
 static void update_poll(kite_ssh_t *s);
 static void try_connect(kite_ssh_t *s);
 static void maybe_free(kite_ssh_t *s);
+static void finish_close(kite_ssh_t *s);
+static void on_poll(uv_poll_t *p, int status, int events);
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
@@ -195,6 +197,7 @@ static void drop_libssh2(kite_ssh_t *s) {
     libssh2_session_disconnect(s->ss, "closed by kite");
   if (s->fd >= 0)
     shutdown(s->fd, SHUT_RDWR);
+
   if (s->sftp) {
     for (int i = 0; i < 8 && libssh2_sftp_shutdown(s->sftp) == LIBSSH2_ERROR_EAGAIN; i++)
       ;
@@ -236,6 +239,18 @@ static void do_close(kite_ssh_t *s) {
     set_err(s, "connection to %s:%u canceled", s->host, s->port);
     cb(s, KITE_ECANCELED, s->errmsg, s->connect_data);
   }
+  /* libssh2 1.10 leaks the state of a key exchange that is cut short: a session closed during
+   * its handshake lets the handshake end (either way, bounded by the connect deadline) before
+   * it is freed. */
+  if (s->state == SSH_HANDSHAKE && s->ss && s->poll) {
+    s->finishing_handshake = true;
+    return;
+  }
+  finish_close(s);
+}
+
+static void finish_close(kite_ssh_t *s) {
+  s->finishing_handshake = false;
   drop_libssh2(s);
   s->state = SSH_DEAD;
   close_socket(s);
@@ -246,6 +261,21 @@ static void do_close(kite_ssh_t *s) {
     uv_close((uv_handle_t *)&s->kick, on_handle_closed);
   }
   maybe_free(s);
+}
+
+/* A closed session waiting for its handshake to end: step it; done when it is not EAGAIN. */
+static void step_closing_handshake(kite_ssh_t *s) {
+  int rc = libssh2_session_handshake(s->ss, s->fd);
+  if (rc == LIBSSH2_ERROR_EAGAIN) {
+    int dirs = libssh2_session_block_directions(s->ss);
+    int want = (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND ? UV_WRITABLE : 0) | UV_READABLE;
+    if (want != s->poll_events) {
+      s->poll_events = want;
+      uv_poll_start(s->poll, want, on_poll);
+    }
+    return;
+  }
+  finish_close(s);
 }
 
 void kite_ssh_close(kite_ssh_t *s, kite_ssh_closed_cb cb, void *data) {
@@ -519,6 +549,13 @@ void kite__ssh_pump(kite_ssh_t *s) {
 
 static void on_poll(uv_poll_t *p, int status, int events) {
   kite_ssh_t *s = p->data;
+  if (s->finishing_handshake) {
+    if (status < 0)
+      finish_close(s);
+    else
+      step_closing_handshake(s);
+    return;
+  }
   if (status < 0 && s->state == SSH_CONNECTING) {
     close_socket(s);
     retry_or_fail(s, uv_strerror(status));
@@ -612,6 +649,10 @@ static void on_keepalive(uv_timer_t *t) {
 
 static void on_deadline(uv_timer_t *t) {
   kite_ssh_t *s = t->data;
+  if (s->finishing_handshake) {
+    finish_close(s); /* the peer never finished: free what can be freed */
+    return;
+  }
   if (s->state == SSH_CONNECTING) {
     /* A connect that neither succeeds nor fails (a filtered port). */
     close_socket(s);

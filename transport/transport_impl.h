@@ -78,6 +78,7 @@ struct kite_ssh {
   kite_ssh_closed_cb closed_cb;
   void *closed_data;
   bool closing;
+  bool finishing_handshake;  /* closed, but its key exchange is let to end first */
   bool close_deferred;       /* kite_ssh_close called while pumping */
   char *lost_deferred;       /* kite__ssh_lost called while pumping: the reason */
   int deferred_error;        /* and the error for the connect callback */

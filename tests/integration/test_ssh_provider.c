@@ -289,5 +289,7 @@ int main(void) {
       cmocka_unit_test(test_pool_over_existing_machines),
       cmocka_unit_test(test_unknown_host_key_is_refused),
   };
+  if (getenv("KITE_TEST_FILTER"))
+    cmocka_set_test_filter(getenv("KITE_TEST_FILTER"));
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
