@@ -251,23 +251,19 @@ static int exec_step(ssh_op_t *op) {
     x->phase = X_OPENING;
   }
   if (x->phase == X_OPENING) {
-    x->ch = libssh2_channel_open_session(s->ss);
-    if (x->ch == NULL) {
-      rc = libssh2_session_last_errno(s->ss);
-      if (rc == LIBSSH2_ERROR_EAGAIN)
-        return 0;
-      s->opening = false;
-      if (kite__ssh_fatal(rc))
-        return rc;
+    rc = kite__ssh_open_channel(s, op, &x->ch);
+    if (rc == 0)
+      return 0;
+    if (rc == KITE_ESSH) {
       char *msg = kite__sprintf("cannot open a channel on %s:%u: %s", s->host, s->port,
                                 kite__ssh_lasterr(s));
       finish_now(x, KITE_ESSH, msg);
       free(msg);
       return 1;
     }
-    s->opening = false;
+    if (rc < 0)
+      return rc;
     x->phase = X_STARTING;
-    kite__ssh_pump(s); /* let the next queued open go */
   }
   if (x->phase == X_STARTING) {
     rc = libssh2_channel_process_startup(x->ch, "exec", 4, x->command,

@@ -53,19 +53,14 @@ static int ping_step(ssh_op_t *op) {
     p->phase = G_OPENING;
   }
   if (p->phase == G_OPENING) {
-    p->ch = libssh2_channel_open_session(s->ss);
-    if (p->ch == NULL) {
-      rc = libssh2_session_last_errno(s->ss);
-      if (rc == LIBSSH2_ERROR_EAGAIN)
-        return 0;
-      s->opening = false;
-      if (kite__ssh_fatal(rc))
-        return rc;
+    rc = kite__ssh_open_channel(s, op, &p->ch);
+    if (rc == 0)
+      return 0;
+    if (rc == KITE_ESSH)
       return done_now(p, KITE_ESSH);
-    }
-    s->opening = false;
+    if (rc < 0)
+      return rc;
     p->phase = G_CLOSING;
-    kite__ssh_pump(s);
   }
   if (p->phase == G_CLOSING) {
     rc = libssh2_channel_close(p->ch);

@@ -148,6 +148,21 @@ bool kite__ssh_take_slot(kite_ssh_t *s, ssh_op_t *op) {
   return true;
 }
 
+int kite__ssh_open_channel(kite_ssh_t *s, ssh_op_t *op, LIBSSH2_CHANNEL **ch) {
+  assert(op->has_slot && s->opening);
+  *ch = libssh2_channel_open_session(s->ss);
+  if (*ch == NULL) {
+    int rc = libssh2_session_last_errno(s->ss);
+    if (rc == LIBSSH2_ERROR_EAGAIN)
+      return 0;
+    s->opening = false;
+    return kite__ssh_fatal(rc) ? rc : KITE_ESSH;
+  }
+  s->opening = false;
+  kite__ssh_pump(s); /* the next queued open may go */
+  return 1;
+}
+
 void kite__ssh_release_slot(kite_ssh_t *s, ssh_op_t *op) {
   if (!op->has_slot)
     return;

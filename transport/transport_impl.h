@@ -94,6 +94,10 @@ void kite__ssh_pump(kite_ssh_t *s);
 /* Takes a channel slot if one is free and no other open is in progress. */
 bool kite__ssh_take_slot(kite_ssh_t *s, ssh_op_t *op);
 void kite__ssh_release_slot(kite_ssh_t *s, ssh_op_t *op);
+/* Opens a session channel for op, which holds a slot and the session's one open (take_slot,
+ * then s->opening): 1 with *ch set, 0 to try again later, KITE_ESSH when the server refused,
+ * or a fatal libssh2 error (the connection is gone). */
+int kite__ssh_open_channel(kite_ssh_t *s, ssh_op_t *op, LIBSSH2_CHANNEL **ch);
 /* Whether a libssh2 error code means the connection itself is gone. */
 bool kite__ssh_fatal(int rc);
 /* libssh2's last error message for the session ("" if none). */
