@@ -631,8 +631,9 @@ static void on_preempt(kite_bus_t *bus, int status, const kite_event_t *ev, void
     snprintf(path, sizeof(path), "/_sim/droplets/%s/kill", c->in[0].id);
     json_decref(sim_call(&c->sim, "POST", path, "{\"vanish\":true}"));
     c->preempt_state = -2;
-    /* The kill is asynchronous in the emulator: wait until its node is gone. */
-    while (kite_local_count_tagged(c->tag) > 0)
+    /* The kill is asynchronous in the emulator: wait until its node is gone and the emulator
+     * itself has seen it go (the droplet vanishes from its state then). */
+    while (kite_local_count_tagged(c->tag) > 0 || sim_count(&c->sim, "droplets") > 0)
       usleep(20000);
     kite_ev_preempt_check_t q = {
         .provider = "digitalocean", .pool = 7, .node = 100, .instance_id = c->in[0].id};
