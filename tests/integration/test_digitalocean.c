@@ -782,27 +782,46 @@ static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
   kite_runtime_run(c->rt);
 }
 
-static void test_pool_on_digitalocean(void **state) {
-  (void)state;
+/* A pool of 4 over SSH on droplets: open, broadcast, close; when flags are given the emulator
+ * fails a share of the API calls and the pool must still work, with no extra droplet. */
+static void pool_of_four(const char *what, const char *const *flags) {
   ctx_t c;
   pctx_t p;
   current = &c;
-  ctx_init(&c, "pool", NULL, TOKEN);
-  pool_run(&c, &p, 3, false);
-  assert_int_equal(p.open_status, 0);
+  ctx_init(&c, what, flags, TOKEN);
+  pool_run(&c, &p, 4, false);
+  if (p.open_status != 0)
+    fail_msg("open: %s", p.open_msg);
   assert_int_equal(p.task_status, 0);
   assert_int_equal(p.failed, 0);
-  for (unsigned r = 0; r < 3; r++) {
+  for (unsigned r = 0; r < 4; r++) {
     char want[64];
-    snprintf(want, sizeof(want), "rank=%u of 3 booted\n", r);
+    snprintf(want, sizeof(want), "rank=%u of 4 booted\n", r);
     assert_string_equal(p.out[r], want);
   }
   assert_true(p.closed);
   assert_int_equal(p.close_status, 0);
-  /* The pool closed only when the API said every droplet was gone. */
+  /* The pool closed only when the API said every droplet was gone, and by the emulator's own
+   * count there never were more droplets than asked for. */
   assert_int_equal(c.droplets_before_confirm, 0);
-  assert_int_equal(sim_count(&c.sim, "created"), 3);
+  assert_int_equal(sim_count(&c.sim, "created"), 4);
+  assert_true(sim_count(&c.sim, "peak") <= 4);
+  if (flags)
+    assert_true(sim_count(&c.sim, "faults_injected") > 0);
   ctx_done(&c);
+}
+
+static void test_pool_on_digitalocean(void **state) {
+  (void)state;
+  pool_of_four("pool", NULL);
+}
+
+static void test_pool_with_20_percent_api_faults(void **state) {
+  (void)state;
+  const char *flags[] = {"--fault-429", "0.07",          "--fault-500", "0.07",   "--fault-reset",
+                         "0.06",        "--retry-after", "0",           "--seed", "7",
+                         NULL};
+  pool_of_four("poolfaults", flags);
 }
 
 static void test_pool_replaces_dead_droplet(void **state) {
@@ -1090,6 +1109,7 @@ int main(void) {
       cmocka_unit_test(test_random_faults_20_percent),
       cmocka_unit_test(test_dead_droplet_is_preempted),
       cmocka_unit_test(test_pool_on_digitalocean),
+      cmocka_unit_test(test_pool_with_20_percent_api_faults),
       cmocka_unit_test(test_pool_replaces_dead_droplet),
       cmocka_unit_test(test_hostile_bodies_do_not_crash),
       cmocka_unit_test(test_lifecycle_through_prism),
