@@ -12,25 +12,51 @@
 #include "kite/local.h"
 #include "kite_impl.h"
 
+typedef struct waiter {
+  kite_keypair_cb cb;
+  void *data;
+  struct waiter *next;
+} waiter_t;
+
 typedef struct keypair_req {
   kite_runtime_t *rt;
   char *path;
   kite_keypair_cb cb;
   void *data;
   int status;
+  bool generating;
+  waiter_t *waiters; /* other callers of the same runtime asking for the same key meanwhile */
+  struct keypair_req *next;
   uv_process_t proc;
   uv_timer_t timer;
 } keypair_req_t;
 
+/* Keys being generated (loop thread of each runtime): a second provider asking for the same
+ * key while ssh-keygen runs waits for that run instead of racing it. */
+static keypair_req_t *generating;
+
 static void req_closed(uv_handle_t *h) {
   keypair_req_t *r = h->data;
+  if (r->generating)
+    for (keypair_req_t **pp = &generating; *pp; pp = &(*pp)->next)
+      if (*pp == r) {
+        *pp = r->next;
+        break;
+      }
   kite_keypair_cb cb = r->cb;
   kite_runtime_t *rt = r->rt;
   void *data = r->data;
   int status = r->status;
+  waiter_t *w = r->waiters;
   free(r->path);
   free(r);
   cb(rt, status, data);
+  while (w) {
+    waiter_t *next = w->next;
+    w->cb(rt, status, w->data);
+    free(w);
+    w = next;
+  }
 }
 
 /* Frees a request whose spawn failed: its callback is never called. */
@@ -85,6 +111,23 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
   uv_loop_t *loop = kite_runtime_loop(rt);
   int rc = 0;
 
+  for (keypair_req_t *g = generating; g; g = g->next)
+    if (g->rt == rt && strcmp(g->path, path) == 0) {
+      waiter_t *w = calloc(1, sizeof(*w));
+      if (w == NULL) {
+        rc = KITE_ENOMEM;
+        goto fail;
+      }
+      w->cb = cb;
+      w->data = data;
+      w->next = g->waiters;
+      g->waiters = w;
+      free(r->path);
+      free(r);
+      free(pub);
+      free(dir_copy);
+      return 0;
+    }
   struct stat st;
   bool have_priv = stat(path, &st) == 0;
   bool have_pub = stat(pub, &st) == 0;
@@ -121,6 +164,11 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
                              .stdio = stdio};
   r->proc.data = r;
   int err = uv_spawn(loop, &r->proc, &po);
+  if (err == 0) {
+    r->generating = true;
+    r->next = generating;
+    generating = r;
+  }
   if (err != 0) {
     kite_log(rt, KITE_LOG_ERROR, "local", "cannot run ssh-keygen: %s; install openssh-client",
              uv_strerror(err));
