@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "kite/kite.h"
+#include "cloudsim_client.h"
 
 #define AK "AKIAKITETEST00000001"
 #define SK "kite/test+secret/wJalrXUtnFEMI/K7MDENG"
@@ -31,57 +32,23 @@
 
 /* ---- the emulator --------------------------------------------------------------------------- */
 
-typedef struct sim {
-  pid_t pid;
-  int port;
-  char dir[64];
-  char url[64];
-} sim_t;
-
 /* The emulator of the running test, stopped by the teardown when an assertion ended the test
  * before its own sim_stop(). */
 static sim_t *running_sim;
 
-static void sim_start(sim_t *s) {
-  memset(s, 0, sizeof(*s));
-  snprintf(s->dir, sizeof(s->dir), "/tmp/kite-test-aws-sim-XXXXXX");
-  assert_non_null(mkdtemp(s->dir));
-  assert_int_equal(chmod(s->dir, 0755), 0);
-  const char *bin_dir = getenv("KITE_BINARY_DIR");
-  assert_non_null(bin_dir);
-  char bin[512];
-  snprintf(bin, sizeof(bin), "%s/tools/cloudsim/kite-cloudsim", bin_dir);
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  s->pid = fork();
-  assert_true(s->pid >= 0);
-  if (s->pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    setenv("KITE_CLOUDSIM_AWS_ACCESS_KEY_ID", AK, 1);
-    setenv("KITE_CLOUDSIM_AWS_SECRET_ACCESS_KEY", SK, 1);
-    setenv("KITE_CLOUDSIM_IMDS_PORT", IMDS_PORT, 1);
-    execl(bin, bin, "--token", SIM_TOKEN, "--home", s->dir, "--port", "0", "--seed", "7",
-          (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  char line[256] = "";
-  size_t len = 0;
-  while (len < sizeof(line) - 1) {
-    ssize_t r = read(fds[0], line + len, 1);
-    if (r <= 0 || line[len] == '\n')
-      break;
-    len++;
-  }
-  line[len] = '\0';
-  close(fds[0]);
-  assert_non_null(strstr(line, "listening on http://127.0.0.1:"));
-  s->port = atoi(strrchr(line, ':') + 1);
-  assert_true(s->port > 0);
-  snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d/", s->port);
+static void aws_sim_start(sim_t *s) {
+  /* The emulator's EC2 credentials and metadata port come from its environment. */
+  setenv("KITE_CLOUDSIM_AWS_ACCESS_KEY_ID", AK, 1);
+  setenv("KITE_CLOUDSIM_AWS_SECRET_ACCESS_KEY", SK, 1);
+  setenv("KITE_CLOUDSIM_IMDS_PORT", IMDS_PORT, 1);
+  const char *extra[] = {"--seed", "7", NULL};
+  sim_start(s, SIM_TOKEN, extra);
   running_sim = s;
+}
+
+static void aws_sim_stop(sim_t *s) {
+  running_sim = NULL;
+  sim_stop(s);
 }
 
 static int teardown(void **state) {
@@ -94,51 +61,8 @@ static int teardown(void **state) {
   return 0;
 }
 
-static void sim_stop(sim_t *s) {
-  running_sim = NULL;
-  kill(s->pid, SIGTERM);
-  int st = 0;
-  assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
-  char cmd[128];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
-  assert_int_equal(system(cmd), 0);
-}
-
-/* One blocking call to the emulator's control endpoint (test code; a short local request). */
-static json_t *sim_call(sim_t *s, const char *method, const char *path, const char *body) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)s->port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  char req[2048];
-  int n = snprintf(req, sizeof(req),
-                   "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                   "Content-Length: %zu\r\n\r\n%s",
-                   method, path, body ? strlen(body) : 0, body ? body : "");
-  assert_int_equal(write(fd, req, (size_t)n), n);
-  static char resp[1 << 20];
-  size_t len = 0;
-  ssize_t r;
-  while ((r = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
-    len += (size_t)r;
-  close(fd);
-  resp[len] = '\0';
-  char *b = strstr(resp, "\r\n\r\n");
-  assert_non_null(b);
-  json_error_t e;
-  json_t *j = json_loads(b + 4, 0, &e);
-  assert_non_null(j);
-  return j;
-}
-
 static int ec2_count(sim_t *s, const char *field) {
-  json_t *j = sim_call(s, "GET", "/_sim/ec2/state", NULL);
-  int v = (int)json_integer_value(json_object_get(j, field));
-  json_decref(j);
-  return v;
+  return sim_state_count(s, "/_sim/ec2/state", field);
 }
 
 /* ---- fixture -------------------------------------------------------------------------------- */
@@ -227,7 +151,7 @@ static void on_state(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
 
 static void ctx_init(ctx_t *c, const char *what, const char *secret, unsigned page_size) {
   memset(c, 0, sizeof(*c));
-  sim_start(&c->sim);
+  aws_sim_start(&c->sim);
   snprintf(c->home, sizeof(c->home), "/tmp/kite-test-aws-XXXXXX");
   assert_non_null(mkdtemp(c->home));
   assert_int_equal(chmod(c->home, 0755), 0);
@@ -242,7 +166,7 @@ static void ctx_init(ctx_t *c, const char *what, const char *secret, unsigned pa
   setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kite-test/credentials", 1);
   setenv("AWS_CONFIG_FILE", "/nonexistent/kite-test/config", 1);
   setenv("AWS_REGION", "us-east-1", 1);
-  snprintf(c->options, sizeof(c->options), "{\"endpoint\":\"%s\",\"ssh_user\":\"%s\"}", c->sim.url,
+  snprintf(c->options, sizeof(c->options), "{\"endpoint\":\"%s/\",\"ssh_user\":\"%s\"}", c->sim.url,
            kite_local_login_user());
   kite_runtime_options_t o = {.home = c->home, .log_level = KITE_LOG_DEBUG};
   assert_int_equal(kite_runtime_new(&c->rt, &o), 0);
@@ -278,7 +202,7 @@ static void ctx_done(ctx_t *c) {
   /* Nothing of the pool runs any more, and kite's own resources in the account are gone. */
   assert_int_equal(ec2_count(&c->sim, "live"), 0);
   assert_int_equal(kite_local_count_tagged(c->tag), 0);
-  sim_stop(&c->sim);
+  aws_sim_stop(&c->sim);
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf %s", c->home);
   assert_int_equal(system(cmd), 0);
@@ -603,7 +527,7 @@ static void next_step(steps_t *st) {
     launch(st, "kite-pool-x-1-0-1-abc", "ami-0notfound", c->options);
     return;
   case 3:
-    snprintf(opts, sizeof(opts), "{\"endpoint\":\"%s\",\"max_price\":0.0001}", c->sim.url);
+    snprintf(opts, sizeof(opts), "{\"endpoint\":\"%s/\",\"max_price\":0.0001}", c->sim.url);
     launch(st, "kite-pool-x-2-0-1-abc", "ami-0kite0test0image", opts);
     return;
   case 4:

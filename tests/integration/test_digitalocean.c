@@ -27,102 +27,12 @@
 #define TOKEN "dop_v1_cloudsim_test_token_5f2a9c"
 #define MAXI 8
 
+#include "cloudsim_client.h"
+
 /* ---- the emulator --------------------------------------------------------------------------- */
 
-typedef struct sim {
-  pid_t pid;
-  int port;
-  char dir[64];
-  char url[64];
-} sim_t;
-
-static void sim_start(sim_t *s, const char *const *extra) {
-  memset(s, 0, sizeof(*s));
-  snprintf(s->dir, sizeof(s->dir), "/tmp/kite-test-do-sim-XXXXXX");
-  assert_non_null(mkdtemp(s->dir));
-  const char *bin_dir = getenv("KITE_BINARY_DIR");
-  assert_non_null(bin_dir);
-  char bin[512];
-  snprintf(bin, sizeof(bin), "%s/tools/cloudsim/kite-cloudsim", bin_dir);
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  s->pid = fork();
-  assert_true(s->pid >= 0);
-  if (s->pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no emulator behind */
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    const char *argv[32] = {bin, "--token", TOKEN, "--home", s->dir, "--port", "0"};
-    int n = 7;
-    for (int i = 0; extra && extra[i] && n < 30; i++)
-      argv[n++] = extra[i];
-    argv[n] = NULL;
-    execv(bin, (char *const *)argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  char line[256] = "";
-  size_t len = 0;
-  while (len < sizeof(line) - 1) {
-    ssize_t r = read(fds[0], line + len, 1);
-    if (r <= 0 || line[len] == '\n')
-      break;
-    len++;
-  }
-  line[len] = '\0';
-  close(fds[0]);
-  const char *colon = strrchr(line, ':');
-  assert_non_null(strstr(line, "listening on http://127.0.0.1:"));
-  s->port = atoi(colon + 1);
-  assert_true(s->port > 0);
-  snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
-}
-
-static void sim_stop(sim_t *s) {
-  kill(s->pid, SIGTERM);
-  int st = 0;
-  assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
-  char cmd[128];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
-  assert_int_equal(system(cmd), 0);
-}
-
-/* One blocking request to the emulator's control endpoint (test code, not kite's loop). */
-static json_t *sim_call(sim_t *s, const char *method, const char *path, const char *body) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)s->port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  char req[2048];
-  int n = snprintf(req, sizeof(req),
-                   "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                   "Content-Length: %zu\r\n\r\n%s",
-                   method, path, body ? strlen(body) : 0, body ? body : "");
-  assert_int_equal(write(fd, req, (size_t)n), n);
-  static char resp[1 << 20];
-  size_t len = 0;
-  ssize_t r;
-  while ((r = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
-    len += (size_t)r;
-  close(fd);
-  resp[len] = '\0';
-  char *b = strstr(resp, "\r\n\r\n");
-  assert_non_null(b);
-  json_error_t e;
-  json_t *j = json_loads(b + 4, 0, &e);
-  assert_non_null(j);
-  return j;
-}
-
 static int sim_count(sim_t *s, const char *field) {
-  json_t *j = sim_call(s, "GET", "/_sim/state", NULL);
-  int v = (int)json_integer_value(json_object_get(j, field));
-  json_decref(j);
-  return v;
+  return sim_state_count(s, "/_sim/state", field);
 }
 
 static void sim_faults(sim_t *s, const char *json) {
@@ -174,7 +84,7 @@ static void on_log(kite_runtime_t *rt, kite_log_level_t level, const char *line,
 
 static void ctx_init(ctx_t *c, const char *what, const char *const *sim_flags, const char *token) {
   memset(c, 0, sizeof(*c));
-  sim_start(&c->sim, sim_flags);
+  sim_start(&c->sim, TOKEN, sim_flags);
   snprintf(c->home, sizeof(c->home), "/tmp/kite-test-do-XXXXXX");
   assert_non_null(mkdtemp(c->home));
   snprintf(c->tag, sizeof(c->tag), "kite-pool-t%d-%s", (int)getpid(), what);
