@@ -1,0 +1,100 @@
+# Shared by the user-level tests (tests/cli/test_*.sh): each runs the `kite` command as a user
+# would, from a shell, with its own KITE_HOME, and checks what the user and the machine see.
+# Sourced with KITE_BINARY_DIR and KITE_SOURCE_DIR set (ctest sets both).
+set -u
+: "${KITE_BINARY_DIR:?run through ctest, or set KITE_BINARY_DIR}"
+: "${KITE_SOURCE_DIR:?run through ctest, or set KITE_SOURCE_DIR}"
+export PATH="$KITE_BINARY_DIR/cli:$KITE_BINARY_DIR/tools/cloudsim:$PATH"
+T_NAME=$(basename "$0" .sh)
+T_DIR=$(mktemp -d "/tmp/kite-cli-${T_NAME#test_}-XXXXXX")
+chmod 0755 "$T_DIR" # local nodes log in as kite-node when we are root
+export KITE_HOME="$T_DIR/home"
+T_SIM_PID=
+T_FAILS=0
+T_POOLS=()
+
+log() { printf '== %s\n' "$*" >&2; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; T_FAILS=$((T_FAILS + 1)); }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+# Every pool a test names is taken down at the end, whatever happened.
+t_cleanup() {
+  local rc=$?
+  for p in "${T_POOLS[@]}"; do kite down "$p" >/dev/null 2>&1 || true; done
+  if [ -n "$T_SIM_PID" ]; then
+    kill -TERM "$T_SIM_PID" 2>/dev/null
+    wait "$T_SIM_PID" 2>/dev/null
+  fi
+  if [ "$rc" = 0 ] && [ "$T_FAILS" = 0 ]; then rm -rf "$T_DIR"; else
+    echo "(kept $T_DIR)" >&2; fi
+  [ "$T_FAILS" = 0 ] || exit 1
+  exit "$rc"
+}
+trap t_cleanup EXIT
+
+pool_name() { local n="$1-$$"; T_POOLS+=("$n"); echo "$n"; }
+
+# run_kite OUT ERR ARGS...: runs kite, stores its exit status in RC.
+run_kite() {
+  local out="$1" err="$2"
+  shift 2
+  RC=0
+  kite "$@" >"$out" 2>"$err" || RC=$?
+}
+
+expect_rc() { [ "$RC" = "$1" ] || fail "$2: exit status $RC, expected $1"; }
+expect_grep() { grep -q -- "$2" "$1" || { fail "$3: '$2' not in $1:"; sed 's/^/    /' "$1" >&2; }; }
+expect_no_grep() { ! grep -q -- "$2" "$1" || { fail "$3: '$2' found in $1:"; grep -n -- "$2" "$1" | sed 's/^/    /' >&2; }; }
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds; 1 on timeout.
+wait_for() {
+  local limit=$(($1 * 10))
+  shift
+  for ((i = 0; i < limit; i++)); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Processes (any user) whose environment carries KITE_NODE_TAG=TAG: what runs on local nodes.
+node_procs() {
+  local tag="$1" n=0
+  for e in /proc/[0-9]*/environ; do
+    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" && n=$((n + 1))
+  done
+  echo "$n"
+}
+# Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line).
+node_procs_matching() {
+  local tag="$1" pat="$2" n=0 d
+  for e in /proc/[0-9]*/environ; do
+    d=${e%/environ}
+    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" || continue
+    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -Eq -- "$pat" && n=$((n + 1))
+  done
+  echo "$n"
+}
+
+# ---- kite-cloudsim ----------------------------------------------------------------------------
+SIM_TOKEN=sim-token
+SIM_AK=AKIAKITETEST0001
+SIM_SK=s3cret-cli-test
+# Starts the emulator with extra args; sets SIM_URL.
+start_sim() {
+  mkdir -p "$T_DIR/sim"
+  chmod 0755 "$T_DIR/sim"
+  KITE_CLOUDSIM_AWS_ACCESS_KEY_ID=$SIM_AK KITE_CLOUDSIM_AWS_SECRET_ACCESS_KEY=$SIM_SK \
+    kite-cloudsim --token "$SIM_TOKEN" --home "$T_DIR/sim" --port 0 \
+    --port-file "$T_DIR/sim/port" "$@" >"$T_DIR/sim/out" 2>"$T_DIR/sim/err" &
+  T_SIM_PID=$!
+  wait_for 20 test -s "$T_DIR/sim/port" || die "kite-cloudsim did not start: $(cat "$T_DIR/sim/err")"
+  SIM_URL="http://127.0.0.1:$(cat "$T_DIR/sim/port")"
+}
+sim_state() { curl -s "$SIM_URL/_sim/state"; }
+sim_faults() { curl -s -X POST -d "$1" "$SIM_URL/_sim/faults" >/dev/null; }
+# A jq-free reader of one number from the state: sim_num KEY (top level, e.g. droplets).
+sim_num() { sim_state | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# The login user of emulated instances: kite-node when root, else ourselves.
+node_user() { if [ "$(id -u)" = 0 ]; then echo kite-node; else id -un; fi; }
