@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -24,6 +25,14 @@ typedef struct down_op {
   char *id;
 } down_op_t;
 
+/* One place the pool's instances were created (a distinct reach record), asked for its list
+ * of the pool's tag. */
+typedef struct down_reach {
+  struct down *d;
+  char *reach; /* or NULL: a record from before reach records (asked where this process would) */
+  bool listed; /* the provider answered with its whole list */
+} down_reach_t;
+
 typedef struct down {
   cli_engine_t eng;
   kite_store_t *st;
@@ -32,13 +41,46 @@ typedef struct down {
   const char *tag;
   down_op_t *ops;
   size_t n, pending;
+  down_reach_t *reaches;
+  size_t reaches_n, lists_pending;
   unsigned confirmed, failed;
-  bool listed;
+  uv_timer_t grace;
+  bool grace_open;
 } down_t;
 
+/* How long a launch begun by a dead owner may take to show in the provider's list: a create
+ * sent just before the owner died is listed by then (EC2 and DigitalOcean list a new instance
+ * within seconds). A launch older than that which no list shows created nothing. */
+#define LAUNCH_GRACE_MS 10000
+
 static void finish_if_done(down_t *d) {
-  if (d->pending == 0)
+  if (d->pending == 0 && d->lists_pending == 0)
     kite_runtime_shutdown(d->eng.rt, NULL, NULL);
+}
+
+/* A string field of a reach record (malloc'd), or NULL. */
+static char *reach_field(const char *reach, const char *key) {
+  json_error_t e;
+  json_t *j = reach ? json_loads(reach, 0, &e) : NULL;
+  const char *v = json_string_value(json_object_get(j, key));
+  char *out = v ? strdup(v) : NULL;
+  json_decref(j);
+  return out;
+}
+
+static const char *reach_where(const char *reach, char *buf, size_t len) {
+  char *region = reach_field(reach, "region");
+  char *ep = reach_field(reach, "endpoint");
+  char *api = reach_field(reach, "api_url");
+  snprintf(buf, len, "%s%s%s%s", region ? region : "", region && (ep || api) ? " at " : "",
+           ep    ? ep
+           : api ? api
+                 : "",
+           !region && !ep && !api ? "its default place" : "");
+  free(region);
+  free(ep);
+  free(api);
+  return buf;
 }
 
 static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
@@ -58,7 +100,10 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
       d->failed++;
     } else {
       d->confirmed++;
-      printf("  rank %-4lld %-28s terminated (confirmed by the provider)\n", (long long)op->rank,
+      char rank[24] = "-";
+      if (op->rank >= 0)
+        snprintf(rank, sizeof(rank), "%lld", (long long)op->rank);
+      printf("  rank %-4s %-28s terminated (confirmed by the provider)\n", rank,
              op->instance_id ? op->instance_id : "(launching, no id yet)");
     }
   } else {
@@ -68,7 +113,16 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
             d->name);
     d->failed++;
   }
+  fflush(stdout);
   finish_if_done(d);
+}
+
+/* Whether every place the pool's instances were created answered with its whole list. */
+static bool all_listed(const down_t *d) {
+  for (size_t i = 0; i < d->reaches_n; i++)
+    if (!d->reaches[i].listed)
+      return false;
+  return d->reaches_n > 0;
 }
 
 static void terminate_all(down_t *d) {
@@ -82,30 +136,42 @@ static void terminate_all(down_t *d) {
     return;
   }
   bool local = strcmp(d->provider, "local") == 0;
+  bool listed = all_listed(d);
   d->ops = calloc(n ? n : 1, sizeof(*d->ops));
   for (size_t i = 0; d->ops && i < n; i++) {
     down_op_t *op = &d->ops[d->n];
     op->d = d;
     op->row = v[i].row;
     op->rank = v[i].rank;
+    if (v[i].instance_id == NULL && !local) {
+      /* A launch the dead owner began whose create never answered it. Every place the pool
+       * used listed the tag's instances (and those are terminated here, found by the
+       * reconciliation), so this launch created nothing. */
+      char where[256];
+      if (listed && kite_store_instance_terminated_row(
+                        d->st, v[i].row,
+                        "the provider, asked where the pool launches, lists no instance of "
+                        "this launch") == 0) {
+        printf("  rank %-4lld %-28s no instance: %s lists none beyond those terminated here\n",
+               (long long)v[i].rank, "(launch never answered)",
+               reach_where(v[i].reach, where, sizeof(where)));
+        d->confirmed++;
+      } else {
+        cli_err("down: the launch of rank %lld (token %s) never reported an instance and %s "
+                "could not be asked for the instances tagged %s; run `kite down %s` again",
+                (long long)v[i].rank, v[i].launch_token ? v[i].launch_token : "-", d->provider,
+                d->tag, d->name);
+        d->failed++;
+      }
+      continue;
+    }
     op->instance_id = v[i].instance_id ? strdup(v[i].instance_id) : NULL;
     op->id = v[i].instance_id ? strdup(v[i].instance_id)
                               : cli_sprintf("launching-row-%lld", (long long)v[i].row);
-    if (op->instance_id == NULL && !local) {
-      cli_err("down: the launch of rank %lld (token %s) never reported an instance to the "
-              "store and %s does not list one; check the provider's console for instances "
-              "tagged %s",
-              (long long)v[i].rank, v[i].launch_token ? v[i].launch_token : "-", d->provider,
-              d->tag);
-      free(op->id);
-      d->failed++;
-      continue;
-    }
     if (local) {
       int rc = kite_local_provider_adopt(d->eng.local, op->id, d->tag);
       if (rc != 0 && rc != KITE_EEXIST) {
-        cli_err("down: the local provider cannot take charge of %s: %s", op->id,
-                kite_strerror(rc));
+        cli_err("down: the local provider cannot take charge of %s: %s", op->id, kite_strerror(rc));
         free(op->instance_id);
         free(op->id);
         d->failed++;
@@ -115,7 +181,8 @@ static void terminate_all(down_t *d) {
     kite_store_instance_terminating(d->st, op->row);
     kite_ev_instance_terminate_t t = {.provider = d->provider,
                                       .rank = op->rank >= 0 ? (uint32_t)op->rank : 0,
-                                      .instance_id = op->id};
+                                      .instance_id = op->id,
+                                      .reach = v[i].reach};
     if (kite_request_instance_terminate(bus, &t, 0, on_terminated, op, NULL) != 0) {
       cli_err("down: cannot ask %s to terminate %s", d->provider, op->id);
       free(op->instance_id);
@@ -127,34 +194,100 @@ static void terminate_all(down_t *d) {
     d->pending++;
   }
   kite_store_instances_free(v, n);
+  fflush(stdout);
   finish_if_done(d);
 }
 
-/* The provider's own list of the tag's instances, reconciled into the store first, so a
- * launch whose reply was lost with its owner is found by its token. */
+/* The provider's own list of the tag's instances where the pool's instances were created,
+ * reconciled into the store first: what a dead owner created but never recorded is found. */
 static void on_listed(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
-  down_t *d = data;
+  down_reach_t *r = data;
+  down_t *d = r->d;
   (void)bus;
+  d->lists_pending--;
   const kite_ev_instance_listed_t *l = kite_ev_as_instance_listed(ev);
-  if (status == 0 && l && l->ids && *l->ids) {
+  if (status == 0 && l) {
     size_t n = 1;
-    for (const char *p = l->ids; *p; p++)
+    for (const char *p = l->ids ? l->ids : ""; *p; p++)
       n += *p == '\n';
     kite_store_listed_t *v = calloc(n, sizeof(*v));
-    char *ids = strdup(l->ids);
+    char *ids = strdup(l->ids ? l->ids : "");
     size_t k = 0;
     for (char *save = NULL, *tok = ids ? strtok_r(ids, "\n", &save) : NULL; v && tok && k < n;
          tok = strtok_r(NULL, "\n", &save))
       v[k++].instance_id = tok;
+    kite_store_reconcile_opts_t o = {.reach = r->reach};
     kite_store_reconcile_result_t res = {0};
-    if (v && kite_store_reconcile(d->st, d->name, d->provider, v, k, NULL, &res) == 0 &&
-        (res.found || res.adopted))
-      printf("  the provider lists %u instance(s) of the pool that the store did not know\n",
-             res.found + res.adopted);
+    if (v && ids && kite_store_reconcile(d->st, d->name, d->provider, v, k, &o, &res) == 0) {
+      r->listed = true;
+      if (res.found || res.adopted)
+        printf("  the provider lists %u instance(s) of the pool that the store did not know\n",
+               res.found + res.adopted);
+    } else {
+      cli_err("down: cannot record the provider's list: %s", kite_store_errmsg(d->st));
+    }
     free(ids);
     free(v);
+  } else {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    cli_err("down: %s could not list the instances tagged %s: %s", d->provider, d->tag,
+            e && e->message ? e->message : kite_strerror(status));
   }
-  terminate_all(d);
+  if (d->lists_pending == 0)
+    terminate_all(d);
+}
+
+static void list_everywhere(down_t *d) {
+  kite_bus_t *bus = kite_runtime_bus(d->eng.rt);
+  for (size_t i = 0; i < d->reaches_n; i++) {
+    kite_ev_instance_list_t l = {
+        .provider = d->provider, .tag = d->tag, .reach = d->reaches[i].reach};
+    if (kite_request_instance_list(bus, &l, 0, on_listed, &d->reaches[i], NULL) == 0)
+      d->lists_pending++;
+  }
+  if (d->lists_pending == 0)
+    terminate_all(d);
+}
+
+static void on_grace(uv_timer_t *t) {
+  down_t *d = kite_container_of(t, down_t, grace);
+  list_everywhere(d);
+}
+
+/* The distinct reach records of the pool's live instances, and the youngest launch without an
+ * id. */
+static int collect_reaches(down_t *d, int64_t *youngest_launch) {
+  kite_store_instance_t *v = NULL;
+  size_t n = 0;
+  *youngest_launch = 0;
+  if (kite_store_instances(d->st, d->name, true, &v, &n) != 0)
+    return -1;
+  d->reaches = calloc(n ? n : 1, sizeof(*d->reaches));
+  for (size_t i = 0; d->reaches && i < n; i++) {
+    if (v[i].instance_id == NULL && v[i].created_ms > *youngest_launch)
+      *youngest_launch = v[i].created_ms;
+    bool seen = false;
+    for (size_t k = 0; k < d->reaches_n && !seen; k++)
+      seen = (v[i].reach == NULL && d->reaches[k].reach == NULL) ||
+             (v[i].reach && d->reaches[k].reach && strcmp(v[i].reach, d->reaches[k].reach) == 0);
+    if (!seen) {
+      d->reaches[d->reaches_n].d = d;
+      d->reaches[d->reaches_n++].reach = v[i].reach ? strdup(v[i].reach) : NULL;
+    }
+  }
+  kite_store_instances_free(v, n);
+  return d->reaches ? 0 : -1;
+}
+
+static void on_grace_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static void grace_stop(cli_engine_t *e, void *data) {
+  down_t *d = data;
+  (void)e;
+  if (d->grace_open && !uv_is_closing((uv_handle_t *)&d->grace))
+    uv_close((uv_handle_t *)&d->grace, on_grace_closed);
 }
 
 static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p) {
@@ -168,20 +301,39 @@ static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p) {
            "provider\n",
            p->name, p->live_instances, p->provider);
   fflush(stdout);
+  d.eng.on_shutdown = grace_stop;
+  d.eng.data = &d;
   if (cli_engine_start(&d.eng, p->provider, NULL) != 0)
     return CLI_EXIT_FAIL;
-  if (strcmp(p->provider, "local") != 0) {
-    kite_ev_instance_list_t l = {.provider = p->provider, .tag = p->tag};
-    if (kite_request_instance_list(kite_runtime_bus(d.eng.rt), &l, 0, on_listed, &d, NULL) != 0)
-      terminate_all(&d);
-  } else {
+  int64_t youngest = 0;
+  if (strcmp(p->provider, "local") == 0) {
     terminate_all(&d);
+  } else if (collect_reaches(&d, &youngest) != 0) {
+    cli_err("down: %s", kite_store_errmsg(st));
+    d.failed++;
+    kite_runtime_shutdown(d.eng.rt, NULL, NULL);
+  } else {
+    int64_t wait = youngest ? youngest + LAUNCH_GRACE_MS - cli_now_ms() : 0;
+    if (wait > 0) {
+      printf("  a launch began %.1f s ago and never answered its owner; waiting %.1f s for "
+             "the provider to list what it made\n",
+             (double)(cli_now_ms() - youngest) / 1000.0, (double)wait / 1000.0);
+      fflush(stdout);
+      uv_timer_init(kite_runtime_loop(d.eng.rt), &d.grace);
+      d.grace_open = true;
+      uv_timer_start(&d.grace, on_grace, (uint64_t)wait, 0);
+    } else {
+      list_everywhere(&d);
+    }
   }
   cli_engine_finish(&d.eng);
   for (size_t i = 0; i < d.n; i++) {
     free(d.ops[i].instance_id);
     free(d.ops[i].id);
   }
+  for (size_t i = 0; i < d.reaches_n; i++)
+    free(d.reaches[i].reach);
+  free(d.reaches);
   free(d.ops);
   return d.failed ? CLI_EXIT_FAIL : 0;
 }
@@ -222,6 +374,20 @@ static int down_via_owner(const kite_store_pool_t *p) {
     json_decref(j);
   }
   cli_conn_close(&c);
+  /* The pool is closed, but the owner still stops its providers, which delete what kite made
+   * in the account (key pair, security group) when nothing uses it: the pool is down only when
+   * the owner is gone. */
+  int64_t until = cli_now_ms() + 120000;
+  while (code >= 0 && cli_pid_alive(p->owner_pid) && cli_now_ms() < until) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  if (code >= 0 && cli_pid_alive(p->owner_pid)) {
+    cli_err("down: the owner of pool %s (pid %lld) closed the pool but has not exited after "
+            "120 s; see its log %s",
+            p->name, (long long)p->owner_pid, "($KITE_HOME/logs)");
+    code = CLI_EXIT_FAIL;
+  }
   if (code < 0) {
     cli_err("down: the owner of pool %s went away before it said the pool was closed; "
             "run `kite down %s` again to finish from the store",

@@ -37,6 +37,13 @@ int kite__read_file(const char *path, char **out, size_t *len);
 int kite__rm_rf(const char *path);
 /* Wall-clock milliseconds since the epoch. */
 uint64_t kite__wall_ms(void);
+/* A short public name for a credential, safe to store and print: the first 16 hex digits of
+ * SHA-256(prefix ":" value). Two processes using the same credential get the same name; the
+ * name does not give the credential away. out must hold 17 bytes. */
+void kite__fingerprint(const char *prefix, const char *value, char out[17]);
+/* The string value of key in a JSON object text, malloc'd; NULL when absent or not a string
+ * (json may be NULL). */
+char *kite__json_str(const char *json, const char *key);
 /* A process-unique, never-zero id (loop thread only). */
 uint64_t kite__next_id(void);
 

@@ -157,6 +157,7 @@ static void terminate_instance(kite__node_t *n) {
   if (n->pool->store && n->store_row)
     kite_store_instance_terminating(n->pool->store, n->store_row);
   kite_ev_instance_terminate_t t = {.provider = n->pool->provider, .pool = n->pool->id,
+                                    .reach = n->pool->reach,
                                     .node = n->id, .rank = n->rank,
                                     .instance_id = n->instance_id};
   int rc = kite_request_instance_terminate(n->pool->bus, &t, 0, on_terminated, n, &n->term_corr);
@@ -415,10 +416,19 @@ void kite__node_start(kite__node_t *n) {
            (int)getpid(), (unsigned long long)kite__wall_ms());
   kite__node_set_state(n, KITE_NODE_PROVISIONING,
                        n->replacements ? "launching a replacement" : "launching");
-  /* Recorded before the launch call: if this process dies during it, the record remains. */
-  if (pool->store && kite_store_instance_launching(pool->store, pool->name, n->rank,
-                                                   pool->provider, pool->tag, token,
-                                                   &n->store_row) != 0) {
+  if (pool->reach_status != 0) {
+    char *why = kite__sprintf("cannot tell where %s would launch it: %s", pool->provider,
+                              pool->reach_message ? pool->reach_message
+                                                  : kite_strerror(pool->reach_status));
+    fail(n, pool->reach_status, why ? why : "no reach record");
+    free(why);
+    return;
+  }
+  /* Recorded before the launch call, with what it takes to reach the instance from any other
+   * process: if this process dies during the call, the record remains. */
+  if (pool->store && kite_store_instance_launching_at(pool->store, pool->name, n->rank,
+                                                      pool->provider, pool->tag, token,
+                                                      pool->reach, &n->store_row) != 0) {
     char *why = kite__sprintf("cannot record the launch in the state store: %s",
                               kite_store_errmsg(pool->store));
     fail(n, KITE_ESTORE, why ? why : "cannot record the launch");

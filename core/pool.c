@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <signal.h>
 #include <stdio.h>
+#include <jansson.h>
 #include <unistd.h>
 
 #include "kite/bootstrap.h"
@@ -193,6 +194,8 @@ static void pool_free(kite_pool_t *pool) {
   free(pool->instance_type);
   free(pool->image);
   free(pool->provider_options);
+  free(pool->reach);
+  free(pool->reach_message);
   free(pool->script);
   free(pool->open_message);
   free_env(pool->env);
@@ -329,6 +332,11 @@ static int record_pool(kite_pool_t *pool) {
   return rc;
 }
 
+static void start_nodes(kite_pool_t *pool);
+static void on_reach(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
+static void on_instance_created(kite_bus_t *bus, const kite_event_t *ev,
+                                const kite_ev_instance_created_t *c, void *data);
+
 int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_open_cb cb,
                    void *data, kite_pool_t **out) {
   if (rt == NULL || spec == NULL || cb == NULL || out == NULL)
@@ -404,6 +412,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     rc = kite_on_node_preempted(pool->bus, pool->id, on_node_preempted, pool, &pool->subs[1]);
   if (rc == 0)
     rc = kite_on_node_preempting(pool->bus, pool->id, on_node_preempting, pool, &pool->subs[2]);
+  if (rc == 0)
+    rc = kite_on_instance_created(pool->bus, pool->id, on_instance_created, pool, &pool->subs[3]);
   if (rc == 0 && !spec->monitors_off)
     /* The heartbeat is refreshed five times per dead-man timeout, so a few failed checks never
      * let a live node's watchdog fire. */
@@ -432,11 +442,73 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   KITE_INFO(rt, "pool", "opening pool %s: %u nodes on %s", pool->name, pool->nodes_n,
             pool->provider);
   *out = pool;
+  /* Where the instances will live is asked first, so that every launch record carries it. */
+  kite_ev_reach_resolve_t rr = {.provider = pool->provider, .region = pool->region,
+                                .options = pool->provider_options};
+  pool_hold(pool);
+  if (kite_request_reach_resolve(pool->bus, &rr, 0, on_reach, pool, &pool->reach_corr) != 0) {
+    pool->reach_corr = 0;
+    pool_release(pool);
+    pool->reach_status = KITE_EINTERNAL;
+    start_nodes(pool);
+  }
+  return 0;
+}
+
+static void start_nodes(kite_pool_t *pool) {
   pool_hold(pool);
   for (unsigned i = 0; i < pool->nodes_n && !pool->closing; i++)
     kite__node_start(&pool->nodes[i]);
   pool_release(pool);
-  return 0;
+}
+
+/* A provider that keeps nothing to reach (no reply: a test's own provider) gets a record of
+ * its name alone. */
+static char *plain_reach(const char *provider) {
+  json_t *j = json_pack("{s:s}", "provider", provider);
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  return s;
+}
+
+static void on_reach(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite_pool_t *pool = data;
+  (void)bus;
+  pool->reach_corr = 0;
+  const kite_ev_reach_t *r = kite_ev_as_reach(ev);
+  if (status == 0 && r && r->reach) {
+    pool->reach = kite__strdup(r->reach);
+  } else if (status == KITE_ENORESPONDER) {
+    pool->reach = plain_reach(pool->provider);
+  } else if (status != KITE_ECANCELED) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    pool->reach_status = status ? status : KITE_EPROVIDER;
+    pool->reach_message = kite__strdup(e && e->message ? e->message : kite_strerror(status));
+  }
+  if (status != KITE_ECANCELED && pool->reach == NULL && pool->reach_status == 0)
+    pool->reach_status = KITE_ENOMEM;
+  if (!pool->closing)
+    start_nodes(pool);
+  pool_release(pool);
+}
+
+/* The create call of a node's launch answered: its id is recorded now, not when the instance
+ * runs, so that a process killed while it boots leaves the id behind. */
+static void on_instance_created(kite_bus_t *bus, const kite_event_t *ev,
+                                const kite_ev_instance_created_t *c, void *data) {
+  kite_pool_t *pool = data;
+  (void)bus;
+  (void)ev;
+  for (unsigned i = 0; i < pool->nodes_n && c->instance_id; i++) {
+    kite__node_t *n = &pool->nodes[i];
+    if (n->id != c->node || n->store_row == 0 || pool->store == NULL)
+      continue;
+    if (kite_store_instance_launched(pool->store, n->store_row, c->instance_id, NULL, 0, NULL,
+                                     NULL, -1) != 0)
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s rank %u: cannot record instance %s: %s",
+               pool->name, n->rank, c->instance_id, kite_store_errmsg(pool->store));
+    return;
+  }
 }
 
 static void report_open(kite_pool_t *pool, int status, const char *message) {

@@ -52,6 +52,12 @@ struct kite_pool {
   char *provider;
   char *region, *instance_type, *image, *provider_options;
   bool spot;
+  /* The reach record of the pool's launches (provider.h), resolved by the provider before the
+   * first launch and written with every instance's launch record. */
+  char *reach;
+  uint64_t reach_corr;   /* the outstanding reach_resolve, or 0 */
+  int reach_status;      /* why it could not be resolved (then every launch fails), or 0 */
+  char *reach_message;
   char *script;          /* rendered bootstrap, or NULL */
   kite_store_t *store;   /* the runtime's state store */
   char **env;            /* spec env, NULL-terminated */
@@ -67,7 +73,7 @@ struct kite_pool {
   uv_timer_t replace_timer;      /* retries replacements held back by the rate limit */
   bool replace_timer_open;
   kite__watch_t *watch;
-  kite_sub_t subs[3];
+  kite_sub_t subs[4];
 
   unsigned nodes_n, min_nodes;
   kite__node_t *nodes;

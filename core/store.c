@@ -116,6 +116,8 @@ static const char *const migrations[] = {
     "  exit_status INTEGER,"
     "  error TEXT);"
     "CREATE INDEX tasks_pool ON tasks(pool, id);",
+    /* 2: every instance's reach record (what it takes to find it again from any process). */
+    "ALTER TABLE instances ADD COLUMN reach TEXT;",
 };
 
 _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
@@ -129,7 +131,7 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "i.state != 'terminated')"
 #define INST_COLS                                                                                  \
   "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
-  "price, tag, note, created_ms, updated_ms, terminated_ms"
+  "price, tag, note, created_ms, updated_ms, terminated_ms, reach"
 #define TASK_COLS                                                                                  \
   "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error"
 
@@ -162,7 +164,8 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   X(NODE_LIST, "SELECT pool, rank, state, instance_id, address, updated_ms FROM nodes "            \
                "WHERE pool = ?1 ORDER BY rank")                                                    \
   X(INST_LAUNCHING, "INSERT INTO instances(pool, rank, provider, launch_token, state, tag, "       \
-                    "created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, 'launching', ?5, ?6, ?6)")     \
+                    "created_ms, updated_ms, reach) VALUES(?1, ?2, ?3, ?4, 'launching', ?5, ?6, "  \
+                    "?6, ?7)")                                                                     \
   X(INST_IDENTITY, "SELECT provider, instance_id FROM instances WHERE id = ?1")                    \
   X(INST_LIVE_BY_ID, "SELECT id, state FROM instances WHERE provider = ?1 AND "                    \
                      "instance_id = ?2 AND state != 'terminated' AND id != ?3")                    \
@@ -195,8 +198,8 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                "address = coalesce(?3, address), updated_ms = ?4, "                                \
                "note = 'launch reply lost; adopted by reconciliation' WHERE id = ?1")              \
   X(REC_FOUND, "INSERT INTO instances(pool, rank, provider, instance_id, state, address, tag, "    \
-               "note, created_ms, updated_ms) SELECT ?1, NULL, ?2, l.id, 'unknown', l.address, "   \
-               "?3, 'found by reconciliation', ?4, ?4 FROM temp.kite_listed l "                    \
+               "note, created_ms, updated_ms, reach) SELECT ?1, NULL, ?2, l.id, 'unknown', "       \
+               "l.address, ?3, 'found by reconciliation', ?4, ?4, ?5 FROM temp.kite_listed l "     \
                "WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.provider = ?2 AND "            \
                "i.instance_id = l.id AND i.state != 'terminated') ORDER BY l.id")                  \
   X(REC_GONE, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, updated_ms = ?3, "   \
@@ -928,6 +931,7 @@ static int read_instance(sqlite3_stmt *st, kite_store_instance_t *x) {
   x->created_ms = sqlite3_column_int64(st, 14);
   x->updated_ms = sqlite3_column_int64(st, 15);
   x->terminated_ms = sqlite3_column_int64(st, 16);
+  x->reach = col_str(st, 17, &oom);
   if (oom) {
     kite_store_instance_clear(x);
     return KITE_ENOMEM;
@@ -947,6 +951,7 @@ void kite_store_instance_clear(kite_store_instance_t *x) {
   free_str(x->host_key);
   free_str(x->tag);
   free_str(x->note);
+  free_str(x->reach);
   memset(x, 0, sizeof(*x));
 }
 
@@ -959,6 +964,12 @@ void kite_store_instances_free(kite_store_instance_t *v, size_t n) {
 int kite_store_instance_launching(kite_store_t *s, const char *pool, int64_t rank,
                                   const char *provider, const char *tag, const char *launch_token,
                                   int64_t *row_id) {
+  return kite_store_instance_launching_at(s, pool, rank, provider, tag, launch_token, NULL, row_id);
+}
+
+int kite_store_instance_launching_at(kite_store_t *s, const char *pool, int64_t rank,
+                                     const char *provider, const char *tag,
+                                     const char *launch_token, const char *reach, int64_t *row_id) {
   if (row_id)
     *row_id = 0;
   if (empty(pool) || empty(provider))
@@ -974,6 +985,7 @@ int kite_store_instance_launching(kite_store_t *s, const char *pool, int64_t ran
   bind_str(st, 4, launch_token);
   bind_str(st, 5, tag);
   bind_i64(st, 6, now_ms());
+  bind_str(st, 7, reach);
   rc = run(s, st, "recording a launch");
   if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
     return set_err(s, KITE_ENOENT,
@@ -1275,6 +1287,7 @@ static int reconcile(kite_store_t *s, const char *pool, const char *provider,
   bind_str(st, 2, provider);
   bind_str(st, 3, tag);
   bind_i64(st, 4, now);
+  bind_str(st, 5, o->reach);
   if ((rc = run(s, st, "recording found instances")) != 0)
     goto out;
   r->found = (unsigned)sqlite3_changes(s->db);

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -10,7 +12,9 @@
 
 #include "kite_impl.h"
 
-char *kite__strdup(const char *s) { return s ? strdup(s) : NULL; }
+char *kite__strdup(const char *s) {
+  return s ? strdup(s) : NULL;
+}
 
 char *kite__sprintf(const char *fmt, ...) {
   va_list ap;
@@ -140,4 +144,30 @@ uint64_t kite__wall_ms(void) {
 uint64_t kite__next_id(void) {
   static uint64_t next;
   return ++next;
+}
+
+void kite__fingerprint(const char *prefix, const char *value, char out[17]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+            EVP_DigestUpdate(c, prefix, strlen(prefix)) && EVP_DigestUpdate(c, ":", 1) &&
+            EVP_DigestUpdate(c, value, strlen(value)) && EVP_DigestFinal_ex(c, md, &len);
+  EVP_MD_CTX_free(c);
+  if (!ok || len < 8) {
+    strcpy(out, "unknown");
+    return;
+  }
+  for (unsigned i = 0; i < 8; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+char *kite__json_str(const char *json, const char *key) {
+  if (json == NULL)
+    return NULL;
+  json_error_t e;
+  json_t *j = json_loads(json, 0, &e);
+  char *v = kite__strdup(json_string_value(json_object_get(j, key)));
+  json_decref(j);
+  return v;
 }

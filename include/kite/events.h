@@ -34,6 +34,7 @@ typedef struct kite_bytes {
 #define KITE_EVENT_TABLE(X)                                                                  \
   /* requests */                                                                             \
   X(POOL_OPEN, pool_open, REQUEST, pool)                                                     \
+  X(REACH_RESOLVE, reach_resolve, REQUEST, provider)                                         \
   X(INSTANCE_LAUNCH, instance_launch, REQUEST, provider)                                     \
   X(INSTANCE_TERMINATE, instance_terminate, REQUEST, provider)                               \
   X(INSTANCE_DESCRIBE, instance_describe, REQUEST, provider)                                 \
@@ -54,6 +55,8 @@ typedef struct kite_bytes {
   X(POOL_READY, pool_ready, FACT, pool)                                                      \
   X(POOL_SHRUNK, pool_shrunk, FACT, pool)                                                    \
   X(POOL_CLOSED, pool_closed, FACT, pool)                                                    \
+  X(REACH, reach, FACT, provider)                                                            \
+  X(INSTANCE_CREATED, instance_created, FACT, pool)                                          \
   X(INSTANCE_LAUNCHED, instance_launched, FACT, pool)                                        \
   X(INSTANCE_RUNNING, instance_running, FACT, pool)                                          \
   X(INSTANCE_TERMINATED, instance_terminated, FACT, pool)                                    \
@@ -84,16 +87,26 @@ typedef struct kite_bytes {
 /* ---- payloads ------------------------------------------------------------------------- */
 
 #define KITE_EV_pool_open_FIELDS(F) F(U64, pool) F(STR, name) F(U32, nodes)
+/* What it takes to reach the instances a pool would launch with (region, options) again from
+ * another process: the provider resolves region, endpoint and account the way its launches
+ * would. Reply: reach. */
+#define KITE_EV_reach_resolve_FIELDS(F) F(STR, provider) F(STR, region) F(STR, options)
 /* A launch asks the named provider for one instance for (pool, node, rank). options is the
  * provider's options as a JSON object text; user_data is a secret-bearing startup script. */
 #define KITE_EV_instance_launch_FIELDS(F)                                                    \
   F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, tag) F(STR, region)         \
   F(STR, instance_type) F(BOOL, spot) F(STR, image) F(STR, user_data) F(STR, launch_token)   \
   F(STR, options)
+/* reach: the instance's reach record (a reach fact's text) when the instance may have been
+ * launched by another process; the provider then asks exactly there, and takes "not found" as
+ * gone only when it asks under the account the record names. NULL: an instance this process
+ * launched. */
 #define KITE_EV_instance_terminate_FIELDS(F)                                                 \
-  F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id)
+  F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id) F(STR, reach)
 #define KITE_EV_instance_describe_FIELDS(F) F(STR, provider) F(U64, node) F(STR, instance_id)
-#define KITE_EV_instance_list_FIELDS(F) F(STR, provider) F(STR, tag)
+/* tag: one pool's tag; "*": every instance carrying any kite pool tag (then ids lines are
+ * "ID TAG"). reach as in instance_terminate (NULL: where this process launches). */
+#define KITE_EV_instance_list_FIELDS(F) F(STR, provider) F(STR, tag) F(STR, reach)
 /* probe_output: what the provider's probe printed on the node since the last check, or empty. */
 #define KITE_EV_preempt_check_FIELDS(F)                                                      \
   F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id)               \
@@ -128,6 +141,15 @@ typedef struct kite_bytes {
 #define KITE_EV_pool_shrunk_FIELDS(F)                                                        \
   F(U64, pool) F(U32, nodes) F(U32, min_nodes) F(BOOL, usable) F(STR, reason)
 #define KITE_EV_pool_closed_FIELDS(F) F(U64, pool) F(STR, name)
+/* reach: a JSON object text, never a secret: {"provider": P, and what the provider needs to
+ * find the instance again from any process: "region", "endpoint"/"api_url", "profile",
+ * "account" (a fingerprint of the credential's identity)}. */
+#define KITE_EV_reach_FIELDS(F) F(STR, provider) F(STR, reach)
+/* The create call answered: the instance exists (not yet running). Emitted before the launch's
+ * reply, so the store holds the id from that moment. */
+#define KITE_EV_instance_created_FIELDS(F)                                                   \
+  F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id)               \
+  F(STR, launch_token)
 #define KITE_EV_instance_launched_FIELDS(F)                                                  \
   F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id)               \
   F(STR, address) F(U32, port) F(STR, user) F(STR, host_key) F(DBL, price_hourly)           \

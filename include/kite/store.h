@@ -53,8 +53,8 @@ const char *kite_store_errmsg(const kite_store_t *store);
 /* The path the store was opened with. */
 const char *kite_store_path(const kite_store_t *store);
 
-/* The schema version this build writes (1). */
-#define KITE_STORE_SCHEMA_VERSION 1
+/* The schema version this build writes (2: instances carry their reach record). */
+#define KITE_STORE_SCHEMA_VERSION 2
 
 /* ---- pools -------------------------------------------------------------------------------- */
 
@@ -151,6 +151,9 @@ typedef struct kite_store_instance {
   int64_t created_ms;
   int64_t updated_ms;
   int64_t terminated_ms; /* 0 unless terminated */
+  /* What it takes to reach the instance again from any process (a JSON object text, never a
+   * secret: provider, region, endpoint, profile, account fingerprint), or NULL. */
+  const char *reach;
 } kite_store_instance_t;
 
 /* Records an instance about to be launched, in state LAUNCHING, and returns its row id. Call
@@ -161,6 +164,13 @@ typedef struct kite_store_instance {
 int kite_store_instance_launching(kite_store_t *store, const char *pool, int64_t rank,
                                   const char *provider, const char *tag, const char *launch_token,
                                   int64_t *row_id);
+
+/* The same, with the instance's reach record (provider.h: what it takes to find the instance
+ * again from another process; NULL: none), written in the same commit. */
+int kite_store_instance_launching_at(kite_store_t *store, const char *pool, int64_t rank,
+                                     const char *provider, const char *tag,
+                                     const char *launch_token, const char *reach,
+                                     int64_t *row_id);
 
 /* Records what the provider reported for the instance of row: its id, and, when known, its
  * address, SSH port, login user, host key and hourly price (NULL, 0 or a negative price leave
@@ -214,6 +224,8 @@ typedef struct kite_store_reconcile_opts {
    * this are closed as never created. 0 keeps them. Only for a caller that knows no process
    * is still launching for the pool (its owner is gone). */
   uint64_t launching_grace_ms;
+  /* Where the list was asked (a reach record); instances found get it as theirs. */
+  const char *reach;
 } kite_store_reconcile_opts_t;
 
 typedef struct kite_store_reconcile_result {

@@ -77,6 +77,9 @@ struct region {
   bool key_managed, sg_managed, sg_dup_seen;
   char *sg_id;
   bool cleanup_started, cleaned;
+  /* This process terminated instances here that another one launched (`kite down`): at stop it
+   * looks up kite's key pair and security group and deletes them when nothing uses them. */
+  bool touched;
   region_t *next;
 };
 
@@ -108,6 +111,11 @@ struct inst {
   uint64_t *term_corrs;
   size_t term_n;
   bool term_wanted, term_sent, call_busy;
+  /* May "not found" be taken as gone? Only when this process launched it, or when it is asked
+   * in the region and endpoint its reach record names, under the account it was launched with
+   * (or once EC2 accepted its termination there). */
+  bool trust_not_found;
+  bool setup_redone; /* the region was set up again after RunInstances missed its key or group */
   uint64_t poll_due, deadline;
   char *launch_error; /* set when the launch failed after the instance existed */
   inst_t *next;
@@ -132,7 +140,7 @@ struct kite_aws_provider {
   inst_t *insts;
   call_t *calls;
   uv_timer_t tick;
-  kite_sub_t subs[5];
+  kite_sub_t subs[6];
   bool stopping, http_closing;
   uint64_t stop_deadline;
   kite_component_stopped_fn stop_done;
@@ -686,6 +694,22 @@ static void on_run(call_t *c, int status, kite__aws_xml_t *x, const char *code, 
   inst_t *i = c->data;
   aws_t *a = i->aws;
   i->call_busy = false;
+  bool setup_gone = code && (strcmp(code, "InvalidKeyPair.NotFound") == 0 ||
+                             strcmp(code, "InvalidGroup.NotFound") == 0);
+  if (status != 0 && setup_gone && !i->setup_redone && !i->term_wanted && !a->stopping) {
+    /* Another kite process deleted the key pair or security group it saw unused a moment ago
+     * (its pool closed): set the region up again, once, and launch. */
+    KITE_INFO(a->rt, COMP, "rank %u: %s; setting region %s up again", i->rank, code, i->reg->name);
+    i->setup_redone = true;
+    if (i->reg->state == R_READY) {
+      i->reg->state = R_NEW;
+      free(i->reg->sg_id);
+      i->reg->sg_id = NULL;
+    }
+    i->state = I_WAIT;
+    launch_continue(i);
+    return;
+  }
   if (status != 0) {
     char *m = call_message("RunInstances", status, code, msg);
     if (status == KITE_ECANCELED) {
@@ -707,8 +731,16 @@ static void on_run(call_t *c, int status, kite__aws_xml_t *x, const char *code, 
   }
   i->id = kite__strdup(v[0].id);
   kite__aws_instances_free(v, n);
+  i->trust_not_found = true;
   KITE_INFO(a->rt, COMP, "rank %u: instance %s launched (%s%s)", i->rank, i->id, i->type,
             i->spot ? ", spot" : "");
+  kite_ev_instance_created_t cr = {.pool = i->pool,
+                                   .node = i->node,
+                                   .rank = i->rank,
+                                   .provider = PROVIDER_NAME,
+                                   .instance_id = i->id,
+                                   .launch_token = i->client_token};
+  kite_emit_instance_created(a->bus, &cr);
   if (i->term_wanted || a->stopping) {
     launch_fail_existing(i, KITE_ECLOSED, "terminated before it was running");
     return;
@@ -988,6 +1020,20 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
 
 /* ---- polling and termination --------------------------------------------------------------- */
 
+static void not_trusted(inst_t *i);
+
+/* The termination is not confirmed: every request for it gets the error, and the instance
+ * stays recorded in the pool's store for `kite down`. */
+static void term_fail(inst_t *i, int code, const char *msg) {
+  aws_t *a = i->aws;
+  kite_log(a->rt, KITE_LOG_ERROR, COMP, "instance %s: %s", i->id, msg ? msg : "");
+  for (size_t k = 0; k < i->term_n; k++)
+    kite_bus_reply_error(a->bus, i->term_corrs[k], code, msg);
+  i->term_n = 0;
+  inst_free(i);
+  stop_progress(a);
+}
+
 static void poll_instance(inst_t *i) {
   kite__aws_form_t f;
   kite__aws_form_init(&f, "DescribeInstances");
@@ -1016,6 +1062,11 @@ static void on_poll(call_t *c, int status, kite__aws_xml_t *x, const char *code,
     n = 0;
   const char *state = n ? v[0].state : NULL;
   if (i->state == I_TERM) {
+    if ((not_found || (status == 0 && n == 0)) && !i->trust_not_found) {
+      kite__aws_instances_free(v, n);
+      not_trusted(i);
+      return;
+    }
     if (not_found || (n && state && strcmp(state, "terminated") == 0) ||
         (status == 0 && n == 0 && i->term_sent)) {
       KITE_INFO(a->rt, COMP, "instance %s terminated", i->id);
@@ -1093,20 +1144,34 @@ static void on_terminate_call(call_t *c, int status, kite__aws_xml_t *x, const c
   aws_t *a = i->aws;
   (void)x;
   i->call_busy = false;
-  if (status == 0 || (code && strcmp(code, "InvalidInstanceID.NotFound") == 0)) {
+  bool not_found = code && strcmp(code, "InvalidInstanceID.NotFound") == 0;
+  if (not_found && !i->trust_not_found) {
+    not_trusted(i);
+    return;
+  }
+  if (status == 0 || not_found) {
+    i->trust_not_found = true; /* EC2 knew it here: what it says of it later holds */
     i->term_sent = true;
     i->poll_due = now_ms(a) + a->o.poll_ms / 2;
     return;
   }
   char *m = call_message("TerminateInstances", status, code, msg);
-  kite_log(a->rt, KITE_LOG_ERROR, COMP, "instance %s: %s", i->id, m ? m : "");
-  for (size_t k = 0; k < i->term_n; k++)
-    kite_bus_reply_error(a->bus, i->term_corrs[k], status, m);
-  i->term_n = 0;
+  term_fail(i, status, m);
   free(m);
-  /* Not confirmed gone: it is still recorded by the pool's store for `kite down`. */
-  inst_free(i);
-  stop_progress(a);
+}
+
+/* EC2 says it does not know the instance, but it was not asked where the instance was created
+ * (or under other credentials): that proves nothing, so the termination is not confirmed and
+ * the instance stays recorded. */
+static void not_trusted(inst_t *i) {
+  char *m = kite__sprintf(
+      "EC2 at %s (region %s) does not know instance %s, but its record does not say it was "
+      "launched there with these credentials, so that is no proof it is gone; it stays "
+      "recorded. Run `kite down` with the credentials it was launched with, or check the EC2 "
+      "console of every region",
+      i->reg->endpoint, i->reg->name, i->id);
+  term_fail(i, KITE_EPROVIDER, m ? m : "instance not found");
+  free(m);
 }
 
 static void terminate_start(inst_t *i) {
@@ -1124,6 +1189,76 @@ static void terminate_start(inst_t *i) {
     i->call_busy = false;
 }
 
+/* ---- reach records ------------------------------------------------------------------------ */
+
+/* The account the credentials in use belong to, as a public name (never the key itself). */
+static void account_name(aws_t *a, char out[32]) {
+  char fp[17];
+  kite__fingerprint("aws-access-key-id", a->creds.access_key ? a->creds.access_key : "", fp);
+  snprintf(out, 32, "akid-%s", fp);
+}
+
+/* The region a request of this process uses when it names none. */
+static const char *own_region(aws_t *a, const char *asked) {
+  if (asked && *asked)
+    return asked;
+  if (a->o.region)
+    return a->o.region;
+  return a->creds.region ? a->creds.region : "us-east-1";
+}
+
+/* The region (and endpoint) a reach record names; without one, this process's default. *trusted
+ * says whether EC2's "not found" there means gone: the record names this account. */
+static region_t *reach_region(aws_t *a, const char *reach, bool *trusted) {
+  *trusted = false;
+  json_error_t je;
+  json_t *j = reach && *reach ? json_loads(reach, 0, &je) : NULL;
+  const char *region = json_string_value(json_object_get(j, "region"));
+  const char *endpoint = json_string_value(json_object_get(j, "endpoint"));
+  const char *account = json_string_value(json_object_get(j, "account"));
+  region_t *r = region_get(a, own_region(a, region), region ? endpoint : a->o.endpoint);
+  char mine[32];
+  account_name(a, mine);
+  *trusted = region && account && strcmp(account, mine) == 0;
+  json_decref(j);
+  return r;
+}
+
+static void on_reach_resolve(kite_bus_t *bus, const kite_event_t *ev,
+                             const kite_ev_reach_resolve_t *p, void *data) {
+  aws_t *a = data;
+  prep_start(a);
+  if (a->prep == P_FAILED) {
+    kite_bus_reply_error(bus, ev->corr, a->prep_error, a->prep_msg);
+    return;
+  }
+  json_error_t je;
+  json_t *opt = p->options && *p->options ? json_loads(p->options, 0, &je) : NULL;
+  const char *endpoint = jstr(opt, "endpoint");
+  region_t *r = region_get(a, own_region(a, p->region), endpoint ? endpoint : a->o.endpoint);
+  json_decref(opt);
+  if (r == NULL || r->state == R_FAILED) {
+    kite_bus_reply_error(bus, ev->corr, r ? r->error : KITE_ENOMEM,
+                         r ? r->error_msg : "out of memory");
+    return;
+  }
+  char account[32];
+  account_name(a, account);
+  const char *profile = a->o.profile ? a->o.profile : getenv("AWS_PROFILE");
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "provider", PROVIDER_NAME, "region", r->name,
+                        "endpoint", r->endpoint, "account", account, "profile",
+                        profile && *profile ? profile : NULL);
+  char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(j);
+  if (text == NULL) {
+    kite_bus_reply_error(bus, ev->corr, KITE_ENOMEM, "out of memory");
+    return;
+  }
+  kite_ev_reach_t out = {.provider = PROVIDER_NAME, .reach = text};
+  kite_reply_reach(bus, ev->corr, &out);
+  free(text);
+}
+
 static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
                          const kite_ev_instance_terminate_t *p, void *data) {
   aws_t *a = data;
@@ -1135,9 +1270,9 @@ static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
       kite_bus_reply_error(bus, ev->corr, a->prep_error, a->prep_msg);
       return;
     }
-    const char *region = a->o.region ? a->o.region : a->creds.region;
+    bool trusted = false;
     i = calloc(1, sizeof(*i));
-    region_t *r = i ? region_get(a, region ? region : "us-east-1", a->o.endpoint) : NULL;
+    region_t *r = i ? reach_region(a, p->reach, &trusted) : NULL;
     if (r == NULL || r->state == R_FAILED) {
       kite_bus_reply_error(bus, ev->corr, r ? r->error : KITE_ENOMEM,
                            r ? r->error_msg : "out of memory");
@@ -1151,6 +1286,8 @@ static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
     i->node = p->node;
     i->rank = p->rank;
     i->state = I_UP;
+    i->trust_not_found = trusted;
+    r->touched = true;
     i->next = a->insts;
     a->insts = i;
   }
@@ -1216,8 +1353,13 @@ static void on_query(call_t *c, int status, kite__aws_xml_t *x, const char *code
 static int list_page(query_t *q, region_t *r, const char *next) {
   kite__aws_form_t f;
   kite__aws_form_init(&f, "DescribeInstances");
-  kite__aws_form_add(&f, "Filter.1.Name", "tag:" TAG_POOL);
-  kite__aws_form_add(&f, "Filter.1.Value.1", q->tag);
+  if (strcmp(q->tag, "*") == 0) {
+    kite__aws_form_add(&f, "Filter.1.Name", "tag-key");
+    kite__aws_form_add(&f, "Filter.1.Value.1", TAG_POOL);
+  } else {
+    kite__aws_form_add(&f, "Filter.1.Name", "tag:" TAG_POOL);
+    kite__aws_form_add(&f, "Filter.1.Value.1", q->tag);
+  }
   kite__aws_form_add(&f, "Filter.2.Name", "instance-state-name");
   static const char *const live[] = {LIVE_STATES};
   for (unsigned k = 0; k < KITE_ARRAY_SIZE(live); k++)
@@ -1250,17 +1392,26 @@ static void on_query(call_t *c, int status, kite__aws_xml_t *x, const char *code
     return;
   }
   if (q->kind == 2) {
+    bool any = strcmp(q->tag, "*") == 0;
     for (size_t k = 0; k < n; k++) {
-      size_t l = strlen(v[k].id);
-      char *g = realloc(q->ids, q->ids_len + l + 2);
-      if (g == NULL)
+      const char *tag = "";
+      for (size_t t = 0; any && t < v[k].tag_n; t++)
+        if (strcmp(v[k].tags[t].key, TAG_POOL) == 0 && v[k].tags[t].value)
+          tag = v[k].tags[t].value;
+      char *line = any ? kite__sprintf("%s %s", v[k].id, tag) : kite__strdup(v[k].id);
+      size_t l = line ? strlen(line) : 0;
+      char *g = line ? realloc(q->ids, q->ids_len + l + 2) : NULL;
+      if (g == NULL) {
+        free(line);
         break;
+      }
       q->ids = g;
       if (q->ids_len)
         q->ids[q->ids_len++] = '\n';
-      memcpy(q->ids + q->ids_len, v[k].id, l + 1);
+      memcpy(q->ids + q->ids_len, line, l + 1);
       q->ids_len += l;
       q->count++;
+      free(line);
     }
     kite__aws_instances_free(v, n);
     if (next && ++q->pages < 1000 && list_page(q, c->reg, next) == 0) {
@@ -1307,13 +1458,16 @@ static void on_query(call_t *c, int status, kite__aws_xml_t *x, const char *code
 }
 
 static void start_query(aws_t *a, uint64_t corr, int kind, const char *id, const char *tag,
-                        uint64_t node) {
+                        uint64_t node, const char *reach) {
   if (a->stopping) {
     kite_bus_reply_error(a->bus, corr, KITE_ECLOSED, "the aws provider is stopping");
     return;
   }
   inst_t *i = find_inst(a, id);
-  region_t *r = i ? i->reg : default_region(a);
+  bool trusted;
+  region_t *r = i       ? i->reg
+                : reach ? (prep_start(a), reach_region(a, reach, &trusted))
+                        : default_region(a);
   if (a->prep == P_FAILED || r == NULL || r->state == R_FAILED) {
     kite_bus_reply_error(a->bus, corr, a->prep == P_FAILED ? a->prep_error : KITE_EINVAL,
                          a->prep == P_FAILED ? a->prep_msg
@@ -1350,7 +1504,7 @@ static void start_query(aws_t *a, uint64_t corr, int kind, const char *id, const
 static void on_describe(kite_bus_t *bus, const kite_event_t *ev,
                         const kite_ev_instance_describe_t *p, void *data) {
   (void)bus;
-  start_query(data, ev->corr, 0, p->instance_id, NULL, p->node);
+  start_query(data, ev->corr, 0, p->instance_id, NULL, p->node, NULL);
 }
 
 static void on_preempt_check(kite_bus_t *bus, const kite_event_t *ev,
@@ -1367,13 +1521,13 @@ static void on_preempt_check(kite_bus_t *bus, const kite_event_t *ev,
     kite_reply_preempt_status(bus, ev->corr, &s);
     return;
   }
-  start_query(data, ev->corr, 1, p->instance_id, NULL, p->node);
+  start_query(data, ev->corr, 1, p->instance_id, NULL, p->node, NULL);
 }
 
 static void on_list(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_instance_list_t *p,
                     void *data) {
   (void)bus;
-  start_query(data, ev->corr, 2, NULL, p->tag ? p->tag : "", 0);
+  start_query(data, ev->corr, 2, NULL, p->tag ? p->tag : "", 0, p->reach);
 }
 
 /* ---- the tick: sends due calls and due polls ------------------------------------------------ */
@@ -1465,7 +1619,8 @@ static void on_tick_closed(uv_handle_t *h) {
 typedef struct cleanup {
   aws_t *a;
   region_t *r;
-  int step; /* 1 SG users, 2 delete SG, 3 key users, 4 delete key */
+  int step; /* -1 find the key pair, 0 find the SG, 1 SG users, 2 delete SG, 3 key users,
+                4 delete key */
 } cleanup_t;
 
 static void cleanup_next(cleanup_t *cl);
@@ -1481,6 +1636,21 @@ static void on_cleanup(call_t *c, int status, kite__aws_xml_t *x, const char *co
     return;
   }
   switch (cl->step) {
+  case -1:
+    r->key_managed = status == 0 && has_managed_tag(x, "keySet");
+    break;
+  case 0: {
+    const char *const p[] = {"securityGroupInfo", "item", "groupId"};
+    char *id = status == 0 ? kite__aws_xml_text(x, p, 3) : NULL;
+    if (id && *id && has_managed_tag(x, "securityGroupInfo")) {
+      free(r->sg_id);
+      r->sg_id = id;
+      r->sg_managed = true;
+    } else {
+      free(id);
+    }
+    break;
+  }
   case 1:
   case 3: {
     const char *const p[] = {"reservationSet"};
@@ -1517,11 +1687,19 @@ static void cleanup_next(cleanup_t *cl) {
   kite__aws_form_t f;
   static const char *const live[] = {LIVE_STATES};
   while (cl->step <= 4) {
-    if ((cl->step <= 2 && !(r->sg_managed && r->sg_id)) || (cl->step >= 3 && !r->key_managed)) {
+    if ((cl->step >= 1 && cl->step <= 2 && !(r->sg_managed && r->sg_id)) ||
+        (cl->step >= 3 && !r->key_managed)) {
       cl->step++;
       continue;
     }
-    if (cl->step == 1 || cl->step == 3) {
+    if (cl->step == -1) {
+      kite__aws_form_init(&f, "DescribeKeyPairs");
+      kite__aws_form_add(&f, "KeyName.1", a->key_name);
+    } else if (cl->step == 0) {
+      kite__aws_form_init(&f, "DescribeSecurityGroups");
+      kite__aws_form_add(&f, "Filter.1.Name", "group-name");
+      kite__aws_form_add(&f, "Filter.1.Value.1", sg_name_of(a));
+    } else if (cl->step == 1 || cl->step == 3) {
       kite__aws_form_init(&f, "DescribeInstances");
       kite__aws_form_add(&f, "Filter.1.Name", cl->step == 1 ? "instance.group-id" : "key-name");
       kite__aws_form_add(&f, "Filter.1.Value.1", cl->step == 1 ? r->sg_id : a->key_name);
@@ -1556,7 +1734,8 @@ static void stop_progress(aws_t *a) {
   for (region_t *r = a->regions; r && !timed_out; r = r->next) {
     if (r->cleaned)
       continue;
-    if (r->state != R_READY || a->o.keep_resources) {
+    bool found_here = r->state != R_READY && r->touched && a->prep == P_READY && a->key_name;
+    if ((r->state != R_READY && !found_here) || a->o.keep_resources) {
       r->cleaned = true;
       continue;
     }
@@ -1569,7 +1748,7 @@ static void stop_progress(aws_t *a) {
     }
     cl->a = a;
     cl->r = r;
-    cl->step = 1;
+    cl->step = found_here ? -1 : 1;
     r->cleanup_started = true;
     cleanup_next(cl);
     return;
@@ -1636,6 +1815,8 @@ static int aws_start(kite_component_t *c, kite_runtime_t *rt) {
     rc = kite_respond_instance_list(a->bus, key, on_list, a, &a->subs[3]);
   if (rc == 0)
     rc = kite_respond_preempt_check(a->bus, key, on_preempt_check, a, &a->subs[4]);
+  if (rc == 0)
+    rc = kite_respond_reach_resolve(a->bus, key, on_reach_resolve, a, &a->subs[5]);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &a->tick);
     uv_timer_start(&a->tick, on_tick, TICK_MS, TICK_MS);

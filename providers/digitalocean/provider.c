@@ -101,6 +101,9 @@ typedef struct op {
   kite_http_req_t *req;
   uv_timer_t timer;
   bool done;
+  /* May a 404 be taken as gone? Only for a droplet this process knows, one asked at the API
+   * and under the account of its reach record, or once the API accepted its deletion. */
+  bool trust_404;
   keyreg_t *waiting_on;
   struct op *next_waiter; /* in a key's waiters, or in the provider's create queue */
   struct op *next, *prev;
@@ -150,7 +153,7 @@ struct kite_do_provider {
   uv_timer_t batch_timer;
   bool batch_timer_on;
   batch_t *batches; /* create requests in flight */
-  kite_sub_t subs[5];
+  kite_sub_t subs[6];
   bool stopping;
   kite_component_stopped_fn stop_done;
   int handles_open;
@@ -326,6 +329,69 @@ static int cfg_for(kite_do_provider_t *dp, const char *prefix, const char *key, 
   if (k)
     return cfg_copy(c, &k->cfg);
   return cfg_resolve(dp, NULL, c, msg);
+}
+
+/* The account a token belongs to, as a public name (never the token). */
+static void account_name(const char *token, char out[32]) {
+  char fp[17];
+  kite__fingerprint("digitalocean-token", token ? token : "", fp);
+  snprintf(out, 32, "token-%s", fp);
+}
+
+/* The configuration for a droplet or tag this process may not know: its own record when it
+ * has one (*trusted), else the API URL of the reach record (another process made it) with
+ * this process's token; *trusted when the record names the same account. */
+static int cfg_reach(kite_do_provider_t *dp, const char *prefix, const char *key, const char *reach,
+                     cfg_t *c, bool *trusted, char **msg) {
+  *trusted = false;
+  if (known_find(dp, prefix, key) || reach == NULL || *reach == '\0') {
+    *trusted = known_find(dp, prefix, key) != NULL;
+    return cfg_for(dp, prefix, key, c, msg);
+  }
+  json_error_t je;
+  json_t *j = json_loads(reach, 0, &je);
+  json_t *o = json_object();
+  const char *api = json_string_value(json_object_get(j, "api_url"));
+  if (api)
+    json_object_set_new(o, "api_url", json_string(api));
+  char *opts = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  int rc = opts ? cfg_resolve(dp, opts, c, msg) : KITE_ENOMEM;
+  free(opts);
+  const char *account = json_string_value(json_object_get(j, "account"));
+  if (rc == 0 && account) {
+    char mine[32];
+    account_name(c->token, mine);
+    *trusted = strcmp(mine, account) == 0;
+  }
+  json_decref(j);
+  return rc;
+}
+
+static void on_reach_resolve(kite_bus_t *bus, const kite_event_t *ev,
+                             const kite_ev_reach_resolve_t *p, void *data) {
+  kite_do_provider_t *dp = data;
+  cfg_t c = {0};
+  char *msg = NULL;
+  int rc = cfg_resolve(dp, p->options, &c, &msg);
+  if (rc != 0) {
+    kite_bus_reply_error(bus, ev->corr, rc, msg ? msg : kite_strerror(rc));
+    free(msg);
+    return;
+  }
+  char account[32];
+  account_name(c.token, account);
+  json_t *j = json_pack("{s:s, s:s, s:s}", "provider", NAME, "api_url", c.api, "account", account);
+  char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(j);
+  cfg_free(&c);
+  if (text == NULL) {
+    kite_bus_reply_error(bus, ev->corr, KITE_ENOMEM, "out of memory");
+    return;
+  }
+  kite_ev_reach_t out = {.provider = NAME, .reach = text};
+  kite_reply_reach(bus, ev->corr, &out);
+  free(text);
 }
 
 /* MD5 of the key blob, colon-separated hex: how DigitalOcean names keys. */
@@ -734,6 +800,8 @@ static void launch_create_one(op_t *op) {
 
 /* "/v2/droplets?tag_name=TAG&per_page=200" with the tag escaped. */
 static char *tag_list_path(const char *tag) {
+  if (strcmp(tag, "*") == 0)
+    return kite__strdup("/v2/droplets?per_page=200");
   CURL *e = curl_easy_init();
   char *t = e ? curl_easy_escape(e, tag, 0) : NULL;
   char *path = t ? kite__sprintf("/v2/droplets?tag_name=%s&per_page=200", t) : NULL;
@@ -787,6 +855,16 @@ static bool ambiguous(int status, const kite_http_response_t *r) {
 }
 
 /* The outcome of a create for one op: d is its droplet from the answer, or NULL. */
+/* The create answered: the droplet exists, so its id goes to the pool's store now. */
+static void note_created(op_t *op) {
+  kite_ev_instance_created_t c = {.pool = op->pool,
+                                  .node = op->node,
+                                  .rank = op->rank,
+                                  .provider = NAME,
+                                  .instance_id = op->droplet_id};
+  kite_emit_instance_created(op->dp->bus, &c);
+}
+
 static void created_result(op_t *op, int status, const kite_http_response_t *r, json_t *d,
                            bool readable) {
   if (status == KITE_ECANCELED) {
@@ -801,6 +879,7 @@ static void created_result(op_t *op, int status, const kite_http_response_t *r, 
   if (id) {
     op->droplet_id = id;
     known_add(op->dp, "", id, &op->cfg);
+    note_created(op);
     KITE_INFO(op->dp->rt, NAME, "droplet %s (%s) created for rank %u", id, op->droplet_name,
               op->rank);
     op->step = L_POLL;
@@ -985,6 +1064,7 @@ static void on_recover(kite_http_t *h, int status, const kite_http_response_t *r
       op->droplet_id = droplet_id_str(d);
       if (op->droplet_id) {
         known_add(op->dp, "", op->droplet_id, &op->cfg);
+        note_created(op);
         KITE_INFO(op->dp->rt, NAME, "droplet %s (%s) exists after all", op->droplet_id, name);
         json_decref(j);
         op->step = L_POLL;
@@ -1346,12 +1426,24 @@ static void term_delete(op_t *op) {
                           kite_strerror(rc)));
 }
 
+/* A 404 from an API or account the droplet was not created in proves nothing. */
+static void term_not_proven(op_t *op) {
+  op_fail(op, KITE_EPROVIDER,
+          kite__sprintf("digitalocean: %s does not know droplet %s, but its record does not say "
+                        "it was created there with this token, so that is no proof it is gone; "
+                        "it stays recorded. Run `kite down` with the token it was created with",
+                        op->cfg.api, op->instance_id));
+}
+
 static void on_term_polled(kite_http_t *h, int status, const kite_http_response_t *r, void *data) {
   op_t *op = data;
   (void)h;
   op->req = NULL;
   if (status == KITE_EHTTP && r->status == 404) {
-    term_confirmed(op);
+    if (op->trust_404)
+      term_confirmed(op);
+    else
+      term_not_proven(op);
     return;
   }
   if (status == KITE_ECANCELED) {
@@ -1391,6 +1483,12 @@ static void on_term_deleted(kite_http_t *h, int status, const kite_http_response
   op_t *op = data;
   (void)h;
   op->req = NULL;
+  if (status == KITE_EHTTP && r->status == 404 && !op->trust_404) {
+    term_not_proven(op);
+    return;
+  }
+  if (status == 0)
+    op->trust_404 = true; /* the API knew it: its 404 later means it is gone */
   if (status == 0 || (status == KITE_EHTTP && r->status == 404)) {
     /* Accepted (or already gone): confirmed only when a GET says 404. */
     uv_timer_start(&op->timer, on_term_timer, status == 0 ? op->poll_ms / 4 + 1 : 0, 0);
@@ -1419,7 +1517,7 @@ static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
     return;
   }
   char *msg = NULL;
-  int rc = cfg_for(dp, "", p->instance_id, &op->cfg, &msg);
+  int rc = cfg_reach(dp, "", p->instance_id, p->reach, &op->cfg, &op->trust_404, &msg);
   if (rc != 0) {
     op_fail(op, rc, msg);
     return;
@@ -1537,10 +1635,23 @@ static void on_listed(kite_http_t *h, int status, const kite_http_response_t *r,
   }
   size_t i;
   json_t *d;
+  bool any = strcmp(op->tag, "*") == 0;
   json_array_foreach(list, i, d) {
+    const char *pool_tag = NULL;
+    size_t t;
+    json_t *tv;
+    json_array_foreach(json_object_get(d, "tags"), t, tv) {
+      const char *s = json_string_value(tv);
+      if (s && strncmp(s, "kite-pool-", 10) == 0)
+        pool_tag = s;
+    }
     char *id = droplet_id_str(d);
-    if (id)
-      json_array_append_new(op->ids, json_string(id));
+    if (id && (!any || pool_tag)) {
+      char *line = any ? kite__sprintf("%s %s", id, pool_tag) : kite__strdup(id);
+      if (line)
+        json_array_append_new(op->ids, json_string(line));
+      free(line);
+    }
     free(id);
   }
   const char *next = json_string_value(
@@ -1595,7 +1706,8 @@ static void on_list(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_insta
     return;
   }
   char *msg = NULL;
-  int rc = cfg_for(dp, "tag:", p->tag, &op->cfg, &msg);
+  bool trusted;
+  int rc = cfg_reach(dp, "tag:", p->tag, p->reach, &op->cfg, &trusted, &msg);
   if (rc != 0) {
     op_fail(op, rc, msg);
     return;
@@ -1711,6 +1823,8 @@ static int dp_start(kite_component_t *c, kite_runtime_t *rt) {
     rc = kite_respond_instance_list(dp->bus, key, on_list, dp, &dp->subs[3]);
   if (rc == 0)
     rc = kite_respond_preempt_check(dp->bus, key, on_preempt_check, dp, &dp->subs[4]);
+  if (rc == 0)
+    rc = kite_respond_reach_resolve(dp->bus, key, on_reach_resolve, dp, &dp->subs[5]);
   if (rc == 0)
     rc = kite_keypair_ensure(rt, dp->key_path, on_key, dp);
   if (rc != 0) {

@@ -151,7 +151,7 @@ static void test_schema_created_once(void **state) {
                                    "name IN ('schema_version', 'pools', 'nodes', 'instances', "
                                    "'tasks')"),
                    5);
-  assert_int_equal(count_rows(raw, "SELECT count(*) FROM schema_version"), 1);
+  assert_int_equal(count_rows(raw, "SELECT count(*) FROM schema_version"), KITE_STORE_SCHEMA_VERSION);
   assert_int_equal(count_rows(raw, "SELECT max(version) FROM schema_version"),
                    KITE_STORE_SCHEMA_VERSION);
   sqlite3_stmt *st = NULL;

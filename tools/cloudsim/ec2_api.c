@@ -70,13 +70,13 @@ typedef struct ec2_inst {
 } ec2_inst_t;
 
 typedef struct key_pair {
-  char *name, *id, *material, *fingerprint;
+  char *name, *id, *material, *fingerprint, *region;
   bool managed;
   struct key_pair *next;
 } key_pair_t;
 
 typedef struct sgroup {
-  char *id, *name, *description;
+  char *id, *name, *description, *region;
   bool managed;
   char *perms; /* "tcp:22-22:0.0.0.0/0" lines */
   struct sgroup *next;
@@ -84,6 +84,9 @@ typedef struct sgroup {
 
 static struct {
   bool init;
+  /* The region of the request being answered (its signature's credential scope), or "" for
+   * control calls: instances, key pairs and security groups live in one region, as on EC2. */
+  char region[64];
   char *access_key, *secret;
   int imds_port;
   ec2_inst_t *insts;
@@ -619,9 +622,14 @@ static void render_instance(sim_t *sim, out_t *o, ec2_inst_t *e) {
   outf(o, "</item>");
 }
 
+/* Whether something of region r is visible to the request being answered. */
+static bool here(const char *r) {
+  return g.region[0] == '\0' || (r && strcmp(r, g.region) == 0);
+}
+
 static ec2_inst_t *inst_find(const char *id) {
   for (ec2_inst_t *e = g.insts; id && e; e = e->next)
-    if (strcmp(e->id, id) == 0)
+    if (here(e->region) && strcmp(e->id, id) == 0)
       return e;
   return NULL;
 }
@@ -682,7 +690,7 @@ static void run_instances(sim_t *sim, const form_t *f, const char *region, http_
     return;
   }
   for (ec2_inst_t *e = g.insts; token && e; e = e->next)
-    if (e->client_token && strcmp(e->client_token, token) == 0) {
+    if (here(e->region) && e->client_token && strcmp(e->client_token, token) == 0) {
       render_run(sim, resp, e); /* idempotent: the same instance again */
       return;
     }
@@ -713,7 +721,7 @@ static void run_instances(sim_t *sim, const form_t *f, const char *region, http_
   const char *key = param(f, "KeyName");
   key_pair_t *kp = NULL;
   for (key_pair_t *k = g.keys; key && k; k = k->next)
-    if (strcmp(k->name, key) == 0)
+    if (here(k->region) && strcmp(k->name, key) == 0)
       kp = k;
   if (kp == NULL) {
     ec2_error(resp, 400, key ? "InvalidKeyPair.NotFound" : "MissingParameter",
@@ -724,7 +732,7 @@ static void run_instances(sim_t *sim, const form_t *f, const char *region, http_
   const char *sg = param(f, "SecurityGroupId.1");
   sgroup_t *grp = NULL;
   for (sgroup_t *s = g.groups; sg && s; s = s->next)
-    if (strcmp(s->id, sg) == 0)
+    if (here(s->region) && strcmp(s->id, sg) == 0)
       grp = s;
   if (sg && grp == NULL) {
     ec2_error(resp, 400, "InvalidGroup.NotFound", "The security group '%s' does not exist", sg);
@@ -934,11 +942,12 @@ static void describe_instances(sim_t *sim, const form_t *f, http_resp_t *resp) {
   /* Oldest first, as a list would be read. */
   size_t total = 0;
   for (ec2_inst_t *e = g.insts; e; e = e->next)
-    total++;
+    total += here(e->region);
   ec2_inst_t **all = calloc(total + 1, sizeof(*all));
   size_t k = total;
   for (ec2_inst_t *e = g.insts; e; e = e->next)
-    all[--k] = e;
+    if (here(e->region))
+      all[--k] = e;
   out_t o;
   begin(&o, "DescribeInstances");
   outf(&o, "<reservationSet>");
@@ -1063,7 +1072,7 @@ static void import_key_pair(const form_t *f, http_resp_t *resp) {
     return;
   }
   for (key_pair_t *k = g.keys; k; k = k->next)
-    if (strcmp(k->name, name) == 0) {
+    if (here(k->region) && strcmp(k->name, name) == 0) {
       ec2_error(resp, 400, "InvalidKeyPair.Duplicate", "The keypair already exists");
       return;
     }
@@ -1084,6 +1093,7 @@ static void import_key_pair(const form_t *f, http_resp_t *resp) {
   kite__aws_sha256_hex(mat, strlen(mat), h);
   k->fingerprint = sim_sprintf("%.43s=", h);
   k->managed = managed_tag(f, "key-pair");
+  k->region = strdup(g.region);
   k->next = g.keys;
   g.keys = k;
   out_t o;
@@ -1099,7 +1109,7 @@ static void describe_key_pairs(const form_t *f, http_resp_t *resp) {
   for (unsigned i = 1; paramf(f, "KeyName.%u", i); i++) {
     bool found = false;
     for (key_pair_t *k = g.keys; k; k = k->next)
-      found |= strcmp(k->name, paramf(f, "KeyName.%u", i)) == 0;
+      found |= here(k->region) && strcmp(k->name, paramf(f, "KeyName.%u", i)) == 0;
     if (!found) {
       ec2_error(resp, 400, "InvalidKeyPair.NotFound", "The key pair '%s' does not exist",
                 paramf(f, "KeyName.%u", i));
@@ -1110,6 +1120,8 @@ static void describe_key_pairs(const form_t *f, http_resp_t *resp) {
   begin(&o, "DescribeKeyPairs");
   outf(&o, "<keySet>");
   for (key_pair_t *k = g.keys; k; k = k->next) {
+    if (!here(k->region))
+      continue;
     bool want = param(f, "KeyName.1") == NULL;
     for (unsigned i = 1; paramf(f, "KeyName.%u", i); i++)
       want |= strcmp(k->name, paramf(f, "KeyName.%u", i)) == 0;
@@ -1130,13 +1142,14 @@ static void describe_key_pairs(const form_t *f, http_resp_t *resp) {
 static void delete_key_pair(const form_t *f, http_resp_t *resp) {
   const char *name = param(f, "KeyName");
   for (key_pair_t **pp = &g.keys; name && *pp; pp = &(*pp)->next)
-    if (strcmp((*pp)->name, name) == 0) {
+    if (here((*pp)->region) && strcmp((*pp)->name, name) == 0) {
       key_pair_t *k = *pp;
       *pp = k->next;
       free(k->name);
       free(k->id);
       free(k->material);
       free(k->fingerprint);
+      free(k->region);
       free(k);
       break;
     }
@@ -1154,7 +1167,7 @@ static void create_security_group(const form_t *f, http_resp_t *resp) {
     return;
   }
   for (sgroup_t *s = g.groups; s; s = s->next)
-    if (strcmp(s->name, name) == 0) {
+    if (here(s->region) && strcmp(s->name, name) == 0) {
       ec2_error(resp, 400, "InvalidGroup.Duplicate",
                 "The security group '%s' already exists "
                 "for VPC 'vpc-0kite'",
@@ -1167,6 +1180,7 @@ static void create_security_group(const form_t *f, http_resp_t *resp) {
   s->description = strdup(desc);
   s->perms = strdup("");
   s->managed = managed_tag(f, "security-group");
+  s->region = strdup(g.region);
   s->next = g.groups;
   g.groups = s;
   out_t o;
@@ -1189,7 +1203,7 @@ static void describe_security_groups(const form_t *f, http_resp_t *resp) {
   begin(&o, "DescribeSecurityGroups");
   outf(&o, "<securityGroupInfo>");
   for (sgroup_t *s = g.groups; s; s = s->next) {
-    bool pass = true;
+    bool pass = here(s->region);
     for (unsigned fi = 1; pass && paramf(f, "Filter.%u.Name", fi); fi++) {
       const char *n = paramf(f, "Filter.%u.Name", fi);
       const char *v = strcmp(n, "group-name") == 0 ? s->name : s->id;
@@ -1235,7 +1249,8 @@ static void describe_security_groups(const form_t *f, http_resp_t *resp) {
 static sgroup_t *group_by(const form_t *f) {
   const char *id = param(f, "GroupId"), *name = param(f, "GroupName");
   for (sgroup_t *s = g.groups; s; s = s->next)
-    if ((id && strcmp(s->id, id) == 0) || (!id && name && strcmp(s->name, name) == 0))
+    if (here(s->region) &&
+        ((id && strcmp(s->id, id) == 0) || (!id && name && strcmp(s->name, name) == 0)))
       return s;
   return NULL;
 }
@@ -1295,6 +1310,7 @@ static void delete_security_group(sim_t *sim, const form_t *f, http_resp_t *resp
   free(s->id);
   free(s->name);
   free(s->description);
+  free(s->region);
   free(s->perms);
   free(s);
   out_t o;
@@ -1343,6 +1359,7 @@ static void on_sync(uv_timer_t *t) {
 }
 
 static void control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  g.region[0] = '\0'; /* the control endpoint sees every region */
   if (strcmp(req->path, "/_sim/ec2/state") == 0 && strcmp(req->method, "GET") == 0) {
     json_t *list = json_array();
     unsigned by[4] = {0};
@@ -1352,10 +1369,10 @@ static void control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       const char *s = inst_state(sim, e, &rc, &rm);
       for (int i = 0; i < 4; i++)
         by[i] += strcmp(s, names[i]) == 0;
-      json_array_append_new(list,
-                            json_pack("{s:s, s:s, s:s, s:s?, s:b, s:s?}", "id", e->id, "state", s,
-                                      "address", e->address, "client_token", e->client_token,
-                                      "spot", e->spot, "pool", tag_value(e, "kite:pool")));
+      json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s?, s:b, s:s?, s:s?}", "id", e->id,
+                                            "state", s, "address", e->address, "client_token",
+                                            e->client_token, "spot", e->spot, "pool",
+                                            tag_value(e, "kite:pool"), "region", e->region));
     }
     unsigned keys = 0, groups = 0;
     for (key_pair_t *k = g.keys; k; k = k->next)
@@ -1425,8 +1442,10 @@ bool ec2_api_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     return false;
   ec2_init(sim);
   char region[64] = "";
+  g.region[0] = '\0';
   if (!check_signature(req, resp, region))
     return true;
+  snprintf(g.region, sizeof(g.region), "%s", region);
   form_t f;
   form_parse(req->body, req->body_len, &f);
   const char *action = param(&f, "Action"), *version = param(&f, "Version");
@@ -1508,6 +1527,7 @@ void ec2_api_free(sim_t *sim) {
     free(k->id);
     free(k->material);
     free(k->fingerprint);
+    free(k->region);
     free(k);
   }
   while (g.groups) {
@@ -1516,6 +1536,7 @@ void ec2_api_free(sim_t *sim) {
     free(s->id);
     free(s->name);
     free(s->description);
+    free(s->region);
     free(s->perms);
     free(s);
   }
