@@ -124,6 +124,27 @@ void cli_print_nodes(FILE *fp, json_t *nodes);
 /* One request, the replies printed as a task's output and result; returns the exit code. */
 int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank);
 
+/* ---- orphans.c: instances with kite's pool tags that no live pool owns ------------------- */
+
+typedef struct cli_orphan {
+  char *provider, *reach, *instance_id, *tag;
+} cli_orphan_t;
+
+typedef struct cli_orphans {
+  cli_orphan_t *v;
+  size_t n, cap;
+  unsigned places; /* provider and reach records asked */
+  unsigned failed; /* of those, how many could not be asked */
+} cli_orphans_t;
+
+/* Asks every provider and reach record the store has used for kite-tagged instances; keeps
+ * those no running pool owns. Prints why on failure (then the list may be incomplete). */
+int cli_orphans_find(kite_store_t *st, cli_orphans_t *out);
+void cli_orphans_print(FILE *fp, const cli_orphans_t *o);
+/* Records each orphan under its pool and takes those pools down; exit code. */
+int cli_orphans_down(kite_store_t *st, const cli_orphans_t *o);
+void cli_orphans_free(cli_orphans_t *o);
+
 /* ---- the subcommands ------------------------------------------------------------------------ */
 
 int cli_cmd_run(int argc, char **argv);
@@ -136,6 +157,8 @@ int cli_cmd_events(int argc, char **argv);
 int cli_cmd_logs(int argc, char **argv);
 int cli_cmd_ssh(int argc, char **argv);
 int cli_cmd_down(int argc, char **argv);
+/* `kite down NAME` of one pool (down.c); exit code. */
+int cli_down_pool(const char *name);
 
 /* The owner process of `kite up` (owner.c): opens the pool and serves it on the control
  * socket (listen_fd, bound and listening) until it is closed; returns the daemon's exit

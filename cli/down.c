@@ -397,7 +397,7 @@ static int down_via_owner(const kite_store_pool_t *p) {
   return code;
 }
 
-static int down_one(const char *name) {
+int cli_down_pool(const char *name) {
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
@@ -451,15 +451,52 @@ static int down_one(const char *name) {
   return code;
 }
 
+/* `kite down --orphans`: lists them, asks (unless --yes), then takes them down. */
+static int down_orphans(bool yes) {
+  kite_store_t *st = cli_store_open();
+  if (st == NULL)
+    return CLI_EXIT_FAIL;
+  cli_orphans_t o;
+  int code = cli_orphans_find(st, &o);
+  cli_orphans_print(stdout, &o);
+  fflush(stdout);
+  if (o.n && !yes) {
+    if (!isatty(STDIN_FILENO)) {
+      cli_err("down: not terminating without confirmation: run `kite down --orphans --yes`");
+      cli_orphans_free(&o);
+      kite_store_close(st);
+      return CLI_EXIT_FAIL;
+    }
+    printf("terminate these %zu instance(s)? [y/N] ", o.n);
+    fflush(stdout);
+    char line[16] = "";
+    if (fgets(line, sizeof(line), stdin) == NULL || (line[0] != 'y' && line[0] != 'Y')) {
+      printf("kite: nothing terminated\n");
+      cli_orphans_free(&o);
+      kite_store_close(st);
+      return CLI_EXIT_FAIL;
+    }
+  }
+  if (o.n && cli_orphans_down(st, &o) != 0)
+    code = CLI_EXIT_FAIL;
+  cli_orphans_free(&o);
+  kite_store_close(st);
+  return code;
+}
+
 int cli_cmd_down(int argc, char **argv) {
   const char *name = NULL;
-  bool all = false;
+  bool all = false, orphans = false, yes = false;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       cli_help_for("down", stdout);
       return 0;
     } else if (strcmp(argv[i], "--all") == 0) {
       all = true;
+    } else if (strcmp(argv[i], "--orphans") == 0) {
+      orphans = true;
+    } else if (strcmp(argv[i], "--yes") == 0) {
+      yes = true;
     } else if (argv[i][0] == '-') {
       return cli_usage("down", "unknown option %s", argv[i]);
     } else if (name == NULL) {
@@ -468,8 +505,14 @@ int cli_cmd_down(int argc, char **argv) {
       return cli_usage("down", "unexpected argument '%s'", argv[i]);
     }
   }
+  if (orphans && (name || all))
+    return cli_usage("down", "--orphans takes no pool name and no --all");
+  if (orphans)
+    return down_orphans(yes);
+  if (yes)
+    return cli_usage("down", "--yes goes with --orphans");
   if ((name == NULL) == !all)
-    return cli_usage("down", "give a pool name or --all");
+    return cli_usage("down", "give a pool name, --all or --orphans");
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
@@ -477,7 +520,7 @@ int cli_cmd_down(int argc, char **argv) {
   if (name) {
     kite_store_close(st);
     st = NULL;
-    code = down_one(name);
+    code = cli_down_pool(name);
   } else {
     kite_store_pool_t *v = NULL;
     size_t n = 0;
@@ -494,7 +537,7 @@ int cli_cmd_down(int argc, char **argv) {
       if (!owned && v[i].live_instances == 0)
         continue;
       touched++;
-      if (down_one(v[i].name) != 0)
+      if (cli_down_pool(v[i].name) != 0)
         code = CLI_EXIT_FAIL;
     }
     if (touched == 0)

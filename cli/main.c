@@ -61,13 +61,17 @@ static const subcmd_t cmds[] = {
      "Copies SRC (a file or directory tree on rank R of pool NAME; relative to the node's\n"
      "working directory) to the local path DST.\n"},
     {"status", cli_cmd_status, "show pools, nodes and instances",
-     "usage: kite status [--json] [NAME]\n"
+     "usage: kite status [--json] [NAME] | --orphans\n"
      "\n"
      "Shows every pool (or NAME) from the state store: its state, its owner process, its\n"
      "nodes and its live instances (an instance is live until the provider confirmed it\n"
      "gone). Works without the owner; when the owner is up, adds its live view of the nodes.\n"
      "\n"
-     "  --json    one JSON object: {\"pools\": [...]}\n"},
+     "  --json    one JSON object: {\"pools\": [...]}\n"
+     "  --orphans ask every provider, region and endpoint the store has used for instances\n"
+     "            carrying kite's pool tags that no running pool owns (a leak of a crashed\n"
+     "            process, here or on another machine of the account); exit 1 when a place\n"
+     "            could not be asked\n"},
     {"events", cli_cmd_events, "stream a pool's events as JSON lines",
      "usage: kite events [--no-follow] NAME\n"
      "\n"
@@ -91,13 +95,20 @@ static const subcmd_t cmds[] = {
      "port and user, and a known_hosts file holding the node's pinned host key (host key\n"
      "checking stays on). With CMD, runs it instead of a shell.\n"},
     {"down", cli_cmd_down, "close a pool and terminate its instances",
-     "usage: kite down NAME | --all\n"
+     "usage: kite down NAME | --all | --orphans [--yes]\n"
      "\n"
      "Asks the owner of pool NAME to close it: running commands are cancelled and every\n"
      "instance is terminated. When the owner is gone (it crashed or was killed), kite reads\n"
      "the state store and terminates the recorded live instances through the provider\n"
      "directly, marking each terminated only when the provider confirms it. --all does this\n"
-     "for every pool with an owner or a live instance. Exit 0 when nothing is left live.\n"},
+     "for every pool with an owner or a live instance. Exit 0 when nothing is left live.\n"
+     "Each instance is reached where it was created (the store records its provider, region,\n"
+     "endpoint and account before it is launched), whatever this shell's environment says.\n"
+     "kite down returns once the owner has exited, after deleting what kite made in the\n"
+     "account (key pair, security group) when nothing else uses it.\n"
+     "\n"
+     "  --orphans  find what `kite status --orphans` finds, ask, and terminate it (--yes:\n"
+     "             without asking)\n"},
 };
 
 static void usage_all(FILE *fp) {

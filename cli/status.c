@@ -44,19 +44,18 @@ static json_t *pool_json(kite_store_t *st, const kite_store_pool_t *p) {
   bool alive = p->owner_pid > 0 && cli_pid_alive(p->owner_pid);
   json_t *j = json_pack("{s:s, s:s, s:s, s:s?, s:I, s:b, s:s?, s:i, s:I, s:I}", "name", p->name,
                         "provider", p->provider, "tag", p->tag, "state", p->state, "owner_pid",
-                        (json_int_t)p->owner_pid, "owner_alive", alive, "socket",
-                        p->socket_path, "live_instances", (int)p->live_instances, "created_ms",
+                        (json_int_t)p->owner_pid, "owner_alive", alive, "socket", p->socket_path,
+                        "live_instances", (int)p->live_instances, "created_ms",
                         (json_int_t)p->created_ms, "updated_ms", (json_int_t)p->updated_ms);
   json_t *nodes = json_array();
   kite_store_node_t *nv = NULL;
   size_t nn = 0;
   if (kite_store_nodes(st, p->name, &nv, &nn) == 0) {
     for (size_t i = 0; i < nn; i++)
-      json_array_append_new(nodes, json_pack("{s:i, s:s, s:s?, s:s?, s:I}", "rank",
-                                             (int)nv[i].rank, "state",
-                                             kite_node_state_name(nv[i].state), "instance_id",
-                                             nv[i].instance_id, "address", nv[i].address,
-                                             "updated_ms", (json_int_t)nv[i].updated_ms));
+      json_array_append_new(
+          nodes, json_pack("{s:i, s:s, s:s?, s:s?, s:I}", "rank", (int)nv[i].rank, "state",
+                           kite_node_state_name(nv[i].state), "instance_id", nv[i].instance_id,
+                           "address", nv[i].address, "updated_ms", (json_int_t)nv[i].updated_ms));
     kite_store_nodes_free(nv, nn);
   }
   json_object_set_new(j, "nodes", nodes);
@@ -65,12 +64,12 @@ static json_t *pool_json(kite_store_t *st, const kite_store_pool_t *p) {
   size_t in = 0;
   if (kite_store_instances(st, p->name, true, &iv, &in) == 0) {
     for (size_t i = 0; i < in; i++)
-      json_array_append_new(
-          insts, json_pack("{s:I, s:I, s:s, s:s?, s:s, s:s?, s:i}", "row", (json_int_t)iv[i].row,
-                           "rank", (json_int_t)iv[i].rank, "provider", iv[i].provider,
-                           "instance_id", iv[i].instance_id, "state",
-                           kite_store_instance_state_name(iv[i].state), "address",
-                           iv[i].address, "port", (int)iv[i].port));
+      json_array_append_new(insts,
+                            json_pack("{s:I, s:I, s:s, s:s?, s:s, s:s?, s:i}", "row",
+                                      (json_int_t)iv[i].row, "rank", (json_int_t)iv[i].rank,
+                                      "provider", iv[i].provider, "instance_id", iv[i].instance_id,
+                                      "state", kite_store_instance_state_name(iv[i].state),
+                                      "address", iv[i].address, "port", (int)iv[i].port));
     kite_store_instances_free(iv, in);
   }
   json_object_set_new(j, "instances", insts);
@@ -92,12 +91,12 @@ static void print_pool(json_t *p, bool detail) {
              (long long)json_integer_value(json_object_get(p, "owner_pid")));
   else
     snprintf(who, sizeof(who), "-");
-  json_t *nodes = json_is_object(owner) ? json_object_get(owner, "nodes")
-                                        : json_object_get(p, "nodes");
+  json_t *nodes =
+      json_is_object(owner) ? json_object_get(owner, "nodes") : json_object_get(p, "nodes");
   unsigned ready = 0;
   for (size_t i = 0; i < json_array_size(nodes); i++)
-    ready += strcmp(json_string_value(json_object_get(json_array_get(nodes, i), "state")),
-                    "READY") == 0;
+    ready +=
+        strcmp(json_string_value(json_object_get(json_array_get(nodes, i), "state")), "READY") == 0;
   printf("%-20s %-9s %-13s %-18s %u/%-6zu %d\n", json_string_value(json_object_get(p, "name")),
          json_string_value(json_object_get(p, "provider")), state ? state : "-", who, ready,
          json_array_size(nodes), (int)json_integer_value(json_object_get(p, "live_instances")));
@@ -125,8 +124,34 @@ static void print_pool(json_t *p, bool detail) {
   }
 }
 
+/* `kite status --orphans`: what carries kite's pool tags at the providers and no live pool
+ * owns. */
+static int status_orphans(kite_store_t *st, const cli_opts_t *o) {
+  cli_orphans_t v;
+  int code = cli_orphans_find(st, &v);
+  kite_store_close(st);
+  if (o->json) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < v.n; i++)
+      json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s?}", "provider", v.v[i].provider,
+                                         "instance_id", v.v[i].instance_id, "tag", v.v[i].tag,
+                                         "reach", v.v[i].reach));
+    json_t *j = json_pack("{s:i, s:o, s:i, s:i}", "v", CLI_PROTO_VERSION, "orphans", a, "places",
+                          (int)v.places, "failed", (int)v.failed);
+    char *s = json_dumps(j, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(j);
+  } else {
+    cli_orphans_print(stdout, &v);
+  }
+  cli_orphans_free(&v);
+  return code;
+}
+
 int cli_cmd_status(int argc, char **argv) {
   cli_opts_t o = {0};
+  bool orphans = false;
   const char *name = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -134,6 +159,8 @@ int cli_cmd_status(int argc, char **argv) {
       return 0;
     } else if (strcmp(argv[i], "--json") == 0) {
       o.json = true;
+    } else if (strcmp(argv[i], "--orphans") == 0) {
+      orphans = true;
     } else if (argv[i][0] == '-') {
       return cli_usage("status", "unknown option %s", argv[i]);
     } else if (name == NULL) {
@@ -142,9 +169,13 @@ int cli_cmd_status(int argc, char **argv) {
       return cli_usage("status", "unexpected argument '%s'", argv[i]);
     }
   }
+  if (orphans && name)
+    return cli_usage("status", "--orphans takes no pool name");
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
+  if (orphans)
+    return status_orphans(st, &o);
   kite_store_pool_t *v = NULL;
   size_t n = 0;
   int rc = name ? 0 : kite_store_pools(st, &v, &n);

@@ -89,6 +89,7 @@ typedef enum machine_state {
 typedef struct machine {
   sim_t *sim;
   uint64_t id;
+  const char *cloud; /* the front that made it: CLOUD_DO or CLOUD_EC2 (static text) */
   char *name;
   char **tags;
   size_t tag_n;
@@ -106,7 +107,11 @@ typedef struct machine {
   struct machine *next;
 } machine_t;
 
+#define CLOUD_DO "digitalocean"
+#define CLOUD_EC2 "ec2"
+
 typedef struct machine_opts {
+  const char *cloud; /* CLOUD_DO or CLOUD_EC2 (static text) */
   const char *name;
   const char *const *tags;
   size_t tag_n;
@@ -122,6 +127,10 @@ void machine_delete(machine_t *m);
  * then disappears from the API (as a reclaimed spot machine does), else it stays "off". */
 void machine_kill(machine_t *m, bool vanish);
 unsigned machine_count(sim_t *sim);
+/* Machines of one front (a DigitalOcean account never sees EC2's instances). */
+unsigned machine_count_of(sim_t *sim, const char *cloud);
+/* machine_find, of one front only. */
+machine_t *machine_find_of(sim_t *sim, uint64_t id, const char *cloud);
 void machines_stop_all(sim_t *sim, void (*done)(sim_t *sim));
 
 /* ---- the DigitalOcean front ----------------------------------------------------------------- */

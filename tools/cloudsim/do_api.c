@@ -375,7 +375,7 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
     return;
   }
   unsigned limit = sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
-  if (machine_count(sim) + name_n > limit) {
+  if (machine_count_of(sim, CLOUD_DO) + name_n > limit) {
     snprintf(msg, sizeof(msg), "creating this/these droplet(s) will exceed your droplet limit (%u)",
              limit);
     http_error(resp, 422, "unprocessable_entity", msg);
@@ -397,7 +397,8 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
                          .size = json_string_value(size),
                          .image = image_s,
                          .user_data = ud ? json_string_value(ud) : NULL,
-                         .authorized_key = key->public_key};
+                         .authorized_key = key->public_key,
+                         .cloud = CLOUD_DO};
     machine_t *m = machine_create(sim, &mo);
     if (m == NULL)
       continue;
@@ -429,11 +430,12 @@ static void droplets_list(sim_t *sim, const http_req_t *req, http_resp_t *resp) 
   char *name = http_query_param(req, "name");
   json_t *all = json_array();
   /* Oldest first, as DigitalOcean lists them: the list is newest first. */
-  size_t n = machine_count(sim);
+  size_t n = machine_count_of(sim, CLOUD_DO);
   machine_t **v = calloc(n + 1, sizeof(*v));
   size_t k = 0;
   for (machine_t *m = sim->machines; m; m = m->next)
-    v[n - 1 - k++] = m;
+    if (strcmp(m->cloud, CLOUD_DO) == 0)
+      v[n - 1 - k++] = m;
   long total = 0;
   for (size_t i = 0; i < n; i++) {
     machine_t *m = v[i];
@@ -466,7 +468,7 @@ static void droplets_delete_by_tag(sim_t *sim, const http_req_t *req, http_resp_
   }
   for (machine_t *m = sim->machines, *next; m; m = next) {
     next = m->next;
-    if (machine_has_tag(m, tag))
+    if (strcmp(m->cloud, CLOUD_DO) == 0 && machine_has_tag(m, tag))
       machine_delete(m);
   }
   free(tag);
@@ -476,7 +478,7 @@ static void droplets_delete_by_tag(sim_t *sim, const http_req_t *req, http_resp_
 static machine_t *droplet_by_path(sim_t *sim, const char *idstr, http_resp_t *resp) {
   char *end = NULL;
   unsigned long long id = strtoull(idstr, &end, 10);
-  machine_t *m = (end != idstr && *end == '\0') ? machine_find(sim, id) : NULL;
+  machine_t *m = (end != idstr && *end == '\0') ? machine_find_of(sim, id, CLOUD_DO) : NULL;
   if (m == NULL)
     http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
   return m;

@@ -829,7 +829,8 @@ static void run_instances(sim_t *sim, const form_t *f, const char *region, http_
                        .size = e->type,
                        .image = image,
                        .user_data = ud,
-                       .authorized_key = kp->material};
+                       .authorized_key = kp->material,
+                       .cloud = CLOUD_EC2};
   machine_t *m = machine_create(sim, &mo);
   free(ud);
   if (m == NULL) {

@@ -120,19 +120,32 @@ static void req_free(http_req_t *r) {
 
 static const char *reason(int status) {
   switch (status) {
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 404: return "Not Found";
-  case 411: return "Length Required";
-  case 413: return "Payload Too Large";
-  case 422: return "Unprocessable Entity";
-  case 429: return "Too Many Requests";
-  case 500: return "Internal Server Error";
-  default: return "Status";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 404:
+    return "Not Found";
+  case 411:
+    return "Length Required";
+  case 413:
+    return "Payload Too Large";
+  case 422:
+    return "Unprocessable Entity";
+  case 429:
+    return "Too Many Requests";
+  case 500:
+    return "Internal Server Error";
+  default:
+    return "Status";
   }
 }
 
@@ -261,13 +274,11 @@ static void answer(conn_t *c, http_req_t *req) {
     c->close_after = true;
   char head[1024];
   bool has_body = resp.status != 204;
-  int hl = snprintf(head, sizeof(head),
-                    "HTTP/1.1 %d %s\r\nServer: kite-cloudsim\r\n%s%s%s%s",
-                    resp.status, reason(resp.status), extra,
-                    resp.headers ? resp.headers : "",
-                    c->close_after ? "Connection: close\r\n" : "",
-                    has_body && resp.body ? "Content-Type: application/json; charset=utf-8\r\n"
-                                          : "");
+  int hl =
+      snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: kite-cloudsim\r\n%s%s%s%s",
+               resp.status, reason(resp.status), extra, resp.headers ? resp.headers : "",
+               c->close_after ? "Connection: close\r\n" : "",
+               has_body && resp.body ? "Content-Type: application/json; charset=utf-8\r\n" : "");
   size_t blen = has_body ? resp.body_len : 0;
   char clen[64];
   int cl = snprintf(clen, sizeof(clen), has_body ? "Content-Length: %zu\r\n\r\n" : "\r\n", blen);
@@ -456,7 +467,9 @@ int httpd_start(sim_t *sim, const char *host, int port, http_handler_fn fn, int 
   return 0;
 }
 
-static void on_listener_closed(uv_handle_t *h) { free(h->data); }
+static void on_listener_closed(uv_handle_t *h) {
+  free(h->data);
+}
 
 void httpd_stop(sim_t *sim) {
   httpd_t *s = sim->httpd;

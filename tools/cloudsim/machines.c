@@ -100,6 +100,7 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
     return NULL;
   m->sim = sim;
   m->id = sim->next_machine_id++;
+  m->cloud = o->cloud ? o->cloud : CLOUD_DO;
   m->name = strdup(o->name);
   m->tags = calloc(o->tag_n + 1, sizeof(char *));
   for (size_t i = 0; i < o->tag_n; i++)
@@ -150,6 +151,18 @@ bool machine_has_tag(const machine_t *m, const char *tag) {
     if (strcmp(m->tags[i], tag) == 0)
       return true;
   return false;
+}
+
+unsigned machine_count_of(sim_t *sim, const char *cloud) {
+  unsigned n = 0;
+  for (machine_t *m = sim->machines; m; m = m->next)
+    n += strcmp(m->cloud, cloud) == 0;
+  return n;
+}
+
+machine_t *machine_find_of(sim_t *sim, uint64_t id, const char *cloud) {
+  machine_t *m = machine_find(sim, id);
+  return m && strcmp(m->cloud, cloud) == 0 ? m : NULL;
 }
 
 unsigned machine_count(sim_t *sim) {

@@ -27,27 +27,26 @@
 #include "ec2_api.h"
 
 static void usage(FILE *fp) {
-  fprintf(fp,
-          "usage: kite-cloudsim [options]\n"
-          "An emulator of DigitalOcean's v2 API (droplets, account keys) on 127.0.0.1 whose\n"
-          "droplets are real local sshd nodes.\n\n"
-          "  --port N             listen port (0: any; the line on stdout says which)\n"
-          "  --port-file PATH     also write the port there\n"
-          "  --token TOKEN        the API token clients must send (or $KITE_CLOUDSIM_TOKEN)\n"
-          "  --ssh-port N         sshd port of every droplet's node (default 2222)\n"
-          "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
-          "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
-          "  --fault-500 P        probability of a 500 (request not processed)\n"
-          "  --fault-reset P      probability of a connection reset after processing\n"
-          "  --fault-malformed P  probability of a truncated JSON body after processing\n"
-          "  --fault-slow P       probability of an answer delayed by --slow-ms\n"
-          "  --retry-after S      Retry-After of injected 429s (default 1)\n"
-          "  --slow-ms N          delay of slow answers (default 2000)\n"
-          "  --delay-ms N         delay of every API answer\n"
-          "  --provision-ms N     extra time before a droplet becomes active\n"
-          "  --no-capacity        every create fails: size not available in this region\n"
-          "  --droplet-limit N    the account's droplet limit (default 25)\n"
-          "  --seed N             seed of the fault choice\n");
+  fprintf(fp, "usage: kite-cloudsim [options]\n"
+              "An emulator of DigitalOcean's v2 API (droplets, account keys) on 127.0.0.1 whose\n"
+              "droplets are real local sshd nodes.\n\n"
+              "  --port N             listen port (0: any; the line on stdout says which)\n"
+              "  --port-file PATH     also write the port there\n"
+              "  --token TOKEN        the API token clients must send (or $KITE_CLOUDSIM_TOKEN)\n"
+              "  --ssh-port N         sshd port of every droplet's node (default 2222)\n"
+              "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
+              "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
+              "  --fault-500 P        probability of a 500 (request not processed)\n"
+              "  --fault-reset P      probability of a connection reset after processing\n"
+              "  --fault-malformed P  probability of a truncated JSON body after processing\n"
+              "  --fault-slow P       probability of an answer delayed by --slow-ms\n"
+              "  --retry-after S      Retry-After of injected 429s (default 1)\n"
+              "  --slow-ms N          delay of slow answers (default 2000)\n"
+              "  --delay-ms N         delay of every API answer\n"
+              "  --provision-ms N     extra time before a droplet becomes active\n"
+              "  --no-capacity        every create fails: size not available in this region\n"
+              "  --droplet-limit N    the account's droplet limit (default 25)\n"
+              "  --seed N             seed of the fault choice\n");
 }
 
 double sim_rand01(sim_t *sim) {
@@ -152,19 +151,19 @@ static void get_state(sim_t *sim, http_resp_t *resp) {
     json_t *tags = json_array();
     for (size_t i = 0; i < m->tag_n; i++)
       json_array_append_new(tags, json_string(m->tags[i]));
-    json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s, s:o, s:i}", "id",
-                                          (json_int_t)m->id, "name", m->name, "status",
-                                          state_name(m->state), "address", m->address, "tags",
-                                          tags, "pid",
-                                          m->node ? kite_local_node_pid(m->node) : 0));
+    json_array_append_new(list,
+                          json_pack("{s:I, s:s, s:s, s:s, s:o, s:i, s:s}", "id", (json_int_t)m->id,
+                                    "name", m->name, "status", state_name(m->state), "address",
+                                    m->address, "tags", tags, "pid",
+                                    m->node ? kite_local_node_pid(m->node) : 0, "cloud", m->cloud));
   }
   unsigned keys = 0;
   for (ssh_key_t *k = sim->keys; k; k = k->next)
     keys++;
-  json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "droplets",
-                        machine_count(sim), "peak", sim->peak, "created", sim->created_total,
-                        "deleted", sim->deleted_total, "requests", sim->requests,
-                        "faults_injected", sim->faults_injected, "keys", keys, "machines", list);
+  json_t *j = json_pack(
+      "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "droplets", machine_count_of(sim, CLOUD_DO),
+      "peak", sim->peak, "created", sim->created_total, "deleted", sim->deleted_total, "requests",
+      sim->requests, "faults_injected", sim->faults_injected, "keys", keys, "machines", list);
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   http_json(resp, 200, s);
@@ -188,7 +187,7 @@ static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   char tail[16];
   if (sscanf(p, "/_sim/droplets/%llu/%15s", &id, tail) == 2 && strcmp(tail, "kill") == 0 &&
       strcmp(req->method, "POST") == 0) {
-    machine_t *m = machine_find(sim, id);
+    machine_t *m = machine_find_of(sim, id, CLOUD_DO);
     if (m == NULL) {
       http_error(resp, 404, "not_found", "no such droplet");
       return;
@@ -236,25 +235,32 @@ static double parse_p(const char *s, const char *flag) {
   char *end = NULL;
   double d = strtod(s, &end);
   if (end == s || *end || d < 0 || d > 1) {
-    fprintf(stderr, "kite-cloudsim: %s wants a probability between 0 and 1, not \"%s\"\n", flag,
-            s);
+    fprintf(stderr, "kite-cloudsim: %s wants a probability between 0 and 1, not \"%s\"\n", flag, s);
     exit(2);
   }
   return d;
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"port", required_argument, 0, 'p'},        {"port-file", required_argument, 0, 'f'},
-      {"token", required_argument, 0, 't'},       {"ssh-port", required_argument, 0, 's'},
-      {"home", required_argument, 0, 'H'},        {"fault-429", required_argument, 0, 1},
-      {"fault-500", required_argument, 0, 2},     {"fault-reset", required_argument, 0, 3},
-      {"fault-malformed", required_argument, 0, 4}, {"fault-slow", required_argument, 0, 5},
-      {"retry-after", required_argument, 0, 6},   {"slow-ms", required_argument, 0, 7},
-      {"delay-ms", required_argument, 0, 8},      {"provision-ms", required_argument, 0, 9},
-      {"no-capacity", no_argument, 0, 10},        {"droplet-limit", required_argument, 0, 11},
-      {"seed", required_argument, 0, 12},         {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"port", required_argument, 0, 'p'},
+                                           {"port-file", required_argument, 0, 'f'},
+                                           {"token", required_argument, 0, 't'},
+                                           {"ssh-port", required_argument, 0, 's'},
+                                           {"home", required_argument, 0, 'H'},
+                                           {"fault-429", required_argument, 0, 1},
+                                           {"fault-500", required_argument, 0, 2},
+                                           {"fault-reset", required_argument, 0, 3},
+                                           {"fault-malformed", required_argument, 0, 4},
+                                           {"fault-slow", required_argument, 0, 5},
+                                           {"retry-after", required_argument, 0, 6},
+                                           {"slow-ms", required_argument, 0, 7},
+                                           {"delay-ms", required_argument, 0, 8},
+                                           {"provision-ms", required_argument, 0, 9},
+                                           {"no-capacity", no_argument, 0, 10},
+                                           {"droplet-limit", required_argument, 0, 11},
+                                           {"seed", required_argument, 0, 12},
+                                           {"help", no_argument, 0, 'h'},
+                                           {0, 0, 0, 0}};
   sim_t sim = {.ssh_port = 2222, .next_machine_id = 3164444, .next_key_id = 512189};
   int port = 0;
   const char *port_file = NULL, *home = NULL, *token = getenv("KITE_CLOUDSIM_TOKEN");
@@ -262,25 +268,63 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
-    case 'p': port = atoi(optarg); break;
-    case 'f': port_file = optarg; break;
-    case 't': token = optarg; break;
-    case 's': sim.ssh_port = (unsigned)atoi(optarg); break;
-    case 'H': home = optarg; break;
-    case 1: sim.faults.p429 = parse_p(optarg, "--fault-429"); break;
-    case 2: sim.faults.p500 = parse_p(optarg, "--fault-500"); break;
-    case 3: sim.faults.preset = parse_p(optarg, "--fault-reset"); break;
-    case 4: sim.faults.pmalformed = parse_p(optarg, "--fault-malformed"); break;
-    case 5: sim.faults.pslow = parse_p(optarg, "--fault-slow"); break;
-    case 6: sim.faults.retry_after_s = (unsigned)atoi(optarg); break;
-    case 7: sim.faults.slow_ms = (unsigned)atoi(optarg); break;
-    case 8: sim.faults.delay_ms = (unsigned)atoi(optarg); break;
-    case 9: sim.faults.provision_ms = (unsigned)atoi(optarg); break;
-    case 10: sim.faults.no_capacity = true; break;
-    case 11: sim.faults.droplet_limit = (unsigned)atoi(optarg); break;
-    case 12: seed = strtoull(optarg, NULL, 10); break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'p':
+      port = atoi(optarg);
+      break;
+    case 'f':
+      port_file = optarg;
+      break;
+    case 't':
+      token = optarg;
+      break;
+    case 's':
+      sim.ssh_port = (unsigned)atoi(optarg);
+      break;
+    case 'H':
+      home = optarg;
+      break;
+    case 1:
+      sim.faults.p429 = parse_p(optarg, "--fault-429");
+      break;
+    case 2:
+      sim.faults.p500 = parse_p(optarg, "--fault-500");
+      break;
+    case 3:
+      sim.faults.preset = parse_p(optarg, "--fault-reset");
+      break;
+    case 4:
+      sim.faults.pmalformed = parse_p(optarg, "--fault-malformed");
+      break;
+    case 5:
+      sim.faults.pslow = parse_p(optarg, "--fault-slow");
+      break;
+    case 6:
+      sim.faults.retry_after_s = (unsigned)atoi(optarg);
+      break;
+    case 7:
+      sim.faults.slow_ms = (unsigned)atoi(optarg);
+      break;
+    case 8:
+      sim.faults.delay_ms = (unsigned)atoi(optarg);
+      break;
+    case 9:
+      sim.faults.provision_ms = (unsigned)atoi(optarg);
+      break;
+    case 10:
+      sim.faults.no_capacity = true;
+      break;
+    case 11:
+      sim.faults.droplet_limit = (unsigned)atoi(optarg);
+      break;
+    case 12:
+      seed = strtoull(optarg, NULL, 10);
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   if (token == NULL || strlen(token) < 4) {
