@@ -2,6 +2,11 @@
 #define KITE_RUNTIME_H
 
 #include <stddef.h>
+/* libuv's header needs POSIX types (pthread_rwlock_t…), which a strict -std=c11 hides. */
+#if defined(__STRICT_ANSI__) && !defined(_DEFAULT_SOURCE) && !defined(_POSIX_C_SOURCE) &&        \
+    !defined(_GNU_SOURCE) && !defined(_XOPEN_SOURCE)
+#error "kite's headers need POSIX: compile with -D_DEFAULT_SOURCE (pkg-config --cflags kite has it)"
+#endif
 #include <uv.h>
 
 #include "kite/log.h"
