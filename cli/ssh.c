@@ -82,8 +82,9 @@ int cli_cmd_ssh(int argc, char **argv) {
     cli_err("ssh: cannot write %s: %s", kh ? kh : "known_hosts", strerror(errno));
     goto out;
   }
-  /* Local nodes log in with kite's own key; other providers with the user's ssh setup. */
-  key = strcmp(in->provider, "local") == 0 ? cli_sprintf("%s/keys/id_ed25519", home) : NULL;
+  /* The key the provider said logs in (kite's own on local nodes and clouds, the spec's or
+   * the inventory's on the ssh provider); none recorded: the user's own ssh setup. */
+  key = in->key_path ? strdup(in->key_path) : NULL;
   dest = cli_sprintf("%s@%s", in->user, in->address);
   in = NULL;
   port = cli_sprintf("%u", prt);

@@ -380,6 +380,8 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
                                      l->price_hourly > 0 ? l->price_hourly : -1) != 0)
       kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: cannot record instance %s: %s",
                n->pool->name, n->rank, l->instance_id, kite_store_errmsg(n->pool->store));
+    else if (n->pool->store && n->store_row && l->key_path)
+      kite_store_instance_set_key(n->pool->store, n->store_row, l->key_path);
   } else if (n->pool->store && n->store_row) {
     /* The provider answered that the launch created nothing. */
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);

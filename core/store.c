@@ -117,7 +117,8 @@ static const char *const migrations[] = {
     "  error TEXT);"
     "CREATE INDEX tasks_pool ON tasks(pool, id);",
     /* 2: every instance's reach record (what it takes to find it again from any process). */
-    "ALTER TABLE instances ADD COLUMN reach TEXT;",
+    "ALTER TABLE instances ADD COLUMN reach TEXT;"
+    "ALTER TABLE instances ADD COLUMN key_path TEXT;",
 };
 
 _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
@@ -131,7 +132,7 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "i.state != 'terminated')"
 #define INST_COLS                                                                                  \
   "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
-  "price, tag, note, created_ms, updated_ms, terminated_ms, reach"
+  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path"
 #define TASK_COLS                                                                                  \
   "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error"
 
@@ -177,6 +178,7 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                    "host_key = coalesce(?6, host_key), price = coalesce(?7, price), "              \
                    "state = CASE state WHEN 'terminating' THEN 'terminating' "                     \
                    "ELSE 'running' END, terminated_ms = NULL, updated_ms = ?8 WHERE id = ?1")      \
+  X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")            \
   X(INST_TERMINATING, "UPDATE instances SET state = 'terminating', updated_ms = ?2 "               \
                       "WHERE id = ?1 AND state != 'terminated'")                                   \
   X(INST_TERMINATED_ID, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, "          \
@@ -932,6 +934,7 @@ static int read_instance(sqlite3_stmt *st, kite_store_instance_t *x) {
   x->updated_ms = sqlite3_column_int64(st, 15);
   x->terminated_ms = sqlite3_column_int64(st, 16);
   x->reach = col_str(st, 17, &oom);
+  x->key_path = col_str(st, 18, &oom);
   if (oom) {
     kite_store_instance_clear(x);
     return KITE_ENOMEM;
@@ -952,6 +955,7 @@ void kite_store_instance_clear(kite_store_instance_t *x) {
   free_str(x->tag);
   free_str(x->note);
   free_str(x->reach);
+  free_str(x->key_path);
   memset(x, 0, sizeof(*x));
 }
 
@@ -996,6 +1000,16 @@ int kite_store_instance_launching_at(kite_store_t *s, const char *pool, int64_t 
   if (rc == 0 && row_id)
     *row_id = sqlite3_last_insert_rowid(s->db);
   return rc;
+}
+
+int kite_store_instance_set_key(kite_store_t *s, int64_t row, const char *key_path) {
+  sqlite3_stmt *st = stmt(s, ST_INST_SET_KEY);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_i64(st, 1, row);
+  bind_str(st, 2, key_path);
+  bind_i64(st, 3, now_ms());
+  return run(s, st, "recording an instance's login key");
 }
 
 /* Closes a reconciliation record (state UNKNOWN) of (provider, instance_id) that duplicates

@@ -154,6 +154,9 @@ typedef struct kite_store_instance {
   /* What it takes to reach the instance again from any process (a JSON object text, never a
    * secret: provider, region, endpoint, profile, account fingerprint), or NULL. */
   const char *reach;
+  /* The private key file that logs in to it (not the key itself), or NULL (the user's own
+   * ssh setup: agent, ~/.ssh/config). */
+  const char *key_path;
 } kite_store_instance_t;
 
 /* Records an instance about to be launched, in state LAUNCHING, and returns its row id. Call
@@ -182,6 +185,9 @@ int kite_store_instance_launching_at(kite_store_t *store, const char *pool, int6
 int kite_store_instance_launched(kite_store_t *store, int64_t row, const char *instance_id,
                                  const char *address, unsigned port, const char *user,
                                  const char *host_key, double price);
+
+/* Records the private key file that logs in to the instance of row (NULL: none). */
+int kite_store_instance_set_key(kite_store_t *store, int64_t row, const char *key_path);
 
 /* Records that termination of row was asked (no-op if already terminated). */
 int kite_store_instance_terminating(kite_store_t *store, int64_t row);
