@@ -562,6 +562,16 @@ void kite__ssh_pump(kite_ssh_t *s) {
     uv_idle_start(&s->kick, on_kick);
 }
 
+/* Why the socket failed. libuv reports any POLLERR as UV_EBADF; the socket's own error
+ * (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT…) is the cause worth telling. Static text. */
+static const char *socket_error(kite_ssh_t *s, int status) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (s->fd >= 0 && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+    return strerror(err);
+  return uv_strerror(status);
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
   kite_ssh_t *s = p->data;
   if (s->finishing_handshake) {
@@ -572,12 +582,13 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     return;
   }
   if (status < 0 && s->state == SSH_CONNECTING) {
+    const char *why = socket_error(s, status);
     close_socket(s);
-    retry_or_fail(s, uv_strerror(status));
+    retry_or_fail(s, why);
     return;
   }
   if (status < 0) {
-    set_err(s, "socket to %s:%u failed: %s", s->host, s->port, uv_strerror(status));
+    set_err(s, "socket to %s:%u failed: %s", s->host, s->port, socket_error(s, status));
     kite__ssh_lost(s, s->errmsg);
     return;
   }
