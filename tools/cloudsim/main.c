@@ -28,11 +28,13 @@
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
-              "An emulator of DigitalOcean's v2 API (droplets, account keys) on 127.0.0.1 whose\n"
-              "droplets are real local sshd nodes.\n\n"
+              "An emulator of DigitalOcean's v2 API (droplets, account keys) and of the EC2\n"
+              "Query API (POST / with SigV4: instances, key pairs, security groups, per region)\n"
+              "on 127.0.0.1, whose machines are real local sshd nodes.\n\n"
               "  --port N             listen port (0: any; the line on stdout says which)\n"
               "  --port-file PATH     also write the port there\n"
-              "  --token TOKEN        the API token clients must send (or $KITE_CLOUDSIM_TOKEN)\n"
+              "  --token TOKEN        the DigitalOcean API token clients must send, at least 4\n"
+              "                       characters (or $KITE_CLOUDSIM_TOKEN)\n"
               "  --ssh-port N         sshd port of every droplet's node (default 2222)\n"
               "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
               "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
@@ -46,7 +48,13 @@ static void usage(FILE *fp) {
               "  --provision-ms N     extra time before a droplet becomes active\n"
               "  --no-capacity        every create fails: size not available in this region\n"
               "  --droplet-limit N    the account's droplet limit (default 25)\n"
-              "  --seed N             seed of the fault choice\n");
+              "  --seed N             seed of the fault choice\n"
+              "\n"
+              "EC2: the account's keys are $KITE_CLOUDSIM_AWS_ACCESS_KEY_ID (default\n"
+              "AKIAKITECLOUDSIM0001) and $KITE_CLOUDSIM_AWS_SECRET_ACCESS_KEY (default: the\n"
+              "token); spot instances serve the metadata service on their address, port\n"
+              "$KITE_CLOUDSIM_IMDS_PORT (default 8169). Point kite at it with\n"
+              "KITE_AWS_ENDPOINT=http://127.0.0.1:PORT/ (or provider_options.endpoint).\n");
 }
 
 double sim_rand01(sim_t *sim) {
