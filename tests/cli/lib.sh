@@ -58,22 +58,60 @@ wait_for() {
 }
 
 # Processes (any user) whose environment carries KITE_NODE_TAG=TAG: what runs on local nodes.
-node_procs() {
-  local tag="$1" n=0
-  for e in /proc/[0-9]*/environ; do
-    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" && n=$((n + 1))
+node_pids() {
+  local f
+  for f in $(grep -lsxzF -- "KITE_NODE_TAG=$1" /proc/[0-9]*/environ 2>/dev/null); do
+    f=${f#/proc/}
+    echo "${f%/environ}"
+  done
+}
+node_procs() { node_pids "$1" | wc -l; }
+# Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line, its
+# arguments joined by spaces with one after the last). Anchor it ('^sleep 3[0-9] '): the
+# command line of a node's own shell contains the text of its script.
+node_procs_matching() {
+  local pat="$2" n=0 p
+  for p in $(node_pids "$1"); do
+    { tr '\0' ' ' <"/proc/$p/cmdline" | grep -Eq -- "$pat"; } 2>/dev/null && n=$((n + 1))
   done
   echo "$n"
 }
-# Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line).
-node_procs_matching() {
-  local tag="$1" pat="$2" n=0 d
-  for e in /proc/[0-9]*/environ; do
-    d=${e%/environ}
-    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" || continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -Eq -- "$pat" && n=$((n + 1))
+# Node processes of TAG that have a controlling terminal (a terminal's Ctrl-C could reach them).
+node_procs_on_tty() {
+  local n=0 p st
+  for p in $(node_pids "$1"); do
+    st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    st=${st##*) }
+    set -- $st # state ppid pgrp session tty_nr ...
+    [ "$5" != 0 ] && n=$((n + 1))
   done
   echo "$n"
+}
+# node_procs_are TAG PATTERN COUNT: succeeds when exactly COUNT match (for wait_for).
+node_procs_are() { [ "$(node_procs_matching "$1" "$2")" = "$3" ]; }
+
+# ---- kite in the background ---------------------------------------------------------------
+# bg_kite OUT ERR ARGS...: starts kite in the background as a job of its own, so signals reach
+# it as they would from a terminal (a script's plain background commands ignore SIGINT); sets
+# BG_PID. wait_bg waits for it and stores its exit status in RC.
+bg_kite() {
+  local out="$1" err="$2"
+  shift 2
+  set -m
+  kite "$@" >"$out" 2>"$err" &
+  BG_PID=$!
+  set +m
+}
+wait_bg() {
+  RC=0
+  wait "$BG_PID" || RC=$?
+}
+
+# pool_addresses NAME: the nodes' addresses, one a line by rank (from `kite status --json`).
+pool_addresses() {
+  kite status --json "$1" | python3 -c 'import json,sys
+for n in sorted(json.load(sys.stdin)["pools"][0]["nodes"], key=lambda n: n["rank"]):
+    print(n["address"])'
 }
 
 # ---- kite-cloudsim ----------------------------------------------------------------------------
