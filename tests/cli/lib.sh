@@ -20,7 +20,9 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # Every pool a test names is taken down at the end, whatever happened.
 t_cleanup() {
   local rc=$?
-  for p in "${T_POOLS[@]}"; do kite down "$p" >/dev/null 2>&1 || true; done
+  local names=("${T_POOLS[@]}")
+  [ -f "$T_DIR/pools" ] && mapfile -t -O "${#names[@]}" names <"$T_DIR/pools"
+  for p in "${names[@]}"; do kite down "$p" >/dev/null 2>&1 || true; done
   if [ -n "$T_SIM_PID" ]; then
     kill -TERM "$T_SIM_PID" 2>/dev/null
     wait "$T_SIM_PID" 2>/dev/null
@@ -32,7 +34,9 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
-pool_name() { local n="$1-$$"; T_POOLS+=("$n"); echo "$n"; }
+# pool_name BASE: a pool name of this run, taken down at the end. Recorded in a file too, so a
+# name made in a subshell (N=$(pool_name x)) is taken down as well.
+pool_name() { local n="$1-$$"; T_POOLS+=("$n"); echo "$n" >>"$T_DIR/pools"; echo "$n"; }
 
 # run_kite OUT ERR ARGS...: runs kite, stores its exit status in RC.
 run_kite() {
