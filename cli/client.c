@@ -2,9 +2,15 @@
  * that only talk to a pool's owner: exec, upload, download, events, logs.
  *
  * These processes have no loop of their own: each sends one request and reads replies until
- * the owner closes the connection, so plain blocking reads are what they need. */
+ * the owner closes the connection, so plain blocking reads are what they need.
+ *
+ * Interrupting `kite exec` (SIGINT, SIGTERM) sends {"op":"cancel"} from the signal handler
+ * (one write of a fixed line, async-signal-safe) and goes on reading: the owner answers with
+ * the result once the command is stopped on every node, and only then does kite exit 130. A
+ * second signal exits at once; the owner then sees the connection close, which cancels too. */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -216,6 +222,37 @@ int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank)
 
 /* ---- exec, upload, download --------------------------------------------------------------- */
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static volatile sig_atomic_t interrupted;
+static int cancel_fd = -1;
+
+static void on_interrupt(int signum) {
+  (void)signum;
+  if (interrupted)
+    _exit(CLI_EXIT_INTERRUPTED);
+  interrupted = 1;
+  static const char msg[] = "\nkite: interrupted: stopping the command on the nodes (again to "
+                            "exit at once)\n";
+  static const char req[] = "{\"op\":\"cancel\",\"v\":" STR(CLI_PROTO_VERSION) "}\n";
+  int saved = errno;
+  ssize_t w = write(2, msg, sizeof(msg) - 1);
+  w = write(cancel_fd, req, sizeof(req) - 1);
+  (void)w;
+  errno = saved;
+}
+
+/* From here on, SIGINT and SIGTERM cancel the request running on c (see the top). No
+ * SA_RESTART: the blocking read returns EINTR and goes on reading. */
+static void cancel_on_signals(cli_conn_t *c) {
+  cancel_fd = c->fd;
+  struct sigaction sa = {.sa_handler = on_interrupt};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 int cli_cmd_exec(int argc, char **argv) {
   cli_opts_t o = {0};
   const char *name = NULL;
@@ -267,8 +304,13 @@ int cli_cmd_exec(int argc, char **argv) {
     json_decref(req);
     return CLI_EXIT_FAIL;
   }
-  int code = cli_conn_send(&c, req) == 0 ? cli_print_task_replies(&c, &o, rank >= 0)
-                                          : CLI_EXIT_FAIL;
+  int code = CLI_EXIT_FAIL;
+  if (cli_conn_send(&c, req) == 0) {
+    cancel_on_signals(&c);
+    code = cli_print_task_replies(&c, &o, rank >= 0);
+  }
+  if (interrupted)
+    code = CLI_EXIT_INTERRUPTED;
   cli_conn_close(&c);
   return code;
 }

@@ -47,7 +47,9 @@ static const subcmd_t cmds[] = {
      "Runs CMD (an argument vector; kite quotes it) on every node of pool NAME, or on rank R,\n"
      "through the pool's owner, streaming output prefixed by rank. Exit status: with --rank,\n"
      "the command's own exit status; otherwise 0 when every rank succeeded, else 1. A line\n"
-     "per failed rank says why.\n"
+     "per failed rank says why. Ctrl-C (or SIGTERM) stops the command on every node and exits\n"
+     "130 once the owner confirms it stopped; a second Ctrl-C exits at once (the owner still\n"
+     "stops it, as it does for any client that goes away). --timeout stops it the same way.\n"
      "\n"
      "  --json    print the owner's replies as JSON lines (output base64-encoded)\n"},
     {"upload", cli_cmd_upload, "copy a local file or tree to every node",

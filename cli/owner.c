@@ -12,15 +12,20 @@
  *                                           event is the bus's JSON line as it is
  *   {"op":"exec","argv":[…],"rank":R,"timeout_ms":N}
  *                                         → {"t":"out","rank","attempt","stream","data"}…
- *                                           then {"t":"result",…}
+ *                                           then {"t":"result",…}; meanwhile the client
+ *                                           may send {"op":"cancel"}: the result then
+ *                                           follows once the command is stopped on every
+ *                                           node (ranks with error KITE_ECANCELED)
  *   {"op":"upload","local":P,"remote":P}  → {"t":"result",…}
  *   {"op":"download","rank":R,"remote":P,"local":P} → {"t":"result",…}
  *   {"op":"logs","rank":R}                → {"t":"task",…}… then {"t":"end"}
  *   {"op":"down"}                         → {"t":"closing"}, then {"t":"closed","status"}
  *
  * Any request may be answered {"t":"error","message":…} instead. Output bytes are base64.
- * A client that goes away does not stop its command: the command runs on, and its output is
- * kept for `kite logs`.
+ * A client that goes away (closes its end, or dies) while its command runs cancels it, as
+ * {"op":"cancel"} would: nothing it started keeps running on the nodes unwatched. What the
+ * command printed is kept for `kite logs`. `down` cancels every running command the same
+ * way before any instance is terminated (kite_pool_close does).
  *
  * The owner keeps the last events (4 MiB of JSON lines) for `kite events` and `kite up`'s
  * view, and the last commands with their output for `kite logs`; each command's end is also a
@@ -68,6 +73,8 @@ typedef struct task_rec {
   owner_t *o;
   client_t *cl;
   uint64_t id;
+  uint64_t pool_task; /* kite_pool_run/broadcast's task id, 0 for transfers */
+  bool cancel_asked;
   char *what;
   uint32_t first_rank;
   unsigned count;
@@ -521,9 +528,9 @@ static void req_exec(owner_t *o, client_t *cl, json_t *req) {
   cl->kind = CL_TASK;
   kite_cmd_t cmd = {.argv = v};
   int rc = rank >= 0 ? kite_pool_run(o->pool, (uint32_t)rank, &cmd, &opts, on_task_output,
-                                     on_task_done, t, NULL)
+                                     on_task_done, t, &t->pool_task)
                      : kite_pool_broadcast(o->pool, &cmd, &opts, on_task_output, on_task_done,
-                                           t, NULL);
+                                           t, &t->pool_task);
   free(v);
   if (rc != 0) {
     t->cl = NULL;
@@ -658,24 +665,61 @@ static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = buf->base ? suggested : 0;
 }
 
+/* Cancels the running commands cl asked for. gone: cl has closed its end, so it hears no
+ * more (its tasks forget it first); else the results follow as usual. */
+static void cancel_client_tasks(owner_t *o, client_t *cl, bool gone) {
+  task_rec_t *mine[8];
+  size_t n = 0;
+  for (task_rec_t *t = o->tasks; t && n < sizeof(mine) / sizeof(mine[0]); t = t->next)
+    if (t->cl == cl && !t->finished) {
+      if (gone)
+        t->cl = NULL;
+      if (t->pool_task && !t->cancel_asked)
+        mine[n++] = t;
+    }
+  for (size_t i = 0; i < n && o->pool; i++) {
+    task_rec_t *t = mine[i];
+    t->cancel_asked = true;
+    fprintf(stderr, "kite-owner: task %llu (%s): %s; stopping it on the nodes\n",
+            (unsigned long long)t->id, t->what,
+            gone ? "its client went away" : "canceled by its client");
+    kite_pool_cancel(o->pool, t->pool_task);
+  }
+}
+
+/* A line after the request: only a running command's client has something to say. */
+static void handle_followup(owner_t *o, client_t *cl, const char *line) {
+  json_t *req = json_loads(line, 0, NULL);
+  const char *op = json_string_value(json_object_get(req, "op"));
+  if (cl->kind == CL_TASK && op && strcmp(op, "cancel") == 0)
+    cancel_client_tasks(o, cl, false);
+  json_decref(req);
+}
+
+/* The connection is over: what its client started stops too. */
+static void client_gone(client_t *cl) {
+  if (cl->kind == CL_TASK)
+    cancel_client_tasks(cl->o, cl, true);
+  client_drop(cl);
+}
+
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   client_t *cl = kite_container_of((uv_pipe_t *)s, client_t, pipe);
   if (nread < 0) {
     free(buf->base);
-    client_drop(cl);
+    client_gone(cl);
     return;
   }
-  if (cl->kind != CL_NEW || nread == 0) {
+  if (nread == 0 || cl->finishing || cl->closed) {
     free(buf->base);
     return;
   }
   char *g = realloc(cl->in, cl->in_len + (size_t)nread + 1);
   if (g == NULL || cl->in_len + (size_t)nread > REQUEST_MAX) {
-    free(g ? g : buf->base);
+    free(buf->base);
     if (g)
-      free(buf->base);
-    cl->in = NULL;
-    client_drop(cl);
+      cl->in = g; /* freed with the client */
+    client_gone(cl);
     return;
   }
   memcpy(g + cl->in_len, buf->base, (size_t)nread);
@@ -683,12 +727,22 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl->in = g;
   cl->in_len += (size_t)nread;
   cl->in[cl->in_len] = '\0';
-  char *nl = strchr(cl->in, '\n');
-  if (nl == NULL)
-    return;
-  *nl = '\0';
-  cl->kind = CL_DONE; /* until the request says otherwise */
-  handle_request(cl->o, cl, cl->in);
+  size_t off = 0;
+  char *nl;
+  while (!cl->finishing && !cl->closed &&
+         (nl = memchr(cl->in + off, '\n', cl->in_len - off)) != NULL) {
+    char *line = cl->in + off;
+    *nl = '\0';
+    off = (size_t)(nl - cl->in) + 1;
+    if (cl->kind == CL_NEW) {
+      cl->kind = CL_DONE; /* until the request says otherwise */
+      handle_request(cl->o, cl, line);
+    } else {
+      handle_followup(cl->o, cl, line);
+    }
+  }
+  memmove(cl->in, cl->in + off, cl->in_len - off + 1);
+  cl->in_len -= off;
 }
 
 static void on_connection(uv_stream_t *server, int status) {

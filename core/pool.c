@@ -6,8 +6,11 @@
  * own tasks, and the replies to its requests.
  *
  * Opening completes when min_nodes are READY, or fails (after every instance is terminated)
- * when that can no longer happen. Closing cancels what runs, closes every node and completes
- * when every node is final: no request outstanding and no instance left. The pool is a
+ * when that can no longer happen. Closing cancels what runs and waits until each canceled
+ * command is confirmed stopped on its node (the transport kills its process group: a
+ * machine the provider leaves up, like an `ssh` inventory's, must not keep running it), then
+ * closes every node and completes when every node is final: no request outstanding and no
+ * instance left. kite_pool_cancel() stops one task the same way. The pool is a
  * component of the first shutdown tier, so a runtime shutdown closes it before anything it
  * needs goes away. */
 #include <assert.h>
@@ -25,9 +28,11 @@ typedef struct rank_run {
   struct kite__task *task;
   uint32_t rank;
   uint64_t sub_id;     /* task id of this rank's attempt (routing key of its output) */
+  uint64_t node_id;    /* the node this attempt runs on */
   uint64_t corr;       /* outstanding request, or 0 */
   kite_sub_t out_sub;
   bool started, finished;
+  bool cancel_sent;    /* ssh_cancel asked for this attempt; its own reply ends it */
   unsigned attempt;
   char *signal;
   char *message;
@@ -45,6 +50,7 @@ typedef struct kite__task {
   kite_task_cb cb;
   void *data;
   unsigned count, next, inflight, done;
+  bool canceled;       /* kite_pool_cancel or the pool's close: nothing more starts */
   rank_run_t *runs;
   kite_rank_result_t *results;
   struct kite__task *next_task;
@@ -52,6 +58,7 @@ typedef struct kite__task {
 
 static void maybe_report_open(kite_pool_t *pool);
 static void start_close(kite_pool_t *pool);
+static void close_nodes(kite_pool_t *pool);
 static void maybe_finish_close(kite_pool_t *pool);
 static void schedule(task_t *t);
 static void run_finished(rank_run_t *r, int error, int exit_status, const char *signal,
@@ -655,7 +662,8 @@ static void run_finished(rank_run_t *r, int error, int exit_status, const char *
   /* A lost node's work is re-run on its replacement when the caller asked for retries. */
   kite__node_t *n = &t->pool->nodes[r->rank];
   bool lost = error == KITE_ECONNLOST || error == KITE_ENODELOST;
-  if (lost && r->attempt <= t->opts.retries && !t->pool->closing && t->pool->replace &&
+  if (lost && r->attempt <= t->opts.retries && !t->pool->closing && !t->canceled &&
+      t->pool->replace &&
       n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED) {
     r->started = false;
     return; /* schedule() starts it again when the node is READY */
@@ -681,6 +689,63 @@ static void on_output(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_tas
     t->out(t->pool, r->rank, p->attempt, (int)p->stream, p->data.ptr, p->data.len, t->data);
 }
 
+/* ---- cancel ------------------------------------------------------------------------------ */
+
+static void on_cancel_sent(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  /* Nothing to do: the canceled request's own reply ends the run (an ENOENT here means it
+   * had already ended, and that reply is on its way). */
+  (void)bus;
+  (void)status;
+  (void)ev;
+  (void)data;
+}
+
+/* Whether a started rank of any task still waits for its request's reply. */
+static bool runs_in_flight(kite_pool_t *pool) {
+  for (task_t *t = pool->tasks; t; t = t->next_task)
+    for (unsigned i = 0; i < t->count; i++)
+      if (t->runs[i].started && t->runs[i].corr && !t->runs[i].finished)
+        return true;
+  return false;
+}
+
+/* Stops what t still runs. A rank not started ends now with KITE_ECANCELED; a started one is
+ * stopped on its node (ssh_cancel: the transport kills the command's process group, or stops
+ * the transfer) and ends when its own request's reply says it has, so the task's completion
+ * means "nothing of it runs any more". Does not complete the task: schedule() does. */
+static void task_cancel(task_t *t, const char *why) {
+  kite_pool_t *pool = t->pool;
+  t->canceled = true;
+  for (unsigned i = 0; i < t->count; i++) {
+    rank_run_t *r = &t->runs[i];
+    if (r->finished)
+      continue;
+    if (!r->started) {
+      run_finished(r, KITE_ECANCELED, -1, NULL, why);
+    } else if (r->corr && !r->cancel_sent) {
+      r->cancel_sent = true;
+      kite_ev_ssh_cancel_t c = {.node = r->node_id, .task = r->sub_id};
+      if (kite_request_ssh_cancel(pool->bus, &c, 0, on_cancel_sent, NULL, NULL) != 0)
+        kite_bus_cancel(pool->bus, r->corr); /* cannot ask: at least stop waiting */
+    }
+  }
+}
+
+int kite_pool_cancel(kite_pool_t *pool, uint64_t task_id) {
+  if (pool == NULL)
+    return KITE_EINVAL;
+  task_t *t = pool->tasks;
+  while (t && t->id != task_id)
+    t = t->next_task;
+  if (t == NULL)
+    return KITE_ENOENT;
+  pool_hold(pool);
+  task_cancel(t, "the task was canceled");
+  schedule(t);
+  pool_release(pool);
+  return 0;
+}
+
 static void on_exec_done(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   rank_run_t *r = data;
   task_t *t = r->task;
@@ -702,7 +767,11 @@ static void on_exec_done(kite_bus_t *bus, int status, const kite_event_t *ev, vo
     run_finished(r, err, -1, NULL, e ? e->message : NULL);
   }
   pool_hold(pool);
-  schedule(t);
+  schedule(t); /* may complete and free t */
+  /* Closing, and the last canceled command is confirmed stopped: the nodes may go now. */
+  if (pool->closing && !pool->nodes_closing && !runs_in_flight(pool))
+    close_nodes(pool);
+  maybe_finish_close(pool);
   pool_release(pool);
 }
 
@@ -711,6 +780,8 @@ static int start_run(task_t *t, rank_run_t *r) {
   kite__node_t *n = &pool->nodes[r->rank];
   r->attempt++;
   r->sub_id = kite__next_id();
+  r->node_id = n->id;
+  r->cancel_sent = false;
   r->started = true;
   t->inflight++;
   int rc;
@@ -753,8 +824,9 @@ static void schedule(task_t *t) {
     if (i >= t->next && t->inflight >= limit)
       break;
     kite__node_t *n = &pool->nodes[r->rank];
-    if (pool->closing) {
-      run_finished(r, KITE_ECANCELED, -1, NULL, "the pool is closing");
+    if (pool->closing || t->canceled) {
+      run_finished(r, KITE_ECANCELED, -1, NULL,
+                   pool->closing ? "the pool is closing" : "the task was canceled");
     } else if (n->state == KITE_NODE_READY) {
       if (t->inflight >= limit)
         break;
@@ -939,7 +1011,7 @@ static void on_timer_closed(uv_handle_t *h) {
 static void maybe_finish_close(kite_pool_t *pool) {
   if (!pool->closing || pool->close_reported || (!pool->user_closed && !pool->comp_done))
     return;
-  if (pool->tasks)
+  if (pool->tasks || !pool->nodes_closing)
     return;
   for (unsigned i = 0; i < pool->nodes_n; i++)
     if (!kite__node_final(&pool->nodes[i]))
@@ -978,6 +1050,12 @@ static void maybe_finish_close(kite_pool_t *pool) {
   pool_release(pool);
 }
 
+static void close_nodes(kite_pool_t *pool) {
+  pool->nodes_closing = true;
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    kite__node_close(&pool->nodes[i]);
+}
+
 static void start_close(kite_pool_t *pool) {
   pool_hold(pool);
   pool->closing = true;
@@ -989,12 +1067,11 @@ static void start_close(kite_pool_t *pool) {
   }
   if (pool->replace_timer_open)
     uv_timer_stop(&pool->replace_timer);
+  /* The nodes close once every canceled command is confirmed stopped (on_exec_done). */
   for (task_t *t = pool->tasks; t; t = t->next_task)
-    for (unsigned i = 0; i < t->count; i++)
-      if (t->runs[i].corr)
-        kite_bus_cancel(pool->bus, t->runs[i].corr);
-  for (unsigned i = 0; i < pool->nodes_n; i++)
-    kite__node_close(&pool->nodes[i]);
+    task_cancel(t, "the pool is closing");
+  if (!runs_in_flight(pool))
+    close_nodes(pool);
   for (task_t *t = pool->tasks, *nt; t; t = nt) {
     nt = t->next_task;
     schedule(t);

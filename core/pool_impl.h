@@ -87,6 +87,7 @@ struct kite_pool {
   struct kite__task *tasks; /* running tasks */
 
   bool closing;
+  bool nodes_closing;       /* every node was told to close (after the cancels were confirmed) */
   bool close_reported;
   bool user_closed;
   int close_status;

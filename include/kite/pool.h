@@ -127,6 +127,14 @@ int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
 int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_task_opts_t *opts,
                         kite_output_cb out, kite_task_cb cb, void *data, uint64_t *task_id);
 
+/* Cancels the task that kite_pool_run() or kite_pool_broadcast() named *task_id: ranks not
+ * started end at once, and a running command is stopped on its node (its process group gets
+ * TERM, then KILL after 3 s). The task's cb runs once every rank has ended, those canceled
+ * with error KITE_ECANCELED, so by then nothing of the task runs on any node. KITE_ENOENT
+ * when no such task runs (it has completed). Closing the pool cancels every task this way
+ * before it terminates any instance. */
+int kite_pool_cancel(kite_pool_t *pool, uint64_t task_id);
+
 /* Copies a local file or tree to the same path on every node (relative paths are relative to
  * the node's working directory). */
 int kite_pool_upload(kite_pool_t *pool, const char *local, const char *remote, kite_task_cb cb,

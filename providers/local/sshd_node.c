@@ -4,7 +4,8 @@
  *
  * Owns, per node: an address lock, the node's directory, and one process tree. The tree is
  *
- *   unshare --pid --fork --kill-child --mount [--user ...]   (spawned here; our child)
+ *   unshare --pid --fork --kill-child --mount [--user ...]   (spawned here; our child, in a
+ *                                                            session of its own: setsid)
  *     /bin/sh -c SCRIPT                                       (pid 1 of the new namespace)
  *       sshd -D, the sessions it serves, whatever they start
  *
@@ -809,7 +810,11 @@ static int spawn_node(kite_local_node_t *n) {
       {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&n->lifeline},
       {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
       {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
+  /* UV_PROCESS_DETACHED: the node starts a session of its own (setsid), as a machine of its
+   * own would be. A terminal's Ctrl-C signals kite's process group and must not reach the
+   * nodes: only kite's shutdown ends them, after cancelling what runs on them. */
   uv_process_options_t po = {.exit_cb = on_node_exit,
+                             .flags = UV_PROCESS_DETACHED,
                              .file = "unshare",
                              .args = (char **)args,
                              .env = env,

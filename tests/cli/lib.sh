@@ -20,7 +20,9 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 # Every pool a test names is taken down at the end, whatever happened.
 t_cleanup() {
   local rc=$?
-  for p in "${T_POOLS[@]}"; do kite down "$p" >/dev/null 2>&1 || true; done
+  local names=("${T_POOLS[@]}")
+  [ -f "$T_DIR/pools" ] && mapfile -t -O "${#names[@]}" names <"$T_DIR/pools"
+  for p in "${names[@]}"; do kite down "$p" >/dev/null 2>&1 || true; done
   if [ -n "$T_SIM_PID" ]; then
     kill -TERM "$T_SIM_PID" 2>/dev/null
     wait "$T_SIM_PID" 2>/dev/null
@@ -32,7 +34,9 @@ t_cleanup() {
 }
 trap t_cleanup EXIT
 
-pool_name() { local n="$1-$$"; T_POOLS+=("$n"); echo "$n"; }
+# pool_name BASE: a pool name of this run, taken down at the end. Recorded in a file too, so a
+# name made in a subshell (N=$(pool_name x)) is taken down as well.
+pool_name() { local n="$1-$$"; T_POOLS+=("$n"); echo "$n" >>"$T_DIR/pools"; echo "$n"; }
 
 # run_kite OUT ERR ARGS...: runs kite, stores its exit status in RC.
 run_kite() {
@@ -58,22 +62,60 @@ wait_for() {
 }
 
 # Processes (any user) whose environment carries KITE_NODE_TAG=TAG: what runs on local nodes.
-node_procs() {
-  local tag="$1" n=0
-  for e in /proc/[0-9]*/environ; do
-    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" && n=$((n + 1))
+node_pids() {
+  local f
+  for f in $(grep -lsxzF -- "KITE_NODE_TAG=$1" /proc/[0-9]*/environ 2>/dev/null); do
+    f=${f#/proc/}
+    echo "${f%/environ}"
+  done
+}
+node_procs() { node_pids "$1" | wc -l; }
+# Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line, its
+# arguments joined by spaces with one after the last). Anchor it ('^sleep 3[0-9] '): the
+# command line of a node's own shell contains the text of its script.
+node_procs_matching() {
+  local pat="$2" n=0 p
+  for p in $(node_pids "$1"); do
+    { tr '\0' ' ' <"/proc/$p/cmdline" | grep -Eq -- "$pat"; } 2>/dev/null && n=$((n + 1))
   done
   echo "$n"
 }
-# Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line).
-node_procs_matching() {
-  local tag="$1" pat="$2" n=0 d
-  for e in /proc/[0-9]*/environ; do
-    d=${e%/environ}
-    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" || continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -Eq -- "$pat" && n=$((n + 1))
+# Node processes of TAG that have a controlling terminal (a terminal's Ctrl-C could reach them).
+node_procs_on_tty() {
+  local n=0 p st
+  for p in $(node_pids "$1"); do
+    st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    st=${st##*) }
+    set -- $st # state ppid pgrp session tty_nr ...
+    [ "$5" != 0 ] && n=$((n + 1))
   done
   echo "$n"
+}
+# node_procs_are TAG PATTERN COUNT: succeeds when exactly COUNT match (for wait_for).
+node_procs_are() { [ "$(node_procs_matching "$1" "$2")" = "$3" ]; }
+
+# ---- kite in the background ---------------------------------------------------------------
+# bg_kite OUT ERR ARGS...: starts kite in the background as a job of its own, so signals reach
+# it as they would from a terminal (a script's plain background commands ignore SIGINT); sets
+# BG_PID. wait_bg waits for it and stores its exit status in RC.
+bg_kite() {
+  local out="$1" err="$2"
+  shift 2
+  set -m
+  kite "$@" >"$out" 2>"$err" &
+  BG_PID=$!
+  set +m
+}
+wait_bg() {
+  RC=0
+  wait "$BG_PID" || RC=$?
+}
+
+# pool_addresses NAME: the nodes' addresses, one a line by rank (from `kite status --json`).
+pool_addresses() {
+  kite status --json "$1" | python3 -c 'import json,sys
+for n in sorted(json.load(sys.stdin)["pools"][0]["nodes"], key=lambda n: n["rank"]):
+    print(n["address"])'
 }
 
 # ---- kite-cloudsim ----------------------------------------------------------------------------

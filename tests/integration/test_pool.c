@@ -513,6 +513,72 @@ static void test_fanout(void **state) {
   ctx_done(&c);
 }
 
+/* ---- cancel ---- */
+
+/* kite_pool_cancel stops the running rank on its node (its task completes only once the
+ * process group is gone, so a command run next on that node finds nothing of it) and ends
+ * the rank that was not started yet (fanout 1). */
+static uint64_t cancel_id;
+static bool cancel_asked;
+static int cancel_err[2];
+
+static void cancel_on_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int stream,
+                             const void *buf, size_t len, void *data) {
+  ctx_t *c = data;
+  on_output(pool, rank, attempt, stream, buf, len, data);
+  if (!cancel_asked && c->out[0][1] && strstr(c->out[0][1], "started")) {
+    cancel_asked = true;
+    assert_int_equal(kite_pool_cancel(pool, cancel_id), 0);
+  }
+}
+
+static void on_canceled(kite_pool_t *pool, int status, const kite_task_result_t *r, void *data) {
+  ctx_t *c = data;
+  assert_int_equal(status, 0);
+  assert_int_equal(r->count, 2);
+  cancel_err[0] = r->ranks[0].error;
+  cancel_err[1] = r->ranks[1].error;
+  assert_int_equal(kite_pool_cancel(pool, cancel_id), KITE_ENOENT);
+  free(c->out[0][1]);
+  c->out[0][1] = NULL;
+  c->out_len[0][1] = 0;
+  kite_cmd_t cmd = {.shell = "n=0; for f in /proc/[0-9]*/cmdline; do "
+                             "[ \"$(tr '\\0' ' ' <\"$f\" 2>/dev/null)\" = 'sleep 47 ' ] && "
+                             "n=$((n+1)); done; echo \"left=$n\""};
+  assert_int_equal(kite_pool_run(pool, 0, &cmd, NULL, on_output, on_task, c, NULL), 0);
+}
+
+static void broadcast_then_cancel(ctx_t *c) {
+  kite_cmd_t cmd = {.shell = "echo started; exec sleep 47"};
+  kite_task_opts_t o = {.fanout = 1};
+  assert_int_equal(kite_pool_broadcast(c->pool, &cmd, &o, cancel_on_output, on_canceled, c,
+                                       &cancel_id),
+                   0);
+}
+
+static void test_cancel(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "cancel");
+  cancel_asked = false;
+  c.after_open = broadcast_then_cancel;
+  kite_pool_spec_t s = spec_of(&c, 2, NULL);
+  s.deadman_off = true;
+  s.monitors_off = true;
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  uint64_t t0 = uv_now(kite_runtime_loop(c.rt));
+  kite_runtime_run(c.rt);
+  assert_true(cancel_asked);
+  assert_int_equal(cancel_err[0], KITE_ECANCELED);
+  assert_int_equal(cancel_err[1], KITE_ECANCELED);
+  assert_int_equal(c.task_calls, 1);
+  assert_int_equal(c.res[0].error, 0);
+  assert_non_null(c.out[0][1]);
+  assert_string_equal(c.out[0][1], "left=0\n");
+  assert_true(uv_now(kite_runtime_loop(c.rt)) - t0 < 20000);
+  ctx_done(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_8),
@@ -524,6 +590,7 @@ int main(void) {
       cmocka_unit_test(test_upload_download),
       cmocka_unit_test(test_apt_and_pip_on_nodes),
       cmocka_unit_test(test_fanout),
+      cmocka_unit_test(test_cancel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
