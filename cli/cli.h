@@ -51,6 +51,8 @@ char *cli_b64_encode(const void *buf, size_t len);
 unsigned char *cli_b64_decode(const char *s, size_t *len);
 /* Parses a non-negative decimal rank. */
 bool cli_parse_rank(const char *s, uint32_t *out);
+/* Parses a rank list ("3", "0-3,7") and appends each rank to out (a JSON array). */
+bool cli_parse_rank_list(const char *s, json_t *out);
 /* Whether live redraws may be used on fp. */
 bool cli_is_live(FILE *fp, const cli_opts_t *o);
 /* Wall-clock ms. */
@@ -148,6 +150,10 @@ void cli_orphans_free(cli_orphans_t *o);
 /* ---- the subcommands ------------------------------------------------------------------------ */
 
 int cli_cmd_run(int argc, char **argv);
+/* `kite exec -w HOSTS | --hostfile FILE`: a pool of the ssh provider over those machines for
+ * one command (run.c). cmd: argv (as_argv) or words of one shell command line. */
+int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
+                   bool as_argv, json_t *env, long timeout_s, long fanout);
 int cli_cmd_up(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
 int cli_cmd_upload(int argc, char **argv);

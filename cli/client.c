@@ -132,8 +132,24 @@ static int connect_owner(cli_conn_t *c, const char *cmd, const char *name) {
   const char *why = NULL;
   if (cli_conn_open(c, name, &why) == 0)
     return 0;
-  cli_err("%s: cannot reach pool %s: %s; start it with `kite up SPEC` (see `kite status`)", cmd,
-          name, why);
+  /* Say what to do from what the store knows of the pool. */
+  kite_store_t *st = cli_store_open();
+  kite_store_pool_t p = {0};
+  int rc = st ? kite_store_pool_get(st, name, &p) : KITE_ESTORE;
+  if (rc == KITE_ENOENT)
+    cli_err("%s: there is no pool named %s (`kite status` lists them; `kite up SPEC` opens one)",
+            cmd, name);
+  else if (rc == 0 && p.live_instances > 0 && !(p.owner_pid > 0 && cli_pid_alive(p.owner_pid)))
+    cli_err("%s: the owner of pool %s (pid %lld) is gone and %u instance(s) are still recorded "
+            "live; `kite down %s` terminates them, then `kite up SPEC` opens the pool again",
+            cmd, name, (long long)p.owner_pid, p.live_instances, name);
+  else if (rc == 0 && p.live_instances == 0)
+    cli_err("%s: pool %s is not up (it is %s); `kite up SPEC` opens it", cmd, name,
+            p.state ? p.state : "closed");
+  else
+    cli_err("%s: cannot reach pool %s: %s (see `kite status %s`)", cmd, name, why, name);
+  kite_store_pool_clear(&p);
+  kite_store_close(st);
   return -1;
 }
 
@@ -208,7 +224,7 @@ int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank)
       got_result = true;
       if (!o->json)
         cli_err("%s", json_string_value(json_object_get(j, "message")));
-      code = CLI_EXIT_FAIL;
+      code = json_is_true(json_object_get(j, "usage")) ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
     }
     json_decref(j);
   }
@@ -256,63 +272,138 @@ static void cancel_on_signals(cli_conn_t *c) {
 int cli_cmd_exec(int argc, char **argv) {
   cli_opts_t o = {0};
   const char *name = NULL;
-  int64_t rank = -1;
-  long timeout_s = 0;
-  int i = 1;
+  long timeout_s = 0, fanout = 0;
+  json_t *ranks = json_array(), *exclude = json_array(), *env = json_array();
+  const char *hosts = NULL, *hostfile = NULL;
+  bool dashdash = false;
+  int i = 1, code = CLI_EXIT_USAGE;
+#define EXEC_USAGE(...)                                                                            \
+  do {                                                                                             \
+    code = cli_usage("exec", __VA_ARGS__);                                                         \
+    goto out;                                                                                      \
+  } while (0)
   for (; i < argc; i++) {
-    if (strcmp(argv[i], "--") == 0) {
+    const char *a = argv[i];
+    bool has_val = i + 1 < argc;
+    if (strcmp(a, "--") == 0) {
       i++;
+      dashdash = true;
       break;
-    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       cli_help_for("exec", stdout);
-      return 0;
-    } else if (strcmp(argv[i], "--json") == 0) {
+      code = 0;
+      goto out;
+    } else if (strcmp(a, "--json") == 0) {
       o.json = true;
-    } else if (strcmp(argv[i], "--rank") == 0 || strcmp(argv[i], "-r") == 0) {
-      uint32_t r;
-      if (i + 1 >= argc || !cli_parse_rank(argv[i + 1], &r))
-        return cli_usage("exec", "--rank needs a rank number (0, 1, ...)");
-      rank = r;
+    } else if (strcmp(a, "--rank") == 0 || strcmp(a, "-r") == 0) {
+      if (!has_val || !cli_parse_rank_list(argv[i + 1], ranks))
+        EXEC_USAGE("%s needs ranks: a number, a range or a list (0, 2-5, 0,3,7)", a);
       i++;
-    } else if (strcmp(argv[i], "--timeout") == 0) {
+    } else if (strcmp(a, "-x") == 0 || strcmp(a, "--exclude") == 0) {
+      if (!has_val || !cli_parse_rank_list(argv[i + 1], exclude))
+        EXEC_USAGE("%s needs ranks to leave out: a number, a range or a list", a);
+      i++;
+    } else if (strcmp(a, "--env") == 0 || strcmp(a, "-e") == 0) {
+      const char *v = has_val ? argv[i + 1] : NULL;
+      size_t nl = v ? strcspn(v, "=") : 0;
+      bool ok = v && v[nl] == '=' && nl > 0 && (v[0] < '0' || v[0] > '9');
+      for (size_t k = 0; ok && k < nl; k++)
+        ok = v[k] == '_' || (v[k] >= 'a' && v[k] <= 'z') || (v[k] >= 'A' && v[k] <= 'Z') ||
+             (v[k] >= '0' && v[k] <= '9');
+      if (!ok)
+        EXEC_USAGE("%s needs NAME=VALUE, NAME a shell variable name", a);
+      json_array_append_new(env, json_string(v));
+      i++;
+    } else if (strcmp(a, "--timeout") == 0 || strcmp(a, "-f") == 0 || strcmp(a, "--fanout") == 0) {
       char *end = NULL;
-      if (i + 1 >= argc || (timeout_s = strtol(argv[i + 1], &end, 10)) <= 0 || *end)
-        return cli_usage("exec", "--timeout needs a number of seconds");
+      long v = has_val ? strtol(argv[i + 1], &end, 10) : 0;
+      if (v <= 0 || *end)
+        EXEC_USAGE("%s needs a positive number", a);
+      *(strcmp(a, "--timeout") == 0 ? &timeout_s : &fanout) = v;
       i++;
-    } else if (argv[i][0] == '-') {
-      return cli_usage("exec", "unknown option %s", argv[i]);
-    } else if (name == NULL) {
-      name = argv[i];
+    } else if (strcmp(a, "-w") == 0 || strcmp(a, "--hosts") == 0) {
+      if (!has_val)
+        EXEC_USAGE("%s needs hosts: host1,user@host2:port,...", a);
+      hosts = argv[++i];
+    } else if (strcmp(a, "--hostfile") == 0) {
+      if (!has_val)
+        EXEC_USAGE("--hostfile needs a file with one host per line");
+      hostfile = argv[++i];
+    } else if (a[0] == '-') {
+      EXEC_USAGE("unknown option %s", a);
+    } else if (name == NULL && hosts == NULL && hostfile == NULL) {
+      name = a;
     } else {
-      return cli_usage("exec", "unexpected argument '%s'; put the command after --", argv[i]);
+      break; /* the command, as one shell string (pdsh's way) */
     }
   }
+  if (hosts || hostfile) {
+    if (json_array_size(ranks) || json_array_size(exclude))
+      EXEC_USAGE("--rank and -x select ranks of a pool; with -w, list only the hosts you want");
+    if (i >= argc)
+      EXEC_USAGE("missing the command (kite exec -w HOSTS -- CMD...)");
+    code = cli_exec_hosts(hosts, hostfile, (const char *const *)&argv[i], argc - i, dashdash, env,
+                          timeout_s, fanout);
+    goto out;
+  }
   if (name == NULL)
-    return cli_usage("exec", "missing the pool name (kite exec NAME [--rank R] -- CMD...)");
+    EXEC_USAGE("missing the pool name (kite exec NAME [--rank R] -- CMD...)");
   if (i >= argc)
-    return cli_usage("exec", "missing the command after -- (kite exec %s -- CMD...)", name);
-  json_t *av = json_array();
-  for (; i < argc; i++)
-    json_array_append_new(av, json_string(argv[i]));
-  json_t *req = json_pack("{s:s, s:o}", "op", "exec", "argv", av);
-  if (rank >= 0)
-    json_object_set_new(req, "rank", json_integer(rank));
+    EXEC_USAGE("missing the command (kite exec %s -- CMD..., or one shell string)", name);
+  json_t *req = json_pack("{s:s}", "op", "exec");
+  if (dashdash) {
+    json_t *av = json_array();
+    for (; i < argc; i++)
+      json_array_append_new(av, json_string(argv[i]));
+    json_object_set_new(req, "argv", av);
+  } else {
+    /* Words after the pool name without --: one shell command line, as pdsh runs it. */
+    size_t len = 1;
+    for (int k = i; k < argc; k++)
+      len += strlen(argv[k]) + 1;
+    char *line = calloc(1, len);
+    for (int k = i; line && k < argc; k++) {
+      if (k > i)
+        strcat(line, " ");
+      strcat(line, argv[k]);
+    }
+    json_object_set_new(req, "shell", json_string(line ? line : ""));
+    free(line);
+  }
+  bool single = json_array_size(ranks) == 1 && json_array_size(exclude) == 0;
+  if (single) {
+    json_object_set(req, "rank", json_array_get(ranks, 0));
+  } else {
+    if (json_array_size(ranks))
+      json_object_set(req, "ranks", ranks);
+    if (json_array_size(exclude))
+      json_object_set(req, "exclude", exclude);
+  }
+  if (json_array_size(env))
+    json_object_set(req, "env", env);
   if (timeout_s > 0)
     json_object_set_new(req, "timeout_ms", json_integer((json_int_t)timeout_s * 1000));
+  if (fanout > 0)
+    json_object_set_new(req, "fanout", json_integer((json_int_t)fanout));
   cli_conn_t c;
+  code = CLI_EXIT_FAIL;
   if (connect_owner(&c, "exec", name) != 0) {
     json_decref(req);
-    return CLI_EXIT_FAIL;
+    goto out;
   }
-  int code = CLI_EXIT_FAIL;
   if (cli_conn_send(&c, req) == 0) {
     cancel_on_signals(&c);
-    code = cli_print_task_replies(&c, &o, rank >= 0);
+    code = cli_print_task_replies(&c, &o, single);
   }
   if (interrupted)
     code = CLI_EXIT_INTERRUPTED;
   cli_conn_close(&c);
+out:
+  json_decref(ranks);
+  json_decref(exclude);
+  json_decref(env);
   return code;
+#undef EXEC_USAGE
 }
 
 static int transfer(const char *cmd, const char *name, int64_t rank, const char *src,
@@ -570,7 +661,8 @@ int cli_cmd_logs(int argc, char **argv) {
         else if (sig)
           printf("[%u] (killed by signal %s)\n", rk, sig);
         else
-          printf("[%u] (exit %d)\n", rk, (int)json_integer_value(json_object_get(r, "exit_status")));
+          printf("[%u] (exit %d)\n", rk,
+                 (int)json_integer_value(json_object_get(r, "exit_status")));
       }
     } else if (t && strcmp(t, "error") == 0) {
       cli_err("%s", json_string_value(json_object_get(j, "message")));

@@ -10,7 +10,8 @@
  *                                           once the pool is open or failed
  *   {"op":"events","follow":B}            → kept events, then (follow) live ones; every
  *                                           event is the bus's JSON line as it is
- *   {"op":"exec","argv":[…],"rank":R,"timeout_ms":N}
+ *   {"op":"exec","argv":[…] | "shell":S,"rank":R | "ranks":[…],"exclude":[…],"env":["N=V"…],
+ *    "fanout":N,"timeout_ms":N}
  *                                         → {"t":"out","rank","attempt","stream","data"}…
  *                                           then {"t":"result",…}; meanwhile the client
  *                                           may send {"op":"cancel"}: the result then
@@ -65,6 +66,7 @@ typedef struct rank_rec {
   char *out;
   size_t len;
   bool truncated, done;
+  bool used; /* the task runs on this rank (a rank list may leave gaps in the span) */
   int error, exit_status;
   char *signal, *message;
 } rank_rec_t;
@@ -136,8 +138,10 @@ static void send_raw(client_t *cl, const char *line, size_t len) {
     return;
   if (uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) > CLIENT_QUEUE_MAX) {
     /* A reader that does not keep up is cut off rather than letting memory grow. */
-    fprintf(stderr, "kite-owner: a client did not read its replies (over %u MiB queued); "
-                    "disconnecting it\n", CLIENT_QUEUE_MAX >> 20);
+    fprintf(stderr,
+            "kite-owner: a client did not read its replies (over %u MiB queued); "
+            "disconnecting it\n",
+            CLIENT_QUEUE_MAX >> 20);
     client_drop(cl);
     return;
   }
@@ -236,18 +240,17 @@ static json_t *nodes_json(owner_t *o) {
   for (uint32_t r = 0; r < kite_pool_size(o->pool); r++) {
     const char *id = kite_pool_instance_id(o->pool, r);
     const char *addr = kite_pool_address(o->pool, r);
-    json_array_append_new(
-        a, json_pack("{s:i, s:s, s:s?, s:s?}", "rank", (int)r, "state",
-                     kite_node_state_name(kite_pool_node_state(o->pool, r)), "instance_id", id,
-                     "address", addr));
+    json_array_append_new(a, json_pack("{s:i, s:s, s:s?, s:s?}", "rank", (int)r, "state",
+                                       kite_node_state_name(kite_pool_node_state(o->pool, r)),
+                                       "instance_id", id, "address", addr));
   }
   return a;
 }
 
 static json_t *status_json(owner_t *o, const char *t) {
   return json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:o}", "t", t, "name", o->name, "state",
-                   pool_state(o), "pid", (json_int_t)getpid(),
-                   "size", o->pool ? (int)kite_pool_size(o->pool) : 0, "ready",
+                   pool_state(o), "pid", (json_int_t)getpid(), "size",
+                   o->pool ? (int)kite_pool_size(o->pool) : 0, "ready",
                    o->pool ? (int)kite_pool_ready_count(o->pool) : 0, "nodes", nodes_json(o));
 }
 
@@ -292,8 +295,7 @@ static void on_shutdown_later(uv_timer_t *t) {
   kite_runtime_shutdown(o->eng.rt, NULL, NULL);
 }
 
-static void on_any_event(kite_bus_t *bus, const kite_event_t *ev, const void *payload,
-                         void *data) {
+static void on_any_event(kite_bus_t *bus, const kite_event_t *ev, const void *payload, void *data) {
   owner_t *o = data;
   (void)payload;
   char *line = kite_event_to_json(bus, ev);
@@ -346,6 +348,8 @@ static task_rec_t *task_new(owner_t *o, client_t *cl, const char *what, uint32_t
   t->id = ++o->next_task;
   t->first_rank = first;
   t->count = count;
+  for (unsigned i = 0; i < count; i++)
+    t->ranks[i].used = true;
   t->started_ms = cli_now_ms();
   /* Newest first; the oldest finished ones beyond TASKS_KEEP are forgotten. */
   t->next = o->tasks;
@@ -415,17 +419,15 @@ static json_t *result_json(int status, const kite_task_result_t *res) {
     const kite_rank_result_t *r = &res->ranks[i];
     json_array_append_new(
         ranks, json_pack("{s:i, s:s?, s:i, s:s?, s:s?, s:i}", "rank", (int)r->rank, "error",
-                         r->error ? kite_err_name(r->error) : NULL, "exit_status",
-                         r->exit_status, "signal", r->signal, "message", r->message,
-                         "attempts", (int)r->attempts));
+                         r->error ? kite_err_name(r->error) : NULL, "exit_status", r->exit_status,
+                         "signal", r->signal, "message", r->message, "attempts", (int)r->attempts));
   }
   return json_pack("{s:s, s:s?, s:i, s:i, s:o}", "t", "result", "error",
                    status ? kite_err_name(status) : NULL, "count", res ? (int)res->count : 0,
                    "failed", res ? (int)res->failed : 0, "ranks", ranks);
 }
 
-static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t *res,
-                         void *data) {
+static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t *res, void *data) {
   task_rec_t *t = data;
   (void)pool;
   t->finished = true;
@@ -453,12 +455,60 @@ static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t
 /* ---- requests --------------------------------------------------------------------------- */
 
 static bool pool_usable(owner_t *o, client_t *cl) {
-  if (o->pool && o->open_done && o->open_status == 0 && !o->close_asked &&
-      !o->eng.shutting_down)
+  if (o->pool && o->open_done && o->open_status == 0 && !o->close_asked && !o->eng.shutting_down)
     return true;
-  send_error(cl, "pool %s is %s, not ready; see `kite status %s`", o->name, pool_state(o),
-             o->name);
+  send_error(cl, "pool %s is %s, not ready; see `kite status %s`", o->name, pool_state(o), o->name);
   return false;
+}
+
+/* A usage error of the client (exit status 2): a rank that does not exist, a bad list. */
+static void send_usage_error(client_t *cl, const char *msg) {
+  send_json(cl, json_pack("{s:s, s:s, s:b}", "t", "error", "message", msg, "usage", 1));
+  client_finish(cl);
+}
+
+/* The ranks a request selects ("ranks" minus "exclude"; every rank when "ranks" is absent),
+ * into sel (pool size entries); *n_out of them. false (the error sent) on a bad list. */
+static bool ranks_arg(owner_t *o, client_t *cl, json_t *req, uint32_t *sel, unsigned *n_out) {
+  unsigned size = kite_pool_size(o->pool);
+  bool *want = calloc(size, sizeof(*want));
+  if (want == NULL) {
+    send_error(cl, "out of memory");
+    return false;
+  }
+  json_t *ranks = json_object_get(req, "ranks"), *excl = json_object_get(req, "exclude");
+  for (unsigned r = 0; r < size; r++)
+    want[r] = ranks == NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    json_t *list = pass ? excl : ranks;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+      if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+          json_integer_value(v) >= (json_int_t)size) {
+        char *m = NULL;
+        if (json_is_integer(v))
+          m = cli_sprintf("pool %s has ranks 0 to %u; rank %lld does not exist", o->name, size - 1,
+                          (long long)json_integer_value(v));
+        send_usage_error(cl, m ? m : "a rank must be a number");
+        free(m);
+        free(want);
+        return false;
+      }
+      want[json_integer_value(v)] = pass == 0;
+    }
+  }
+  unsigned n = 0;
+  for (unsigned r = 0; r < size; r++)
+    if (want[r])
+      sel[n++] = r;
+  free(want);
+  if (n == 0) {
+    send_usage_error(cl, "no rank is left to run on (every selected rank is excluded)");
+    return false;
+  }
+  *n_out = n;
+  return true;
 }
 
 static bool rank_arg(owner_t *o, client_t *cl, json_t *req, bool required, int64_t *rank) {
@@ -471,9 +521,12 @@ static bool rank_arg(owner_t *o, client_t *cl, json_t *req, bool required, int64
   }
   if (!json_is_integer(r) || json_integer_value(r) < 0 ||
       json_integer_value(r) >= (json_int_t)kite_pool_size(o->pool)) {
-    send_error(cl, "pool %s has ranks 0 to %u; rank %s does not exist", o->name,
-               kite_pool_size(o->pool) - 1,
-               json_is_integer(r) ? "given" : "(not a number)");
+    char *m = json_is_integer(r)
+                  ? cli_sprintf("pool %s has ranks 0 to %u; rank %lld does not exist", o->name,
+                                kite_pool_size(o->pool) - 1, (long long)json_integer_value(r))
+                  : NULL;
+    send_usage_error(cl, m ? m : "a rank must be a number");
+    free(m);
     return false;
   }
   *rank = json_integer_value(r);
@@ -485,53 +538,108 @@ static void req_exec(owner_t *o, client_t *cl, json_t *req) {
   if (!pool_usable(o, cl) || !rank_arg(o, cl, req, false, &rank))
     return;
   json_t *argv = json_object_get(req, "argv");
+  const char *shell = json_string_value(json_object_get(req, "shell"));
   size_t n = json_array_size(argv);
-  if (n == 0) {
-    send_error(cl, "exec needs a command (argv)");
+  if (n == 0 && (shell == NULL || *shell == '\0')) {
+    send_error(cl, "exec needs a command (argv or shell)");
     return;
   }
+  unsigned size = kite_pool_size(o->pool), nsel = 0;
+  uint32_t *sel = calloc(size, sizeof(*sel));
   const char **v = calloc(n + 1, sizeof(*v));
-  size_t wlen = 6;
-  for (size_t i = 0; v && i < n; i++) {
+  json_t *jenv = json_object_get(req, "env");
+  const char **env = calloc(json_array_size(jenv) + 1, sizeof(*env));
+  if (sel == NULL || v == NULL || env == NULL) {
+    free(sel);
+    free(v);
+    free(env);
+    send_error(cl, "out of memory");
+    return;
+  }
+  if (rank >= 0) {
+    sel[0] = (uint32_t)rank;
+    nsel = 1;
+  } else if (!ranks_arg(o, cl, req, sel, &nsel)) {
+    free(sel);
+    free(v);
+    free(env);
+    return;
+  }
+  size_t wlen = 6 + (shell ? strlen(shell) + 1 : 0);
+  for (size_t i = 0; i < n; i++) {
     v[i] = json_string_value(json_array_get(argv, i));
     if (v[i] == NULL) {
+      free(sel);
       free(v);
+      free(env);
       send_error(cl, "argv must be an array of strings");
       return;
     }
     wlen += strlen(v[i]) + 1;
   }
+  for (size_t i = 0; i < json_array_size(jenv); i++) {
+    env[i] = json_string_value(json_array_get(jenv, i));
+    if (env[i] == NULL || strchr(env[i], '=') == NULL) {
+      free(sel);
+      free(v);
+      free(env);
+      send_usage_error(cl, "env entries are NAME=VALUE");
+      return;
+    }
+  }
   char *what = malloc(wlen + 1);
-  if (v == NULL || what == NULL) {
+  if (what == NULL) {
+    free(sel);
     free(v);
-    free(what);
+    free(env);
     send_error(cl, "out of memory");
     return;
   }
   strcpy(what, "exec:");
+  if (shell) {
+    strcat(what, " ");
+    strcat(what, shell);
+  }
   for (size_t i = 0; i < n; i++) {
     strcat(what, " ");
     strcat(what, v[i]);
   }
-  json_t *to = json_object_get(req, "timeout_ms");
-  kite_task_opts_t opts = {.timeout_ms = json_is_integer(to) && json_integer_value(to) > 0
-                                             ? (uint64_t)json_integer_value(to)
-                                             : 0};
-  unsigned count = rank >= 0 ? 1 : kite_pool_size(o->pool);
-  task_rec_t *t = task_new(o, cl, what, rank >= 0 ? (uint32_t)rank : 0, count);
+  json_t *to = json_object_get(req, "timeout_ms"), *fo = json_object_get(req, "fanout");
+  kite_task_opts_t opts = {
+      .timeout_ms =
+          json_is_integer(to) && json_integer_value(to) > 0 ? (uint64_t)json_integer_value(to) : 0,
+      .fanout =
+          json_is_integer(fo) && json_integer_value(fo) > 0 ? (unsigned)json_integer_value(fo) : 0,
+      .env = json_array_size(jenv) ? env : NULL};
+  /* The record spans the lowest to the highest selected rank. */
+  uint32_t lo = sel[0], hi = sel[0];
+  for (unsigned i = 1; i < nsel; i++) {
+    lo = sel[i] < lo ? sel[i] : lo;
+    hi = sel[i] > hi ? sel[i] : hi;
+  }
+  task_rec_t *t = task_new(o, cl, what, lo, hi - lo + 1);
+  for (unsigned i = 0; t && nsel != hi - lo + 1 && i < hi - lo + 1; i++)
+    t->ranks[i].used = false;
+  for (unsigned i = 0; t && nsel != hi - lo + 1 && i < nsel; i++)
+    t->ranks[sel[i] - lo].used = true;
   free(what);
   if (t == NULL) {
+    free(sel);
     free(v);
+    free(env);
     send_error(cl, "out of memory");
     return;
   }
   cl->kind = CL_TASK;
-  kite_cmd_t cmd = {.argv = v};
-  int rc = rank >= 0 ? kite_pool_run(o->pool, (uint32_t)rank, &cmd, &opts, on_task_output,
-                                     on_task_done, t, &t->pool_task)
-                     : kite_pool_broadcast(o->pool, &cmd, &opts, on_task_output, on_task_done,
-                                           t, &t->pool_task);
+  kite_cmd_t cmd = {.argv = shell ? NULL : v, .shell = shell};
+  int rc = nsel == size && rank < 0
+               ? kite_pool_broadcast(o->pool, &cmd, &opts, on_task_output, on_task_done, t,
+                                     &t->pool_task)
+               : kite_pool_run_ranks(o->pool, sel, nsel, &cmd, &opts, on_task_output, on_task_done,
+                                     t, &t->pool_task);
+  free(sel);
   free(v);
+  free(env);
   if (rc != 0) {
     t->cl = NULL;
     on_task_done(o->pool, rc, NULL, t);
@@ -550,11 +658,11 @@ static void req_transfer(owner_t *o, client_t *cl, json_t *req, bool up) {
                up ? "upload" : "download");
     return;
   }
-  char *what = cli_sprintf("%s %s %s", up ? "upload" : "download", up ? local : remote,
-                           up ? remote : local);
-  task_rec_t *t = what ? task_new(o, cl, what, up ? 0 : (uint32_t)rank,
-                                  up ? kite_pool_size(o->pool) : 1)
-                       : NULL;
+  char *what =
+      cli_sprintf("%s %s %s", up ? "upload" : "download", up ? local : remote, up ? remote : local);
+  task_rec_t *t =
+      what ? task_new(o, cl, what, up ? 0 : (uint32_t)rank, up ? kite_pool_size(o->pool) : 1)
+           : NULL;
   free(what);
   if (t == NULL) {
     send_error(cl, "out of memory");
@@ -584,12 +692,12 @@ static void req_logs(owner_t *o, client_t *cl, json_t *req) {
     for (unsigned i = 0; i < t->count; i++) {
       rank_rec_t *r = &t->ranks[i];
       uint32_t rank = t->first_rank + i;
-      if (want >= 0 && (int64_t)rank != want)
+      if (!r->used || (want >= 0 && (int64_t)rank != want))
         continue;
       char *b = cli_b64_encode(r->out ? r->out : "", r->len);
       json_array_append_new(
-          ranks, json_pack("{s:i, s:b, s:s?, s:i, s:s?, s:s?, s:s, s:b}", "rank", (int)rank,
-                           "done", r->done, "error", r->error ? kite_err_name(r->error) : NULL,
+          ranks, json_pack("{s:i, s:b, s:s?, s:i, s:s?, s:s?, s:s, s:b}", "rank", (int)rank, "done",
+                           r->done, "error", r->error ? kite_err_name(r->error) : NULL,
                            "exit_status", r->exit_status, "signal", r->signal, "message",
                            r->message, "output", b ? b : "", "truncated", r->truncated));
       free(b);
@@ -598,11 +706,10 @@ static void req_logs(owner_t *o, client_t *cl, json_t *req) {
       json_decref(ranks);
       continue;
     }
-    send_json(cl, json_pack("{s:s, s:I, s:s, s:I, s:I, s:b, s:o}", "t", "task", "id",
-                            (json_int_t)t->id, "what", t->what, "started_ms",
-                            (json_int_t)t->started_ms, "finished_ms",
-                            (json_int_t)t->finished_ms, "finished", t->finished, "ranks",
-                            ranks));
+    send_json(cl,
+              json_pack("{s:s, s:I, s:s, s:I, s:I, s:b, s:o}", "t", "task", "id", (json_int_t)t->id,
+                        "what", t->what, "started_ms", (json_int_t)t->started_ms, "finished_ms",
+                        (json_int_t)t->finished_ms, "finished", t->finished, "ranks", ranks));
   }
   send_json(cl, json_pack("{s:s}", "t", "end"));
   client_finish(cl);
@@ -778,8 +885,8 @@ static void cleanup(owner_t *o) {
   for (client_t *cl = o->clients, *next; cl; cl = next) {
     next = cl->next;
     if (cl->kind == CL_DOWN && o->closed)
-      send_json(cl, json_pack("{s:s, s:i, s:s}", "t", "closed", "status", o->close_status,
-                              "name", o->name));
+      send_json(cl, json_pack("{s:s, s:i, s:s}", "t", "closed", "status", o->close_status, "name",
+                              o->name));
     else if (cl->kind != CL_DONE && cl->kind != CL_EVENTS)
       send_json(cl, json_pack("{s:s, s:s}", "t", "error", "message",
                               "the pool's owner is shutting down"));
@@ -854,8 +961,7 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
   o->eng.data = o;
   fprintf(stderr, "kite-owner: pid %d owns pool %s (%u %s nodes), socket %s\n", (int)getpid(),
           o->name, ps->nodes, ps->provider ? ps->provider : "local", sock_path);
-  if (cli_engine_start(&o->eng, ps->provider ? ps->provider : "local", ps->provider_options) !=
-      0) {
+  if (cli_engine_start(&o->eng, ps->provider ? ps->provider : "local", ps->provider_options) != 0) {
     free(o->sock_path);
     free(o);
     return CLI_EXIT_FAIL;
@@ -886,8 +992,8 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
       o->pool = NULL;
       o->open_done = true;
       o->open_status = rc;
-      o->open_msg = cli_sprintf("cannot open pool %s: %s (see the log above)", o->name,
-                                kite_strerror(rc));
+      o->open_msg =
+          cli_sprintf("cannot open pool %s: %s (see the log above)", o->name, kite_strerror(rc));
       o->exit_code = CLI_EXIT_FAIL;
       o->close_asked = true;
       kite_runtime_shutdown(rt, NULL, NULL);

@@ -6,6 +6,7 @@
  * Ctrl-C exits at once: the state store already records every instance, so `kite down NAME`
  * finishes the job. Decisions to close the pool are taken on the next loop turn (a timer),
  * never inside a pool callback, so a shutdown that began meanwhile is always seen first. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,9 @@ typedef struct run {
   kite_pool_t *pool;
   cli_view_t *view;
   const char *const *argv; /* CMD after --, or NULL */
+  const char *shell;       /* or a shell command line; neither: the spec's run: */
+  kite_task_opts_t opts;   /* env, timeout, fanout of the command */
+  bool quiet;              /* no "opening"/"ready"/"closed" lines (kite exec -w) */
   cli_lines_t (*lines)[2];
   unsigned nodes;
   uv_timer_t later;
@@ -71,7 +75,8 @@ static void on_pool_closed_ev(kite_bus_t *bus, const kite_event_t *ev,
   if (r->closed_seen)
     return;
   r->closed_seen = true;
-  fprintf(stderr, "kite: pool %s closed: every instance terminated and confirmed\n", p->name);
+  if (!r->quiet)
+    fprintf(stderr, "kite: pool %s closed: every instance terminated and confirmed\n", p->name);
 }
 
 static void on_closed(kite_pool_t *pool, int status, void *data) {
@@ -122,8 +127,7 @@ static void print_rank_failure(const kite_rank_result_t *rr) {
     fprintf(stderr, "kite: rank %u failed: exit status %d\n", rr->rank, rr->exit_status);
 }
 
-static void on_broadcast(kite_pool_t *pool, int status, const kite_task_result_t *res,
-                         void *data) {
+static void on_broadcast(kite_pool_t *pool, int status, const kite_task_result_t *res, void *data) {
   run_t *r = data;
   (void)pool;
   for (unsigned i = 0; i < r->nodes; i++) {
@@ -166,15 +170,139 @@ static void on_open(kite_pool_t *pool, int status, const char *message, void *da
     close_pool_later(r);
     return;
   }
-  fprintf(stderr, "kite: pool %s ready: %u of %u nodes READY\n", r->name,
-          kite_pool_ready_count(pool), kite_pool_size(pool));
-  kite_cmd_t cmd = {.argv = r->argv, .shell = r->argv ? NULL : kite_spec_run(r->spec)};
-  int rc = kite_pool_broadcast(pool, &cmd, NULL, on_output, on_broadcast, r, NULL);
+  if (!r->quiet)
+    fprintf(stderr, "kite: pool %s ready: %u of %u nodes READY\n", r->name,
+            kite_pool_ready_count(pool), kite_pool_size(pool));
+  kite_cmd_t cmd = {.argv = r->argv,
+                    .shell = r->argv    ? NULL
+                             : r->shell ? r->shell
+                                        : kite_spec_run(r->spec)};
+  int rc = kite_pool_broadcast(pool, &cmd, &r->opts, on_output, on_broadcast, r, NULL);
   if (rc != 0) {
     cli_err("cannot start the command: %s", kite_strerror(rc));
     r->exit_code = CLI_EXIT_FAIL;
     close_pool_later(r);
   }
+}
+
+/* Opens r->spec's pool, runs the command on every node, closes the pool; the exit code. Frees
+ * the spec. */
+static int run_spec(run_t *r, bool plain) {
+  cli_opts_t o = {.plain = plain};
+  const kite_pool_spec_t *ps = kite_spec_pool(r->spec);
+  r->name = ps->name;
+  r->nodes = ps->nodes;
+  r->lines = calloc(ps->nodes, sizeof(*r->lines));
+  r->eng.on_shutdown = on_engine_shutdown;
+  r->eng.data = r;
+  if (r->lines == NULL ||
+      cli_engine_start(&r->eng, ps->provider ? ps->provider : "local", ps->provider_options) != 0) {
+    free(r->lines);
+    kite_spec_free(r->spec);
+    return CLI_EXIT_FAIL;
+  }
+  uv_timer_init(kite_runtime_loop(r->eng.rt), &r->later);
+  kite_bus_t *bus = kite_runtime_bus(r->eng.rt);
+  r->view = cli_view_new(stderr, ps->nodes, cli_is_live(stderr, &o));
+  if (r->view)
+    cli_view_attach(r->view, bus);
+  kite_on_pool_closed(bus, KITE_KEY_ANY, on_pool_closed_ev, r, &r->closed_sub);
+  kite_runtime_handle_signals(r->eng.rt, on_shutdown_done, on_second_signal, r);
+  if (!r->quiet)
+    fprintf(stderr, "kite: opening pool %s: %u %s node%s\n", r->name, ps->nodes,
+            ps->provider ? ps->provider : "local", ps->nodes == 1 ? "" : "s");
+  int rc = kite_pool_open(r->eng.rt, ps, on_open, r, &r->pool);
+  if (rc != 0) {
+    cli_err("cannot open pool %s: %s (the message above says why)", r->name, kite_strerror(rc));
+    r->exit_code = CLI_EXIT_FAIL;
+    r->close_asked = true;
+    kite_runtime_shutdown(r->eng.rt, on_shutdown_done, r);
+  }
+  cli_engine_finish(&r->eng);
+  cli_view_free(r->view);
+  for (unsigned k = 0; k < r->nodes; k++) {
+    free(r->lines[k][0].buf);
+    free(r->lines[k][1].buf);
+  }
+  free(r->lines);
+  kite_spec_free(r->spec);
+  return r->exit_code;
+}
+
+int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
+                   bool as_argv, json_t *env, long timeout_s, long fanout) {
+  json_t *list = json_array();
+  if (hosts) {
+    char *copy = strdup(hosts);
+    for (char *save = NULL, *h = copy ? strtok_r(copy, ",", &save) : NULL; h;
+         h = strtok_r(NULL, ",", &save))
+      json_array_append_new(list, json_string(h));
+    free(copy);
+  }
+  if (hostfile) {
+    FILE *fp = fopen(hostfile, "r");
+    if (fp == NULL) {
+      cli_err("exec: cannot read the host file %s: %s", hostfile, strerror(errno));
+      json_decref(list);
+      return CLI_EXIT_USAGE;
+    }
+    char line[1024];
+    while (fgets(line, sizeof(line), fp)) {
+      char *h = line + strspn(line, " \t");
+      h[strcspn(h, " \t\r\n#")] = '\0';
+      if (*h)
+        json_array_append_new(list, json_string(h));
+    }
+    fclose(fp);
+  }
+  if (json_array_size(list) == 0) {
+    json_decref(list);
+    return cli_usage("exec", "no hosts given");
+  }
+  /* A pool of the ssh provider over exactly these machines, for this one command. */
+  size_t nhosts = json_array_size(list);
+  json_t *opts = json_pack("{s:o}", "hosts", list);
+  char *opts_s = opts ? json_dumps(opts, JSON_COMPACT) : NULL;
+  json_decref(opts);
+  char *text = opts_s ? cli_sprintf("name: w-%d\nprovider: ssh\nnodes: %zu\n"
+                                    "provider_options: %s\n",
+                                    (int)getpid(), nhosts, opts_s)
+                      : NULL;
+  free(opts_s);
+  run_t r = {.quiet = true};
+  char *errmsg = NULL;
+  int rc = text ? kite_spec_load_string(text, strlen(text), "-w", &r.spec, &errmsg) : KITE_ENOMEM;
+  free(text);
+  if (rc != 0) {
+    cli_err("exec: %s", errmsg ? errmsg : kite_strerror(rc));
+    free(errmsg);
+    return CLI_EXIT_USAGE;
+  }
+  char *line = NULL;
+  if (as_argv) {
+    r.argv = cmd;
+  } else {
+    size_t len = 1;
+    for (int k = 0; k < ncmd; k++)
+      len += strlen(cmd[k]) + 1;
+    line = calloc(1, len);
+    for (int k = 0; line && k < ncmd; k++) {
+      if (k)
+        strcat(line, " ");
+      strcat(line, cmd[k]);
+    }
+    r.shell = line;
+  }
+  const char **ev = calloc(json_array_size(env) + 1, sizeof(*ev));
+  for (size_t k = 0; ev && k < json_array_size(env); k++)
+    ev[k] = json_string_value(json_array_get(env, k));
+  r.opts.env = ev && json_array_size(env) ? ev : NULL;
+  r.opts.timeout_ms = (uint64_t)timeout_s * 1000;
+  r.opts.fanout = (unsigned)fanout;
+  int code = run_spec(&r, true);
+  free(ev);
+  free(line);
+  return code;
 }
 
 int cli_cmd_run(int argc, char **argv) {
@@ -210,47 +338,13 @@ int cli_cmd_run(int argc, char **argv) {
     free(errmsg);
     return CLI_EXIT_USAGE;
   }
-  const kite_pool_spec_t *ps = kite_spec_pool(r.spec);
   if (cmd_argv == NULL && kite_spec_run(r.spec) == NULL) {
-    fprintf(stderr, "%s: the spec has no `run:` and no command was given; add `run: CMD` to it "
-                    "or give one: kite run %s -- CMD...\n", path, path);
+    fprintf(stderr,
+            "%s: the spec has no `run:` and no command was given; add `run: CMD` to it "
+            "or give one: kite run %s -- CMD...\n",
+            path, path);
     kite_spec_free(r.spec);
     return CLI_EXIT_USAGE;
   }
-  r.name = ps->name;
-  r.nodes = ps->nodes;
-  r.lines = calloc(ps->nodes, sizeof(*r.lines));
-  r.eng.on_shutdown = on_engine_shutdown;
-  r.eng.data = &r;
-  if (r.lines == NULL || cli_engine_start(&r.eng, ps->provider ? ps->provider : "local",
-                                          ps->provider_options) != 0) {
-    free(r.lines);
-    kite_spec_free(r.spec);
-    return CLI_EXIT_FAIL;
-  }
-  uv_timer_init(kite_runtime_loop(r.eng.rt), &r.later);
-  kite_bus_t *bus = kite_runtime_bus(r.eng.rt);
-  r.view = cli_view_new(stderr, ps->nodes, cli_is_live(stderr, &o));
-  if (r.view)
-    cli_view_attach(r.view, bus);
-  kite_on_pool_closed(bus, KITE_KEY_ANY, on_pool_closed_ev, &r, &r.closed_sub);
-  kite_runtime_handle_signals(r.eng.rt, on_shutdown_done, on_second_signal, &r);
-  fprintf(stderr, "kite: opening pool %s: %u %s node%s\n", r.name, ps->nodes,
-          ps->provider ? ps->provider : "local", ps->nodes == 1 ? "" : "s");
-  rc = kite_pool_open(r.eng.rt, ps, on_open, &r, &r.pool);
-  if (rc != 0) {
-    cli_err("cannot open pool %s: %s (the message above says why)", r.name, kite_strerror(rc));
-    r.exit_code = CLI_EXIT_FAIL;
-    r.close_asked = true;
-    kite_runtime_shutdown(r.eng.rt, on_shutdown_done, &r);
-  }
-  cli_engine_finish(&r.eng);
-  cli_view_free(r.view);
-  for (unsigned k = 0; k < r.nodes; k++) {
-    free(r.lines[k][0].buf);
-    free(r.lines[k][1].buf);
-  }
-  free(r.lines);
-  kite_spec_free(r.spec);
-  return r.exit_code;
+  return run_spec(&r, o.plain);
 }

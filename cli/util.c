@@ -189,6 +189,29 @@ bool cli_parse_rank(const char *s, uint32_t *out) {
   return true;
 }
 
+bool cli_parse_rank_list(const char *s, json_t *out) {
+  if (s == NULL || *s == '\0')
+    return false;
+  char *copy = strdup(s);
+  bool ok = copy != NULL;
+  for (char *save = NULL, *part = ok ? strtok_r(copy, ",", &save) : NULL; ok && part;
+       part = strtok_r(NULL, ",", &save)) {
+    char *dash = strchr(part, '-');
+    uint32_t a, b;
+    if (dash) {
+      *dash = '\0';
+      ok = cli_parse_rank(part, &a) && cli_parse_rank(dash + 1, &b) && a <= b && b - a < 1000000;
+    } else {
+      ok = cli_parse_rank(part, &a);
+      b = a;
+    }
+    for (uint64_t r = a; ok && r <= b; r++)
+      json_array_append_new(out, json_integer((json_int_t)r));
+  }
+  free(copy);
+  return ok;
+}
+
 bool cli_is_live(FILE *fp, const cli_opts_t *o) {
   if (o->plain || o->json || !isatty(fileno(fp)))
     return false;

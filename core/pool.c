@@ -922,6 +922,28 @@ int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
   return 0;
 }
 
+int kite_pool_run_ranks(kite_pool_t *pool, const uint32_t *ranks, unsigned n,
+                        const kite_cmd_t *cmd, const kite_task_opts_t *opts, kite_output_cb out,
+                        kite_task_cb cb, void *data, uint64_t *task_id) {
+  if (pool == NULL || ranks == NULL || n == 0 || n > pool->nodes_n)
+    return KITE_EINVAL;
+  for (unsigned i = 0; i < n; i++) {
+    if (ranks[i] >= pool->nodes_n)
+      return KITE_EINVAL;
+    for (unsigned k = 0; k < i; k++)
+      if (ranks[k] == ranks[i])
+        return KITE_EINVAL;
+  }
+  task_t *t;
+  int rc = task_new(pool, TASK_EXEC, cmd, opts, ranks, n, out, cb, data, &t);
+  if (rc != 0)
+    return rc;
+  if (task_id)
+    *task_id = t->id;
+  task_go(t);
+  return 0;
+}
+
 int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_task_opts_t *opts,
                         kite_output_cb out, kite_task_cb cb, void *data, uint64_t *task_id) {
   if (pool == NULL)

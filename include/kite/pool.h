@@ -123,6 +123,11 @@ typedef void (*kite_task_cb)(kite_pool_t *pool, int status, const kite_task_resu
 int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
                   const kite_task_opts_t *opts, kite_output_cb out, kite_task_cb cb, void *data,
                   uint64_t *task_id);
+/* Runs cmd on the n ranks of ranks (each at most once, each < kite_pool_size(); KITE_EINVAL
+ * otherwise), as one task: the result has those ranks, in the order given. */
+int kite_pool_run_ranks(kite_pool_t *pool, const uint32_t *ranks, unsigned n,
+                        const kite_cmd_t *cmd, const kite_task_opts_t *opts, kite_output_cb out,
+                        kite_task_cb cb, void *data, uint64_t *task_id);
 /* Runs cmd on every rank. */
 int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_task_opts_t *opts,
                         kite_output_cb out, kite_task_cb cb, void *data, uint64_t *task_id);
