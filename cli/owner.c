@@ -230,7 +230,11 @@ static const char *pool_state(owner_t *o) {
     return "closing";
   if (!o->open_done)
     return "opening";
-  return o->open_status == 0 ? "ready" : "failed";
+  if (o->open_status != 0)
+    return "failed";
+  /* Below min_nodes (nodes failed and were not replaced) the pool is not what was asked. */
+  return o->pool && kite_pool_ready_count(o->pool) < kite_pool_min_nodes(o->pool) ? "degraded"
+                                                                                   : "ready";
 }
 
 static json_t *nodes_json(owner_t *o) {

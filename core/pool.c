@@ -147,16 +147,23 @@ static char *render_command(kite_pool_t *pool, uint32_t rank, const task_t *t) {
   char *ips = calloc(ipl + 1, 1);
   if (ips == NULL)
     rc = KITE_ENOMEM;
-  for (unsigned i = 0; rc == 0 && i < pool->nodes_n; i++) {
+  /* The head is the lowest rank that is READY now (rank 0 unless it failed or is being
+   * replaced). */
+  const char *head = NULL;
+  for (size_t i = 0, at = 0; rc == 0 && i < pool->nodes_n; i++) {
+    const kite__node_t *n = &pool->nodes[i];
+    size_t l = n->address ? strlen(n->address) : 0;
     if (i)
-      strcat(ips, "\n");
-    strcat(ips, pool->nodes[i].address ? pool->nodes[i].address : "");
+      ips[at++] = '\n';
+    memcpy(ips + at, n->address ? n->address : "", l);
+    at += l;
+    if (head == NULL && n->state == KITE_NODE_READY && n->address)
+      head = n->address;
   }
   if (rc == 0)
     rc = append_export(&buf, &len, "KITE_NODE_IPS", 13, ips);
   if (rc == 0)
-    rc = append_export(&buf, &len, "KITE_HEAD_IP", 12,
-                       pool->nodes[0].address ? pool->nodes[0].address : "");
+    rc = append_export(&buf, &len, "KITE_HEAD_IP", 12, head ? head : "");
   free(ips);
   if (rc == 0)
     rc = append_env_list(&buf, &len, pool->env);
@@ -999,6 +1006,8 @@ int kite_pool_download(kite_pool_t *pool, uint32_t rank, const char *remote, con
 uint64_t kite_pool_id(const kite_pool_t *pool) { return pool->id; }
 const char *kite_pool_name(const kite_pool_t *pool) { return pool->name; }
 unsigned kite_pool_size(const kite_pool_t *pool) { return pool->nodes_n; }
+
+unsigned kite_pool_min_nodes(const kite_pool_t *pool) { return pool->min_nodes; }
 
 unsigned kite_pool_ready_count(const kite_pool_t *pool) {
   unsigned n = 0;

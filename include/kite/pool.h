@@ -10,7 +10,7 @@
  * only when the provider has confirmed each one gone.
  *
  * Every command runs with KITE_NODE_RANK, KITE_NUM_NODES, KITE_NODE_IPS (newline-separated,
- * by rank), KITE_HEAD_IP (rank 0's address) and the spec's env in its environment.
+ * by rank), KITE_HEAD_IP (the address of the lowest rank READY when the command starts: rank 0 unless it failed or is being replaced) and the spec's env in its environment.
  *
  * Loop-thread only. Callbacks follow the library's contract: when a function returns an
  * error its callback is never called; otherwise exactly once. */
@@ -154,6 +154,8 @@ uint64_t kite_pool_id(const kite_pool_t *pool);
 const char *kite_pool_name(const kite_pool_t *pool);
 unsigned kite_pool_size(const kite_pool_t *pool);
 unsigned kite_pool_ready_count(const kite_pool_t *pool);
+/* The READY count the pool needs to be usable (the spec's min_nodes, or its size). */
+unsigned kite_pool_min_nodes(const kite_pool_t *pool);
 int kite_pool_node_state(const kite_pool_t *pool, uint32_t rank);
 /* Provider instance id / address of a rank (NULL while it has none). */
 const char *kite_pool_instance_id(const kite_pool_t *pool, uint32_t rank);
