@@ -43,6 +43,7 @@ typedef struct kite__task {
   uint64_t id;
   task_kind_t kind;
   char *script;        /* command as a shell script (without the env prefix) */
+  bool argv;           /* script is an argument vector, quoted: it replaces the shell (exec) */
   char **env;          /* extra env for this task */
   char *local, *remote;
   kite_task_opts_t opts;
@@ -170,13 +171,17 @@ static char *render_command(kite_pool_t *pool, uint32_t rank, const task_t *t) {
   if (rc == 0)
     rc = append_env_list(&buf, &len, t->env);
   if (rc == 0) {
-    size_t sl = strlen(t->script);
-    char *g = realloc(buf, len + sl + 1);
+    /* An argv replaces the shell, so its exit status, or the signal that killed it, is what
+     * sshd reports; a script's children report a signal only as 128+N. */
+    const char *pre = t->argv ? "exec " : "";
+    size_t sl = strlen(t->script), pl = strlen(pre);
+    char *g = realloc(buf, len + pl + sl + 1);
     if (g == NULL) {
       rc = KITE_ENOMEM;
     } else {
       buf = g;
-      memcpy(buf + len, t->script, sl + 1);
+      memcpy(buf + len, pre, pl);
+      memcpy(buf + len + pl, t->script, sl + 1);
     }
   }
   if (rc != 0) {
@@ -882,6 +887,7 @@ static int task_new(kite_pool_t *pool, task_kind_t kind, const kite_cmd_t *cmd,
       return KITE_EINVAL;
     }
     t->script = cmd->shell ? kite__strdup(cmd->shell) : kite__shell_join(cmd->argv);
+    t->argv = cmd->shell == NULL;
     if (t->script == NULL)
       rc = KITE_ENOMEM;
     if (rc == 0 && opts && opts->env)

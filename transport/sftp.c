@@ -241,7 +241,17 @@ static int xfer_step(ssh_op_t *op) {
     }
     case P_NEXT:
       if (t->i >= t->n) {
-        t->phase = P_DONE;
+        /* Downloaded directories were made 0700 so that their contents could be written:
+         * now they get their own modes, deepest first (a read-only one last of its tree). */
+        for (size_t k = t->n; !t->upload && k-- > 0;)
+          if (t->items[k].dir && t->items[k].mode > 0 &&
+              chmod(t->items[k].local, (mode_t)(t->items[k].mode & 07777)) != 0) {
+            set_error(t, KITE_EIO, "cannot set the mode of %s (from %s:%u): %s",
+                      t->items[k].local);
+            break;
+          }
+        if (t->error == 0)
+          t->phase = P_DONE;
         break;
       }
       if (t->items[t->i].dir) {
