@@ -117,8 +117,14 @@ kite_key_t kite_key_str(const char *s) {
   }
   return h == KITE_KEY_ANY ? h - 1 : h;
 }
-static json_t *key_json_str(const char *s) { return s ? json_string(s) : json_null(); }
-static json_t *key_json_u64(uint64_t v) { return json_integer((json_int_t)v); }
+static json_t *key_json_str(const char *s) { return json_string(s ? s : ""); }
+/* The key is always a string, whatever its field's type: a decimal id ("7") or a name
+ * ("local"), so a reader never has to look at the event type to parse it. */
+static json_t *key_json_u64(uint64_t v) {
+  char b[24];
+  snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+  return json_string(b);
+}
 
 #define KEY_JSON(x) _Generic((x), const char *: key_json_str, default: key_json_u64)(x)
 
@@ -138,7 +144,7 @@ static json_t *key_json_u64(uint64_t v) { return json_integer((json_int_t)v); }
   static json_t *jkey_##name(const void *vp) {                                               \
     const kite_ev_##name##_t *p = vp;                                                        \
     (void)p;                                                                                 \
-    return KITE__IIF(KITE__IS_NONE(keyf))(json_null(), KEY_JSON(p->keyf));                   \
+    return KITE__IIF(KITE__IS_NONE(keyf))(json_string("0"), KEY_JSON(p->keyf));                   \
   }                                                                                          \
   static json_t *json_##name(const void *vp, const kite_runtime_t *rt) {                     \
     const kite_ev_##name##_t *p = vp;                                                        \

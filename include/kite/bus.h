@@ -104,7 +104,7 @@ int kite_bus_drain(kite_bus_t *bus, size_t max);
 /* ---- JSON lines ------------------------------------------------------------------------ */
 
 /* One line (no newline) of the versioned JSON form of ev:
- * {"v":1,"seq":N,"ts":MS,"type":"name","key":K,"corr":C,"data":{...}}; bytes in base64;
+ * {"v":1,"seq":N,"ts":MS,"type":"name","key":"K","corr":C,"data":{...}}; bytes in base64;
  * every registered secret in a string or byte field is replaced by "[REDACTED]". Returns a
  * malloc'd string the caller frees, or NULL on allocation failure. */
 char *kite_event_to_json(kite_bus_t *bus, const kite_event_t *ev);
