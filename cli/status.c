@@ -78,7 +78,7 @@ static json_t *pool_json(kite_store_t *st, const kite_store_pool_t *p) {
   return j;
 }
 
-static void print_pool(json_t *p, bool detail) {
+static void print_pool(json_t *p, bool detail, int wname, int wprov) {
   json_t *owner = json_object_get(p, "owner");
   const char *state = json_is_object(owner) ? json_string_value(json_object_get(owner, "state"))
                                             : json_string_value(json_object_get(p, "state"));
@@ -97,7 +97,8 @@ static void print_pool(json_t *p, bool detail) {
   for (size_t i = 0; i < json_array_size(nodes); i++)
     ready +=
         strcmp(json_string_value(json_object_get(json_array_get(nodes, i), "state")), "READY") == 0;
-  printf("%-20s %-9s %-13s %-18s %u/%-6zu %d\n", json_string_value(json_object_get(p, "name")),
+  printf("%-*s %-*s %-13s %-18s %u/%-6zu %d\n", wname,
+         json_string_value(json_object_get(p, "name")), wprov,
          json_string_value(json_object_get(p, "provider")), state ? state : "-", who, ready,
          json_array_size(nodes), (int)json_integer_value(json_object_get(p, "live_instances")));
   if (!detail)
@@ -214,10 +215,19 @@ int cli_cmd_status(int argc, char **argv) {
   if (json_array_size(pools) == 0) {
     printf("no pools (`kite up SPEC` opens one)\n");
   } else {
-    printf("%-20s %-9s %-13s %-18s %-8s %s\n", "POOL", "PROVIDER", "STATE", "OWNER", "READY",
-           "LIVE INSTANCES");
+    /* Columns as wide as their widest value, so long names never shift the rest. */
+    int wname = 20, wprov = 9;
+    for (size_t i = 0; i < json_array_size(pools); i++) {
+      json_t *p = json_array_get(pools, i);
+      int a = (int)strlen(json_string_value(json_object_get(p, "name")));
+      int b = (int)strlen(json_string_value(json_object_get(p, "provider")));
+      wname = a > wname ? a : wname;
+      wprov = b > wprov ? b : wprov;
+    }
+    printf("%-*s %-*s %-13s %-18s %-8s %s\n", wname, "POOL", wprov, "PROVIDER", "STATE", "OWNER",
+           "READY", "LIVE INSTANCES");
     for (size_t i = 0; i < json_array_size(pools); i++)
-      print_pool(json_array_get(pools, i), name != NULL);
+      print_pool(json_array_get(pools, i), name != NULL, wname, wprov);
   }
   json_decref(pools);
   return 0;
