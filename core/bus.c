@@ -56,6 +56,7 @@ static inline unsigned word_hash(const void *key, size_t len) {
 enum {
   EF_FINAL = 1u,  /* completes the request named by corr */
   EF_CANCEL = 2u, /* the completion caused by kite_bus_cancel */
+  EF_QUIET = 4u,  /* a kite_bus_after marker: completes its request, reaches no subscriber */
 };
 
 /* The key of a (type, routing key) bucket. Two whole words, built with two stores, so that
@@ -133,15 +134,15 @@ struct kite_bus {
   uint64_t next_corr;
   int64_t wall_offset_ms; /* wall clock minus uv_now */
 
-  bucket_t *keyed;                 /* hash of (type, key) buckets, subscribers */
-  bucket_t *resp;                  /* hash of (type, key) responders */
-  bucket_t any[KITE_EV__COUNT];    /* (type, any key) subscribers */
-  size_t keyed_n[KITE_EV__COUNT];  /* keyed subscribers per type */
-  uint64_t keyed_gen;              /* changes when a bucket enters or leaves `keyed` */
-  sub_t *all_head, *all_tail;      /* every-type subscribers */
-  sub_t *by_id;                    /* every subscription, by id */
+  bucket_t *keyed;                /* hash of (type, key) buckets, subscribers */
+  bucket_t *resp;                 /* hash of (type, key) responders */
+  bucket_t any[KITE_EV__COUNT];   /* (type, any key) subscribers */
+  size_t keyed_n[KITE_EV__COUNT]; /* keyed subscribers per type */
+  uint64_t keyed_gen;             /* changes when a bucket enters or leaves `keyed` */
+  sub_t *all_head, *all_tail;     /* every-type subscribers */
+  sub_t *by_id;                   /* every subscription, by id */
   sub_t *zombies;
-  int depth;                       /* dispatch nesting (0 or 1) */
+  int depth; /* dispatch nesting (0 or 1) */
   int draining;
 
   pending_t *pending;
@@ -159,7 +160,9 @@ struct kite_bus {
 
 static void on_idle(uv_idle_t *h);
 
-kite_runtime_t *kite__bus_runtime(kite_bus_t *bus) { return bus->rt; }
+kite_runtime_t *kite__bus_runtime(kite_bus_t *bus) {
+  return bus->rt;
+}
 
 int kite__bus_new(kite_bus_t **out, kite_runtime_t *rt, size_t capacity) {
   kite_bus_t *bus = calloc(1, sizeof(*bus));
@@ -186,10 +189,18 @@ int kite__bus_new(kite_bus_t **out, kite_runtime_t *rt, size_t capacity) {
 
 /* ---- queue ------------------------------------------------------------------------------ */
 
-static size_t queued(const kite_bus_t *bus) { return bus->used + bus->ovf_bytes; }
-size_t kite_bus_queued_bytes(const kite_bus_t *bus) { return queued(bus); }
-size_t kite_bus_capacity(const kite_bus_t *bus) { return bus->cap; }
-uint64_t kite_bus_emitted(const kite_bus_t *bus) { return bus->seq; }
+static size_t queued(const kite_bus_t *bus) {
+  return bus->used + bus->ovf_bytes;
+}
+size_t kite_bus_queued_bytes(const kite_bus_t *bus) {
+  return queued(bus);
+}
+size_t kite_bus_capacity(const kite_bus_t *bus) {
+  return bus->cap;
+}
+uint64_t kite_bus_emitted(const kite_bus_t *bus) {
+  return bus->seq;
+}
 
 /* Ring layout. Not wrapped: entries live in [head, tail) and the free space is [tail, cap)
  * plus [0, head). Wrapped: entries live in [head, cap) and [0, tail) and the free space is
@@ -559,6 +570,11 @@ static inline void deliver(kite_bus_t *bus, const kite_event_t *ev, bool found, 
     else
       request = true;
   }
+  if (ev->flags & EF_QUIET) {
+    if (--bus->depth == 0 && bus->zombies)
+      reap_zombies(bus);
+    return;
+  }
   if (bus->keyed_n[type]) {
     if (!found) {
       bkey_t k = make_bkey(type, ev->key, false);
@@ -826,8 +842,8 @@ static void fail_pending(kite_bus_t *bus, pending_t *p, int code, const char *ms
 static void on_request_timeout(uv_timer_t *t) {
   pending_t *p = container_of(t, pending_t, timer);
   char msg[128];
-  snprintf(msg, sizeof(msg), "%s request %llu got no reply in time",
-           kite__evinfo[p->type].name, (unsigned long long)p->corr);
+  snprintf(msg, sizeof(msg), "%s request %llu got no reply in time", kite__evinfo[p->type].name,
+           (unsigned long long)p->corr);
   fail_pending(p->bus, p, KITE_ETIMEDOUT, msg);
 }
 
@@ -858,6 +874,31 @@ int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t ti
     p->has_timer = true;
     bus->timers_open++;
   }
+  if (corr)
+    *corr = p->corr;
+  return 0;
+}
+
+int kite_bus_after(kite_bus_t *bus, kite_reply_fn cb, void *data, uint64_t *corr) {
+  if (cb == NULL)
+    return KITE_EINVAL;
+  if (bus->closed || bus->closing)
+    return KITE_ECLOSED;
+  pending_t *p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return KITE_ENOMEM;
+  p->corr = ++bus->next_corr;
+  p->type = KITE_EV_DONE;
+  p->cb = cb;
+  p->data = data;
+  p->bus = bus;
+  kite_ev_done_t d = {.id = p->corr};
+  int rc = enqueue(bus, KITE_EV_DONE, &d, p->corr, EF_FINAL | EF_QUIET, false);
+  if (rc != 0) {
+    free(p);
+    return rc;
+  }
+  HASH_ADD(hh, bus->pending, corr, sizeof(p->corr), p);
   if (corr)
     *corr = p->corr;
   return 0;

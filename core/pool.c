@@ -530,6 +530,18 @@ static void on_instance_created(kite_bus_t *bus, const kite_event_t *ev,
   }
 }
 
+/* The open callback runs once the events that led to it (the last rank's READY, pool_ready)
+ * have been delivered, so a UI printing from both never sees "ready" before the step. */
+static void on_open_after(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite_pool_t *pool = data;
+  (void)bus;
+  (void)ev;
+  (void)status; /* a bus closing under us still owes the caller its one callback */
+  pool->open_cb(pool, pool->open_status, pool->open_status ? pool->open_message : NULL,
+                pool->open_data);
+  pool_release(pool);
+}
+
 static void report_open(kite_pool_t *pool, int status, const char *message) {
   if (pool->open_reported)
     return;
@@ -540,8 +552,14 @@ static void report_open(kite_pool_t *pool, int status, const char *message) {
                                .ready = kite_pool_ready_count(pool), .nodes = pool->nodes_n};
     kite_emit_pool_ready(pool->bus, &ev);
   }
-  pool->open_cb(pool, status, message, pool->open_data);
-  pool_release(pool);
+  if (message != pool->open_message) {
+    char *m = kite__strdup(message);
+    free(pool->open_message);
+    pool->open_message = m;
+  }
+  pool->open_status = status;
+  if (kite_bus_after(pool->bus, on_open_after, pool, NULL) != 0)
+    on_open_after(pool->bus, 0, NULL, pool);
 }
 
 static void maybe_report_open(kite_pool_t *pool) {

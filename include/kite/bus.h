@@ -75,6 +75,11 @@ int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t ti
 int kite_bus_reply(kite_bus_t *bus, uint64_t corr, int type, const void *payload);
 /* Answers request corr with an error. message may be NULL. */
 int kite_bus_reply_error(kite_bus_t *bus, uint64_t corr, int code, const char *message);
+/* Calls cb (status 0) once every event queued before this call has been delivered: how a
+ * completion callback runs after the events that led to it. Until then it is a pending
+ * request of its own: kite_bus_cancel(*corr) makes cb run with KITE_ECANCELED instead, and
+ * closing the bus fails it. No subscriber sees it. */
+int kite_bus_after(kite_bus_t *bus, kite_reply_fn cb, void *data, uint64_t *corr);
 /* Cancels a pending request: its cb runs (queued) with KITE_ECANCELED; a later reply is still
  * delivered to subscribers of the fact but not to cb. */
 int kite_bus_cancel(kite_bus_t *bus, uint64_t corr);
