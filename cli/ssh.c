@@ -10,6 +10,60 @@
 
 #include "cli.h"
 
+/* 'V' quoted for a POSIX shell (malloc'd). */
+static char *sh_quote(const char *v) {
+  size_t n = 3;
+  for (const char *c = v; *c; c++)
+    n += *c == '\'' ? 4 : 1;
+  char *q = malloc(n), *o = q;
+  if (q == NULL)
+    return NULL;
+  *o++ = '\'';
+  for (const char *c = v; *c; c++) {
+    if (*c == '\'') {
+      memcpy(o, "'\\''", 4);
+      o += 4;
+    } else {
+      *o++ = *c;
+    }
+  }
+  *o++ = '\'';
+  *o = '\0';
+  return q;
+}
+
+/* "export KITE_NODE_RANK=…; …" for rank of pool name, from the store's nodes, with the
+ * bootstrap's env file first (as every command of the pool gets them). */
+static char *node_exports(kite_store_t *st, const char *name, uint32_t rank) {
+  kite_store_node_t *v = NULL;
+  size_t n = 0;
+  if (kite_store_nodes(st, name, &v, &n) != 0)
+    return strdup("");
+  size_t len = 1;
+  for (size_t k = 0; k < n; k++)
+    len += (v[k].address ? strlen(v[k].address) : 0) + 1;
+  char *ips = calloc(1, len);
+  const char *head = NULL;
+  for (size_t k = 0; ips && k < n; k++) {
+    if (k)
+      strcat(ips, "\n");
+    strcat(ips, v[k].address ? v[k].address : "");
+    if (head == NULL && v[k].state == KITE_NODE_READY && v[k].address)
+      head = v[k].address;
+  }
+  char *qi = sh_quote(ips ? ips : ""), *qh = sh_quote(head ? head : "");
+  char *out = cli_sprintf("if [ -r \"$HOME/" KITE_BOOTSTRAP_ENV_FILE
+                          "\" ]; then . \"$HOME/" KITE_BOOTSTRAP_ENV_FILE "\"; fi; "
+                          "export KITE_NODE_RANK=%u KITE_NUM_NODES=%zu KITE_NODE_IPS=%s "
+                          "KITE_HEAD_IP=%s; ",
+                          rank, n, qi ? qi : "''", qh ? qh : "''");
+  free(qi);
+  free(qh);
+  free(ips);
+  kite_store_nodes_free(v, n);
+  return out ? out : strdup("");
+}
+
 int cli_cmd_ssh(int argc, char **argv) {
   const char *name = NULL;
   uint32_t rank = 0;
@@ -54,6 +108,7 @@ int cli_cmd_ssh(int argc, char **argv) {
   int code = CLI_EXIT_FAIL;
   char *home = cli_home();
   char *kh = NULL, *key = NULL, *dest = NULL, *hostpat = NULL, *port = NULL, *opt_kh = NULL;
+  char *exports = NULL;
   if (in == NULL) {
     cli_err("ssh: rank %u of pool %s has no running instance (`kite status %s` shows its "
             "nodes)",
@@ -86,6 +141,7 @@ int cli_cmd_ssh(int argc, char **argv) {
    * the inventory's on the ssh provider); none recorded: the user's own ssh setup. */
   key = in->key_path ? strdup(in->key_path) : NULL;
   dest = cli_sprintf("%s@%s", in->user, in->address);
+  exports = node_exports(st, name, rank);
   in = NULL;
   port = cli_sprintf("%u", prt);
   opt_kh = cli_sprintf("UserKnownHostsFile=%s", kh);
@@ -110,15 +166,19 @@ int cli_cmd_ssh(int argc, char **argv) {
   args[a++] = "BatchMode=yes";
   args[a++] = "-o";
   args[a++] = "LogLevel=ERROR";
-  args[a++] = dest;
   /* ssh hands the remote shell one string: every word is quoted here, so it arrives as it
-   * was given. */
+   * was given. It starts with kite's variables, as every command of the pool has them, and
+   * what the bootstrap's env steps left; without a command, a login shell gets them. */
   char *remote = NULL;
-  if (i < argc) {
-    size_t len = 1;
+  {
+    size_t len = strlen(exports) + 64;
     for (int k = i; k < argc; k++)
       len += 4 * strlen(argv[k]) + 3;
     remote = calloc(1, len);
+    if (remote)
+      strcpy(remote, exports);
+    if (remote && i >= argc)
+      strcat(remote, "exec \"${SHELL:-/bin/sh}\" -l");
     for (int k = i; remote && k < argc; k++) {
       char *q = remote + strlen(remote);
       if (k > i)
@@ -135,6 +195,9 @@ int cli_cmd_ssh(int argc, char **argv) {
       *q++ = '\'';
       *q = '\0';
     }
+    if (i >= argc && isatty(STDIN_FILENO))
+      args[a++] = "-t";
+    args[a++] = dest;
     args[a++] = "--";
     args[a++] = remote ? remote : "false";
   }
@@ -152,6 +215,7 @@ int cli_cmd_ssh(int argc, char **argv) {
   free(remote);
   memset(&p, 0, sizeof(p));
 out:
+  free(exports);
   free(home);
   free(kh);
   free(key);
