@@ -76,11 +76,13 @@ static const subcmd_t cmds[] = {
      "Copies SRC (a file or directory tree on rank R of pool NAME; relative to the node's\n"
      "working directory) to the local path DST.\n"},
     {"status", cli_cmd_status, "show pools, nodes and instances",
-     "usage: kite status [--json] [NAME] | --orphans\n"
+     "usage: kite status [--json] [--all] [NAME] | --orphans\n"
      "\n"
-     "Shows every pool (or NAME) from the state store: its state, its owner process, its\n"
-     "nodes and its live instances (an instance is live until the provider confirmed it\n"
-     "gone). Works without the owner; when the owner is up, adds its live view of the nodes.\n"
+     "Shows the pools that are up or still hold a live instance (or NAME, or with --all every\n"
+     "pool the store remembers) from the state store: state, owner process, nodes and live\n"
+     "instances (an instance is live until the provider confirmed it gone). Works without\n"
+     "the owner; when the owner is up, adds its live view of the nodes. `kite forget NAME`\n"
+     "drops a closed pool from the store.\n"
      "\n"
      "  --json    one JSON object: {\"pools\": [...]}\n"
      "  --orphans ask every provider, region and endpoint the store has used for instances\n"
@@ -109,6 +111,12 @@ static const subcmd_t cmds[] = {
      "Runs the system's `ssh` to rank R (default 0) of pool NAME with kite's key, the node's\n"
      "port and user, and a known_hosts file holding the node's pinned host key (host key\n"
      "checking stays on). With CMD, runs it instead of a shell.\n"},
+    {"forget", cli_cmd_forget, "drop closed pools from the store",
+     "usage: kite forget NAME...\n"
+     "\n"
+     "Forgets each closed pool with its nodes and task history. A pool that is open, or that\n"
+     "still has an instance recorded live (it may cost money), is refused: `kite down` it\n"
+     "first.\n"},
     {"down", cli_cmd_down, "close a pool and terminate its instances",
      "usage: kite down NAME | --all | --orphans [--yes]\n"
      "\n"

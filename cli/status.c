@@ -152,7 +152,7 @@ static int status_orphans(kite_store_t *st, const cli_opts_t *o) {
 
 int cli_cmd_status(int argc, char **argv) {
   cli_opts_t o = {0};
-  bool orphans = false;
+  bool orphans = false, all = false;
   const char *name = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -160,6 +160,8 @@ int cli_cmd_status(int argc, char **argv) {
       return 0;
     } else if (strcmp(argv[i], "--json") == 0) {
       o.json = true;
+    } else if (strcmp(argv[i], "--all") == 0 || strcmp(argv[i], "-a") == 0) {
+      all = true;
     } else if (strcmp(argv[i], "--orphans") == 0) {
       orphans = true;
     } else if (argv[i][0] == '-') {
@@ -196,16 +198,25 @@ int cli_cmd_status(int argc, char **argv) {
     kite_store_close(st);
     return CLI_EXIT_FAIL;
   }
+  /* By default the pools that are up or still hold an instance; --all adds the history. */
   json_t *pools = json_array();
-  for (size_t i = 0; i < n; i++)
+  unsigned hidden = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool live = v[i].live_instances > 0 || (v[i].owner_pid > 0 && cli_pid_alive(v[i].owner_pid));
+    if (!name && !all && !live) {
+      hidden++;
+      continue;
+    }
     json_array_append_new(pools, pool_json(st, &v[i]));
+  }
   if (name)
     kite_store_pool_clear(&one);
   else
     kite_store_pools_free(v, n);
   kite_store_close(st);
   if (o.json) {
-    json_t *j = json_pack("{s:i, s:o}", "v", CLI_PROTO_VERSION, "pools", pools);
+    json_t *j =
+        json_pack("{s:i, s:o, s:i}", "v", CLI_PROTO_VERSION, "pools", pools, "hidden", (int)hidden);
     char *s = json_dumps(j, JSON_COMPACT);
     printf("%s\n", s ? s : "{}");
     free(s);
@@ -229,6 +240,50 @@ int cli_cmd_status(int argc, char **argv) {
     for (size_t i = 0; i < json_array_size(pools); i++)
       print_pool(json_array_get(pools, i), name != NULL, wname, wprov);
   }
+  if (hidden)
+    printf("(%u closed pool%s not shown: `kite status --all` lists them, `kite forget NAME` "
+           "forgets one)\n",
+           hidden, hidden == 1 ? "" : "s");
   json_decref(pools);
   return 0;
+}
+
+/* `kite forget NAME...`: drops closed pools from the store (their history with them). A pool
+ * with an instance still recorded live is refused: it may cost money. */
+int cli_cmd_forget(int argc, char **argv) {
+  int names = 0, code = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      cli_help_for("forget", stdout);
+      return 0;
+    }
+    if (argv[i][0] == '-')
+      return cli_usage("forget", "unknown option %s", argv[i]);
+    names++;
+  }
+  if (names == 0)
+    return cli_usage("forget", "give the pools to forget (`kite status --all` lists them)");
+  kite_store_t *st = cli_store_open();
+  if (st == NULL)
+    return CLI_EXIT_FAIL;
+  for (int i = 1; i < argc; i++) {
+    kite_store_pool_t p = {0};
+    int rc = kite_store_pool_get(st, argv[i], &p);
+    if (rc == 0 && p.owner_pid > 0 && cli_pid_alive(p.owner_pid)) {
+      cli_err("forget: pool %s is open in process %lld; `kite down %s` first", argv[i],
+              (long long)p.owner_pid, argv[i]);
+      code = CLI_EXIT_FAIL;
+    } else if (rc == 0 && (rc = kite_store_pool_delete(st, argv[i])) == 0) {
+      printf("kite: forgot pool %s\n", argv[i]);
+    } else if (rc == KITE_ENOENT) {
+      cli_err("forget: there is no pool named %s", argv[i]);
+      code = CLI_EXIT_FAIL;
+    } else if (rc != 0) {
+      cli_err("forget: %s", kite_store_errmsg(st));
+      code = CLI_EXIT_FAIL;
+    }
+    kite_store_pool_clear(&p);
+  }
+  kite_store_close(st);
+  return code;
 }
