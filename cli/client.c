@@ -554,26 +554,51 @@ static int logs_from_store(const char *name, int64_t rank) {
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
+  kite_store_pool_t p = {0};
+  if (kite_store_pool_get(st, name, &p) != 0) {
+    cli_err("logs: there is no pool named %s (`kite status --all` lists them)", name);
+    kite_store_close(st);
+    return CLI_EXIT_FAIL;
+  }
+  kite_store_pool_clear(&p);
   kite_store_task_t *v = NULL;
   size_t n = 0;
-  int rc = kite_store_tasks(st, name, 200, &v, &n);
+  int rc = kite_store_tasks(st, name, 2000, &v, &n);
   if (rc != 0) {
     cli_err("logs: %s", kite_store_errmsg(st));
     kite_store_close(st);
     return CLI_EXIT_FAIL;
   }
   printf("pool %s: its owner is not running; the task history from the state store:\n", name);
+  /* Oldest first, one block per task, as the owner shows them. */
+  uint64_t shown = 0;
   for (size_t i = n; i-- > 0;) {
     if (rank >= 0 && v[i].rank != (uint32_t)rank)
       continue;
-    printf("%s  task %llu  rank %u  %s  ", cli_clock(v[i].started_ms),
-           (unsigned long long)v[i].task_id, v[i].rank, v[i].command ? v[i].command : "");
+    if (v[i].task_id != shown) {
+      shown = v[i].task_id;
+      printf("== task %llu: %s (started %s) ==\n", (unsigned long long)v[i].task_id,
+             v[i].command ? v[i].command : "", cli_clock(v[i].started_ms));
+    }
+    if (v[i].output_truncated)
+      printf("[%u] (earlier output not kept)\n", v[i].rank);
+    if (v[i].output) {
+      char *b64 = cli_b64_encode(v[i].output, v[i].output_len);
+      print_output(b64, v[i].rank);
+      free(b64);
+    }
+    const char *on = v[i].instance_id ? v[i].instance_id : "-";
     if (v[i].finished_ms == 0)
-      printf("(did not finish)\n");
+      printf("[%u] (did not finish; on %s)\n", v[i].rank, on);
     else if (v[i].error)
-      printf("failed: %s\n", v[i].error);
+      printf("[%u] (failed: %s; on %s, attempt %u)\n", v[i].rank, v[i].error, on,
+             v[i].attempt);
+    else if (v[i].signal)
+      printf("[%u] (killed by signal %s; on %s, attempt %u)\n", v[i].rank, v[i].signal, on,
+             v[i].attempt);
     else
-      printf("exit %d\n", v[i].exit_status);
+      printf("[%u] (exit %d; on %s, attempt %u)\n", v[i].rank, v[i].exit_status, on,
+             v[i].attempt);
   }
   kite_store_tasks_free(v, n);
   kite_store_close(st);

@@ -36,7 +36,16 @@ typedef struct rank_run {
   unsigned attempt;
   char *signal;
   char *message;
+  /* For the task history (the state store): when the last attempt ran, on which instance,
+   * and the last TASK_TAIL bytes of its output. */
+  int64_t started_ms, finished_ms;
+  char *instance;
+  char *tail;
+  size_t tail_len;
+  bool tail_dropped;
 } rank_run_t;
+
+#define TASK_TAIL 4096
 
 typedef struct kite__task {
   kite_pool_t *pool;
@@ -641,6 +650,8 @@ static void task_free(task_t *t) {
   for (unsigned i = 0; i < t->count; i++) {
     free(t->runs[i].signal);
     free(t->runs[i].message);
+    free(t->runs[i].instance);
+    free(t->runs[i].tail);
   }
   free(t->runs);
   free(t->results);
@@ -649,6 +660,61 @@ static void task_free(task_t *t) {
   free(t->remote);
   free_env(t->env);
   free(t);
+}
+
+/* Where the kept tail begins: after the first newline when earlier output was dropped, so
+ * the history never starts in the middle of a line. */
+static const char *tail_start(const rank_run_t *r) {
+  if (r->tail == NULL || !r->tail_dropped)
+    return r->tail;
+  const char *nl = memchr(r->tail, '\n', r->tail_len);
+  return nl && nl + 1 < r->tail + r->tail_len ? nl + 1 : r->tail;
+}
+
+/* Every rank of a finished task goes to the store's task history in one transaction: what ran
+ * (secrets redacted), where, when, how it ended, and the tail of its output, so `kite logs`
+ * shows it after the pool is gone. */
+static void record_task(task_t *t) {
+  kite_pool_t *pool = t->pool;
+  if (pool->store == NULL || t->count == 0)
+    return;
+  char *what = t->kind == TASK_EXEC     ? kite__strdup(t->script)
+               : t->kind == TASK_UPLOAD ? kite__sprintf("upload %s -> %s", t->local, t->remote)
+                                        : kite__sprintf("download %s -> %s", t->remote, t->local);
+  size_t wl = 0;
+  char *cmd = what ? kite_redact(pool->rt, what, strlen(what), &wl) : NULL;
+  free(what);
+  kite_store_task_t *v = calloc(t->count, sizeof(*v));
+  char **errs = calloc(t->count, sizeof(*errs));
+  for (unsigned i = 0; v && errs && i < t->count; i++) {
+    rank_run_t *r = &t->runs[i];
+    const kite_rank_result_t *res = &t->results[i];
+    if (res->error)
+      errs[i] = kite__sprintf("%s%s%s", kite_err_name(res->error), r->message ? ": " : "",
+                              r->message ? r->message : "");
+    v[i] = (kite_store_task_t){.pool = pool->name,
+                               .task_id = t->id,
+                               .rank = r->rank,
+                               .attempt = r->attempt,
+                               .command = cmd,
+                               .started_ms = r->started_ms ? r->started_ms : r->finished_ms,
+                               .finished_ms = r->finished_ms,
+                               .exit_status = res->error ? -1 : res->exit_status,
+                               .error = errs[i],
+                               .signal = r->signal,
+                               .instance_id = r->instance,
+                               .output = tail_start(r),
+                               .output_len = r->tail_len - (size_t)(tail_start(r) - r->tail),
+                               .output_truncated = r->tail_dropped};
+  }
+  if (v && errs && kite_store_tasks_record(pool->store, v, t->count) != 0)
+    kite_log(pool->rt, KITE_LOG_WARN, "pool", "pool %s: the task history could not be recorded: "
+             "%s", pool->name, kite_store_errmsg(pool->store));
+  for (unsigned i = 0; errs && i < t->count; i++)
+    free(errs[i]);
+  free(errs);
+  free(v);
+  free(cmd);
 }
 
 static void task_complete(task_t *t) {
@@ -669,6 +735,7 @@ static void task_complete(task_t *t) {
     if (res->error != 0 || res->exit_status != 0 || res->signal)
       failed++;
   }
+  record_task(t);
   kite_task_result_t result = {.count = t->count, .failed = failed, .ranks = t->results};
   pool_hold(pool);
   if (t->cb)
@@ -699,6 +766,7 @@ static void run_finished(rank_run_t *r, int error, int exit_status, const char *
     return; /* schedule() starts it again when the node is READY */
   }
   r->finished = true;
+  r->finished_ms = (int64_t)kite__wall_ms();
   kite_rank_result_t *res = &t->results[r - t->runs];
   res->error = lost ? KITE_ENODELOST : error;
   res->exit_status = exit_status;
@@ -709,13 +777,36 @@ static void run_finished(rank_run_t *r, int error, int exit_status, const char *
   t->done++;
 }
 
+/* Keeps the last TASK_TAIL bytes of a rank's output. */
+static void keep_tail(rank_run_t *r, const void *buf, size_t len) {
+  if (r->tail == NULL && (r->tail = malloc(TASK_TAIL)) == NULL)
+    return;
+  if (len >= TASK_TAIL) {
+    memcpy(r->tail, (const char *)buf + len - TASK_TAIL, TASK_TAIL);
+    r->tail_dropped = r->tail_dropped || len > TASK_TAIL || r->tail_len > 0;
+    r->tail_len = TASK_TAIL;
+    return;
+  }
+  if (r->tail_len + len > TASK_TAIL) {
+    size_t drop = r->tail_len + len - TASK_TAIL;
+    memmove(r->tail, r->tail + drop, r->tail_len - drop);
+    r->tail_len -= drop;
+    r->tail_dropped = true;
+  }
+  memcpy(r->tail + r->tail_len, buf, len);
+  r->tail_len += len;
+}
+
 static void on_output(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_task_output_t *p,
                       void *data) {
   rank_run_t *r = data;
   (void)bus;
   (void)ev;
   task_t *t = r->task;
-  if (t->out && !r->finished)
+  if (r->finished)
+    return;
+  keep_tail(r, p->data.ptr, p->data.len);
+  if (t->out)
     t->out(t->pool, r->rank, p->attempt, (int)p->stream, p->data.ptr, p->data.len, t->data);
 }
 
@@ -811,6 +902,12 @@ static int start_run(task_t *t, rank_run_t *r) {
   r->attempt++;
   r->sub_id = kite__next_id();
   r->node_id = n->id;
+  r->started_ms = (int64_t)kite__wall_ms();
+  free(r->instance);
+  r->instance = kite__strdup(n->instance_id);
+  /* A re-run's output replaces the lost attempt's in the history. */
+  r->tail_len = 0;
+  r->tail_dropped = false;
   r->cancel_sent = false;
   r->started = true;
   t->inflight++;

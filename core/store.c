@@ -118,7 +118,12 @@ static const char *const migrations[] = {
     "CREATE INDEX tasks_pool ON tasks(pool, id);",
     /* 2: every instance's reach record (what it takes to find it again from any process). */
     "ALTER TABLE instances ADD COLUMN reach TEXT;"
-    "ALTER TABLE instances ADD COLUMN key_path TEXT;",
+    "ALTER TABLE instances ADD COLUMN key_path TEXT;"
+    /* and every task's signal, instance and a bounded tail of its output. */
+    "ALTER TABLE tasks ADD COLUMN signal TEXT;"
+    "ALTER TABLE tasks ADD COLUMN instance_id TEXT;"
+    "ALTER TABLE tasks ADD COLUMN output BLOB;"
+    "ALTER TABLE tasks ADD COLUMN output_truncated INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
@@ -134,7 +139,8 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
   "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path"
 #define TASK_COLS                                                                                  \
-  "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error"
+  "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error, "       \
+  "signal, instance_id, output, output_truncated"
 
 #define STMT_TABLE(X)                                                                              \
   X(VERSION_TABLE, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "                  \
@@ -219,6 +225,9 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                  \
   X(TASK_FINISH, "UPDATE tasks SET finished_ms = ?2, exit_status = ?3, error = ?4 "                \
                  "WHERE id = ?1")                                                                  \
+  X(TASK_RECORD, "INSERT INTO tasks(pool, task_id, rank, attempt, command, started_ms, "           \
+                 "finished_ms, exit_status, error, signal, instance_id, output, output_truncated) " \
+                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")               \
   X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")
 
 enum stmt_id {
@@ -1412,11 +1421,53 @@ int kite_store_task_finished(kite_store_t *s, int64_t row, int exit_status, cons
   return rc;
 }
 
+int kite_store_tasks_record(kite_store_t *s, const kite_store_task_t *v, size_t n) {
+  int rc = set_sync(s, false);
+  if (rc == 0 && n > 0)
+    rc = begin(s);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const kite_store_task_t *t = &v[i];
+    sqlite3_stmt *st = empty(t->pool) ? NULL : stmt(s, ST_TASK_RECORD);
+    if (st == NULL) {
+      rc = empty(t->pool) ? set_err(s, KITE_EINVAL, "a task record needs a pool name")
+                          : KITE_ESTORE;
+      break;
+    }
+    bind_str(st, 1, t->pool);
+    bind_i64(st, 2, (int64_t)t->task_id);
+    bind_i64(st, 3, t->rank);
+    bind_i64(st, 4, t->attempt ? t->attempt : 1);
+    bind_str(st, 5, t->command);
+    bind_i64(st, 6, t->started_ms);
+    if (t->finished_ms)
+      bind_i64(st, 7, t->finished_ms);
+    if (t->exit_status >= 0)
+      bind_i64(st, 8, t->exit_status);
+    bind_str(st, 9, t->error);
+    bind_str(st, 10, t->signal);
+    bind_str(st, 11, t->instance_id);
+    if (t->output && t->output_len)
+      sqlite3_bind_blob(st, 12, t->output, (int)t->output_len, SQLITE_TRANSIENT);
+    bind_i64(st, 13, t->output_truncated ? 1 : 0);
+    rc = run(s, st, "recording a task");
+    if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
+      rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", t->pool);
+  }
+  if (n > 0 && rc == 0)
+    rc = commit(s);
+  else if (n > 0)
+    rollback(s);
+  return rc;
+}
+
 void kite_store_tasks_free(kite_store_task_t *v, size_t n) {
   for (size_t i = 0; v && i < n; i++) {
     free_str(v[i].pool);
     free_str(v[i].command);
     free_str(v[i].error);
+    free_str(v[i].signal);
+    free_str(v[i].instance_id);
+    free((void *)v[i].output);
   }
   free(v);
 }
@@ -1453,6 +1504,22 @@ int kite_store_tasks(kite_store_t *s, const char *pool, size_t limit, kite_store
     t->exit_status =
         sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : (int)sqlite3_column_int64(st, 8);
     t->error = col_str(st, 9, &oom);
+    t->signal = col_str(st, 10, &oom);
+    t->instance_id = col_str(st, 11, &oom);
+    int ol = sqlite3_column_bytes(st, 12);
+    const void *ob = sqlite3_column_blob(st, 12);
+    if (ob && ol > 0) {
+      char *o = malloc((size_t)ol + 1);
+      if (o == NULL) {
+        oom = true;
+      } else {
+        memcpy(o, ob, (size_t)ol);
+        o[ol] = '\0';
+        t->output = o;
+        t->output_len = (size_t)ol;
+      }
+    }
+    t->output_truncated = sqlite3_column_int64(st, 13) != 0;
     if (oom) {
       rc = set_err(s, KITE_ENOMEM, "out of memory listing tasks");
       break;

@@ -277,6 +277,12 @@ typedef struct kite_store_task {
   int64_t finished_ms; /* 0 while running */
   int exit_status;     /* -1 when none (running, or no exit status) */
   const char *error;   /* or NULL */
+  const char *signal;      /* the signal that killed it ("KILL"), or NULL */
+  const char *instance_id; /* the instance that ran it, or NULL */
+  const char *output;      /* the last bytes of its output (stdout and stderr as they came; the
+                              caller redacts secrets), or NULL; output_len bytes */
+  size_t output_len;
+  bool output_truncated;   /* earlier output was dropped */
 } kite_store_task_t;
 
 /* Records a task started on one rank; command must already be redacted. Task history is
@@ -287,6 +293,10 @@ int kite_store_task_started(kite_store_t *store, const char *pool, uint64_t task
 
 /* Records its end: exit_status (-1: none) and error (NULL: none). */
 int kite_store_task_finished(kite_store_t *store, int64_t row, int exit_status, const char *error);
+
+/* Records finished tasks (every field as given) in one transaction, without waiting for the
+ * disk, as task history always is. */
+int kite_store_tasks_record(kite_store_t *store, const kite_store_task_t *v, size_t n);
 
 /* The newest `limit` tasks of pool (0: all), newest first. Free with kite_store_tasks_free. */
 int kite_store_tasks(kite_store_t *store, const char *pool, size_t limit, kite_store_task_t **v,
