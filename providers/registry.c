@@ -84,27 +84,30 @@ static int start_aws(kite_runtime_t *rt, const char *options_json, void **out) {
 static const kite_provider_option_t local_options[] = {
     {"port", KITE_OPTION_INTEGER, PORT_RANGE, "sshd port of every node (default 2222)"},
     {"outlive_controller", KITE_OPTION_BOOLEAN, 0, 0,
-     "nodes outlive a kite that dies without closing the pool, as cloud machines would"},
+     "choice to let nodes outlive a kite that dies without closing the pool, as cloud machines "
+     "would"},
 };
 
 static const kite_provider_option_t ssh_options[] = {
-    {"hosts", KITE_OPTION_STRINGS, 0, 0, "the inventory: one [user@]host[:port] per rank"},
+    {"hosts", KITE_OPTION_STRINGS, 0, 0, "inventory: one [user@]host[:port] per rank"},
     {"ssh_config", KITE_OPTION_STRING, 0, 0, "ssh_config file (default ~/.ssh/config)"},
     {"known_hosts", KITE_OPTION_STRING, 0, 0, "known_hosts file (default ~/.ssh/known_hosts)"},
     {"user", KITE_OPTION_STRING, 0, 0,
      "login user for entries that name none and ssh_config gives none (default $USER)"},
     {"key", KITE_OPTION_KEY_FILE, 0, 0,
-     "private key when ssh_config names none (default ~/.ssh/id_ed25519, id_ecdsa, ssh-agent)"},
+     "private key file when ssh_config names none (default ~/.ssh/id_ed25519, id_ecdsa, "
+     "ssh-agent)"},
 };
 
 static const kite_provider_option_t do_options[] = {
     {"token", KITE_OPTION_STRING, 0, 0,
      "API token (default $DIGITALOCEAN_TOKEN, $DIGITALOCEAN_ACCESS_TOKEN, doctl's config)"},
-    {"api_url", KITE_OPTION_STRING, 0, 0, "API base URL (default $KITE_DO_API_URL, else the public API)"},
+    {"api_url", KITE_OPTION_STRING, 0, 0,
+     "API base URL (default $KITE_DO_API_URL, else the public API)"},
     {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user on the droplets (default root)"},
     {"ssh_port", KITE_OPTION_INTEGER, PORT_RANGE, "SSH port on the droplets (default 22)"},
     {"pin_host_key", KITE_OPTION_BOOLEAN, 0, 0,
-     "give each droplet a host key kite made and pin it (default true)"},
+     "choice to give each droplet a host key kite made, and pin it (default true)"},
 };
 
 static const kite_provider_option_t aws_options[] = {
@@ -113,18 +116,20 @@ static const kite_provider_option_t aws_options[] = {
     {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user of the AMI (default ubuntu)"},
     {"ssh_port", KITE_OPTION_INTEGER, PORT_RANGE, "SSH port on the instances (default 22)"},
     {"subnet_id", KITE_OPTION_STRING, 0, 0, "subnet to launch in (default: the default VPC's)"},
-    {"max_price", KITE_OPTION_NUMBER, 0, 0, "spot price ceiling, USD per hour"},
+    {"max_price", KITE_OPTION_NUMBER, 0, 0, "spot price ceiling in USD per hour"},
     {"imds_endpoint", KITE_OPTION_STRING, 0, 0,
-     "instance metadata service as seen from the node, for the spot notice"},
+     "instance metadata service as the node sees it, for the spot notice"},
 };
 
-#define CLOUD_RESOURCES(example)                                                               \
-  "kite cannot choose an instance by resources yet; name one with resources.instance_type "  \
+#define CLOUD_RESOURCES(example)                                                                   \
+  "kite cannot choose an instance by resources yet; name one with resources.instance_type "        \
   "(e.g. " example ") and remove this key"
-#define LOCAL_RESOURCES                                                                        \
+#define CLOUD_DISK                                                                                 \
+  "kite cannot size the root disk yet (the image's own size is used); remove this key"
+#define LOCAL_RESOURCES                                                                            \
   "local nodes share this machine and have no size of their own; remove this key"
-#define SSH_RESOURCES                                                                          \
-  "the machines of an ssh inventory are what they are; remove this key (list the machines "  \
+#define SSH_RESOURCES                                                                              \
+  "the machines of an ssh inventory are what they are; remove this key (list the machines "        \
   "you want in provider_options.hosts)"
 
 static const kite_provider_info_t providers[] = {
@@ -189,7 +194,7 @@ static const kite_provider_info_t providers[] = {
                 [KITE_FIELD_CPUS] = CLOUD_RESOURCES("s-4vcpu-8gb"),
                 [KITE_FIELD_MEMORY] = CLOUD_RESOURCES("s-4vcpu-8gb"),
                 [KITE_FIELD_ACCELERATORS] = CLOUD_RESOURCES("gpu-h100x1-80gb"),
-                [KITE_FIELD_DISK_GB] = CLOUD_RESOURCES("s-4vcpu-8gb"),
+                [KITE_FIELD_DISK_GB] = CLOUD_DISK,
                 [KITE_FIELD_SSH_KEY] = "droplets are created with kite's own key "
                                        "($KITE_HOME/keys/id_ed25519, registered in the "
                                        "account); remove ssh.key",
@@ -207,7 +212,7 @@ static const kite_provider_info_t providers[] = {
                 [KITE_FIELD_CPUS] = CLOUD_RESOURCES("c5.4xlarge"),
                 [KITE_FIELD_MEMORY] = CLOUD_RESOURCES("r5.xlarge"),
                 [KITE_FIELD_ACCELERATORS] = CLOUD_RESOURCES("p4d.24xlarge"),
-                [KITE_FIELD_DISK_GB] = CLOUD_RESOURCES("m5.large"),
+                [KITE_FIELD_DISK_GB] = CLOUD_DISK,
                 [KITE_FIELD_SSH_KEY] = "instances are launched with kite's own key pair (from "
                                        "$KITE_HOME/keys/id_ed25519); remove ssh.key",
             },
@@ -286,8 +291,8 @@ static kite_spec_pos_t pos(const kite_spec_t *spec, const char *path, bool value
   return value ? v : k;
 }
 
-static void check_field(check_t *c, const kite_provider_info_t *p, kite_spec_field_t f,
-                        bool given, const char *path) {
+static void check_field(check_t *c, const kite_provider_info_t *p, kite_spec_field_t f, bool given,
+                        const char *path) {
   if (given && p->refused[f])
     refuse(c, pos(c->spec, path, false), "%s: not honoured by the %s provider: %s", path, p->name,
            p->refused[f]);
@@ -352,8 +357,8 @@ static void check_key_file(check_t *c, const char *path, const char *file) {
   if (access(full, R_OK) != 0) {
     int e = errno;
     refuse(c, pos(c->spec, path, false),
-           "%s: cannot read the key file '%s': %s; give the path of a readable private key",
-           path, full, strerror(e));
+           "%s: cannot read the key file '%s': %s; give the path of a readable private key", path,
+           full, strerror(e));
   }
   free(full);
 }
@@ -364,8 +369,7 @@ static bool type_ok(const kite_provider_option_t *o, const json_t *v) {
   case KITE_OPTION_KEY_FILE:
     return json_is_string(v);
   case KITE_OPTION_INTEGER:
-    return json_is_integer(v) && json_integer_value(v) >= o->min &&
-           json_integer_value(v) <= o->max;
+    return json_is_integer(v) && json_integer_value(v) >= o->min && json_integer_value(v) <= o->max;
   case KITE_OPTION_NUMBER:
     return json_is_number(v);
   case KITE_OPTION_BOOLEAN:
@@ -425,10 +429,10 @@ static void check_option(check_t *c, const kite_provider_info_t *p, const char *
   char buf[64];
   if (!type_ok(o, v)) {
     if (o->type == KITE_OPTION_INTEGER && json_is_integer(v))
-      refuse(c, at, "%s: %lld is out of range; expected %s (%s: %s)", path,
+      refuse(c, at, "%s: %lld is out of range; expected %s; %s is the %s", path,
              (long long)json_integer_value(v), type_name(o, buf, sizeof(buf)), key, o->meaning);
     else
-      refuse(c, at, "%s: expected %s, got %s (%s: %s)", path, type_name(o, buf, sizeof(buf)),
+      refuse(c, at, "%s: expected %s, got %s; %s is the %s", path, type_name(o, buf, sizeof(buf)),
              json_kind(v), key, o->meaning);
     return;
   }
