@@ -119,6 +119,15 @@ static void test_honoured_specs_pass(void **state) {
                           "provider_options: {token: t, api_url: u, pin_host_key: false}\n"));
   kite_spec_free(honoured("name: a\nnodes: 1\nprovider: ssh\ndeadman: {enabled: false}\n"
                           "provider_options: {hosts: [a, b], ssh_config: c, known_hosts: k}\n"));
+  /* The example a user copies from. */
+  char path[512];
+  snprintf(path, sizeof(path), "%s/examples/hello.yaml", source_dir());
+  kite_spec_t *spec = NULL;
+  char *err = NULL;
+  assert_int_equal(kite_spec_load_file(path, &spec, &err), 0);
+  assert_int_equal(kite_registry_check_spec(spec, &err), 0);
+  assert_null(err);
+  kite_spec_free(spec);
   /* An empty value is a key not given. */
   kite_spec_free(honoured("name: a\nnodes: 1\nregion:\nprovider_options: {port: }\n"));
 }
