@@ -49,7 +49,7 @@ typedef enum kite_option_type {
 typedef struct kite_provider_option {
   const char *name;
   kite_option_type_t type;
-  long long min, max; /* KITE_OPTION_INTEGER only */
+  long long min, max;  /* KITE_OPTION_INTEGER only */
   const char *meaning; /* one line */
 } kite_provider_option_t;
 
@@ -78,8 +78,7 @@ const kite_provider_info_t *kite_registry_at(size_t i);
 
 /* Starts the provider called name (NULL: "local") in rt with options_json, as its start does.
  * KITE_ENOENT when no provider has that name. */
-int kite_registry_start(kite_runtime_t *rt, const char *name, const char *options_json,
-                        void **out);
+int kite_registry_start(kite_runtime_t *rt, const char *name, const char *options_json, void **out);
 
 /* Checks a loaded spec against the provider it names, as described above. On success the
  * spec's provider options also carry what the provider takes from ssh.user and ssh.key
