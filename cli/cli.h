@@ -99,9 +99,9 @@ typedef struct cli_engine {
   void *data;
 } cli_engine_t;
 
-/* Creates the runtime and adds the local provider (options from provider_options JSON when
- * provider is "local"), the ssh provider when provider is "ssh", the transport and the
- * bootstrap runner. Prints why on failure. */
+/* Creates the runtime and adds the local provider, the provider called provider (through the
+ * registry, with provider_options; the local provider takes them only when it is the one
+ * named), the transport and the bootstrap runner. Prints why on failure. */
 int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider_options);
 /* Runs the loop to its end and frees the runtime. */
 void cli_engine_finish(cli_engine_t *e);

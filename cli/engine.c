@@ -21,27 +21,6 @@ static void guard_stop(kite_component_t *c, kite_component_stopped_fn done) {
   done(c);
 }
 
-/* Local provider options a spec may give in provider_options: outlive_controller, port. */
-static int local_options(const char *json, kite_local_provider_options_t *o) {
-  memset(o, 0, sizeof(*o));
-  if (json == NULL)
-    return 0;
-  json_error_t jerr;
-  json_t *j = json_loads(json, 0, &jerr);
-  if (!json_is_object(j)) {
-    json_decref(j);
-    return 0; /* the spec loader checked it; nothing for us */
-  }
-  json_t *v = json_object_get(j, "outlive_controller");
-  if (json_is_boolean(v))
-    o->outlive_controller = json_is_true(v);
-  v = json_object_get(j, "port");
-  if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < 65536)
-    o->port = (unsigned)json_integer_value(v);
-  json_decref(j);
-  return 0;
-}
-
 int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider_options) {
   void (*hook)(struct cli_engine *, void *) = e->on_shutdown;
   void *hook_data = e->data;
@@ -60,25 +39,36 @@ int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider
   e->guard.tier = KITE_TIER_POOL;
   e->guard.start = guard_start;
   e->guard.stop = guard_stop;
-  kite_local_provider_options_t lo;
-  local_options(provider && strcmp(provider, "local") == 0 ? provider_options : NULL, &lo);
+  /* The local provider always runs (kite down and kite status --orphans of local pools need
+   * it whatever the spec names); it takes the spec's options only when the spec names it. */
+  bool is_local = provider == NULL || strcmp(provider, "local") == 0;
+  void *local = NULL;
   const char *what = "the guard";
   rc = kite_runtime_add(e->rt, &e->guard);
   if (rc == 0 && (what = "the local provider"))
-    rc = kite_local_provider_new(e->rt, &lo, &e->local);
-  if (rc == 0 && provider && strcmp(provider, "ssh") == 0 && (what = "the ssh provider"))
-    rc = kite_ssh_provider_new(e->rt, NULL, NULL);
-  if (rc == 0 && provider && strcmp(provider, "aws") == 0 && (what = "the aws provider"))
-    rc = kite_aws_provider_new(e->rt, NULL, NULL);
-  if (rc == 0 && provider && strcmp(provider, "digitalocean") == 0 &&
-      (what = "the DigitalOcean provider"))
-    rc = kite_do_provider_new(e->rt, NULL, NULL);
+    rc = kite_registry_start(e->rt, "local", is_local ? provider_options : NULL, &local);
+  e->local = local;
+  char named[96];
+  snprintf(named, sizeof(named), "the %.60s provider", provider ? provider : "local");
+  if (rc == 0 && !is_local && (what = named))
+    rc = kite_registry_start(e->rt, provider, provider_options, NULL);
   if (rc == 0 && (what = "the SSH transport"))
     rc = kite_transport_new(e->rt, NULL, NULL);
   if (rc == 0 && (what = "the bootstrap runner"))
     rc = kite_bootstrap_runner_new(e->rt, NULL);
   if (rc != 0) {
-    cli_err("cannot start %s: %s", what, kite_strerror(rc));
+    if (rc == KITE_ENOENT && what == named) {
+      char *known = NULL;
+      for (size_t i = 0; kite_registry_at(i); i++) {
+        char *k = cli_sprintf("%s%s%s", known ? known : "", i ? ", " : "", kite_registry_at(i)->name);
+        free(known);
+        known = k;
+      }
+      cli_err("kite has no provider called '%s'; it knows: %s", provider, known ? known : "");
+      free(known);
+    } else {
+      cli_err("cannot start %s: %s", what, kite_strerror(rc));
+    }
     kite_runtime_shutdown(e->rt, NULL, NULL);
     kite_runtime_run(e->rt);
     kite_runtime_free(e->rt);

@@ -333,6 +333,12 @@ int cli_cmd_run(int argc, char **argv) {
   run_t r = {.argv = cmd_argv};
   char *errmsg = NULL;
   int rc = kite_spec_load_file(path, &r.spec, &errmsg);
+  /* Then what the provider it names honours: a refused key ends here, before anything is
+   * recorded or launched. */
+  if (rc == 0 && (rc = kite_registry_check_spec(r.spec, &errmsg)) != 0) {
+    kite_spec_free(r.spec);
+    r.spec = NULL;
+  }
   if (rc != 0) {
     fprintf(stderr, "%s\n", errmsg ? errmsg : kite_strerror(rc));
     free(errmsg);

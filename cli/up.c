@@ -179,6 +179,12 @@ int cli_cmd_up(int argc, char **argv) {
   kite_spec_t *spec = NULL;
   char *errmsg = NULL;
   int rc = kite_spec_load_file(path, &spec, &errmsg);
+  /* Then what the provider it names honours: a refused key ends here, before anything is
+   * recorded or launched. */
+  if (rc == 0 && (rc = kite_registry_check_spec(spec, &errmsg)) != 0) {
+    kite_spec_free(spec);
+    spec = NULL;
+  }
   if (rc != 0) {
     fprintf(stderr, "%s\n", errmsg ? errmsg : kite_strerror(rc));
     free(errmsg);

@@ -46,6 +46,9 @@ void kite__fingerprint(const char *prefix, const char *value, char out[17]);
 char *kite__json_str(const char *json, const char *key);
 /* A process-unique, never-zero id (loop thread only). */
 uint64_t kite__next_id(void);
+/* The one of keys[0..nkeys) that key most likely misspells (the same letters in another case,
+ * or a few edits away, a swap of neighbours counting as one), or NULL: for "did you mean". */
+const char *kite__closest(const char *key, const char *const *keys, size_t nkeys);
 
 /* ---- shell.c --------------------------------------------------------------------------- */
 

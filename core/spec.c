@@ -28,6 +28,12 @@
 #define MAX_SPEC_BYTES (16u << 20)
 #define MAX_JSON_DEPTH 64
 
+/* Where a key was written: its dotted path and the marks of the key and of its value. */
+typedef struct located {
+  char *path;
+  kite_spec_pos_t key, value;
+} located_t;
+
 struct kite_spec {
   kite_pool_spec_t pool;
   char *run;
@@ -36,6 +42,8 @@ struct kite_spec {
   kite_bootstrap_t *bootstrap;
   char **owned; /* every string the pool spec points to */
   size_t n_owned, cap_owned;
+  located_t *keys; /* every mapping key of the document, for kite_spec_where() */
+  size_t n_keys, cap_keys;
 };
 
 typedef struct loader {
@@ -120,6 +128,31 @@ static int own(loader_t *l, char *s, const char **out) {
   sp->owned[sp->n_owned++] = s;
   if (out)
     *out = s;
+  return 0;
+}
+
+static kite_spec_pos_t pos_of(yaml_mark_t m) {
+  return (kite_spec_pos_t){.line = (unsigned)m.line + 1, .column = (unsigned)m.column + 1};
+}
+
+/* Remembers where the key at path (malloc'd; NULL: out of memory) and its value were written,
+ * so that checks made after the load (the provider's, providers/registry.c) can point there. */
+static int locate(loader_t *l, char *path, const yaml_node_t *k, const yaml_node_t *v) {
+  kite_spec_t *sp = l->spec;
+  if (path == NULL)
+    return oom(l);
+  if (sp->n_keys == sp->cap_keys) {
+    size_t cap = sp->cap_keys ? sp->cap_keys * 2 : 32;
+    located_t *g = realloc(sp->keys, cap * sizeof(*g));
+    if (g == NULL) {
+      free(path);
+      return oom(l);
+    }
+    sp->keys = g;
+    sp->cap_keys = cap;
+  }
+  sp->keys[sp->n_keys++] =
+      (located_t){.path = path, .key = pos_of(k->start_mark), .value = pos_of(v->start_mark)};
   return 0;
 }
 
@@ -474,47 +507,6 @@ static int get_duration(loader_t *l, const yaml_node_t *n, const char *path, uin
 
 /* ---- mappings ------------------------------------------------------------------------- */
 
-/* Edit distance counting a swap of two neighbours as one edit (optimal string alignment),
- * since "rnu" for "run" is one slip of the fingers. */
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64)
-    return SIZE_MAX;
-  size_t d[65][65];
-  for (size_t i = 0; i <= la; i++)
-    d[i][0] = i;
-  for (size_t j = 0; j <= lb; j++)
-    d[0][j] = j;
-  for (size_t i = 1; i <= la; i++)
-    for (size_t j = 1; j <= lb; j++) {
-      size_t best = d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      if (d[i - 1][j] + 1 < best)
-        best = d[i - 1][j] + 1;
-      if (d[i][j - 1] + 1 < best)
-        best = d[i][j - 1] + 1;
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-          d[i - 2][j - 2] + 1 < best)
-        best = d[i - 2][j - 2] + 1;
-      d[i][j] = best;
-    }
-  return d[la][lb];
-}
-
-static const char *closest(const char *key, const char *const *keys, size_t nkeys) {
-  size_t len = strlen(key);
-  size_t limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
-  const char *best = NULL;
-  size_t best_d = SIZE_MAX;
-  for (size_t i = 0; i < nkeys; i++) {
-    size_t d = edit_distance(key, keys[i]);
-    if (d < best_d) {
-      best_d = d;
-      best = keys[i];
-    }
-  }
-  return best_d <= limit ? best : NULL;
-}
-
 /* A key's text: keys are taken literally (never expanded), and must be strings. */
 static int key_text(loader_t *l, const yaml_node_t *k, const char *where, char *out, size_t size) {
   if (k->type != YAML_SCALAR_NODE)
@@ -547,7 +539,7 @@ static int check_mapping(loader_t *l, const yaml_node_t *map, const char *where,
     while (i < nkeys && strcmp(keys[i], name) != 0)
       i++;
     if (i == nkeys) {
-      const char *near = closest(name, keys, nkeys);
+      const char *near = kite__closest(name, keys, nkeys);
       char in[160] = "";
       if (where[0])
         snprintf(in, sizeof(in), " in %s", where);
@@ -565,6 +557,9 @@ static int check_mapping(loader_t *l, const yaml_node_t *map, const char *where,
     knodes[i] = k;
     yaml_node_t *v = node(l, p->value);
     vals[i] = is_null_node(v) ? NULL : v;
+    rc = locate(l, where[0] ? kite__sprintf("%s.%s", where, name) : kite__strdup(name), k, v);
+    if (rc != 0)
+      return rc;
   }
   return 0;
 }
@@ -623,7 +618,9 @@ static int to_json(loader_t *l, const yaml_node_t *n, const char *path, int dept
       key[k->data.scalar.length] = '\0';
       snprintf(sub, sizeof(sub), "%.200s.%.40s", path, key);
       json_t *v;
-      rc = to_json(l, node(l, p->value), sub, depth + 1, &v);
+      rc = locate(l, kite__sprintf("%s.%s", path, key), k, node(l, p->value));
+      if (rc == 0)
+        rc = to_json(l, node(l, p->value), sub, depth + 1, &v);
       if (rc == 0 && json_object_set_new(obj, key, v) != 0)
         rc = fail(l, k, "%s: the key is not valid UTF-8; expected text", sub);
     }
@@ -1475,6 +1472,9 @@ static void spec_free(kite_spec_t *s) {
   for (size_t i = 0; i < s->n_owned; i++)
     free(s->owned[i]);
   free(s->owned);
+  for (size_t i = 0; i < s->n_keys; i++)
+    free(s->keys[i].path);
+  free(s->keys);
   if (s->env)
     for (size_t i = 0; s->env[i]; i++)
       free(s->env[i]);
@@ -1560,6 +1560,37 @@ const char *kite_spec_run(const kite_spec_t *spec) {
 
 const char *kite_spec_source(const kite_spec_t *spec) {
   return spec ? spec->source : NULL;
+}
+
+int kite_spec_where(const kite_spec_t *spec, const char *path, kite_spec_pos_t *key,
+                    kite_spec_pos_t *value) {
+  if (spec == NULL || path == NULL)
+    return KITE_EINVAL;
+  for (size_t i = 0; i < spec->n_keys; i++)
+    if (strcmp(spec->keys[i].path, path) == 0) {
+      if (key)
+        *key = spec->keys[i].key;
+      if (value)
+        *value = spec->keys[i].value;
+      return 0;
+    }
+  return KITE_ENOENT;
+}
+
+int kite_spec_set_provider_options(kite_spec_t *spec, const char *json) {
+  if (spec == NULL)
+    return KITE_EINVAL;
+  if (json == NULL) {
+    spec->pool.provider_options = NULL;
+    return 0;
+  }
+  char *copy = kite__strdup(json);
+  if (copy == NULL)
+    return KITE_ENOMEM;
+  loader_t l = {.file = spec->source, .spec = spec};
+  int rc = own(&l, copy, &spec->pool.provider_options);
+  free(l.err);
+  return rc;
 }
 
 void kite_spec_free(kite_spec_t *spec) {

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,4 +171,49 @@ char *kite__json_str(const char *json, const char *key) {
   char *v = kite__strdup(json_string_value(json_object_get(j, key)));
   json_decref(j);
   return v;
+}
+
+/* Edit distance counting a swap of two neighbours as one edit (optimal string alignment),
+ * since "rnu" for "run" is one slip of the fingers. */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64)
+    return SIZE_MAX;
+  size_t d[65][65];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      size_t best = d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      if (d[i - 1][j] + 1 < best)
+        best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
+    }
+  return d[la][lb];
+}
+
+const char *kite__closest(const char *key, const char *const *keys, size_t nkeys) {
+  /* A different case is the likeliest slip of all (AWS for aws). */
+  for (size_t i = 0; i < nkeys; i++)
+    if (strcasecmp(key, keys[i]) == 0)
+      return keys[i];
+  size_t len = strlen(key);
+  size_t limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+  const char *best = NULL;
+  size_t best_d = SIZE_MAX;
+  for (size_t i = 0; i < nkeys; i++) {
+    size_t d = edit_distance(key, keys[i]);
+    if (d < best_d) {
+      best_d = d;
+      best = keys[i];
+    }
+  }
+  return best_d <= limit ? best : NULL;
 }

@@ -16,6 +16,7 @@
 #include "kite/transport.h"
 #include "kite/bootstrap.h"
 #include "kite/provider.h"
+#include "kite/registry.h"
 #include "kite/pool.h"
 #include "kite/spec.h"
 #include "kite/local.h"

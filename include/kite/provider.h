@@ -22,7 +22,8 @@
  * private key file that logs in to it.
  *
  * The pool and the nodes never call a provider directly; they send these requests. A new
- * provider is one folder under providers/ and one constructor. */
+ * provider is one folder under providers/, one constructor, and one row of the registry
+ * (registry.h: its name, what it honours of a spec, its options). */
 
 #include "kite/bus.h"
 #include "kite/runtime.h"

@@ -15,6 +15,13 @@
  * end the collection, so a ${VAR} there must be quoted ("${VAR}", which makes it a string);
  * write numbers from the environment in block style (`nodes: ${N}`).
  *
+ * Honoured or refused: this loader checks the schema, which is the same for every provider.
+ * Whether the provider the spec names honours each key it gives (region, resources, ssh.key,
+ * each provider option, ...) is the provider registry's to say: kite_registry_check_spec()
+ * (registry.h) refuses what it would drop, at the key's FILE:LINE:COL, using the positions
+ * kept here (kite_spec_where()). The loader sits below the providers, so it cannot ask them;
+ * a program that loads specs for any provider calls both, as the `kite` command does.
+ *
  * Errors: loading never half-applies anything. On failure *out is untouched, everything the
  * loader allocated is freed, and *errmsg (when errmsg is not NULL) receives one malloc'd line
  *     FILE:LINE:COL: what was wrong; what was expected
@@ -25,7 +32,8 @@
  *
  *   name: NAME                  required; 1-48 letters, digits, '-', '_'
  *   provider: local             provider name (default local)
- *   provider_options: {...}     any mapping; handed to the provider as JSON
+ *   provider_options: {...}     a mapping; handed to the provider as JSON (the registry
+ *                               checks its keys against the provider's option table)
  *   region: REGION
  *   nodes: N                    required; 1..100000
  *   min_nodes: N                0..nodes (0: nodes)
@@ -72,6 +80,24 @@ const char *kite_spec_run(const kite_spec_t *spec);
 
 /* Where the spec came from: its path, or the name given to kite_spec_load_string(). */
 const char *kite_spec_source(const kite_spec_t *spec);
+
+/* A line and a column in the spec's text, both from 1. */
+typedef struct kite_spec_pos {
+  unsigned line, column;
+} kite_spec_pos_t;
+
+/* Where the spec writes the key at path, a dotted path from the top: "region",
+ * "resources.cpus", "ssh.key", "provider_options.port" (also nested: "bootstrap.files[0].mode",
+ * "provider_options.a.b"). *key gets the key's position and *value its value's (either may be
+ * NULL). Keys given with an empty value are found too. KITE_ENOENT when the spec has no such
+ * key, KITE_EINVAL on NULL arguments. */
+int kite_spec_where(const kite_spec_t *spec, const char *path, kite_spec_pos_t *key,
+                    kite_spec_pos_t *value);
+
+/* Replaces the pool spec's provider options with a copy of json (a JSON object's text, or NULL
+ * for none); the old text stays owned by spec until kite_spec_free(). Used by the registry to
+ * hand the provider what it takes from other keys (ssh.user, ssh.key). */
+int kite_spec_set_provider_options(kite_spec_t *spec, const char *json);
 
 /* Frees spec and everything it owns (the bootstrap included). NULL is a no-op. */
 void kite_spec_free(kite_spec_t *spec);
