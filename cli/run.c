@@ -272,6 +272,10 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
   run_t r = {.quiet = true};
   char *errmsg = NULL;
   int rc = text ? kite_spec_load_string(text, strlen(text), "-w", &r.spec, &errmsg) : KITE_ENOMEM;
+  if (rc == 0 && (rc = kite_registry_check_spec(r.spec, &errmsg)) != 0) {
+    kite_spec_free(r.spec);
+    r.spec = NULL;
+  }
   free(text);
   if (rc != 0) {
     cli_err("exec: %s", errmsg ? errmsg : kite_strerror(rc));
