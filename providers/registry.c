@@ -153,6 +153,11 @@ static const kite_provider_info_t providers[] = {
                                         "(kite-node when that is root); remove ssh.user",
                 [KITE_FIELD_SSH_KEY] = "local nodes accept kite's own key only "
                                        "($KITE_HOME/keys/id_ed25519); remove ssh.key",
+                [KITE_FIELD_APT] = "local nodes share this machine's system and log in as an "
+                                   "unprivileged user without sudo, so they cannot install "
+                                   "packages (what is installed here they already have); "
+                                   "install them on this machine (apt-get install ...) and "
+                                   "remove bootstrap.apt",
             },
         .options = local_options,
         .n_options = KITE_ARRAY_SIZE(local_options),
@@ -511,6 +516,8 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
   check_field(&c, p, KITE_FIELD_DEADMAN,
               !ps->deadman_off && kite_spec_where(spec, "deadman.enabled", NULL, NULL) == 0,
               "deadman.enabled");
+  check_field(&c, p, KITE_FIELD_APT, kite_spec_where(spec, "bootstrap.apt", NULL, NULL) == 0,
+              "bootstrap.apt");
   if (ps->ssh_key && p->ssh_key_option && !p->refused[KITE_FIELD_SSH_KEY])
     check_key_file(&c, "ssh.key", ps->ssh_key);
 

@@ -33,6 +33,7 @@ typedef enum kite_spec_field {
   KITE_FIELD_SSH_USER,      /* ssh.user */
   KITE_FIELD_SSH_KEY,       /* ssh.key */
   KITE_FIELD_DEADMAN,       /* deadman.timeout, deadman.enabled: true */
+  KITE_FIELD_APT,           /* bootstrap.apt (system packages, installed as root) */
   KITE_FIELD__COUNT
 } kite_spec_field_t;
 

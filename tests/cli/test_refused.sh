@@ -14,7 +14,7 @@ export KITE_DO_API_URL=$SIM_URL KITE_AWS_ENDPOINT=$SIM_URL/
 cd "$T_DIR" || die "no $T_DIR"
 aws_live() { curl -s "$SIM_URL/_sim/ec2/state" | python3 -c 'import json,sys; print(json.load(sys.stdin)["live"])'; }
 do_live() { sim_num '["droplets"]'; }
-recorded() { kite status --json 2>/dev/null | python3 -c "
+recorded() { kite status --json --all 2>/dev/null | python3 -c "
 import json,sys
 print(sum(1 for p in json.load(sys.stdin).get('pools',[]) if p['name']=='$1'))"; }
 
@@ -37,6 +37,10 @@ refused() {
 }
 
 log "local"
+refused local "bad.yaml:8:3: bootstrap.apt: not honoured by the local provider: local nodes share this machine's system" <<'YAML'
+bootstrap:
+  apt: [git]
+YAML
 refused local "bad.yaml:7:1: region: not honoured by the local provider" <<'YAML'
 region: us-east-1
 YAML
