@@ -64,7 +64,10 @@ const char *cli_clock(int64_t ms);
 typedef struct cli_lines {
   char *buf;
   size_t len;
+  unsigned attempt; /* of the lines being fed: 2 and up are labelled "[rank #attempt] " */
 } cli_lines_t;
+/* Sets the attempt the next bytes come from; a partial line of another attempt is flushed. */
+void cli_lines_attempt(cli_lines_t *l, FILE *fp, uint32_t rank, unsigned attempt);
 void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, size_t len);
 void cli_lines_flush(cli_lines_t *l, FILE *fp, uint32_t rank);
 

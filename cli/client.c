@@ -191,6 +191,8 @@ int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank)
       if (lines[s].len && last_rank[s] != rank)
         cli_lines_flush(&lines[s], s ? stderr : stdout, last_rank[s]);
       last_rank[s] = rank;
+      cli_lines_attempt(&lines[s], s ? stderr : stdout, rank,
+                        (unsigned)json_integer_value(json_object_get(j, "attempt")));
       if (b)
         cli_lines_feed(&lines[s], s ? stderr : stdout, rank, b, len);
       free(b);
@@ -272,7 +274,7 @@ static void cancel_on_signals(cli_conn_t *c) {
 int cli_cmd_exec(int argc, char **argv) {
   cli_opts_t o = {0};
   const char *name = NULL;
-  long timeout_s = 0, fanout = 0;
+  long timeout_s = 0, fanout = 0, retries = -1;
   json_t *ranks = json_array(), *exclude = json_array(), *env = json_array();
   const char *hosts = NULL, *hostfile = NULL;
   bool dashdash = false;
@@ -320,6 +322,12 @@ int cli_cmd_exec(int argc, char **argv) {
       if (v <= 0 || *end)
         EXEC_USAGE("%s needs a positive number", a);
       *(strcmp(a, "--timeout") == 0 ? &timeout_s : &fanout) = v;
+      i++;
+    } else if (strcmp(a, "--retries") == 0) {
+      char *end = NULL;
+      retries = has_val ? strtol(argv[i + 1], &end, 10) : -1;
+      if (retries < 0 || retries > 100 || *end)
+        EXEC_USAGE("--retries needs a number from 0 to 100");
       i++;
     } else if (strcmp(a, "-w") == 0 || strcmp(a, "--hosts") == 0) {
       if (!has_val)
@@ -385,6 +393,8 @@ int cli_cmd_exec(int argc, char **argv) {
     json_object_set_new(req, "timeout_ms", json_integer((json_int_t)timeout_s * 1000));
   if (fanout > 0)
     json_object_set_new(req, "fanout", json_integer((json_int_t)fanout));
+  if (retries >= 0)
+    json_object_set_new(req, "retries", json_integer((json_int_t)retries));
   cli_conn_t c;
   code = CLI_EXIT_FAIL;
   if (connect_owner(&c, "exec", name) != 0) {
@@ -591,14 +601,12 @@ static int logs_from_store(const char *name, int64_t rank) {
     if (v[i].finished_ms == 0)
       printf("[%u] (did not finish; on %s)\n", v[i].rank, on);
     else if (v[i].error)
-      printf("[%u] (failed: %s; on %s, attempt %u)\n", v[i].rank, v[i].error, on,
-             v[i].attempt);
+      printf("[%u] (failed: %s; on %s, attempt %u)\n", v[i].rank, v[i].error, on, v[i].attempt);
     else if (v[i].signal)
       printf("[%u] (killed by signal %s; on %s, attempt %u)\n", v[i].rank, v[i].signal, on,
              v[i].attempt);
     else
-      printf("[%u] (exit %d; on %s, attempt %u)\n", v[i].rank, v[i].exit_status, on,
-             v[i].attempt);
+      printf("[%u] (exit %d; on %s, attempt %u)\n", v[i].rank, v[i].exit_status, on, v[i].attempt);
   }
   kite_store_tasks_free(v, n);
   kite_store_close(st);

@@ -14,7 +14,7 @@ typedef struct subcmd {
 
 static const subcmd_t cmds[] = {
     {"run", cli_cmd_run, "open a pool, run a command on every node, close it",
-     "usage: kite run [--plain] SPEC [-- CMD...]\n"
+     "usage: kite run [--plain] [--retries N] SPEC [-- CMD...]\n"
      "\n"
      "Opens the pool described by SPEC (a YAML file), bootstraps every node, runs the spec's\n"
      "`run:` script (or CMD, given after --, as an argument vector: kite quotes it) on every\n"
@@ -29,7 +29,10 @@ static const subcmd_t cmds[] = {
      "Ctrl-C cancels the running commands and closes the pool (the screen says so); a second\n"
      "Ctrl-C exits at once, and `kite down NAME` then terminates what is left.\n"
      "\n"
-     "  --plain   plain progress lines even on a terminal (no live node table)\n"},
+     "  --plain        plain progress lines even on a terminal (no live node table)\n"
+     "  --retries N    re-run a rank whose node is lost on its replacement, up to N times\n"
+     "                 (default: the spec's retries:); later attempts' lines are labelled\n"
+     "                 [RANK #ATTEMPT]\n"},
     {"up", cli_cmd_up, "open a pool and keep it running in the background",
      "usage: kite up [--plain] [--json] SPEC\n"
      "\n"
@@ -64,6 +67,9 @@ static const subcmd_t cmds[] = {
      "  -e, --env N=V       set N=V for the command (repeatable)\n"
      "  -f, --fanout N      at most N ranks at once\n"
      "  --timeout SECONDS   stop the command on every node after this long\n"
+     "  --retries N         re-run a rank whose node is lost on its replacement, up to N times\n"
+     "                      (default: the spec's retries:); later attempts' lines are\n"
+     "                      labelled [RANK #ATTEMPT]\n"
      "  --json              print the owner's replies as JSON lines (output base64-encoded)\n"},
     {"upload", cli_cmd_upload, "copy a local file or tree to every node",
      "usage: kite upload NAME SRC DST\n"

@@ -11,7 +11,7 @@
  *   {"op":"events","follow":B}            → kept events, then (follow) live ones; every
  *                                           event is the bus's JSON line as it is
  *   {"op":"exec","argv":[…] | "shell":S,"rank":R | "ranks":[…],"exclude":[…],"env":["N=V"…],
- *    "fanout":N,"timeout_ms":N}
+ *    "fanout":N,"timeout_ms":N,"retries":N (default: the spec's retries)}
  *                                         → {"t":"out","rank","attempt","stream","data"}…
  *                                           then {"t":"result",…}; meanwhile the client
  *                                           may send {"op":"cancel"}: the result then
@@ -234,7 +234,7 @@ static const char *pool_state(owner_t *o) {
     return "failed";
   /* Below min_nodes (nodes failed and were not replaced) the pool is not what was asked. */
   return o->pool && kite_pool_ready_count(o->pool) < kite_pool_min_nodes(o->pool) ? "degraded"
-                                                                                   : "ready";
+                                                                                  : "ready";
 }
 
 static json_t *nodes_json(owner_t *o) {
@@ -609,17 +609,30 @@ static void req_exec(owner_t *o, client_t *cl, json_t *req) {
     strcat(what, v[i]);
   }
   json_t *to = json_object_get(req, "timeout_ms"), *fo = json_object_get(req, "fanout");
+  json_t *re = json_object_get(req, "retries");
   kite_task_opts_t opts = {
       .timeout_ms =
           json_is_integer(to) && json_integer_value(to) > 0 ? (uint64_t)json_integer_value(to) : 0,
       .fanout =
           json_is_integer(fo) && json_integer_value(fo) > 0 ? (unsigned)json_integer_value(fo) : 0,
-      .env = json_array_size(jenv) ? env : NULL};
+      .env = json_array_size(jenv) ? env : NULL,
+      .retries = json_is_integer(re) && json_integer_value(re) >= 0
+                     ? (unsigned)json_integer_value(re)
+                     : kite_spec_retries(o->spec)};
   /* The record spans the lowest to the highest selected rank. */
   uint32_t lo = sel[0], hi = sel[0];
   for (unsigned i = 1; i < nsel; i++) {
     lo = sel[i] < lo ? sel[i] : lo;
     hi = sel[i] > hi ? sel[i] : hi;
+  }
+  if (opts.retries > 0 && !kite_spec_pool(o->spec)->replace) {
+    free(sel);
+    free(v);
+    free(env);
+    free(what);
+    send_usage_error(cl, "--retries re-runs a command on the replacement of a lost node, and "
+                         "this pool has replacement off (its spec's replace.on_preemption)");
+    return;
   }
   task_rec_t *t = task_new(o, cl, what, lo, hi - lo + 1);
   for (unsigned i = 0; t && nsel != hi - lo + 1 && i < hi - lo + 1; i++)

@@ -110,10 +110,10 @@ static void on_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, int st
                       const void *buf, size_t len, void *data) {
   run_t *r = data;
   (void)pool;
-  (void)attempt;
   if (rank >= r->nodes)
     return;
   int s = stream == 2 ? 1 : 0;
+  cli_lines_attempt(&r->lines[rank][s], s ? stderr : stdout, rank, attempt);
   cli_lines_feed(&r->lines[rank][s], s ? stderr : stdout, rank, buf, len);
 }
 
@@ -311,6 +311,7 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
 
 int cli_cmd_run(int argc, char **argv) {
   cli_opts_t o = {0};
+  long retries = -1;
   const char *path = NULL;
   int i = 1;
   for (; i < argc; i++) {
@@ -322,6 +323,12 @@ int cli_cmd_run(int argc, char **argv) {
       return 0;
     } else if (strcmp(argv[i], "--plain") == 0) {
       o.plain = true;
+    } else if (strcmp(argv[i], "--retries") == 0) {
+      char *end = NULL;
+      retries = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
+      if (retries < 0 || retries > 100 || *end)
+        return cli_usage("run", "--retries needs a number from 0 to 100");
+      i++;
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       return cli_usage("run", "unknown option %s", argv[i]);
     } else if (path == NULL) {
@@ -355,6 +362,14 @@ int cli_cmd_run(int argc, char **argv) {
             path, path);
     kite_spec_free(r.spec);
     return CLI_EXIT_USAGE;
+  }
+  r.opts.retries = retries >= 0 ? (unsigned)retries : kite_spec_retries(r.spec);
+  if (r.opts.retries > 0 && !kite_spec_pool(r.spec)->replace) {
+    kite_spec_free(r.spec);
+    return cli_usage("run",
+                     "--retries re-runs a command on the replacement of a lost node, and "
+                     "%s has replacement off; add replace: {on_preemption: true}",
+                     path);
   }
   return run_spec(&r, o.plain);
 }

@@ -234,6 +234,20 @@ const char *cli_clock(int64_t ms) {
   return buf;
 }
 
+static void line_label(const cli_lines_t *l, FILE *fp, uint32_t rank) {
+  if (l->attempt > 1)
+    fprintf(fp, "[%u #%u] ", rank, l->attempt);
+  else
+    fprintf(fp, "[%u] ", rank);
+}
+
+void cli_lines_attempt(cli_lines_t *l, FILE *fp, uint32_t rank, unsigned attempt) {
+  if (attempt == l->attempt)
+    return;
+  cli_lines_flush(l, fp, rank);
+  l->attempt = attempt;
+}
+
 void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, size_t len) {
   const char *p = data;
   while (len > 0) {
@@ -247,7 +261,7 @@ void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, s
       l->buf = g;
       l->len += take;
     } else {
-      fprintf(fp, "[%u] ", rank);
+      line_label(l, fp, rank);
       if (l->len)
         fwrite(l->buf, 1, l->len, fp);
       fwrite(p, 1, take, fp);
@@ -261,7 +275,7 @@ void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, s
 
 void cli_lines_flush(cli_lines_t *l, FILE *fp, uint32_t rank) {
   if (l->len) {
-    fprintf(fp, "[%u] ", rank);
+    line_label(l, fp, rank);
     fwrite(l->buf, 1, l->len, fp);
     fputc('\n', fp);
     fflush(fp);

@@ -43,6 +43,7 @@ typedef struct rank_run {
   char *tail;
   size_t tail_len;
   bool tail_dropped;
+  bool await_replacement; /* a lost attempt: the re-run waits for a new instance */
 } rank_run_t;
 
 #define TASK_TAIL 4096
@@ -763,7 +764,10 @@ static void run_finished(rank_run_t *r, int error, int exit_status, const char *
       t->pool->replace &&
       n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED) {
     r->started = false;
-    return; /* schedule() starts it again when the node is READY */
+    /* Not on the instance that was lost (its node may still look READY for a moment): on the
+     * replacement. */
+    r->await_replacement = true;
+    return; /* schedule() starts it again when the replacement is READY */
   }
   r->finished = true;
   r->finished_ms = (int64_t)kite__wall_ms();
@@ -954,7 +958,10 @@ static void schedule(task_t *t) {
     if (pool->closing || t->canceled) {
       run_finished(r, KITE_ECANCELED, -1, NULL,
                    pool->closing ? "the pool is closing" : "the task was canceled");
-    } else if (n->state == KITE_NODE_READY) {
+    } else if (n->state == KITE_NODE_READY &&
+               !(r->await_replacement && r->instance && n->instance_id &&
+                 strcmp(r->instance, n->instance_id) == 0)) {
+      r->await_replacement = false;
       if (t->inflight >= limit)
         break;
       if (i >= t->next)

@@ -37,6 +37,7 @@ typedef struct located {
 struct kite_spec {
   kite_pool_spec_t pool;
   char *run;
+  unsigned retries; /* re-runs of run: (and of kite exec's commands) on a lost node's replacement */
   char *source;
   char **env;
   kite_bootstrap_t *bootstrap;
@@ -190,7 +191,6 @@ static const char *kind_name(kind_t k) {
     return "a string";
   }
 }
-
 
 /* ---- ${VAR} expansion ----------------------------------------------------------------- */
 
@@ -1256,7 +1256,6 @@ static int read_ssh(loader_t *l, const yaml_node_t *n) {
   return rc;
 }
 
-
 enum {
   T_NAME,
   T_PROVIDER,
@@ -1273,14 +1272,15 @@ enum {
   T_MONITORS,
   T_DEADMAN,
   T_SSH,
+  T_RETRIES,
   T__COUNT
 };
 
 static int read_top(loader_t *l, const yaml_node_t *root) {
   static const char *const keys[T__COUNT] = {
-      "name",      "provider", "provider_options", "region",  "nodes",
-      "min_nodes", "image",    "resources",        "env",     "bootstrap",
-      "run",       "replace",  "monitors",         "deadman", "ssh"};
+      "name",      "provider", "provider_options", "region", "nodes",   "min_nodes", "image",
+      "resources", "env",      "bootstrap",        "run",    "replace", "monitors",  "deadman",
+      "ssh",       "retries"};
   yaml_node_t *v[T__COUNT], *k[T__COUNT];
   kite_pool_spec_t *ps = &l->spec->pool;
   if (root->type != YAML_MAPPING_NODE)
@@ -1354,6 +1354,13 @@ static int read_top(loader_t *l, const yaml_node_t *root) {
     rc = read_deadman(l, v[T_DEADMAN]);
   if (rc == 0 && v[T_SSH])
     rc = read_ssh(l, v[T_SSH]);
+  if (rc == 0 && v[T_RETRIES])
+    rc = get_uint(l, v[T_RETRIES], "retries", 0, 100, &l->spec->retries);
+  /* A re-run happens on the replacement of a lost node: without replacement there is none. */
+  if (rc == 0 && l->spec->retries > 0 && !ps->replace)
+    rc = fail(l, k[T_RETRIES],
+              "retries: a command is re-run on the replacement of a lost node, and replacement "
+              "is off; add replace: {on_preemption: true}, or remove retries");
   return rc;
 }
 
@@ -1556,6 +1563,10 @@ const kite_pool_spec_t *kite_spec_pool(const kite_spec_t *spec) {
 
 const char *kite_spec_run(const kite_spec_t *spec) {
   return spec ? spec->run : NULL;
+}
+
+unsigned kite_spec_retries(const kite_spec_t *spec) {
+  return spec ? spec->retries : 0;
 }
 
 const char *kite_spec_source(const kite_spec_t *spec) {

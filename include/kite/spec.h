@@ -48,6 +48,8 @@
  *     files: [{path: P, content: TEXT | source: LOCAL_FILE, mode: 0644}, ...]
  *     setup: SCRIPT  or  [{name: NAME, run: SCRIPT}, ...]
  *   run: SCRIPT                 what `kite run` runs on every node
+ *   retries: N                  re-runs of run: (and kite exec's commands) on the replacement of
+ *                               a lost node, 0..100; needs replace.on_preemption
  *   replace: {on_preemption: BOOL, max_replacements: N, per_minute: N}
  *   monitors: {enabled: BOOL, health_interval: 5s, health_timeout: 5s, health_failures: N,
  *              preempt_interval: 5s, jitter: 500ms, health_command: CMD}
@@ -77,6 +79,10 @@ const kite_pool_spec_t *kite_spec_pool(const kite_spec_t *spec);
 
 /* The `run:` command (a shell script), or NULL when the spec has none. Owned by spec. */
 const char *kite_spec_run(const kite_spec_t *spec);
+
+/* `retries:` (0..100): how many times a command of the spec's pool (`run:`, and the `kite`
+ * command's exec) is re-run on the replacement when its node is lost. 0 when absent. */
+unsigned kite_spec_retries(const kite_spec_t *spec);
 
 /* Where the spec came from: its path, or the name given to kite_spec_load_string(). */
 const char *kite_spec_source(const kite_spec_t *spec);
