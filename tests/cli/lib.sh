@@ -61,7 +61,7 @@ wait_for() {
 node_procs() {
   local tag="$1" n=0
   for e in /proc/[0-9]*/environ; do
-    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" && n=$((n + 1))
+    { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" && n=$((n + 1))
   done
   echo "$n"
 }
@@ -70,8 +70,8 @@ node_procs_matching() {
   local tag="$1" pat="$2" n=0 d
   for e in /proc/[0-9]*/environ; do
     d=${e%/environ}
-    tr '\0' '\n' <"$e" 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" || continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -Eq -- "$pat" && n=$((n + 1))
+    { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -qx "KITE_NODE_TAG=$tag" || continue
+    { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -Eq -- "$pat" && n=$((n + 1))
   done
   echo "$n"
 }
