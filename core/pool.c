@@ -427,10 +427,11 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     rc = kite_on_node_preempted(pool->bus, pool->id, on_node_preempted, pool, &pool->subs[1]);
   if (rc == 0)
     rc = kite_on_node_preempting(pool->bus, pool->id, on_node_preempting, pool, &pool->subs[2]);
-  if (rc == 0 && !spec->monitors_off)
-    /* The heartbeat is refreshed five times per dead-man timeout, so a few failed checks never
-     * let a live node's watchdog fire. */
-    rc = kite__watch_new(rt, pool->id, pool->provider, &spec->monitors, pool->deadman_ms / 5,
+  if (rc == 0 && (!spec->monitors_off || pool->deadman_ms))
+    /* The heartbeat is refreshed five times per dead-man timeout, so a few failed refreshes
+     * never let a live node's watchdog fire; it runs with the monitors off too. */
+    rc = kite__watch_new(rt, pool->id, pool->provider,
+                         spec->monitors_off ? NULL : &spec->monitors, pool->deadman_ms / 5,
                          &pool->watch);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);

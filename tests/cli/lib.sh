@@ -65,6 +65,8 @@ node_procs() {
   done
   echo "$n"
 }
+# True when no process carries KITE_NODE_TAG=TAG (for wait_for: the nodes are all off).
+no_node_procs() { [ "$(node_procs "$1")" = 0 ]; }
 # Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line).
 node_procs_matching() {
   local tag="$1" pat="$2" n=0 d
