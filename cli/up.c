@@ -56,6 +56,20 @@ static int listen_on(const char *path) {
   return fd;
 }
 
+/* Does something accept connections on the unix socket at path? */
+static bool socket_answers(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(sa.sun_path))
+    return false;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+  close(fd);
+  return ok;
+}
+
 static void tail_log(const char *path) {
   FILE *fp = fopen(path, "r");
   if (fp == NULL)
@@ -237,6 +251,13 @@ int cli_cmd_up(int argc, char **argv) {
     goto out;
   }
   chmod(run_dir, 0700);
+  /* Another `kite up` of this name may have bound the socket since the check above, before
+   * its owner recorded itself: never take a socket that answers from it. */
+  if (socket_answers(sock)) {
+    cli_err("up: pool %s is already being opened by another `kite up` (its socket %s answers); "
+            "use it, or `kite down %s` first", name, sock, name);
+    goto out;
+  }
   unlink(sock); /* a dead owner's socket (the live-owner case was refused above) */
   lfd = listen_on(sock);
   if (lfd < 0) {

@@ -14,6 +14,7 @@
  * component of the first shutdown tier, so a runtime shutdown closes it before anything it
  * needs goes away. */
 #include <assert.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <jansson.h>
@@ -213,7 +214,8 @@ static void pool_release(kite_pool_t *pool) {
 static void comp_stop(kite_component_t *c, kite_component_stopped_fn done);
 
 static void pool_free(kite_pool_t *pool) {
-  for (unsigned i = 0; i < pool->nodes_n; i++)
+  /* An open refused before the nodes existed frees a pool without them. */
+  for (unsigned i = 0; pool->nodes && i < pool->nodes_n; i++)
     kite__node_free(&pool->nodes[i]);
   free(pool->nodes);
   free(pool->name);
@@ -322,6 +324,24 @@ bool kite__pool_rate_take(kite_pool_t *pool) {
   return false;
 }
 
+/* Is pid a running process? A zombie (killed, not yet reaped) is not. A pid we may not signal
+ * (EPERM) is someone's live process. */
+static bool owner_alive(int64_t pid, void *data) {
+  (void)data;
+  if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+    return false;
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL)
+    return true;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')');
+  return !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
 /* Records the pool in the state store before anything is launched. A pool of the same name
  * with instances still recorded live (a process that crashed, or one that has it open now) is
  * refused: those instances must be cleaned up first, never forgotten. */
@@ -333,30 +353,23 @@ static int record_pool(kite_pool_t *pool) {
              "not be recorded before they exist; refusing to launch", pool->name);
     return rc;
   }
-  kite_store_pool_t old = {0};
-  if (kite_store_pool_get(st, pool->name, &old) == 0) {
-    bool owned = old.owner_pid > 0 && old.owner_pid != getpid() && kill((pid_t)old.owner_pid, 0) == 0;
-    unsigned live = old.live_instances;
-    int64_t owner = old.owner_pid;
-    kite_store_pool_clear(&old);
-    if (owned) {
-      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s is open in process %lld; close it "
-               "there or pick another name", pool->name, (long long)owner);
-      return KITE_EBUSY;
-    }
-    if (live > 0) {
-      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s has %u instance(s) recorded as live "
-               "by an earlier run that did not close it; run `kite down %s` first (they may "
-               "still be running and cost money)", pool->name, live, pool->name);
-      return KITE_EBUSY;
-    }
-  }
   kite_store_pool_t rec = {.name = pool->name, .provider = pool->provider, .tag = pool->tag,
                            .owner_pid = getpid(), .state = "opening"};
-  rc = kite_store_pool_put(st, &rec);
-  if (rc != 0)
+  kite_store_pool_t held = {0};
+  rc = kite_store_pool_claim(st, &rec, owner_alive, NULL, &held);
+  if (rc == KITE_EBUSY && held.name != NULL) {
+    if (held.owner_pid > 0 && held.owner_pid != getpid() && owner_alive(held.owner_pid, NULL))
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s is open in process %lld; close it "
+               "there or pick another name", pool->name, (long long)held.owner_pid);
+    else
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s has %u instance(s) recorded as live "
+               "by an earlier run that did not close it; run `kite down %s` first (they may "
+               "still be running and cost money)", pool->name, held.live_instances, pool->name);
+  } else if (rc != 0) {
     kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s: cannot record it: %s", pool->name,
              kite_store_errmsg(st));
+  }
+  kite_store_pool_clear(&held);
   pool->store = rc == 0 ? st : NULL;
   return rc;
 }
@@ -421,6 +434,16 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     if (rc == 0)
       rc = kite_bootstrap_register_secrets(spec->bootstrap, rt);
   }
+  if (rc == 0) {
+    /* The store records one owner per name, so a second open in this process is refused the
+     * same way as one in another process. */
+    kite_component_t *same = kite_runtime_find(rt, pool->name);
+    if (same && same->tier == KITE_TIER_POOL) {
+      kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s is already open in this process; close it "
+               "first or pick another name", pool->name);
+      rc = KITE_EBUSY;
+    }
+  }
   if (rc == 0)
     rc = record_pool(pool);
   if (rc == 0) {
@@ -443,16 +466,20 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     rc = kite_on_node_preempting(pool->bus, pool->id, on_node_preempting, pool, &pool->subs[2]);
   if (rc == 0)
     rc = kite_on_instance_created(pool->bus, pool->id, on_instance_created, pool, &pool->subs[3]);
-  if (rc == 0 && !spec->monitors_off)
-    /* The heartbeat is refreshed five times per dead-man timeout, so a few failed checks never
-     * let a live node's watchdog fire. */
-    rc = kite__watch_new(rt, pool->id, pool->provider, &spec->monitors, pool->deadman_ms / 5,
+  if (rc == 0 && (!spec->monitors_off || pool->deadman_ms))
+    /* The heartbeat is refreshed five times per dead-man timeout, so a few failed refreshes
+     * never let a live node's watchdog fire; it runs with the monitors off too. */
+    rc = kite__watch_new(rt, pool->id, pool->provider,
+                         spec->monitors_off ? NULL : &spec->monitors, pool->deadman_ms / 5,
                          &pool->watch);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;
   }
   if (rc != 0) {
+    /* The name was claimed but nothing was launched: give it back. */
+    if (pool->store)
+      kite_store_pool_set_state(pool->store, pool->name, "closed", 0, NULL);
     for (size_t k = 0; k < KITE_ARRAY_SIZE(pool->subs); k++)
       kite_bus_unsubscribe(pool->bus, pool->subs[k]);
     kite__watch_free(pool->watch);

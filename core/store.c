@@ -730,6 +730,70 @@ int kite_store_pool_put(kite_store_t *s, const kite_store_pool_t *p) {
   return run(s, st, "recording a pool");
 }
 
+int kite_store_pool_claim(kite_store_t *s, const kite_store_pool_t *p,
+                          bool (*owner_alive)(int64_t pid, void *data), void *data,
+                          kite_store_pool_t *held) {
+  memset(held, 0, sizeof(*held));
+  if (p == NULL || empty(p->name) || empty(p->provider) || empty(p->tag) || empty(p->state))
+    return set_err(s, KITE_EINVAL, "a pool record needs a name, a provider, a tag and a state");
+  int rc = set_sync(s, true);
+  if (rc == 0)
+    rc = begin(s);
+  if (rc != 0)
+    return rc;
+  /* BEGIN IMMEDIATE holds the write lock from here to the commit: no other process can claim
+   * the name between the read and the write. */
+  sqlite3_stmt *st = stmt(s, ST_POOL_GET);
+  if (st == NULL) {
+    rollback(s);
+    return KITE_ESTORE;
+  }
+  bind_str(st, 1, p->name);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    if (read_pool(st, held) != 0) {
+      rc = set_err(s, KITE_ENOMEM, "out of memory");
+    } else {
+      bool owned = held->owner_pid > 0 && held->owner_pid != p->owner_pid && owner_alive &&
+                   owner_alive(held->owner_pid, data);
+      if (owned)
+        rc = set_err(s, KITE_EBUSY, "pool %s is open in process %lld", p->name,
+                     (long long)held->owner_pid);
+      else if (held->live_instances > 0)
+        rc = set_err(s, KITE_EBUSY, "pool %s has %u instance(s) recorded as live", p->name,
+                     held->live_instances);
+      else
+        kite_store_pool_clear(held);
+    }
+  } else if (step != SQLITE_DONE) {
+    rc = db_fail(s, "reading a pool");
+  }
+  finish(st);
+  if (rc == 0) {
+    if ((st = stmt(s, ST_POOL_PUT)) == NULL) {
+      rc = KITE_ESTORE;
+    } else {
+      bind_str(st, 1, p->name);
+      bind_str(st, 2, p->provider);
+      bind_str(st, 3, p->tag);
+      bind_str(st, 4, p->spec);
+      bind_i64(st, 5, p->owner_pid);
+      bind_str(st, 6, p->socket_path);
+      bind_str(st, 7, p->state);
+      bind_i64(st, 8, now_ms());
+      rc = run(s, st, "recording a pool");
+    }
+  }
+  if (rc == 0)
+    rc = commit(s);
+  if (rc != 0) {
+    rollback(s);
+    if (rc != KITE_EBUSY || held->name == NULL)
+      kite_store_pool_clear(held);
+  }
+  return rc;
+}
+
 int kite_store_pool_set_state(kite_store_t *s, const char *name, const char *state,
                               int64_t owner_pid, const char *socket_path) {
   if (empty(name) || empty(state))

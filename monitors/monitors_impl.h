@@ -7,9 +7,10 @@
 
 typedef struct kite__watch kite__watch_t;
 
-/* Starts watching the nodes of pool `pool` (through its events) with the health and
- * preemption monitors. heartbeat_ms: how often a health check also refreshes the dead-man's
- * switch's heartbeat on the node (0: never). */
+/* Starts watching the nodes of pool `pool` (through its events): with the health and
+ * preemption monitors unless opts is NULL (the pool's monitors are off), and, when
+ * heartbeat_ms is not 0, by refreshing the dead-man's switch's heartbeat on every node whose
+ * watchdog may run, every heartbeat_ms, whatever the health checks do. */
 int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
                     const kite_pool_monitor_options_t *opts, uint64_t heartbeat_ms,
                     kite__watch_t **out);

@@ -1,17 +1,23 @@
-/* Watching a pool's nodes: the health and preemption monitors.
+/* Watching a pool's nodes: the health and preemption monitors, and the dead-man's switch's
+ * heartbeat.
  *
  * A watch follows one pool through the bus only: node_ready starts watching a node,
  * node_state_changed to anything but READY or DRAINING stops it. Per watched node there
- * are two monitors (monitor.c):
+ * are two monitors (monitor.c), unless the pool's monitors are off:
  *
  *  - health: pings the node's SSH server on the existing session (ssh_ping: a channel
- *    opened and closed, nothing started on the node); when the dead-man's switch's heartbeat
- *    is due (every heartbeat interval), the check is a tiny command instead (ssh_exec) that
- *    refreshes it. A custom health command runs on every check. `failures` consecutive
- *    failed or timed-out checks → node_lost. A session_lost fact from the transport counts
- *    as enough failures at once: the session is already known dead.
+ *    opened and closed, nothing started on the node), or runs the custom health command.
+ *    `failures` consecutive failed or timed-out checks → node_lost. A session_lost fact
+ *    from the transport counts as enough failures at once: the session is already known dead.
  *  - preemption: asks the node's provider (preempt_check). A notice → node_preempting with
  *    the deadline (once); the instance gone → node_preempted (once).
+ *
+ * The heartbeat is separate from both, so that how health is checked (a ping, a custom
+ * command, or not at all) never decides whether a live controller's nodes stay on: one timer
+ * per pool refreshes the heartbeat file of every node whose watchdog may be running
+ * (BOOTSTRAPPING, READY, DRAINING), five times per dead-man timeout, one command per node at a
+ * time. With the monitors off, a node whose SSH session dies is still reported lost (nothing
+ * else would notice, and its watchdog will power it off), so the pool never calls it READY.
  *
  * Every check's result is a metric event ("health_ms" with the round-trip time, or
  * "health_failures"; "preempt_state"), so a UI can show it. The watch never touches the
@@ -24,7 +30,8 @@
 #include "kite_impl.h"
 #include "monitors_impl.h"
 
-#define HEALTH_CMD ": > .kite/heartbeat 2>/dev/null || { mkdir -p .kite && : > .kite/heartbeat; }"
+#define HEARTBEAT_CMD                                                                        \
+  ": > .kite/heartbeat 2>/dev/null || { mkdir -p .kite && : > .kite/heartbeat; }"
 
 typedef struct watched {
   uint64_t node;
@@ -35,7 +42,6 @@ typedef struct watched {
   uint64_t health_token, preempt_token;
   uint64_t health_corr, preempt_corr;
   uint64_t health_started;
-  uint64_t heartbeat_at; /* loop ms of the last heartbeat sent; 0: never */
   unsigned failures;
   bool lost_sent, notice_sent, gone_sent;
   bool dead; /* unwatched; freed when its outstanding requests are answered */
@@ -48,16 +54,30 @@ typedef struct watched {
   UT_hash_handle hh;
 } watched_t;
 
+/* A node whose watchdog may be running: it gets heartbeats. */
+typedef struct beating {
+  uint64_t node;
+  uint32_t rank;
+  struct kite__watch *w;
+  uint64_t corr; /* the heartbeat in flight, or 0 */
+  bool dead;     /* untracked; freed when its heartbeat is answered */
+  bool lost_sent;
+  kite_sub_t session_sub; /* only with the monitors off */
+  UT_hash_handle hh;
+} beating_t;
+
 struct kite__watch {
   kite_runtime_t *rt;
   kite_bus_t *bus;
   uint64_t pool;
   char *provider;
+  bool monitors; /* health and preemption monitors on */
   kite_pool_monitor_options_t o;
-  char *health_cmd;
-  bool custom_cmd;
+  char *health_cmd; /* custom health command, or NULL: ping */
   uint64_t heartbeat_ms; /* 0: no heartbeat */
+  uv_timer_t *heartbeat; /* its timer (freed in its close callback) */
   watched_t *nodes;
+  beating_t *beating;
   kite_sub_t sub_ready, sub_state;
 };
 
@@ -109,8 +129,6 @@ static void on_health_reply(kite_bus_t *bus, int status, const kite_event_t *ev,
   int rc = status;
   if (rc == 0 && f)
     rc = f->error ? f->error : (f->exit_status == 0 ? 0 : KITE_ETASK);
-  if (rc == 0 && f)
-    n->heartbeat_at = n->health_started;
   kite_monitor_done(n->health, n->health_token, rc);
 }
 
@@ -138,9 +156,7 @@ static void health_check(kite_monitor_t *m, uint64_t token, void *data) {
   n->health_started = now;
   kite__watch_t *w = n->w;
   int rc;
-  bool heartbeat =
-      w->heartbeat_ms && (n->heartbeat_at == 0 || now - n->heartbeat_at >= w->heartbeat_ms);
-  if (w->custom_cmd || heartbeat) {
+  if (w->health_cmd) {
     kite_ev_ssh_exec_t x = {.pool = w->pool,
                             .node = n->node,
                             .task = kite__next_id(),
@@ -272,6 +288,101 @@ static void preempt_check(kite_monitor_t *m, uint64_t token, void *data) {
     kite_monitor_done(n->preempt, token, rc);
 }
 
+/* ---- heartbeat -------------------------------------------------------------------------- */
+
+static void beating_free_if_idle(beating_t *b) {
+  if (b->dead && b->corr == 0)
+    free(b);
+}
+
+static void on_heartbeat_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  beating_t *b = data;
+  (void)bus;
+  b->corr = 0;
+  if (b->dead) {
+    beating_free_if_idle(b);
+    return;
+  }
+  const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
+  int rc = status ? status : !f ? KITE_EINTERNAL : f->error ? f->error
+                                                 : f->exit_status ? KITE_ETASK : 0;
+  /* Not fatal by itself: the health monitor (or session_lost) decides that a node is lost; the
+   * next tick tries again. */
+  if (rc != 0)
+    KITE_DEBUG(b->w->rt, "monitor", "rank %u: heartbeat not refreshed: %s", b->rank,
+               kite_strerror(rc));
+}
+
+static void on_heartbeat_tick(uv_timer_t *t) {
+  kite__watch_t *w = t->data;
+  beating_t *b, *tmp;
+  HASH_ITER(hh, w->beating, b, tmp) {
+    if (b->corr)
+      continue; /* the last one is still on its way: never two at once */
+    kite_ev_ssh_exec_t x = {.pool = w->pool,
+                            .node = b->node,
+                            .task = kite__next_id(),
+                            .rank = b->rank,
+                            .cmd = HEARTBEAT_CMD,
+                            .timeout_ms = (int64_t)w->heartbeat_ms};
+    if (kite_request_ssh_exec(w->bus, &x, 0, on_heartbeat_reply, b, &b->corr) != 0)
+      b->corr = 0;
+  }
+}
+
+static void on_beating_session_lost(kite_bus_t *bus, const kite_event_t *ev,
+                                    const kite_ev_session_lost_t *p, void *data) {
+  beating_t *b = data;
+  (void)bus;
+  (void)ev;
+  if (b->lost_sent)
+    return;
+  b->lost_sent = true;
+  char *msg =
+      kite__sprintf("SSH session lost: %s", p->message ? p->message : kite_strerror(p->error));
+  KITE_INFO(b->w->rt, "monitor", "rank %u lost: %s", b->rank, msg ? msg : "SSH session lost");
+  kite_ev_node_lost_t l = {.pool = b->w->pool, .node = b->node, .rank = b->rank,
+                           .reason = msg ? msg : "SSH session lost"};
+  kite_emit_node_lost(b->w->bus, &l);
+  free(msg);
+}
+
+static void untrack_beating(kite__watch_t *w, beating_t *b) {
+  HASH_DEL(w->beating, b);
+  kite_bus_unsubscribe(w->bus, b->session_sub);
+  b->dead = true;
+  if (b->corr)
+    kite_bus_cancel(w->bus, b->corr); /* answered with KITE_ECANCELED; freed then */
+  beating_free_if_idle(b);
+}
+
+/* Keeps the set of nodes that get heartbeats in step with their states. */
+static void track_beating(kite__watch_t *w, const kite_ev_node_state_changed_t *p) {
+  beating_t *b = NULL;
+  HASH_FIND(hh, w->beating, &p->node, sizeof(p->node), b);
+  bool wants = p->to == KITE_NODE_BOOTSTRAPPING || p->to == KITE_NODE_READY ||
+               p->to == KITE_NODE_DRAINING;
+  if (!wants) {
+    if (b)
+      untrack_beating(w, b);
+    return;
+  }
+  if (b)
+    return;
+  b = calloc(1, sizeof(*b));
+  if (b == NULL) {
+    kite_log(w->rt, KITE_LOG_ERROR, "monitor", "rank %u: out of memory: its dead-man's switch "
+             "gets no heartbeat", p->rank);
+    return;
+  }
+  b->node = p->node;
+  b->rank = p->rank;
+  b->w = w;
+  HASH_ADD(hh, w->beating, node, sizeof(b->node), b);
+  if (!w->monitors)
+    kite_on_session_lost(w->bus, p->node, on_beating_session_lost, b, &b->session_sub);
+}
+
 /* ---- tracking ------------------------------------------------------------------------------ */
 
 static void unwatch(kite__watch_t *w, watched_t *n) {
@@ -339,6 +450,8 @@ static void on_state(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
   kite__watch_t *w = data;
   (void)bus;
   (void)ev;
+  if (w->heartbeat_ms)
+    track_beating(w, p);
   if (p->to == KITE_NODE_READY || p->to == KITE_NODE_DRAINING)
     return;
   watched_t *n = NULL;
@@ -346,6 +459,8 @@ static void on_state(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
   if (n)
     unwatch(w, n);
 }
+
+static void on_heartbeat_closed(uv_handle_t *h) { free(h); }
 
 int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
                     const kite_pool_monitor_options_t *opts, uint64_t heartbeat_ms,
@@ -356,6 +471,7 @@ int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
   w->rt = rt;
   w->bus = kite_runtime_bus(rt);
   w->pool = pool;
+  w->monitors = opts != NULL;
   if (opts)
     w->o = *opts;
   if (w->o.health_interval_ms == 0)
@@ -367,12 +483,21 @@ int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
   if (w->o.preempt_interval_ms == 0)
     w->o.preempt_interval_ms = 5000;
   w->provider = kite__strdup(provider);
-  w->custom_cmd = w->o.health_command != NULL;
   w->heartbeat_ms = heartbeat_ms;
-  w->health_cmd = kite__strdup(w->o.health_command ? w->o.health_command : HEALTH_CMD);
+  w->health_cmd = w->o.health_command ? kite__strdup(w->o.health_command) : NULL;
+  int rc = w->provider && (w->health_cmd || !w->o.health_command) ? 0 : KITE_ENOMEM;
   w->o.health_command = NULL;
-  int rc = w->provider && w->health_cmd ? 0 : KITE_ENOMEM;
-  if (rc == 0)
+  if (rc == 0 && heartbeat_ms) {
+    w->heartbeat = malloc(sizeof(*w->heartbeat));
+    if (w->heartbeat == NULL) {
+      rc = KITE_ENOMEM;
+    } else {
+      uv_timer_init(kite_runtime_loop(rt), w->heartbeat);
+      w->heartbeat->data = w;
+      uv_timer_start(w->heartbeat, on_heartbeat_tick, heartbeat_ms, heartbeat_ms);
+    }
+  }
+  if (rc == 0 && w->monitors)
     rc = kite_on_node_ready(w->bus, pool, on_ready, w, &w->sub_ready);
   if (rc == 0)
     rc = kite_on_node_state_changed(w->bus, pool, on_state, w, &w->sub_state);
@@ -393,6 +518,12 @@ void kite__watch_free(kite__watch_t *w) {
   HASH_ITER(hh, w->nodes, n, tmp) {
     unwatch(w, n);
   }
+  beating_t *b, *btmp;
+  HASH_ITER(hh, w->beating, b, btmp) {
+    untrack_beating(w, b);
+  }
+  if (w->heartbeat)
+    uv_close((uv_handle_t *)w->heartbeat, on_heartbeat_closed);
   free(w->provider);
   free(w->health_cmd);
   free(w);

@@ -77,6 +77,17 @@ typedef struct kite_store_pool {
 /* Records a pool, or replaces every field of an existing one of that name except created_ms. */
 int kite_store_pool_put(kite_store_t *store, const kite_store_pool_t *pool);
 
+/* Records a pool the way kite_store_pool_put does, but only when its name is free, all in one
+ * write transaction, so that of two processes opening one name at once exactly one gets it.
+ * The name is taken, and the call returns KITE_EBUSY with *held (cleared first; free it with
+ * kite_store_pool_clear) filled with the record that holds it, when that record names another
+ * owner for which owner_alive(pid, data) is true, or still has live instances. A record with
+ * no live owner and no live instance is replaced. Any other failure leaves held->name NULL
+ * (KITE_EBUSY then means the store itself stayed locked too long). */
+int kite_store_pool_claim(kite_store_t *store, const kite_store_pool_t *pool,
+                          bool (*owner_alive)(int64_t pid, void *data), void *data,
+                          kite_store_pool_t *held);
+
 /* Changes a pool's state and owner (owner_pid 0 and socket_path NULL when nobody has it open).
  * KITE_ENOENT if there is no such pool. */
 int kite_store_pool_set_state(kite_store_t *store, const char *name, const char *state,

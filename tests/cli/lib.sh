@@ -70,6 +70,8 @@ node_pids() {
   done
 }
 node_procs() { node_pids "$1" | wc -l; }
+# True when no process carries KITE_NODE_TAG=TAG (for wait_for: the nodes are all off).
+no_node_procs() { [ "$(node_procs "$1")" = 0 ]; }
 # Node processes of TAG running CMDLINE_PATTERN (an extended regex on the command line, its
 # arguments joined by spaces with one after the last). Anchor it ('^sleep 3[0-9] '): the
 # command line of a node's own shell contains the text of its script.

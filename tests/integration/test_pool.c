@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kite/kite.h"
@@ -16,6 +17,7 @@
 #include "kite/pool.h"
 #include "kite/provider.h"
 #include "kite/transport.h"
+#include "kite/store.h"
 #include "kite_impl.h"
 
 #define MAXR 16
@@ -579,6 +581,86 @@ static void test_cancel(void **state) {
   ctx_done(&c);
 }
 
+/* ---- a name in use is refused, whoever holds it ---- */
+
+static void on_open_never(kite_pool_t *pool, int status, const char *msg, void *data) {
+  (void)pool;
+  (void)status;
+  (void)msg;
+  (void)data;
+  fail_msg("a refused open called its callback");
+}
+
+/* Writes the record another process would have left for c's pool name. */
+static kite_store_t *hold_name(ctx_t *c, int64_t owner_pid, bool live_instance) {
+  char *path = kite_store_default_path(c->home);
+  kite_store_t *st = NULL;
+  assert_int_equal(kite_store_open(path, &st), 0);
+  free(path);
+  kite_store_pool_t rec = {.name = c->name, .provider = "local", .tag = c->tag,
+                           .owner_pid = owner_pid, .state = "ready"};
+  assert_int_equal(kite_store_pool_put(st, &rec), 0);
+  int64_t row;
+  if (live_instance)
+    assert_int_equal(kite_store_instance_launching(st, c->name, 0, "local", c->tag, NULL, &row), 0);
+  return st;
+}
+
+static void expect_refused(ctx_t *c, kite_store_t *st, int64_t owner_pid, unsigned live) {
+  kite_pool_spec_t s = spec_of(c, 2, NULL);
+  kite_pool_t *p = NULL;
+  assert_int_equal(kite_pool_open(c->rt, &s, on_open_never, c, &p), KITE_EBUSY);
+  assert_null(p);
+  /* Nothing was launched, and the holder's record is as it was. */
+  assert_int_equal(kite_local_provider_count(c->lp), 0);
+  kite_store_pool_t rec;
+  assert_int_equal(kite_store_pool_get(st, c->name, &rec), 0);
+  assert_int_equal(rec.owner_pid, owner_pid);
+  assert_string_equal(rec.state, "ready");
+  assert_int_equal(rec.live_instances, live);
+  kite_store_pool_clear(&rec);
+}
+
+static void test_name_in_use(void **state) {
+  (void)state;
+  /* Held by a live process (our parent). */
+  ctx_t c;
+  ctx_init(&c, "inuse");
+  kite_store_t *st = hold_name(&c, getppid(), false);
+  expect_refused(&c, st, getppid(), 0);
+  kite_store_close(st);
+  ctx_done(&c);
+
+  /* Held by an owner that died with an instance still recorded live. */
+  ctx_init(&c, "deadowner");
+  pid_t dead = fork();
+  if (dead == 0)
+    _exit(0);
+  assert_true(dead > 0);
+  assert_int_equal(waitpid(dead, NULL, 0), dead);
+  st = hold_name(&c, dead, true);
+  expect_refused(&c, st, dead, 1);
+  kite_store_close(st);
+  ctx_done(&c);
+
+  /* Open in this very process: the second open is refused, the first pool keeps working. */
+  ctx_init(&c, "twice");
+  c.after_open = broadcast_env;
+  kite_pool_spec_t s = spec_of(&c, 2, NULL);
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open, &c, &c.pool), 0);
+  kite_pool_t *p2 = NULL;
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open_never, &c, &p2), KITE_EBUSY);
+  assert_null(p2);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.open_status, 0);
+  assert_int_equal(c.task_calls, 1);
+  assert_int_equal(c.res[0].exit_status, 0);
+  assert_non_null(strstr(c.out[0][1], "rank=0 n=2"));
+  assert_int_equal(c.close_calls, 1);
+  assert_int_equal(c.close_status, 0);
+  ctx_done(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_8),
@@ -591,6 +673,7 @@ int main(void) {
       cmocka_unit_test(test_apt_and_pip_on_nodes),
       cmocka_unit_test(test_fanout),
       cmocka_unit_test(test_cancel),
+      cmocka_unit_test(test_name_in_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
