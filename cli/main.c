@@ -33,6 +33,13 @@ static const subcmd_t cmds[] = {
      "  --retries N    re-run a rank whose node is lost on its replacement, up to N times\n"
      "                 (default: the spec's retries:); later attempts' lines are labelled\n"
      "                 [RANK #ATTEMPT]\n"},
+    {"check", cli_cmd_check, "check specs against their providers, launching nothing",
+     "usage: kite check SPEC...\n"
+     "\n"
+     "Loads each spec and checks it as kite run and kite up do before they record or launch\n"
+     "anything: the schema, and every key and provider option against the provider it names\n"
+     "(honoured, or refused with FILE:LINE:COL, what is wrong and what to do). Exit 0 when\n"
+     "every spec is fine, 2 otherwise.\n"},
     {"up", cli_cmd_up, "open a pool and keep it running in the background",
      "usage: kite up [--plain] [--json] SPEC\n"
      "\n"

@@ -287,3 +287,38 @@ int cli_cmd_forget(int argc, char **argv) {
   kite_store_close(st);
   return code;
 }
+
+/* `kite check SPEC...`: loads each spec and checks it against its provider, as `kite run` and
+ * `kite up` do before anything is recorded or launched; launches nothing. */
+int cli_cmd_check(int argc, char **argv) {
+  int n = 0, code = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      cli_help_for("check", stdout);
+      return 0;
+    }
+    if (argv[i][0] == '-' && argv[i][1] != '\0')
+      return cli_usage("check", "unknown option %s", argv[i]);
+    n++;
+  }
+  if (n == 0)
+    return cli_usage("check", "give the spec files to check");
+  for (int i = 1; i < argc; i++) {
+    kite_spec_t *spec = NULL;
+    char *errmsg = NULL;
+    int rc = kite_spec_load_file(argv[i], &spec, &errmsg);
+    if (rc == 0)
+      rc = kite_registry_check_spec(spec, &errmsg);
+    if (rc != 0) {
+      fprintf(stderr, "%s\n", errmsg ? errmsg : kite_strerror(rc));
+      code = CLI_EXIT_USAGE;
+    } else {
+      const kite_pool_spec_t *ps = kite_spec_pool(spec);
+      printf("%s: ok: pool %s, %u %s node%s\n", argv[i], ps->name, ps->nodes,
+             ps->provider ? ps->provider : "local", ps->nodes == 1 ? "" : "s");
+    }
+    free(errmsg);
+    kite_spec_free(spec);
+  }
+  return code;
+}
