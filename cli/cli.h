@@ -174,7 +174,27 @@ int cli_down_pool(const char *name);
 /* The owner process of `kite up` (owner.c): opens the pool and serves it on the control
  * socket (listen_fd, bound and listening) until it is closed; returns the daemon's exit
  * status. */
-int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd);
+typedef struct cli_run_opts {
+  const char *const *argv; /* the command as an argument vector, or */
+  const char *shell;       /* as a shell script (the spec's run:, or a command line) */
+  kite_task_opts_t task;   /* env, timeout, fanout, retries */
+  bool live;               /* redraw node states in place (a terminal) */
+  bool quiet;              /* no opening/ready/closed lines, no node view (kite exec -w) */
+} cli_run_opts_t;
+
+/* With run (kite run), the owner runs in the foreground: it opens the pool, runs run's command
+ * on every node with its output on this terminal, closes the pool and returns the run's exit
+ * status; meanwhile the socket serves the pool to other kite commands as for kite up. */
+int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
+                   const cli_run_opts_t *run);
+/* Binds and listens on the unix socket at path, mode 0600: the fd, or -1 (errno set). */
+int cli_listen_on(const char *path);
+/* Whether something accepts connections on the unix socket at path. */
+bool cli_socket_answers(const char *path);
+/* The control socket of pool name, bound and listening (a dead owner's stale one replaced;
+ * one that answers refused): the fd and *sock_out (malloc'd), or -1 with the error printed as
+ * cmd's. */
+int cli_pool_listen(const char *cmd, const char *name, char **sock_out);
 
 /* Help texts (main.c). */
 void cli_help_for(const char *cmd, FILE *fp);

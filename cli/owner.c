@@ -83,6 +83,7 @@ typedef struct task_rec {
   rank_rec_t *ranks;
   int64_t started_ms, finished_ms;
   bool finished;
+  bool print; /* `kite run`'s command: its output goes to this terminal */
   struct task_rec *next;
 } task_rec_t;
 
@@ -115,9 +116,27 @@ struct owner {
   int close_status;
   int exit_code;
   kite_sub_t all_sub;
+  /* `kite run`: the owner runs in the foreground, runs one command on every node once the
+   * pool is open, prints its output, and closes the pool; the socket serves the pool to
+   * other kite commands meanwhile, as for `kite up`. NULL under `kite up`. */
+  const cli_run_opts_t *run;
+  cli_lines_t (*lines)[2];
+  bool interrupted;
+  bool closed_said;
 };
 
 static void client_finish(client_t *cl);
+
+/* The owner's own log lines (its log file under `kite up`); `kite run` has none: its
+ * terminal shows the pool's progress and the command's output instead. */
+__attribute__((format(printf, 2, 3))) static void olog(owner_t *o, const char *fmt, ...) {
+  if (o->run)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+}
 
 /* ---- writing to clients ----------------------------------------------------------------- */
 
@@ -409,6 +428,12 @@ static void on_task_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, i
       }
     }
   }
+  if (t->print && t->o->lines && rank < kite_pool_size(t->o->pool)) {
+    int s = stream == 2 ? 1 : 0;
+    cli_lines_t *l = &t->o->lines[rank][s];
+    cli_lines_attempt(l, s ? stderr : stdout, rank, attempt);
+    cli_lines_feed(l, s ? stderr : stdout, rank, buf, len);
+  }
   if (t->cl) {
     char *b = cli_b64_encode(buf, len);
     send_json(t->cl, json_pack("{s:s, s:i, s:i, s:i, s:s}", "t", "out", "rank", (int)rank,
@@ -431,6 +456,8 @@ static json_t *result_json(int status, const kite_task_result_t *res) {
                    "failed", res ? (int)res->failed : 0, "ranks", ranks);
 }
 
+static void run_done(owner_t *o, int status, const kite_task_result_t *res);
+
 static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t *res, void *data) {
   task_rec_t *t = data;
   (void)pool;
@@ -447,13 +474,15 @@ static void on_task_done(kite_pool_t *pool, int status, const kite_task_result_t
     r->signal = rr->signal ? strdup(rr->signal) : NULL;
     r->message = rr->message ? strdup(rr->message) : NULL;
   }
-  fprintf(stderr, "kite-owner: task %llu (%s) finished: %u rank(s), %u failed\n",
-          (unsigned long long)t->id, t->what, res ? res->count : 0, res ? res->failed : 0);
+  olog(t->o, "kite-owner: task %llu (%s) finished: %u rank(s), %u failed\n",
+       (unsigned long long)t->id, t->what, res ? res->count : 0, res ? res->failed : 0);
   if (t->cl) {
     send_json(t->cl, result_json(status, res));
     client_finish(t->cl);
     t->cl = NULL;
   }
+  if (t->print)
+    run_done(t->o, status, res);
 }
 
 /* ---- requests --------------------------------------------------------------------------- */
@@ -740,7 +769,7 @@ static void req_down(owner_t *o, client_t *cl) {
   if (o->close_asked || o->eng.shutting_down)
     return; /* already closing: this client hears the end with the others */
   o->close_asked = true;
-  fprintf(stderr, "kite-owner: closing pool %s as asked by `kite down`\n", o->name);
+  olog(o, "kite-owner: closing pool %s as asked by `kite down`\n", o->name);
   if (o->pool)
     kite_pool_close(o->pool, on_pool_closed, o);
 }
@@ -804,9 +833,8 @@ static void cancel_client_tasks(owner_t *o, client_t *cl, bool gone) {
   for (size_t i = 0; i < n && o->pool; i++) {
     task_rec_t *t = mine[i];
     t->cancel_asked = true;
-    fprintf(stderr, "kite-owner: task %llu (%s): %s; stopping it on the nodes\n",
-            (unsigned long long)t->id, t->what,
-            gone ? "its client went away" : "canceled by its client");
+    olog(o, "kite-owner: task %llu (%s): %s; stopping it on the nodes\n", (unsigned long long)t->id,
+         t->what, gone ? "its client went away" : "canceled by its client");
     kite_pool_cancel(o->pool, t->pool_task);
   }
 }
@@ -916,7 +944,18 @@ static void on_engine_shutdown(cli_engine_t *e, void *data) {
   owner_t *o = data;
   (void)e;
   if (!o->close_asked)
-    fprintf(stderr, "kite-owner: shutting down (signal): closing pool %s\n", o->name);
+    olog(o, "kite-owner: shutting down (signal): closing pool %s\n", o->name);
+  if (o->run && !o->close_asked) {
+    /* A signal (Ctrl-C, SIGTERM): the pool's close cancels the command on every node. */
+    o->interrupted = true;
+    o->exit_code = CLI_EXIT_INTERRUPTED;
+    if (o->view)
+      cli_view_end(o->view);
+    fprintf(stderr,
+            "kite: interrupted: cancelling the running commands and terminating the instances "
+            "of pool %s (Ctrl-C again to exit at once; `kite down %s` finishes the job)\n",
+            o->name, o->name);
+  }
   if (o->view)
     cli_view_detach(o->view, o->bus);
   kite_bus_unsubscribe(o->bus, o->all_sub);
@@ -929,10 +968,14 @@ static void on_pool_closed(kite_pool_t *pool, int status, void *data) {
   o->pool = NULL;
   o->closed = true;
   o->close_status = status;
-  fprintf(stderr, "kite-owner: pool %s closed%s\n", o->name,
-          status ? ": some instances could not be confirmed terminated" : "");
+  olog(o, "kite-owner: pool %s closed%s\n", o->name,
+       status ? ": some instances could not be confirmed terminated" : "");
   if (status != 0)
     o->exit_code = CLI_EXIT_FAIL;
+  if (o->run && status != 0)
+    cli_err("pool %s: some instances could not be confirmed terminated (%s); they stay "
+            "recorded: run `kite down %s` to retry",
+            o->name, kite_strerror(status), o->name);
   /* The shutdown follows the pool_closed event (on_any_event), so followers get it. */
 }
 
@@ -944,17 +987,134 @@ static void on_later(uv_timer_t *t) {
   kite_pool_close(o->pool, on_pool_closed, o);
 }
 
+/* ---- kite run: one command on every node, then close ------------------------------------- */
+
+static void print_rank_failure(const kite_rank_result_t *rr) {
+  if (rr->error != 0)
+    fprintf(stderr, "kite: rank %u failed: %s%s%s\n", rr->rank, kite_strerror(rr->error),
+            rr->message ? ": " : "", rr->message ? rr->message : "");
+  else if (rr->signal)
+    fprintf(stderr, "kite: rank %u failed: killed by signal %s\n", rr->rank, rr->signal);
+  else
+    fprintf(stderr, "kite: rank %u failed: exit status %d\n", rr->rank, rr->exit_status);
+}
+
+/* The pool is open (or failed): start the command, or close. */
+static void run_open(owner_t *o, int status, const char *message) {
+  if (o->view)
+    cli_view_end(o->view);
+  if (status != 0 || o->eng.shutting_down) {
+    if (status != 0 && !o->interrupted) {
+      cli_err("pool %s could not be opened: %s", o->name,
+              message ? message : kite_strerror(status));
+      o->exit_code = CLI_EXIT_FAIL;
+    }
+    if (!o->cleaned)
+      uv_timer_start(&o->later, on_later, 0, 0);
+    return;
+  }
+  if (!o->run->quiet)
+    fprintf(stderr, "kite: pool %s ready: %u of %u nodes READY\n", o->name,
+            kite_pool_ready_count(o->pool), kite_pool_size(o->pool));
+  const cli_run_opts_t *r = o->run;
+  kite_cmd_t cmd = {.argv = r->argv, .shell = r->argv ? NULL : r->shell};
+  char *what = NULL;
+  if (r->argv) {
+    /* "run: ARG ARG ...", as the owner names the commands it keeps for `kite logs`. */
+    size_t len = 6;
+    for (size_t i = 0; r->argv[i]; i++)
+      len += strlen(r->argv[i]) + 1;
+    what = malloc(len);
+    if (what) {
+      strcpy(what, "run:");
+      for (size_t i = 0; r->argv[i]; i++) {
+        strcat(what, " ");
+        strcat(what, r->argv[i]);
+      }
+    }
+  } else {
+    what = cli_sprintf("run: %s", r->shell ? r->shell : "");
+  }
+  task_rec_t *t = what ? task_new(o, NULL, what, 0, kite_pool_size(o->pool)) : NULL;
+  free(what);
+  int rc = t ? kite_pool_broadcast(o->pool, &cmd, &r->task, on_task_output, on_task_done, t,
+                                   &t->pool_task)
+             : KITE_ENOMEM;
+  if (t)
+    t->print = rc == 0;
+  if (rc != 0) {
+    if (t)
+      on_task_done(o->pool, rc, NULL, t);
+    cli_err("cannot start the command: %s", kite_strerror(rc));
+    o->exit_code = CLI_EXIT_FAIL;
+    if (!o->cleaned)
+      uv_timer_start(&o->later, on_later, 0, 0);
+  }
+}
+
+/* The command ended on every rank: say how, then close the pool. */
+static void run_done(owner_t *o, int status, const kite_task_result_t *res) {
+  for (unsigned i = 0; o->lines && o->pool && i < kite_pool_size(o->pool); i++) {
+    cli_lines_flush(&o->lines[i][0], stdout, i);
+    cli_lines_flush(&o->lines[i][1], stderr, i);
+  }
+  if (status != 0) {
+    cli_err("the command could not run: %s", kite_strerror(status));
+    if (!o->interrupted)
+      o->exit_code = CLI_EXIT_FAIL;
+  } else {
+    for (unsigned i = 0; res && i < res->count; i++)
+      if (res->ranks[i].error != 0 || res->ranks[i].exit_status != 0 || res->ranks[i].signal)
+        print_rank_failure(&res->ranks[i]);
+    if (res && res->failed) {
+      fprintf(stderr, "kite: %u of %u ranks failed\n", res->failed, res->count);
+      if (!o->interrupted)
+        o->exit_code = CLI_EXIT_FAIL;
+    }
+  }
+  /* Decided on the next loop turn: a shutdown that began meanwhile closes the pool instead. */
+  if (!o->cleaned)
+    uv_timer_start(&o->later, on_later, 0, 0);
+}
+
+/* The pool's last event, however it closed (done, or a signal's shutdown). */
+static void on_run_pool_closed(kite_bus_t *bus, const kite_event_t *ev,
+                               const kite_ev_pool_closed_t *p, void *data) {
+  owner_t *o = data;
+  (void)bus;
+  (void)ev;
+  if (o->closed_said || o->run->quiet)
+    return;
+  o->closed_said = true;
+  fprintf(stderr, "kite: pool %s closed: every instance terminated and confirmed\n", p->name);
+}
+
+static void on_second_signal(kite_runtime_t *rt, int signum) {
+  (void)rt;
+  (void)signum;
+  /* The store is written before every launch and after every confirmed termination, so it
+   * is accurate whatever this process was doing. */
+  static const char msg[] = "\nkite: interrupted again: exiting now; instances that were not "
+                            "confirmed terminated are still recorded: run `kite down` with the "
+                            "pool's name to terminate them\n";
+  ssize_t w = write(2, msg, sizeof(msg) - 1);
+  (void)w;
+  _exit(CLI_EXIT_INTERRUPTED);
+}
+
 static void on_open(kite_pool_t *pool, int status, const char *message, void *data) {
   owner_t *o = data;
   o->open_done = true;
   o->open_status = status;
   o->open_msg = message ? strdup(message) : NULL;
-  if (status == 0) {
-    fprintf(stderr, "kite-owner: pool %s ready: %u of %u nodes READY\n", o->name,
-            kite_pool_ready_count(pool), kite_pool_size(pool));
+  if (o->run) {
+    run_open(o, status, message);
+  } else if (status == 0) {
+    olog(o, "kite-owner: pool %s ready: %u of %u nodes READY\n", o->name,
+         kite_pool_ready_count(pool), kite_pool_size(pool));
   } else {
-    fprintf(stderr, "kite-owner: pool %s could not be opened: %s\n", o->name,
-            message ? message : kite_strerror(status));
+    olog(o, "kite-owner: pool %s could not be opened: %s\n", o->name,
+         message ? message : kite_strerror(status));
     o->exit_code = CLI_EXIT_FAIL;
     /* Decided on the next loop turn: a shutdown that began meanwhile closes it instead. */
     uv_timer_start(&o->later, on_later, 0, 0);
@@ -966,18 +1126,20 @@ static void on_open(kite_pool_t *pool, int status, const char *message, void *da
   }
 }
 
-int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
+int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
+                   const cli_run_opts_t *run) {
   owner_t *o = calloc(1, sizeof(*o));
   if (o == NULL)
     return CLI_EXIT_FAIL;
   const kite_pool_spec_t *ps = kite_spec_pool(spec);
   o->spec = spec;
+  o->run = run;
   o->name = ps->name;
   o->sock_path = strdup(sock_path);
   o->eng.on_shutdown = on_engine_shutdown;
   o->eng.data = o;
-  fprintf(stderr, "kite-owner: pid %d owns pool %s (%u %s nodes), socket %s\n", (int)getpid(),
-          o->name, ps->nodes, ps->provider ? ps->provider : "local", sock_path);
+  olog(o, "kite-owner: pid %d owns pool %s (%u %s nodes), socket %s\n", (int)getpid(), o->name,
+       ps->nodes, ps->provider ? ps->provider : "local", sock_path);
   if (cli_engine_start(&o->eng, ps->provider ? ps->provider : "local", ps->provider_options) != 0) {
     free(o->sock_path);
     free(o);
@@ -993,19 +1155,27 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
     err = uv_listen((uv_stream_t *)&o->server, 64, on_connection);
   o->server_open = true;
   if (err != 0) {
-    fprintf(stderr, "kite-owner: cannot serve %s: %s\n", sock_path, uv_strerror(err));
+    olog(o, "kite-owner: cannot serve %s: %s\n", sock_path, uv_strerror(err));
     o->exit_code = CLI_EXIT_FAIL;
     o->close_asked = true;
     kite_runtime_shutdown(rt, NULL, NULL);
   } else {
-    o->view = cli_view_new(stderr, ps->nodes, false);
+    o->view = run && run->quiet ? NULL : cli_view_new(stderr, ps->nodes, run && run->live);
     if (o->view)
       cli_view_attach(o->view, o->bus);
     kite_bus_subscribe_all(o->bus, on_any_event, o, &o->all_sub);
-    kite_runtime_handle_signals(rt, NULL, NULL, NULL);
+    if (run) {
+      kite_sub_t closed_sub;
+      kite_on_pool_closed(o->bus, KITE_KEY_ANY, on_run_pool_closed, o, &closed_sub);
+      o->lines = calloc(ps->nodes, sizeof(*o->lines));
+      if (!run->quiet)
+        fprintf(stderr, "kite: opening pool %s: %u %s node%s\n", o->name, ps->nodes,
+                ps->provider ? ps->provider : "local", ps->nodes == 1 ? "" : "s");
+    }
+    kite_runtime_handle_signals(rt, NULL, run ? on_second_signal : NULL, NULL);
     int rc = kite_pool_open(rt, ps, on_open, o, &o->pool);
     if (rc != 0) {
-      fprintf(stderr, "kite-owner: cannot open pool %s: %s\n", o->name, kite_strerror(rc));
+      olog(o, "kite-owner: cannot open pool %s: %s\n", o->name, kite_strerror(rc));
       o->pool = NULL;
       o->open_done = true;
       o->open_status = rc;
@@ -1030,6 +1200,11 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd) {
     task_free(t);
   }
   int code = o->exit_code;
+  for (unsigned k = 0; o->lines && k < ps->nodes; k++) {
+    free(o->lines[k][0].buf);
+    free(o->lines[k][1].buf);
+  }
+  free(o->lines);
   free(o->open_msg);
   free(o->sock_path);
   free(o);

@@ -33,43 +33,6 @@ static void on_sigint(int sig) {
   _exit(CLI_EXIT_INTERRUPTED);
 }
 
-/* Binds and listens on path with mode 0600. Returns the fd or -1 (errno set). */
-static int listen_on(const char *path) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof(sa.sun_path)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return -1;
-  mode_t old = umask(0177);
-  int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-  umask(old);
-  if (rc != 0 || chmod(path, 0600) != 0 || listen(fd, 64) != 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
-/* Does something accept connections on the unix socket at path? */
-static bool socket_answers(const char *path) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof(sa.sun_path))
-    return false;
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return false;
-  bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-  close(fd);
-  return ok;
-}
-
 static void tail_log(const char *path) {
   FILE *fp = fopen(path, "r");
   if (fp == NULL)
@@ -221,8 +184,8 @@ int cli_cmd_up(int argc, char **argv) {
     unsigned live = rec.live_instances;
     kite_store_pool_clear(&rec);
     if (alive) {
-      cli_err("up: pool %s is already up (owner pid %lld); use it, or `kite down %s` first",
-              name, (long long)pid, name);
+      cli_err("up: pool %s is already up (owner pid %lld); use it, or `kite down %s` first", name,
+              (long long)pid, name);
       kite_store_close(st);
       kite_spec_free(spec);
       return CLI_EXIT_FAIL;
@@ -251,20 +214,11 @@ int cli_cmd_up(int argc, char **argv) {
     goto out;
   }
   chmod(run_dir, 0700);
-  /* Another `kite up` of this name may have bound the socket since the check above, before
-   * its owner recorded itself: never take a socket that answers from it. */
-  if (socket_answers(sock)) {
-    cli_err("up: pool %s is already being opened by another `kite up` (its socket %s answers); "
-            "use it, or `kite down %s` first", name, sock, name);
+  free(sock);
+  sock = NULL;
+  lfd = cli_pool_listen("up", name, &sock);
+  if (lfd < 0)
     goto out;
-  }
-  unlink(sock); /* a dead owner's socket (the live-owner case was refused above) */
-  lfd = listen_on(sock);
-  if (lfd < 0) {
-    cli_err("up: cannot listen on %s: %s%s", sock, strerror(errno),
-            errno == ENAMETOOLONG ? " (use a shorter KITE_HOME)" : "");
-    goto out;
-  }
   logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (logfd < 0) {
     cli_err("up: cannot open the log %s: %s", log, strerror(errno));
@@ -290,7 +244,7 @@ int cli_cmd_up(int argc, char **argv) {
     close(logfd);
     setvbuf(stdout, NULL, _IOLBF, 0);
     setvbuf(stderr, NULL, _IOLBF, 0);
-    int status = cli_owner_main(spec, sock, lfd);
+    int status = cli_owner_main(spec, sock, lfd, NULL);
     fflush(NULL);
     _exit(status);
   }

@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 void cli_err(const char *fmt, ...) {
   va_list ap;
@@ -283,4 +287,97 @@ void cli_lines_flush(cli_lines_t *l, FILE *fp, uint32_t rank) {
   free(l->buf);
   l->buf = NULL;
   l->len = 0;
+}
+
+/* Binds and listens on path with mode 0600. Returns the fd or -1 (errno set). */
+int cli_listen_on(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(sa.sun_path)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  mode_t old = umask(0177);
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+  umask(old);
+  if (rc != 0 || chmod(path, 0600) != 0 || listen(fd, 64) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* Does something accept connections on the unix socket at path? */
+bool cli_socket_answers(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(sa.sun_path))
+    return false;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+  close(fd);
+  return ok;
+}
+
+/* One process at a time prepares and serves a pool's socket: an flock on run/NAME.lock, held
+ * (and inherited by a forked owner) until the process ends, so two commands opening one name
+ * at once never take each other's socket. */
+static bool take_pool_lock(const char *name) {
+  char *path = home_file("run", name, ".lock");
+  int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+  free(path);
+  if (fd < 0)
+    return true; /* no lock to be had: the socket check below still applies */
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return false;
+  }
+  return true; /* fd stays open: the lock lasts as long as this process (and its owner) */
+}
+
+int cli_pool_listen(const char *cmd, const char *name, char **sock_out) {
+  *sock_out = NULL;
+  char *home = cli_home();
+  char *run_dir = home ? cli_sprintf("%s/run", home) : NULL;
+  char *sock = cli_socket_path(name);
+  free(home);
+  int fd = -1;
+  if (run_dir == NULL || sock == NULL || cli_mkdir_p(run_dir, 0700) != 0) {
+    cli_err("%s: cannot create %s: %s", cmd, run_dir ? run_dir : "the run directory",
+            strerror(errno));
+  } else if (chmod(run_dir, 0700), !take_pool_lock(name) || cli_socket_answers(sock)) {
+    /* Another process serves this pool: never take its socket. Say which, from the store
+     * (closed again before this process opens its own connection). */
+    kite_store_t *st = cli_store_open();
+    kite_store_pool_t p = {0};
+    if (st && kite_store_pool_get(st, name, &p) == 0 && p.owner_pid > 0)
+      cli_err("%s: pool %s is open in process %lld (its socket %s answers); use it, or "
+              "`kite down %s` first",
+              cmd, name, (long long)p.owner_pid, sock, name);
+    else
+      cli_err("%s: pool %s is open in another process (its socket %s answers); use it, or "
+              "`kite down %s` first",
+              cmd, name, sock, name);
+    kite_store_pool_clear(&p);
+    kite_store_close(st);
+  } else {
+    unlink(sock); /* a dead owner's socket */
+    fd = cli_listen_on(sock);
+    if (fd < 0)
+      cli_err("%s: cannot listen on %s: %s%s", cmd, sock, strerror(errno),
+              errno == ENAMETOOLONG ? " (use a shorter KITE_HOME)" : "");
+  }
+  free(run_dir);
+  if (fd < 0)
+    free(sock);
+  else
+    *sock_out = sock;
+  return fd;
 }
