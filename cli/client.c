@@ -560,7 +560,48 @@ static void print_output(const char *b64, uint32_t rank) {
   free(b);
 }
 
-static int logs_from_store(const char *name, int64_t rank) {
+/* The store's task history as the owner's "task" lines: {"t":"task","id","what",
+ * "started_ms","ranks":[{"rank","done","error","exit_status","signal","instance","output",
+ * "truncated","attempts"}]}, oldest first, then {"t":"end"}. */
+static void emit_task(json_t **task) {
+  if (*task == NULL)
+    return;
+  char *s = json_dumps(*task, JSON_COMPACT);
+  printf("%s\n", s ? s : "{}");
+  free(s);
+  json_decref(*task);
+  *task = NULL;
+}
+
+static void logs_json(const kite_store_task_t *v, size_t n, int64_t rank) {
+  json_t *task = NULL;
+  uint64_t id = 0;
+  for (size_t i = n; i-- > 0;) { /* the store lists newest first */
+    const kite_store_task_t *x = &v[i];
+    if (rank >= 0 && x->rank != (uint32_t)rank)
+      continue;
+    if (task && x->task_id != id)
+      emit_task(&task);
+    if (task == NULL) {
+      id = x->task_id;
+      task =
+          json_pack("{s:s, s:I, s:s, s:I, s:[]}", "t", "task", "id", (json_int_t)id, "what",
+                    x->command ? x->command : "", "started_ms", (json_int_t)x->started_ms, "ranks");
+    }
+    char *b = cli_b64_encode(x->output ? x->output : "", x->output_len);
+    json_array_append_new(json_object_get(task, "ranks"),
+                          json_pack("{s:i, s:b, s:s?, s:i, s:s?, s:s?, s:s, s:b, s:i}", "rank",
+                                    (int)x->rank, "done", x->finished_ms != 0, "error", x->error,
+                                    "exit_status", x->exit_status, "signal", x->signal, "instance",
+                                    x->instance_id, "output", b ? b : "", "truncated",
+                                    x->output_truncated, "attempts", (int)x->attempt));
+    free(b);
+  }
+  emit_task(&task);
+  printf("{\"t\":\"end\"}\n");
+}
+
+static int logs_from_store(const char *name, int64_t rank, bool json) {
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
@@ -578,6 +619,12 @@ static int logs_from_store(const char *name, int64_t rank) {
     cli_err("logs: %s", kite_store_errmsg(st));
     kite_store_close(st);
     return CLI_EXIT_FAIL;
+  }
+  if (json) {
+    logs_json(v, n, rank);
+    kite_store_tasks_free(v, n);
+    kite_store_close(st);
+    return 0;
   }
   printf("pool %s: its owner is not running; the task history from the state store:\n", name);
   /* Oldest first, one block per task, as the owner shows them. */
@@ -638,10 +685,13 @@ static int logs_from_store(const char *name, int64_t rank) {
 int cli_cmd_logs(int argc, char **argv) {
   const char *name = NULL;
   int64_t rank = -1;
+  bool json = false;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       cli_help_for("logs", stdout);
       return 0;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      json = true;
     } else if (strcmp(argv[i], "--rank") == 0 || strcmp(argv[i], "-r") == 0) {
       uint32_t r;
       if (i + 1 >= argc || !cli_parse_rank(argv[i + 1], &r))
@@ -661,7 +711,7 @@ int cli_cmd_logs(int argc, char **argv) {
   cli_conn_t c;
   const char *why;
   if (cli_conn_open(&c, name, &why) != 0)
-    return logs_from_store(name, rank);
+    return logs_from_store(name, rank, json);
   json_t *req = json_pack("{s:s}", "op", "logs");
   if (rank >= 0)
     json_object_set_new(req, "rank", json_integer(rank));
@@ -671,9 +721,14 @@ int cli_cmd_logs(int argc, char **argv) {
   }
   json_t *j;
   int code = 0;
-  while ((j = cli_conn_recv(&c, NULL)) != NULL) {
+  const char *raw = NULL;
+  while ((j = cli_conn_recv(&c, &raw)) != NULL) {
     const char *t = json_string_value(json_object_get(j, "t"));
-    if (t && strcmp(t, "task") == 0) {
+    if (json) {
+      printf("%s\n", raw);
+      if (t && strcmp(t, "error") == 0)
+        code = CLI_EXIT_FAIL;
+    } else if (t && strcmp(t, "task") == 0) {
       printf("== task %lld: %s (started %s) ==\n",
              (long long)json_integer_value(json_object_get(j, "id")),
              json_string_value(json_object_get(j, "what")),

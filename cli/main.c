@@ -113,11 +113,14 @@ static const subcmd_t cmds[] = {
      "\n"
      "  --no-follow   print the kept events and exit\n"},
     {"logs", cli_cmd_logs, "show the commands run on a pool and their output",
-     "usage: kite logs NAME [--rank R]\n"
+     "usage: kite logs [--json] NAME [--rank R]\n"
      "\n"
      "Shows the commands run on pool NAME with their exit statuses and output (the owner\n"
      "keeps the last 64 KiB per rank of the last 50 commands). When the owner is gone, shows\n"
-     "the task history from the state store and the end of the owner's log file.\n"},
+     "the task history from the state store (every task: exit status or signal, attempts,\n"
+     "the instance that ran it, the last 4 KiB of output) and the end of the owner's log.\n"
+     "\n"
+     "  --json    one {\"t\":\"task\",...} object per task (output base64), then {\"t\":\"end\"}\n"},
     {"ssh", cli_cmd_ssh, "open a shell on a node with the system's ssh",
      "usage: kite ssh NAME [--rank R] [-- CMD...]\n"
      "\n"

@@ -27,3 +27,17 @@ run_kite "$T_DIR/logs" "$T_DIR/e" logs "$P" --rank 1
 expect_no_grep "$T_DIR/logs" "^\[0\]" "--rank 1 shows rank 1 only"
 run_kite "$T_DIR/o" "$T_DIR/e" logs nosuch-pool
 expect_rc 1 "kite logs of a pool that does not exist"
+
+# --json: one "task" object per task, then "end", from the store as from a live owner.
+run_kite "$T_DIR/lj" "$T_DIR/e" logs --json "$P"
+expect_rc 0 "kite logs --json after kite down"
+python3 - "$T_DIR/lj" <<'PY' || fail "kite logs --json: $(head -c 600 "$T_DIR/lj")"
+import base64, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+tasks = [l for l in lines if l["t"] == "task"]
+assert lines[-1]["t"] == "end" and len(tasks) == 4, lines
+first = tasks[0]
+outs = sorted(base64.b64decode(r["output"]).decode() for r in first["ranks"])
+assert outs == ["hello from 0\n", "hello from 1\n"], outs
+assert any(r["signal"] == "KILL" for t in tasks for r in t["ranks"])
+PY
