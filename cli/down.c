@@ -17,6 +17,10 @@
 
 #include "cli.h"
 
+/* Where the progress lines go: stdout, or stderr with --json (stdout then carries only the
+ * JSON result). */
+static FILE *prog;
+
 typedef struct down_op {
   struct down *d;
   int64_t row;
@@ -103,8 +107,8 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
       char rank[24] = "-";
       if (op->rank >= 0)
         snprintf(rank, sizeof(rank), "%lld", (long long)op->rank);
-      printf("  rank %-4s %-28s terminated (confirmed by the provider)\n", rank,
-             op->instance_id ? op->instance_id : "(launching, no id yet)");
+      fprintf(prog, "  rank %-4s %-28s terminated (confirmed by the provider)\n", rank,
+              op->instance_id ? op->instance_id : "(launching, no id yet)");
     }
   } else {
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
@@ -113,7 +117,7 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
             d->name);
     d->failed++;
   }
-  fflush(stdout);
+  fflush(prog);
   finish_if_done(d);
 }
 
@@ -152,9 +156,10 @@ static void terminate_all(down_t *d) {
                         d->st, v[i].row,
                         "the provider, asked where the pool launches, lists no instance of "
                         "this launch") == 0) {
-        printf("  rank %-4lld %-28s no instance: %s lists none beyond those terminated here\n",
-               (long long)v[i].rank, "(launch never answered)",
-               reach_where(v[i].reach, where, sizeof(where)));
+        fprintf(prog,
+                "  rank %-4lld %-28s no instance: %s lists none beyond those terminated here\n",
+                (long long)v[i].rank, "(launch never answered)",
+                reach_where(v[i].reach, where, sizeof(where)));
         d->confirmed++;
       } else {
         cli_err("down: the launch of rank %lld (token %s) never reported an instance and %s "
@@ -194,7 +199,7 @@ static void terminate_all(down_t *d) {
     d->pending++;
   }
   kite_store_instances_free(v, n);
-  fflush(stdout);
+  fflush(prog);
   finish_if_done(d);
 }
 
@@ -221,8 +226,9 @@ static void on_listed(kite_bus_t *bus, int status, const kite_event_t *ev, void 
     if (v && ids && kite_store_reconcile(d->st, d->name, d->provider, v, k, &o, &res) == 0) {
       r->listed = true;
       if (res.found || res.adopted)
-        printf("  the provider lists %u instance(s) of the pool that the store did not know\n",
-               res.found + res.adopted);
+        fprintf(prog,
+                "  the provider lists %u instance(s) of the pool that the store did not know\n",
+                res.found + res.adopted);
     } else {
       cli_err("down: cannot record the provider's list: %s", kite_store_errmsg(d->st));
     }
@@ -293,14 +299,16 @@ static void grace_stop(cli_engine_t *e, void *data) {
 static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p) {
   down_t d = {.st = st, .name = p->name, .provider = p->provider, .tag = p->tag};
   if (p->owner_pid > 0)
-    printf("kite: the owner of pool %s (pid %lld) is gone; terminating its %u recorded "
-           "instance(s) through the %s provider\n",
-           p->name, (long long)p->owner_pid, p->live_instances, p->provider);
+    fprintf(prog,
+            "kite: the owner of pool %s (pid %lld) is gone; terminating its %u recorded "
+            "instance(s) through the %s provider\n",
+            p->name, (long long)p->owner_pid, p->live_instances, p->provider);
   else
-    printf("kite: pool %s has %u instance(s) recorded live; terminating them through the %s "
-           "provider\n",
-           p->name, p->live_instances, p->provider);
-  fflush(stdout);
+    fprintf(prog,
+            "kite: pool %s has %u instance(s) recorded live; terminating them through the %s "
+            "provider\n",
+            p->name, p->live_instances, p->provider);
+  fflush(prog);
   d.eng.on_shutdown = grace_stop;
   d.eng.data = &d;
   if (cli_engine_start(&d.eng, p->provider, NULL) != 0)
@@ -315,10 +323,11 @@ static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p) {
   } else {
     int64_t wait = youngest ? youngest + LAUNCH_GRACE_MS - cli_now_ms() : 0;
     if (wait > 0) {
-      printf("  a launch began %.1f s ago and never answered its owner; waiting %.1f s for "
-             "the provider to list what it made\n",
-             (double)(cli_now_ms() - youngest) / 1000.0, (double)wait / 1000.0);
-      fflush(stdout);
+      fprintf(prog,
+              "  a launch began %.1f s ago and never answered its owner; waiting %.1f s for "
+              "the provider to list what it made\n",
+              (double)(cli_now_ms() - youngest) / 1000.0, (double)wait / 1000.0);
+      fflush(prog);
       uv_timer_init(kite_runtime_loop(d.eng.rt), &d.grace);
       d.grace_open = true;
       uv_timer_start(&d.grace, on_grace, (uint64_t)wait, 0);
@@ -357,9 +366,9 @@ static int down_via_owner(const kite_store_pool_t *p) {
   while ((j = cli_conn_recv(&c, NULL)) != NULL) {
     const char *t = json_string_value(json_object_get(j, "t"));
     if (t && strcmp(t, "closing") == 0) {
-      printf("kite: closing pool %s: cancelling its commands and terminating its instances\n",
-             p->name);
-      fflush(stdout);
+      fprintf(prog, "kite: closing pool %s: cancelling its commands and terminating its instances\n",
+              p->name);
+      fflush(prog);
     } else if (t && strcmp(t, "closed") == 0) {
       int st = (int)json_integer_value(json_object_get(j, "status"));
       code = st == 0 ? 0 : CLI_EXIT_FAIL;
@@ -398,6 +407,8 @@ static int down_via_owner(const kite_store_pool_t *p) {
 }
 
 int cli_down_pool(const char *name) {
+  if (prog == NULL)
+    prog = stdout;
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
@@ -415,7 +426,7 @@ int cli_down_pool(const char *name) {
   if (p.owner_pid > 0 && p.owner_pid != getpid() && cli_pid_alive(p.owner_pid)) {
     code = down_via_owner(&p);
   } else if (p.live_instances == 0) {
-    printf("kite: pool %s has no live instance; nothing to terminate\n", name);
+    fprintf(prog, "kite: pool %s has no live instance; nothing to terminate\n", name);
     code = 0;
   } else {
     code = down_dead_owner(st, &p);
@@ -433,7 +444,7 @@ int cli_down_pool(const char *name) {
       if (sock)
         unlink(sock);
       free(sock);
-      printf("kite: pool %s is down: no live instance left\n", name);
+      fprintf(prog, "kite: pool %s is down: no live instance left\n", name);
     } else if (after.live_instances > 0 && owner_gone) {
       cli_err("down: pool %s still has %u live instance(s) in the store; run `kite down %s` "
               "again",
@@ -458,8 +469,8 @@ static int down_orphans(bool yes) {
     return CLI_EXIT_FAIL;
   cli_orphans_t o;
   int code = cli_orphans_find(st, &o);
-  cli_orphans_print(stdout, &o);
-  fflush(stdout);
+  cli_orphans_print(prog, &o);
+  fflush(prog);
   if (o.n && !yes) {
     if (!isatty(STDIN_FILENO)) {
       cli_err("down: not terminating without confirmation: run `kite down --orphans --yes`");
@@ -467,11 +478,11 @@ static int down_orphans(bool yes) {
       kite_store_close(st);
       return CLI_EXIT_FAIL;
     }
-    printf("terminate these %zu instance(s)? [y/N] ", o.n);
-    fflush(stdout);
+    fprintf(prog, "terminate these %zu instance(s)? [y/N] ", o.n);
+    fflush(prog);
     char line[16] = "";
     if (fgets(line, sizeof(line), stdin) == NULL || (line[0] != 'y' && line[0] != 'Y')) {
-      printf("kite: nothing terminated\n");
+      fprintf(prog, "kite: nothing terminated\n");
       cli_orphans_free(&o);
       kite_store_close(st);
       return CLI_EXIT_FAIL;
@@ -484,9 +495,36 @@ static int down_orphans(bool yes) {
   return code;
 }
 
+/* The store's word on pool name after a down, as JSON. */
+static json_t *down_json(const char *name) {
+  kite_store_t *st = cli_store_open();
+  kite_store_pool_t p = {0};
+  json_t *j = NULL;
+  if (st && kite_store_pool_get(st, name, &p) == 0) {
+    json_t *insts = json_array();
+    kite_store_instance_t *v = NULL;
+    size_t n = 0;
+    if (kite_store_instances(st, name, true, &v, &n) == 0)
+      for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            insts, json_pack("{s:I, s:s?, s:s, s:s?}", "rank", (json_int_t)v[i].rank, "instance_id",
+                             v[i].instance_id, "state", kite_store_instance_state_name(v[i].state),
+                             "note", v[i].note));
+    kite_store_instances_free(v, n);
+    j = json_pack("{s:s, s:b, s:s?, s:i, s:o}", "pool", name, "down", p.live_instances == 0,
+                  "state", p.state, "live_instances", (int)p.live_instances, "live", insts);
+    kite_store_pool_clear(&p);
+  } else {
+    j = json_pack("{s:s, s:b, s:s}", "pool", name, "down", 0, "error", "no such pool");
+  }
+  kite_store_close(st);
+  return j;
+}
+
 int cli_cmd_down(int argc, char **argv) {
   const char *name = NULL;
-  bool all = false, orphans = false, yes = false;
+  bool all = false, orphans = false, yes = false, json = false;
+  prog = stdout;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       cli_help_for("down", stdout);
@@ -497,6 +535,9 @@ int cli_cmd_down(int argc, char **argv) {
       orphans = true;
     } else if (strcmp(argv[i], "--yes") == 0) {
       yes = true;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      json = true;
+      prog = stderr;
     } else if (argv[i][0] == '-') {
       return cli_usage("down", "unknown option %s", argv[i]);
     } else if (name == NULL) {
@@ -521,6 +562,15 @@ int cli_cmd_down(int argc, char **argv) {
     kite_store_close(st);
     st = NULL;
     code = cli_down_pool(name);
+    if (json) {
+      json_t *j = down_json(name);
+      json_object_set_new(j, "v", json_integer(CLI_PROTO_VERSION));
+      json_object_set_new(j, "exit", json_integer(code));
+      char *t = json_dumps(j, JSON_COMPACT);
+      printf("%s\n", t ? t : "{}");
+      free(t);
+      json_decref(j);
+    }
   } else {
     kite_store_pool_t *v = NULL;
     size_t n = 0;
@@ -532,6 +582,7 @@ int cli_cmd_down(int argc, char **argv) {
     kite_store_close(st);
     st = NULL;
     unsigned touched = 0;
+    json_t *pools = json_array();
     for (size_t i = 0; i < n; i++) {
       bool owned = v[i].owner_pid > 0 && cli_pid_alive(v[i].owner_pid);
       if (!owned && v[i].live_instances == 0)
@@ -539,9 +590,20 @@ int cli_cmd_down(int argc, char **argv) {
       touched++;
       if (cli_down_pool(v[i].name) != 0)
         code = CLI_EXIT_FAIL;
+      json_array_append_new(pools, down_json(v[i].name));
+    }
+    if (json) {
+      json_t *j =
+          json_pack("{s:i, s:o, s:i}", "v", CLI_PROTO_VERSION, "pools", pools, "exit", code);
+      char *t = json_dumps(j, JSON_COMPACT);
+      printf("%s\n", t ? t : "{}");
+      free(t);
+      json_decref(j);
+    } else {
+      json_decref(pools);
     }
     if (touched == 0)
-      printf("kite: no pool is up or has a live instance\n");
+      fprintf(prog, "kite: no pool is up or has a live instance\n");
     kite_store_pools_free(v, n);
   }
   kite_store_close(st);

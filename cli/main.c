@@ -134,7 +134,7 @@ static const subcmd_t cmds[] = {
      "still has an instance recorded live (it may cost money), is refused: `kite down` it\n"
      "first.\n"},
     {"down", cli_cmd_down, "close a pool and terminate its instances",
-     "usage: kite down NAME | --all | --orphans [--yes]\n"
+     "usage: kite down [--json] NAME | --all | --orphans [--yes]\n"
      "\n"
      "Asks the owner of pool NAME to close it: running commands are cancelled and every\n"
      "instance is terminated. When the owner is gone (it crashed or was killed), kite reads\n"
@@ -147,7 +147,9 @@ static const subcmd_t cmds[] = {
      "account (key pair, security group) when nothing else uses it.\n"
      "\n"
      "  --orphans  find what `kite status --orphans` finds, ask, and terminate it (--yes:\n"
-     "             without asking)\n"},
+     "             without asking)\n"
+     "  --json     progress on stderr; on stdout one object: {\"pool\", \"down\" (nothing left\n"
+     "             live), \"live\" (what is left, per instance), \"exit\"} (--all: \"pools\")\n"},
 };
 
 static void usage_all(FILE *fp) {

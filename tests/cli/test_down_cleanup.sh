@@ -70,3 +70,17 @@ expect_rc 0 "kite exec on the other pool"
 run_kite "$T_DIR/out" "$T_DIR/err" down "$e"
 expect_rc 0 "kite down other"
 [ "$(ec2 key_pairs)" = 0 ] && [ "$(ec2 security_groups)" = 0 ] || fail "the last pool's down left kite's key pair or group"
+
+log "kite down --json: progress on stderr, one JSON object on stdout"
+f=$(pool_name json)
+spec "$f" "$T_DIR/f.yaml"
+run_kite "$T_DIR/out" "$T_DIR/err" up --plain "$T_DIR/f.yaml"
+expect_rc 0 "kite up"
+run_kite "$T_DIR/out" "$T_DIR/err" down --json "$f"
+expect_rc 0 "kite down --json"
+python3 -c '
+import json,sys
+j=json.load(open(sys.argv[1]))
+assert j["v"]==1 and j["pool"]==sys.argv[2] and j["down"] is True and j["live"]==[] and j["exit"]==0, j' \
+  "$T_DIR/out" "$f" || fail "kite down --json: $(cat "$T_DIR/out")"
+expect_grep "$T_DIR/err" "is down" "the progress went to stderr"
