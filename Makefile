@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libjansson-dev \
 	libssh2-1-dev libyaml-dev libsqlite3-dev libssl-dev libxml2-dev uthash-dev libcmocka-dev \
 	openssh-server openssh-client util-linux pdsh python3 python3-pip python3-asyncssh python3-blinker \
-	libnghttp2-dev librtmp-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev
+	libnghttp2-dev librtmp-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev curl procps
 
 .PHONY: deps build demo test test-normal test-asan bench clean
 
