@@ -234,7 +234,8 @@ static void pool_free(kite_pool_t *pool) {
 }
 
 bool kite__pool_name_valid(const char *s) {
-  if (s == NULL || *s == '\0' || strlen(s) > 48)
+  /* A leading '-' would read as an option on every command line that names the pool. */
+  if (s == NULL || *s == '\0' || *s == '-' || strlen(s) > 48)
     return false;
   for (; *s; s++)
     if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
@@ -385,7 +386,7 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     return KITE_EINVAL;
   if (!kite__pool_name_valid(spec->name)) {
     kite_log(rt, KITE_LOG_ERROR, "pool", "pool name '%s' is not valid: use 1-48 letters, digits, "
-             "'-' or '_'", spec->name ? spec->name : "(none)");
+             "'-' or '_', not starting with '-'", spec->name ? spec->name : "(none)");
     return KITE_EINVAL;
   }
   if (spec->nodes == 0 || spec->nodes > 100000 || spec->min_nodes > spec->nodes) {

@@ -1300,7 +1300,7 @@ static int read_top(loader_t *l, const yaml_node_t *root) {
   if (rc == 0 && !kite__pool_name_valid(ps->name))
     rc = fail(l, v[T_NAME],
               "name: '%.60s' is not a valid pool name; expected 1-48 letters, "
-              "digits, '-' or '_'",
+              "digits, '-' or '_', not starting with '-'",
               ps->name);
   if (rc != 0)
     return rc;

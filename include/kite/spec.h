@@ -30,7 +30,7 @@
  *
  * The schema, in short (every key optional unless marked required):
  *
- *   name: NAME                  required; 1-48 letters, digits, '-', '_'
+ *   name: NAME                  required; 1-48 letters, digits, '-', '_' (not first: '-')
  *   provider: local             provider name (default local)
  *   provider_options: {...}     a mapping; handed to the provider as JSON (the registry
  *                               checks its keys against the provider's option table)
