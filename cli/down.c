@@ -107,8 +107,11 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
       char rank[24] = "-";
       if (op->rank >= 0)
         snprintf(rank, sizeof(rank), "%lld", (long long)op->rank);
-      fprintf(prog, "  rank %-4s %-28s terminated (confirmed by the provider)\n", rank,
-              op->instance_id ? op->instance_id : "(launching, no id yet)");
+      const kite_provider_info_t *info = kite_registry_find(d->provider);
+      fprintf(prog, "  rank %-4s %-28s %s\n", rank,
+              op->instance_id ? op->instance_id : "(launching, no id yet)",
+              info && info->user_machines ? "released (your machine; left running)"
+                                          : "terminated (confirmed by the provider)");
     }
   } else {
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
@@ -366,7 +369,8 @@ static int down_via_owner(const kite_store_pool_t *p) {
   while ((j = cli_conn_recv(&c, NULL)) != NULL) {
     const char *t = json_string_value(json_object_get(j, "t"));
     if (t && strcmp(t, "closing") == 0) {
-      fprintf(prog, "kite: closing pool %s: cancelling its commands and terminating its instances\n",
+      fprintf(prog,
+              "kite: closing pool %s: cancelling its commands and terminating its instances\n",
               p->name);
       fflush(prog);
     } else if (t && strcmp(t, "closed") == 0) {

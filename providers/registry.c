@@ -186,6 +186,7 @@ static const kite_provider_info_t providers[] = {
             },
         .ssh_user_option = "user",
         .ssh_key_option = "key",
+        .user_machines = true,
         .options = ssh_options,
         .n_options = KITE_ARRAY_SIZE(ssh_options),
     },

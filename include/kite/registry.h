@@ -67,6 +67,9 @@ typedef struct kite_provider_info {
   const char *refused[KITE_FIELD__COUNT];
   /* The provider options ssh.user and ssh.key become (NULL where refused). */
   const char *ssh_user_option, *ssh_key_option;
+  /* Its machines are the user's own (an inventory): "terminating" one releases it, running,
+   * and nothing of it costs kite's user money. */
+  bool user_machines;
   const kite_provider_option_t *options; /* the options it takes */
   size_t n_options;
 } kite_provider_info_t;

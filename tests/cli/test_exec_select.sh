@@ -63,6 +63,22 @@ expect_rc 0 "kite exec --hostfile"
 kite status >"$T_DIR/st"
 expect_no_grep "$T_DIR/st" "^w-.*ready" "no ad-hoc pool is left up"
 
+log "kite down of an ssh pool whose owner died releases the machines, and says so"
+S=$(pool_name sshrel)
+printf 'name: %s\nnodes: 2\nprovider: ssh\nprovider_options: {hosts: ["%s", "%s"]}\n' "$S" \
+  "$(echo $addrs | cut -d' ' -f1)" "$(echo $addrs | cut -d' ' -f2)" >"$T_DIR/s.yaml"
+HOME=$UH kite up --plain "$T_DIR/s.yaml" >"$T_DIR/o" 2>"$T_DIR/e" || fail "kite up (ssh): $(cat "$T_DIR/e")"
+spid=$(kite status --json | python3 -c "import json,sys; print([p['owner_pid'] for p in json.load(sys.stdin)['pools'] if p['name']=='$S'][0])")
+kill -KILL "$spid"
+wait_for 10 sh -c "! kill -0 $spid 2>/dev/null"
+HOME=$UH kite down "$S" >"$T_DIR/o" 2>"$T_DIR/e"
+RC=$?
+expect_rc 0 "kite down of the ssh pool"
+expect_grep "$T_DIR/o" "released (your machine; left running)" "the machines are released, not terminated"
+expect_no_grep "$T_DIR/o" "terminated (confirmed" "no machine of the user's is called terminated"
+run_kite "$T_DIR/o" "$T_DIR/e" exec "$M" -- true
+expect_rc 0 "the machines are still up"
+
 log "after an owner crash, the advice works"
 pid=$(kite status --json | python3 -c "import json,sys; print([p['owner_pid'] for p in json.load(sys.stdin)['pools'] if p['name']=='$M'][0])")
 kill -KILL "$pid"
