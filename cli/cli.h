@@ -65,6 +65,7 @@ typedef struct cli_lines {
   char *buf;
   size_t len;
   unsigned attempt; /* of the lines being fed: 2 and up are labelled "[rank #attempt] " */
+  const char *host; /* when set, lines are labelled "host: " instead (pdsh's form, for dshbak) */
 } cli_lines_t;
 /* Sets the attempt the next bytes come from; a partial line of another attempt is flushed. */
 void cli_lines_attempt(cli_lines_t *l, FILE *fp, uint32_t rank, unsigned attempt);
@@ -156,7 +157,7 @@ int cli_cmd_run(int argc, char **argv);
 /* `kite exec -w HOSTS | --hostfile FILE`: a pool of the ssh provider over those machines for
  * one command (run.c). cmd: argv (as_argv) or words of one shell command line. */
 int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
-                   bool as_argv, json_t *env, long timeout_s, long fanout);
+                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels);
 int cli_cmd_up(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
 int cli_cmd_upload(int argc, char **argv);
@@ -180,6 +181,7 @@ typedef struct cli_run_opts {
   kite_task_opts_t task;   /* env, timeout, fanout, retries */
   bool live;               /* redraw node states in place (a terminal) */
   bool quiet;              /* no opening/ready/closed lines, no node view (kite exec -w) */
+  const char *const *labels; /* by rank: lines labelled "LABEL: " (pdsh's form), or NULL */
 } cli_run_opts_t;
 
 /* With run (kite run), the owner runs in the foreground: it opens the pool, runs run's command

@@ -167,6 +167,10 @@ static void print_rank_failure(json_t *r) {
     fprintf(stderr, "kite: rank %d failed: exit status %d\n", rank, st);
 }
 
+/* Labels by rank for pdsh's "host: line" form (NULL: "[rank] "). */
+static char **host_labels;
+static size_t host_labels_n;
+
 int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank) {
   cli_lines_t lines[2] = {{0}};
   uint32_t last_rank[2] = {0, 0};
@@ -191,6 +195,7 @@ int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank)
       if (lines[s].len && last_rank[s] != rank)
         cli_lines_flush(&lines[s], s ? stderr : stdout, last_rank[s]);
       last_rank[s] = rank;
+      lines[s].host = host_labels && rank < host_labels_n ? host_labels[rank] : NULL;
       cli_lines_attempt(&lines[s], s ? stderr : stdout, rank,
                         (unsigned)json_integer_value(json_object_get(j, "attempt")));
       if (b)
@@ -271,10 +276,34 @@ static void cancel_on_signals(cli_conn_t *c) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
+/* The nodes' addresses by rank, from the owner's status, as line labels. */
+static void load_host_labels(const char *name) {
+  cli_conn_t c;
+  const char *why;
+  if (cli_conn_open(&c, name, &why) != 0)
+    return;
+  json_t *j = NULL;
+  if (cli_conn_send(&c, json_pack("{s:s}", "op", "status")) == 0)
+    j = cli_conn_recv(&c, NULL);
+  json_t *nodes = json_object_get(j, "nodes");
+  host_labels_n = json_array_size(nodes);
+  host_labels = calloc(host_labels_n ? host_labels_n : 1, sizeof(*host_labels));
+  for (size_t k = 0; host_labels && k < host_labels_n; k++) {
+    json_t *n = json_array_get(nodes, k);
+    size_t r = (size_t)json_integer_value(json_object_get(n, "rank"));
+    const char *a = json_string_value(json_object_get(n, "address"));
+    if (r < host_labels_n && a && host_labels[r] == NULL)
+      host_labels[r] = strdup(a);
+  }
+  json_decref(j);
+  cli_conn_close(&c);
+}
+
 int cli_cmd_exec(int argc, char **argv) {
   cli_opts_t o = {0};
   const char *name = NULL;
   long timeout_s = 0, fanout = 0, retries = -1;
+  bool labels = false;
   json_t *ranks = json_array(), *exclude = json_array(), *env = json_array();
   const char *hosts = NULL, *hostfile = NULL;
   bool dashdash = false;
@@ -323,6 +352,8 @@ int cli_cmd_exec(int argc, char **argv) {
         EXEC_USAGE("%s needs a positive number", a);
       *(strcmp(a, "--timeout") == 0 ? &timeout_s : &fanout) = v;
       i++;
+    } else if (strcmp(a, "--host-labels") == 0 || strcmp(a, "-L") == 0) {
+      labels = true;
     } else if (strcmp(a, "--retries") == 0) {
       char *end = NULL;
       retries = has_val ? strtol(argv[i + 1], &end, 10) : -1;
@@ -351,7 +382,7 @@ int cli_cmd_exec(int argc, char **argv) {
     if (i >= argc)
       EXEC_USAGE("missing the command (kite exec -w HOSTS -- CMD...)");
     code = cli_exec_hosts(hosts, hostfile, (const char *const *)&argv[i], argc - i, dashdash, env,
-                          timeout_s, fanout);
+                          timeout_s, fanout, labels);
     goto out;
   }
   if (name == NULL)
@@ -395,6 +426,8 @@ int cli_cmd_exec(int argc, char **argv) {
     json_object_set_new(req, "fanout", json_integer((json_int_t)fanout));
   if (retries >= 0)
     json_object_set_new(req, "retries", json_integer((json_int_t)retries));
+  if (labels)
+    load_host_labels(name);
   cli_conn_t c;
   code = CLI_EXIT_FAIL;
   if (connect_owner(&c, "exec", name) != 0) {
@@ -409,6 +442,10 @@ int cli_cmd_exec(int argc, char **argv) {
     code = CLI_EXIT_INTERRUPTED;
   cli_conn_close(&c);
 out:
+  for (size_t k = 0; host_labels && k < host_labels_n; k++)
+    free(host_labels[k]);
+  free(host_labels);
+  host_labels = NULL;
   json_decref(ranks);
   json_decref(exclude);
   json_decref(env);

@@ -77,6 +77,8 @@ static const subcmd_t cmds[] = {
      "  --retries N         re-run a rank whose node is lost on its replacement, up to N times\n"
      "                      (default: the spec's retries:); later attempts' lines are\n"
      "                      labelled [RANK #ATTEMPT]\n"
+     "  -L, --host-labels   label lines \"HOST: line\" (pdsh's form, which dshbak reads):\n"
+     "                      the node's address, or the host as given to -w\n"
      "  --json              print the owner's replies as JSON lines (output base64-encoded)\n"},
     {"upload", cli_cmd_upload, "copy a local file or tree to every node",
      "usage: kite upload NAME SRC DST\n"

@@ -431,6 +431,7 @@ static void on_task_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, i
   if (t->print && t->o->lines && rank < kite_pool_size(t->o->pool)) {
     int s = stream == 2 ? 1 : 0;
     cli_lines_t *l = &t->o->lines[rank][s];
+    l->host = t->o->run->labels ? t->o->run->labels[rank] : NULL;
     cli_lines_attempt(l, s ? stderr : stdout, rank, attempt);
     cli_lines_feed(l, s ? stderr : stdout, rank, buf, len);
   }

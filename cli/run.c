@@ -29,7 +29,7 @@ static int run_owner(kite_spec_t *spec, const cli_run_opts_t *opts) {
 }
 
 int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
-                   bool as_argv, json_t *env, long timeout_s, long fanout) {
+                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels) {
   json_t *list = json_array();
   if (hosts) {
     char *copy = strdup(hosts);
@@ -60,6 +60,10 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
   }
   /* A pool of the ssh provider over exactly these machines, for this one command. */
   size_t nhosts = json_array_size(list);
+  /* The hosts as given label the lines with --host-labels, as pdsh labels them. */
+  char **hl = calloc(nhosts + 1, sizeof(*hl));
+  for (size_t k = 0; hl && k < nhosts; k++)
+    hl[k] = strdup(json_string_value(json_array_get(list, k)));
   json_t *opts = json_pack("{s:o}", "hosts", list);
   char *opts_s = opts ? json_dumps(opts, JSON_COMPACT) : NULL;
   json_decref(opts);
@@ -68,7 +72,7 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
                                     (int)getpid(), nhosts, opts_s)
                       : NULL;
   free(opts_s);
-  cli_run_opts_t r = {.quiet = true};
+  cli_run_opts_t r = {.quiet = true, .labels = labels ? (const char *const *)hl : NULL};
   kite_spec_t *spec = NULL;
   char *errmsg = NULL;
   int rc = text ? kite_spec_load_string(text, strlen(text), "-w", &spec, &errmsg) : KITE_ENOMEM;
@@ -80,6 +84,9 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
   if (rc != 0) {
     cli_err("exec: %s", errmsg ? errmsg : kite_strerror(rc));
     free(errmsg);
+    for (size_t k = 0; hl && k < nhosts; k++)
+      free(hl[k]);
+    free(hl);
     return CLI_EXIT_USAGE;
   }
   char *line = NULL;
@@ -104,6 +111,9 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
   r.task.timeout_ms = (uint64_t)timeout_s * 1000;
   r.task.fanout = (unsigned)fanout;
   int code = run_owner(spec, &r);
+  for (size_t k = 0; hl && k < nhosts; k++)
+    free(hl[k]);
+  free(hl);
   free(ev);
   free(line);
   return code;

@@ -239,7 +239,9 @@ const char *cli_clock(int64_t ms) {
 }
 
 static void line_label(const cli_lines_t *l, FILE *fp, uint32_t rank) {
-  if (l->attempt > 1)
+  if (l->host)
+    fprintf(fp, "%s: ", l->host);
+  else if (l->attempt > 1)
     fprintf(fp, "[%u #%u] ", rank, l->attempt);
   else
     fprintf(fp, "[%u] ", rank);

@@ -55,6 +55,14 @@ HOME=$UH kite exec -w "$w" -- sh -c 'echo r$KITE_NODE_RANK of $KITE_NUM_NODES' >
 RC=$?
 expect_rc 0 "kite exec -w $w"
 [ "$(grep -c ' of 2' "$T_DIR/o")" = 2 ] || { fail "-w output"; cat "$T_DIR/o" "$T_DIR/e" >&2; }
+HOME=$UH kite exec -L -w "$w" -- echo labelled >"$T_DIR/o" 2>"$T_DIR/e"
+expect_grep "$T_DIR/o" "^$(echo $addrs | cut -d' ' -f1): labelled\$" "-L labels lines with the host, as pdsh"
+run_kite "$T_DIR/o" "$T_DIR/e" exec -L "$M" --rank 1 -- echo labelled
+expect_grep "$T_DIR/o" "^$(echo $addrs | cut -d' ' -f2): labelled\$" "-L on a pool: the node's address"
+if command -v dshbak >/dev/null; then
+  kite exec -L "$M" -- echo same | dshbak -c >"$T_DIR/d" 2>&1
+  expect_grep "$T_DIR/d" "^same\$" "dshbak -c reads kite's output"
+fi
 echo $addrs | tr ' ' '\n' >"$T_DIR/hosts"
 HOME=$UH kite exec --hostfile "$T_DIR/hosts" 'echo r$KITE_NODE_RANK' >"$T_DIR/o" 2>"$T_DIR/e"
 RC=$?
