@@ -180,9 +180,14 @@ static void send_json(client_t *cl, json_t *j) {
   json_object_set_new(j, "v", json_integer(CLI_PROTO_VERSION));
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
-  if (s) {
-    send_raw(cl, s, strlen(s));
-    free(s);
+  /* Output bytes are redacted by the transport already; this catches a secret in any text
+   * (a command line, an error message) on its way to a client. */
+  size_t len = 0;
+  char *clean = s ? kite_redact(cl->o->eng.rt, s, strlen(s), &len) : NULL;
+  free(s);
+  if (clean) {
+    send_raw(cl, clean, len);
+    free(clean);
   }
 }
 
@@ -359,7 +364,8 @@ static task_rec_t *task_new(owner_t *o, client_t *cl, const char *what, uint32_t
   if (t == NULL)
     return NULL;
   t->ranks = calloc(count, sizeof(*t->ranks));
-  t->what = strdup(what);
+  /* The command line as typed may hold a secret: what is kept, logged and shown is redacted. */
+  t->what = kite_redact(o->eng.rt, what, strlen(what), NULL);
   if (t->ranks == NULL || t->what == NULL) {
     free(t->ranks);
     free(t->what);

@@ -71,6 +71,24 @@ bool kite__pool_name_valid(const char *s);
 typedef struct kite__secrets kite__secrets_t;
 const kite__secrets_t *kite__runtime_secrets(const kite_runtime_t *rt);
 kite_runtime_t *kite__bus_runtime(kite_bus_t *bus);
+
+/* ---- log.c: redacting a stream -------------------------------------------------------- */
+
+/* Redaction of output that arrives in chunks (a command's stdout, say): a secret split across
+ * chunks is caught too, because the bytes at a chunk's end that could begin a secret are held
+ * back until the next chunk (or the end) shows what they are. */
+typedef struct kite__redactor {
+  char *held; /* at most the longest secret's length - 1 bytes */
+  size_t held_len;
+} kite__redactor_t;
+
+/* Feeds buf[0..len) (final: and ends the stream, releasing everything held). On return
+ * *out and *out_len are what may be released now, redacted: either buf itself (*owned false: no
+ * secret, nothing held) or a malloc'd buffer the caller frees (*owned true). *out_len may be
+ * 0. KITE_ENOMEM on allocation failure (nothing is released then). */
+int kite__redact_feed(const kite_runtime_t *rt, kite__redactor_t *r, const void *buf, size_t len,
+                      bool final, const char **out, size_t *out_len, bool *owned);
+void kite__redactor_clear(kite__redactor_t *r);
 /* The runtime's state store ($KITE_HOME/state.db), opened on first use. KITE_ESTORE (logged
  * once) when it cannot be opened. */
 int kite__runtime_store(kite_runtime_t *rt, kite_store_t **out);

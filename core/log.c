@@ -29,8 +29,12 @@ int kite_log_level_parse(const char *s, kite_log_level_t *out) {
   return KITE_EINVAL;
 }
 
-void kite_log_set_level(kite_runtime_t *rt, kite_log_level_t level) { rt->log_level = level; }
-kite_log_level_t kite_log_get_level(const kite_runtime_t *rt) { return rt->log_level; }
+void kite_log_set_level(kite_runtime_t *rt, kite_log_level_t level) {
+  rt->log_level = level;
+}
+kite_log_level_t kite_log_get_level(const kite_runtime_t *rt) {
+  return rt->log_level;
+}
 
 void kite_log_set_sink(kite_runtime_t *rt, kite_log_sink_fn sink, void *data) {
   rt->log_sink = sink;
@@ -58,7 +62,9 @@ int kite_secret_add(kite_runtime_t *rt, const char *secret) {
   return 0;
 }
 
-const kite__secrets_t *kite__runtime_secrets(const kite_runtime_t *rt) { return &rt->secrets; }
+const kite__secrets_t *kite__runtime_secrets(const kite_runtime_t *rt) {
+  return &rt->secrets;
+}
 
 /* Finds the earliest occurrence of any secret in s[from..len); returns its offset or len. */
 static size_t find_secret(const kite__secrets_t *sec, const char *s, size_t len, size_t from,
@@ -111,6 +117,105 @@ char *kite_redact(const kite_runtime_t *rt, const char *s, size_t len, size_t *o
   if (out_len)
     *out_len = n;
   return out;
+}
+
+/* The start of the longest tail of s[from..len) that is a proper prefix of some secret, or
+ * len when there is none. */
+static size_t secret_prefix_tail(const kite__secrets_t *sec, const char *s, size_t len,
+                                 size_t from) {
+  size_t best = len;
+  for (size_t i = 0; i < sec->n; i++) {
+    size_t sl = strlen(sec->v[i]);
+    for (size_t m = sl - 1; m > 0; m--) {
+      if (m > len - from || len - m >= best)
+        continue;
+      if (memcmp(s + len - m, sec->v[i], m) == 0) {
+        best = len - m;
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+int kite__redact_feed(const kite_runtime_t *rt, kite__redactor_t *r, const void *buf, size_t len,
+                      bool final, const char **out, size_t *out_len, bool *owned) {
+  static const char mark[] = "[REDACTED]";
+  const size_t ml = sizeof(mark) - 1;
+  const kite__secrets_t *sec = rt ? &rt->secrets : NULL;
+  *out = buf;
+  *out_len = len;
+  *owned = false;
+  if ((sec == NULL || sec->n == 0) && r->held_len == 0)
+    return 0; /* the common case: no copy */
+  /* joined = what was held + buf */
+  size_t jl = r->held_len + len;
+  char *j = malloc(jl + 1);
+  if (j == NULL)
+    return KITE_ENOMEM;
+  if (r->held_len)
+    memcpy(j, r->held, r->held_len);
+  if (len)
+    memcpy(j + r->held_len, buf, len);
+  size_t cut = final || sec == NULL || sec->n == 0 ? jl : secret_prefix_tail(sec, j, jl, 0);
+  /* Release j[0..cut) redacted; a match that starts before the cut is replaced whole, and
+   * moves the cut past its end. */
+  size_t cap = cut + 1, n = 0, pos = 0;
+  char *o = malloc(cap);
+  if (o == NULL) {
+    free(j);
+    return KITE_ENOMEM;
+  }
+  while (pos < cut) {
+    size_t sl = 0;
+    size_t hit = sec && sec->n ? find_secret(sec, j, jl, pos, &sl) : jl;
+    size_t stop = hit < cut ? hit : cut;
+    size_t need = n + (stop - pos) + (hit < cut ? ml : 0) + 1;
+    if (need > cap) {
+      cap = need * 2;
+      char *g = realloc(o, cap);
+      if (g == NULL) {
+        free(o);
+        free(j);
+        return KITE_ENOMEM;
+      }
+      o = g;
+    }
+    memcpy(o + n, j + pos, stop - pos);
+    n += stop - pos;
+    pos = stop;
+    if (hit >= cut)
+      break;
+    memcpy(o + n, mark, ml);
+    n += ml;
+    pos = hit + sl;
+    if (pos > cut)
+      cut = pos;
+  }
+  free(r->held);
+  r->held = NULL;
+  r->held_len = jl - cut;
+  if (r->held_len) {
+    r->held = malloc(r->held_len);
+    if (r->held == NULL) {
+      r->held_len = 0;
+      free(o);
+      free(j);
+      return KITE_ENOMEM;
+    }
+    memcpy(r->held, j + cut, r->held_len);
+  }
+  free(j);
+  *out = o;
+  *out_len = n;
+  *owned = true;
+  return 0;
+}
+
+void kite__redactor_clear(kite__redactor_t *r) {
+  free(r->held);
+  r->held = NULL;
+  r->held_len = 0;
 }
 
 void kite_logv(kite_runtime_t *rt, kite_log_level_t level, const char *component, const char *fmt,

@@ -57,6 +57,7 @@ struct top {
   char *held;                /* a chunk the bus had no room for */
   size_t held_len;
   int held_stream;
+  kite__redactor_t red[2]; /* stdout, stderr: registered secrets never leave the transport */
   kite_bus_waiter_t waiter;
   bool hashed;
   UT_hash_handle hh;
@@ -68,6 +69,8 @@ static void top_free(top_t *o) {
   if (o->hashed)
     HASH_DEL(o->ts->ops, o);
   free(o->held);
+  kite__redactor_clear(&o->red[0]);
+  kite__redactor_clear(&o->red[1]);
   free(o);
 }
 
@@ -194,12 +197,16 @@ static void on_connect(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ss
   ts->node = p->node;
   ts->t = t;
   ts->connect_corr = ev->corr;
-  kite_ssh_options_t o = {.host = p->host, .port = p->port, .user = p->user,
-                          .key_path = p->key_path, .host_key = p->host_key,
+  kite_ssh_options_t o = {.host = p->host,
+                          .port = p->port,
+                          .user = p->user,
+                          .key_path = p->key_path,
+                          .host_key = p->host_key,
                           .known_hosts = t->known_hosts,
                           .hostkey_mode = (kite_hostkey_mode_t)p->hostkey_mode,
                           .connect_timeout_ms = p->timeout_ms > 0 ? (uint64_t)p->timeout_ms : 0,
-                          .keepalive_s = t->keepalive_s, .max_channels = t->max_channels};
+                          .keepalive_s = t->keepalive_s,
+                          .max_channels = t->max_channels};
   int rc = kite_ssh_connect(t->rt, &o, on_connected, ts, &ts->s);
   if (rc != 0) {
     reply_err(bus, ev->corr, rc, "cannot connect to %s:%u: %s", p->host, p->port,
@@ -256,22 +263,52 @@ static void on_space(kite_bus_t *bus, void *data) {
 static int on_exec_output(kite_exec_t *x, int stream, const void *buf, size_t len, void *data) {
   top_t *o = data;
   (void)x;
+  kite_bus_t *bus = o->ts->t->bus;
+  /* Redacted here, at the source, so that every consumer of the output (events, the pool's
+   * callbacks, what the kite command prints and keeps) sees the same redacted bytes, and a
+   * secret split across reads is still caught. */
+  const char *clean;
+  size_t clean_len;
+  bool owned;
+  if (kite__redact_feed(o->ts->t->rt, &o->red[stream == 2], buf, len, false, &clean, &clean_len,
+                        &owned) != 0)
+    return 0; /* out of memory: drop the chunk rather than let a secret through */
+  if (clean_len == 0) {
+    if (owned)
+      free((char *)clean);
+    return 0; /* all of it held back: it may begin a secret */
+  }
   kite_ev_task_output_t p = o->out;
   p.stream = (uint32_t)stream;
-  p.data = (kite_bytes_t){buf, len};
-  kite_bus_t *bus = o->ts->t->bus;
-  if (kite_emit_task_output(bus, &p) != KITE_EAGAIN)
+  p.data = (kite_bytes_t){clean, clean_len};
+  if (kite_emit_task_output(bus, &p) != KITE_EAGAIN) {
+    if (owned)
+      free((char *)clean);
     return 0;
-  o->held = malloc(len);
-  if (o->held == NULL)
-    return 0; /* cannot hold it either; the bus said why */
-  memcpy(o->held, buf, len);
-  o->held_len = len;
+  }
+  if (owned) {
+    o->held = (char *)clean;
+  } else {
+    o->held = malloc(clean_len);
+    if (o->held == NULL)
+      return 0; /* cannot hold it either; the bus said why */
+    memcpy(o->held, clean, clean_len);
+  }
+  o->held_len = clean_len;
   o->held_stream = stream;
   o->waiter.cb = on_space;
   o->waiter.data = o;
   kite_bus_wait_space(bus, &o->waiter);
   return KITE_EAGAIN;
+}
+
+/* Emits a chunk at the end of an exec, when there is no channel left to pause. */
+static void emit_now(kite_bus_t *bus, const top_t *o, int stream, const char *buf, size_t len) {
+  kite_ev_task_output_t p = o->out;
+  p.stream = (uint32_t)stream;
+  p.data = (kite_bytes_t){buf, len};
+  while (kite_emit_task_output(bus, &p) == KITE_EAGAIN && kite_bus_drain(bus, 64) == 0)
+    ;
 }
 
 static void on_exec_done(kite_exec_t *x, int error, int exit_status, const char *signal,
@@ -282,17 +319,31 @@ static void on_exec_done(kite_exec_t *x, int error, int exit_status, const char 
   if (o->held) {
     /* Output the bus had no room for still goes out first, in order. */
     kite_bus_wait_cancel(bus, &o->waiter);
-    kite_ev_task_output_t p = o->out;
-    p.stream = (uint32_t)o->held_stream;
-    p.data = (kite_bytes_t){o->held, o->held_len};
-    while (kite_emit_task_output(bus, &p) == KITE_EAGAIN && kite_bus_drain(bus, 64) == 0)
-      ;
+    emit_now(bus, o, o->held_stream, o->held, o->held_len);
     free(o->held);
     o->held = NULL;
   }
-  kite_ev_task_finished_t f = {.pool = o->out.pool, .node = o->out.node, .task = o->out.task,
-                               .rank = o->out.rank, .attempt = o->out.attempt,
-                               .exit_status = exit_status, .signal = signal, .error = error,
+  /* Then what the redactors held back (it turned out not to be a secret). */
+  for (int k = 0; k < 2; k++) {
+    if (o->red[k].held_len == 0)
+      continue;
+    const char *rest;
+    size_t rest_len;
+    bool owned;
+    if (kite__redact_feed(o->ts->t->rt, &o->red[k], NULL, 0, true, &rest, &rest_len, &owned) == 0 &&
+        rest_len)
+      emit_now(bus, o, k + 1, rest, rest_len);
+    if (owned)
+      free((char *)rest);
+  }
+  kite_ev_task_finished_t f = {.pool = o->out.pool,
+                               .node = o->out.node,
+                               .task = o->out.task,
+                               .rank = o->out.rank,
+                               .attempt = o->out.attempt,
+                               .exit_status = exit_status,
+                               .signal = signal,
+                               .error = error,
                                .message = message};
   kite_reply_task_finished(bus, o->corr, &f);
   top_free(o);
@@ -340,17 +391,18 @@ static void on_exec(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_e
     kite_bus_reply_error(bus, ev->corr, KITE_ENOMEM, NULL);
     return;
   }
-  o->out = (kite_ev_task_output_t){.pool = p->pool, .node = p->node, .task = p->task,
-                                   .rank = p->rank, .attempt = p->attempt};
-  kite_exec_opts_t xo = {.shell = p->cmd, .env = (const char *const *)env,
+  o->out = (kite_ev_task_output_t){
+      .pool = p->pool, .node = p->node, .task = p->task, .rank = p->rank, .attempt = p->attempt};
+  kite_exec_opts_t xo = {.shell = p->cmd,
+                         .env = (const char *const *)env,
                          .timeout_ms = p->timeout_ms > 0 ? (uint64_t)p->timeout_ms : 0};
   int rc = kite_ssh_exec(ts->s, &xo, on_exec_output, on_exec_done, o, &o->x);
   free(env);
   if (rc != 0) {
     top_free(o);
     reply_err(bus, ev->corr, rc, "cannot run the command on node %llu: %s",
-              (unsigned long long)p->node, rc == KITE_EINVAL ? "bad environment variable name"
-                                                            : kite_strerror(rc));
+              (unsigned long long)p->node,
+              rc == KITE_EINVAL ? "bad environment variable name" : kite_strerror(rc));
   }
 }
 
@@ -419,8 +471,8 @@ static void on_ping(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_p
 static void on_xfer_progress(kite_xfer_t *x, uint64_t done, uint64_t total, void *data) {
   top_t *o = data;
   (void)x;
-  kite_ev_transfer_progress_t p = {.node = o->ts->node, .task = o->task, .done = done,
-                                   .total = total};
+  kite_ev_transfer_progress_t p = {
+      .node = o->ts->node, .task = o->task, .done = done, .total = total};
   kite_emit_transfer_progress(o->ts->t->bus, &p);
 }
 
@@ -428,8 +480,8 @@ static void on_xfer_done(kite_xfer_t *x, int error, uint64_t bytes, const char *
                          void *data) {
   top_t *o = data;
   (void)x;
-  kite_ev_transfer_done_t p = {.node = o->ts->node, .task = o->task, .error = error,
-                               .bytes = bytes, .message = message};
+  kite_ev_transfer_done_t p = {
+      .node = o->ts->node, .task = o->task, .error = error, .bytes = bytes, .message = message};
   kite_reply_transfer_done(o->ts->t->bus, o->corr, &p);
   top_free(o);
 }
@@ -441,8 +493,9 @@ static void on_upload(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh
   if (ts == NULL)
     return;
   if (p->remote == NULL || (p->local == NULL && p->content.ptr == NULL)) {
-    kite_bus_reply_error(bus, ev->corr, KITE_EINVAL, "ssh_upload needs a remote path and a "
-                                                     "local path or content");
+    kite_bus_reply_error(bus, ev->corr, KITE_EINVAL,
+                         "ssh_upload needs a remote path and a "
+                         "local path or content");
     return;
   }
   top_t *o = top_new(ts, p->task, ev->corr);
@@ -464,8 +517,8 @@ static void on_upload(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh
   }
 }
 
-static void on_download(kite_bus_t *bus, const kite_event_t *ev,
-                        const kite_ev_ssh_download_t *p, void *data) {
+static void on_download(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_download_t *p,
+                        void *data) {
   kite_transport_t *t = data;
   tsess_t *ts = ready_session(t, ev->corr, p->node);
   if (ts == NULL)
@@ -479,12 +532,11 @@ static void on_download(kite_bus_t *bus, const kite_event_t *ev,
     kite_bus_reply_error(bus, ev->corr, KITE_ENOMEM, NULL);
     return;
   }
-  int rc = kite_ssh_download(ts->s, p->remote, p->local, on_xfer_progress, on_xfer_done, o,
-                             &o->xf);
+  int rc = kite_ssh_download(ts->s, p->remote, p->local, on_xfer_progress, on_xfer_done, o, &o->xf);
   if (rc != 0) {
     top_free(o);
-    reply_err(bus, ev->corr, rc, "cannot download from node %llu: %s",
-              (unsigned long long)p->node, kite_strerror(rc));
+    reply_err(bus, ev->corr, rc, "cannot download from node %llu: %s", (unsigned long long)p->node,
+              kite_strerror(rc));
   }
 }
 
