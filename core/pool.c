@@ -389,6 +389,20 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
              "'-' or '_', not starting with '-'", spec->name ? spec->name : "(none)");
     return KITE_EINVAL;
   }
+  /* Honoured or refused, for programs that fill the spec by hand too (a YAML spec is checked
+   * against its provider when it is loaded): no provider chooses instances by resources
+   * yet. */
+  const char *unhonoured = spec->cpus          ? "cpus"
+                           : spec->memory_mb   ? "memory_mb"
+                           : spec->accelerator ? "accelerator"
+                           : spec->disk_gb     ? "disk_gb"
+                                               : NULL;
+  if (unhonoured) {
+    kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: %s is not honoured by any provider yet: "
+             "choose the instance with instance_type; nothing was launched", spec->name,
+             unhonoured);
+    return KITE_ENOTSUP;
+  }
   if (spec->nodes == 0 || spec->nodes > 100000 || spec->min_nodes > spec->nodes) {
     kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: nodes must be 1..100000 and min_nodes at most "
              "nodes (got nodes=%u min_nodes=%u)", spec->name, spec->nodes, spec->min_nodes);

@@ -57,14 +57,16 @@ typedef struct kite_pool_spec {
   bool deadman_off;           /* no watchdog (only when explicitly asked for; always off on
                                  the ssh provider: those machines are the user's own) */
   /* Resources to choose an instance by when instance_type is NULL; zero or NULL means no
-   * constraint. (The pool does not forward them to providers yet.) */
+   * constraint. No provider chooses by them yet: kite_pool_open refuses a spec that sets one
+   * (KITE_ENOTSUP, logged), rather than ignore it. */
   unsigned cpus;              /* at least this many vCPUs */
   uint64_t memory_mb;         /* at least this much memory, MiB */
   const char *accelerator;    /* accelerator model, e.g. "A100" */
   unsigned accelerator_count; /* accelerators per node; 0 with accelerator set: 1 */
   unsigned disk_gb;           /* root disk size, GiB */
   /* SSH login for instances whose provider does not supply one (e.g. an `ssh` inventory);
-   * NULL: the provider's default. (Not read by the pool yet.) */
+   * NULL: the provider's default. kite_registry_check_spec() turns them into the provider's
+   * own options; kite_pool_open itself does not read them. */
   const char *ssh_user;
   const char *ssh_key;        /* private key file */
 } kite_pool_spec_t;

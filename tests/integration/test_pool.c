@@ -621,6 +621,30 @@ static void expect_refused(ctx_t *c, kite_store_t *st, int64_t owner_pid, unsign
   kite_store_pool_clear(&rec);
 }
 
+/* A spec that asks for resources no provider chooses by is refused, not ignored: nothing is
+ * recorded or launched, and the callback is never called. */
+static void test_resources_refused(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, "resources");
+  kite_pool_spec_t s = spec_of(&c, 2, NULL);
+  s.cpus = 96;
+  kite_pool_t *p = NULL;
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open_never, &c, &p), KITE_ENOTSUP);
+  assert_null(p);
+  s.cpus = 0;
+  s.accelerator = "A100";
+  assert_int_equal(kite_pool_open(c.rt, &s, on_open_never, &c, &p), KITE_ENOTSUP);
+  kite_store_t *st = NULL;
+  char *path = kite_store_default_path(c.home);
+  assert_int_equal(kite_store_open(path, &st), 0);
+  kite_store_pool_t rec = {0};
+  assert_int_equal(kite_store_pool_get(st, s.name, &rec), KITE_ENOENT);
+  kite_store_close(st);
+  free(path);
+  ctx_done(&c);
+}
+
 static void test_name_in_use(void **state) {
   (void)state;
   /* Held by a live process (our parent). */
@@ -674,6 +698,7 @@ int main(void) {
       cmocka_unit_test(test_fanout),
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_name_in_use),
+      cmocka_unit_test(test_resources_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
