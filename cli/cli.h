@@ -182,6 +182,7 @@ typedef struct cli_run_opts {
   bool live;               /* redraw node states in place (a terminal) */
   bool quiet;              /* no opening/ready/closed lines, no node view (kite exec -w) */
   const char *const *labels; /* by rank: lines labelled "LABEL: " (pdsh's form), or NULL */
+  bool json;               /* stdout: the command's output and result as kite exec --json's */
 } cli_run_opts_t;
 
 /* With run (kite run), the owner runs in the foreground: it opens the pool, runs run's command

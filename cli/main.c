@@ -14,7 +14,7 @@ typedef struct subcmd {
 
 static const subcmd_t cmds[] = {
     {"run", cli_cmd_run, "open a pool, run a command on every node, close it",
-     "usage: kite run [--plain] [--retries N] SPEC [-- CMD...]\n"
+     "usage: kite run [--plain] [--json] [--retries N] SPEC [-- CMD...]\n"
      "\n"
      "Opens the pool described by SPEC (a YAML file), bootstraps every node, runs the spec's\n"
      "`run:` script (or CMD, given after --, as an argument vector: kite quotes it) on every\n"
@@ -30,6 +30,8 @@ static const subcmd_t cmds[] = {
      "Ctrl-C exits at once, and `kite down NAME` then terminates what is left.\n"
      "\n"
      "  --plain        plain progress lines even on a terminal (no live node table)\n"
+     "  --json         stdout: the output as {\"t\":\"out\",...} lines (base64) and the result as\n"
+     "                 {\"t\":\"result\",...}, as kite exec --json prints them; progress on stderr\n"
      "  --retries N    re-run a rank whose node is lost on its replacement, up to N times\n"
      "                 (default: the spec's retries:); later attempts' lines are labelled\n"
      "                 [RANK #ATTEMPT]\n"},

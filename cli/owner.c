@@ -434,7 +434,19 @@ static void on_task_output(kite_pool_t *pool, uint32_t rank, unsigned attempt, i
       }
     }
   }
-  if (t->print && t->o->lines && rank < kite_pool_size(t->o->pool)) {
+  if (t->print && t->o->run->json) {
+    char *b = cli_b64_encode(buf, len);
+    json_t *j =
+        json_pack("{s:s, s:i, s:i, s:i, s:s, s:i}", "t", "out", "rank", (int)rank, "attempt",
+                  (int)attempt, "stream", stream, "data", b ? b : "", "v", CLI_PROTO_VERSION);
+    char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (line)
+      printf("%s\n", line);
+    fflush(stdout);
+    free(line);
+    json_decref(j);
+    free(b);
+  } else if (t->print && t->o->lines && rank < kite_pool_size(t->o->pool)) {
     int s = stream == 2 ? 1 : 0;
     cli_lines_t *l = &t->o->lines[rank][s];
     l->host = t->o->run->labels ? t->o->run->labels[rank] : NULL;
@@ -1061,6 +1073,16 @@ static void run_open(owner_t *o, int status, const char *message) {
 
 /* The command ended on every rank: say how, then close the pool. */
 static void run_done(owner_t *o, int status, const kite_task_result_t *res) {
+  if (o->run->json) {
+    json_t *j = result_json(status, res);
+    json_object_set_new(j, "v", json_integer(CLI_PROTO_VERSION));
+    char *line = json_dumps(j, JSON_COMPACT);
+    if (line)
+      printf("%s\n", line);
+    fflush(stdout);
+    free(line);
+    json_decref(j);
+  }
   for (unsigned i = 0; o->lines && o->pool && i < kite_pool_size(o->pool); i++) {
     cli_lines_flush(&o->lines[i][0], stdout, i);
     cli_lines_flush(&o->lines[i][1], stderr, i);

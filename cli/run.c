@@ -133,6 +133,8 @@ int cli_cmd_run(int argc, char **argv) {
       return 0;
     } else if (strcmp(argv[i], "--plain") == 0) {
       o.plain = true;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      o.json = true;
     } else if (strcmp(argv[i], "--retries") == 0) {
       char *end = NULL;
       retries = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
@@ -175,7 +177,8 @@ int cli_cmd_run(int argc, char **argv) {
   }
   cli_run_opts_t r = {.argv = cmd_argv,
                       .shell = cmd_argv ? NULL : kite_spec_run(spec),
-                      .live = cli_is_live(stderr, &o)};
+                      .live = cli_is_live(stderr, &o),
+                      .json = o.json};
   r.task.retries = retries >= 0 ? (unsigned)retries : kite_spec_retries(spec);
   if (r.task.retries > 0 && !kite_spec_pool(spec)->replace) {
     kite_spec_free(spec);

@@ -27,3 +27,16 @@ expect_rc 0 "kite download of a tree"
 modes=$(cd "$T_DIR/dl" && stat -c '%a %n' . a b b/c b/f | tr '\n' ' ')
 [ "$modes" = "750 . 700 a 751 b 555 b/c 604 b/f " ] || fail "downloaded modes: $modes"
 chmod -R u+w "$T_DIR/dl"
+
+log "kite run --json: the output and the result as JSON lines on stdout"
+printf 'name: %s-json\nnodes: 2\nrun: echo "hi $KITE_NODE_RANK"; exit $KITE_NODE_RANK\n' "$P" >"$T_DIR/j.yaml"
+run_kite "$T_DIR/j.out" "$T_DIR/j.err" run --json "$T_DIR/j.yaml"
+expect_rc 1 "kite run --json with a failing rank"
+python3 - "$T_DIR/j.out" <<'PY' || fail "kite run --json: $(cat "$T_DIR/j.out")"
+import base64, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+outs = sorted(base64.b64decode(l["data"]).decode() for l in lines if l["t"] == "out")
+res = [l for l in lines if l["t"] == "result"]
+assert outs == ["hi 0\n", "hi 1\n"], outs
+assert len(res) == 1 and res[0]["failed"] == 1, res
+PY
