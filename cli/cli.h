@@ -198,6 +198,8 @@ bool cli_socket_answers(const char *path);
  * one that answers refused): the fd and *sock_out (malloc'd), or -1 with the error printed as
  * cmd's. */
 int cli_pool_listen(const char *cmd, const char *name, char **sock_out);
+/* Writes this process's pid into the pool's lock file (a forked owner, after the fork). */
+void cli_pool_lock_mine(void);
 
 /* Help texts (main.c). */
 void cli_help_for(const char *cmd, FILE *fp);

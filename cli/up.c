@@ -233,6 +233,7 @@ int cli_cmd_up(int argc, char **argv) {
   if (pid == 0) {
     /* The owner: its own session, no terminal, output to the log. */
     setsid();
+    cli_pool_lock_mine();
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
       dup2(devnull, 0);

@@ -331,17 +331,43 @@ bool cli_socket_answers(const char *path) {
 /* One process at a time prepares and serves a pool's socket: an flock on run/NAME.lock, held
  * (and inherited by a forked owner) until the process ends, so two commands opening one name
  * at once never take each other's socket. */
-static bool take_pool_lock(const char *name) {
+static int lock_fd = -1;
+
+/* The lock file holds the pid of the process that holds it, for the message of another. */
+void cli_pool_lock_mine(void) {
+  if (lock_fd < 0)
+    return;
+  char b[32];
+  int n = snprintf(b, sizeof(b), "%d\n", (int)getpid());
+  if (ftruncate(lock_fd, 0) == 0 && pwrite(lock_fd, b, (size_t)n, 0) != n)
+    return;
+}
+
+static bool take_pool_lock(const char *name, long *holder) {
+  *holder = 0;
   char *path = home_file("run", name, ".lock");
   int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
   free(path);
   if (fd < 0)
     return true; /* no lock to be had: the socket check below still applies */
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    /* The holder writes its pid just after it locks: give it that moment (this runs before
+     * any loop, in a command that is about to refuse). */
+    for (int tries = 0; tries < 50 && *holder <= 0; tries++) {
+      char b[32] = "";
+      if (pread(fd, b, sizeof(b) - 1, 0) > 0)
+        *holder = strtol(b, NULL, 10);
+      if (*holder <= 0) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+      }
+    }
     close(fd);
     return false;
   }
-  return true; /* fd stays open: the lock lasts as long as this process (and its owner) */
+  lock_fd = fd; /* stays open: the lock lasts as long as this process (and its owner) */
+  cli_pool_lock_mine();
+  return true;
 }
 
 int cli_pool_listen(const char *cmd, const char *name, char **sock_out) {
@@ -351,18 +377,22 @@ int cli_pool_listen(const char *cmd, const char *name, char **sock_out) {
   char *sock = cli_socket_path(name);
   free(home);
   int fd = -1;
+  long holder = 0;
   if (run_dir == NULL || sock == NULL || cli_mkdir_p(run_dir, 0700) != 0) {
     cli_err("%s: cannot create %s: %s", cmd, run_dir ? run_dir : "the run directory",
             strerror(errno));
-  } else if (chmod(run_dir, 0700), !take_pool_lock(name) || cli_socket_answers(sock)) {
+  } else if (chmod(run_dir, 0700), !take_pool_lock(name, &holder) || cli_socket_answers(sock)) {
     /* Another process serves this pool: never take its socket. Say which, from the store
      * (closed again before this process opens its own connection). */
     kite_store_t *st = cli_store_open();
     kite_store_pool_t p = {0};
-    if (st && kite_store_pool_get(st, name, &p) == 0 && p.owner_pid > 0)
-      cli_err("%s: pool %s is open in process %lld (its socket %s answers); use it, or "
-              "`kite down %s` first",
-              cmd, name, (long long)p.owner_pid, sock, name);
+    long pid = holder;
+    if (pid <= 0 && st && kite_store_pool_get(st, name, &p) == 0 && p.owner_pid > 0)
+      pid = (long)p.owner_pid;
+    if (pid > 0)
+      cli_err("%s: pool %s is open in process %ld (its socket %s); use it, or `kite down %s` "
+              "first",
+              cmd, name, pid, sock, name);
     else
       cli_err("%s: pool %s is open in another process (its socket %s answers); use it, or "
               "`kite down %s` first",
