@@ -78,7 +78,22 @@ def walk(v):
         except Exception:
             return False
     return False
-sys.exit(1 if any(walk(json.loads(l)) for l in open(sys.argv[1]) if l.strip()) else 0)
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# Output split across chunks: join each task's stream (events) or each rank's stream (exec).
+joined = {}
+for j in lines:
+    d = j.get("data")
+    if isinstance(d, dict) and isinstance(d.get("data"), str):
+        k, b = (j.get("key"), d.get("stream")), d["data"]
+    elif isinstance(d, str) and "rank" in j:
+        k, b = (j.get("rank"), j.get("stream")), d
+    else:
+        continue
+    try:
+        joined[k] = joined.get(k, b"") + base64.b64decode(b, validate=True)
+    except Exception:
+        pass
+sys.exit(1 if any(walk(j) for j in lines) or any(tok in v for v in joined.values()) else 0)
 EOF
 done
 for f in "$KITE_HOME"/logs/*.log; do
