@@ -847,13 +847,10 @@ static void on_request_timeout(uv_timer_t *t) {
   fail_pending(p->bus, p, KITE_ETIMEDOUT, msg);
 }
 
-int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t timeout_ms,
-                     kite_reply_fn cb, void *data, uint64_t *corr) {
-  if ((unsigned)type >= KITE_EV__COUNT || kite__evinfo[type].cls != KITE_EVC_REQUEST ||
-      cb == NULL || payload == NULL)
-    return KITE_EINVAL;
-  if (bus->closed || bus->closing)
-    return KITE_ECLOSED;
+/* Records a pending request of type and queues its event (the request itself, or a
+ * kite_bus_after marker): the one place a correlation id is made. */
+static int pending_start(kite_bus_t *bus, int type, const void *payload, uint32_t flags,
+                         kite_reply_fn cb, void *data, pending_t **out) {
   pending_t *p = calloc(1, sizeof(*p));
   if (p == NULL)
     return KITE_ENOMEM;
@@ -862,12 +859,27 @@ int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t ti
   p->cb = cb;
   p->data = data;
   p->bus = bus;
-  int rc = enqueue(bus, type, payload, p->corr, 0, false);
+  int rc = enqueue(bus, type, payload, p->corr, flags, false);
   if (rc != 0) {
     free(p);
     return rc;
   }
   HASH_ADD(hh, bus->pending, corr, sizeof(p->corr), p);
+  *out = p;
+  return 0;
+}
+
+int kite_bus_request(kite_bus_t *bus, int type, const void *payload, uint64_t timeout_ms,
+                     kite_reply_fn cb, void *data, uint64_t *corr) {
+  if ((unsigned)type >= KITE_EV__COUNT || kite__evinfo[type].cls != KITE_EVC_REQUEST ||
+      cb == NULL || payload == NULL)
+    return KITE_EINVAL;
+  if (bus->closed || bus->closing)
+    return KITE_ECLOSED;
+  pending_t *p = NULL;
+  int rc = pending_start(bus, type, payload, 0, cb, data, &p);
+  if (rc != 0)
+    return rc;
   if (timeout_ms > 0) {
     uv_timer_init(bus->loop, &p->timer);
     uv_timer_start(&p->timer, on_request_timeout, timeout_ms, 0);
@@ -884,24 +896,12 @@ int kite_bus_after(kite_bus_t *bus, kite_reply_fn cb, void *data, uint64_t *corr
     return KITE_EINVAL;
   if (bus->closed || bus->closing)
     return KITE_ECLOSED;
-  pending_t *p = calloc(1, sizeof(*p));
-  if (p == NULL)
-    return KITE_ENOMEM;
-  p->corr = ++bus->next_corr;
-  p->type = KITE_EV_DONE;
-  p->cb = cb;
-  p->data = data;
-  p->bus = bus;
-  kite_ev_done_t d = {.id = p->corr};
-  int rc = enqueue(bus, KITE_EV_DONE, &d, p->corr, EF_FINAL | EF_QUIET, false);
-  if (rc != 0) {
-    free(p);
-    return rc;
-  }
-  HASH_ADD(hh, bus->pending, corr, sizeof(p->corr), p);
-  if (corr)
+  kite_ev_done_t d = {.id = bus->next_corr + 1}; /* the marker names its own request */
+  pending_t *p = NULL;
+  int rc = pending_start(bus, KITE_EV_DONE, &d, EF_FINAL | EF_QUIET, cb, data, &p);
+  if (rc == 0 && corr)
     *corr = p->corr;
-  return 0;
+  return rc;
 }
 
 int kite_bus_reply(kite_bus_t *bus, uint64_t corr, int type, const void *payload) {
