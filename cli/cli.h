@@ -43,6 +43,8 @@ int cli_mkdir_p(const char *path, int mode);
 kite_store_t *cli_store_open(void);
 /* Whether process pid is alive. */
 bool cli_pid_alive(int64_t pid);
+/* Waits (at most timeout_ms) for process pid to end, on a pidfd; whether it has. */
+bool cli_wait_exit(int64_t pid, int timeout_ms);
 /* The control socket of pool name: HOME/run/NAME.sock. */
 char *cli_socket_path(const char *name);
 char *cli_log_path(const char *name);
@@ -157,7 +159,8 @@ int cli_cmd_run(int argc, char **argv);
 /* `kite exec -w HOSTS | --hostfile FILE`: a pool of the ssh provider over those machines for
  * one command (run.c). cmd: argv (as_argv) or words of one shell command line. */
 int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
-                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels);
+                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels,
+                   bool json);
 int cli_cmd_up(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
 int cli_cmd_upload(int argc, char **argv);

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -390,15 +389,12 @@ static int down_via_owner(const kite_store_pool_t *p) {
   /* The pool is closed, but the owner still stops its providers, which delete what kite made
    * in the account (key pair, security group) when nothing uses it: the pool is down only when
    * the owner is gone. */
-  int64_t until = cli_now_ms() + 120000;
-  while (code >= 0 && cli_pid_alive(p->owner_pid) && cli_now_ms() < until) {
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  if (code >= 0 && cli_pid_alive(p->owner_pid)) {
+  if (code >= 0 && !cli_wait_exit(p->owner_pid, 120000)) {
+    char *log = cli_log_path(p->name);
     cli_err("down: the owner of pool %s (pid %lld) closed the pool but has not exited after "
             "120 s; see its log %s",
-            p->name, (long long)p->owner_pid, "($KITE_HOME/logs)");
+            p->name, (long long)p->owner_pid, log ? log : "");
+    free(log);
     code = CLI_EXIT_FAIL;
   }
   if (code < 0) {

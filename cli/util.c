@@ -11,8 +11,10 @@
 
 #include "cli.h"
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 
 void cli_err(const char *fmt, ...) {
@@ -112,6 +114,20 @@ bool cli_pid_alive(int64_t pid) {
   buf[n] = '\0';
   const char *rp = strrchr(buf, ')');
   return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}
+
+bool cli_wait_exit(int64_t pid, int timeout_ms) {
+  /* A pidfd becomes readable when the process ends: no polling (Linux 5.3 and later). */
+  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (fd < 0)
+    return !cli_pid_alive(pid); /* already gone (ESRCH), or no pidfd: say what is known */
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  int rc;
+  while ((rc = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
+    ;
+  close(fd);
+  /* A zombie child is readable too, and is not alive. */
+  return rc > 0 || !cli_pid_alive(pid);
 }
 
 static char *home_file(const char *dir, const char *name, const char *ext) {
