@@ -376,13 +376,15 @@ int cli_cmd_exec(int argc, char **argv) {
       break; /* the command, as one shell string (pdsh's way) */
     }
   }
+  if (labels && o.json)
+    EXEC_USAGE("-L labels text lines; --json output carries the rank in each object");
   if (hosts || hostfile) {
     if (json_array_size(ranks) || json_array_size(exclude))
       EXEC_USAGE("--rank and -x select ranks of a pool; with -w, list only the hosts you want");
     if (i >= argc)
       EXEC_USAGE("missing the command (kite exec -w HOSTS -- CMD...)");
     code = cli_exec_hosts(hosts, hostfile, (const char *const *)&argv[i], argc - i, dashdash, env,
-                          timeout_s, fanout, labels);
+                          timeout_s, fanout, labels, o.json);
     goto out;
   }
   if (name == NULL)

@@ -29,7 +29,7 @@ static int run_owner(kite_spec_t *spec, const cli_run_opts_t *opts) {
 }
 
 int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
-                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels) {
+                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels, bool json) {
   json_t *list = json_array();
   if (hosts) {
     char *copy = strdup(hosts);
@@ -72,7 +72,8 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
                                     (int)getpid(), nhosts, opts_s)
                       : NULL;
   free(opts_s);
-  cli_run_opts_t r = {.quiet = true, .labels = labels ? (const char *const *)hl : NULL};
+  cli_run_opts_t r = {
+      .quiet = true, .json = json, .labels = labels ? (const char *const *)hl : NULL};
   kite_spec_t *spec = NULL;
   char *errmsg = NULL;
   int rc = text ? kite_spec_load_string(text, strlen(text), "-w", &spec, &errmsg) : KITE_ENOMEM;

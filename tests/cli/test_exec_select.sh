@@ -63,6 +63,12 @@ if command -v dshbak >/dev/null; then
   kite exec -L "$M" -- echo same | dshbak -c >"$T_DIR/d" 2>&1
   expect_grep "$T_DIR/d" "^same\$" "dshbak -c reads kite's output"
 fi
+HOME=$UH kite exec --json -w "$w" -- echo js >"$T_DIR/o" 2>"$T_DIR/e"
+python3 -c '
+import json,sys
+ls=[json.loads(l) for l in open(sys.argv[1])]
+assert sum(1 for l in ls if l["t"]=="out")==2 and ls[-1]["t"]=="result" and ls[-1]["failed"]==0, ls' "$T_DIR/o" ||
+  fail "kite exec --json -w: $(cat "$T_DIR/o" "$T_DIR/e")"
 echo $addrs | tr ' ' '\n' >"$T_DIR/hosts"
 HOME=$UH kite exec --hostfile "$T_DIR/hosts" 'echo r$KITE_NODE_RANK' >"$T_DIR/o" 2>"$T_DIR/e"
 RC=$?
@@ -102,3 +108,7 @@ printf 'name: "-lead"\nnodes: 1\nrun: "true"\n' >"$T_DIR/lead.yaml"
 run_kite "$T_DIR/o" "$T_DIR/e" run "$T_DIR/lead.yaml"
 expect_rc 2 "a pool named -lead"
 expect_grep "$T_DIR/e" "lead.yaml:1:7: name: '-lead' is not a valid pool name" "the message"
+
+log "flags that would be ignored together are refused"
+run_kite "$T_DIR/o" "$T_DIR/e" exec -L --json "$M" -- true
+expect_rc 2 "-L with --json"
