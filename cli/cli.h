@@ -97,7 +97,11 @@ void cli_view_detach(cli_view_t *v, kite_bus_t *bus);
 
 typedef struct cli_engine {
   kite_runtime_t *rt;
-  kite_local_provider_t *local;
+  /* The providers whose machines are processes of this host (registry: host_processes), which
+   * run in every kite process, and what each one's start gave. */
+  const kite_provider_info_t *host[4];
+  void *host_handle[4];
+  size_t host_n;
   kite_component_t guard; /* tier POOL: says when a shutdown has begun */
   bool shutting_down;     /* a shutdown began (a signal, or ours) */
   /* Called once when a shutdown begins, before any pool hears of it (may be NULL). */
@@ -105,12 +109,14 @@ typedef struct cli_engine {
   void *data;
 } cli_engine_t;
 
-/* Creates the runtime and adds the local provider, the provider called provider (through the
- * registry, with provider_options; the local provider takes them only when it is the one
- * named), the transport and the bootstrap runner. Prints why on failure. */
+/* Creates the runtime and adds the providers of this host's processes (local), the provider
+ * called provider (NULL: the registry's default), each through the registry (provider_options
+ * go only to the one named), the transport and the bootstrap runner. Prints why on failure. */
 int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider_options);
 /* Runs the loop to its end and frees the runtime. */
 void cli_engine_finish(cli_engine_t *e);
+/* The handle start gave the host-processes provider called name, or NULL. */
+void *cli_engine_host(const cli_engine_t *e, const char *name);
 
 /* ---- client.c: the control socket, client side -------------------------------------------- */
 

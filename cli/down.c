@@ -141,7 +141,8 @@ static void terminate_all(down_t *d) {
     kite_runtime_shutdown(d->eng.rt, NULL, NULL);
     return;
   }
-  bool local = strcmp(d->provider, "local") == 0;
+  const kite_provider_info_t *info = kite_registry_find(d->provider);
+  bool local = info && info->host_processes;
   bool listed = all_listed(d);
   d->ops = calloc(n ? n : 1, sizeof(*d->ops));
   for (size_t i = 0; d->ops && i < n; i++) {
@@ -176,9 +177,11 @@ static void terminate_all(down_t *d) {
     op->id = v[i].instance_id ? strdup(v[i].instance_id)
                               : cli_sprintf("launching-row-%lld", (long long)v[i].row);
     if (local) {
-      int rc = kite_local_provider_adopt(d->eng.local, op->id, d->tag);
+      void *h = cli_engine_host(&d->eng, d->provider);
+      int rc = h && info->adopt ? info->adopt(h, op->id, d->tag) : KITE_ENOTSUP;
       if (rc != 0 && rc != KITE_EEXIST) {
-        cli_err("down: the local provider cannot take charge of %s: %s", op->id, kite_strerror(rc));
+        cli_err("down: the %s provider cannot take charge of %s: %s", d->provider, op->id,
+                kite_strerror(rc));
         free(op->instance_id);
         free(op->id);
         d->failed++;
@@ -316,7 +319,8 @@ static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p) {
   if (cli_engine_start(&d.eng, p->provider, NULL) != 0)
     return CLI_EXIT_FAIL;
   int64_t youngest = 0;
-  if (strcmp(p->provider, "local") == 0) {
+  const kite_provider_info_t *pinfo = kite_registry_find(p->provider);
+  if (pinfo && pinfo->host_processes) {
     terminate_all(&d);
   } else if (collect_reaches(&d, &youngest) != 0) {
     cli_err("down: %s", kite_store_errmsg(st));

@@ -39,18 +39,26 @@ int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider
   e->guard.tier = KITE_TIER_POOL;
   e->guard.start = guard_start;
   e->guard.stop = guard_stop;
-  /* The local provider always runs (kite down and kite status --orphans of local pools need
-   * it whatever the spec names); it takes the spec's options only when the spec names it. */
-  bool is_local = provider == NULL || strcmp(provider, "local") == 0;
-  void *local = NULL;
+  /* The providers of this host's processes always run (kite down and kite status --orphans of
+   * their pools need them whatever the spec names); each takes the spec's options only when
+   * the spec names it. */
+  const kite_provider_info_t *named_info =
+      provider ? kite_registry_find(provider) : kite_registry_default();
   const char *what = "the guard";
-  rc = kite_runtime_add(e->rt, &e->guard);
-  if (rc == 0 && (what = "the local provider"))
-    rc = kite_registry_start(e->rt, "local", is_local ? provider_options : NULL, &local);
-  e->local = local;
   char named[96];
-  snprintf(named, sizeof(named), "the %.60s provider", provider ? provider : "local");
-  if (rc == 0 && !is_local && (what = named))
+  rc = kite_runtime_add(e->rt, &e->guard);
+  for (size_t i = 0; rc == 0 && kite_registry_at(i); i++) {
+    const kite_provider_info_t *p = kite_registry_at(i);
+    if (!p->host_processes || e->host_n == sizeof(e->host) / sizeof(e->host[0]))
+      continue;
+    snprintf(named, sizeof(named), "the %.60s provider", p->name);
+    what = named;
+    rc = kite_registry_start(e->rt, p->name, p == named_info ? provider_options : NULL,
+                             &e->host_handle[e->host_n]);
+    e->host[e->host_n++] = p;
+  }
+  snprintf(named, sizeof(named), "the %.60s provider", provider ? provider : "default");
+  if (rc == 0 && (named_info == NULL || !named_info->host_processes) && (what = named))
     rc = kite_registry_start(e->rt, provider, provider_options, NULL);
   if (rc == 0 && (what = "the SSH transport"))
     rc = kite_transport_new(e->rt, NULL, NULL);
@@ -75,6 +83,13 @@ int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider
     e->rt = NULL;
   }
   return rc;
+}
+
+void *cli_engine_host(const cli_engine_t *e, const char *name) {
+  for (size_t i = 0; name && i < e->host_n; i++)
+    if (strcmp(e->host[i]->name, name) == 0)
+      return e->host_handle[i];
+  return NULL;
 }
 
 void cli_engine_finish(cli_engine_t *e) {

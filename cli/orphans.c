@@ -119,14 +119,14 @@ int cli_orphans_find(kite_store_t *st, cli_orphans_t *out) {
     cli_err("orphans: %s", kite_store_errmsg(st));
     return CLI_EXIT_FAIL;
   }
-  /* Distinct (provider, reach) pairs of the clouds; local and ssh instances are processes
-   * and machines of this host, never listed by tag. */
+  /* Distinct (provider, reach) pairs of the clouds; instances that are processes of this
+   * host, or the user's own machines, are never listed by tag. */
   const char **provs = calloc(n ? n : 1, sizeof(*provs));
   const char **reaches = calloc(n ? n : 1, sizeof(*reaches));
   size_t m = 0;
   for (size_t i = 0; provs && reaches && i < n; i++) {
-    if (v[i].reach == NULL || strcmp(v[i].provider, "local") == 0 ||
-        strcmp(v[i].provider, "ssh") == 0)
+    const kite_provider_info_t *info = kite_registry_find(v[i].provider);
+    if (v[i].reach == NULL || info == NULL || info->host_processes || info->user_machines)
       continue;
     bool seen = false;
     for (size_t k = 0; k < m && !seen; k++)

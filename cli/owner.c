@@ -1168,8 +1168,8 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
   o->eng.on_shutdown = on_engine_shutdown;
   o->eng.data = o;
   olog(o, "kite-owner: pid %d owns pool %s (%u %s nodes), socket %s\n", (int)getpid(), o->name,
-       ps->nodes, ps->provider ? ps->provider : "local", sock_path);
-  if (cli_engine_start(&o->eng, ps->provider ? ps->provider : "local", ps->provider_options) != 0) {
+       ps->nodes, ps->provider ? ps->provider : kite_registry_default()->name, sock_path);
+  if (cli_engine_start(&o->eng, ps->provider, ps->provider_options) != 0) {
     free(o->sock_path);
     free(o);
     return CLI_EXIT_FAIL;
@@ -1199,7 +1199,7 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
       o->lines = calloc(ps->nodes, sizeof(*o->lines));
       if (!run->quiet)
         fprintf(stderr, "kite: opening pool %s: %u %s node%s\n", o->name, ps->nodes,
-                ps->provider ? ps->provider : "local", ps->nodes == 1 ? "" : "s");
+                ps->provider ? ps->provider : kite_registry_default()->name, ps->nodes == 1 ? "" : "s");
     }
     kite_runtime_handle_signals(rt, NULL, run ? on_second_signal : NULL, NULL);
     int rc = kite_pool_open(rt, ps, on_open, o, &o->pool);

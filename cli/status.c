@@ -315,7 +315,7 @@ int cli_cmd_check(int argc, char **argv) {
     } else {
       const kite_pool_spec_t *ps = kite_spec_pool(spec);
       printf("%s: ok: pool %s, %u %s node%s\n", argv[i], ps->name, ps->nodes,
-             ps->provider ? ps->provider : "local", ps->nodes == 1 ? "" : "s");
+             ps->provider ? ps->provider : kite_registry_default()->name, ps->nodes == 1 ? "" : "s");
     }
     free(errmsg);
     kite_spec_free(spec);

@@ -417,7 +417,7 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->id = kite__next_id();
   pool->name = kite__strdup(spec->name);
   pool->tag = kite__sprintf("kite-pool-%s", spec->name);
-  pool->provider = kite__strdup(spec->provider ? spec->provider : "local");
+  pool->provider = kite__strdup(spec->provider ? spec->provider : kite_registry_default()->name);
   pool->region = kite__strdup(spec->region);
   pool->instance_type = kite__strdup(spec->instance_type);
   pool->image = kite__strdup(spec->image);
@@ -428,7 +428,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->deadman_ms = spec->deadman_off ? 0
                      : spec->deadman_timeout_ms ? spec->deadman_timeout_ms : 10 * 60 * 1000;
   /* Machines the user already has are never powered off by kite's watchdog. */
-  if (pool->provider && strcmp(pool->provider, "ssh") == 0)
+  const kite_provider_info_t *info = kite_registry_find(pool->provider);
+  if (info && !kite_registry_can(info, KITE_FIELD_DEADMAN))
     pool->deadman_ms = 0;
   pool->replace = spec->replace;
   pool->max_replacements = spec->max_replacements;

@@ -50,6 +50,10 @@ static int start_local(kite_runtime_t *rt, const char *options_json, void **out)
   return rc;
 }
 
+static int adopt_local(void *handle, const char *instance_id, const char *tag) {
+  return kite_local_provider_adopt(handle, instance_id, tag);
+}
+
 static int start_ssh(kite_runtime_t *rt, const char *options_json, void **out) {
   (void)options_json; /* read from each launch */
   kite_ssh_provider_t *p = NULL;
@@ -159,6 +163,9 @@ static const kite_provider_info_t providers[] = {
                                    "install them on this machine (apt-get install ...) and "
                                    "remove bootstrap.apt",
             },
+        .host_processes = true,
+        .adopt = adopt_local,
+        .batch_max = 1,
         .options = local_options,
         .n_options = KITE_ARRAY_SIZE(local_options),
     },
@@ -187,6 +194,7 @@ static const kite_provider_info_t providers[] = {
         .ssh_user_option = "user",
         .ssh_key_option = "key",
         .user_machines = true,
+        .batch_max = 1,
         .options = ssh_options,
         .n_options = KITE_ARRAY_SIZE(ssh_options),
     },
@@ -206,6 +214,8 @@ static const kite_provider_info_t providers[] = {
                                        "account); remove ssh.key",
             },
         .ssh_user_option = "ssh_user",
+        .batch_max = 10,
+        .stop_start = true,
         .options = do_options,
         .n_options = KITE_ARRAY_SIZE(do_options),
     },
@@ -223,6 +233,8 @@ static const kite_provider_info_t providers[] = {
                                        "$KITE_HOME/keys/id_ed25519); remove ssh.key",
             },
         .ssh_user_option = "ssh_user",
+        .batch_max = 1,
+        .stop_start = true,
         .options = aws_options,
         .n_options = KITE_ARRAY_SIZE(aws_options),
     },
@@ -238,13 +250,19 @@ const kite_provider_info_t *kite_registry_find(const char *name) {
   return NULL;
 }
 
+const kite_provider_info_t *kite_registry_default(void) { return &providers[0]; }
+
+bool kite_registry_can(const kite_provider_info_t *p, kite_spec_field_t field) {
+  return p != NULL && field < KITE_FIELD__COUNT && p->refused[field] == NULL;
+}
+
 const kite_provider_info_t *kite_registry_at(size_t i) {
   return i < KITE_ARRAY_SIZE(providers) ? &providers[i] : NULL;
 }
 
 int kite_registry_start(kite_runtime_t *rt, const char *name, const char *options_json,
                         void **out) {
-  const kite_provider_info_t *p = kite_registry_find(name ? name : "local");
+  const kite_provider_info_t *p = (name ? kite_registry_find(name) : kite_registry_default());
   if (rt == NULL)
     return KITE_EINVAL;
   if (p == NULL)
@@ -496,7 +514,7 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
     return KITE_EINVAL;
   const kite_pool_spec_t *ps = kite_spec_pool(spec);
   check_t c = {.spec = spec};
-  const kite_provider_info_t *p = kite_registry_find(ps->provider ? ps->provider : "local");
+  const kite_provider_info_t *p = (ps->provider ? kite_registry_find(ps->provider) : kite_registry_default());
   json_t *opts = NULL;
   if (p == NULL) {
     check_provider_name(&c, ps->provider);

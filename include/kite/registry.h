@@ -70,12 +70,33 @@ typedef struct kite_provider_info {
   /* Its machines are the user's own (an inventory): "terminating" one releases it, running,
    * and nothing of it costs kite's user money. */
   bool user_machines;
+  /* Its machines are processes of this host, each carrying its pool's tag: a later process
+   * finds them by the tag alone (kite down needs no reach record), and this provider runs in
+   * every kite process so that it can. */
+  bool host_processes;
+  /* host_processes only: takes charge of instance_id of tag, which a process now gone started
+   * (handle is what start gave), so that an instance_terminate of it can be confirmed. 0, or
+   * KITE_EEXIST when the provider knows it already. */
+  int (*adopt)(void *handle, const char *instance_id, const char *tag);
+  /* The most instances one create call makes (1: one call per instance). */
+  unsigned batch_max;
+  /* Its instances can be stopped and started again (billing pauses while stopped). */
+  bool stop_start;
+  /* Where it launches (NULL-terminated), or NULL when it takes any region its API knows. */
+  const char *const *regions;
   const kite_provider_option_t *options; /* the options it takes */
   size_t n_options;
 } kite_provider_info_t;
 
 /* The provider called name (exactly; names are lower case), or NULL. */
 const kite_provider_info_t *kite_registry_find(const char *name);
+
+/* The provider a spec that names none gets ("local"). */
+const kite_provider_info_t *kite_registry_default(void);
+
+/* Whether p honours field (its refused[field] is NULL): KITE_FIELD_SPOT says it has spot
+ * instances, KITE_FIELD_DEADMAN that kite may install its dead-man's switch on its machines. */
+bool kite_registry_can(const kite_provider_info_t *p, kite_spec_field_t field);
 
 /* The i-th provider, in the registry's order (local first), or NULL past the last. */
 const kite_provider_info_t *kite_registry_at(size_t i);
