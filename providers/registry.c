@@ -21,243 +21,32 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "kite/registry.h"
+#include "provider_info.h"
 #include "kite_impl.h"
 
-/* ---- constructors ----------------------------------------------------------------------- */
+/* ---- the table ------------------------------------------------------------------------- */
 
-/* The local provider's options come from the pool's provider_options (the only provider that
- * is configured once, not per request), already checked against local_options[] below. */
-static int start_local(kite_runtime_t *rt, const char *options_json, void **out) {
-  kite_local_provider_options_t o = {0};
-  json_error_t jerr;
-  json_t *j = options_json ? json_loads(options_json, 0, &jerr) : NULL;
-  if (options_json && !json_is_object(j)) {
-    json_decref(j);
-    return KITE_EINVAL;
-  }
-  json_t *v = json_object_get(j, "outlive_controller");
-  if (json_is_boolean(v))
-    o.outlive_controller = json_is_true(v);
-  v = json_object_get(j, "port");
-  if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < 65536)
-    o.port = (unsigned)json_integer_value(v);
-  json_decref(j);
-  kite_local_provider_t *lp = NULL;
-  int rc = kite_local_provider_new(rt, &o, &lp);
-  if (rc == 0 && out)
-    *out = lp;
-  return rc;
-}
-
-static int adopt_local(void *handle, const char *instance_id, const char *tag) {
-  return kite_local_provider_adopt(handle, instance_id, tag);
-}
-
-static int start_ssh(kite_runtime_t *rt, const char *options_json, void **out) {
-  (void)options_json; /* read from each launch */
-  kite_ssh_provider_t *p = NULL;
-  int rc = kite_ssh_provider_new(rt, NULL, &p);
-  if (rc == 0 && out)
-    *out = p;
-  return rc;
-}
-
-static int start_do(kite_runtime_t *rt, const char *options_json, void **out) {
-  (void)options_json; /* read from each request */
-  kite_do_provider_t *p = NULL;
-  int rc = kite_do_provider_new(rt, NULL, &p);
-  if (rc == 0 && out)
-    *out = p;
-  return rc;
-}
-
-static int start_aws(kite_runtime_t *rt, const char *options_json, void **out) {
-  (void)options_json; /* read from each request */
-  kite_aws_provider_t *p = NULL;
-  int rc = kite_aws_provider_new(rt, NULL, &p);
-  if (rc == 0 && out)
-    *out = p;
-  return rc;
-}
-
-/* ---- the table -------------------------------------------------------------------------- */
-
-#define PORT_RANGE 1, 65535
-
-static const kite_provider_option_t local_options[] = {
-    {"port", KITE_OPTION_INTEGER, PORT_RANGE, "sshd port of every node (default 2222)"},
-    {"outlive_controller", KITE_OPTION_BOOLEAN, 0, 0,
-     "choice to let nodes outlive a kite that dies without closing the pool, as cloud machines "
-     "would"},
-};
-
-static const kite_provider_option_t ssh_options[] = {
-    {"hosts", KITE_OPTION_STRINGS, 0, 0, "inventory: one [user@]host[:port] per rank"},
-    {"ssh_config", KITE_OPTION_STRING, 0, 0, "ssh_config file (default ~/.ssh/config)"},
-    {"known_hosts", KITE_OPTION_STRING, 0, 0, "known_hosts file (default ~/.ssh/known_hosts)"},
-    {"user", KITE_OPTION_STRING, 0, 0,
-     "login user for entries that name none and ssh_config gives none (default $USER)"},
-    {"key", KITE_OPTION_KEY_FILE, 0, 0,
-     "private key file when ssh_config names none (default ~/.ssh/id_ed25519, id_ecdsa, "
-     "ssh-agent)"},
-};
-
-static const kite_provider_option_t do_options[] = {
-    {"token", KITE_OPTION_STRING, 0, 0,
-     "API token (default $DIGITALOCEAN_TOKEN, $DIGITALOCEAN_ACCESS_TOKEN, doctl's config)"},
-    {"api_url", KITE_OPTION_STRING, 0, 0,
-     "API base URL (default $KITE_DO_API_URL, else the public API)"},
-    {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user on the droplets (default root)"},
-    {"ssh_port", KITE_OPTION_INTEGER, PORT_RANGE, "SSH port on the droplets (default 22)"},
-    {"pin_host_key", KITE_OPTION_BOOLEAN, 0, 0,
-     "choice to give each droplet a host key kite made, and pin it (default true)"},
-};
-
-static const kite_provider_option_t aws_options[] = {
-    {"endpoint", KITE_OPTION_STRING, 0, 0,
-     "EC2 endpoint URL (default $KITE_AWS_ENDPOINT, else the region's)"},
-    {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user of the AMI (default ubuntu)"},
-    {"ssh_port", KITE_OPTION_INTEGER, PORT_RANGE, "SSH port on the instances (default 22)"},
-    {"subnet_id", KITE_OPTION_STRING, 0, 0, "subnet to launch in (default: the default VPC's)"},
-    {"max_price", KITE_OPTION_NUMBER, 0, 0, "spot price ceiling in USD per hour"},
-    {"imds_endpoint", KITE_OPTION_STRING, 0, 0,
-     "instance metadata service as the node sees it, for the spot notice"},
-};
-
-#define CLOUD_RESOURCES(example)                                                                   \
-  "kite cannot choose an instance by resources yet; name one with resources.instance_type "        \
-  "(e.g. " example ") and remove this key"
-#define CLOUD_DISK                                                                                 \
-  "kite cannot size the root disk yet (the image's own size is used); remove this key"
-#define LOCAL_RESOURCES                                                                            \
-  "local nodes share this machine and have no size of their own; remove this key"
-#define SSH_RESOURCES                                                                              \
-  "the machines of an ssh inventory are what they are; remove this key (list the machines "        \
-  "you want in provider_options.hosts)"
-
-static const kite_provider_info_t providers[] = {
-    {
-        .name = "local",
-        .title = "local",
-        .start = start_local,
-        .refused =
-            {
-                [KITE_FIELD_REGION] = "local nodes run on this machine; remove region",
-                [KITE_FIELD_IMAGE] = "local nodes run this machine's own system; remove image "
-                                     "(install what you need with bootstrap)",
-                [KITE_FIELD_INSTANCE_TYPE] = "local nodes are sshd processes on this machine "
-                                             "and have no instance type; remove it",
-                [KITE_FIELD_SPOT] = "local nodes are not spot instances; remove spot",
-                [KITE_FIELD_CPUS] = LOCAL_RESOURCES,
-                [KITE_FIELD_MEMORY] = LOCAL_RESOURCES,
-                [KITE_FIELD_ACCELERATORS] = LOCAL_RESOURCES,
-                [KITE_FIELD_DISK_GB] = LOCAL_RESOURCES,
-                [KITE_FIELD_SSH_USER] = "local nodes log in as the user kite runs as "
-                                        "(kite-node when that is root); remove ssh.user",
-                [KITE_FIELD_SSH_KEY] = "local nodes accept kite's own key only "
-                                       "($KITE_HOME/keys/id_ed25519); remove ssh.key",
-                [KITE_FIELD_APT] = "local nodes share this machine's system and log in as an "
-                                   "unprivileged user without sudo, so they cannot install "
-                                   "packages (what is installed here they already have); "
-                                   "install them on this machine (apt-get install ...) and "
-                                   "remove bootstrap.apt",
-            },
-        .host_processes = true,
-        .adopt = adopt_local,
-        .batch_max = 1,
-        .options = local_options,
-        .n_options = KITE_ARRAY_SIZE(local_options),
-    },
-    {
-        .name = "ssh",
-        .title = "ssh",
-        .start = start_ssh,
-        .refused =
-            {
-                [KITE_FIELD_REGION] = "an ssh inventory names its machines; remove region",
-                [KITE_FIELD_IMAGE] = "the machines of an ssh inventory run the system they "
-                                     "have; remove image (install what you need with "
-                                     "bootstrap)",
-                [KITE_FIELD_INSTANCE_TYPE] = "the machines of an ssh inventory have no "
-                                             "instance type; remove it",
-                [KITE_FIELD_SPOT] = "the machines of an ssh inventory are yours, not spot "
-                                    "instances; remove spot",
-                [KITE_FIELD_CPUS] = SSH_RESOURCES,
-                [KITE_FIELD_MEMORY] = SSH_RESOURCES,
-                [KITE_FIELD_ACCELERATORS] = SSH_RESOURCES,
-                [KITE_FIELD_DISK_GB] = SSH_RESOURCES,
-                [KITE_FIELD_DEADMAN] = "kite never powers off machines of an ssh inventory "
-                                       "(they are yours); remove deadman, or write "
-                                       "deadman: {enabled: false}",
-            },
-        .ssh_user_option = "user",
-        .ssh_key_option = "key",
-        .user_machines = true,
-        .batch_max = 1,
-        .options = ssh_options,
-        .n_options = KITE_ARRAY_SIZE(ssh_options),
-    },
-    {
-        .name = "digitalocean",
-        .title = "DigitalOcean",
-        .start = start_do,
-        .refused =
-            {
-                [KITE_FIELD_SPOT] = "DigitalOcean has no spot droplets; remove spot",
-                [KITE_FIELD_CPUS] = CLOUD_RESOURCES("s-4vcpu-8gb"),
-                [KITE_FIELD_MEMORY] = CLOUD_RESOURCES("s-4vcpu-8gb"),
-                [KITE_FIELD_ACCELERATORS] = CLOUD_RESOURCES("gpu-h100x1-80gb"),
-                [KITE_FIELD_DISK_GB] = CLOUD_DISK,
-                [KITE_FIELD_SSH_KEY] = "droplets are created with kite's own key "
-                                       "($KITE_HOME/keys/id_ed25519, registered in the "
-                                       "account); remove ssh.key",
-            },
-        .ssh_user_option = "ssh_user",
-        .batch_max = 10,
-        .stop_start = true,
-        .options = do_options,
-        .n_options = KITE_ARRAY_SIZE(do_options),
-    },
-    {
-        .name = "aws",
-        .title = "AWS EC2",
-        .start = start_aws,
-        .refused =
-            {
-                [KITE_FIELD_CPUS] = CLOUD_RESOURCES("c5.4xlarge"),
-                [KITE_FIELD_MEMORY] = CLOUD_RESOURCES("r5.xlarge"),
-                [KITE_FIELD_ACCELERATORS] = CLOUD_RESOURCES("p4d.24xlarge"),
-                [KITE_FIELD_DISK_GB] = CLOUD_DISK,
-                [KITE_FIELD_SSH_KEY] = "instances are launched with kite's own key pair (from "
-                                       "$KITE_HOME/keys/id_ed25519); remove ssh.key",
-            },
-        .ssh_user_option = "ssh_user",
-        .batch_max = 1,
-        .stop_start = true,
-        .options = aws_options,
-        .n_options = KITE_ARRAY_SIZE(aws_options),
-    },
-};
+#define KITE__PROVIDER_ADDRESS(name) &kite__provider_##name,
+static const kite_provider_info_t *const providers[] = {KITE_PROVIDERS(KITE__PROVIDER_ADDRESS)};
 
 /* Spec keys people put in provider_options by mistake. */
 static const char *const spec_keys[] = {"region", "image", "instance_type", "spot", "nodes"};
 
 const kite_provider_info_t *kite_registry_find(const char *name) {
   for (size_t i = 0; name && i < KITE_ARRAY_SIZE(providers); i++)
-    if (strcmp(providers[i].name, name) == 0)
-      return &providers[i];
+    if (strcmp(providers[i]->name, name) == 0)
+      return providers[i];
   return NULL;
 }
 
-const kite_provider_info_t *kite_registry_default(void) { return &providers[0]; }
+const kite_provider_info_t *kite_registry_default(void) { return providers[0]; }
 
 bool kite_registry_can(const kite_provider_info_t *p, kite_spec_field_t field) {
   return p != NULL && field < KITE_FIELD__COUNT && p->refused[field] == NULL;
 }
 
 const kite_provider_info_t *kite_registry_at(size_t i) {
-  return i < KITE_ARRAY_SIZE(providers) ? &providers[i] : NULL;
+  return i < KITE_ARRAY_SIZE(providers) ? providers[i] : NULL;
 }
 
 int kite_registry_start(kite_runtime_t *rt, const char *name, const char *options_json,
@@ -320,6 +109,23 @@ static void check_field(check_t *c, const kite_provider_info_t *p, kite_spec_fie
   if (given && p->refused[f])
     refuse(c, pos(c->spec, path, false), "%s: not honoured by the %s provider: %s", path, p->name,
            p->refused[f]);
+}
+
+/* A region the provider does not launch in (when it lists its regions). */
+static void check_region(check_t *c, const kite_provider_info_t *p, const char *region) {
+  if (region == NULL || p->regions == NULL || p->refused[KITE_FIELD_REGION])
+    return;
+  char list[512] = "";
+  size_t len = 0;
+  for (size_t i = 0; p->regions[i]; i++) {
+    if (strcmp(p->regions[i], region) == 0)
+      return;
+    int n = snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", p->regions[i]);
+    if (n > 0 && (size_t)n < sizeof(list) - len)
+      len += (size_t)n;
+  }
+  refuse(c, pos(c->spec, "region", true), "region: %s has no region '%.60s'; choose one of: %s",
+         p->title, region, list);
 }
 
 static const char *type_name(const kite_provider_option_t *o, char *buf, size_t size) {
@@ -521,6 +327,7 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
     goto done;
   }
   check_field(&c, p, KITE_FIELD_REGION, ps->region != NULL, "region");
+  check_region(&c, p, ps->region);
   check_field(&c, p, KITE_FIELD_IMAGE, ps->image != NULL, "image");
   check_field(&c, p, KITE_FIELD_INSTANCE_TYPE, ps->instance_type != NULL,
               "resources.instance_type");

@@ -125,7 +125,7 @@ typedef enum kite_cloud_outcome {
 typedef struct kite_cloud_answer {
   kite_cloud_outcome_t outcome;
   /* FAILED (and RETRY/MAYBE when it comes to that): the kite error code (KITE_ECAPACITY,
-   * KITE_EQUOTA, KITE_ECREDENTIALS, KITE_EPROVIDER, ...; 0: KITE_EPROVIDER), the API's error
+   * KITE_ECREDENTIALS, KITE_EPROVIDER, ...; 0: KITE_EPROVIDER), the API's error
    * code ("InsufficientInstanceCapacity", "rate_limit_exceeded") looked up in the advice
    * table, the HTTP status, and the API's own message. Copied. */
   int code;
@@ -291,6 +291,10 @@ void kite_cloud_answer(kite_cloud_call_t *call, const kite_cloud_answer_t *a);
  * code. */
 void kite_cloud_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *resp,
                             const char *api_code, const char *message);
+/* What kite_cloud_answer_http would answer, in *a, for a provider to add to (prepare_again)
+ * before kite_cloud_answer(). a's strings point into the arguments. */
+void kite_cloud_http_outcome(int status, const kite_http_response_t *resp, const char *api_code,
+                             const char *message, kite_cloud_answer_t *a);
 /* Shorthands. */
 void kite_cloud_answer_ok(kite_cloud_call_t *call);
 void kite_cloud_answer_fail(kite_cloud_call_t *call, int code, const char *message);

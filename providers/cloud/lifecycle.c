@@ -547,8 +547,8 @@ void kite_cloud_answer_fail(kite_cloud_call_t *call, int code, const char *messa
   kite_cloud_answer(call, &a);
 }
 
-void kite_cloud_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *resp,
-                            const char *api_code, const char *message) {
+void kite_cloud_http_outcome(int status, const kite_http_response_t *resp, const char *api_code,
+                             const char *message, kite_cloud_answer_t *out) {
   kite_cloud_answer_t a = {.api_code = api_code,
                            .message = message && *message ? message : resp ? resp->message : NULL};
   long hs = resp ? resp->status : 0;
@@ -585,6 +585,13 @@ void kite_cloud_answer_http(kite_cloud_call_t *call, int status, const kite_http
     a.outcome = KITE_CLOUD_FAILED;
     a.code = status;
   }
+  *out = a;
+}
+
+void kite_cloud_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *resp,
+                            const char *api_code, const char *message) {
+  kite_cloud_answer_t a;
+  kite_cloud_http_outcome(status, resp, api_code, message, &a);
   kite_cloud_answer(call, &a);
 }
 

@@ -138,7 +138,7 @@ YAML
 log "provider names"
 for p in gcp AWS digitalocen; do
   case $p in
-  gcp) want="bad.yaml:2:11: provider: unknown provider 'gcp'; expected one of: local, ssh, digitalocean, aws" ;;
+  gcp) want="bad.yaml:2:11: provider: unknown provider 'gcp'; expected one of: local, ssh, digitalocean, aws, hetzner" ;;
   AWS) want="bad.yaml:2:11: provider: unknown provider 'AWS'; did you mean 'aws'?" ;;
   *) want="bad.yaml:2:11: provider: unknown provider 'digitalocen'; did you mean 'digitalocean'?" ;;
   esac

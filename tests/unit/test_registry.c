@@ -59,7 +59,7 @@ static kite_spec_t *honoured(const char *text) {
 
 static void test_every_provider_is_in_the_table(void **state) {
   (void)state;
-  static const char *const names[] = {"local", "ssh", "digitalocean", "aws"};
+  static const char *const names[] = {"local", "ssh", "digitalocean", "aws", "hetzner"};
   for (size_t i = 0; i < KITE_ARRAY_SIZE(names); i++) {
     const kite_provider_info_t *p = kite_registry_find(names[i]);
     assert_non_null(p);
@@ -100,6 +100,7 @@ static void test_start_by_name(void **state) {
   assert_non_null(local);
   assert_int_equal(kite_local_provider_count(local), 0);
   assert_int_equal(kite_registry_start(rt, "aws", NULL, NULL), 0);
+  assert_int_equal(kite_registry_start(rt, "hetzner", NULL, NULL), 0);
   kite_runtime_shutdown(rt, NULL, NULL);
   kite_runtime_run(rt);
   assert_int_equal(kite_runtime_free(rt), 0);
@@ -205,10 +206,10 @@ static void test_messages(void **state) {
   (void)state;
   refused("name: a\nnodes: 1\nprovider: gcp\n",
           "t.yaml:3:11: provider: unknown provider 'gcp'; expected one of: local, ssh, "
-          "digitalocean, aws");
+          "digitalocean, aws, hetzner");
   refused("name: a\nnodes: 1\nprovider: \"AWS\"\n",
           "t.yaml:3:11: provider: unknown provider 'AWS'; did you mean 'aws'? (kite knows: "
-          "local, ssh, digitalocean, aws)");
+          "local, ssh, digitalocean, aws, hetzner)");
   refused("name: a\nnodes: 1\nprovider: aws\nprovider_options:\n  ssh_usr: me\n",
           "t.yaml:5:3: provider_options.ssh_usr: the aws provider has no option 'ssh_usr'; did "
           "you mean 'ssh_user'?");

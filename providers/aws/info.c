@@ -1,0 +1,44 @@
+/* The AWS provider's row in the registry: what it honours of a spec, its options. */
+#include "../provider_info.h"
+#include "kite_impl.h"
+#include "kite/provider.h"
+
+static int start(kite_runtime_t *rt, const char *options_json, void **out) {
+  (void)options_json; /* read from each request */
+  kite_aws_provider_t *p = NULL;
+  int rc = kite_aws_provider_new(rt, NULL, &p);
+  if (rc == 0 && out)
+    *out = p;
+  return rc;
+}
+
+static const kite_provider_option_t options[] = {
+    {"endpoint", KITE_OPTION_STRING, 0, 0,
+     "EC2 endpoint URL (default $KITE_AWS_ENDPOINT, else the region's)"},
+    {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user of the AMI (default ubuntu)"},
+    {"ssh_port", KITE_OPTION_INTEGER, 1, 65535, "SSH port on the instances (default 22)"},
+    {"subnet_id", KITE_OPTION_STRING, 0, 0, "subnet to launch in (default: the default VPC's)"},
+    {"max_price", KITE_OPTION_NUMBER, 0, 0, "spot price ceiling in USD per hour"},
+    {"imds_endpoint", KITE_OPTION_STRING, 0, 0,
+     "instance metadata service as the node sees it, for the spot notice"},
+};
+
+const kite_provider_info_t kite__provider_aws = {
+    .name = "aws",
+    .title = "AWS EC2",
+    .start = start,
+    .refused =
+        {
+            [KITE_FIELD_CPUS] = KITE_REFUSE_RESOURCES("c5.4xlarge"),
+            [KITE_FIELD_MEMORY] = KITE_REFUSE_RESOURCES("r5.xlarge"),
+            [KITE_FIELD_ACCELERATORS] = KITE_REFUSE_RESOURCES("p4d.24xlarge"),
+            [KITE_FIELD_DISK_GB] = KITE_REFUSE_DISK,
+            [KITE_FIELD_SSH_KEY] = "instances are launched with kite's own key pair (from "
+                                   "$KITE_HOME/keys/id_ed25519); remove ssh.key",
+        },
+    .ssh_user_option = "ssh_user",
+    .batch_max = 1,
+    .stop_start = true,
+    .options = options,
+    .n_options = KITE_ARRAY_SIZE(options),
+};

@@ -1,0 +1,46 @@
+/* The DigitalOcean provider's row in the registry: what it honours of a spec, its options. */
+#include "../provider_info.h"
+#include "kite_impl.h"
+#include "kite/provider.h"
+
+static int start(kite_runtime_t *rt, const char *options_json, void **out) {
+  (void)options_json; /* read from each request */
+  kite_do_provider_t *p = NULL;
+  int rc = kite_do_provider_new(rt, NULL, &p);
+  if (rc == 0 && out)
+    *out = p;
+  return rc;
+}
+
+static const kite_provider_option_t options[] = {
+    {"token", KITE_OPTION_STRING, 0, 0,
+     "API token (default $DIGITALOCEAN_TOKEN, $DIGITALOCEAN_ACCESS_TOKEN, doctl's config)"},
+    {"api_url", KITE_OPTION_STRING, 0, 0,
+     "API base URL (default $KITE_DO_API_URL, else the public API)"},
+    {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user on the droplets (default root)"},
+    {"ssh_port", KITE_OPTION_INTEGER, 1, 65535, "SSH port on the droplets (default 22)"},
+    {"pin_host_key", KITE_OPTION_BOOLEAN, 0, 0,
+     "choice to give each droplet a host key kite made, and pin it (default true)"},
+};
+
+const kite_provider_info_t kite__provider_digitalocean = {
+    .name = "digitalocean",
+    .title = "DigitalOcean",
+    .start = start,
+    .refused =
+        {
+            [KITE_FIELD_SPOT] = "DigitalOcean has no spot droplets; remove spot",
+            [KITE_FIELD_CPUS] = KITE_REFUSE_RESOURCES("s-4vcpu-8gb"),
+            [KITE_FIELD_MEMORY] = KITE_REFUSE_RESOURCES("s-4vcpu-8gb"),
+            [KITE_FIELD_ACCELERATORS] = KITE_REFUSE_RESOURCES("gpu-h100x1-80gb"),
+            [KITE_FIELD_DISK_GB] = KITE_REFUSE_DISK,
+            [KITE_FIELD_SSH_KEY] = "droplets are created with kite's own key "
+                                   "($KITE_HOME/keys/id_ed25519, registered in the "
+                                   "account); remove ssh.key",
+        },
+    .ssh_user_option = "ssh_user",
+    .batch_max = 10,
+    .stop_start = true,
+    .options = options,
+    .n_options = KITE_ARRAY_SIZE(options),
+};

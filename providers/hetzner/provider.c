@@ -1,0 +1,623 @@
+/* The Hetzner Cloud provider: servers through the Hetzner Cloud API (v1, bearer token), on
+ * the cloud skeleton (providers/cloud/cloud.h owns the lifecycle; this file is Hetzner's
+ * shapes, from the official OpenAPI description).
+ *
+ * Design notes
+ * - Prepare (once per endpoint and token): kite's SSH key in the project, found by its MD5
+ *   fingerprint (GET /v1/ssh_keys?fingerprint=...) or created (POST /v1/ssh_keys, labelled
+ *   kite=managed); its id is the site's data and goes into every create.
+ * - Create: POST /v1/servers, one server per request (the API makes one), with name,
+ *   server_type, image, location, ssh_keys, user_data and the label kite-pool=TAG. The API
+ *   has no idempotency token: after an ambiguous answer find asks for the server by its name
+ *   (names are unique in a project).
+ * - Describe: GET /v1/servers/{id}: initializing and starting are pending, running runs, off
+ *   is stopped, stopping and deleting are on their way out; public_net.ipv4.ip; the hourly
+ *   gross price of its server type at its location.
+ * - Destroy: DELETE /v1/servers/{id}. List: GET /v1/servers?label_selector=kite-pool=TAG,
+ *   page by page (meta.pagination.next_page is the cursor).
+ * - No spot servers on Hetzner: the skeleton refuses spot launches (ops.spot is false).
+ * - Credentials: "token" in the request's provider options, the provider's options,
+ *   $HCLOUD_TOKEN, or the active context of the hcloud command's cli.toml; registered as a
+ *   secret before use. The endpoint: "api_url", $KITE_HETZNER_API_URL, or the public API. A
+ *   reach record names the endpoint and the project (a keyed hash of the token).
+ * - Not cleaned up at stop: the SSH key (free, and other kite processes of the project may be
+ *   about to use it; a create that finds it gone prepares the project again). */
+#include <jansson.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "../cloud/cloud.h"
+#include "kite/hetzner.h"
+#include "kite_impl.h"
+
+#define NAME "hetzner"
+#define DEFAULT_API "https://api.hetzner.cloud"
+#define DEFAULT_LOCATION "fsn1"
+#define DEFAULT_TYPE "cx22"
+#define DEFAULT_IMAGE "ubuntu-24.04"
+#define POOL_LABEL "kite-pool"
+#define PER_PAGE 50
+#define TOKEN_HELP                                                                                 \
+  "set HCLOUD_TOKEN to a read & write API token of the project (Hetzner Cloud Console → "      \
+  "project → Security → API tokens), or put \"token\" in the provider options"
+
+struct kite_hetzner_provider {
+  kite_cloud_t *cloud;
+  char *token, *api_url, *user, *location, *server_type, *image;
+  unsigned port;
+  char *fingerprint; /* of kite's key, once known */
+};
+
+typedef struct api {
+  char *url; /* base URL without a trailing slash */
+  char *token;
+} api_t;
+
+static void api_free(void *p) {
+  api_t *a = p;
+  if (a == NULL)
+    return;
+  free(a->url);
+  free(a->token);
+  free(a);
+}
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+/* The value of `key = "..."` on a TOML line, or NULL. */
+static char *toml_string(const char *line, const char *key) {
+  size_t n = strlen(key);
+  line += strspn(line, " \t");
+  if (strncmp(line, key, n) != 0)
+    return NULL;
+  line += n;
+  line += strspn(line, " \t");
+  if (*line++ != '=')
+    return NULL;
+  line += strspn(line, " \t");
+  if (*line++ != '"')
+    return NULL;
+  size_t len = strcspn(line, "\"");
+  return line[len] == '"' ? strndup(line, len) : NULL;
+}
+
+/* The token of the hcloud command's active context ($HCLOUD_CONFIG, else
+ * ~/.config/hcloud/cli.toml: active_context = "x", then [[contexts]] name = "x", token = "..."). */
+static char *hcloud_token(char **where) {
+  const char *cfg = getenv("HCLOUD_CONFIG"), *home = getenv("HOME");
+  char *path = cfg && *cfg ? kite__strdup(cfg)
+               : home      ? kite__sprintf("%s/.config/hcloud/cli.toml", home)
+                           : NULL;
+  *where = path;
+  char *text = NULL;
+  if (path == NULL || kite__read_file(path, &text, NULL) != 0)
+    return NULL;
+  char *active = NULL, *name = NULL, *tok = NULL, *found = NULL;
+  for (char *line = text; line && *line;) {
+    char *nl = strchr(line, '\n');
+    if (nl)
+      *nl = '\0';
+    char *v;
+    if ((v = toml_string(line, "active_context")) != NULL) {
+      free(active);
+      active = v;
+    } else if (strstr(line, "[[contexts]]")) {
+      free(name);
+      name = NULL;
+    } else if ((v = toml_string(line, "name")) != NULL) {
+      free(name);
+      name = v;
+    } else if ((v = toml_string(line, "token")) != NULL) {
+      if (name && active && strcmp(name, active) == 0 && found == NULL)
+        found = v;
+      else {
+        memset(v, 0, strlen(v));
+        free(v);
+      }
+    }
+    line = nl ? nl + 1 : NULL;
+  }
+  tok = found;
+  free(active);
+  free(name);
+  memset(text, 0, strlen(text));
+  free(text);
+  return tok;
+}
+
+static void project_name(const char *token, char out[40]) {
+  char fp[17];
+  kite__fingerprint("hetzner-token", token ? token : "", fp);
+  snprintf(out, 40, "project-%s", fp);
+}
+
+static int hz_configure(kite_cloud_t *c, const char *options,
+                        const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
+                        char **msg) {
+  kite_hetzner_provider_t *hp = kite_cloud_provider(c);
+  json_t *o = kite_cloud_options_json(kite_cloud_ops(c), options, msg);
+  if (o == NULL)
+    return KITE_EINVAL;
+  char *where = NULL, *from_hcloud = NULL;
+  const char *tok = kite_cloud_first(json_string_value(json_object_get(o, "token")), hp->token,
+                                     getenv("HCLOUD_TOKEN"));
+  if (tok == NULL)
+    tok = from_hcloud = hcloud_token(&where);
+  const char *url = kite_cloud_first(json_string_value(json_object_get(o, "api_url")),
+                                     hp->api_url, getenv("KITE_HETZNER_API_URL"));
+  json_t *port = json_object_get(o, "ssh_port");
+  api_t *api = calloc(1, sizeof(*api));
+  cfg->api = api;
+  int rc = api ? 0 : KITE_ENOMEM;
+  if (rc == 0 && (tok == NULL || *tok == '\0')) {
+    *msg = kite__sprintf("hetzner: no API token found: %s (kite looked in the provider options, "
+                         "$HCLOUD_TOKEN and the active context of %s)",
+                         TOKEN_HELP, where ? where : "hcloud's cli.toml");
+    rc = KITE_ECREDENTIALS;
+  }
+  if (rc == 0) {
+    api->token = kite__strdup(tok);
+    api->url = kite__strdup(url ? url : DEFAULT_API);
+    if (api->token == NULL || api->url == NULL ||
+        kite_secret_add(kite_cloud_runtime(c), tok) == KITE_ENOMEM)
+      rc = KITE_ENOMEM;
+  }
+  if (rc == 0) {
+    size_t n = strlen(api->url);
+    while (n > 0 && api->url[n - 1] == '/')
+      api->url[--n] = '\0';
+    if (!kite_http_url_allowed(api->url)) {
+      *msg = kite__sprintf("hetzner: the API URL %s is not allowed: use https://, or http:// "
+                           "only to a loopback address (an emulator); set api_url in the "
+                           "provider options or KITE_HETZNER_API_URL",
+                           api->url);
+      rc = KITE_EINVAL;
+    }
+  }
+  if (rc == 0) {
+    char project[40];
+    project_name(api->token, project);
+    cfg->site = kite__sprintf("%s %s", api->url, project);
+    cfg->reach = kite_cloud_reach_json(NAME, "api_url", api->url, "account", project, NULL);
+    cfg->user = kite__strdup(kite_cloud_first(json_string_value(json_object_get(o, "ssh_user")),
+                                              hp->user, "root"));
+    cfg->port = json_is_integer(port) ? (unsigned)json_integer_value(port)
+                : hp->port            ? hp->port
+                                      : 22;
+    cfg->pin = !json_is_false(json_object_get(o, "pin_host_key"));
+    if (launch) {
+      cfg->region =
+          kite__strdup(kite_cloud_first(launch->region, hp->location, DEFAULT_LOCATION));
+      cfg->type =
+          kite__strdup(kite_cloud_first(launch->instance_type, hp->server_type, DEFAULT_TYPE));
+      cfg->image = kite__strdup(kite_cloud_first(launch->image, hp->image, DEFAULT_IMAGE));
+      if (!cfg->region || !cfg->type || !cfg->image)
+        rc = KITE_ENOMEM;
+    }
+    if (!cfg->site || !cfg->reach || !cfg->user)
+      rc = KITE_ENOMEM;
+  }
+  if (from_hcloud)
+    memset(from_hcloud, 0, strlen(from_hcloud));
+  free(from_hcloud);
+  free(where);
+  json_decref(o);
+  return rc;
+}
+
+static int hz_configure_reach(kite_cloud_t *c, const char *reach, kite_cloud_cfg_t *cfg,
+                              bool *same_account, char **msg) {
+  char *url = kite__json_str(reach, "api_url");
+  char *project = kite__json_str(reach, "account");
+  json_t *o = json_object();
+  if (url)
+    json_object_set_new(o, "api_url", json_string(url));
+  char *opts = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  int rc = opts ? hz_configure(c, opts, NULL, cfg, msg) : KITE_ENOMEM;
+  if (rc == 0 && project) {
+    char mine[40];
+    project_name(((api_t *)cfg->api)->token, mine);
+    *same_account = strcmp(mine, project) == 0;
+  }
+  free(opts);
+  free(url);
+  free(project);
+  return rc;
+}
+
+/* ---- requests and answers ------------------------------------------------------------------- */
+
+static int hz_http(kite_cloud_call_t *call, const char *method, const char *path, json_t *body,
+                   kite_cloud_http_cb cb) {
+  const api_t *api = call->cfg->api;
+  char *url = kite__sprintf("%s%s", api->url, path);
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  kite_http_request_t q = {.method = method,
+                           .url = url,
+                           .bearer_token = api->token,
+                           .body = text,
+                           .body_len = text ? strlen(text) : 0};
+  int rc = url && (body == NULL || text) ? kite_cloud_http(call, &q, cb) : KITE_ENOMEM;
+  free(url);
+  free(text);
+  return rc;
+}
+
+/* An object body, or NULL (the answer is then unreadable). */
+static json_t *body_json(const kite_http_response_t *r) {
+  json_error_t jerr;
+  json_t *j = r && r->body_len ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+/* Ends call after a failed exchange (status != 0), or an answer without what was asked for
+ * (status 0), reading Hetzner's {"error": {"code", "message"}}. A create refused because kite's
+ * key is not in the project (someone deleted it) prepares the project again. */
+static void hz_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  kite_cloud_answer_t a;
+  if (status == 0) {
+    kite_cloud_http_outcome(0, r, NULL, "the answer is not the JSON Hetzner sends", &a);
+    kite_cloud_answer(call, &a);
+    return;
+  }
+  json_t *j = body_json(r);
+  json_t *e = json_object_get(j, "error");
+  const char *message = json_string_value(json_object_get(e, "message"));
+  kite_cloud_http_outcome(status, r, json_string_value(json_object_get(e, "code")), message, &a);
+  a.prepare_again = call->kind == KITE_CLOUD_CALL_CREATE && message &&
+                    (strstr(message, "ssh_key") || strstr(message, "SSH key"));
+  kite_cloud_answer(call, &a);
+  json_decref(j);
+}
+
+static void answer_send_failed(kite_cloud_call_t *call, int rc) {
+  kite_cloud_answer_fail(call, rc, "the request could not be sent");
+}
+
+static char *id_of(json_t *o) {
+  json_t *id = json_object_get(o, "id");
+  if (!json_is_integer(id) || json_integer_value(id) <= 0)
+    return NULL;
+  return kite__sprintf("%lld", (long long)json_integer_value(id));
+}
+
+/* ---- prepare: kite's key in the project ---------------------------------------------------- */
+
+static void on_key_created(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  char *id = id_of(json_object_get(j, "ssh_key"));
+  json_decref(j);
+  if (id == NULL) {
+    hz_answer_http(call, status, r);
+    return;
+  }
+  free(*call->site_data);
+  *call->site_data = id;
+  kite_cloud_answer_ok(call);
+}
+
+static void on_key_found(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  kite_hetzner_provider_t *hp = kite_cloud_provider(call->cloud);
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *keys = json_object_get(j, "ssh_keys");
+  if (!json_is_array(keys)) {
+    json_decref(j);
+    hz_answer_http(call, status, r);
+    return;
+  }
+  char *id = id_of(json_array_get(keys, 0));
+  json_decref(j);
+  if (id) {
+    free(*call->site_data);
+    *call->site_data = id;
+    kite_cloud_answer_ok(call);
+    return;
+  }
+  /* Named after the host and the key, so two kite hosts never claim one name. */
+  char host[64] = "";
+  gethostname(host, sizeof(host) - 1);
+  char fp8[12] = "";
+  for (size_t i = 0, k = 0; hp->fingerprint[i] && k < 8; i++)
+    if (hp->fingerprint[i] != ':')
+      fp8[k++] = hp->fingerprint[i];
+  char *name = kite__sprintf("kite-%s-%s", host[0] ? host : "key", fp8);
+  json_t *body = json_pack("{s:s, s:s, s:{s:s}}", "name", name ? name : "kite", "public_key",
+                           kite_cloud_pubkey(call->cloud), "labels", "kite", "managed");
+  free(name);
+  int rc = body ? hz_http(call, "POST", "/v1/ssh_keys", body, on_key_created) : KITE_ENOMEM;
+  json_decref(body);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+static void hz_prepare(kite_cloud_call_t *call) {
+  kite_hetzner_provider_t *hp = kite_cloud_provider(call->cloud);
+  if (hp->fingerprint == NULL)
+    hp->fingerprint = kite_cloud_md5_fingerprint(kite_cloud_pubkey(call->cloud));
+  char *fp = hp->fingerprint ? kite_cloud_escape(hp->fingerprint) : NULL;
+  char *path = fp ? kite__sprintf("/v1/ssh_keys?fingerprint=%s", fp) : NULL;
+  int rc = path ? hz_http(call, "GET", path, NULL, on_key_found) : KITE_ENOMEM;
+  free(fp);
+  free(path);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+/* ---- create, find --------------------------------------------------------------------------- */
+
+static void on_created(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  char *id = id_of(json_object_get(j, "server"));
+  json_decref(j);
+  if (id == NULL) {
+    hz_answer_http(call, status, r);
+    return;
+  }
+  kite_cloud_created(call, 0, id);
+  free(id);
+  kite_cloud_answer_ok(call);
+}
+
+static void hz_create(kite_cloud_call_t *call) {
+  const kite_cloud_cfg_t *cfg = call->cfg;
+  const kite_cloud_launch_t *l = call->launches[0];
+  const char *key = *call->site_data;
+  json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:[s], s:{s:s}, s:b}", "name", l->name,
+                           "server_type", cfg->type, "image", cfg->image, "location", cfg->region,
+                           "ssh_keys", key ? key : "", "labels", POOL_LABEL, l->tag,
+                           "start_after_create", 1);
+  if (body && l->user_data && *l->user_data)
+    json_object_set_new(body, "user_data", json_string(l->user_data));
+  int rc = body && key ? hz_http(call, "POST", "/v1/servers", body, on_created) : KITE_ENOMEM;
+  json_decref(body);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+static void on_found(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *servers = json_object_get(j, "servers");
+  if (!json_is_array(servers)) {
+    json_decref(j);
+    hz_answer_http(call, status, r);
+    return;
+  }
+  size_t i;
+  json_t *s;
+  json_array_foreach(servers, i, s) {
+    const char *name = json_string_value(json_object_get(s, "name"));
+    char *id = name && strcmp(name, call->launches[0]->name) == 0 ? id_of(s) : NULL;
+    kite_cloud_created(call, 0, id);
+    free(id);
+  }
+  json_decref(j);
+  kite_cloud_answer_ok(call); /* found, or not there */
+}
+
+static void hz_find(kite_cloud_call_t *call) {
+  char *name = kite_cloud_escape(call->launches[0]->name);
+  char *path = name ? kite__sprintf("/v1/servers?name=%s", name) : NULL;
+  int rc = path ? hz_http(call, "GET", path, NULL, on_found) : KITE_ENOMEM;
+  free(name);
+  free(path);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+/* ---- describe, destroy, list ---------------------------------------------------------------- */
+
+static kite_cloud_state_t state_of(const char *st) {
+  static const struct {
+    const char *status;
+    kite_cloud_state_t state;
+  } map[] = {{"initializing", KITE_CLOUD_PENDING}, {"starting", KITE_CLOUD_PENDING},
+             {"running", KITE_CLOUD_RUNNING},      {"off", KITE_CLOUD_STOPPED},
+             {"stopping", KITE_CLOUD_STOPPING},    {"deleting", KITE_CLOUD_STOPPING}};
+  for (size_t i = 0; st && i < KITE_ARRAY_SIZE(map); i++)
+    if (strcmp(map[i].status, st) == 0)
+      return map[i].state;
+  return KITE_CLOUD_PENDING; /* migrating, rebuilding, unknown: not yet usable */
+}
+
+/* The hourly gross price of the server's type where it is. */
+static double price_of(json_t *s) {
+  const char *where = json_string_value(
+      json_object_get(json_object_get(json_object_get(s, "datacenter"), "location"), "name"));
+  if (where == NULL)
+    where = json_string_value(json_object_get(json_object_get(s, "location"), "name"));
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(json_object_get(s, "server_type"), "prices"), i, p) {
+    const char *loc = json_string_value(json_object_get(p, "location"));
+    const char *gross =
+        json_string_value(json_object_get(json_object_get(p, "price_hourly"), "gross"));
+    if (loc && gross && where && strcmp(loc, where) == 0)
+      return strtod(gross, NULL);
+  }
+  return 0;
+}
+
+static void on_described(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *s = json_object_get(j, "server");
+  if (!json_is_object(s)) {
+    json_decref(j);
+    hz_answer_http(call, status, r);
+    return;
+  }
+  kite_cloud_answer_t a = {.outcome = KITE_CLOUD_OK};
+  a.instance.state = state_of(json_string_value(json_object_get(s, "status")));
+  a.instance.address = json_string_value(
+      json_object_get(json_object_get(json_object_get(s, "public_net"), "ipv4"), "ip"));
+  a.instance.price_hourly = price_of(s);
+  kite_cloud_answer(call, &a);
+  json_decref(j);
+}
+
+static void hz_describe(kite_cloud_call_t *call) {
+  char *path = kite__sprintf("/v1/servers/%s", call->id);
+  int rc = path ? hz_http(call, "GET", path, NULL, on_described) : KITE_ENOMEM;
+  free(path);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  if (status == 0)
+    kite_cloud_answer_ok(call);
+  else
+    hz_answer_http(call, status, r);
+}
+
+static void hz_destroy(kite_cloud_call_t *call) {
+  char *path = kite__sprintf("/v1/servers/%s", call->id);
+  int rc = path ? hz_http(call, "DELETE", path, NULL, on_destroyed) : KITE_ENOMEM;
+  free(path);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *servers = json_object_get(j, "servers");
+  if (!json_is_array(servers)) {
+    json_decref(j);
+    hz_answer_http(call, status, r);
+    return;
+  }
+  size_t i;
+  json_t *s;
+  json_array_foreach(servers, i, s) {
+    char *id = id_of(s);
+    kite_cloud_listed(call, id,
+                      json_string_value(json_object_get(json_object_get(s, "labels"), POOL_LABEL)));
+    free(id);
+  }
+  json_t *next =
+      json_object_get(json_object_get(json_object_get(j, "meta"), "pagination"), "next_page");
+  char cursor[24] = "";
+  if (json_is_integer(next) && json_integer_value(next) > 1)
+    snprintf(cursor, sizeof(cursor), "%lld", (long long)json_integer_value(next));
+  kite_cloud_answer_t a = {.outcome = KITE_CLOUD_OK, .next = cursor[0] ? cursor : NULL};
+  kite_cloud_answer(call, &a);
+  json_decref(j);
+}
+
+static void hz_list_page(kite_cloud_call_t *call) {
+  bool any = strcmp(call->tag, "*") == 0;
+  char *sel = kite__sprintf(any ? "%s" : "%s=%s", POOL_LABEL, call->tag);
+  char *esc = sel ? kite_cloud_escape(sel) : NULL;
+  char *path = esc ? kite__sprintf("/v1/servers?label_selector=%s&per_page=%d&page=%s", esc,
+                                   PER_PAGE, call->cursor ? call->cursor : "1")
+                   : NULL;
+  int rc = path ? hz_http(call, "GET", path, NULL, on_listed) : KITE_ENOMEM;
+  free(sel);
+  free(esc);
+  free(path);
+  if (rc != 0)
+    answer_send_failed(call, rc);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const kite_cloud_advice_t hz_advice[] = {
+    {"unauthorized", 0, NULL, KITE_ECREDENTIALS, "the API token was rejected: " TOKEN_HELP},
+    {"token_readonly", 0, NULL, KITE_ECREDENTIALS,
+     "the API token is read-only: make one with read & write permission"},
+    {"forbidden", 0, NULL, KITE_ECREDENTIALS,
+     "the API token may not do this: use a read & write token of the project"},
+    {NULL, 401, NULL, KITE_ECREDENTIALS, "the API token was rejected: " TOKEN_HELP},
+    {"resource_limit_exceeded", 0, NULL, KITE_ECAPACITY,
+     "the project's server limit is reached: ask Hetzner to raise it (Console → Limits) or ask "
+     "for fewer nodes"},
+    {"resource_unavailable", 0, NULL, KITE_ECAPACITY,
+     "choose another location (region) or server type (instance_type)"},
+    {"placement_error", 0, NULL, KITE_ECAPACITY,
+     "choose another location (region) or server type (instance_type)"},
+    {"invalid_input", 0, NULL, KITE_EPROVIDER,
+     "check location (region), server type (instance_type) and image"},
+    {"uniqueness_error", 0, NULL, KITE_EPROVIDER,
+     "a resource of that name exists in the project already"},
+    {"rate_limit_exceeded", 0, NULL, KITE_EAGAIN,
+     "rate limited even after backing off: retry later, or run fewer kite processes on this "
+     "project"},
+    {"locked", 0, NULL, KITE_EAGAIN, "the server is busy with another action; retry later"},
+};
+
+static const kite_cloud_ops_t hz_ops = {
+    .name = NAME,
+    .title = "Hetzner Cloud",
+    .noun = "server",
+    .batch_max = 1,
+    .endpoint_hint = "api_url in the provider options or KITE_HETZNER_API_URL",
+    .configure = hz_configure,
+    .configure_reach = hz_configure_reach,
+    .free_api = api_free,
+    .prepare = hz_prepare,
+    .create = hz_create,
+    .find = hz_find,
+    .describe = hz_describe,
+    .destroy = hz_destroy,
+    .list_page = hz_list_page,
+    .free_site_data = free,
+    .advice = hz_advice,
+    .n_advice = KITE_ARRAY_SIZE(hz_advice),
+};
+
+static void free_provider(void *p) {
+  kite_hetzner_provider_t *hp = p;
+  if (hp == NULL)
+    return;
+  free(hp->token);
+  free(hp->api_url);
+  free(hp->user);
+  free(hp->location);
+  free(hp->server_type);
+  free(hp->image);
+  free(hp->fingerprint);
+  free(hp);
+}
+
+int kite_hetzner_provider_new(kite_runtime_t *rt, const kite_hetzner_provider_options_t *opts,
+                              kite_hetzner_provider_t **out) {
+  if (rt == NULL)
+    return KITE_EINVAL;
+  kite_hetzner_provider_options_t o = {0};
+  if (opts)
+    o = *opts;
+  kite_hetzner_provider_t *hp = calloc(1, sizeof(*hp));
+  if (hp == NULL)
+    return KITE_ENOMEM;
+  const char *in[] = {o.token, o.api_url, o.ssh_user, o.location, o.server_type, o.image};
+  char **to[] = {&hp->token,    &hp->api_url,     &hp->user,
+                 &hp->location, &hp->server_type, &hp->image};
+  for (size_t i = 0; i < KITE_ARRAY_SIZE(in); i++)
+    if (in[i] && (*to[i] = kite__strdup(in[i])) == NULL) {
+      free_provider(hp);
+      return KITE_ENOMEM;
+    }
+  hp->port = o.ssh_port;
+  if (hp->token)
+    kite_secret_add(rt, hp->token);
+  kite_cloud_options_t co = {.ca_file = o.ca_file,
+                             .max_retries = o.max_retries,
+                             .backoff_base_ms = o.backoff_base_ms,
+                             .http_timeout_ms = o.http_timeout_ms,
+                             .poll_ms = o.poll_ms,
+                             .running_timeout_ms = o.running_timeout_ms,
+                             .gone_timeout_ms = o.delete_timeout_ms,
+                             .free_provider = free_provider};
+  int rc = kite_cloud_new(rt, &hz_ops, &co, hp, &hp->cloud);
+  if (rc != 0) {
+    free_provider(hp);
+    return rc;
+  }
+  if (out)
+    *out = hp;
+  return 0;
+}
