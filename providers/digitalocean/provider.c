@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "../cloud/cloud.h"
+#include "../cloud/rest.h"
 #include "kite/provider.h"
 #include "kite_impl.h"
 
@@ -39,20 +39,6 @@ struct kite_do_provider {
   unsigned port;
   char *fingerprint; /* of kite's key, once known */
 };
-
-typedef struct api {
-  char *url; /* base URL without a trailing slash */
-  char *token;
-} api_t;
-
-static void api_free(void *p) {
-  api_t *a = p;
-  if (a == NULL)
-    return;
-  free(a->url);
-  free(a->token);
-  free(a);
-}
 
 /* ---- configuration -------------------------------------------------------------------------- */
 
@@ -83,13 +69,6 @@ static char *doctl_token(char **where) {
   return tok;
 }
 
-/* The account a token belongs to, as a public name (never the token). */
-static void account_name(const char *token, char out[40]) {
-  char fp[17];
-  kite__fingerprint("digitalocean-token", token ? token : "", fp);
-  snprintf(out, 40, "token-%s", fp);
-}
-
 static int do_configure(kite_cloud_t *c, const char *options,
                         const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
                         char **msg) {
@@ -98,110 +77,40 @@ static int do_configure(kite_cloud_t *c, const char *options,
   if (o == NULL)
     return KITE_EINVAL;
   char *where = NULL, *from_doctl = NULL;
-  const char *tok = kite_cloud_first(json_string_value(json_object_get(o, "token")), dp->token,
-                                     getenv("DIGITALOCEAN_TOKEN"));
-  if (tok == NULL)
-    tok = kite_cloud_first(getenv("DIGITALOCEAN_ACCESS_TOKEN"), NULL, NULL);
-  if (tok == NULL)
+  const char *tok =
+      kite_cloud_first(dp->token, getenv("DIGITALOCEAN_TOKEN"), getenv("DIGITALOCEAN_ACCESS_TOKEN"));
+  if (tok == NULL && json_object_get(o, "token") == NULL)
     tok = from_doctl = doctl_token(&where);
-  const char *url = kite_cloud_first(json_string_value(json_object_get(o, "api_url")),
-                                     dp->api_url, getenv("KITE_DO_API_URL"));
-  json_t *port = json_object_get(o, "ssh_port");
-  api_t *api = calloc(1, sizeof(*api));
-  cfg->api = api;
-  int rc = api ? 0 : KITE_ENOMEM;
-  if (rc == 0 && (tok == NULL || *tok == '\0')) {
-    *msg = kite__sprintf("digitalocean: no API token found: %s (kite looked in the provider "
-                         "options, $DIGITALOCEAN_TOKEN, $DIGITALOCEAN_ACCESS_TOKEN and %s)",
-                         TOKEN_HELP, where ? where : "doctl's config.yaml");
-    rc = KITE_ECREDENTIALS;
-  }
-  if (rc == 0) {
-    api->token = kite__strdup(tok);
-    api->url = kite__strdup(url ? url : DEFAULT_API);
-    if (api->token == NULL || api->url == NULL || kite_secret_add(kite_cloud_runtime(c), tok) == KITE_ENOMEM)
-      rc = KITE_ENOMEM;
-  }
-  if (rc == 0) {
-    size_t n = strlen(api->url);
-    while (n > 0 && api->url[n - 1] == '/')
-      api->url[--n] = '\0';
-    if (!kite_http_url_allowed(api->url)) {
-      *msg = kite__sprintf("digitalocean: the API URL %s is not allowed: use https://, or "
-                           "http:// only to a loopback address (an emulator); set api_url in "
-                           "the provider options or KITE_DO_API_URL",
-                           api->url);
-      rc = KITE_EINVAL;
-    }
-  }
-  if (rc == 0) {
-    char account[40];
-    account_name(api->token, account);
-    cfg->site = kite__sprintf("%s %s", api->url, account);
-    cfg->reach = kite_cloud_reach_json(NAME, "api_url", api->url, "account", account, NULL);
-    cfg->user = kite__strdup(kite_cloud_first(json_string_value(json_object_get(o, "ssh_user")),
-                                              dp->user, "root"));
-    cfg->port = json_is_integer(port) ? (unsigned)json_integer_value(port)
-                : dp->port            ? dp->port
-                                      : 22;
-    cfg->pin = !json_is_false(json_object_get(o, "pin_host_key"));
-    if (launch) {
-      cfg->region = kite__strdup(kite_cloud_first(launch->region, dp->region, DEFAULT_REGION));
-      cfg->type = kite__strdup(kite_cloud_first(launch->instance_type, dp->size, DEFAULT_SIZE));
-      cfg->image = kite__strdup(kite_cloud_first(launch->image, dp->image, DEFAULT_IMAGE));
-      if (!cfg->region || !cfg->type || !cfg->image)
-        rc = KITE_ENOMEM;
-    }
-    if (!cfg->site || !cfg->reach || !cfg->user)
-      rc = KITE_ENOMEM;
-  }
+  char *looked = kite__sprintf("the provider options, $DIGITALOCEAN_TOKEN, "
+                               "$DIGITALOCEAN_ACCESS_TOKEN and %s",
+                               where ? where : "doctl's config.yaml");
+  kite_cloud_rest_defaults_t d = {
+      .token = tok,
+      .token_help = TOKEN_HELP,
+      .looked_in = looked ? looked : "the provider options and the environment",
+      .url = kite_cloud_first(dp->api_url, getenv("KITE_DO_API_URL"), NULL),
+      .url_default = DEFAULT_API,
+      .url_hint = "api_url in the provider options or KITE_DO_API_URL",
+      .account = "token",
+      .user = dp->user,
+      .port = dp->port,
+      .region = dp->region,
+      .type = dp->size,
+      .image = dp->image,
+      .region_builtin = DEFAULT_REGION,
+      .type_builtin = DEFAULT_SIZE,
+      .image_builtin = DEFAULT_IMAGE};
+  int rc = kite_cloud_rest_configure(c, o, &d, launch, cfg, msg);
   if (from_doctl)
     memset(from_doctl, 0, strlen(from_doctl));
   free(from_doctl);
   free(where);
+  free(looked);
   json_decref(o);
-  return rc;
-}
-
-/* Reaches what a record names: its API URL, with this process's token. */
-static int do_configure_reach(kite_cloud_t *c, const char *reach, kite_cloud_cfg_t *cfg,
-                              bool *same_account, char **msg) {
-  char *url = kite__json_str(reach, "api_url");
-  char *account = kite__json_str(reach, "account");
-  json_t *o = json_object();
-  if (url)
-    json_object_set_new(o, "api_url", json_string(url));
-  char *opts = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  int rc = opts ? do_configure(c, opts, NULL, cfg, msg) : KITE_ENOMEM;
-  if (rc == 0 && account) {
-    char mine[40];
-    account_name(((api_t *)cfg->api)->token, mine);
-    *same_account = strcmp(mine, account) == 0;
-  }
-  free(opts);
-  free(url);
-  free(account);
   return rc;
 }
 
 /* ---- requests and answers ------------------------------------------------------------------- */
-
-static int do_http(kite_cloud_call_t *call, const char *method, const char *path, bool full_url,
-                   json_t *body, kite_cloud_http_cb cb) {
-  const api_t *api = call->cfg->api;
-  char *url = full_url ? kite__strdup(path) : kite__sprintf("%s%s", api->url, path);
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  kite_http_request_t q = {.method = method,
-                           .url = url,
-                           .bearer_token = api->token,
-                           .body = text,
-                           .body_len = text ? strlen(text) : 0};
-  int rc = url && (body == NULL || text) ? kite_cloud_http(call, &q, cb) : KITE_ENOMEM;
-  free(url);
-  free(text);
-  return rc;
-}
 
 /* Ends call with a failed HTTP exchange, reading DigitalOcean's {"id", "message"}. */
 static void do_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
@@ -212,30 +121,8 @@ static void do_answer_http(kite_cloud_call_t *call, int status, const kite_http_
   json_decref(j);
 }
 
-/* A JSON object body, or NULL when it is not one (the answer is then unreadable). */
-static json_t *body_json(const kite_http_response_t *r) {
-  json_error_t jerr;
-  json_t *j = json_loadb(r->body, r->body_len, 0, &jerr);
-  if (!json_is_object(j)) {
-    json_decref(j);
-    return NULL;
-  }
-  return j;
-}
-
 static void answer_unreadable(kite_cloud_call_t *call, const kite_http_response_t *r) {
   kite_cloud_answer_http(call, 0, r, NULL, "the answer is not the JSON DigitalOcean sends");
-}
-
-static void answer_send_failed(kite_cloud_call_t *call, int rc) {
-  kite_cloud_answer_fail(call, rc, "the request could not be sent");
-}
-
-static char *droplet_id(json_t *d) {
-  json_t *id = json_object_get(d, "id");
-  if (!json_is_integer(id) || json_integer_value(id) <= 0)
-    return NULL;
-  return kite__sprintf("%lld", (long long)json_integer_value(id));
 }
 
 static const char *droplet_ipv4(json_t *d) {
@@ -253,7 +140,7 @@ static const char *droplet_ipv4(json_t *d) {
 
 /* links.pages.next, when it is on the API's own origin (the token goes nowhere else). */
 static const char *next_page(const kite_cloud_call_t *call, json_t *j) {
-  const api_t *api = call->cfg->api;
+  const kite_cloud_rest_t *api = call->cfg->api;
   const char *url = json_string_value(
       json_object_get(json_object_get(json_object_get(j, "links"), "pages"), "next"));
   size_t n = strlen(api->url);
@@ -296,11 +183,11 @@ static void on_key_got(kite_cloud_call_t *call, int status, const kite_http_resp
   json_t *body =
       json_pack("{s:s, s:s}", "name", name ? name : "kite", "public_key", kite_cloud_pubkey(c));
   free(name);
-  int rc = body ? do_http(call, "POST", "/v2/account/keys", false, body, on_key_created)
+  int rc = body ? kite_cloud_rest_http(call, "POST", "/v2/account/keys", false, body, on_key_created)
                 : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void do_prepare(kite_cloud_call_t *call) {
@@ -308,10 +195,10 @@ static void do_prepare(kite_cloud_call_t *call) {
   if (dp->fingerprint == NULL)
     dp->fingerprint = kite_cloud_md5_fingerprint(kite_cloud_pubkey(call->cloud));
   char *path = dp->fingerprint ? kite__sprintf("/v2/account/keys/%s", dp->fingerprint) : NULL;
-  int rc = path ? do_http(call, "GET", path, false, NULL, on_key_got) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_key_got) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 /* ---- create, find --------------------------------------------------------------------------- */
@@ -320,14 +207,14 @@ static void created_from(kite_cloud_call_t *call, json_t *d) {
   const char *name = json_string_value(json_object_get(d, "name"));
   for (size_t i = 0; name && i < call->n; i++)
     if (strcmp(name, call->launches[i]->name) == 0) {
-      char *id = droplet_id(d);
+      char *id = kite_cloud_rest_id(d);
       kite_cloud_created(call, i, id);
       free(id);
     }
 }
 
 static void on_created(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   if (status != 0 || j == NULL) {
     if (status == 0)
       answer_unreadable(call, r);
@@ -360,14 +247,14 @@ static void do_create(kite_cloud_call_t *call) {
   }
   if (body && first->user_data && *first->user_data)
     json_object_set_new(body, "user_data", json_string(first->user_data));
-  int rc = body ? do_http(call, "POST", "/v2/droplets", false, body, on_created) : KITE_ENOMEM;
+  int rc = body ? kite_cloud_rest_http(call, "POST", "/v2/droplets", false, body, on_created) : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void on_find_page(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *list = json_object_get(j, "droplets");
   if (status != 0 || !json_is_array(list)) {
     json_decref(j);
@@ -381,28 +268,28 @@ static void on_find_page(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *d;
   json_array_foreach(list, i, d) created_from(call, d);
   const char *next = call->launches[0]->id ? NULL : next_page(call, j);
-  int rc = next && ++call->step < 100 ? do_http(call, "GET", next, true, NULL, on_find_page) : -1;
+  int rc = next && ++call->step < 100 ? kite_cloud_rest_http(call, "GET", next, true, NULL, on_find_page) : -1;
   json_decref(j);
   if (rc == 0)
     return;
   if (call->launches[0]->id || rc == -1)
     kite_cloud_answer_ok(call); /* found, or not there */
   else
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void do_find(kite_cloud_call_t *call) {
   char *path = list_path(call->launches[0]->tag);
-  int rc = path ? do_http(call, "GET", path, false, NULL, on_find_page) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_find_page) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 /* ---- describe, destroy, list ---------------------------------------------------------------- */
 
 static void on_described(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *d = json_object_get(j, "droplet");
   if (status != 0 || d == NULL) {
     json_decref(j);
@@ -428,10 +315,10 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
 
 static void do_describe(kite_cloud_call_t *call) {
   char *path = kite__sprintf("/v2/droplets/%s", call->id);
-  int rc = path ? do_http(call, "GET", path, false, NULL, on_described) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_described) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
@@ -443,14 +330,14 @@ static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_re
 
 static void do_destroy(kite_cloud_call_t *call) {
   char *path = kite__sprintf("/v2/droplets/%s", call->id);
-  int rc = path ? do_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *list = json_object_get(j, "droplets");
   if (status != 0 || !json_is_array(list)) {
     json_decref(j);
@@ -471,7 +358,7 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
       if (s && strncmp(s, "kite-pool-", 10) == 0)
         pool_tag = s;
     }
-    char *id = droplet_id(d);
+    char *id = kite_cloud_rest_id(d);
     kite_cloud_listed(call, id, pool_tag);
     free(id);
   }
@@ -483,12 +370,12 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
 static void do_list_page(kite_cloud_call_t *call) {
   char *path = call->cursor ? NULL : list_path(call->tag);
   int rc = call->cursor || path
-               ? do_http(call, "GET", call->cursor ? call->cursor : path, call->cursor != NULL,
+               ? kite_cloud_rest_http(call, "GET", call->cursor ? call->cursor : path, call->cursor != NULL,
                          NULL, on_listed)
                : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
@@ -518,8 +405,8 @@ static const kite_cloud_ops_t do_ops = {
     .batch_max = 10, /* names per create, DigitalOcean's limit */
     .endpoint_hint = "api_url in the provider options or KITE_DO_API_URL",
     .configure = do_configure,
-    .configure_reach = do_configure_reach,
-    .free_api = api_free,
+    .configure_reach = kite_cloud_rest_configure_reach,
+    .free_api = kite_cloud_rest_free,
     .prepare = do_prepare,
     .create = do_create,
     .find = do_find,

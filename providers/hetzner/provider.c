@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "../cloud/cloud.h"
+#include "../cloud/rest.h"
 #include "kite/hetzner.h"
 #include "kite_impl.h"
 
@@ -47,20 +47,6 @@ struct kite_hetzner_provider {
   unsigned port;
   char *fingerprint; /* of kite's key, once known */
 };
-
-typedef struct api {
-  char *url; /* base URL without a trailing slash */
-  char *token;
-} api_t;
-
-static void api_free(void *p) {
-  api_t *a = p;
-  if (a == NULL)
-    return;
-  free(a->url);
-  free(a->token);
-  free(a);
-}
 
 /* ---- configuration -------------------------------------------------------------------------- */
 
@@ -125,12 +111,6 @@ static char *hcloud_token(char **where) {
   return tok;
 }
 
-static void project_name(const char *token, char out[40]) {
-  char fp[17];
-  kite__fingerprint("hetzner-token", token ? token : "", fp);
-  snprintf(out, 40, "project-%s", fp);
-}
-
 static int hz_configure(kite_cloud_t *c, const char *options,
                         const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
                         char **msg) {
@@ -139,121 +119,38 @@ static int hz_configure(kite_cloud_t *c, const char *options,
   if (o == NULL)
     return KITE_EINVAL;
   char *where = NULL, *from_hcloud = NULL;
-  const char *tok = kite_cloud_first(json_string_value(json_object_get(o, "token")), hp->token,
-                                     getenv("HCLOUD_TOKEN"));
-  if (tok == NULL)
+  const char *tok = kite_cloud_first(hp->token, getenv("HCLOUD_TOKEN"), NULL);
+  if (tok == NULL && json_object_get(o, "token") == NULL)
     tok = from_hcloud = hcloud_token(&where);
-  const char *url = kite_cloud_first(json_string_value(json_object_get(o, "api_url")),
-                                     hp->api_url, getenv("KITE_HETZNER_API_URL"));
-  json_t *port = json_object_get(o, "ssh_port");
-  api_t *api = calloc(1, sizeof(*api));
-  cfg->api = api;
-  int rc = api ? 0 : KITE_ENOMEM;
-  if (rc == 0 && (tok == NULL || *tok == '\0')) {
-    *msg = kite__sprintf("hetzner: no API token found: %s (kite looked in the provider options, "
-                         "$HCLOUD_TOKEN and the active context of %s)",
-                         TOKEN_HELP, where ? where : "hcloud's cli.toml");
-    rc = KITE_ECREDENTIALS;
-  }
-  if (rc == 0) {
-    api->token = kite__strdup(tok);
-    api->url = kite__strdup(url ? url : DEFAULT_API);
-    if (api->token == NULL || api->url == NULL ||
-        kite_secret_add(kite_cloud_runtime(c), tok) == KITE_ENOMEM)
-      rc = KITE_ENOMEM;
-  }
-  if (rc == 0) {
-    size_t n = strlen(api->url);
-    while (n > 0 && api->url[n - 1] == '/')
-      api->url[--n] = '\0';
-    if (!kite_http_url_allowed(api->url)) {
-      *msg = kite__sprintf("hetzner: the API URL %s is not allowed: use https://, or http:// "
-                           "only to a loopback address (an emulator); set api_url in the "
-                           "provider options or KITE_HETZNER_API_URL",
-                           api->url);
-      rc = KITE_EINVAL;
-    }
-  }
-  if (rc == 0) {
-    char project[40];
-    project_name(api->token, project);
-    cfg->site = kite__sprintf("%s %s", api->url, project);
-    cfg->reach = kite_cloud_reach_json(NAME, "api_url", api->url, "account", project, NULL);
-    cfg->user = kite__strdup(kite_cloud_first(json_string_value(json_object_get(o, "ssh_user")),
-                                              hp->user, "root"));
-    cfg->port = json_is_integer(port) ? (unsigned)json_integer_value(port)
-                : hp->port            ? hp->port
-                                      : 22;
-    cfg->pin = !json_is_false(json_object_get(o, "pin_host_key"));
-    if (launch) {
-      cfg->region =
-          kite__strdup(kite_cloud_first(launch->region, hp->location, DEFAULT_LOCATION));
-      cfg->type =
-          kite__strdup(kite_cloud_first(launch->instance_type, hp->server_type, DEFAULT_TYPE));
-      cfg->image = kite__strdup(kite_cloud_first(launch->image, hp->image, DEFAULT_IMAGE));
-      if (!cfg->region || !cfg->type || !cfg->image)
-        rc = KITE_ENOMEM;
-    }
-    if (!cfg->site || !cfg->reach || !cfg->user)
-      rc = KITE_ENOMEM;
-  }
+  char *looked = kite__sprintf("the provider options, $HCLOUD_TOKEN and the active context of %s",
+                               where ? where : "hcloud's cli.toml");
+  kite_cloud_rest_defaults_t d = {
+      .token = tok,
+      .token_help = TOKEN_HELP,
+      .looked_in = looked ? looked : "the provider options and the environment",
+      .url = kite_cloud_first(hp->api_url, getenv("KITE_HETZNER_API_URL"), NULL),
+      .url_default = DEFAULT_API,
+      .url_hint = "api_url in the provider options or KITE_HETZNER_API_URL",
+      .account = "project",
+      .user = hp->user,
+      .port = hp->port,
+      .region = hp->location,
+      .type = hp->server_type,
+      .image = hp->image,
+      .region_builtin = DEFAULT_LOCATION,
+      .type_builtin = DEFAULT_TYPE,
+      .image_builtin = DEFAULT_IMAGE};
+  int rc = kite_cloud_rest_configure(c, o, &d, launch, cfg, msg);
   if (from_hcloud)
     memset(from_hcloud, 0, strlen(from_hcloud));
   free(from_hcloud);
   free(where);
+  free(looked);
   json_decref(o);
-  return rc;
-}
-
-static int hz_configure_reach(kite_cloud_t *c, const char *reach, kite_cloud_cfg_t *cfg,
-                              bool *same_account, char **msg) {
-  char *url = kite__json_str(reach, "api_url");
-  char *project = kite__json_str(reach, "account");
-  json_t *o = json_object();
-  if (url)
-    json_object_set_new(o, "api_url", json_string(url));
-  char *opts = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  int rc = opts ? hz_configure(c, opts, NULL, cfg, msg) : KITE_ENOMEM;
-  if (rc == 0 && project) {
-    char mine[40];
-    project_name(((api_t *)cfg->api)->token, mine);
-    *same_account = strcmp(mine, project) == 0;
-  }
-  free(opts);
-  free(url);
-  free(project);
   return rc;
 }
 
 /* ---- requests and answers ------------------------------------------------------------------- */
-
-static int hz_http(kite_cloud_call_t *call, const char *method, const char *path, json_t *body,
-                   kite_cloud_http_cb cb) {
-  const api_t *api = call->cfg->api;
-  char *url = kite__sprintf("%s%s", api->url, path);
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  kite_http_request_t q = {.method = method,
-                           .url = url,
-                           .bearer_token = api->token,
-                           .body = text,
-                           .body_len = text ? strlen(text) : 0};
-  int rc = url && (body == NULL || text) ? kite_cloud_http(call, &q, cb) : KITE_ENOMEM;
-  free(url);
-  free(text);
-  return rc;
-}
-
-/* An object body, or NULL (the answer is then unreadable). */
-static json_t *body_json(const kite_http_response_t *r) {
-  json_error_t jerr;
-  json_t *j = r && r->body_len ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
-  if (!json_is_object(j)) {
-    json_decref(j);
-    return NULL;
-  }
-  return j;
-}
 
 /* Ends call after a failed exchange (status != 0), or an answer without what was asked for
  * (status 0), reading Hetzner's {"error": {"code", "message"}}. A create refused because kite's
@@ -265,7 +162,7 @@ static void hz_answer_http(kite_cloud_call_t *call, int status, const kite_http_
     kite_cloud_answer(call, &a);
     return;
   }
-  json_t *j = body_json(r);
+  json_t *j = kite_cloud_rest_body(r);
   json_t *e = json_object_get(j, "error");
   const char *message = json_string_value(json_object_get(e, "message"));
   kite_cloud_http_outcome(status, r, json_string_value(json_object_get(e, "code")), message, &a);
@@ -275,22 +172,11 @@ static void hz_answer_http(kite_cloud_call_t *call, int status, const kite_http_
   json_decref(j);
 }
 
-static void answer_send_failed(kite_cloud_call_t *call, int rc) {
-  kite_cloud_answer_fail(call, rc, "the request could not be sent");
-}
-
-static char *id_of(json_t *o) {
-  json_t *id = json_object_get(o, "id");
-  if (!json_is_integer(id) || json_integer_value(id) <= 0)
-    return NULL;
-  return kite__sprintf("%lld", (long long)json_integer_value(id));
-}
-
 /* ---- prepare: kite's key in the project ---------------------------------------------------- */
 
 static void on_key_created(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
-  char *id = id_of(json_object_get(j, "ssh_key"));
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
+  char *id = kite_cloud_rest_id(json_object_get(j, "ssh_key"));
   json_decref(j);
   if (id == NULL) {
     hz_answer_http(call, status, r);
@@ -303,14 +189,14 @@ static void on_key_created(kite_cloud_call_t *call, int status, const kite_http_
 
 static void on_key_found(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
   kite_hetzner_provider_t *hp = kite_cloud_provider(call->cloud);
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *keys = json_object_get(j, "ssh_keys");
   if (!json_is_array(keys)) {
     json_decref(j);
     hz_answer_http(call, status, r);
     return;
   }
-  char *id = id_of(json_array_get(keys, 0));
+  char *id = kite_cloud_rest_id(json_array_get(keys, 0));
   json_decref(j);
   if (id) {
     free(*call->site_data);
@@ -329,10 +215,10 @@ static void on_key_found(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *body = json_pack("{s:s, s:s, s:{s:s}}", "name", name ? name : "kite", "public_key",
                            kite_cloud_pubkey(call->cloud), "labels", "kite", "managed");
   free(name);
-  int rc = body ? hz_http(call, "POST", "/v1/ssh_keys", body, on_key_created) : KITE_ENOMEM;
+  int rc = body ? kite_cloud_rest_http(call, "POST", "/v1/ssh_keys", false, body, on_key_created) : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void hz_prepare(kite_cloud_call_t *call) {
@@ -341,18 +227,18 @@ static void hz_prepare(kite_cloud_call_t *call) {
     hp->fingerprint = kite_cloud_md5_fingerprint(kite_cloud_pubkey(call->cloud));
   char *fp = hp->fingerprint ? kite_cloud_escape(hp->fingerprint) : NULL;
   char *path = fp ? kite__sprintf("/v1/ssh_keys?fingerprint=%s", fp) : NULL;
-  int rc = path ? hz_http(call, "GET", path, NULL, on_key_found) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_key_found) : KITE_ENOMEM;
   free(fp);
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 /* ---- create, find --------------------------------------------------------------------------- */
 
 static void on_created(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
-  char *id = id_of(json_object_get(j, "server"));
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
+  char *id = kite_cloud_rest_id(json_object_get(j, "server"));
   json_decref(j);
   if (id == NULL) {
     hz_answer_http(call, status, r);
@@ -373,14 +259,14 @@ static void hz_create(kite_cloud_call_t *call) {
                            "start_after_create", 1);
   if (body && l->user_data && *l->user_data)
     json_object_set_new(body, "user_data", json_string(l->user_data));
-  int rc = body && key ? hz_http(call, "POST", "/v1/servers", body, on_created) : KITE_ENOMEM;
+  int rc = body && key ? kite_cloud_rest_http(call, "POST", "/v1/servers", false, body, on_created) : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void on_found(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *servers = json_object_get(j, "servers");
   if (!json_is_array(servers)) {
     json_decref(j);
@@ -391,7 +277,7 @@ static void on_found(kite_cloud_call_t *call, int status, const kite_http_respon
   json_t *s;
   json_array_foreach(servers, i, s) {
     const char *name = json_string_value(json_object_get(s, "name"));
-    char *id = name && strcmp(name, call->launches[0]->name) == 0 ? id_of(s) : NULL;
+    char *id = name && strcmp(name, call->launches[0]->name) == 0 ? kite_cloud_rest_id(s) : NULL;
     kite_cloud_created(call, 0, id);
     free(id);
   }
@@ -402,11 +288,11 @@ static void on_found(kite_cloud_call_t *call, int status, const kite_http_respon
 static void hz_find(kite_cloud_call_t *call) {
   char *name = kite_cloud_escape(call->launches[0]->name);
   char *path = name ? kite__sprintf("/v1/servers?name=%s", name) : NULL;
-  int rc = path ? hz_http(call, "GET", path, NULL, on_found) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_found) : KITE_ENOMEM;
   free(name);
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 /* ---- describe, destroy, list ---------------------------------------------------------------- */
@@ -443,7 +329,7 @@ static double price_of(json_t *s) {
 }
 
 static void on_described(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *s = json_object_get(j, "server");
   if (!json_is_object(s)) {
     json_decref(j);
@@ -461,10 +347,10 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
 
 static void hz_describe(kite_cloud_call_t *call) {
   char *path = kite__sprintf("/v1/servers/%s", call->id);
-  int rc = path ? hz_http(call, "GET", path, NULL, on_described) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_described) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
@@ -476,14 +362,14 @@ static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_re
 
 static void hz_destroy(kite_cloud_call_t *call) {
   char *path = kite__sprintf("/v1/servers/%s", call->id);
-  int rc = path ? hz_http(call, "DELETE", path, NULL, on_destroyed) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? body_json(r) : NULL;
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   json_t *servers = json_object_get(j, "servers");
   if (!json_is_array(servers)) {
     json_decref(j);
@@ -493,7 +379,7 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
   size_t i;
   json_t *s;
   json_array_foreach(servers, i, s) {
-    char *id = id_of(s);
+    char *id = kite_cloud_rest_id(s);
     kite_cloud_listed(call, id,
                       json_string_value(json_object_get(json_object_get(s, "labels"), POOL_LABEL)));
     free(id);
@@ -515,12 +401,12 @@ static void hz_list_page(kite_cloud_call_t *call) {
   char *path = esc ? kite__sprintf("/v1/servers?label_selector=%s&per_page=%d&page=%s", esc,
                                    PER_PAGE, call->cursor ? call->cursor : "1")
                    : NULL;
-  int rc = path ? hz_http(call, "GET", path, NULL, on_listed) : KITE_ENOMEM;
+  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_listed) : KITE_ENOMEM;
   free(sel);
   free(esc);
   free(path);
   if (rc != 0)
-    answer_send_failed(call, rc);
+    kite_cloud_rest_unsent(call, rc);
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
@@ -556,8 +442,8 @@ static const kite_cloud_ops_t hz_ops = {
     .batch_max = 1,
     .endpoint_hint = "api_url in the provider options or KITE_HETZNER_API_URL",
     .configure = hz_configure,
-    .configure_reach = hz_configure_reach,
-    .free_api = api_free,
+    .configure_reach = kite_cloud_rest_configure_reach,
+    .free_api = kite_cloud_rest_free,
     .prepare = hz_prepare,
     .create = hz_create,
     .find = hz_find,

@@ -1,0 +1,57 @@
+#ifndef KITE_CLOUD_REST_H
+#define KITE_CLOUD_REST_H
+
+/* What the table of a JSON REST API with a bearer token (DigitalOcean, Hetzner, ...) shares:
+ * its configuration (token, endpoint, login, launch defaults), its reach records and its
+ * requests. cfg->api is a kite_cloud_rest_t. Never installed. */
+
+#include <jansson.h>
+
+#include "cloud.h"
+
+typedef struct kite_cloud_rest {
+  char *url; /* base URL without a trailing slash */
+  char *token;
+} kite_cloud_rest_t;
+
+/* What a provider found and prefers; kite_cloud_rest_configure() takes the request's options
+ * over these. */
+typedef struct kite_cloud_rest_defaults {
+  const char *token;      /* from the provider's options, its environment or CLI config */
+  const char *token_help; /* what to do when there is none: "set HCLOUD_TOKEN ..." */
+  const char *looked_in;  /* where kite looked: "the provider options, $HCLOUD_TOKEN and ..." */
+  const char *url;        /* from the provider's options or the environment, or NULL */
+  const char *url_default;
+  const char *url_hint;  /* how to set it: "api_url in the provider options or KITE_..." */
+  const char *account;   /* the account's public name prefix: "token", "project" */
+  const char *user;      /* default login, before "root" */
+  unsigned port;         /* default SSH port, before 22 */
+  const char *region, *type, *image; /* launch defaults: the provider's own, then built in */
+  const char *region_builtin, *type_builtin, *image_builtin;
+} kite_cloud_rest_defaults_t;
+
+/* Fills cfg from the options object o ("token", "api_url", "ssh_user", "ssh_port",
+ * "pin_host_key") over d, and, for a launch, its region/instance_type/image over d's.
+ * The token is registered as a secret. cfg->site is "URL ACCOUNT", cfg->reach
+ * {"provider", "api_url", "account"} with the account a keyed hash of the token. */
+int kite_cloud_rest_configure(kite_cloud_t *c, json_t *o, const kite_cloud_rest_defaults_t *d,
+                              const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
+                              char **msg);
+/* configure_reach for such tables: the record's api_url with this process's token, through
+ * the table's configure; *same_account when the record's account is this token's. */
+int kite_cloud_rest_configure_reach(kite_cloud_t *c, const char *reach, kite_cloud_cfg_t *cfg,
+                                    bool *same_account, char **msg);
+void kite_cloud_rest_free(void *api);
+
+/* Sends method to the API's path (or, with full_url, to that URL) with the JSON body (or
+ * none), as the call's request. */
+int kite_cloud_rest_http(kite_cloud_call_t *call, const char *method, const char *path,
+                         bool full_url, json_t *body, kite_cloud_http_cb cb);
+/* The body as a JSON object, or NULL when it is not one. */
+json_t *kite_cloud_rest_body(const kite_http_response_t *r);
+/* o's "id" as decimal text (malloc'd), or NULL when it is not a positive integer. */
+char *kite_cloud_rest_id(json_t *o);
+/* Ends call after kite_cloud_rest_http() could not send (rc). */
+void kite_cloud_rest_unsent(kite_cloud_call_t *call, int rc);
+
+#endif
