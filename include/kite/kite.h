@@ -19,6 +19,6 @@
 #include "kite/registry.h"
 #include "kite/pool.h"
 #include "kite/spec.h"
-#include "kite/local.h"
+#include "kite/providers.h"
 
 #endif

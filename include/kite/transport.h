@@ -145,4 +145,11 @@ typedef struct kite_transport_options {
 int kite_transport_new(kite_runtime_t *rt, const kite_transport_options_t *opts,
                        kite_transport_t **out);
 
+/* ---- kite's key pair (transport/keypair.c) ---------------------------------------------- */
+
+/* Makes sure an ed25519 key pair exists at path (private) and path.pub (public), mode 0600,
+ * generating it if missing. Runs ssh-keygen without blocking the loop; cb runs once. */
+typedef void (*kite_keypair_cb)(kite_runtime_t *rt, int status, void *data);
+int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb, void *data);
+
 #endif

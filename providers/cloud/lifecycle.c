@@ -28,8 +28,8 @@
 
 #include "cloud.h"
 #include "cloudinit.h"
-#include "kite/local.h"
 #include "kite/provider.h"
+#include "kite/transport.h"
 #include "kite_impl.h"
 
 #define POLL_MAX_MS 10000

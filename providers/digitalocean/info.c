@@ -1,7 +1,7 @@
 /* The DigitalOcean provider's row in the registry: what it honours of a spec, its options. */
 #include "../provider_info.h"
+#include "kite/digitalocean.h"
 #include "kite_impl.h"
-#include "kite/provider.h"
 
 static int start(kite_runtime_t *rt, const char *options_json, void **out) {
   (void)options_json; /* read from each request */

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "../cloud/rest.h"
-#include "kite/provider.h"
+#include "kite/digitalocean.h"
 #include "kite_impl.h"
 
 #define NAME "digitalocean"

@@ -2,8 +2,8 @@
 #include <jansson.h>
 
 #include "../provider_info.h"
-#include "kite_impl.h"
 #include "kite/local.h"
+#include "kite_impl.h"
 
 /* The local provider's options come from the pool's provider_options (the only provider that
  * is configured once, not per request), already checked against options[] below. */

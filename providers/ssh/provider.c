@@ -8,7 +8,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
-#include "kite/provider.h"
+#include "kite/ssh.h"
 #include "ssh_provider_impl.h"
 
 #define PROVIDER_NAME "ssh"

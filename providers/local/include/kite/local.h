@@ -12,7 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kite/provider.h"
 #include "kite/runtime.h"
+#include "kite/transport.h" /* kite_keypair_ensure */
 
 typedef struct kite_local_node kite_local_node_t;
 
@@ -77,9 +79,51 @@ int kite_local_count_tagged(const char *tag);
  * step), else the current user. */
 const char *kite_local_login_user(void);
 
-/* Makes sure an ed25519 key pair exists at path (private) and path.pub (public), mode 0600,
- * generating it if missing. Runs ssh-keygen without blocking the loop; cb runs once. */
-typedef void (*kite_keypair_cb)(kite_runtime_t *rt, int status, void *data);
-int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb, void *data);
+
+/* ---- the local provider ------------------------------------------------------------------ */
+
+typedef struct kite_local_provider kite_local_provider_t;
+
+typedef struct kite_local_provider_options {
+  /* sshd port for every node; 0: 2222. */
+  unsigned port;
+  /* Simulated spot capacity: notice period before a preempted node dies (ms); 0: 2000. AWS
+   * gives two minutes; tests and demos use less. */
+  uint64_t notice_ms;
+  /* Chaos: each node is preempted with this probability per minute (0: never) … */
+  double chaos_per_minute;
+  /* … or once, this long after it started (0: never). */
+  uint64_t chaos_after_ms;
+  /* Seed for the chaos choice (0: from the clock). */
+  unsigned chaos_seed;
+  /* Nodes outlive this process when it dies without closing its pools, as cloud machines
+   * would (then only their dead-man's switch or `kite down` stops them). By default they die
+   * with it. */
+  bool outlive_controller;
+} kite_local_provider_options_t;
+
+/* Creates the "local" provider and adds it to the runtime. Each instance is a real sshd node
+ * (local.h) tagged with the pool's tag; it logs in with kite's key ($KITE_HOME/keys/id_ed25519,
+ * created if missing). opts may be NULL. */
+int kite_local_provider_new(kite_runtime_t *rt, const kite_local_provider_options_t *opts,
+                            kite_local_provider_t **out);
+
+/* Simulated preemption of one instance: a notice first (preempt_check answers NOTICE with the
+ * deadline), then after the notice period the node dies as a machine would. With abrupt, the
+ * node dies at once without notice. */
+int kite_local_provider_preempt(kite_local_provider_t *lp, const char *instance_id, bool abrupt);
+
+/* Number of instances the provider holds now. */
+unsigned kite_local_provider_count(const kite_local_provider_t *lp);
+
+/* Takes charge of an instance that another process started and can no longer stop (it died:
+ * `kite down` of a pool whose owner was killed). Local nodes are found by their pool's tag
+ * (every process of a node carries KITE_NODE_TAG=<tag>), so an instance_terminate of
+ * instance_id then kills every process carrying tag and is confirmed only once none is left
+ * (kite_local_count_tagged(tag) == 0); instance_list lists it under tag until then. That ends
+ * every node of the tag at once: adopt only tags whose owner is gone. KITE_EBUSY when this
+ * provider runs instances of tag itself, KITE_EEXIST when it knows instance_id already. */
+int kite_local_provider_adopt(kite_local_provider_t *lp, const char *instance_id,
+                              const char *tag);
 
 #endif

@@ -1,4 +1,4 @@
-/* kite_keypair_ensure: the client key pair local nodes authorize.
+/* kite_keypair_ensure: kite's client key pair (local nodes authorize it, clouds get it).
  *
  * Owns one small request per call: a uv_process_t running ssh-keygen when the key is missing,
  * or a zero timer when it is already there (the callback never runs inside the call). The
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kite/local.h"
+#include "kite/transport.h"
 #include "kite_impl.h"
 
 typedef struct waiter {
