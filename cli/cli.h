@@ -178,6 +178,7 @@ int cli_cmd_ssh(int argc, char **argv);
 int cli_cmd_down(int argc, char **argv);
 int cli_cmd_forget(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);
+int cli_cmd_providers(int argc, char **argv);
 /* `kite down NAME` of one pool (down.c); exit code. */
 int cli_down_pool(const char *name);
 

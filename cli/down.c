@@ -4,10 +4,10 @@
  * state). With a dead one (killed, crashed), this process reads the store and terminates
  * every recorded live instance through the provider itself: it starts the provider, sends it
  * instance_terminate for each, and marks a record terminated only when the provider confirms.
- * Local nodes of a dead owner are handed to the local provider with
- * kite_local_provider_adopt(), which finds them by the pool's tag. A launch whose instance id
- * was never recorded (the owner died while launching) is matched by the provider's own list of
- * instances carrying the pool's tag (store reconciliation); for the local provider, the tag's
+ * Instances of a dead owner on a provider whose machines are processes of this host are handed
+ * to it with the registry's adopt, which finds them by the pool's tag. A launch whose instance
+ * id was never recorded (the owner died while launching) is matched by the provider's own list
+ * of instances carrying the pool's tag (store reconciliation); for host processes, the tag's
  * processes are what is terminated. */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,7 +52,7 @@ typedef struct down {
 } down_t;
 
 /* How long a launch begun by a dead owner may take to show in the provider's list: a create
- * sent just before the owner died is listed by then (EC2 and DigitalOcean list a new instance
+ * sent just before the owner died is listed by then (the clouds kite knows list a new instance
  * within seconds). A launch older than that which no list shows created nothing. */
 #define LAUNCH_GRACE_MS 10000
 

@@ -42,6 +42,14 @@ static const subcmd_t cmds[] = {
      "anything: the schema, and every key and provider option against the provider it names\n"
      "(honoured, or refused with FILE:LINE:COL, what is wrong and what to do). Exit 0 when\n"
      "every spec is fine, 2 otherwise.\n"},
+    {"providers", cli_cmd_providers, "list the providers kite knows and what each honours",
+     "usage: kite providers [--markdown]\n"
+     "\n"
+     "Prints every provider of the registry: whether it has spot instances, how many\n"
+     "instances one create makes, whether they stop and start, where it launches, the spec\n"
+     "keys it refuses (and why), and its provider_options.\n"
+     "\n"
+     "  --markdown   the same as the tables of README.md\n"},
     {"up", cli_cmd_up, "open a pool and keep it running in the background",
      "usage: kite up [--plain] [--json] SPEC\n"
      "\n"

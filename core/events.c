@@ -119,7 +119,7 @@ kite_key_t kite_key_str(const char *s) {
 }
 static json_t *key_json_str(const char *s) { return json_string(s ? s : ""); }
 /* The key is always a string, whatever its field's type: a decimal id ("7") or a name
- * ("local"), so a reader never has to look at the event type to parse it. */
+ * ("worker"), so a reader never has to look at the event type to parse it. */
 static json_t *key_json_u64(uint64_t v) {
   char b[24];
   snprintf(b, sizeof(b), "%llu", (unsigned long long)v);

@@ -432,7 +432,7 @@ static void on_backoff_over(uv_timer_t *t) {
 }
 
 /* Milliseconds the server asks us to wait, or -1: Retry-After (seconds or an HTTP date), else
- * DigitalOcean-style ratelimit-reset (epoch seconds) when the remaining budget is 0. */
+ * ratelimit-reset (epoch seconds) when the remaining budget is 0. */
 static int64_t server_delay_ms(const kite_http_req_t *r) {
   const char *ra = headers_get(&r->resp_hdrs, "Retry-After");
   int64_t now_ms = (int64_t)kite__wall_ms();

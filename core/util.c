@@ -200,7 +200,7 @@ static size_t edit_distance(const char *a, const char *b) {
 }
 
 const char *kite__closest(const char *key, const char *const *keys, size_t nkeys) {
-  /* A different case is the likeliest slip of all (AWS for aws). */
+  /* A different case is the likeliest slip of all ("Foo" for "foo"). */
   for (size_t i = 0; i < nkeys; i++)
     if (strcasecmp(key, keys[i]) == 0)
       return keys[i];

@@ -66,7 +66,7 @@ static void free_on_close(uv_handle_t *h) {
 
 static int finish_key(keypair_req_t *r) {
   if (chmod(r->path, 0600) != 0) {
-    kite_log(r->rt, KITE_LOG_ERROR, "local", "cannot set mode 0600 on key %s: %s", r->path,
+    kite_log(r->rt, KITE_LOG_ERROR, "keys", "cannot set mode 0600 on key %s: %s", r->path,
              strerror(errno));
     return KITE_EIO;
   }
@@ -76,7 +76,7 @@ static int finish_key(keypair_req_t *r) {
 static void on_keygen_exit(uv_process_t *p, int64_t exit_status, int term_signal) {
   keypair_req_t *r = container_of(p, keypair_req_t, proc);
   if (exit_status != 0 || term_signal != 0) {
-    kite_log(r->rt, KITE_LOG_ERROR, "local",
+    kite_log(r->rt, KITE_LOG_ERROR, "keys",
              "ssh-keygen could not create key %s (exit %lld, signal %d); is openssh-client "
              "installed and the directory writable?",
              r->path, (long long)exit_status, term_signal);
@@ -139,7 +139,7 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
   }
   if (have_priv) {
     /* A private key without its public half: refuse rather than guess. */
-    kite_log(rt, KITE_LOG_ERROR, "local",
+    kite_log(rt, KITE_LOG_ERROR, "keys",
              "key %s exists but %s does not; recreate it with ssh-keygen -y -f %s > %s", path, pub,
              path, pub);
     rc = KITE_EEXIST;
@@ -149,7 +149,7 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
   if (have_pub)
     unlink(pub);
   if (kite__mkdir_p(dirname(dir_copy), 0700) != 0) {
-    kite_log(rt, KITE_LOG_ERROR, "local", "cannot create the directory of key %s: %s", path,
+    kite_log(rt, KITE_LOG_ERROR, "keys", "cannot create the directory of key %s: %s", path,
              strerror(errno));
     rc = KITE_EIO;
     goto fail;
@@ -170,7 +170,7 @@ int kite_keypair_ensure(kite_runtime_t *rt, const char *path, kite_keypair_cb cb
     generating = r;
   }
   if (err != 0) {
-    kite_log(rt, KITE_LOG_ERROR, "local", "cannot run ssh-keygen: %s; install openssh-client",
+    kite_log(rt, KITE_LOG_ERROR, "keys", "cannot run ssh-keygen: %s; install openssh-client",
              uv_strerror(err));
     /* The handle is initialized even when the spawn fails; close it before freeing. */
     free(r->path);

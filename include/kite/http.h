@@ -19,7 +19,7 @@
  * Past max_retries the last answer is the result.
  *
  * Rate limits. An answer that says the budget is spent (a 429, or "ratelimit-remaining: 0"
- * with "ratelimit-reset", as DigitalOcean sends) holds every new attempt of the client until
+ * with "ratelimit-reset", as some clouds send) holds every new attempt of the client until
  * the server's reset time (at most retry_after_max_ms): the limit belongs to the account, not
  * to the one request that hit it.
  *

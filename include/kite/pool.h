@@ -27,7 +27,7 @@ typedef struct kite_bootstrap kite_bootstrap_t;
 
 typedef struct kite_pool_spec {
   const char *name;           /* required; names the pool (and its tag, "kite-pool-NAME") */
-  const char *provider;       /* provider name; NULL: "local" */
+  const char *provider;       /* provider name; NULL: the registry's default */
   unsigned nodes;             /* desired size, >= 1 */
   unsigned min_nodes;         /* usable at this many READY nodes; 0: nodes */
   const char *region;

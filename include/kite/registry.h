@@ -56,12 +56,11 @@ typedef struct kite_provider_option {
 
 typedef struct kite_provider_info {
   const char *name;  /* what `provider:` says */
-  const char *title; /* for people: "DigitalOcean" */
+  const char *title; /* for people, with the capitals its maker uses */
   /* Creates the provider and adds it to rt. options_json is the pool's provider_options (a
    * JSON object's text, checked against the option table) or NULL. Providers that read their
-   * options from each request (ssh, digitalocean, aws) take nothing from it here. *out (when
-   * out is not NULL) gets the provider's handle: kite_local_provider_t *, kite_ssh_provider_t *,
-   * kite_do_provider_t * or kite_aws_provider_t *. */
+   * options from each request take nothing from it here. *out (when out is not NULL) gets the
+   * provider's handle, the type its header (kite/NAME.h) declares. */
   int (*start)(kite_runtime_t *rt, const char *options_json, void **out);
   /* For each field, NULL when the provider honours it, else why it cannot and what to do. */
   const char *refused[KITE_FIELD__COUNT];
@@ -91,7 +90,7 @@ typedef struct kite_provider_info {
 /* The provider called name (exactly; names are lower case), or NULL. */
 const kite_provider_info_t *kite_registry_find(const char *name);
 
-/* The provider a spec that names none gets ("local"). */
+/* The provider a spec that names none gets (the first row). */
 const kite_provider_info_t *kite_registry_default(void);
 
 /* Whether p honours field (its refused[field] is NULL): KITE_FIELD_SPOT says it has spot
@@ -101,7 +100,7 @@ bool kite_registry_can(const kite_provider_info_t *p, kite_spec_field_t field);
 /* The i-th provider, in the registry's order (local first), or NULL past the last. */
 const kite_provider_info_t *kite_registry_at(size_t i);
 
-/* Starts the provider called name (NULL: "local") in rt with options_json, as its start does.
+/* Starts the provider called name (NULL: the default) in rt with options_json, as its start does.
  * KITE_ENOENT when no provider has that name. */
 int kite_registry_start(kite_runtime_t *rt, const char *name, const char *options_json, void **out);
 
