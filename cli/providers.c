@@ -86,8 +86,7 @@ static void markdown(FILE *fp) {
   for (size_t i = 0; (p = kite_registry_at(i)) != NULL; i++) {
     fprintf(fp, "| `%s` |", p->name);
     for (size_t k = 0; k < p->n_options; k++)
-      fprintf(fp, "%s `%s` (%s)", k ? "," : "", p->options[k].name,
-              type_word(p->options[k].type));
+      fprintf(fp, "%s `%s` (%s)", k ? "," : "", p->options[k].name, type_word(p->options[k].type));
     fputs(" |\n", fp);
   }
 }

@@ -80,9 +80,9 @@ typedef struct kite_cloud_cfg {
 
 /* One launch as the table's create sees it. */
 typedef struct kite_cloud_launch {
-  const char *name;      /* unique to this launch, valid as a host name; find() looks for it */
-  const char *token;     /* the pool's launch token (create_token: send it) */
-  const char *tag;       /* the pool's tag: every instance carries it */
+  const char *name;  /* unique to this launch, valid as a host name; find() looks for it */
+  const char *token; /* the pool's launch token (create_token: send it) */
+  const char *tag;   /* the pool's tag: every instance carries it */
   uint32_t rank;
   bool spot;
   const char *user_data; /* what cloud-init gets (with the pinned host key), or NULL */
@@ -102,10 +102,10 @@ typedef enum kite_cloud_state {
 /* What describe found. */
 typedef struct kite_cloud_instance {
   kite_cloud_state_t state;
-  const char *address;   /* public IPv4, or NULL */
-  double price_hourly;   /* 0 when the API does not say */
-  bool preempted;        /* the cloud took it back (spot) */
-  int64_t notice_ms;     /* a preemption announced for this time (ms since the epoch), or 0 */
+  const char *address; /* public IPv4, or NULL */
+  double price_hourly; /* 0 when the API does not say */
+  bool preempted;      /* the cloud took it back (spot) */
+  int64_t notice_ms;   /* a preemption announced for this time (ms since the epoch), or 0 */
 } kite_cloud_instance_t;
 
 typedef enum kite_cloud_outcome {
@@ -151,8 +151,8 @@ typedef struct kite_cloud_advice {
   const char *api_code;
   long http_status;
   const char *message_has;
-  int code;                /* the kite error code it becomes (0: KITE_EPROVIDER) */
-  const char *what_to_do;  /* appended to the message; NULL: nothing to add */
+  int code;               /* the kite error code it becomes (0: KITE_EPROVIDER) */
+  const char *what_to_do; /* appended to the message; NULL: nothing to add */
 } kite_cloud_advice_t;
 
 typedef enum kite_cloud_call_kind {
@@ -197,12 +197,12 @@ struct kite_cloud_call {
 };
 
 typedef struct kite_cloud_ops {
-  const char *name;  /* the provider's name (the bus key, "provider:" in a spec) */
-  const char *title; /* for people: "DigitalOcean" */
-  const char *noun;  /* what the API calls an instance: "droplet", "server", "instance" */
-  unsigned batch_max;  /* instances one create makes; 0 or 1: one per create */
-  bool spot;           /* it launches spot instances; else a spot launch is refused */
-  bool create_token;   /* create sends the launch token: repeating it never makes two */
+  const char *name;   /* the provider's name (the bus key, "provider:" in a spec) */
+  const char *title;  /* for people: "DigitalOcean" */
+  const char *noun;   /* what the API calls an instance: "droplet", "server", "instance" */
+  unsigned batch_max; /* instances one create makes; 0 or 1: one per create */
+  bool spot;          /* it launches spot instances; else a spot launch is refused */
+  bool create_token;  /* create sends the launch token: repeating it never makes two */
   /* A hint in error messages about the connection: "api_url in the provider options or
    * KITE_DO_API_URL". */
   const char *endpoint_hint;
@@ -245,12 +245,12 @@ typedef struct kite_cloud_ops {
 
 /* The skeleton's options: what every cloud provider's library options share. */
 typedef struct kite_cloud_options {
-  const char *ca_file;     /* CA bundle instead of the system's; or NULL */
-  int max_retries;         /* the HTTP client's retries; 0: its default */
+  const char *ca_file; /* CA bundle instead of the system's; or NULL */
+  int max_retries;     /* the HTTP client's retries; 0: its default */
   uint64_t backoff_base_ms;
   uint64_t http_timeout_ms;
   uint64_t poll_ms, running_timeout_ms, gone_timeout_ms; /* 0: the table's */
-  bool keep_resources;     /* never run cleanup */
+  bool keep_resources;                                   /* never run cleanup */
   /* Frees the table's own state (kite_cloud_new's provider) once the provider has stopped;
    * or NULL. Not called when kite_cloud_new fails. */
   void (*free_provider)(void *provider);
@@ -309,7 +309,8 @@ const char *kite_cloud_first(const char *a, const char *b, const char *c);
 /* The provider options JSON as an object (NULL text: an empty object); NULL and *msg when it
  * is not one. */
 struct json_t;
-struct json_t *kite_cloud_options_json(const kite_cloud_ops_t *ops, const char *options, char **msg);
+struct json_t *kite_cloud_options_json(const kite_cloud_ops_t *ops, const char *options,
+                                       char **msg);
 /* "{\"provider\":NAME,...}" with the given pairs (key, value; NULL values left out),
  * NULL-terminated, keys sorted. */
 char *kite_cloud_reach_json(const char *provider, ...);

@@ -273,8 +273,8 @@ static kite_cloud_cfg_t *cfg_for(kite_cloud_t *c, uint64_t corr, const char *pre
 
 /* ---- messages ------------------------------------------------------------------------------ */
 
-static bool advice_matches(const kite_cloud_advice_t *adv, const char *api_code,
-                           long http_status, const char *message) {
+static bool advice_matches(const kite_cloud_advice_t *adv, const char *api_code, long http_status,
+                           const char *message) {
   const char *k = adv->api_code;
   size_t n = k ? strlen(k) : 0;
   bool code = n ? api_code && (k[n - 1] == '*' ? strncmp(k, api_code, n - 1) == 0
@@ -311,9 +311,8 @@ static char *failure_text(kite_cloud_t *c, const char *what, const kite_cloud_an
   if (todo == NULL && conn && ops->endpoint_hint)
     todo = ops->endpoint_hint;
   const char *m = a->message && *a->message ? a->message : kite_strerror(*code);
-  return kite__sprintf("%s: %s: %s%s%s%s%s", ops->name, what, m, paren,
-                       todo ? ": " : "", todo && conn ? "is the API URL right? " : "",
-                       todo ? todo : "");
+  return kite__sprintf("%s: %s: %s%s%s%s%s", ops->name, what, m, paren, todo ? ": " : "",
+                       todo && conn ? "is the API URL right? " : "", todo ? todo : "");
 }
 
 /* ---- records -------------------------------------------------------------------------------- */
@@ -550,7 +549,9 @@ void kite_cloud_answer_fail(kite_cloud_call_t *call, int code, const char *messa
 void kite_cloud_http_outcome(int status, const kite_http_response_t *resp, const char *api_code,
                              const char *message, kite_cloud_answer_t *out) {
   kite_cloud_answer_t a = {.api_code = api_code,
-                           .message = message && *message ? message : resp ? resp->message : NULL};
+                           .message = message && *message ? message
+                                      : resp              ? resp->message
+                                                          : NULL};
   long hs = resp ? resp->status : 0;
   if (status == KITE_ECANCELED) {
     a.outcome = KITE_CLOUD_FAILED;
@@ -634,7 +635,9 @@ const char *kite_cloud_site_name(const kite_cloud_site_t *s) {
 
 static void site_prepare(site_t *s);
 
-static void on_site_timer(uv_timer_t *t) { site_prepare(t->data); }
+static void on_site_timer(uv_timer_t *t) {
+  site_prepare(t->data);
+}
 
 static void on_prepared(xcall_t *x, const kite_cloud_answer_t *a) {
   site_t *s = x->site;
@@ -651,9 +654,11 @@ static void on_prepared(xcall_t *x, const kite_cloud_answer_t *a) {
     s->state = 0; /* the next launch tries again */
     s->attempt = 0;
   }
-  char *what = kite__sprintf("preparing the account for kite (%s)", s->cfg->region ? s->cfg->region : s->name);
+  char *what = kite__sprintf("preparing the account for kite (%s)",
+                             s->cfg->region ? s->cfg->region : s->name);
   int code = 0;
-  char *msg = a->outcome == KITE_CLOUD_OK ? NULL : failure_text(c, what ? what : "preparing", a, &code);
+  char *msg =
+      a->outcome == KITE_CLOUD_OK ? NULL : failure_text(c, what ? what : "preparing", a, &code);
   free(what);
   rec_t *w = s->waiters;
   s->waiters = NULL;
@@ -745,10 +750,10 @@ static void on_polled(xcall_t *x, const kite_cloud_answer_t *a) {
   }
   if (a->outcome == KITE_CLOUD_NOT_FOUND ||
       (a->outcome == KITE_CLOUD_OK && in->state >= KITE_CLOUD_STOPPED)) {
-    const char *how = a->outcome == KITE_CLOUD_NOT_FOUND  ? "disappeared"
-                      : in->state == KITE_CLOUD_STOPPED    ? "stopped"
-                      : in->state == KITE_CLOUD_STOPPING   ? "began shutting down"
-                                                           : "was terminated";
+    const char *how = a->outcome == KITE_CLOUD_NOT_FOUND ? "disappeared"
+                      : in->state == KITE_CLOUD_STOPPED  ? "stopped"
+                      : in->state == KITE_CLOUD_STOPPING ? "began shutting down"
+                                                         : "was terminated";
     launch_undo(r, KITE_EPROVIDER,
                 kite__sprintf("%s: %s %s %s before it was running%s", c->ops->name, noun, r->id,
                               how, in->preempted ? " (the cloud took it back)" : ""));
@@ -816,7 +821,9 @@ static char *create_what(rec_t *r) {
                        r->cfg->image ? r->cfg->image : "-");
 }
 
-static void create_again(rec_t *r) { create_send(&r, 1); }
+static void create_again(rec_t *r) {
+  create_send(&r, 1);
+}
 
 /* What one launch does after a create (or find) that did not give it an id. */
 static void launch_not_created(rec_t *r, const kite_cloud_answer_t *a, bool batched) {
@@ -1132,8 +1139,8 @@ static void launch_go(rec_t *r) {
     int rc = r->hk_path ? kite_keypair_ensure(c->rt, r->hk_path, on_hostkey, r) : KITE_ENOMEM;
     if (rc != 0)
       rec_fail(r, rc,
-               kite__sprintf("%s: cannot generate a host key for %s %s", c->ops->name,
-                             c->ops->noun, r->name));
+               kite__sprintf("%s: cannot generate a host key for %s %s", c->ops->name, c->ops->noun,
+                             r->name));
     return;
   }
   launch_site(r);
@@ -1322,8 +1329,7 @@ static void on_destroyed(xcall_t *x, const kite_cloud_answer_t *a) {
     return;
   }
   bool again = (a->outcome == KITE_CLOUD_RETRY || a->outcome == KITE_CLOUD_MAYBE) &&
-               ++r->attempt < CALL_ATTEMPTS && !c->stopping &&
-               kite__wall_ms() < r->deadline_ms;
+               ++r->attempt < CALL_ATTEMPTS && !c->stopping && kite__wall_ms() < r->deadline_ms;
   if (again) {
     rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), destroy_send);
     return;
@@ -1454,8 +1460,7 @@ static void on_described(xcall_t *x, const kite_cloud_answer_t *a) {
     s.state = KITE_PREEMPT_NOTICE;
     s.deadline_ms = in->notice_ms;
   } else if (r->probe_len && c->ops->probe_parse &&
-             c->ops->probe_parse(r->probe_output, r->probe_len, &deadline) ==
-                 KITE_PREEMPT_NOTICE) {
+             c->ops->probe_parse(r->probe_output, r->probe_len, &deadline) == KITE_PREEMPT_NOTICE) {
     s.state = KITE_PREEMPT_NOTICE;
     s.deadline_ms = deadline;
   }
@@ -1864,8 +1869,18 @@ int kite_cloud_new(kite_runtime_t *rt, const kite_cloud_ops_t *ops, const kite_c
   return 0;
 }
 
-void *kite_cloud_provider(const kite_cloud_t *c) { return c->provider; }
-kite_runtime_t *kite_cloud_runtime(const kite_cloud_t *c) { return c->rt; }
-const kite_cloud_ops_t *kite_cloud_ops(const kite_cloud_t *c) { return c->ops; }
-const char *kite_cloud_pubkey(const kite_cloud_t *c) { return c->pubkey; }
-const char *kite_cloud_key_path(const kite_cloud_t *c) { return c->key_path; }
+void *kite_cloud_provider(const kite_cloud_t *c) {
+  return c->provider;
+}
+kite_runtime_t *kite_cloud_runtime(const kite_cloud_t *c) {
+  return c->rt;
+}
+const kite_cloud_ops_t *kite_cloud_ops(const kite_cloud_t *c) {
+  return c->ops;
+}
+const char *kite_cloud_pubkey(const kite_cloud_t *c) {
+  return c->pubkey;
+}
+const char *kite_cloud_key_path(const kite_cloud_t *c) {
+  return c->key_path;
+}

@@ -34,13 +34,13 @@ int kite_cloud_rest_configure(kite_cloud_t *c, json_t *o, const kite_cloud_rest_
                               const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
                               char **msg) {
   const kite_cloud_ops_t *ops = kite_cloud_ops(c);
-  const char *tok = kite_cloud_first(json_string_value(json_object_get(o, "token")), d->token,
-                                     NULL);
-  const char *url = kite_cloud_first(json_string_value(json_object_get(o, "api_url")), d->url,
-                                     d->url_default);
+  const char *tok =
+      kite_cloud_first(json_string_value(json_object_get(o, "token")), d->token, NULL);
+  const char *url =
+      kite_cloud_first(json_string_value(json_object_get(o, "api_url")), d->url, d->url_default);
   if (tok == NULL) {
-    *msg = kite__sprintf("%s: no API token found: %s (kite looked in %s)", ops->name,
-                         d->token_help, d->looked_in);
+    *msg = kite__sprintf("%s: no API token found: %s (kite looked in %s)", ops->name, d->token_help,
+                         d->looked_in);
     return KITE_ECREDENTIALS;
   }
   kite_cloud_rest_t *api = calloc(1, sizeof(*api));

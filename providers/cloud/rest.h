@@ -22,10 +22,10 @@ typedef struct kite_cloud_rest_defaults {
   const char *looked_in;  /* where kite looked: "the provider options, $HCLOUD_TOKEN and ..." */
   const char *url;        /* from the provider's options or the environment, or NULL */
   const char *url_default;
-  const char *url_hint;  /* how to set it: "api_url in the provider options or KITE_..." */
-  const char *account;   /* the account's public name prefix: "token", "project" */
-  const char *user;      /* default login, before "root" */
-  unsigned port;         /* default SSH port, before 22 */
+  const char *url_hint; /* how to set it: "api_url in the provider options or KITE_..." */
+  const char *account;  /* the account's public name prefix: "token", "project" */
+  const char *user;     /* default login, before "root" */
+  unsigned port;        /* default SSH port, before 22 */
   const char *region, *type, *image; /* launch defaults: the provider's own, then built in */
   const char *region_builtin, *type_builtin, *image_builtin;
 } kite_cloud_rest_defaults_t;

@@ -77,8 +77,8 @@ static int do_configure(kite_cloud_t *c, const char *options,
   if (o == NULL)
     return KITE_EINVAL;
   char *where = NULL, *from_doctl = NULL;
-  const char *tok =
-      kite_cloud_first(dp->token, getenv("DIGITALOCEAN_TOKEN"), getenv("DIGITALOCEAN_ACCESS_TOKEN"));
+  const char *tok = kite_cloud_first(dp->token, getenv("DIGITALOCEAN_TOKEN"),
+                                     getenv("DIGITALOCEAN_ACCESS_TOKEN"));
   if (tok == NULL && json_object_get(o, "token") == NULL)
     tok = from_doctl = doctl_token(&where);
   char *looked = kite__sprintf("the provider options, $DIGITALOCEAN_TOKEN, "
@@ -183,8 +183,9 @@ static void on_key_got(kite_cloud_call_t *call, int status, const kite_http_resp
   json_t *body =
       json_pack("{s:s, s:s}", "name", name ? name : "kite", "public_key", kite_cloud_pubkey(c));
   free(name);
-  int rc = body ? kite_cloud_rest_http(call, "POST", "/v2/account/keys", false, body, on_key_created)
-                : KITE_ENOMEM;
+  int rc = body
+               ? kite_cloud_rest_http(call, "POST", "/v2/account/keys", false, body, on_key_created)
+               : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
     kite_cloud_rest_unsent(call, rc);
@@ -247,7 +248,8 @@ static void do_create(kite_cloud_call_t *call) {
   }
   if (body && first->user_data && *first->user_data)
     json_object_set_new(body, "user_data", json_string(first->user_data));
-  int rc = body ? kite_cloud_rest_http(call, "POST", "/v2/droplets", false, body, on_created) : KITE_ENOMEM;
+  int rc = body ? kite_cloud_rest_http(call, "POST", "/v2/droplets", false, body, on_created)
+                : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
     kite_cloud_rest_unsent(call, rc);
@@ -268,7 +270,9 @@ static void on_find_page(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *d;
   json_array_foreach(list, i, d) created_from(call, d);
   const char *next = call->launches[0]->id ? NULL : next_page(call, j);
-  int rc = next && ++call->step < 100 ? kite_cloud_rest_http(call, "GET", next, true, NULL, on_find_page) : -1;
+  int rc = next && ++call->step < 100
+               ? kite_cloud_rest_http(call, "GET", next, true, NULL, on_find_page)
+               : -1;
   json_decref(j);
   if (rc == 0)
     return;
@@ -330,7 +334,8 @@ static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_re
 
 static void do_destroy(kite_cloud_call_t *call) {
   char *path = kite__sprintf("/v2/droplets/%s", call->id);
-  int rc = path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
+  int rc =
+      path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
     kite_cloud_rest_unsent(call, rc);
@@ -370,8 +375,8 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
 static void do_list_page(kite_cloud_call_t *call) {
   char *path = call->cursor ? NULL : list_path(call->tag);
   int rc = call->cursor || path
-               ? kite_cloud_rest_http(call, "GET", call->cursor ? call->cursor : path, call->cursor != NULL,
-                         NULL, on_listed)
+               ? kite_cloud_rest_http(call, "GET", call->cursor ? call->cursor : path,
+                                      call->cursor != NULL, NULL, on_listed)
                : KITE_ENOMEM;
   free(path);
   if (rc != 0)
@@ -431,7 +436,9 @@ static void free_provider(kite_do_provider_t *dp) {
 }
 
 /* The skeleton frees the provider's state when it stops: see kite_cloud_new. */
-static void on_cloud_freed(void *provider) { free_provider(provider); }
+static void on_cloud_freed(void *provider) {
+  free_provider(provider);
+}
 
 int kite_do_provider_new(kite_runtime_t *rt, const kite_do_provider_options_t *opts,
                          kite_do_provider_t **out) {

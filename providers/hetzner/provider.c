@@ -31,14 +31,14 @@
 #include "kite_impl.h"
 
 #define NAME "hetzner"
-#define DEFAULT_API "https://api.hetzner.cloud"
+#define DEFAULT_API "https://api.hetzner.cloud/v1"
 #define DEFAULT_LOCATION "fsn1"
 #define DEFAULT_TYPE "cx22"
 #define DEFAULT_IMAGE "ubuntu-24.04"
 #define POOL_LABEL "kite-pool"
 #define PER_PAGE 50
 #define TOKEN_HELP                                                                                 \
-  "set HCLOUD_TOKEN to a read & write API token of the project (Hetzner Cloud Console → "      \
+  "set HCLOUD_TOKEN to a read & write API token of the project (Hetzner Cloud Console → "        \
   "project → Security → API tokens), or put \"token\" in the provider options"
 
 struct kite_hetzner_provider {
@@ -215,7 +215,8 @@ static void on_key_found(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *body = json_pack("{s:s, s:s, s:{s:s}}", "name", name ? name : "kite", "public_key",
                            kite_cloud_pubkey(call->cloud), "labels", "kite", "managed");
   free(name);
-  int rc = body ? kite_cloud_rest_http(call, "POST", "/v1/ssh_keys", false, body, on_key_created) : KITE_ENOMEM;
+  int rc = body ? kite_cloud_rest_http(call, "POST", "/ssh_keys", false, body, on_key_created)
+                : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
     kite_cloud_rest_unsent(call, rc);
@@ -226,7 +227,7 @@ static void hz_prepare(kite_cloud_call_t *call) {
   if (hp->fingerprint == NULL)
     hp->fingerprint = kite_cloud_md5_fingerprint(kite_cloud_pubkey(call->cloud));
   char *fp = hp->fingerprint ? kite_cloud_escape(hp->fingerprint) : NULL;
-  char *path = fp ? kite__sprintf("/v1/ssh_keys?fingerprint=%s", fp) : NULL;
+  char *path = fp ? kite__sprintf("/ssh_keys?fingerprint=%s", fp) : NULL;
   int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_key_found) : KITE_ENOMEM;
   free(fp);
   free(path);
@@ -253,13 +254,14 @@ static void hz_create(kite_cloud_call_t *call) {
   const kite_cloud_cfg_t *cfg = call->cfg;
   const kite_cloud_launch_t *l = call->launches[0];
   const char *key = *call->site_data;
-  json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:[s], s:{s:s}, s:b}", "name", l->name,
-                           "server_type", cfg->type, "image", cfg->image, "location", cfg->region,
-                           "ssh_keys", key ? key : "", "labels", POOL_LABEL, l->tag,
-                           "start_after_create", 1);
+  json_t *body =
+      json_pack("{s:s, s:s, s:s, s:s, s:[s], s:{s:s}, s:b}", "name", l->name, "server_type",
+                cfg->type, "image", cfg->image, "location", cfg->region, "ssh_keys", key ? key : "",
+                "labels", POOL_LABEL, l->tag, "start_after_create", 1);
   if (body && l->user_data && *l->user_data)
     json_object_set_new(body, "user_data", json_string(l->user_data));
-  int rc = body && key ? kite_cloud_rest_http(call, "POST", "/v1/servers", false, body, on_created) : KITE_ENOMEM;
+  int rc = body && key ? kite_cloud_rest_http(call, "POST", "/servers", false, body, on_created)
+                       : KITE_ENOMEM;
   json_decref(body);
   if (rc != 0)
     kite_cloud_rest_unsent(call, rc);
@@ -287,7 +289,7 @@ static void on_found(kite_cloud_call_t *call, int status, const kite_http_respon
 
 static void hz_find(kite_cloud_call_t *call) {
   char *name = kite_cloud_escape(call->launches[0]->name);
-  char *path = name ? kite__sprintf("/v1/servers?name=%s", name) : NULL;
+  char *path = name ? kite__sprintf("/servers?name=%s", name) : NULL;
   int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_found) : KITE_ENOMEM;
   free(name);
   free(path);
@@ -346,7 +348,7 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
 }
 
 static void hz_describe(kite_cloud_call_t *call) {
-  char *path = kite__sprintf("/v1/servers/%s", call->id);
+  char *path = kite__sprintf("/servers/%s", call->id);
   int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_described) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
@@ -361,8 +363,9 @@ static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_re
 }
 
 static void hz_destroy(kite_cloud_call_t *call) {
-  char *path = kite__sprintf("/v1/servers/%s", call->id);
-  int rc = path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
+  char *path = kite__sprintf("/servers/%s", call->id);
+  int rc =
+      path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
   free(path);
   if (rc != 0)
     kite_cloud_rest_unsent(call, rc);
@@ -398,8 +401,8 @@ static void hz_list_page(kite_cloud_call_t *call) {
   bool any = strcmp(call->tag, "*") == 0;
   char *sel = kite__sprintf(any ? "%s" : "%s=%s", POOL_LABEL, call->tag);
   char *esc = sel ? kite_cloud_escape(sel) : NULL;
-  char *path = esc ? kite__sprintf("/v1/servers?label_selector=%s&per_page=%d&page=%s", esc,
-                                   PER_PAGE, call->cursor ? call->cursor : "1")
+  char *path = esc ? kite__sprintf("/servers?label_selector=%s&per_page=%d&page=%s", esc, PER_PAGE,
+                                   call->cursor ? call->cursor : "1")
                    : NULL;
   int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_listed) : KITE_ENOMEM;
   free(sel);
@@ -480,8 +483,7 @@ int kite_hetzner_provider_new(kite_runtime_t *rt, const kite_hetzner_provider_op
   if (hp == NULL)
     return KITE_ENOMEM;
   const char *in[] = {o.token, o.api_url, o.ssh_user, o.location, o.server_type, o.image};
-  char **to[] = {&hp->token,    &hp->api_url,     &hp->user,
-                 &hp->location, &hp->server_type, &hp->image};
+  char **to[] = {&hp->token, &hp->api_url, &hp->user, &hp->location, &hp->server_type, &hp->image};
   for (size_t i = 0; i < KITE_ARRAY_SIZE(in); i++)
     if (in[i] && (*to[i] = kite__strdup(in[i])) == NULL) {
       free_provider(hp);

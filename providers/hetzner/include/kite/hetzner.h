@@ -24,7 +24,7 @@ typedef struct kite_hetzner_provider_options {
    * command's cli.toml ($HCLOUD_CONFIG or ~/.config/hcloud/cli.toml). A request's provider
    * options JSON may carry "token" too. Registered as a secret; never logged or emitted. */
   const char *token;
-  /* API base URL; NULL: $KITE_HETZNER_API_URL, else https://api.hetzner.cloud. http:// is
+  /* API base URL; NULL: $KITE_HETZNER_API_URL, else https://api.hetzner.cloud/v1. http:// is
    * accepted only for loopback addresses (an emulator such as kite-cloudsim). Options JSON:
    * "api_url". */
   const char *api_url;
