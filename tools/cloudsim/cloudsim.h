@@ -244,6 +244,6 @@ double sim_rand01(sim_t *sim);
 char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The fronts (each in its own file). */
-extern const sim_front_t do_front, ec2_front;
+extern const sim_front_t do_front, hetzner_front, ec2_front;
 
 #endif
