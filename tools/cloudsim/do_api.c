@@ -16,55 +16,28 @@
  *                                             until its node's last process is gone
  *   DELETE /v2/droplets?tag_name=             → 204, every droplet with the tag
  *
+ *   POST   /_sim/droplets/{id}/kill          (control) the droplet's node dies at once;
+ *                                             {"vanish": false} leaves it listed as "off"
+ *
  * A cloud-config user_data with an ed25519 host key under ssh_keys (ed25519_private,
  * ed25519_public, as cloud-init reads them) becomes the node's host key before the droplet
- * is first reported active, as cloud-init would install it at first boot.
+ * is first reported active, as cloud-init would install it at first boot (machines.c).
  *
  * Not emulated: droplets without ssh_keys (DigitalOcean would mail a root password; here the
  * create is refused with 422). */
 #include <ctype.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cloudsim.h"
 
+#define CLOUD "digitalocean"
 #define MAX_NAMES 10
 #define MAX_USER_DATA (64 * 1024)
 
 /* ---- keys ------------------------------------------------------------------------------------ */
-
-/* MD5 of the key blob as colon-separated hex, as DigitalOcean shows fingerprints. */
-static char *fingerprint_of(const char *public_key) {
-  const char *sp = strchr(public_key, ' ');
-  if (sp == NULL)
-    return NULL;
-  const char *b64 = sp + 1;
-  size_t n = strcspn(b64, " \r\n");
-  if (n == 0 || n % 4 != 0 || n > 16384)
-    return NULL;
-  unsigned char *blob = malloc(n);
-  int len = EVP_DecodeBlock(blob, (const unsigned char *)b64, (int)n);
-  if (len <= 0) {
-    free(blob);
-    return NULL;
-  }
-  while (n > 0 && b64[n - 1] == '=') { /* EVP_DecodeBlock counts padding as zero bytes */
-    len--;
-    n--;
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned mdlen = 0;
-  EVP_Digest(blob, (size_t)len, md, &mdlen, EVP_md5(), NULL);
-  free(blob);
-  char *out = calloc(mdlen * 3 + 1, 1);
-  for (unsigned i = 0; i < mdlen; i++)
-    sprintf(out + i * 3, i + 1 < mdlen ? "%02x:" : "%02x", md[i]);
-  return out;
-}
 
 static ssh_key_t *key_find(sim_t *sim, const char *ident) {
   char *end = NULL;
@@ -79,79 +52,6 @@ static ssh_key_t *key_find(sim_t *sim, const char *ident) {
 static json_t *key_json(const ssh_key_t *k) {
   return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)k->id, "fingerprint", k->fingerprint,
                    "public_key", k->public_key, "name", k->name);
-}
-
-/* ---- cloud-init's ssh_keys ------------------------------------------------------------------ */
-
-/* The ed25519 host key pair of a cloud-config, or false. */
-static bool cloud_config_host_key(const char *ud, char **priv, char **pub) {
-  *priv = *pub = NULL;
-  if (ud == NULL || strncmp(ud, "#cloud-config", 13) != 0)
-    return false;
-  const char *p = strstr(ud, "\n  ed25519_private: |\n");
-  const char *q = strstr(ud, "\n  ed25519_public: ");
-  if (p == NULL || q == NULL)
-    return false;
-  p += strlen("\n  ed25519_private: |\n");
-  char *k = malloc(strlen(p) + 1);
-  size_t o = 0;
-  while (k && strncmp(p, "    ", 4) == 0) {
-    p += 4;
-    size_t l = strcspn(p, "\n");
-    memcpy(k + o, p, l);
-    o += l;
-    k[o++] = '\n';
-    p += l + (p[l] == '\n');
-  }
-  if (k)
-    k[o] = '\0';
-  q += strlen("\n  ed25519_public: ");
-  *priv = k;
-  *pub = strndup(q, strcspn(q, "\r\n"));
-  return *priv && *pub && o > 0;
-}
-
-static void write_file(const char *path, const char *text, mode_t mode) {
-  char *tmp = sim_sprintf("%s.tmp", path);
-  FILE *fp = tmp ? fopen(tmp, "w") : NULL;
-  if (fp) {
-    fchmod(fileno(fp), mode);
-    fputs(text, fp);
-    fclose(fp);
-    rename(tmp, path);
-  }
-  free(tmp);
-}
-
-/* Installs user_data's host key as the node's (its sshd reads the key per connection), once,
- * before the droplet is first reported active. */
-static void apply_host_key(machine_t *m) {
-  m->hostkey_applied = true;
-  char *priv = NULL, *pub = NULL;
-  if (m->node == NULL || !cloud_config_host_key(m->user_data, &priv, &pub)) {
-    free(priv);
-    free(pub);
-    return;
-  }
-  /* The node keeps sshd's files in sshd/ beside its work directory. */
-  char *root = strdup(kite_local_node_dir(m->node));
-  char *slash = root ? strrchr(root, '/') : NULL;
-  if (slash) {
-    *slash = '\0';
-    char *kp = sim_sprintf("%s/sshd/host_key", root);
-    char *pp = sim_sprintf("%s/sshd/host_key.pub", root);
-    char *publine = sim_sprintf("%s\n", pub);
-    if (kp && pp && publine) {
-      write_file(kp, priv, 0600);
-      write_file(pp, publine, 0644);
-    }
-    free(kp);
-    free(pp);
-    free(publine);
-  }
-  free(root);
-  free(priv);
-  free(pub);
 }
 
 /* ---- rendering ------------------------------------------------------------------------------- */
@@ -173,8 +73,6 @@ static void size_numbers(const char *slug, int *vcpus, int *memory_mb) {
 }
 
 static json_t *droplet_json(machine_t *m) {
-  if (m->state == M_RUNNING && !m->hostkey_applied)
-    apply_host_key(m);
   int vcpus, memory;
   size_numbers(m->size, &vcpus, &memory);
   const char *status = m->state == M_RUNNING        ? "active"
@@ -369,16 +267,8 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
     json_decref(body);
     return;
   }
-  if (sim->faults.no_capacity) {
-    http_error(resp, 422, "unprocessable_entity", "Size is not available in this region.");
-    json_decref(body);
-    return;
-  }
-  unsigned limit = sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
-  if (machine_count_of(sim, CLOUD_DO) + name_n > limit) {
-    snprintf(msg, sizeof(msg), "creating this/these droplet(s) will exceed your droplet limit (%u)",
-             limit);
-    http_error(resp, 422, "unprocessable_entity", msg);
+  if (!sim_admit(sim, &do_front, machine_count_of(sim, CLOUD), (unsigned)name_n,
+                 json_string_value(size), region ? json_string_value(region) : NULL, resp)) {
     json_decref(body);
     return;
   }
@@ -398,7 +288,7 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
                          .image = image_s,
                          .user_data = ud ? json_string_value(ud) : NULL,
                          .authorized_key = key->public_key,
-                         .cloud = CLOUD_DO};
+                         .cloud = CLOUD};
     machine_t *m = machine_create(sim, &mo);
     if (m == NULL)
       continue;
@@ -430,11 +320,11 @@ static void droplets_list(sim_t *sim, const http_req_t *req, http_resp_t *resp) 
   char *name = http_query_param(req, "name");
   json_t *all = json_array();
   /* Oldest first, as DigitalOcean lists them: the list is newest first. */
-  size_t n = machine_count_of(sim, CLOUD_DO);
+  size_t n = machine_count_of(sim, CLOUD);
   machine_t **v = calloc(n + 1, sizeof(*v));
   size_t k = 0;
   for (machine_t *m = sim->machines; m; m = m->next)
-    if (strcmp(m->cloud, CLOUD_DO) == 0)
+    if (strcmp(m->cloud, CLOUD) == 0)
       v[n - 1 - k++] = m;
   long total = 0;
   for (size_t i = 0; i < n; i++) {
@@ -468,7 +358,7 @@ static void droplets_delete_by_tag(sim_t *sim, const http_req_t *req, http_resp_
   }
   for (machine_t *m = sim->machines, *next; m; m = next) {
     next = m->next;
-    if (strcmp(m->cloud, CLOUD_DO) == 0 && machine_has_tag(m, tag))
+    if (strcmp(m->cloud, CLOUD) == 0 && machine_has_tag(m, tag))
       machine_delete(m);
   }
   free(tag);
@@ -478,7 +368,7 @@ static void droplets_delete_by_tag(sim_t *sim, const http_req_t *req, http_resp_
 static machine_t *droplet_by_path(sim_t *sim, const char *idstr, http_resp_t *resp) {
   char *end = NULL;
   unsigned long long id = strtoull(idstr, &end, 10);
-  machine_t *m = (end != idstr && *end == '\0') ? machine_find_of(sim, id, CLOUD_DO) : NULL;
+  machine_t *m = (end != idstr && *end == '\0') ? machine_find_of(sim, id, CLOUD) : NULL;
   if (m == NULL)
     http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
   return m;
@@ -491,7 +381,7 @@ static void keys_create(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
   const char *name = json_string_value(json_object_get(body, "name"));
   const char *pub = json_string_value(json_object_get(body, "public_key"));
-  char *fp = pub ? fingerprint_of(pub) : NULL;
+  char *fp = pub ? sim_key_fingerprint(pub) : NULL;
   if (name == NULL || *name == '\0' || fp == NULL) {
     http_error(resp, 422, "unprocessable_entity",
                name ? "Key invalid, type not supported."
@@ -543,7 +433,7 @@ static void keys_delete(sim_t *sim, ssh_key_t *k, http_resp_t *resp) {
 }
 
 static void account_get(sim_t *sim, http_resp_t *resp) {
-  unsigned limit = sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
+  unsigned limit = sim_machine_limit(sim);
   json_t *a =
       json_pack("{s:i, s:i, s:i, s:s, s:s, s:b, s:s, s:s, s:{s:s, s:s}}", "droplet_limit", limit,
                 "floating_ip_limit", 3, "volume_limit", 100, "email", "sim@example.com", "uuid",
@@ -555,18 +445,11 @@ static void account_get(sim_t *sim, http_resp_t *resp) {
 
 /* ---- routing --------------------------------------------------------------------------------- */
 
-static bool authorized(sim_t *sim, const http_req_t *req) {
-  const char *a = http_req_header(req, "Authorization");
-  return a && strncmp(a, "Bearer ", 7) == 0 && strcmp(a + 7, sim->token) == 0;
-}
-
-bool do_api_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+static void do_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   const char *p = req->path, *m = req->method;
-  if (strncmp(p, "/v2/", 4) != 0)
-    return false;
-  if (!authorized(sim, req)) {
+  if (!http_bearer_is(req, sim->token)) {
     http_error(resp, 401, "unauthorized", "Unable to authenticate you");
-    return true;
+    return;
   }
   bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, del = strcmp(m, "DELETE") == 0;
   if (strcmp(p, "/v2/droplets") == 0) {
@@ -578,12 +461,12 @@ bool do_api_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       droplets_delete_by_tag(sim, req, resp);
     else
       http_error(resp, 405, "method_not_allowed", "Method not allowed.");
-    return true;
+    return;
   }
   if (strncmp(p, "/v2/droplets/", 13) == 0 && strchr(p + 13, '/') == NULL) {
     machine_t *d = droplet_by_path(sim, p + 13, resp);
     if (d == NULL)
-      return true;
+      return;
     if (get) {
       http_json(resp, 200, dump(json_pack("{s:o}", "droplet", droplet_json(d))));
     } else if (del) {
@@ -594,11 +477,11 @@ bool do_api_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     } else {
       http_error(resp, 405, "method_not_allowed", "Method not allowed.");
     }
-    return true;
+    return;
   }
   if (strcmp(p, "/v2/account") == 0 && get) {
     account_get(sim, resp);
-    return true;
+    return;
   }
   if (strcmp(p, "/v2/account/keys") == 0) {
     if (post)
@@ -607,7 +490,7 @@ bool do_api_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       keys_list(sim, req, resp);
     else
       http_error(resp, 405, "method_not_allowed", "Method not allowed.");
-    return true;
+    return;
   }
   if (strncmp(p, "/v2/account/keys/", 17) == 0) {
     /* A fingerprint's colons may come percent-encoded. */
@@ -626,13 +509,58 @@ bool do_api_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       keys_delete(sim, k, resp);
     else
       http_error(resp, 405, "method_not_allowed", "Method not allowed.");
-    return true;
+    return;
   }
   http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
+  return;
+}
+
+/* POST /_sim/droplets/{id}/kill */
+static bool do_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  unsigned long long id;
+  char tail[16];
+  if (sscanf(req->path, "/_sim/droplets/%llu/%15s", &id, tail) != 2 || strcmp(tail, "kill") != 0 ||
+      strcmp(req->method, "POST") != 0)
+    return false;
+  machine_t *m = machine_find_of(sim, id, CLOUD);
+  if (m == NULL) {
+    http_error(resp, 404, "not_found", "no such droplet");
+    return true;
+  }
+  json_error_t e;
+  json_t *j = req->body_len ? json_loadb(req->body, req->body_len, 0, &e) : NULL;
+  bool vanish = !(j && json_is_false(json_object_get(j, "vanish")));
+  json_decref(j);
+  fprintf(stderr, "kite-cloudsim: droplet %llu (%s) dies%s\n", id, m->name,
+          vanish ? " and disappears" : "");
+  machine_kill(m, vanish);
+  http_json(resp, 200, strdup("{\"ok\":true}"));
   return true;
 }
 
-void do_api_free(sim_t *sim) {
+static void do_state(sim_t *sim, json_t *state) {
+  unsigned keys = 0;
+  for (ssh_key_t *k = sim->keys; k; k = k->next)
+    keys++;
+  json_object_set_new(state, "droplets", json_integer(machine_count_of(sim, CLOUD)));
+  json_object_set_new(state, "keys", json_integer(keys));
+}
+
+static void do_no_capacity(http_resp_t *resp, const char *size, const char *region) {
+  (void)size;
+  (void)region;
+  http_error(resp, 422, "unprocessable_entity", "Size is not available in this region.");
+}
+
+static void do_over_limit(http_resp_t *resp, unsigned limit, unsigned wanted) {
+  char msg[160];
+  (void)wanted;
+  snprintf(msg, sizeof(msg), "creating this/these droplet(s) will exceed your droplet limit (%u)",
+           limit);
+  http_error(resp, 422, "unprocessable_entity", msg);
+}
+
+static void do_free(sim_t *sim) {
   while (sim->keys) {
     ssh_key_t *k = sim->keys;
     sim->keys = k->next;
@@ -642,3 +570,19 @@ void do_api_free(sim_t *sim) {
     free(k);
   }
 }
+
+const sim_front_t do_front = {
+    .name = CLOUD,
+    .path_prefix = "/v2/",
+    .handle = do_handle,
+    .control = do_control,
+    .state = do_state,
+    .error = http_error,
+    .ratelimit_limit = 5000,
+    .rate_limited = {429, "too_many_requests", "API rate limit exceeded."},
+    .server_error = {500, "server_error", "Unexpected server-side error"},
+    .malformed_body = "{\"droplet\": [}",
+    .no_capacity = do_no_capacity,
+    .over_limit = do_over_limit,
+    .free = do_free,
+};

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "ec2_api.h"
+#include "ec2_impl.h"
 
 #define MAX_REQ 8192
 

@@ -1,17 +1,17 @@
 /* A minimal HTTP/1.1 server for the emulator: one request at a time per connection, in order,
- * keep-alive, bodies by Content-Length (chunked request bodies are refused with 411), and the
- * injected faults applied around every API request (paths under /v2/). */
+ * keep-alive, bodies by Content-Length (chunked request bodies are refused with 411). It knows
+ * no cloud and no fault: the handler fills in the answer, and also says when to send it (after
+ * delay_ms) or whether to reset the connection instead (faults.c decides both). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "cloudsim.h"
-#include "ec2_api.h"
 
 #define MAX_HEAD (64 * 1024)
 #define MAX_BODY (1024 * 1024)
@@ -82,17 +82,42 @@ static char *url_decode(const char *s, size_t n) {
   return out;
 }
 
-char *http_query_param(const http_req_t *r, const char *name) {
+char *http_query_param_nth(const http_req_t *r, const char *name, size_t i) {
   size_t nl = strlen(name);
   const char *q = r->query;
   while (q && *q) {
     const char *amp = strchr(q, '&');
     size_t len = amp ? (size_t)(amp - q) : strlen(q);
-    if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=')
+    if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=' && i-- == 0)
       return url_decode(q + nl + 1, len - nl - 1);
     q = amp ? amp + 1 : NULL;
   }
   return NULL;
+}
+
+char *http_query_param(const http_req_t *r, const char *name) {
+  return http_query_param_nth(r, name, 0);
+}
+
+bool http_bearer_is(const http_req_t *r, const char *token) {
+  const char *a = http_req_header(r, "Authorization");
+  return a && strncmp(a, "Bearer ", 7) == 0 && strcmp(a + 7, token) == 0;
+}
+
+void http_add_header(http_resp_t *resp, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *line = NULL;
+  int n = vasprintf(&line, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  char *all = sim_sprintf("%s%s\r\n", resp->headers ? resp->headers : "", line);
+  free(line);
+  if (all) {
+    free(resp->headers);
+    resp->headers = all;
+  }
 }
 
 void http_json(http_resp_t *resp, int status, char *json) {
@@ -132,10 +157,18 @@ static const char *reason(int status) {
     return "Bad Request";
   case 401:
     return "Unauthorized";
+  case 403:
+    return "Forbidden";
   case 404:
     return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 409:
+    return "Conflict";
   case 411:
     return "Length Required";
+  case 412:
+    return "Precondition Failed";
   case 413:
     return "Payload Too Large";
   case 422:
@@ -144,6 +177,8 @@ static const char *reason(int status) {
     return "Too Many Requests";
   case 500:
     return "Internal Server Error";
+  case 503:
+    return "Service Unavailable";
   default:
     return "Status";
   }
@@ -213,91 +248,39 @@ static void on_delay_over(uv_timer_t *t) {
   send_out(c);
 }
 
-static fault_kind_t pick_fault(sim_t *sim) {
-  faults_t *f = &sim->faults;
-  if (f->queue_n) {
-    fault_kind_t k = f->queue[0];
-    memmove(f->queue, f->queue + 1, (f->queue_n - 1) * sizeof(f->queue[0]));
-    f->queue_n--;
-    return k;
-  }
-  double x = sim_rand01(sim);
-  if ((x -= f->p429) < 0)
-    return FAULT_429;
-  if ((x -= f->p500) < 0)
-    return FAULT_500;
-  if ((x -= f->preset) < 0)
-    return FAULT_RESET;
-  if ((x -= f->pmalformed) < 0)
-    return FAULT_MALFORMED;
-  if ((x -= f->pslow) < 0)
-    return FAULT_SLOW;
-  return FAULT_NONE;
-}
-
 static void answer(conn_t *c, http_req_t *req) {
   sim_t *sim = c->srv->sim;
   http_resp_t resp = {.status = 404};
-  bool api = strncmp(req->path, "/v2/", 4) == 0 || strcmp(req->path, "/v2") == 0 ||
-             ec2_api_is_request(req);
-  fault_kind_t fault = FAULT_NONE;
-  char extra[256] = "";
-  if (api) {
-    sim->requests++;
-    fault = pick_fault(sim);
-    if (fault != FAULT_NONE)
-      sim->faults_injected++;
-    unsigned ra = sim->faults.retry_after_s ? sim->faults.retry_after_s : 1;
-    long long reset_at = (long long)time(NULL) + (fault == FAULT_429 ? ra : 60);
-    snprintf(extra, sizeof(extra),
-             "ratelimit-limit: 5000\r\nratelimit-remaining: %d\r\nratelimit-reset: %lld\r\n",
-             fault == FAULT_429 ? 0 : 4999, reset_at);
-    if (fault == FAULT_429) {
-      http_error(&resp, 429, "too_many_requests", "API rate limit exceeded.");
-      size_t l = strlen(extra);
-      snprintf(extra + l, sizeof(extra) - l, "retry-after: %u\r\n", ra);
-    } else if (fault == FAULT_500) {
-      http_error(&resp, 500, "server_error", "Unexpected server-side error");
-    } else {
-      c->srv->fn(sim, req, &resp);
-    }
-  } else {
-    c->srv->fn(sim, req, &resp);
-  }
-  if (fault == FAULT_MALFORMED && resp.body_len > 2) {
-    resp.body_len /= 2; /* truncated JSON */
-  } else if (fault == FAULT_MALFORMED) {
-    http_json(&resp, resp.status == 204 ? 200 : resp.status, strdup("{\"droplet\": [}"));
-  }
+  c->srv->fn(sim, req, &resp);
   const char *conn_hdr = http_req_header(req, "Connection");
   if (conn_hdr && strcasecmp(conn_hdr, "close") == 0)
     c->close_after = true;
-  char head[1024];
   bool has_body = resp.status != 204;
-  int hl =
-      snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: kite-cloudsim\r\n%s%s%s%s",
-               resp.status, reason(resp.status), extra, resp.headers ? resp.headers : "",
-               c->close_after ? "Connection: close\r\n" : "",
-               has_body && resp.body ? "Content-Type: application/json; charset=utf-8\r\n" : "");
   size_t blen = has_body ? resp.body_len : 0;
-  char clen[64];
-  int cl = snprintf(clen, sizeof(clen), has_body ? "Content-Length: %zu\r\n\r\n" : "\r\n", blen);
+  char ctype[128] = "";
+  if (has_body && resp.body)
+    snprintf(ctype, sizeof(ctype), "Content-Type: %s\r\n",
+             resp.content_type ? resp.content_type : "application/json; charset=utf-8");
+  char clen[64] = "";
+  if (has_body)
+    snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", blen);
+  char *head = sim_sprintf("HTTP/1.1 %d %s\r\nServer: kite-cloudsim\r\n%s%s%s%s\r\n", resp.status,
+                           reason(resp.status), resp.headers ? resp.headers : "",
+                           c->close_after ? "Connection: close\r\n" : "", ctype, clen);
+  size_t hl = head ? strlen(head) : 0;
   free(c->out);
-  c->out_len = (size_t)hl + (size_t)cl + blen;
-  c->out = malloc(c->out_len);
-  memcpy(c->out, head, (size_t)hl);
-  memcpy(c->out + hl, clen, (size_t)cl);
+  c->out_len = hl + blen;
+  c->out = malloc(c->out_len + 1);
+  memcpy(c->out, head ? head : "", hl);
   if (blen)
-    memcpy(c->out + hl + cl, resp.body, blen);
+    memcpy(c->out + hl, resp.body, blen);
+  free(head);
   free(resp.body);
   free(resp.headers);
-  c->reset = fault == FAULT_RESET;
-  unsigned delay = api ? sim->faults.delay_ms : 0;
-  if (fault == FAULT_SLOW)
-    delay += sim->faults.slow_ms ? sim->faults.slow_ms : 2000;
+  c->reset = resp.reset;
   c->busy = true;
-  if (delay)
-    uv_timer_start(&c->timer, on_delay_over, delay, 0);
+  if (resp.delay_ms)
+    uv_timer_start(&c->timer, on_delay_over, resp.delay_ms, 0);
   else
     send_out(c);
 }

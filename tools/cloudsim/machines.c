@@ -2,13 +2,17 @@
  *
  * A machine is PROVISIONING from its creation until its node listens and the configured
  * provisioning delay is over, then RUNNING with the node's loopback address as its public
- * address. Deleting stops the node; the machine leaves the list (and every API) only when
- * every process of the node is gone. A kill makes the node die at once, as a crash or a
- * reclaimed spot machine would; the record then stays OFF, or vanishes. API fronts (do_api.c,
- * and later others) render machines in their own cloud's shapes. */
+ * address. Just before it is RUNNING, what cloud-init would do at first boot is done: the
+ * ed25519 host key of a cloud-config user data becomes the node's host key. Deleting stops the
+ * node; the machine leaves the list (and every API) only when every process of the node is
+ * gone. A kill makes the node die at once, as a crash or a reclaimed spot machine would; the
+ * record then stays OFF, or vanishes. API fronts render machines in their own cloud's shapes. */
+#include <assert.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cloudsim.h"
@@ -70,9 +74,134 @@ static void stop_node(machine_t *m) {
   }
 }
 
+/* ---- cloud-init ----------------------------------------------------------------------------- */
+
+/* The ed25519 host key pair of a cloud-config (cloud-init's ssh_keys), or false. */
+static bool cloud_config_host_key(const char *ud, char **priv, char **pub) {
+  *priv = *pub = NULL;
+  if (ud == NULL || strncmp(ud, "#cloud-config", 13) != 0)
+    return false;
+  const char *p = strstr(ud, "\n  ed25519_private: |\n");
+  const char *q = strstr(ud, "\n  ed25519_public: ");
+  if (p == NULL || q == NULL)
+    return false;
+  p += strlen("\n  ed25519_private: |\n");
+  char *k = malloc(strlen(p) + 1);
+  size_t o = 0;
+  while (k && strncmp(p, "    ", 4) == 0) {
+    p += 4;
+    size_t l = strcspn(p, "\n");
+    memcpy(k + o, p, l);
+    o += l;
+    k[o++] = '\n';
+    p += l + (p[l] == '\n');
+  }
+  if (k)
+    k[o] = '\0';
+  q += strlen("\n  ed25519_public: ");
+  *priv = k;
+  *pub = strndup(q, strcspn(q, "\r\n"));
+  return *priv && *pub && o > 0;
+}
+
+char *sim_cloud_config_authorized_key(const char *ud) {
+  if (ud == NULL || strncmp(ud, "#cloud-config", 13) != 0)
+    return NULL;
+  const char *p = strstr(ud, "\nssh_authorized_keys:");
+  if (p == NULL)
+    return NULL;
+  p = strchr(p + 1, '\n');
+  while (p && (p[1] == ' ' || p[1] == '\t'))
+    p++;
+  if (p == NULL || p[1] != '-')
+    return NULL;
+  p += 2;
+  while (*p == ' ')
+    p++;
+  size_t n = strcspn(p, "\r\n");
+  /* A quoted YAML string. */
+  if (n >= 2 && (*p == '"' || *p == '\'') && p[n - 1] == *p) {
+    p++;
+    n -= 2;
+  }
+  return n ? strndup(p, n) : NULL;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+  char *tmp = sim_sprintf("%s.tmp", path);
+  FILE *fp = tmp ? fopen(tmp, "w") : NULL;
+  if (fp) {
+    fchmod(fileno(fp), mode);
+    fputs(text, fp);
+    fclose(fp);
+    rename(tmp, path);
+  }
+  free(tmp);
+}
+
+/* Installs user_data's host key as the node's (its sshd reads the key per connection). */
+static void apply_host_key(machine_t *m) {
+  char *priv = NULL, *pub = NULL;
+  if (m->node == NULL || !cloud_config_host_key(m->user_data, &priv, &pub)) {
+    free(priv);
+    free(pub);
+    return;
+  }
+  /* The node keeps sshd's files in sshd/ beside its work directory. */
+  char *root = strdup(kite_local_node_dir(m->node));
+  char *slash = root ? strrchr(root, '/') : NULL;
+  if (slash) {
+    *slash = '\0';
+    char *kp = sim_sprintf("%s/sshd/host_key", root);
+    char *pp = sim_sprintf("%s/sshd/host_key.pub", root);
+    char *publine = sim_sprintf("%s\n", pub);
+    if (kp && pp && publine) {
+      write_file(kp, priv, 0600);
+      write_file(pp, publine, 0644);
+    }
+    free(kp);
+    free(pp);
+    free(publine);
+  }
+  free(root);
+  free(priv);
+  free(pub);
+}
+
+char *sim_key_fingerprint(const char *public_key) {
+  const char *sp = strchr(public_key, ' ');
+  if (sp == NULL)
+    return NULL;
+  const char *b64 = sp + 1;
+  size_t n = strcspn(b64, " \r\n");
+  if (n == 0 || n % 4 != 0 || n > 16384)
+    return NULL;
+  unsigned char *blob = malloc(n);
+  int len = EVP_DecodeBlock(blob, (const unsigned char *)b64, (int)n);
+  if (len <= 0) {
+    free(blob);
+    return NULL;
+  }
+  while (n > 0 && b64[n - 1] == '=') { /* EVP_DecodeBlock counts padding as zero bytes */
+    len--;
+    n--;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = 0;
+  EVP_Digest(blob, (size_t)len, md, &mdlen, EVP_md5(), NULL);
+  free(blob);
+  char *out = calloc(mdlen * 3 + 1, 1);
+  for (unsigned i = 0; i < mdlen; i++)
+    sprintf(out + i * 3, i + 1 < mdlen ? "%02x:" : "%02x", md[i]);
+  return out;
+}
+
+/* ---- life ------------------------------------------------------------------------------------ */
+
 static void on_provisioned(uv_timer_t *t) {
   machine_t *m = t->data;
   if (m->state == M_PROVISIONING && m->node) {
+    apply_host_key(m);
     snprintf(m->address, sizeof(m->address), "%s", kite_local_node_address(m->node));
     m->state = M_RUNNING;
   }
@@ -89,6 +218,7 @@ static void on_node_started(kite_local_node_t *n, int status, void *data) {
     return;
   }
   (void)n;
+  m->node_up = true;
   if (m->state != M_PROVISIONING)
     return;
   uv_timer_start(&m->timer, on_provisioned, m->sim->faults.provision_ms, 0);
@@ -100,7 +230,8 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
     return NULL;
   m->sim = sim;
   m->id = sim->next_machine_id++;
-  m->cloud = o->cloud ? o->cloud : CLOUD_DO;
+  assert(o->cloud != NULL);
+  m->cloud = o->cloud;
   m->name = strdup(o->name);
   m->tags = calloc(o->tag_n + 1, sizeof(char *));
   for (size_t i = 0; i < o->tag_n; i++)
@@ -124,9 +255,11 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
   unsigned live = machine_count(sim);
   if (live > sim->peak)
     sim->peak = live;
-  /* The node carries the machine's first tag, so a test can count what runs for its pool. */
+  /* The node carries the machine's first tag (or the front's choice), so a test can count what
+   * runs for its pool. */
+  const char *node_tag = o->node_tag ? o->node_tag : o->tag_n ? o->tags[0] : "kite-cloudsim";
   kite_local_node_options_t no = {.base_dir = sim->node_dir,
-                                  .tag = o->tag_n ? o->tags[0] : "kite-cloudsim",
+                                  .tag = node_tag,
                                   .authorized_key = m->authorized_key,
                                   .port = (uint16_t)sim->ssh_port};
   int rc = kite_local_node_start(sim->rt, &no, on_node_started, m, &m->node);
@@ -144,6 +277,11 @@ machine_t *machine_find(sim_t *sim, uint64_t id) {
     if (m->id == id)
       return m;
   return NULL;
+}
+
+const char *machine_node_address(const machine_t *m) {
+  const char *a = m->node ? kite_local_node_address(m->node) : NULL;
+  return a ? a : "";
 }
 
 bool machine_has_tag(const machine_t *m, const char *tag) {

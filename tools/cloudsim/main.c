@@ -1,19 +1,25 @@
-/* kite-cloudsim: an offline emulator of the DigitalOcean v2 API whose droplets are real local
- * sshd nodes, with faults injected on demand. See usage() and the README.
+/* kite-cloudsim: an offline emulator of cloud APIs (DigitalOcean v2, Hetzner Cloud, the EC2
+ * Query API) whose machines are real local sshd nodes, with faults injected on demand. See
+ * usage() and the README.
+ *
+ * The fronts are registered here, in one table: each request whose path is a front's API
+ * (sim_front_t) goes through the fault layer to that front; every other one is a control
+ * route, generic or a front's own, or 404.
  *
  * Control endpoint (no token; the server only listens on loopback):
  *   GET  /_sim/state                  counts (droplets now, peak, created, deleted, requests,
- *                                     faults injected) and every droplet's id, name, status,
- *                                     address and tags
+ *                                     faults injected) and every machine's id, name, status,
+ *                                     address, tags, pid and cloud (the front's name)
  *   POST /_sim/faults                 JSON object; any of the fields of the --fault flags:
  *                                     p429, p500, reset, malformed, slow (probabilities),
  *                                     retry_after_s, slow_ms, delay_ms, provision_ms,
  *                                     no_capacity, droplet_limit, seed, and "next": a list of
  *                                     one-shot faults ("429", "500", "reset", "malformed",
  *                                     "slow") for the next API requests, in order
- *   POST /_sim/droplets/{id}/kill     the droplet's node dies at once; {"vanish": false}
+ *   POST /_sim/machines/{id}/kill     any front's machine dies at once; {"vanish": false}
  *                                     leaves it listed as "off", else (default) it disappears
- *                                     as a reclaimed machine does */
+ *                                     as a reclaimed machine does
+ *   and each front's own routes (/_sim/droplets/{id}/kill, /_sim/hetzner/…, /_sim/ec2/…). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -24,18 +30,21 @@
 #include <unistd.h>
 
 #include "cloudsim.h"
-#include "ec2_api.h"
+
+/* Every front, in the order requests are matched against them. */
+static const sim_front_t *const fronts[] = {&do_front, &hetzner_front, &ec2_front, NULL};
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
-              "An emulator of DigitalOcean's v2 API (droplets, account keys) and of the EC2\n"
-              "Query API (POST / with SigV4: instances, key pairs, security groups, per region)\n"
-              "on 127.0.0.1, whose machines are real local sshd nodes.\n\n"
+              "An emulator of DigitalOcean's v2 API (/v2/: droplets, account keys), of the\n"
+              "Hetzner Cloud API (/v1/: servers, SSH keys) and of the EC2 Query API (POST /\n"
+              "with SigV4: instances, key pairs, security groups, per region) on 127.0.0.1,\n"
+              "whose machines are real local sshd nodes. Every front is always on.\n\n"
               "  --port N             listen port (0: any; the line on stdout says which)\n"
               "  --port-file PATH     also write the port there\n"
-              "  --token TOKEN        the DigitalOcean API token clients must send, at least 4\n"
-              "                       characters (or $KITE_CLOUDSIM_TOKEN)\n"
-              "  --ssh-port N         sshd port of every droplet's node (default 2222)\n"
+              "  --token TOKEN        the bearer token of the DigitalOcean and Hetzner fronts, at\n"
+              "                       least 4 characters (or $KITE_CLOUDSIM_TOKEN)\n"
+              "  --ssh-port N         sshd port of every machine's node (default 2222)\n"
               "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
               "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
               "  --fault-500 P        probability of a 500 (request not processed)\n"
@@ -45,9 +54,9 @@ static void usage(FILE *fp) {
               "  --retry-after S      Retry-After of injected 429s (default 1)\n"
               "  --slow-ms N          delay of slow answers (default 2000)\n"
               "  --delay-ms N         delay of every API answer\n"
-              "  --provision-ms N     extra time before a droplet becomes active\n"
+              "  --provision-ms N     extra time before a machine becomes active\n"
               "  --no-capacity        every create fails: size not available in this region\n"
-              "  --droplet-limit N    the account's droplet limit (default 25)\n"
+              "  --droplet-limit N    each front account's machine limit (default 25)\n"
               "  --seed N             seed of the fault choice\n"
               "\n"
               "EC2: the account's keys are $KITE_CLOUDSIM_AWS_ACCESS_KEY_ID (default\n"
@@ -73,79 +82,21 @@ char *sim_sprintf(const char *fmt, ...) {
   return n < 0 ? NULL : out;
 }
 
-/* ---- control ------------------------------------------------------------------------------- */
+/* ---- routing and control ----------------------------------------------------------------- */
 
-static fault_kind_t fault_by_name(const char *s) {
-  if (s == NULL)
-    return FAULT_NONE;
-  if (strcmp(s, "429") == 0)
-    return FAULT_429;
-  if (strcmp(s, "500") == 0)
-    return FAULT_500;
-  if (strcmp(s, "reset") == 0)
-    return FAULT_RESET;
-  if (strcmp(s, "malformed") == 0)
-    return FAULT_MALFORMED;
-  if (strcmp(s, "slow") == 0)
-    return FAULT_SLOW;
-  return FAULT_NONE;
-}
-
-static void set_faults(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
-  json_error_t e;
-  json_t *j = json_loadb(req->body, req->body_len, 0, &e);
-  if (!json_is_object(j)) {
-    json_decref(j);
-    http_error(resp, 400, "bad_request", "a JSON object of fault settings");
-    return;
-  }
-  faults_t *f = &sim->faults;
-  const char *k;
-  json_t *v;
-  json_object_foreach(j, k, v) {
-    double d = json_number_value(v);
-    if (strcmp(k, "p429") == 0)
-      f->p429 = d;
-    else if (strcmp(k, "p500") == 0)
-      f->p500 = d;
-    else if (strcmp(k, "reset") == 0)
-      f->preset = d;
-    else if (strcmp(k, "malformed") == 0)
-      f->pmalformed = d;
-    else if (strcmp(k, "slow") == 0)
-      f->pslow = d;
-    else if (strcmp(k, "retry_after_s") == 0)
-      f->retry_after_s = (unsigned)d;
-    else if (strcmp(k, "slow_ms") == 0)
-      f->slow_ms = (unsigned)d;
-    else if (strcmp(k, "delay_ms") == 0)
-      f->delay_ms = (unsigned)d;
-    else if (strcmp(k, "provision_ms") == 0)
-      f->provision_ms = (unsigned)d;
-    else if (strcmp(k, "no_capacity") == 0)
-      f->no_capacity = json_is_true(v);
-    else if (strcmp(k, "droplet_limit") == 0)
-      f->droplet_limit = (unsigned)d;
-    else if (strcmp(k, "seed") == 0)
-      sim->rng = (uint64_t)d | 1;
-    else if (strcmp(k, "next") == 0 && json_is_array(v)) {
-      size_t i;
-      json_t *x;
-      json_array_foreach(v, i, x) {
-        fault_kind_t fk = fault_by_name(json_string_value(x));
-        if (fk != FAULT_NONE && f->queue_n < sizeof(f->queue) / sizeof(f->queue[0]))
-          f->queue[f->queue_n++] = fk;
-      }
-    } else {
-      char msg[160];
-      snprintf(msg, sizeof(msg), "unknown fault setting \"%s\"", k);
-      http_error(resp, 400, "bad_request", msg);
-      json_decref(j);
-      return;
+const sim_front_t *sim_front_of(const sim_t *sim, const http_req_t *req) {
+  for (size_t i = 0; sim->fronts[i]; i++) {
+    const sim_front_t *f = sim->fronts[i];
+    if (f->path_prefix) {
+      size_t n = strlen(f->path_prefix);
+      if (strncmp(req->path, f->path_prefix, n) == 0 ||
+          (n > 1 && strlen(req->path) == n - 1 && strncmp(req->path, f->path_prefix, n - 1) == 0))
+        return f;
+    } else if (f->match && f->match(req)) {
+      return f;
     }
   }
-  json_decref(j);
-  http_json(resp, 200, strdup("{\"ok\":true}"));
+  return NULL;
 }
 
 static const char *state_name(machine_state_t s) {
@@ -165,49 +116,56 @@ static void get_state(sim_t *sim, http_resp_t *resp) {
                                     m->address, "tags", tags, "pid",
                                     m->node ? kite_local_node_pid(m->node) : 0, "cloud", m->cloud));
   }
-  unsigned keys = 0;
-  for (ssh_key_t *k = sim->keys; k; k = k->next)
-    keys++;
-  json_t *j = json_pack(
-      "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "droplets", machine_count_of(sim, CLOUD_DO),
-      "peak", sim->peak, "created", sim->created_total, "deleted", sim->deleted_total, "requests",
-      sim->requests, "faults_injected", sim->faults_injected, "keys", keys, "machines", list);
+  json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:o}", "peak", sim->peak, "created",
+                        sim->created_total, "deleted", sim->deleted_total, "requests",
+                        sim->requests, "faults_injected", sim->faults_injected, "machines", list);
+  for (size_t i = 0; sim->fronts[i]; i++)
+    if (sim->fronts[i]->state)
+      sim->fronts[i]->state(sim, j);
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   http_json(resp, 200, s);
 }
 
+static void kill_machine(sim_t *sim, const http_req_t *req, uint64_t id, http_resp_t *resp) {
+  machine_t *m = machine_find(sim, id);
+  if (m == NULL) {
+    http_error(resp, 404, "not_found", "no such machine");
+    return;
+  }
+  json_error_t e;
+  json_t *j = req->body_len ? json_loadb(req->body, req->body_len, 0, &e) : NULL;
+  bool vanish = !(j && json_is_false(json_object_get(j, "vanish")));
+  json_decref(j);
+  fprintf(stderr, "kite-cloudsim: %s machine %llu (%s) dies%s\n", m->cloud, (unsigned long long)id,
+          m->name, vanish ? " and disappears" : "");
+  machine_kill(m, vanish);
+  http_json(resp, 200, strdup("{\"ok\":true}"));
+}
+
 static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
-  if (ec2_api_handle(sim, req, resp))
+  const sim_front_t *f = sim_front_of(sim, req);
+  if (f) {
+    faults_serve(sim, f, req, resp);
     return;
-  if (do_api_handle(sim, req, resp))
-    return;
+  }
+  for (size_t i = 0; sim->fronts[i]; i++)
+    if (sim->fronts[i]->control && sim->fronts[i]->control(sim, req, resp))
+      return;
   const char *p = req->path;
   if (strcmp(p, "/_sim/state") == 0 && strcmp(req->method, "GET") == 0) {
     get_state(sim, resp);
     return;
   }
   if (strcmp(p, "/_sim/faults") == 0 && strcmp(req->method, "POST") == 0) {
-    set_faults(sim, req, resp);
+    faults_set(sim, req, resp);
     return;
   }
   unsigned long long id;
   char tail[16];
-  if (sscanf(p, "/_sim/droplets/%llu/%15s", &id, tail) == 2 && strcmp(tail, "kill") == 0 &&
+  if (sscanf(p, "/_sim/machines/%llu/%15s", &id, tail) == 2 && strcmp(tail, "kill") == 0 &&
       strcmp(req->method, "POST") == 0) {
-    machine_t *m = machine_find_of(sim, id, CLOUD_DO);
-    if (m == NULL) {
-      http_error(resp, 404, "not_found", "no such droplet");
-      return;
-    }
-    json_error_t e;
-    json_t *j = req->body_len ? json_loadb(req->body, req->body_len, 0, &e) : NULL;
-    bool vanish = !(j && json_is_false(json_object_get(j, "vanish")));
-    json_decref(j);
-    fprintf(stderr, "kite-cloudsim: droplet %llu (%s) dies%s\n", id, m->name,
-            vanish ? " and disappears" : "");
-    machine_kill(m, vanish);
-    http_json(resp, 200, strdup("{\"ok\":true}"));
+    kill_machine(sim, req, id, resp);
     return;
   }
   http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
@@ -234,7 +192,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   if (sim->stopping)
     return;
   sim->stopping = true;
-  fprintf(stderr, "kite-cloudsim: stopping; deleting %u droplet(s)\n", machine_count(sim));
+  fprintf(stderr, "kite-cloudsim: stopping; deleting %u machine(s)\n", machine_count(sim));
   httpd_stop(sim);
   machines_stop_all(sim, on_machines_stopped);
 }
@@ -341,6 +299,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   sim.token = strdup(token);
+  sim.fronts = fronts;
   sim.rng = (seed ? seed : (uint64_t)uv_hrtime()) | 1;
   kite_runtime_options_t ro = {.home = home, .log_level = -1};
   int rc = kite_runtime_new(&sim.rt, &ro);
@@ -370,8 +329,9 @@ int main(int argc, char **argv) {
   fflush(stdout);
   kite_runtime_run(sim.rt); /* until a signal stopped everything */
   rc = kite_runtime_free(sim.rt);
-  do_api_free(&sim);
-  ec2_api_free(&sim);
+  for (size_t i = 0; fronts[i]; i++)
+    if (fronts[i]->free)
+      fronts[i]->free(&sim);
   free(sim.token);
   free(sim.node_dir);
   return rc == 0 ? 0 : 1;

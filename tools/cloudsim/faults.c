@@ -1,0 +1,177 @@
+/* The fault layer: what goes wrong around every API call, in the shapes of the front that
+ * serves the call (sim_front_t). It owns the fault settings (flags, POST /_sim/faults) and the
+ * choice of one fault per call: a one-shot fault queued by the control endpoint first, else a
+ * draw against the probabilities.
+ *
+ * A 429 or a 500 is answered at once in the front's error shape, and the call is not
+ * processed. A reset, a malformed body or a slow answer happen after the front processed the
+ * call, as a lost answer does on a real network. Every answer of a front that has a rate limit
+ * carries ratelimit-* headers (remaining 0 in a 429). Creates ask sim_admit() for capacity and
+ * the account's limit, which refuses in the front's shape too. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cloudsim.h"
+
+static fault_kind_t pick_fault(sim_t *sim) {
+  faults_t *f = &sim->faults;
+  if (f->queue_n) {
+    fault_kind_t k = f->queue[0];
+    memmove(f->queue, f->queue + 1, (f->queue_n - 1) * sizeof(f->queue[0]));
+    f->queue_n--;
+    return k;
+  }
+  double x = sim_rand01(sim);
+  if ((x -= f->p429) < 0)
+    return FAULT_429;
+  if ((x -= f->p500) < 0)
+    return FAULT_500;
+  if ((x -= f->preset) < 0)
+    return FAULT_RESET;
+  if ((x -= f->pmalformed) < 0)
+    return FAULT_MALFORMED;
+  if ((x -= f->pslow) < 0)
+    return FAULT_SLOW;
+  return FAULT_NONE;
+}
+
+void faults_serve(sim_t *sim, const sim_front_t *f, const http_req_t *req, http_resp_t *resp) {
+  sim->requests++;
+  fault_kind_t fault = pick_fault(sim);
+  if (fault != FAULT_NONE)
+    sim->faults_injected++;
+  unsigned ra = sim->faults.retry_after_s ? sim->faults.retry_after_s : 1;
+  if (fault == FAULT_429)
+    f->error(resp, 429, f->rate_limited.code, f->rate_limited.message);
+  else if (fault == FAULT_500)
+    f->error(resp, f->server_error.status ? f->server_error.status : 500, f->server_error.code,
+             f->server_error.message);
+  else
+    f->handle(sim, req, resp);
+  /* The front's own headers come after the rate-limit ones. */
+  char *own = resp->headers;
+  resp->headers = NULL;
+  if (f->ratelimit_limit) {
+    long long reset_at = (long long)time(NULL) + (fault == FAULT_429 ? ra : 60);
+    http_add_header(resp, "ratelimit-limit: %u", f->ratelimit_limit);
+    http_add_header(resp, "ratelimit-remaining: %u",
+                    fault == FAULT_429 ? 0 : f->ratelimit_limit - 1);
+    http_add_header(resp, "ratelimit-reset: %lld", reset_at);
+  }
+  if (fault == FAULT_429)
+    http_add_header(resp, "retry-after: %u", ra);
+  if (own) {
+    char *all = sim_sprintf("%s%s", resp->headers ? resp->headers : "", own);
+    free(own);
+    free(resp->headers);
+    resp->headers = all;
+  }
+  if (resp->content_type == NULL)
+    resp->content_type = f->content_type;
+  if (fault == FAULT_MALFORMED && resp->body_len > 2) {
+    resp->body_len /= 2; /* a truncated body */
+  } else if (fault == FAULT_MALFORMED) {
+    http_json(resp, resp->status == 204 ? 200 : resp->status,
+              strdup(f->malformed_body ? f->malformed_body : "{\"error\": [}"));
+  }
+  resp->reset = fault == FAULT_RESET;
+  resp->delay_ms = sim->faults.delay_ms;
+  if (fault == FAULT_SLOW)
+    resp->delay_ms += sim->faults.slow_ms ? sim->faults.slow_ms : 2000;
+}
+
+unsigned sim_machine_limit(const sim_t *sim) {
+  return sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
+}
+
+bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, const char *size,
+               const char *region, http_resp_t *resp) {
+  if (sim->faults.no_capacity) {
+    f->no_capacity(resp, size ? size : "", region ? region : "");
+    return false;
+  }
+  unsigned limit = sim_machine_limit(sim);
+  if (live + want > limit) {
+    f->over_limit(resp, limit, live + want);
+    return false;
+  }
+  return true;
+}
+
+/* ---- settings ------------------------------------------------------------------------------ */
+
+static fault_kind_t fault_by_name(const char *s) {
+  if (s == NULL)
+    return FAULT_NONE;
+  if (strcmp(s, "429") == 0)
+    return FAULT_429;
+  if (strcmp(s, "500") == 0)
+    return FAULT_500;
+  if (strcmp(s, "reset") == 0)
+    return FAULT_RESET;
+  if (strcmp(s, "malformed") == 0)
+    return FAULT_MALFORMED;
+  if (strcmp(s, "slow") == 0)
+    return FAULT_SLOW;
+  return FAULT_NONE;
+}
+
+void faults_set(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  json_error_t e;
+  json_t *j = json_loadb(req->body, req->body_len, 0, &e);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    http_error(resp, 400, "bad_request", "a JSON object of fault settings");
+    return;
+  }
+  faults_t *f = &sim->faults;
+  const char *k;
+  json_t *v;
+  json_object_foreach(j, k, v) {
+    double d = json_number_value(v);
+    if (strcmp(k, "p429") == 0)
+      f->p429 = d;
+    else if (strcmp(k, "p500") == 0)
+      f->p500 = d;
+    else if (strcmp(k, "reset") == 0)
+      f->preset = d;
+    else if (strcmp(k, "malformed") == 0)
+      f->pmalformed = d;
+    else if (strcmp(k, "slow") == 0)
+      f->pslow = d;
+    else if (strcmp(k, "retry_after_s") == 0)
+      f->retry_after_s = (unsigned)d;
+    else if (strcmp(k, "slow_ms") == 0)
+      f->slow_ms = (unsigned)d;
+    else if (strcmp(k, "delay_ms") == 0)
+      f->delay_ms = (unsigned)d;
+    else if (strcmp(k, "provision_ms") == 0)
+      f->provision_ms = (unsigned)d;
+    else if (strcmp(k, "no_capacity") == 0)
+      f->no_capacity = json_is_true(v);
+    else if (strcmp(k, "droplet_limit") == 0)
+      f->droplet_limit = (unsigned)d;
+    else if (strcmp(k, "seed") == 0)
+      sim->rng = (uint64_t)d | 1;
+    else if (strcmp(k, "next") == 0 && json_is_array(v)) {
+      size_t i;
+      json_t *x;
+      json_array_foreach(v, i, x) {
+        fault_kind_t fk = fault_by_name(json_string_value(x));
+        if (fk != FAULT_NONE && f->queue_n < sizeof(f->queue) / sizeof(f->queue[0]))
+          f->queue[f->queue_n++] = fk;
+      }
+    } else {
+      char msg[160];
+      snprintf(msg, sizeof(msg), "unknown fault setting \"%s\"", k);
+      http_error(resp, 400, "bad_request", msg);
+      json_decref(j);
+      return;
+    }
+  }
+  json_decref(j);
+  http_json(resp, 200, strdup("{\"ok\":true}"));
+}
