@@ -145,6 +145,8 @@ void kite__aws_form_free(kite__aws_form_t *f);
  * 64-character-at-most ASCII string. out must hold 48 bytes. */
 void kite__aws_client_token(const char *launch_token, char out[48]);
 
+/* ---- provider.c: what EC2's error codes mean (the provider's advice table) ------------------ */
+
 /* The user message for an EC2 error code (what was wrong and what to do), or NULL when kite
  * has nothing to add to AWS's own message. *kite_code gets the kite error code. */
 const char *kite__aws_error_advice(const char *code, int *kite_code);

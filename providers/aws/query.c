@@ -1,5 +1,4 @@
-/* EC2 Query API requests: form bodies, client tokens, and what AWS's error codes mean for a
- * kite user.
+/* EC2 Query API requests: form bodies and client tokens.
  *
  * Every EC2 call is a POST of an application/x-www-form-urlencoded body carrying Action,
  * Version and the operation's parameters, named as the EC2 protocol serializes the input
@@ -84,92 +83,4 @@ void kite__aws_client_token(const char *launch_token, char out[48]) {
   char h[65];
   kite__aws_sha256_hex(launch_token, launch_token ? strlen(launch_token) : 0, h);
   snprintf(out, 48, "kite-%.40s", h);
-}
-
-/* ---- errors ------------------------------------------------------------------------------- */
-
-typedef struct advice {
-  const char *code;
-  int kite_code;
-  const char *text;
-} advice_t;
-
-static const advice_t advice_table[] = {
-    {"AuthFailure", KITE_ECREDENTIALS,
-     "AWS did not accept the credentials: check the access key id and the secret key (a "
-     "wrong secret is refused like this), that the key is active in IAM, and that the "
-     "computer's clock is right (signatures expire after 5 minutes)"},
-    {"SignatureDoesNotMatch", KITE_ECREDENTIALS,
-     "the request signature did not match: the secret access key is wrong for this access "
-     "key id"},
-    {"InvalidClientTokenId", KITE_ECREDENTIALS,
-     "AWS does not know this access key id: check AWS_ACCESS_KEY_ID or the profile's "
-     "aws_access_key_id"},
-    {"AuthFailure.ServiceLinkedRoleCreationNotPermitted", KITE_ECREDENTIALS,
-     "the IAM user may not create the EC2 Spot service-linked role: create it once with "
-     "`aws iam create-service-linked-role --aws-service-name spot.amazonaws.com` or grant "
-     "iam:CreateServiceLinkedRole"},
-    {"RequestExpired", KITE_ECREDENTIALS,
-     "AWS says the request expired: the computer's clock is off by more than 5 minutes"},
-    {"UnauthorizedOperation", KITE_ECREDENTIALS,
-     "the IAM user or role may not do this: grant it the EC2 permissions listed in the "
-     "README (ec2:RunInstances, ec2:DescribeInstances, ec2:TerminateInstances, ec2:CreateTags, "
-     "ec2:ImportKeyPair, ec2:DescribeKeyPairs, ec2:CreateSecurityGroup, …)"},
-    {"OptInRequired", KITE_ECREDENTIALS,
-     "the account is not subscribed to EC2 (or to this AMI's marketplace product)"},
-    {"InsufficientInstanceCapacity", KITE_ECAPACITY,
-     "AWS has no capacity for this instance type in this availability zone right now: try "
-     "another instance type or region, or try again later"},
-    {"InsufficientCapacity", KITE_ECAPACITY,
-     "AWS has no capacity for this request right now: try again later or elsewhere"},
-    {"InstanceLimitExceeded", KITE_ECAPACITY,
-     "the account's instance limit for this type and region is reached: terminate instances "
-     "or ask AWS for a higher limit (Service Quotas, 'Running On-Demand instances')"},
-    {"VcpuLimitExceeded", KITE_ECAPACITY,
-     "the account's vCPU limit for this instance family and region is reached: ask AWS for "
-     "a higher limit in Service Quotas"},
-    {"MaxSpotInstanceCountExceeded", KITE_ECAPACITY,
-     "the account's spot instance limit is reached: ask AWS for a higher 'All Standard Spot "
-     "Instance Requests' quota, or use on-demand instances (spot: false)"},
-    {"SpotMaxPriceTooLow", KITE_ECAPACITY,
-     "the spot price is above the maximum price set in provider_options.max_price: raise it "
-     "or leave it out (then the on-demand price is the maximum)"},
-    {"InvalidAMIID.NotFound", KITE_EPROVIDER,
-     "the image (AMI) does not exist in this region: AMI ids are per region; look the image "
-     "up in the region the pool uses"},
-    {"InvalidAMIID.Malformed", KITE_EPROVIDER,
-     "the image is not an AMI id: give one like ami-0123456789abcdef0"},
-    {"InvalidInstanceType", KITE_EPROVIDER,
-     "this instance type does not exist or is not offered here"},
-    {"Unsupported", KITE_EPROVIDER,
-     "AWS does not support this request here (often an instance type not offered in this "
-     "availability zone, or not as spot)"},
-    {"InvalidParameterValue", KITE_EPROVIDER, NULL},
-    {"InvalidParameterCombination", KITE_EPROVIDER, NULL},
-    {"MissingParameter", KITE_EPROVIDER, NULL},
-    {"IdempotentParameterMismatch", KITE_EPROVIDER,
-     "a launch with this client token was made before with other parameters"},
-    {"RequestLimitExceeded", KITE_EAGAIN, "AWS is throttling this account's API calls"},
-    {"Throttling", KITE_EAGAIN, "AWS is throttling this account's API calls"},
-    {"InternalError", KITE_EAGAIN, "AWS had an internal error"},
-    {"ServiceUnavailable", KITE_EAGAIN, "the EC2 API is unavailable right now"},
-    {"Unavailable", KITE_EAGAIN, "the EC2 API is unavailable right now"},
-};
-
-const char *kite__aws_error_advice(const char *code, int *kite_code) {
-  for (size_t i = 0; code && i < sizeof(advice_table) / sizeof(advice_table[0]); i++)
-    if (strcmp(advice_table[i].code, code) == 0) {
-      if (kite_code)
-        *kite_code = advice_table[i].kite_code;
-      return advice_table[i].text;
-    }
-  if (kite_code)
-    *kite_code = KITE_EPROVIDER;
-  return NULL;
-}
-
-bool kite__aws_error_transient(const char *code) {
-  int k = 0;
-  kite__aws_error_advice(code, &k);
-  return k == KITE_EAGAIN;
 }

@@ -212,7 +212,8 @@ typedef struct kite_cloud_ops {
 
   /* Fills cfg from the request's provider options (JSON text, or NULL) and, for a launch,
    * the request (region, instance_type, image, user_data; NULL for other requests), over the
-   * provider's own defaults and the environment. On failure: a kite code and *msg (malloc'd,
+   * provider's own defaults and the environment. A reach_resolve's region (the pool's, or
+   * NULL) is in cfg->region when it is called. On failure: a kite code and *msg (malloc'd,
    * "what was wrong; what to do"). */
   int (*configure)(kite_cloud_t *c, const char *options, const kite_ev_instance_launch_t *launch,
                    kite_cloud_cfg_t *cfg, char **msg);
@@ -269,6 +270,9 @@ const char *kite_cloud_pubkey(const kite_cloud_t *c);
 const char *kite_cloud_key_path(const kite_cloud_t *c);
 /* The site's public key text (kite_cloud_cfg_t.site). */
 const char *kite_cloud_site_name(const kite_cloud_site_t *s);
+/* The table's probe command (malloc'd) for an instance this process launched and saw running;
+ * KITE_ENOENT for any other, KITE_ENOTSUP without a probe in the table. */
+int kite_cloud_probe(kite_cloud_t *c, const char *id, char **command);
 
 /* Starts an HTTP request for call; cb runs once with its outcome (KITE_ECANCELED when the
  * provider stops). At most one request per call at a time. */

@@ -37,6 +37,7 @@
 #define FIND_ATTEMPTS 20
 #define MAX_PAGES 100
 #define BATCH_CAP 100
+#define UNSEEN_POLLS 5
 
 typedef struct rec rec_t;
 typedef struct kite_cloud_site site_t;
@@ -187,12 +188,17 @@ static void cfg_unref(kite_cloud_t *c, kite_cloud_cfg_t *cfg) {
   free(cfg);
 }
 
-/* Runs the table's configure into a new configuration; NULL and the reply sent on failure. */
+/* Runs the table's configure into a new configuration; NULL and the reply sent on failure.
+ * region: the region a request other than a launch names (configure finds it in cfg->region). */
 static kite_cloud_cfg_t *configure(kite_cloud_t *c, uint64_t corr, const char *options,
-                                   const kite_ev_instance_launch_t *launch) {
+                                   const kite_ev_instance_launch_t *launch, const char *region) {
   kite_cloud_cfg_t *cfg = cfg_new();
   char *msg = NULL;
-  int rc = cfg ? c->ops->configure(c, options, launch, cfg, &msg) : KITE_ENOMEM;
+  int rc = cfg ? 0 : KITE_ENOMEM;
+  if (rc == 0 && region && *region && (cfg->region = kite__strdup(region)) == NULL)
+    rc = KITE_ENOMEM;
+  if (rc == 0)
+    rc = c->ops->configure(c, options, launch, cfg, &msg);
   if (rc == 0 && (cfg->site == NULL || cfg->reach == NULL || cfg->user == NULL))
     rc = KITE_ENOMEM;
   if (rc != 0) {
@@ -247,15 +253,20 @@ static void known_remove(kite_cloud_t *c, const char *key) {
 }
 
 /* The configuration for a request that carries no options: where the instance or tag was
- * made in this process (*trusted), else the reach record's place, else the defaults. */
+ * made in this process (*trusted), else the reach record's place, else where this process
+ * launched last (an instance of it that is gone, say), else the defaults. */
 static kite_cloud_cfg_t *cfg_for(kite_cloud_t *c, uint64_t corr, const char *prefix,
                                  const char *key, const char *reach, bool *trusted) {
   known_t *k = known_find(c, prefix, key);
   *trusted = k != NULL;
   if (k)
     return cfg_ref(k->cfg);
-  if (reach == NULL || *reach == '\0' || c->ops->configure_reach == NULL)
-    return configure(c, corr, NULL, NULL);
+  bool record = reach && *reach && c->ops->configure_reach;
+  for (known_t *t = record ? NULL : c->known; t; t = t->next)
+    if (strncmp(t->key, "tag:", 4) == 0)
+      return cfg_ref(t->cfg);
+  if (!record)
+    return configure(c, corr, NULL, NULL, NULL);
   kite_cloud_cfg_t *cfg = cfg_new();
   char *msg = NULL;
   int rc = cfg ? c->ops->configure_reach(c, reach, cfg, trusted, &msg) : KITE_ENOMEM;
@@ -748,7 +759,10 @@ static void on_polled(xcall_t *x, const kite_cloud_answer_t *a) {
     reply_launched(r, in);
     return;
   }
-  if (a->outcome == KITE_CLOUD_NOT_FOUND ||
+  /* Reads after a create are eventually consistent on some clouds (EC2): a new instance may be
+   * "not found" for a few seconds, so only a few such answers mean it disappeared. */
+  bool unseen = a->outcome == KITE_CLOUD_NOT_FOUND && ++r->polls < UNSEEN_POLLS;
+  if ((a->outcome == KITE_CLOUD_NOT_FOUND && !unseen) ||
       (a->outcome == KITE_CLOUD_OK && in->state >= KITE_CLOUD_STOPPED)) {
     const char *how = a->outcome == KITE_CLOUD_NOT_FOUND ? "disappeared"
                       : in->state == KITE_CLOUD_STOPPED  ? "stopped"
@@ -1174,7 +1188,7 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
   rec_t *r = rec_new(c, R_LAUNCH, ev->corr);
   if (r == NULL)
     return;
-  r->cfg = configure(c, ev->corr, p->options, p);
+  r->cfg = configure(c, ev->corr, p->options, p, NULL);
   if (r->cfg == NULL) {
     rec_free(r);
     return;
@@ -1613,7 +1627,7 @@ static void on_list(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_insta
 static void on_reach_resolve(kite_bus_t *bus, const kite_event_t *ev,
                              const kite_ev_reach_resolve_t *p, void *data) {
   kite_cloud_t *c = data;
-  kite_cloud_cfg_t *cfg = configure(c, ev->corr, p->options, NULL);
+  kite_cloud_cfg_t *cfg = configure(c, ev->corr, p->options, NULL, p->region);
   if (cfg == NULL)
     return;
   kite_ev_reach_t out = {.provider = c->ops->name, .reach = cfg->reach};
@@ -1883,4 +1897,15 @@ const char *kite_cloud_pubkey(const kite_cloud_t *c) {
 }
 const char *kite_cloud_key_path(const kite_cloud_t *c) {
   return c->key_path;
+}
+
+int kite_cloud_probe(kite_cloud_t *c, const char *id, char **command) {
+  *command = NULL;
+  known_t *k = known_find(c, "", id);
+  if (c->ops->probe == NULL)
+    return KITE_ENOTSUP;
+  if (k == NULL || k->address == NULL)
+    return KITE_ENOENT;
+  *command = c->ops->probe(c, k->cfg, id, k->address);
+  return *command ? 0 : KITE_ENOMEM;
 }

@@ -34,25 +34,26 @@
 typedef struct kite_aws_provider kite_aws_provider_t;
 
 typedef struct kite_aws_provider_options {
-  const char *profile;  /* NULL: $AWS_PROFILE, else "default" */
-  const char *region;   /* for pools that name none; NULL: from the environment or profile */
+  const char *profile; /* NULL: $AWS_PROFILE, else "default" */
+  const char *region;  /* for pools that name none; NULL: from the environment or profile */
   /* EC2 endpoint URL; NULL: $KITE_AWS_ENDPOINT, else https://ec2.REGION.amazonaws.com/.
    * http:// only for a loopback emulator (kite-cloudsim). */
   const char *endpoint;
-  const char *ca_file;       /* CA bundle instead of the system's; or NULL */
-  const char *image;         /* AMI for pools that name none; NULL: the pool must name one */
-  const char *instance_type; /* NULL: "t3.micro" */
-  const char *ssh_user;      /* login user; NULL: "ubuntu" (Ubuntu's AMIs) */
-  unsigned ssh_port;         /* 0: 22 */
-  const char *subnet_id;     /* NULL: the default VPC's default subnet */
-  const char *key_name;      /* key pair name; NULL: "kite-" + hash of kite's key */
+  const char *ca_file;        /* CA bundle instead of the system's; or NULL */
+  const char *image;          /* AMI for pools that name none; NULL: the pool must name one */
+  const char *instance_type;  /* NULL: "t3.micro" */
+  const char *ssh_user;       /* login user; NULL: "ubuntu" (Ubuntu's AMIs) */
+  unsigned ssh_port;          /* 0: 22 */
+  const char *subnet_id;      /* NULL: the default VPC's default subnet */
+  const char *key_name;       /* key pair name; NULL: "kite-" + hash of kite's key */
   const char *security_group; /* group name; NULL: "kite-ssh" */
-  const char *ssh_cidr;      /* who may reach SSH; NULL: "0.0.0.0/0" */
+  const char *ssh_cidr;       /* who may reach SSH; NULL: "0.0.0.0/0" */
   /* The instance metadata service as seen from the node, for the spot notice probe; every
    * "{address}" is replaced by the node's address. NULL: $KITE_AWS_IMDS_ENDPOINT, else
    * http://169.254.169.254. */
   const char *imds_endpoint;
-  uint64_t poll_ms;              /* DescribeInstances interval while waiting; 0: 2000 */
+  uint64_t
+      poll_ms; /* first DescribeInstances interval while waiting (backs off to 10 s); 0: 2000 */
   uint64_t running_timeout_ms;   /* launch to running; 0: 10 min */
   uint64_t terminate_timeout_ms; /* terminate to terminated; 0: 10 min */
   unsigned page_size;            /* DescribeInstances MaxResults for lists; 0: 1000 */
