@@ -52,8 +52,8 @@ typedef struct kite_aws_provider_options {
    * "{address}" is replaced by the node's address. NULL: $KITE_AWS_IMDS_ENDPOINT, else
    * http://169.254.169.254. */
   const char *imds_endpoint;
-  uint64_t
-      poll_ms; /* first DescribeInstances interval while waiting (backs off to 10 s); 0: 2000 */
+  /* First DescribeInstances interval while waiting (the polls back off to 10 s); 0: 2000. */
+  uint64_t poll_ms;
   uint64_t running_timeout_ms;   /* launch to running; 0: 10 min */
   uint64_t terminate_timeout_ms; /* terminate to terminated; 0: 10 min */
   unsigned page_size;            /* DescribeInstances MaxResults for lists; 0: 1000 */
