@@ -1,5 +1,6 @@
 /* The configuration, reach records and requests of JSON REST APIs with a bearer token
  * (rest.h). */
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "kite_impl.h"
@@ -45,6 +46,8 @@ int kite_cloud_rest_configure(kite_cloud_t *c, json_t *o, const kite_cloud_rest_
   }
   kite_cloud_rest_t *api = calloc(1, sizeof(*api));
   cfg->api = api;
+  if (api)
+    api->errors = d->errors;
   if (api == NULL || (api->token = kite__strdup(tok)) == NULL ||
       (api->url = kite__strdup(url)) == NULL ||
       kite_secret_add(kite_cloud_runtime(c), tok) == KITE_ENOMEM)
@@ -128,4 +131,40 @@ char *kite_cloud_rest_id(json_t *o) {
 
 void kite_cloud_rest_unsent(kite_cloud_call_t *call, int rc) {
   kite_cloud_answer_fail(call, rc, "the request could not be sent");
+}
+
+void kite_cloud_rest_sendf(kite_cloud_call_t *call, const char *method, json_t *body,
+                           kite_cloud_http_cb cb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *path = NULL;
+  int n = vasprintf(&path, fmt, ap);
+  va_end(ap);
+  int rc = n >= 0 ? kite_cloud_rest_http(call, method, path, false, body, cb) : KITE_ENOMEM;
+  if (n >= 0)
+    free(path);
+  if (rc != 0)
+    kite_cloud_rest_unsent(call, rc);
+}
+
+void kite_cloud_rest_fail(kite_cloud_call_t *call, int status, const kite_http_response_t *r,
+                          kite_cloud_rest_again_fn again) {
+  const kite_cloud_rest_t *api = call->cfg->api;
+  const kite_cloud_rest_errors_t *e = api->errors;
+  json_t *j = status != 0 && e ? kite_cloud_rest_body(r) : NULL;
+  json_t *o = e && e->object ? json_object_get(j, e->object) : j;
+  const char *code = e ? json_string_value(json_object_get(o, e->code)) : NULL;
+  const char *message = e ? json_string_value(json_object_get(o, e->message)) : NULL;
+  kite_cloud_answer_t a;
+  kite_cloud_http_outcome(status, r, code, message, &a);
+  a.prepare_again = status != 0 && again && again(call, code, message);
+  kite_cloud_answer(call, &a);
+  json_decref(j);
+}
+
+void kite_cloud_rest_done(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  if (status == 0)
+    kite_cloud_answer_ok(call);
+  else
+    kite_cloud_rest_fail(call, status, r, NULL);
 }

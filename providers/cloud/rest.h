@@ -9,9 +9,16 @@
 
 #include "cloud.h"
 
+/* Where an API's error body names the error: DigitalOcean {"id", "message"} (object NULL),
+ * Hetzner {"error": {"code", "message"}} (object "error"). */
+typedef struct kite_cloud_rest_errors {
+  const char *object, *code, *message;
+} kite_cloud_rest_errors_t;
+
 typedef struct kite_cloud_rest {
   char *url; /* base URL without a trailing slash */
   char *token;
+  const kite_cloud_rest_errors_t *errors;
 } kite_cloud_rest_t;
 
 /* What a provider found and prefers; kite_cloud_rest_configure() takes the request's options
@@ -23,10 +30,11 @@ typedef struct kite_cloud_rest_defaults {
   const char *url;        /* from the provider's options or the environment, or NULL */
   const char *url_default;
   const char *url_hint; /* how to set it: "api_url in the provider options or KITE_..." */
-  const char *account;  /* the account's public name prefix: "token", "project" */
-  const char *user;     /* default login, before "root" */
-  unsigned port;        /* default SSH port, before 22 */
-  const char *region, *type, *image; /* launch defaults: the provider's own, then built in */
+  const kite_cloud_rest_errors_t *errors; /* how its error bodies read */
+  const char *account;                    /* the account's public name prefix: "token", "project" */
+  const char *user;                       /* default login, before "root" */
+  unsigned port;                          /* default SSH port, before 22 */
+  const char *region, *type, *image;      /* launch defaults: the provider's own, then built in */
   const char *region_builtin, *type_builtin, *image_builtin;
 } kite_cloud_rest_defaults_t;
 
@@ -47,6 +55,19 @@ void kite_cloud_rest_free(void *api);
  * none), as the call's request. */
 int kite_cloud_rest_http(kite_cloud_call_t *call, const char *method, const char *path,
                          bool full_url, json_t *body, kite_cloud_http_cb cb);
+/* The same with the path made by printf (fmt, ...); ends call when it could not be sent. */
+void kite_cloud_rest_sendf(kite_cloud_call_t *call, const char *method, json_t *body,
+                           kite_cloud_http_cb cb, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Ends call after a failed exchange (status != 0, the API's error read from the body), or an
+ * answer without what was asked for (status 0: unreadable). again, when not NULL, says from
+ * the API's error code and message whether what prepare made is gone (prepare_again). */
+typedef bool (*kite_cloud_rest_again_fn)(const kite_cloud_call_t *call, const char *code,
+                                         const char *message);
+void kite_cloud_rest_fail(kite_cloud_call_t *call, int status, const kite_http_response_t *r,
+                          kite_cloud_rest_again_fn again);
+/* A kite_cloud_http_cb that ends the call: OK on success, else kite_cloud_rest_fail. */
+void kite_cloud_rest_done(kite_cloud_call_t *call, int status, const kite_http_response_t *r);
 /* The body as a JSON object, or NULL when it is not one. */
 json_t *kite_cloud_rest_body(const kite_http_response_t *r);
 /* o's "id" as decimal text (malloc'd), or NULL when it is not a positive integer. */

@@ -69,6 +69,8 @@ static char *doctl_token(char **where) {
   return tok;
 }
 
+static const kite_cloud_rest_errors_t do_errors = {NULL, "id", "message"};
+
 static int do_configure(kite_cloud_t *c, const char *options,
                         const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
                         char **msg) {
@@ -91,6 +93,7 @@ static int do_configure(kite_cloud_t *c, const char *options,
       .url = kite_cloud_first(dp->api_url, getenv("KITE_DO_API_URL"), NULL),
       .url_default = DEFAULT_API,
       .url_hint = "api_url in the provider options or KITE_DO_API_URL",
+      .errors = &do_errors,
       .account = "token",
       .user = dp->user,
       .port = dp->port,
@@ -111,19 +114,6 @@ static int do_configure(kite_cloud_t *c, const char *options,
 }
 
 /* ---- requests and answers ------------------------------------------------------------------- */
-
-/* Ends call with a failed HTTP exchange, reading DigitalOcean's {"id", "message"}. */
-static void do_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_error_t jerr;
-  json_t *j = r && r->body_len ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
-  kite_cloud_answer_http(call, status, r, json_string_value(json_object_get(j, "id")),
-                         json_string_value(json_object_get(j, "message")));
-  json_decref(j);
-}
-
-static void answer_unreadable(kite_cloud_call_t *call, const kite_http_response_t *r) {
-  kite_cloud_answer_http(call, 0, r, NULL, "the answer is not the JSON DigitalOcean sends");
-}
 
 static const char *droplet_ipv4(json_t *d) {
   json_t *v4 = json_object_get(json_object_get(d, "networks"), "v4");
@@ -165,7 +155,7 @@ static void on_key_created(kite_cloud_call_t *call, int status, const kite_http_
   if (status == 0 || (status == KITE_EHTTP && r->status == 422 && strstr(r->body, "already")))
     kite_cloud_answer_ok(call);
   else
-    do_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, NULL);
 }
 
 static void on_key_got(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
@@ -174,7 +164,7 @@ static void on_key_got(kite_cloud_call_t *call, int status, const kite_http_resp
     if (status == 0)
       kite_cloud_answer_ok(call);
     else
-      do_answer_http(call, status, r);
+      kite_cloud_rest_fail(call, status, r, NULL);
     return;
   }
   char host[256] = "";
@@ -217,10 +207,7 @@ static void created_from(kite_cloud_call_t *call, json_t *d) {
 static void on_created(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
   json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
   if (status != 0 || j == NULL) {
-    if (status == 0)
-      answer_unreadable(call, r);
-    else
-      do_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, NULL);
     return;
   }
   created_from(call, json_object_get(j, "droplet"));
@@ -260,10 +247,7 @@ static void on_find_page(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *list = json_object_get(j, "droplets");
   if (status != 0 || !json_is_array(list)) {
     json_decref(j);
-    if (status == 0)
-      answer_unreadable(call, r);
-    else
-      do_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, NULL);
     return;
   }
   size_t i;
@@ -297,10 +281,7 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *d = json_object_get(j, "droplet");
   if (status != 0 || d == NULL) {
     json_decref(j);
-    if (status == 0)
-      answer_unreadable(call, r);
-    else
-      do_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, NULL);
     return;
   }
   const char *st = json_string_value(json_object_get(d, "status"));
@@ -318,27 +299,11 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
 }
 
 static void do_describe(kite_cloud_call_t *call) {
-  char *path = kite__sprintf("/v2/droplets/%s", call->id);
-  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_described) : KITE_ENOMEM;
-  free(path);
-  if (rc != 0)
-    kite_cloud_rest_unsent(call, rc);
-}
-
-static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  if (status == 0)
-    kite_cloud_answer_ok(call);
-  else
-    do_answer_http(call, status, r);
+  kite_cloud_rest_sendf(call, "GET", NULL, on_described, "/v2/droplets/%s", call->id);
 }
 
 static void do_destroy(kite_cloud_call_t *call) {
-  char *path = kite__sprintf("/v2/droplets/%s", call->id);
-  int rc =
-      path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
-  free(path);
-  if (rc != 0)
-    kite_cloud_rest_unsent(call, rc);
+  kite_cloud_rest_sendf(call, "DELETE", NULL, kite_cloud_rest_done, "/v2/droplets/%s", call->id);
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
@@ -346,10 +311,7 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
   json_t *list = json_object_get(j, "droplets");
   if (status != 0 || !json_is_array(list)) {
     json_decref(j);
-    if (status == 0)
-      answer_unreadable(call, r);
-    else
-      do_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, NULL);
     return;
   }
   size_t i;

@@ -111,6 +111,8 @@ static char *hcloud_token(char **where) {
   return tok;
 }
 
+static const kite_cloud_rest_errors_t hz_errors = {"error", "code", "message"};
+
 static int hz_configure(kite_cloud_t *c, const char *options,
                         const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg,
                         char **msg) {
@@ -131,6 +133,7 @@ static int hz_configure(kite_cloud_t *c, const char *options,
       .url = kite_cloud_first(hp->api_url, getenv("KITE_HETZNER_API_URL"), NULL),
       .url_default = DEFAULT_API,
       .url_hint = "api_url in the provider options or KITE_HETZNER_API_URL",
+      .errors = &hz_errors,
       .account = "project",
       .user = hp->user,
       .port = hp->port,
@@ -152,24 +155,12 @@ static int hz_configure(kite_cloud_t *c, const char *options,
 
 /* ---- requests and answers ------------------------------------------------------------------- */
 
-/* Ends call after a failed exchange (status != 0), or an answer without what was asked for
- * (status 0), reading Hetzner's {"error": {"code", "message"}}. A create refused because kite's
- * key is not in the project (someone deleted it) prepares the project again. */
-static void hz_answer_http(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  kite_cloud_answer_t a;
-  if (status == 0) {
-    kite_cloud_http_outcome(0, r, NULL, "the answer is not the JSON Hetzner sends", &a);
-    kite_cloud_answer(call, &a);
-    return;
-  }
-  json_t *j = kite_cloud_rest_body(r);
-  json_t *e = json_object_get(j, "error");
-  const char *message = json_string_value(json_object_get(e, "message"));
-  kite_cloud_http_outcome(status, r, json_string_value(json_object_get(e, "code")), message, &a);
-  a.prepare_again = call->kind == KITE_CLOUD_CALL_CREATE && message &&
-                    (strstr(message, "ssh_key") || strstr(message, "SSH key"));
-  kite_cloud_answer(call, &a);
-  json_decref(j);
+/* A create refused because kite's key is not in the project (someone deleted it): the
+ * project is prepared again. */
+static bool key_gone(const kite_cloud_call_t *call, const char *code, const char *message) {
+  (void)code;
+  return call->kind == KITE_CLOUD_CALL_CREATE && message &&
+         (strstr(message, "ssh_key") || strstr(message, "SSH key"));
 }
 
 /* ---- prepare: kite's key in the project ---------------------------------------------------- */
@@ -179,7 +170,7 @@ static void on_key_created(kite_cloud_call_t *call, int status, const kite_http_
   char *id = kite_cloud_rest_id(json_object_get(j, "ssh_key"));
   json_decref(j);
   if (id == NULL) {
-    hz_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, key_gone);
     return;
   }
   free(*call->site_data);
@@ -193,7 +184,7 @@ static void on_key_found(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *keys = json_object_get(j, "ssh_keys");
   if (!json_is_array(keys)) {
     json_decref(j);
-    hz_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, key_gone);
     return;
   }
   char *id = kite_cloud_rest_id(json_array_get(keys, 0));
@@ -242,7 +233,7 @@ static void on_created(kite_cloud_call_t *call, int status, const kite_http_resp
   char *id = kite_cloud_rest_id(json_object_get(j, "server"));
   json_decref(j);
   if (id == NULL) {
-    hz_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, key_gone);
     return;
   }
   kite_cloud_created(call, 0, id);
@@ -272,7 +263,7 @@ static void on_found(kite_cloud_call_t *call, int status, const kite_http_respon
   json_t *servers = json_object_get(j, "servers");
   if (!json_is_array(servers)) {
     json_decref(j);
-    hz_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, key_gone);
     return;
   }
   size_t i;
@@ -335,7 +326,7 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
   json_t *s = json_object_get(j, "server");
   if (!json_is_object(s)) {
     json_decref(j);
-    hz_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, key_gone);
     return;
   }
   kite_cloud_answer_t a = {.outcome = KITE_CLOUD_OK};
@@ -348,27 +339,11 @@ static void on_described(kite_cloud_call_t *call, int status, const kite_http_re
 }
 
 static void hz_describe(kite_cloud_call_t *call) {
-  char *path = kite__sprintf("/servers/%s", call->id);
-  int rc = path ? kite_cloud_rest_http(call, "GET", path, false, NULL, on_described) : KITE_ENOMEM;
-  free(path);
-  if (rc != 0)
-    kite_cloud_rest_unsent(call, rc);
-}
-
-static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  if (status == 0)
-    kite_cloud_answer_ok(call);
-  else
-    hz_answer_http(call, status, r);
+  kite_cloud_rest_sendf(call, "GET", NULL, on_described, "/servers/%s", call->id);
 }
 
 static void hz_destroy(kite_cloud_call_t *call) {
-  char *path = kite__sprintf("/servers/%s", call->id);
-  int rc =
-      path ? kite_cloud_rest_http(call, "DELETE", path, false, NULL, on_destroyed) : KITE_ENOMEM;
-  free(path);
-  if (rc != 0)
-    kite_cloud_rest_unsent(call, rc);
+  kite_cloud_rest_sendf(call, "DELETE", NULL, kite_cloud_rest_done, "/servers/%s", call->id);
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
@@ -376,7 +351,7 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
   json_t *servers = json_object_get(j, "servers");
   if (!json_is_array(servers)) {
     json_decref(j);
-    hz_answer_http(call, status, r);
+    kite_cloud_rest_fail(call, status, r, key_gone);
     return;
   }
   size_t i;
