@@ -461,31 +461,15 @@ static void call_run(xcall_t *x) {
     p->site = x->site;
     p->site_data = &x->site->data;
   }
-  switch (p->kind) {
-  case KITE_CLOUD_CALL_PREPARE:
-    ops->prepare(p);
-    break;
-  case KITE_CLOUD_CALL_CREATE:
-    ops->create(p);
-    break;
-  case KITE_CLOUD_CALL_FIND:
-    ops->find(p);
-    break;
-  case KITE_CLOUD_CALL_DESCRIBE:
-    ops->describe(p);
-    break;
-  case KITE_CLOUD_CALL_DESTROY:
-    ops->destroy(p);
-    break;
-  case KITE_CLOUD_CALL_LIST:
-    ops->list_page(p);
-    break;
-  case KITE_CLOUD_CALL_CLEANUP:
-    ops->cleanup(p);
-    break;
-  default:
-    kite_cloud_answer_fail(p, KITE_EINTERNAL, "unknown call");
-  }
+  void (*const op[])(kite_cloud_call_t *) = {
+      [KITE_CLOUD_CALL_PREPARE] = ops->prepare, [KITE_CLOUD_CALL_CREATE] = ops->create,
+      [KITE_CLOUD_CALL_FIND] = ops->find,       [KITE_CLOUD_CALL_DESCRIBE] = ops->describe,
+      [KITE_CLOUD_CALL_DESTROY] = ops->destroy, [KITE_CLOUD_CALL_LIST] = ops->list_page,
+      [KITE_CLOUD_CALL_CLEANUP] = ops->cleanup};
+  if ((size_t)p->kind < KITE_ARRAY_SIZE(op) && op[p->kind])
+    op[p->kind](p);
+  else
+    kite_cloud_answer_fail(p, KITE_EINTERNAL, "internal error: the provider has no such operation");
 }
 
 static void on_http(kite_http_t *h, int status, const kite_http_response_t *resp, void *data) {

@@ -168,3 +168,18 @@ void kite_cloud_rest_done(kite_cloud_call_t *call, int status, const kite_http_r
   else
     kite_cloud_rest_fail(call, status, r, NULL);
 }
+
+json_t *kite_cloud_rest_member(kite_cloud_call_t *call, int status, const kite_http_response_t *r,
+                               const char *key, json_type type, json_t **doc,
+                               kite_cloud_rest_again_fn again) {
+  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
+  json_t *m = json_object_get(j, key);
+  if (m == NULL || json_typeof(m) != type) {
+    json_decref(j);
+    *doc = NULL;
+    kite_cloud_rest_fail(call, status, r, again);
+    return NULL;
+  }
+  *doc = j;
+  return m;
+}

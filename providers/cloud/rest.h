@@ -66,6 +66,12 @@ typedef bool (*kite_cloud_rest_again_fn)(const kite_cloud_call_t *call, const ch
                                          const char *message);
 void kite_cloud_rest_fail(kite_cloud_call_t *call, int status, const kite_http_response_t *r,
                           kite_cloud_rest_again_fn again);
+/* The body's member key, of type type (JSON_OBJECT, JSON_ARRAY), when the exchange succeeded
+ * and the body has it; *doc is then the body, to json_decref when done. Else ends call with
+ * kite_cloud_rest_fail and returns NULL (*doc NULL). */
+json_t *kite_cloud_rest_member(kite_cloud_call_t *call, int status, const kite_http_response_t *r,
+                               const char *key, json_type type, json_t **doc,
+                               kite_cloud_rest_again_fn again);
 /* A kite_cloud_http_cb that ends the call: OK on success, else kite_cloud_rest_fail. */
 void kite_cloud_rest_done(kite_cloud_call_t *call, int status, const kite_http_response_t *r);
 /* The body as a JSON object, or NULL when it is not one. */

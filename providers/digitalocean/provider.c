@@ -243,13 +243,10 @@ static void do_create(kite_cloud_call_t *call) {
 }
 
 static void on_find_page(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *list = json_object_get(j, "droplets");
-  if (status != 0 || !json_is_array(list)) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, NULL);
+  json_t *j = NULL;
+  json_t *list = kite_cloud_rest_member(call, status, r, "droplets", JSON_ARRAY, &j, NULL);
+  if (list == NULL)
     return;
-  }
   size_t i;
   json_t *d;
   json_array_foreach(list, i, d) created_from(call, d);
@@ -277,13 +274,10 @@ static void do_find(kite_cloud_call_t *call) {
 /* ---- describe, destroy, list ---------------------------------------------------------------- */
 
 static void on_described(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *d = json_object_get(j, "droplet");
-  if (status != 0 || d == NULL) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, NULL);
+  json_t *j = NULL;
+  json_t *d = kite_cloud_rest_member(call, status, r, "droplet", JSON_OBJECT, &j, NULL);
+  if (d == NULL)
     return;
-  }
   const char *st = json_string_value(json_object_get(d, "status"));
   kite_cloud_answer_t a = {.outcome = KITE_CLOUD_OK};
   a.instance.state = st == NULL                   ? KITE_CLOUD_PENDING
@@ -307,13 +301,10 @@ static void do_destroy(kite_cloud_call_t *call) {
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *list = json_object_get(j, "droplets");
-  if (status != 0 || !json_is_array(list)) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, NULL);
+  json_t *j = NULL;
+  json_t *list = kite_cloud_rest_member(call, status, r, "droplets", JSON_ARRAY, &j, NULL);
+  if (list == NULL)
     return;
-  }
   size_t i;
   json_t *d;
   json_array_foreach(list, i, d) {

@@ -180,13 +180,10 @@ static void on_key_created(kite_cloud_call_t *call, int status, const kite_http_
 
 static void on_key_found(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
   kite_hetzner_provider_t *hp = kite_cloud_provider(call->cloud);
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *keys = json_object_get(j, "ssh_keys");
-  if (!json_is_array(keys)) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, key_gone);
+  json_t *j = NULL;
+  json_t *keys = kite_cloud_rest_member(call, status, r, "ssh_keys", JSON_ARRAY, &j, key_gone);
+  if (keys == NULL)
     return;
-  }
   char *id = kite_cloud_rest_id(json_array_get(keys, 0));
   json_decref(j);
   if (id) {
@@ -259,13 +256,10 @@ static void hz_create(kite_cloud_call_t *call) {
 }
 
 static void on_found(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *servers = json_object_get(j, "servers");
-  if (!json_is_array(servers)) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, key_gone);
+  json_t *j = NULL;
+  json_t *servers = kite_cloud_rest_member(call, status, r, "servers", JSON_ARRAY, &j, key_gone);
+  if (servers == NULL)
     return;
-  }
   size_t i;
   json_t *s;
   json_array_foreach(servers, i, s) {
@@ -322,13 +316,10 @@ static double price_of(json_t *s) {
 }
 
 static void on_described(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *s = json_object_get(j, "server");
-  if (!json_is_object(s)) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, key_gone);
+  json_t *j = NULL;
+  json_t *s = kite_cloud_rest_member(call, status, r, "server", JSON_OBJECT, &j, key_gone);
+  if (s == NULL)
     return;
-  }
   kite_cloud_answer_t a = {.outcome = KITE_CLOUD_OK};
   a.instance.state = state_of(json_string_value(json_object_get(s, "status")));
   a.instance.address = json_string_value(
@@ -347,13 +338,10 @@ static void hz_destroy(kite_cloud_call_t *call) {
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
-  json_t *j = status == 0 ? kite_cloud_rest_body(r) : NULL;
-  json_t *servers = json_object_get(j, "servers");
-  if (!json_is_array(servers)) {
-    json_decref(j);
-    kite_cloud_rest_fail(call, status, r, key_gone);
+  json_t *j = NULL;
+  json_t *servers = kite_cloud_rest_member(call, status, r, "servers", JSON_ARRAY, &j, key_gone);
+  if (servers == NULL)
     return;
-  }
   size_t i;
   json_t *s;
   json_array_foreach(servers, i, s) {
