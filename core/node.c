@@ -6,7 +6,9 @@
  * node_ready. It never calls a provider or the transport directly.
  *
  * The transitions are one table. Any change goes through kite__node_set_state(), which checks
- * the table, logs "rank 3: BOOTSTRAPPING -> READY (bootstrap done)" and emits the event.
+ * the table, logs "rank 3: BOOTSTRAPPING -> READY (bootstrap done)" and emits the event. The
+ * pool is not called back inside a change: the node marks itself dirty
+ * (kite__pool_node_dirty) and the pool reacts to every dirty node once per loop turn.
  *
  * Cleaning up an instance is tied to its existence, not to the state: a FAILED node whose
  * instance still exists terminates it and stays FAILED; a node closed while its launch is
@@ -51,6 +53,9 @@ int kite__node_set_state(kite__node_t *n, kite_node_state_t to, const char *reas
     return KITE_EINTERNAL;
   }
   n->state = to;
+  if (to == KITE_NODE_REPLACING || to == KITE_NODE_FAILED || to == KITE_NODE_TERMINATING ||
+      to == KITE_NODE_TERMINATED)
+    n->epoch++;
   if (pool->store)
     kite_store_node_put(pool->store, pool->name, n->rank, (int)to, n->instance_id, n->address);
   KITE_INFO(pool->rt, "node", "%s rank %u: %s -> %s (%s)", pool->name, n->rank,
@@ -63,7 +68,7 @@ int kite__node_set_state(kite__node_t *n, kite_node_state_t to, const char *reas
                               .instance_id = n->instance_id, .address = n->address};
     kite_emit_node_ready(pool->bus, &r);
   }
-  kite__pool_node_changed(pool, n);
+  kite__pool_node_dirty(pool, n);
   return 0;
 }
 
@@ -113,7 +118,7 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
     if (n->state != KITE_NODE_FAILED)
       fail(n, status, msg);
     else
-      kite__pool_node_changed(n->pool, n);
+      kite__pool_node_dirty(n->pool, n);
     free(msg);
     return;
   }
@@ -126,7 +131,7 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
   else if (n->state == KITE_NODE_REPLACING)
     kite__node_relaunch(n);
   else
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
 }
 
 static void on_disconnected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
@@ -139,7 +144,7 @@ static void on_disconnected(kite_bus_t *bus, int status, const kite_event_t *ev,
   if (n->state == KITE_NODE_REPLACING)
     kite__node_relaunch(n);
   else
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
 }
 
 static void disconnect(kite__node_t *n) {
@@ -207,7 +212,7 @@ static bool reply_still_wanted(kite__node_t *n) {
   n->boot_corr = 0;
   if (n->state == KITE_NODE_BOOTSTRAPPING)
     return true;
-  kite__pool_node_changed(n->pool, n);
+  kite__pool_node_dirty(n->pool, n);
   return false;
 }
 
@@ -330,7 +335,7 @@ static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, vo
   if (n->state != KITE_NODE_BOOTSTRAPPING) {
     if (n->session_open && n->state == KITE_NODE_TERMINATING)
       disconnect(n);
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
     return;
   }
   if (status != 0) {
@@ -396,7 +401,7 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     else if (n->state == KITE_NODE_TERMINATING)
       kite__node_set_state(n, KITE_NODE_TERMINATED, "launch did not create an instance");
     else
-      kite__pool_node_changed(n->pool, n);
+      kite__pool_node_dirty(n->pool, n);
     return;
   }
   if (status != 0 || l == NULL) {
@@ -458,7 +463,7 @@ void kite__node_close(kite__node_t *n) {
     return;
   case KITE_NODE_FAILED:
     terminate_instance(n);
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
     return;
   case KITE_NODE_PROVISIONING:
   case KITE_NODE_BOOTSTRAPPING:
@@ -487,6 +492,11 @@ void kite__node_close(kite__node_t *n) {
 
 /* ---- loss and replacement ---------------------------------------------------------------- */
 
+void kite__node_drain(kite__node_t *n, const char *reason) {
+  if (n->state == KITE_NODE_READY)
+    kite__node_set_state(n, KITE_NODE_DRAINING, reason);
+}
+
 void kite__node_lost(kite__node_t *n, const char *reason) {
   kite_pool_t *pool = n->pool;
   switch (n->state) {
@@ -509,9 +519,7 @@ void kite__node_lost(kite__node_t *n, const char *reason) {
     fail(n, KITE_ENODELOST, why ? why : reason);
     free(why);
     /* What remains: every node not FAILED (READY, or on its way back). */
-    unsigned ready = 0;
-    for (unsigned i = 0; i < pool->nodes_n; i++)
-      ready += pool->nodes[i].state != KITE_NODE_FAILED;
+    unsigned ready = pool->nodes_n - pool->state_n[KITE_NODE_FAILED];
     char *msg = kite__sprintf("rank %u was lost and not replaced; %u of %u nodes remain",
                               n->rank, ready, pool->nodes_n);
     kite_ev_pool_shrunk_t ev = {.pool = pool->id, .nodes = ready, .min_nodes = pool->min_nodes,
@@ -547,7 +555,7 @@ void kite__node_relaunch(kite__node_t *n) {
   }
   if (!kite__pool_rate_take(n->pool)) {
     n->replace_held = true;
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
     return;
   }
   n->replace_held = false;
