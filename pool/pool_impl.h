@@ -1,7 +1,8 @@
 #ifndef KITE_POOL_IMPL_H
 #define KITE_POOL_IMPL_H
 
-/* The pool and its node actors share this layout (pool.c, node.c). */
+/* The pool and its node actors share this layout (pool.c, node.c); the spec schema (spec.c)
+ * shares the pool's name rule. */
 
 #include "../monitors/monitors_impl.h"
 #include "kite/pool.h"
@@ -132,7 +133,10 @@ void kite__node_drain(kite__node_t *n, const char *reason);
 bool kite__node_final(const kite__node_t *n);
 void kite__node_free(kite__node_t *n);
 
-/* pool.c: called by nodes */
+/* pool.c */
+/* Whether s is a valid pool name: 1-48 of [A-Za-z0-9_-], not starting with '-'. */
+bool kite__pool_name_valid(const char *s);
+/* called by nodes: */
 /* n changed: its state, or a request of its own ended. Counts n's state at once and puts it on
  * the pool's dirty list; the pool reacts on its next turn, never inside the node's change. */
 void kite__pool_node_dirty(kite_pool_t *pool, kite__node_t *n);
