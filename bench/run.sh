@@ -3,7 +3,7 @@
 # and prints the ratios.
 #
 #   bench/run.sh            every section
-#   bench/run.sh bus        only the named sections (bus, broadcast, pool, replace)
+#   bench/run.sh bus        only the named sections (bus, broadcast, pool, replace, scale)
 #
 # Environment:
 #   BUILD_DIR   the CMake build directory (default: build). Configured here with
@@ -15,6 +15,7 @@
 #   POOL_ARGS       extra options for pool_bench (e.g. "--nodes 16,64,128").
 #   REPLACE_ARGS    extra options for replace_bench (e.g. "--cpu-nodes 128 --window 10
 #                   --split").
+#   SCALE_ARGS      extra options for pool_scale (e.g. "--nodes 250,500 --repeat 1").
 #
 # Output is key=value lines. To add a section: write a section_<name> function and add
 # <name> to SECTIONS.
@@ -24,7 +25,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$PWD/$BUILD_DIR ;; esac
 PYTHON=${PYTHON:-/usr/bin/python3}
-SECTIONS=(bus broadcast pool replace)
+SECTIONS=(bus broadcast pool replace scale)
 
 # build TARGET...: configures BUILD_DIR if needed and builds the targets; the log is shown
 # only when something fails.
@@ -115,6 +116,17 @@ section_replace() {
   build replace_bench
   # shellcheck disable=SC2086 # REPLACE_ARGS is a list of options
   "$BUILD_DIR/bench/replace_bench" ${REPLACE_ARGS:-}
+}
+
+# ---- scale: the controller's CPU to open and close 250 … 2,000 nodes of a fake provider -----
+# pool_scale answers the provider's and the transport's requests itself, at once, so what is
+# measured is the pool, the node actors, the bus, the monitors and the state store; it prints
+# one line per size with the CPU per node and its growth against the smallest size.
+section_scale() {
+  echo "== scale"
+  build pool_scale
+  # shellcheck disable=SC2086 # SCALE_ARGS is a list of options
+  "$BUILD_DIR/bench/pool_scale" ${SCALE_ARGS:-}
 }
 
 main() {

@@ -76,4 +76,14 @@ void kite__boot_progress_finish(kite__boot_progress_t *p);
 char *kite__boot_progress_output(const kite__boot_progress_t *p);
 void kite__boot_progress_free(kite__boot_progress_t *p);
 
+/* ---- spec.c ---------------------------------------------------------------------------- */
+
+typedef struct kite__yaml kite__yaml_t;
+typedef struct kite_bootstrap kite_bootstrap_t;
+struct yaml_node_s;
+/* Reads a spec's bootstrap section n with the YAML reader y (core/yaml_impl.h). *out is the
+ * builder, as soon as it exists (the caller frees it, also on error); NULL when the section
+ * has no step. */
+int kite__bootstrap_read(kite__yaml_t *y, const struct yaml_node_s *n, kite_bootstrap_t **out);
+
 #endif

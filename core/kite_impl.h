@@ -60,11 +60,6 @@ char *kite__shell_join(const char *const *argv);
 /* Whether s[0..n) is a shell variable name: [A-Za-z_][A-Za-z0-9_]*. */
 bool kite__shell_name(const char *s, size_t n);
 
-/* ---- pool.c ---------------------------------------------------------------------------- */
-
-/* Whether s is a valid pool name: 1-48 of [A-Za-z0-9_-]. */
-bool kite__pool_name_valid(const char *s);
-
 /* ---- runtime.c ------------------------------------------------------------------------- */
 
 /* The runtime's secrets, for redaction by the log and the JSON sink. */

@@ -23,7 +23,9 @@
  * - Permissions: the file is created with open(O_CREAT, 0600) before SQLite sees it, so there
  *   is no moment with wider permissions; SQLite creates -wal and -shm with the database's mode.
  *   Existing files with wider permissions are narrowed at open.
- * - SQL is constant text; every value is a bound parameter.
+ * - SQL is constant text; every value is a bound parameter. Every statement goes through one
+ *   loop, query(): the cached prepared statement, its arguments (ARGS(A_STR(..), A_I64(..))),
+ *   its rows handed to a row callback, SQLite's errors mapped, the statement reset.
  * - Schema: a schema_version table and a list of migrations, each applied once in one
  *   IMMEDIATE transaction (so two processes opening a new file at once do not race). */
 #include <errno.h>
@@ -276,7 +278,7 @@ static bool is_constraint(kite_store_t *s, int extended) {
   return sqlite3_extended_errcode(s->db) == extended;
 }
 
-/* ---- statement helpers --------------------------------------------------------------------- */
+/* ---- the statement loop -------------------------------------------------------------------- */
 
 /* The prepared statement id, reset and with no bindings; NULL on failure (s->err says why). */
 static sqlite3_stmt *stmt(kite_store_t *s, enum stmt_id id) {
@@ -296,43 +298,106 @@ static void finish(sqlite3_stmt *st) {
   sqlite3_clear_bindings(st);
 }
 
-static void bind_str(sqlite3_stmt *st, int i, const char *v) {
-  if (v)
-    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
+/* A value for one parameter, ?1 … ?N in order. A NULL string and A_NULL bind SQL NULL. */
+typedef struct arg {
+  enum { ARG_NULL, ARG_STR, ARG_I64, ARG_DBL, ARG_BLOB } type;
+  const void *p;
+  int64_t i;
+  double d;
+  size_t n;
+} arg_t;
+
+#define A_NULL ((arg_t){.type = ARG_NULL})
+#define A_STR(v) ((arg_t){.type = ARG_STR, .p = (v)})
+#define A_I64(v) ((arg_t){.type = ARG_I64, .i = (int64_t)(v)})
+#define A_DBL(v) ((arg_t){.type = ARG_DBL, .d = (v)})
+/* Copied by SQLite (the caller's buffer may go before the statement is reset). */
+#define A_BLOB(ptr, len) ((arg_t){.type = ARG_BLOB, .p = (ptr), .n = (len)})
+/* The arguments of one statement: ARGS(A_STR(name), A_I64(rank)) → an array and its length. */
+#define ARGS(...) (const arg_t[]){__VA_ARGS__}, KITE_ARRAY_SIZE(((const arg_t[]){__VA_ARGS__}))
+#define NO_ARGS NULL, 0
+
+/* A row callback returns 0 for the next row, ROW_STOP to end the statement there (successfully),
+ * or a negative kite error (with s->err set), which ends it with that error. */
+#define ROW_STOP 1
+typedef int (*row_fn)(kite_store_t *s, sqlite3_stmt *st, void *data);
+
+static void bind_args(sqlite3_stmt *st, const arg_t *args, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    int i = (int)k + 1;
+    const arg_t *a = &args[k];
+    if (a->type == ARG_STR && a->p)
+      sqlite3_bind_text(st, i, a->p, -1, SQLITE_STATIC);
+    else if (a->type == ARG_I64)
+      sqlite3_bind_int64(st, i, a->i);
+    else if (a->type == ARG_DBL)
+      sqlite3_bind_double(st, i, a->d);
+    else if (a->type == ARG_BLOB && a->p && a->n)
+      sqlite3_bind_blob(st, i, a->p, (int)a->n, SQLITE_TRANSIENT);
+    else
+      sqlite3_bind_null(st, i);
+  }
 }
 
-static void bind_i64(sqlite3_stmt *st, int i, int64_t v) {
-  sqlite3_bind_int64(st, i, v);
+/* The one statement loop: prepares (once) the statement id, binds args, steps it to its end
+ * giving each row to row(s, st, data) (row NULL: the statement gives no rows), and resets it.
+ * *rows (when not NULL) counts the rows handed over. Returns 0, the row callback's error, or
+ * SQLite's mapped to a kite code with what naming the operation; KITE_ESTORE when the
+ * statement cannot be prepared. */
+static int query(kite_store_t *s, enum stmt_id id, const arg_t *args, size_t nargs, row_fn row,
+                 void *data, size_t *rows, const char *what) {
+  if (rows)
+    *rows = 0;
+  sqlite3_stmt *st = stmt(s, id);
+  if (st == NULL)
+    return KITE_ESTORE;
+  bind_args(st, args, nargs);
+  int rc = 0, step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW && row) {
+    if (rows)
+      (*rows)++;
+    if ((rc = row(s, st, data)) != 0)
+      break;
+  }
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = db_fail(s, what);
+  finish(st);
+  return rc == ROW_STOP ? 0 : rc;
+}
+
+/* A statement that gives no rows. */
+static int run(kite_store_t *s, enum stmt_id id, const arg_t *args, size_t nargs,
+               const char *what) {
+  return query(s, id, args, nargs, NULL, NULL, NULL, what);
+}
+
+typedef struct ints {
+  int64_t *a, *b;
+} ints_t;
+
+static int ints_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  ints_t *v = data;
+  (void)s;
+  if (v->a)
+    *v->a = sqlite3_column_int64(st, 0);
+  if (v->b)
+    *v->b = sqlite3_column_int64(st, 1);
+  return ROW_STOP;
+}
+
+/* A one-row, integer-column query: *a and *b (either may be NULL) get columns 0 and 1. */
+static int query_ints(kite_store_t *s, enum stmt_id id, const arg_t *args, size_t nargs,
+                      const char *what, int64_t *a, int64_t *b) {
+  ints_t v = {a, b};
+  size_t rows;
+  int rc = query(s, id, args, nargs, ints_row, &v, &rows, what);
+  if (rc == 0 && rows == 0)
+    rc = set_err(s, KITE_EINTERNAL, "%s: no row", what);
+  return rc;
 }
 
 static int64_t now_ms(void) {
   return (int64_t)kite__wall_ms();
-}
-
-/* Steps st to completion (no rows expected); 0 or a mapped error. */
-static int run(kite_store_t *s, sqlite3_stmt *st, const char *what) {
-  int rc = sqlite3_step(st);
-  int err = rc == SQLITE_DONE ? 0 : db_fail(s, what);
-  finish(st);
-  return err;
-}
-
-/* Runs a one-row, integer-column query: *a and *b (either may be NULL) get columns 0 and 1. */
-static int query_ints(kite_store_t *s, sqlite3_stmt *st, const char *what, int64_t *a, int64_t *b) {
-  int rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    int err = rc == SQLITE_DONE ? set_err(s, KITE_EINTERNAL, "%s: no row", what) : db_fail(s, what);
-    finish(st);
-    return err;
-  }
-  if (a)
-    *a = sqlite3_column_int64(st, 0);
-  if (b)
-    *b = sqlite3_column_int64(st, 1);
-  finish(st);
-  return 0;
 }
 
 static int exec_sql(kite_store_t *s, const char *sql, const char *what) {
@@ -504,16 +569,14 @@ static int create_file(const char *path) {
 }
 
 static int schema_version(kite_store_t *s, int64_t *v) {
-  sqlite3_stmt *st = stmt(s, ST_VERSION_TABLE);
   int64_t has = 0;
-  int rc = st ? query_ints(s, st, "reading the schema", &has, NULL) : KITE_ESTORE;
+  int rc = query_ints(s, ST_VERSION_TABLE, NO_ARGS, "reading the schema", &has, NULL);
   if (rc != 0)
     return rc;
   if (!has) {
     int64_t tables = 0;
-    if ((st = stmt(s, ST_ANY_TABLE)) == NULL ||
-        (rc = query_ints(s, st, "reading the schema", &tables, NULL)) != 0)
-      return st ? rc : KITE_ESTORE;
+    if ((rc = query_ints(s, ST_ANY_TABLE, NO_ARGS, "reading the schema", &tables, NULL)) != 0)
+      return rc;
     if (tables > 0)
       return set_err(s, KITE_ESTORE,
                      "%s is an SQLite database but not a kite state store; move it away or set "
@@ -522,9 +585,7 @@ static int schema_version(kite_store_t *s, int64_t *v) {
     *v = 0;
     return 0;
   }
-  if ((st = stmt(s, ST_VERSION_GET)) == NULL)
-    return KITE_ESTORE;
-  return query_ints(s, st, "reading the schema version", v, NULL);
+  return query_ints(s, ST_VERSION_GET, NO_ARGS, "reading the schema version", v, NULL);
 }
 
 static int migrate(kite_store_t *s) {
@@ -543,14 +604,9 @@ static int migrate(kite_store_t *s) {
                  s->path, (long long)v, KITE_STORE_SCHEMA_VERSION);
   for (; rc == 0 && v < KITE_STORE_SCHEMA_VERSION; v++) {
     rc = exec_sql(s, migrations[v], "creating the schema");
-    sqlite3_stmt *st = rc == 0 ? stmt(s, ST_VERSION_PUT) : NULL;
-    if (st) {
-      bind_i64(st, 1, v + 1);
-      bind_i64(st, 2, now_ms());
-      rc = run(s, st, "recording the schema version");
-    } else if (rc == 0) {
-      rc = KITE_ESTORE;
-    }
+    if (rc == 0)
+      rc = run(s, ST_VERSION_PUT, ARGS(A_I64(v + 1), A_I64(now_ms())),
+               "recording the schema version");
   }
   if (rc == 0)
     rc = commit(s);
@@ -712,22 +768,50 @@ void kite_store_pool_clear(kite_store_pool_t *p) {
   memset(p, 0, sizeof(*p));
 }
 
+/* A list being read: an array of elements and how many are filled. */
+typedef struct list {
+  void *arr;
+  size_t cap, cnt;
+} list_t;
+
+static int pool_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  return read_pool(st, data) ? set_err(s, KITE_ENOMEM, "out of memory") : ROW_STOP;
+}
+
+static int pools_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  list_t *l = data;
+  kite_store_pool_t *p = grow(&l->arr, &l->cap, l->cnt, sizeof(*p));
+  if (p == NULL || read_pool(st, p) != 0)
+    return set_err(s, KITE_ENOMEM, "out of memory listing pools");
+  l->cnt++;
+  return 0;
+}
+
+/* Writes (inserts or updates) p. */
+static int put_pool(kite_store_t *s, const kite_store_pool_t *p) {
+  return run(s, ST_POOL_PUT,
+             ARGS(A_STR(p->name), A_STR(p->provider), A_STR(p->tag), A_STR(p->spec),
+                  A_I64(p->owner_pid), A_STR(p->socket_path), A_STR(p->state), A_I64(now_ms())),
+             "recording a pool");
+}
+
+/* A pool may be forgotten only without live instances: the count and an example. */
+static int live_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  const char *name = data;
+  if (sqlite3_column_int64(st, 0) > 0)
+    return set_err(s, KITE_EBUSY,
+                   "pool %s still has %lld live instance(s), for example %s; run `kite down %s` "
+                   "to terminate them before forgetting the pool",
+                   name, (long long)sqlite3_column_int64(st, 0),
+                   (const char *)sqlite3_column_text(st, 1), name);
+  return ROW_STOP;
+}
+
 int kite_store_pool_put(kite_store_t *s, const kite_store_pool_t *p) {
   if (p == NULL || empty(p->name) || empty(p->provider) || empty(p->tag) || empty(p->state))
     return set_err(s, KITE_EINVAL, "a pool record needs a name, a provider, a tag and a state");
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_POOL_PUT)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_str(st, 1, p->name);
-  bind_str(st, 2, p->provider);
-  bind_str(st, 3, p->tag);
-  bind_str(st, 4, p->spec);
-  bind_i64(st, 5, p->owner_pid);
-  bind_str(st, 6, p->socket_path);
-  bind_str(st, 7, p->state);
-  bind_i64(st, 8, now_ms());
-  return run(s, st, "recording a pool");
+  return rc ? rc : put_pool(s, p);
 }
 
 int kite_store_pool_claim(kite_store_t *s, const kite_store_pool_t *p,
@@ -743,47 +827,22 @@ int kite_store_pool_claim(kite_store_t *s, const kite_store_pool_t *p,
     return rc;
   /* BEGIN IMMEDIATE holds the write lock from here to the commit: no other process can claim
    * the name between the read and the write. */
-  sqlite3_stmt *st = stmt(s, ST_POOL_GET);
-  if (st == NULL) {
-    rollback(s);
-    return KITE_ESTORE;
+  size_t rows = 0;
+  rc = query(s, ST_POOL_GET, ARGS(A_STR(p->name)), pool_row, held, &rows, "reading a pool");
+  if (rc == 0 && rows > 0) {
+    bool owned = held->owner_pid > 0 && held->owner_pid != p->owner_pid && owner_alive &&
+                 owner_alive(held->owner_pid, data);
+    if (owned)
+      rc = set_err(s, KITE_EBUSY, "pool %s is open in process %lld", p->name,
+                   (long long)held->owner_pid);
+    else if (held->live_instances > 0)
+      rc = set_err(s, KITE_EBUSY, "pool %s has %u instance(s) recorded as live", p->name,
+                   held->live_instances);
+    else
+      kite_store_pool_clear(held);
   }
-  bind_str(st, 1, p->name);
-  int step = sqlite3_step(st);
-  if (step == SQLITE_ROW) {
-    if (read_pool(st, held) != 0) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory");
-    } else {
-      bool owned = held->owner_pid > 0 && held->owner_pid != p->owner_pid && owner_alive &&
-                   owner_alive(held->owner_pid, data);
-      if (owned)
-        rc = set_err(s, KITE_EBUSY, "pool %s is open in process %lld", p->name,
-                     (long long)held->owner_pid);
-      else if (held->live_instances > 0)
-        rc = set_err(s, KITE_EBUSY, "pool %s has %u instance(s) recorded as live", p->name,
-                     held->live_instances);
-      else
-        kite_store_pool_clear(held);
-    }
-  } else if (step != SQLITE_DONE) {
-    rc = db_fail(s, "reading a pool");
-  }
-  finish(st);
-  if (rc == 0) {
-    if ((st = stmt(s, ST_POOL_PUT)) == NULL) {
-      rc = KITE_ESTORE;
-    } else {
-      bind_str(st, 1, p->name);
-      bind_str(st, 2, p->provider);
-      bind_str(st, 3, p->tag);
-      bind_str(st, 4, p->spec);
-      bind_i64(st, 5, p->owner_pid);
-      bind_str(st, 6, p->socket_path);
-      bind_str(st, 7, p->state);
-      bind_i64(st, 8, now_ms());
-      rc = run(s, st, "recording a pool");
-    }
-  }
+  if (rc == 0)
+    rc = put_pool(s, p);
   if (rc == 0)
     rc = commit(s);
   if (rc != 0) {
@@ -798,16 +857,12 @@ int kite_store_pool_set_state(kite_store_t *s, const char *name, const char *sta
                               int64_t owner_pid, const char *socket_path) {
   if (empty(name) || empty(state))
     return set_err(s, KITE_EINVAL, "a pool state change needs the pool's name and a state");
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_POOL_SET_STATE)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_str(st, 1, name);
-  bind_str(st, 2, state);
-  bind_i64(st, 3, owner_pid);
-  bind_str(st, 4, socket_path);
-  bind_i64(st, 5, now_ms());
-  rc = run(s, st, "recording a pool's state");
+  if (rc == 0)
+    rc = run(s, ST_POOL_SET_STATE,
+             ARGS(A_STR(name), A_STR(state), A_I64(owner_pid), A_STR(socket_path),
+                  A_I64(now_ms())),
+             "recording a pool's state");
   if (rc == 0 && sqlite3_changes(s->db) == 0)
     rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
   return rc;
@@ -817,19 +872,10 @@ int kite_store_pool_get(kite_store_t *s, const char *name, kite_store_pool_t *ou
   memset(out, 0, sizeof(*out));
   if (empty(name))
     return set_err(s, KITE_EINVAL, "no pool name given");
-  sqlite3_stmt *st = stmt(s, ST_POOL_GET);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, name);
-  int step = sqlite3_step(st);
-  int rc;
-  if (step == SQLITE_ROW)
-    rc = read_pool(st, out) ? set_err(s, KITE_ENOMEM, "out of memory") : 0;
-  else if (step == SQLITE_DONE)
+  size_t rows;
+  int rc = query(s, ST_POOL_GET, ARGS(A_STR(name)), pool_row, out, &rows, "reading a pool");
+  if (rc == 0 && rows == 0)
     rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
-  else
-    rc = db_fail(s, "reading a pool");
-  finish(st);
   return rc;
 }
 
@@ -842,29 +888,14 @@ void kite_store_pools_free(kite_store_pool_t *v, size_t n) {
 int kite_store_pools(kite_store_t *s, kite_store_pool_t **v, size_t *n) {
   *v = NULL;
   *n = 0;
-  sqlite3_stmt *st = stmt(s, ST_POOL_LIST);
-  if (st == NULL)
-    return KITE_ESTORE;
-  void *arr = NULL;
-  size_t cap = 0, cnt = 0;
-  int rc = 0, step;
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    kite_store_pool_t *p = grow(&arr, &cap, cnt, sizeof(*p));
-    if (p == NULL || read_pool(st, p) != 0) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory listing pools");
-      break;
-    }
-    cnt++;
-  }
-  if (rc == 0 && step != SQLITE_DONE)
-    rc = db_fail(s, "listing pools");
-  finish(st);
+  list_t l = {0};
+  int rc = query(s, ST_POOL_LIST, NO_ARGS, pools_row, &l, NULL, "listing pools");
   if (rc != 0) {
-    kite_store_pools_free(arr, cnt);
+    kite_store_pools_free(l.arr, l.cnt);
     return rc;
   }
-  *v = arr;
-  *n = cnt;
+  *v = l.arr;
+  *n = l.cnt;
   return 0;
 }
 
@@ -876,30 +907,13 @@ int kite_store_pool_delete(kite_store_t *s, const char *name) {
     rc = begin(s);
   if (rc != 0)
     return rc;
-  sqlite3_stmt *st = stmt(s, ST_POOL_LIVE);
-  if (st == NULL) {
-    rollback(s);
-    return KITE_ESTORE;
-  }
-  bind_str(st, 1, name);
-  int step = sqlite3_step(st);
-  if (step != SQLITE_ROW) {
+  size_t rows;
+  rc = query(s, ST_POOL_LIVE, ARGS(A_STR(name)), live_row, (void *)name, &rows,
+             "counting a pool's live instances");
+  if (rc == 0 && rows == 0)
     rc = db_fail(s, "counting a pool's live instances");
-  } else if (sqlite3_column_int64(st, 0) > 0) {
-    rc = set_err(s, KITE_EBUSY,
-                 "pool %s still has %lld live instance(s), for example %s; run `kite down %s` to "
-                 "terminate them before forgetting the pool",
-                 name, (long long)sqlite3_column_int64(st, 0),
-                 (const char *)sqlite3_column_text(st, 1), name);
-  }
-  finish(st);
   if (rc == 0) {
-    if ((st = stmt(s, ST_POOL_DELETE)) == NULL) {
-      rc = KITE_ESTORE;
-    } else {
-      bind_str(st, 1, name);
-      rc = run(s, st, "deleting a pool");
-    }
+    rc = run(s, ST_POOL_DELETE, ARGS(A_STR(name)), "deleting a pool");
     if (rc == 0 && sqlite3_changes(s->db) == 0)
       rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
   }
@@ -916,21 +930,34 @@ int kite_store_node_put(kite_store_t *s, const char *pool, uint32_t rank, int st
                         const char *instance_id, const char *address) {
   if (empty(pool) || state < 0 || (size_t)state >= KITE_ARRAY_SIZE(node_names))
     return set_err(s, KITE_EINVAL, "a node record needs a pool name and a valid node state");
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_NODE_PUT)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_str(st, 1, pool);
-  bind_i64(st, 2, rank);
-  bind_str(st, 3, node_names[state]);
-  bind_str(st, 4, instance_id);
-  bind_str(st, 5, address);
-  bind_i64(st, 6, now_ms());
-  rc = run(s, st, "recording a node");
+  if (rc != 0)
+    return rc;
+  rc = run(s, ST_NODE_PUT,
+           ARGS(A_STR(pool), A_I64(rank), A_STR(node_names[state]), A_STR(instance_id),
+                A_STR(address), A_I64(now_ms())),
+           "recording a node");
   if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
     rc =
         set_err(s, KITE_ENOENT, "no pool named %s in the state store; record the pool first", pool);
   return rc;
+}
+
+static int nodes_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  list_t *l = data;
+  kite_store_node_t *nd = grow(&l->arr, &l->cap, l->cnt, sizeof(*nd));
+  if (nd == NULL)
+    return set_err(s, KITE_ENOMEM, "out of memory listing nodes");
+  bool oom = false;
+  memset(nd, 0, sizeof(*nd));
+  l->cnt++;
+  nd->pool = col_str(st, 0, &oom);
+  nd->rank = (uint32_t)sqlite3_column_int64(st, 1);
+  nd->state = node_state_from((const char *)sqlite3_column_text(st, 2));
+  nd->instance_id = col_str(st, 3, &oom);
+  nd->address = col_str(st, 4, &oom);
+  nd->updated_ms = sqlite3_column_int64(st, 5);
+  return oom ? set_err(s, KITE_ENOMEM, "out of memory listing nodes") : 0;
 }
 
 void kite_store_nodes_free(kite_store_node_t *v, size_t n) {
@@ -945,42 +972,14 @@ void kite_store_nodes_free(kite_store_node_t *v, size_t n) {
 int kite_store_nodes(kite_store_t *s, const char *pool, kite_store_node_t **v, size_t *n) {
   *v = NULL;
   *n = 0;
-  sqlite3_stmt *st = stmt(s, ST_NODE_LIST);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, pool);
-  void *arr = NULL;
-  size_t cap = 0, cnt = 0;
-  int rc = 0, step;
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    kite_store_node_t *nd = grow(&arr, &cap, cnt, sizeof(*nd));
-    if (nd == NULL) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory listing nodes");
-      break;
-    }
-    bool oom = false;
-    memset(nd, 0, sizeof(*nd));
-    cnt++;
-    nd->pool = col_str(st, 0, &oom);
-    nd->rank = (uint32_t)sqlite3_column_int64(st, 1);
-    nd->state = node_state_from((const char *)sqlite3_column_text(st, 2));
-    nd->instance_id = col_str(st, 3, &oom);
-    nd->address = col_str(st, 4, &oom);
-    nd->updated_ms = sqlite3_column_int64(st, 5);
-    if (oom) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory listing nodes");
-      break;
-    }
-  }
-  if (rc == 0 && step != SQLITE_DONE)
-    rc = db_fail(s, "listing nodes");
-  finish(st);
+  list_t l = {0};
+  int rc = query(s, ST_NODE_LIST, ARGS(A_STR(pool)), nodes_row, &l, NULL, "listing nodes");
   if (rc != 0) {
-    kite_store_nodes_free(arr, cnt);
+    kite_store_nodes_free(l.arr, l.cnt);
     return rc;
   }
-  *v = arr;
-  *n = cnt;
+  *v = l.arr;
+  *n = l.cnt;
   return 0;
 }
 
@@ -1038,6 +1037,60 @@ void kite_store_instances_free(kite_store_instance_t *v, size_t n) {
   free(v);
 }
 
+static int instance_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  return read_instance(st, data) ? set_err(s, KITE_ENOMEM, "out of memory") : ROW_STOP;
+}
+
+static int instances_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  list_t *l = data;
+  kite_store_instance_t *x = grow(&l->arr, &l->cap, l->cnt, sizeof(*x));
+  if (x == NULL || read_instance(st, x) != 0)
+    return set_err(s, KITE_ENOMEM, "out of memory listing instances");
+  l->cnt++;
+  return 0;
+}
+
+/* Column 0 as an integer into *(int64_t *)data. */
+static int int_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  (void)s;
+  *(int64_t *)data = sqlite3_column_int64(st, 0);
+  return ROW_STOP;
+}
+
+/* The live record of an instance id other than the row being written. */
+typedef struct live_by_id {
+  int64_t dup; /* a reconciliation record (UNKNOWN) to merge, or 0 */
+  int other;   /* 1: a live record that is not UNKNOWN */
+} live_by_id_t;
+
+static int live_by_id_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  live_by_id_t *r = data;
+  (void)s;
+  if (strcmp((const char *)sqlite3_column_text(st, 1), "unknown") == 0)
+    r->dup = sqlite3_column_int64(st, 0);
+  else
+    r->other = 1;
+  return ROW_STOP;
+}
+
+/* An instance row's provider, checked against the id about to be recorded. */
+typedef struct identity {
+  int64_t row;
+  const char *instance_id;
+  char *provider; /* malloc'd */
+} identity_t;
+
+static int identity_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  identity_t *id = data;
+  const char *have = (const char *)sqlite3_column_text(st, 1);
+  if (have && strcmp(have, id->instance_id) != 0)
+    return set_err(s, KITE_EEXIST, "instance row %lld already records instance %s, not %s",
+                   (long long)id->row, have, id->instance_id);
+  if ((id->provider = kite__strdup((const char *)sqlite3_column_text(st, 0))) == NULL)
+    return set_err(s, KITE_ENOMEM, "out of memory");
+  return ROW_STOP;
+}
+
 int kite_store_instance_launching(kite_store_t *s, const char *pool, int64_t rank,
                                   const char *provider, const char *tag, const char *launch_token,
                                   int64_t *row_id) {
@@ -1051,19 +1104,13 @@ int kite_store_instance_launching_at(kite_store_t *s, const char *pool, int64_t 
     *row_id = 0;
   if (empty(pool) || empty(provider))
     return set_err(s, KITE_EINVAL, "a launch record needs a pool name and a provider");
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_INST_LAUNCHING)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_str(st, 1, pool);
-  if (rank >= 0)
-    bind_i64(st, 2, rank);
-  bind_str(st, 3, provider);
-  bind_str(st, 4, launch_token);
-  bind_str(st, 5, tag);
-  bind_i64(st, 6, now_ms());
-  bind_str(st, 7, reach);
-  rc = run(s, st, "recording a launch");
+  if (rc != 0)
+    return rc;
+  rc = run(s, ST_INST_LAUNCHING,
+           ARGS(A_STR(pool), rank >= 0 ? A_I64(rank) : A_NULL, A_STR(provider),
+                A_STR(launch_token), A_STR(tag), A_I64(now_ms()), A_STR(reach)),
+           "recording a launch");
   if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
     return set_err(s, KITE_ENOENT,
                    "no pool named %s in the state store; record the pool before launching", pool);
@@ -1076,13 +1123,8 @@ int kite_store_instance_launching_at(kite_store_t *s, const char *pool, int64_t 
 }
 
 int kite_store_instance_set_key(kite_store_t *s, int64_t row, const char *key_path) {
-  sqlite3_stmt *st = stmt(s, ST_INST_SET_KEY);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_i64(st, 1, row);
-  bind_str(st, 2, key_path);
-  bind_i64(st, 3, now_ms());
-  return run(s, st, "recording an instance's login key");
+  return run(s, ST_INST_SET_KEY, ARGS(A_I64(row), A_STR(key_path), A_I64(now_ms())),
+             "recording an instance's login key");
 }
 
 /* Closes a reconciliation record (state UNKNOWN) of (provider, instance_id) that duplicates
@@ -1090,30 +1132,14 @@ int kite_store_instance_set_key(kite_store_t *s, int64_t row, const char *key_pa
 static int merge_unknown(kite_store_t *s, const char *provider, const char *instance_id,
                          int64_t into, int *other) {
   *other = 0;
-  sqlite3_stmt *st = stmt(s, ST_INST_LIVE_BY_ID);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, provider);
-  bind_str(st, 2, instance_id);
-  bind_i64(st, 3, into);
-  int64_t dup = 0;
-  int step = sqlite3_step(st);
-  if (step == SQLITE_ROW) {
-    if (strcmp((const char *)sqlite3_column_text(st, 1), "unknown") == 0)
-      dup = sqlite3_column_int64(st, 0);
-    else
-      *other = 1;
-  }
-  int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : db_fail(s, "looking up an instance");
-  finish(st);
-  if (rc != 0 || dup == 0)
+  live_by_id_t r = {0};
+  int rc = query(s, ST_INST_LIVE_BY_ID, ARGS(A_STR(provider), A_STR(instance_id), A_I64(into)),
+                 live_by_id_row, &r, NULL, "looking up an instance");
+  *other = r.other;
+  if (rc != 0 || r.dup == 0)
     return rc;
-  if ((st = stmt(s, ST_INST_MERGE)) == NULL)
-    return KITE_ESTORE;
-  bind_i64(st, 1, dup);
-  bind_i64(st, 2, now_ms());
-  bind_i64(st, 3, into);
-  return run(s, st, "merging a duplicate instance record");
+  return run(s, ST_INST_MERGE, ARGS(A_I64(r.dup), A_I64(now_ms()), A_I64(into)),
+             "merging a duplicate instance record");
 }
 
 int kite_store_instance_launched(kite_store_t *s, int64_t row, const char *instance_id,
@@ -1126,79 +1152,46 @@ int kite_store_instance_launched(kite_store_t *s, int64_t row, const char *insta
     rc = begin(s);
   if (rc != 0)
     return rc;
-  char *provider = NULL;
-  sqlite3_stmt *st = stmt(s, ST_INST_IDENTITY);
-  if (st == NULL) {
-    rc = KITE_ESTORE;
-  } else {
-    bind_i64(st, 1, row);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-      const char *have = (const char *)sqlite3_column_text(st, 1);
-      if (have && strcmp(have, instance_id) != 0)
-        rc = set_err(s, KITE_EEXIST, "instance row %lld already records instance %s, not %s",
-                     (long long)row, have, instance_id);
-      else if ((provider = kite__strdup((const char *)sqlite3_column_text(st, 0))) == NULL)
-        rc = set_err(s, KITE_ENOMEM, "out of memory");
-    } else if (step == SQLITE_DONE) {
-      rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
-    } else {
-      rc = db_fail(s, "reading an instance");
-    }
-    finish(st);
-  }
+  identity_t id = {.row = row, .instance_id = instance_id};
+  size_t rows;
+  rc = query(s, ST_INST_IDENTITY, ARGS(A_I64(row)), identity_row, &id, &rows,
+             "reading an instance");
+  if (rc == 0 && rows == 0)
+    rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
   int other = 0;
   if (rc == 0)
-    rc = merge_unknown(s, provider, instance_id, row, &other);
+    rc = merge_unknown(s, id.provider, instance_id, row, &other);
   if (rc == 0 && other)
     rc = set_err(s, KITE_EEXIST, "instance %s at %s is already recorded by another live row",
-                 instance_id, provider);
-  if (rc == 0) {
-    if ((st = stmt(s, ST_INST_LAUNCHED)) == NULL) {
-      rc = KITE_ESTORE;
-    } else {
-      bind_i64(st, 1, row);
-      bind_str(st, 2, instance_id);
-      bind_str(st, 3, address);
-      if (port > 0)
-        bind_i64(st, 4, port);
-      bind_str(st, 5, user);
-      bind_str(st, 6, host_key);
-      if (price >= 0)
-        sqlite3_bind_double(st, 7, price);
-      bind_i64(st, 8, now_ms());
-      rc = run(s, st, "recording a launched instance");
-    }
-  }
+                 instance_id, id.provider);
+  if (rc == 0)
+    rc = run(s, ST_INST_LAUNCHED,
+             ARGS(A_I64(row), A_STR(instance_id), A_STR(address), port > 0 ? A_I64(port) : A_NULL,
+                  A_STR(user), A_STR(host_key), price >= 0 ? A_DBL(price) : A_NULL,
+                  A_I64(now_ms())),
+             "recording a launched instance");
   if (rc == 0)
     rc = commit(s);
   if (rc != 0)
     rollback(s);
-  free(provider);
+  free(id.provider);
   return rc;
 }
 
 /* 0 when row exists, KITE_ENOENT when it does not. */
 static int row_exists(kite_store_t *s, int64_t row) {
-  sqlite3_stmt *st = stmt(s, ST_INST_EXISTS);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_i64(st, 1, row);
   int64_t n = 0;
-  int rc = query_ints(s, st, "looking up an instance", &n, NULL);
+  int rc = query_ints(s, ST_INST_EXISTS, ARGS(A_I64(row)), "looking up an instance", &n, NULL);
   if (rc == 0 && n == 0)
     rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
   return rc;
 }
 
 int kite_store_instance_terminating(kite_store_t *s, int64_t row) {
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_INST_TERMINATING)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_i64(st, 1, row);
-  bind_i64(st, 2, now_ms());
-  rc = run(s, st, "recording a termination request");
+  if (rc == 0)
+    rc = run(s, ST_INST_TERMINATING, ARGS(A_I64(row), A_I64(now_ms())),
+             "recording a termination request");
   if (rc == 0 && sqlite3_changes(s->db) == 0)
     rc = row_exists(s, row);
   return rc;
@@ -1207,22 +1200,15 @@ int kite_store_instance_terminating(kite_store_t *s, int64_t row) {
 int kite_store_instance_terminated(kite_store_t *s, const char *provider, const char *instance_id) {
   if (empty(provider) || empty(instance_id))
     return set_err(s, KITE_EINVAL, "a termination needs the provider and the instance id");
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_INST_TERMINATED_ID)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_str(st, 1, provider);
-  bind_str(st, 2, instance_id);
-  bind_i64(st, 3, now_ms());
-  rc = run(s, st, "recording a termination");
+  if (rc == 0)
+    rc = run(s, ST_INST_TERMINATED_ID, ARGS(A_STR(provider), A_STR(instance_id), A_I64(now_ms())),
+             "recording a termination");
   if (rc != 0 || sqlite3_changes(s->db) > 0)
     return rc;
-  if ((st = stmt(s, ST_INST_ANY_BY_ID)) == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, provider);
-  bind_str(st, 2, instance_id);
   int64_t n = 0;
-  rc = query_ints(s, st, "looking up an instance", &n, NULL);
+  rc = query_ints(s, ST_INST_ANY_BY_ID, ARGS(A_STR(provider), A_STR(instance_id)),
+                  "looking up an instance", &n, NULL);
   if (rc == 0 && n == 0)
     rc = set_err(s, KITE_ENOENT, "instance %s at %s is not in the state store", instance_id,
                  provider);
@@ -1230,14 +1216,10 @@ int kite_store_instance_terminated(kite_store_t *s, const char *provider, const 
 }
 
 int kite_store_instance_terminated_row(kite_store_t *s, int64_t row, const char *note) {
-  sqlite3_stmt *st;
   int rc = set_sync(s, true);
-  if (rc != 0 || (st = stmt(s, ST_INST_TERMINATED_ROW)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_i64(st, 1, row);
-  bind_i64(st, 2, now_ms());
-  bind_str(st, 3, note);
-  rc = run(s, st, "recording a termination");
+  if (rc == 0)
+    rc = run(s, ST_INST_TERMINATED_ROW, ARGS(A_I64(row), A_I64(now_ms()), A_STR(note)),
+             "recording a termination");
   if (rc == 0 && sqlite3_changes(s->db) == 0)
     rc = row_exists(s, row);
   return rc;
@@ -1245,19 +1227,11 @@ int kite_store_instance_terminated_row(kite_store_t *s, int64_t row, const char 
 
 int kite_store_instance_get(kite_store_t *s, int64_t row, kite_store_instance_t *out) {
   memset(out, 0, sizeof(*out));
-  sqlite3_stmt *st = stmt(s, ST_INST_GET);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_i64(st, 1, row);
-  int step = sqlite3_step(st);
-  int rc;
-  if (step == SQLITE_ROW)
-    rc = read_instance(st, out) ? set_err(s, KITE_ENOMEM, "out of memory") : 0;
-  else if (step == SQLITE_DONE)
+  size_t rows;
+  int rc = query(s, ST_INST_GET, ARGS(A_I64(row)), instance_row, out, &rows,
+                 "reading an instance");
+  if (rc == 0 && rows == 0)
     rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
-  else
-    rc = db_fail(s, "reading an instance");
-  finish(st);
   return rc;
 }
 
@@ -1265,64 +1239,42 @@ int kite_store_instances(kite_store_t *s, const char *pool, bool live_only,
                          kite_store_instance_t **v, size_t *n) {
   *v = NULL;
   *n = 0;
-  sqlite3_stmt *st = stmt(s, ST_INST_LIST);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, pool);
-  bind_i64(st, 2, live_only ? 1 : 0);
-  void *arr = NULL;
-  size_t cap = 0, cnt = 0;
-  int rc = 0, step;
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    kite_store_instance_t *x = grow(&arr, &cap, cnt, sizeof(*x));
-    if (x == NULL || read_instance(st, x) != 0) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory listing instances");
-      break;
-    }
-    cnt++;
-  }
-  if (rc == 0 && step != SQLITE_DONE)
-    rc = db_fail(s, "listing instances");
-  finish(st);
+  list_t l = {0};
+  int rc = query(s, ST_INST_LIST, ARGS(A_STR(pool), A_I64(live_only ? 1 : 0)), instances_row, &l,
+                 NULL, "listing instances");
   if (rc != 0) {
-    kite_store_instances_free(arr, cnt);
+    kite_store_instances_free(l.arr, l.cnt);
     return rc;
   }
-  *v = arr;
-  *n = cnt;
+  *v = l.arr;
+  *n = l.cnt;
   return 0;
 }
 
 /* ---- reconciliation ------------------------------------------------------------------------ */
 
+/* Column 0 as a string into *(char **)data (malloc'd). */
+static int tag_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  if ((*(char **)data = kite__strdup((const char *)sqlite3_column_text(st, 0))) == NULL)
+    return set_err(s, KITE_ENOMEM, "out of memory");
+  return ROW_STOP;
+}
+
 /* Rule 1 for one listed instance: adopts it into the LAUNCHING row with its token, if any. */
 static int adopt(kite_store_t *s, const char *pool, const char *provider,
                  const kite_store_listed_t *l, unsigned *adopted) {
-  sqlite3_stmt *st = stmt(s, ST_REC_TOKEN);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, pool);
-  bind_str(st, 2, provider);
-  bind_str(st, 3, l->launch_token);
   int64_t row = 0;
-  int step = sqlite3_step(st);
-  if (step == SQLITE_ROW)
-    row = sqlite3_column_int64(st, 0);
-  int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : db_fail(s, "matching a launch token");
-  finish(st);
+  int rc = query(s, ST_REC_TOKEN, ARGS(A_STR(pool), A_STR(provider), A_STR(l->launch_token)),
+                 int_row, &row, NULL, "matching a launch token");
   if (rc != 0 || row == 0)
     return rc;
   int other = 0;
   rc = merge_unknown(s, provider, l->instance_id, row, &other);
   if (rc != 0 || other)
     return rc; /* another live row already tracks this id: leave both as they are */
-  if ((st = stmt(s, ST_REC_ADOPT)) == NULL)
-    return KITE_ESTORE;
-  bind_i64(st, 1, row);
-  bind_str(st, 2, l->instance_id);
-  bind_str(st, 3, l->address);
-  bind_i64(st, 4, now_ms());
-  rc = run(s, st, "adopting a launched instance");
+  rc = run(s, ST_REC_ADOPT,
+           ARGS(A_I64(row), A_STR(l->instance_id), A_STR(l->address), A_I64(now_ms())),
+           "adopting a launched instance");
   if (rc == 0)
     (*adopted)++;
   return rc;
@@ -1332,84 +1284,53 @@ static int reconcile(kite_store_t *s, const char *pool, const char *provider,
                      const kite_store_listed_t *listed, size_t n,
                      const kite_store_reconcile_opts_t *o, kite_store_reconcile_result_t *r) {
   char *tag = NULL;
-  sqlite3_stmt *st = stmt(s, ST_POOL_TAG);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, pool);
-  int step = sqlite3_step(st);
-  int rc = 0;
-  if (step == SQLITE_ROW) {
-    if ((tag = kite__strdup((const char *)sqlite3_column_text(st, 0))) == NULL)
-      rc = set_err(s, KITE_ENOMEM, "out of memory");
-  } else if (step == SQLITE_DONE) {
+  size_t rows;
+  int rc = query(s, ST_POOL_TAG, ARGS(A_STR(pool)), tag_row, &tag, &rows, "reading a pool");
+  if (rc == 0 && rows == 0)
     rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", pool);
-  } else {
-    rc = db_fail(s, "reading a pool");
-  }
-  finish(st);
   if (rc != 0)
     return rc;
 
-  if ((st = stmt(s, ST_REC_CLEAR)) == NULL || (rc = run(s, st, "reconciling")) != 0)
-    goto out;
-  for (size_t i = 0; i < n; i++) {
+  rc = run(s, ST_REC_CLEAR, NO_ARGS, "reconciling");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
     if (empty(listed[i].instance_id)) {
       rc = set_err(s, KITE_EINVAL, "listed instance %zu has no id", i);
-      goto out;
+      break;
     }
-    if ((st = stmt(s, ST_REC_ADD)) == NULL)
-      goto out;
-    bind_str(st, 1, listed[i].instance_id);
-    bind_str(st, 2, listed[i].address);
-    if ((rc = run(s, st, "reconciling")) != 0)
-      goto out;
-    if (!empty(listed[i].launch_token) &&
-        (rc = adopt(s, pool, provider, &listed[i], &r->adopted)) != 0)
-      goto out;
+    rc = run(s, ST_REC_ADD, ARGS(A_STR(listed[i].instance_id), A_STR(listed[i].address)),
+             "reconciling");
+    if (rc == 0 && !empty(listed[i].launch_token))
+      rc = adopt(s, pool, provider, &listed[i], &r->adopted);
   }
   int64_t now = now_ms();
-  if ((st = stmt(s, ST_REC_FOUND)) == NULL)
-    goto out;
-  bind_str(st, 1, pool);
-  bind_str(st, 2, provider);
-  bind_str(st, 3, tag);
-  bind_i64(st, 4, now);
-  bind_str(st, 5, o->reach);
-  if ((rc = run(s, st, "recording found instances")) != 0)
-    goto out;
-  r->found = (unsigned)sqlite3_changes(s->db);
-  if (o->authoritative) {
-    if ((st = stmt(s, ST_REC_GONE)) == NULL)
-      goto out;
-    bind_str(st, 1, pool);
-    bind_str(st, 2, provider);
-    bind_i64(st, 3, now);
-    if ((rc = run(s, st, "recording vanished instances")) != 0)
-      goto out;
-    r->gone = (unsigned)sqlite3_changes(s->db);
-    if (o->launching_grace_ms > 0) {
-      if ((st = stmt(s, ST_REC_ABANDON)) == NULL)
-        goto out;
-      bind_str(st, 1, pool);
-      bind_str(st, 2, provider);
-      bind_i64(st, 3, now);
-      bind_i64(st, 4, now - (int64_t)o->launching_grace_ms);
-      if ((rc = run(s, st, "closing abandoned launches")) != 0)
-        goto out;
-      r->abandoned = (unsigned)sqlite3_changes(s->db);
+  if (rc == 0)
+    rc = run(s, ST_REC_FOUND,
+             ARGS(A_STR(pool), A_STR(provider), A_STR(tag), A_I64(now), A_STR(o->reach)),
+             "recording found instances");
+  if (rc == 0)
+    r->found = (unsigned)sqlite3_changes(s->db);
+  if (rc == 0 && o->authoritative) {
+    rc = run(s, ST_REC_GONE, ARGS(A_STR(pool), A_STR(provider), A_I64(now)),
+             "recording vanished instances");
+    if (rc == 0)
+      r->gone = (unsigned)sqlite3_changes(s->db);
+    if (rc == 0 && o->launching_grace_ms > 0) {
+      rc = run(s, ST_REC_ABANDON,
+               ARGS(A_STR(pool), A_STR(provider), A_I64(now),
+                    A_I64(now - (int64_t)o->launching_grace_ms)),
+               "closing abandoned launches");
+      if (rc == 0)
+        r->abandoned = (unsigned)sqlite3_changes(s->db);
     }
   }
-  if ((st = stmt(s, ST_REC_COUNT)) == NULL)
-    goto out;
-  bind_str(st, 1, pool);
-  bind_str(st, 2, provider);
   int64_t launching = 0, live = 0;
-  rc = query_ints(s, st, "counting live instances", &launching, &live);
-  r->launching_kept = (unsigned)launching;
-  r->live = (unsigned)live;
-out:
-  if (rc == 0 && st == NULL)
-    rc = KITE_ESTORE; /* a statement failed to prepare; s->err says why */
+  if (rc == 0)
+    rc = query_ints(s, ST_REC_COUNT, ARGS(A_STR(pool), A_STR(provider)), "counting live instances",
+                    &launching, &live);
+  if (rc == 0) {
+    r->launching_kept = (unsigned)launching;
+    r->live = (unsigned)live;
+  }
   free(tag);
   return rc;
 }
@@ -1451,17 +1372,13 @@ int kite_store_task_started(kite_store_t *s, const char *pool, uint64_t task_id,
     *row = 0;
   if (empty(pool))
     return set_err(s, KITE_EINVAL, "a task record needs a pool name");
-  sqlite3_stmt *st;
   int rc = set_sync(s, false);
-  if (rc != 0 || (st = stmt(s, ST_TASK_START)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_str(st, 1, pool);
-  bind_i64(st, 2, (int64_t)task_id);
-  bind_i64(st, 3, rank);
-  bind_i64(st, 4, attempt ? attempt : 1);
-  bind_str(st, 5, command);
-  bind_i64(st, 6, now_ms());
-  rc = run(s, st, "recording a task");
+  if (rc != 0)
+    return rc;
+  rc = run(s, ST_TASK_START,
+           ARGS(A_STR(pool), A_I64(task_id), A_I64(rank), A_I64(attempt ? attempt : 1),
+                A_STR(command), A_I64(now_ms())),
+           "recording a task");
   if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
     return set_err(s, KITE_ENOENT, "no pool named %s in the state store", pool);
   if (rc == 0 && row)
@@ -1470,16 +1387,12 @@ int kite_store_task_started(kite_store_t *s, const char *pool, uint64_t task_id,
 }
 
 int kite_store_task_finished(kite_store_t *s, int64_t row, int exit_status, const char *error) {
-  sqlite3_stmt *st;
   int rc = set_sync(s, false);
-  if (rc != 0 || (st = stmt(s, ST_TASK_FINISH)) == NULL)
-    return rc ? rc : KITE_ESTORE;
-  bind_i64(st, 1, row);
-  bind_i64(st, 2, now_ms());
-  if (exit_status >= 0)
-    bind_i64(st, 3, exit_status);
-  bind_str(st, 4, error);
-  rc = run(s, st, "recording a task's end");
+  if (rc == 0)
+    rc = run(s, ST_TASK_FINISH,
+             ARGS(A_I64(row), A_I64(now_ms()), exit_status >= 0 ? A_I64(exit_status) : A_NULL,
+                  A_STR(error)),
+             "recording a task's end");
   if (rc == 0 && sqlite3_changes(s->db) == 0)
     rc = set_err(s, KITE_ENOENT, "no task row %lld in the state store", (long long)row);
   return rc;
@@ -1491,29 +1404,18 @@ int kite_store_tasks_record(kite_store_t *s, const kite_store_task_t *v, size_t 
     rc = begin(s);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const kite_store_task_t *t = &v[i];
-    sqlite3_stmt *st = empty(t->pool) ? NULL : stmt(s, ST_TASK_RECORD);
-    if (st == NULL) {
-      rc = empty(t->pool) ? set_err(s, KITE_EINVAL, "a task record needs a pool name")
-                          : KITE_ESTORE;
+    if (empty(t->pool)) {
+      rc = set_err(s, KITE_EINVAL, "a task record needs a pool name");
       break;
     }
-    bind_str(st, 1, t->pool);
-    bind_i64(st, 2, (int64_t)t->task_id);
-    bind_i64(st, 3, t->rank);
-    bind_i64(st, 4, t->attempt ? t->attempt : 1);
-    bind_str(st, 5, t->command);
-    bind_i64(st, 6, t->started_ms);
-    if (t->finished_ms)
-      bind_i64(st, 7, t->finished_ms);
-    if (t->exit_status >= 0)
-      bind_i64(st, 8, t->exit_status);
-    bind_str(st, 9, t->error);
-    bind_str(st, 10, t->signal);
-    bind_str(st, 11, t->instance_id);
-    if (t->output && t->output_len)
-      sqlite3_bind_blob(st, 12, t->output, (int)t->output_len, SQLITE_TRANSIENT);
-    bind_i64(st, 13, t->output_truncated ? 1 : 0);
-    rc = run(s, st, "recording a task");
+    rc = run(s, ST_TASK_RECORD,
+             ARGS(A_STR(t->pool), A_I64(t->task_id), A_I64(t->rank),
+                  A_I64(t->attempt ? t->attempt : 1), A_STR(t->command), A_I64(t->started_ms),
+                  t->finished_ms ? A_I64(t->finished_ms) : A_NULL,
+                  t->exit_status >= 0 ? A_I64(t->exit_status) : A_NULL, A_STR(t->error),
+                  A_STR(t->signal), A_STR(t->instance_id), A_BLOB(t->output, t->output_len),
+                  A_I64(t->output_truncated ? 1 : 0)),
+             "recording a task");
     if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
       rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", t->pool);
   }
@@ -1536,67 +1438,57 @@ void kite_store_tasks_free(kite_store_task_t *v, size_t n) {
   free(v);
 }
 
+static int tasks_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  list_t *l = data;
+  kite_store_task_t *t = grow(&l->arr, &l->cap, l->cnt, sizeof(*t));
+  if (t == NULL)
+    return set_err(s, KITE_ENOMEM, "out of memory listing tasks");
+  bool oom = false;
+  memset(t, 0, sizeof(*t));
+  l->cnt++;
+  t->row = sqlite3_column_int64(st, 0);
+  t->pool = col_str(st, 1, &oom);
+  t->task_id = (uint64_t)sqlite3_column_int64(st, 2);
+  t->rank = (uint32_t)sqlite3_column_int64(st, 3);
+  t->attempt = (unsigned)sqlite3_column_int64(st, 4);
+  t->command = col_str(st, 5, &oom);
+  t->started_ms = sqlite3_column_int64(st, 6);
+  t->finished_ms = sqlite3_column_int64(st, 7);
+  t->exit_status =
+      sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : (int)sqlite3_column_int64(st, 8);
+  t->error = col_str(st, 9, &oom);
+  t->signal = col_str(st, 10, &oom);
+  t->instance_id = col_str(st, 11, &oom);
+  int ol = sqlite3_column_bytes(st, 12);
+  const void *ob = sqlite3_column_blob(st, 12);
+  if (ob && ol > 0) {
+    char *o = malloc((size_t)ol + 1);
+    if (o == NULL) {
+      oom = true;
+    } else {
+      memcpy(o, ob, (size_t)ol);
+      o[ol] = '\0';
+      t->output = o;
+      t->output_len = (size_t)ol;
+    }
+  }
+  t->output_truncated = sqlite3_column_int64(st, 13) != 0;
+  return oom ? set_err(s, KITE_ENOMEM, "out of memory listing tasks") : 0;
+}
+
 int kite_store_tasks(kite_store_t *s, const char *pool, size_t limit, kite_store_task_t **v,
                      size_t *n) {
   *v = NULL;
   *n = 0;
-  sqlite3_stmt *st = stmt(s, ST_TASK_LIST);
-  if (st == NULL)
-    return KITE_ESTORE;
-  bind_str(st, 1, pool);
-  bind_i64(st, 2, limit > 0 && limit < INT64_MAX ? (int64_t)limit : -1);
-  void *arr = NULL;
-  size_t cap = 0, cnt = 0;
-  int rc = 0, step;
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    kite_store_task_t *t = grow(&arr, &cap, cnt, sizeof(*t));
-    if (t == NULL) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory listing tasks");
-      break;
-    }
-    bool oom = false;
-    memset(t, 0, sizeof(*t));
-    cnt++;
-    t->row = sqlite3_column_int64(st, 0);
-    t->pool = col_str(st, 1, &oom);
-    t->task_id = (uint64_t)sqlite3_column_int64(st, 2);
-    t->rank = (uint32_t)sqlite3_column_int64(st, 3);
-    t->attempt = (unsigned)sqlite3_column_int64(st, 4);
-    t->command = col_str(st, 5, &oom);
-    t->started_ms = sqlite3_column_int64(st, 6);
-    t->finished_ms = sqlite3_column_int64(st, 7);
-    t->exit_status =
-        sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : (int)sqlite3_column_int64(st, 8);
-    t->error = col_str(st, 9, &oom);
-    t->signal = col_str(st, 10, &oom);
-    t->instance_id = col_str(st, 11, &oom);
-    int ol = sqlite3_column_bytes(st, 12);
-    const void *ob = sqlite3_column_blob(st, 12);
-    if (ob && ol > 0) {
-      char *o = malloc((size_t)ol + 1);
-      if (o == NULL) {
-        oom = true;
-      } else {
-        memcpy(o, ob, (size_t)ol);
-        o[ol] = '\0';
-        t->output = o;
-        t->output_len = (size_t)ol;
-      }
-    }
-    t->output_truncated = sqlite3_column_int64(st, 13) != 0;
-    if (oom) {
-      rc = set_err(s, KITE_ENOMEM, "out of memory listing tasks");
-      break;
-    }
-  }
-  if (rc == 0 && step != SQLITE_DONE)
-    rc = db_fail(s, "listing tasks");
-  finish(st);
+  list_t l = {0};
+  int rc = query(s, ST_TASK_LIST,
+                 ARGS(A_STR(pool), A_I64(limit > 0 && limit < INT64_MAX ? (int64_t)limit : -1)),
+                 tasks_row, &l, NULL, "listing tasks");
   if (rc != 0) {
-    kite_store_tasks_free(arr, cnt);
+    kite_store_tasks_free(l.arr, l.cnt);
     return rc;
   }
-  *v = arr;
-  *n = cnt;
+  *v = l.arr;
+  *n = l.cnt;
   return 0;
 }

@@ -40,7 +40,10 @@ typedef struct watched {
   struct kite__watch *w;
   kite_monitor_t *health, *preempt;
   uint64_t health_token, preempt_token;
-  uint64_t health_corr, preempt_corr;
+  uint64_t health_corr, preempt_corr; /* the current check's request, or 0 */
+  /* Requests whose replies have not arrived, counting those given up on (a check that timed
+   * out is canceled, and its cancel is still answered): n is freed only when this is 0. */
+  unsigned replies_due;
   uint64_t health_started;
   unsigned failures;
   bool lost_sent, notice_sent, gone_sent;
@@ -112,18 +115,28 @@ static void health_failed(watched_t *n, const char *why) {
 static bool reap_dead(watched_t *n) {
   if (!n->dead)
     return false;
-  if (n->health_corr == 0 && n->preempt_corr == 0 && n->probe_corr == 0) {
+  if (n->replies_due == 0) {
     free(n->probe_out);
     free(n);
   }
   return true;
 }
 
+/* Accounts for one reply to n's request *corr: true when it answers that request, false when
+ * it is the late answer of one given up on (then *corr is a later request's, or 0). */
+static bool reply_current(watched_t *n, uint64_t *corr, const kite_event_t *ev) {
+  n->replies_due--;
+  if (ev == NULL || *corr == 0 || ev->corr != *corr)
+    return false;
+  *corr = 0;
+  return true;
+}
+
 static void on_health_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   watched_t *n = data;
   (void)bus;
-  n->health_corr = 0;
-  if (reap_dead(n))
+  bool current = reply_current(n, &n->health_corr, ev);
+  if (reap_dead(n) || !current)
     return;
   const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
   int rc = status;
@@ -168,7 +181,9 @@ static void health_check(kite_monitor_t *m, uint64_t token, void *data) {
     kite_ev_ssh_ping_t p = {.node = n->node, .timeout_ms = (int64_t)w->o.health_timeout_ms};
     rc = kite_request_ssh_ping(w->bus, &p, 0, on_health_reply, n, &n->health_corr);
   }
-  if (rc != 0)
+  if (rc == 0)
+    n->replies_due++;
+  else
     kite_monitor_done(n->health, token, rc);
 }
 
@@ -204,11 +219,11 @@ static void on_probe_output(kite_bus_t *bus, const kite_event_t *ev, const kite_
 static void on_probe_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   watched_t *n = data;
   (void)status;
-  (void)ev;
-  n->probe_corr = 0;
+  bool current = reply_current(n, &n->probe_corr, ev);
+  if (reap_dead(n) || !current)
+    return;
   kite_bus_unsubscribe(bus, n->probe_sub);
   n->probe_sub.id = 0;
-  reap_dead(n);
 }
 
 /* Runs the provider's probe on the node; its output rides on the next preempt_check. */
@@ -228,14 +243,16 @@ static void run_probe(watched_t *n, const char *cmd) {
   if (kite_request_ssh_exec(n->w->bus, &x, 0, on_probe_reply, n, &n->probe_corr) != 0) {
     kite_bus_unsubscribe(n->w->bus, n->probe_sub);
     n->probe_sub.id = 0;
+  } else {
+    n->replies_due++;
   }
 }
 
 static void on_preempt_reply(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   watched_t *n = data;
   (void)bus;
-  n->preempt_corr = 0;
-  if (reap_dead(n))
+  bool current = reply_current(n, &n->preempt_corr, ev);
+  if (reap_dead(n) || !current)
     return;
   const kite_ev_preempt_status_t *s = kite_ev_as_preempt_status(ev);
   if (status == 0 && s) {
@@ -284,7 +301,9 @@ static void preempt_check(kite_monitor_t *m, uint64_t token, void *data) {
   int rc = kite_request_preempt_check(n->w->bus, &c, 0, on_preempt_reply, n, &n->preempt_corr);
   if (n->probe_corr == 0)
     n->probe_len = 0; /* copied into the request */
-  if (rc != 0)
+  if (rc == 0)
+    n->replies_due++;
+  else
     kite_monitor_done(n->preempt, token, rc);
 }
 
@@ -403,7 +422,7 @@ static void unwatch(kite__watch_t *w, watched_t *n) {
   /* The canceled requests are still answered (with KITE_ECANCELED) and their replies point
    * at n: it is freed when the last one arrives. */
   n->dead = true;
-  if (n->health_corr == 0 && n->preempt_corr == 0 && n->probe_corr == 0) {
+  if (n->replies_due == 0) {
     free(n->probe_out);
     free(n);
   }

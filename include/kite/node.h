@@ -1,7 +1,7 @@
 #ifndef KITE_NODE_H
 #define KITE_NODE_H
 
-/* Node states (DESIGN.md, "Node actor"). The transition table lives in core/node.c. */
+/* Node states (DESIGN.md, "Node actor"). The transition table lives in pool/node.c. */
 #define KITE_NODE_STATE_MAP(X)                                                               \
   X(INIT)                                                                                    \
   X(PROVISIONING)                                                                            \

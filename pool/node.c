@@ -5,8 +5,14 @@
  * instance_terminate requests it sent itself. Emits: node_state_changed on every transition,
  * node_ready. It never calls a provider or the transport directly.
  *
- * The transitions are one table. Any change goes through kite__node_set_state(), which checks
- * the table, logs "rank 3: BOOTSTRAPPING -> READY (bootstrap done)" and emits the event.
+ * The state machine is two tables. allowed[] says which transitions exist; states[] gives each
+ * state its entry (and exit) work and its reactions to what the pool asks (close, lost,
+ * drain), each a small function. Any change goes through set_state(), which checks the
+ * transition, logs "rank 3: BOOTSTRAPPING -> READY (bootstrap done)", emits the event, and
+ * runs the old state's exit and the new state's entry. A node in no known state is reported
+ * as an internal error (log and error event), never ignored. The pool is not called back
+ * inside a change: the node marks itself dirty (kite__pool_node_dirty) and the pool reacts to
+ * every dirty node once per loop turn.
  *
  * Cleaning up an instance is tied to its existence, not to the state: a FAILED node whose
  * instance still exists terminates it and stays FAILED; a node closed while its launch is
@@ -33,24 +39,99 @@ static const unsigned allowed[KITE_NODE__COUNT] = {
     [S(TERMINATED)] = 0,
     [S(FAILED)] = 1u << S(TERMINATING),
 };
+
+/* Each state's work and reactions (curl's multi.c: one init function per state, one small
+ * function per state's reaction). */
+typedef struct state_def {
+  /* Entering it takes the instance out of service: commands started on it before are stale
+   * (the node's epoch moves). */
+  bool leaves_service;
+  /* The work of leaving and of entering it, done once the change is recorded and announced:
+   * the old state's exit first, then the new state's entry. NULL: nothing. */
+  void (*exit)(kite__node_t *n);
+  void (*enter)(kite__node_t *n);
+  /* Its reactions: the pool closes; the instance was found lost or preempted; a preemption
+   * notice came. */
+  void (*close)(kite__node_t *n);
+  void (*lost)(kite__node_t *n, const char *reason);
+  void (*drain)(kite__node_t *n, const char *reason);
+} state_def_t;
+
+static void exit_bootstrapping(kite__node_t *n);
+static void enter_provisioning(kite__node_t *n);
+static void enter_bootstrapping(kite__node_t *n);
+static void enter_ready(kite__node_t *n);
+static void enter_replacing(kite__node_t *n);
+static void enter_terminating(kite__node_t *n);
+static void enter_failed(kite__node_t *n);
+static void close_unlaunched(kite__node_t *n);
+static void close_active(kite__node_t *n);
+static void close_failed(kite__node_t *n);
+static void close_nothing(kite__node_t *n);
+static void lost_provisioning(kite__node_t *n, const char *reason);
+static void lost_replace(kite__node_t *n, const char *reason);
+static void lost_nothing(kite__node_t *n, const char *reason);
+static void drain_ready(kite__node_t *n, const char *reason);
+static void drain_nothing(kite__node_t *n, const char *reason);
+
+static const state_def_t states[KITE_NODE__COUNT] = {
+    [S(INIT)] = {.close = close_unlaunched, .lost = lost_nothing, .drain = drain_nothing},
+    [S(PROVISIONING)] = {.enter = enter_provisioning, .close = close_active,
+                         .lost = lost_provisioning, .drain = drain_nothing},
+    [S(BOOTSTRAPPING)] = {.exit = exit_bootstrapping, .enter = enter_bootstrapping,
+                          .close = close_active, .lost = lost_replace, .drain = drain_nothing},
+    [S(READY)] = {.enter = enter_ready, .close = close_active, .lost = lost_replace,
+                  .drain = drain_ready},
+    [S(DRAINING)] = {.close = close_active, .lost = lost_replace, .drain = drain_nothing},
+    [S(REPLACING)] = {.leaves_service = true, .enter = enter_replacing, .close = close_active,
+                      .lost = lost_nothing, .drain = drain_nothing},
+    [S(TERMINATING)] = {.leaves_service = true, .enter = enter_terminating,
+                        .close = close_nothing, .lost = lost_nothing, .drain = drain_nothing},
+    [S(TERMINATED)] = {.leaves_service = true, .close = close_nothing, .lost = lost_nothing,
+                       .drain = drain_nothing},
+    [S(FAILED)] = {.leaves_service = true, .enter = enter_failed, .close = close_failed,
+                   .lost = lost_nothing, .drain = drain_nothing},
+};
 #undef S
 
-int kite__node_set_state(kite__node_t *n, kite_node_state_t to, const char *reason) {
+/* Reports a bug in kite: n is in no known state, or may not go where it was sent. */
+static void internal_error(kite__node_t *n, const char *message) {
+  kite_pool_t *pool = n->pool;
+  kite_ev_error_t e = {.pool = pool->id, .node = n->id, .code = KITE_EINTERNAL,
+                       .message = message};
+  kite_emit_error(pool->bus, &e);
+#ifndef NDEBUG
+  assert(!"internal error in the node state machine");
+#endif
+}
+
+/* The definition of n's state, or NULL (reported as a bug) when n is in none. */
+static const state_def_t *state_of(kite__node_t *n, const char *what) {
+  if ((unsigned)n->state < KITE_NODE__COUNT)
+    return &states[n->state];
+  kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: %s in unknown state %d; this is "
+           "a bug in kite", n->pool->name, n->rank, what, (int)n->state);
+  internal_error(n, "node in an unknown state");
+  return NULL;
+}
+
+/* The one way a node changes state: checks the table, records the change (store, log,
+ * node_state_changed, the pool's counts), then runs the old state's exit and the new state's
+ * entry. Entry work may change the state again; that change is announced after this one. */
+static int set_state(kite__node_t *n, kite_node_state_t to, const char *reason) {
   kite_pool_t *pool = n->pool;
   kite_node_state_t from = n->state;
-  if ((unsigned)to >= KITE_NODE__COUNT || !(allowed[from] & (1u << to))) {
+  if ((unsigned)from >= KITE_NODE__COUNT || (unsigned)to >= KITE_NODE__COUNT ||
+      !(allowed[from] & (1u << to))) {
     kite_log(pool->rt, KITE_LOG_ERROR, "node", "rank %u: impossible transition %s -> %s (%s); "
              "this is a bug in kite", n->rank, kite_node_state_name(from),
              kite_node_state_name(to), reason ? reason : "");
-    kite_ev_error_t e = {.pool = pool->id, .node = n->id, .code = KITE_EINTERNAL,
-                         .message = "impossible node state transition"};
-    kite_emit_error(pool->bus, &e);
-#ifndef NDEBUG
-    assert(!"impossible node state transition");
-#endif
+    internal_error(n, "impossible node state transition");
     return KITE_EINTERNAL;
   }
   n->state = to;
+  if (states[to].leaves_service)
+    n->epoch++;
   if (pool->store)
     kite_store_node_put(pool->store, pool->name, n->rank, (int)to, n->instance_id, n->address);
   KITE_INFO(pool->rt, "node", "%s rank %u: %s -> %s (%s)", pool->name, n->rank,
@@ -58,12 +139,11 @@ int kite__node_set_state(kite__node_t *n, kite_node_state_t to, const char *reas
   kite_ev_node_state_changed_t ev = {.pool = pool->id, .node = n->id, .rank = n->rank,
                                      .from = from, .to = to, .reason = reason};
   kite_emit_node_state_changed(pool->bus, &ev);
-  if (to == KITE_NODE_READY) {
-    kite_ev_node_ready_t r = {.pool = pool->id, .node = n->id, .rank = n->rank,
-                              .instance_id = n->instance_id, .address = n->address};
-    kite_emit_node_ready(pool->bus, &r);
-  }
-  kite__pool_node_changed(pool, n);
+  kite__pool_node_dirty(pool, n);
+  if (states[from].exit)
+    states[from].exit(n);
+  if (states[to].enter)
+    states[to].enter(n);
   return 0;
 }
 
@@ -94,39 +174,50 @@ void kite__node_free(kite__node_t *n) {
 
 static void terminate_instance(kite__node_t *n);
 static void fail(kite__node_t *n, int code, const char *why);
+static void connect_node(kite__node_t *n);
 
-/* ---- replies --------------------------------------------------------------------------- */
+/* ---- the instance and its session --------------------------------------------------------- */
+
+/* Terminating the instance failed: it stays recorded as live and the node cannot be brought
+ * back. */
+static void terminate_failed(kite__node_t *n, int status, const kite_event_t *ev) {
+  const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+  char *msg = kite__sprintf("could not terminate instance %s: %s", n->instance_id,
+                            e && e->message ? e->message : kite_strerror(status));
+  kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: %s; it may still be running "
+           "(and cost money): run `kite down %s` to retry", n->pool->name, n->rank, msg,
+           n->pool->name);
+  n->pool->close_status = status;
+  if (n->state != KITE_NODE_FAILED)
+    fail(n, status, msg);
+  else
+    kite__pool_node_dirty(n->pool, n);
+  free(msg);
+}
+
+/* The provider confirmed the instance gone: what that means depends on why it was ended. */
+static void instance_gone(kite__node_t *n) {
+  if (n->state == KITE_NODE_TERMINATING)
+    set_state(n, KITE_NODE_TERMINATED, "instance terminated");
+  else if (n->state == KITE_NODE_REPLACING)
+    kite__node_relaunch(n);
+  else
+    kite__pool_node_dirty(n->pool, n);
+}
 
 static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
   n->term_corr = 0;
   if (status != 0) {
-    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
-    char *msg = kite__sprintf("could not terminate instance %s: %s", n->instance_id,
-                              e && e->message ? e->message : kite_strerror(status));
-    kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: %s; it may still be running "
-             "(and cost money): run `kite down %s` to retry", n->pool->name, n->rank, msg,
-             n->pool->name);
-    n->pool->close_status = status;
-    /* The instance stays recorded as live; the node cannot be brought back. */
-    if (n->state != KITE_NODE_FAILED)
-      fail(n, status, msg);
-    else
-      kite__pool_node_changed(n->pool, n);
-    free(msg);
+    terminate_failed(n, status, ev);
     return;
   }
   if (n->pool->store && n->instance_id)
     kite_store_instance_terminated(n->pool->store, n->pool->provider, n->instance_id);
   n->store_row = 0;
   clear_instance(n);
-  if (n->state == KITE_NODE_TERMINATING)
-    kite__node_set_state(n, KITE_NODE_TERMINATED, "instance terminated");
-  else if (n->state == KITE_NODE_REPLACING)
-    kite__node_relaunch(n);
-  else
-    kite__pool_node_changed(n->pool, n);
+  instance_gone(n);
 }
 
 static void on_disconnected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
@@ -139,7 +230,7 @@ static void on_disconnected(kite_bus_t *bus, int status, const kite_event_t *ev,
   if (n->state == KITE_NODE_REPLACING)
     kite__node_relaunch(n);
   else
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
 }
 
 static void disconnect(kite__node_t *n) {
@@ -168,29 +259,19 @@ static void terminate_instance(kite__node_t *n) {
   }
 }
 
+/* The node cannot be brought back: FAILED (whose entry terminates the instance), keeping the
+ * first reason it was given. */
 static void fail(kite__node_t *n, int code, const char *why) {
   if (n->failure == NULL) {
     n->failure = kite__strdup(why);
     n->failure_code = code;
   }
-  if (n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED)
-    kite__node_set_state(n, KITE_NODE_FAILED, why);
-  terminate_instance(n);
+  if (n->state == KITE_NODE_FAILED || n->state == KITE_NODE_TERMINATED ||
+      set_state(n, KITE_NODE_FAILED, why) != 0)
+    terminate_instance(n);
 }
 
-static void become_ready(kite__node_t *n, const char *why) {
-  kite_pool_t *pool = n->pool;
-  char *old = n->old_instance;
-  n->old_instance = NULL;
-  if (kite__node_set_state(n, KITE_NODE_READY, why) == 0 && old) {
-    kite_ev_node_replaced_t r = {.pool = pool->id, .node = n->id, .rank = n->rank,
-                                 .old_instance = old, .new_instance = n->instance_id};
-    KITE_INFO(pool->rt, "node", "%s rank %u: replaced instance %s by %s", pool->name, n->rank,
-              old, n->instance_id);
-    kite_emit_node_replaced(pool->bus, &r);
-  }
-  free(old);
-}
+/* ---- BOOTSTRAPPING: connect, the dead-man's switch, the bootstrap -------------------------- */
 
 /* The connection died under the bootstrap: the instance is lost (preempted, crashed), which
  * replacement handles like any other loss; it is not a bootstrap failure. */
@@ -207,7 +288,7 @@ static bool reply_still_wanted(kite__node_t *n) {
   n->boot_corr = 0;
   if (n->state == KITE_NODE_BOOTSTRAPPING)
     return true;
-  kite__pool_node_changed(n->pool, n);
+  kite__pool_node_dirty(n->pool, n);
   return false;
 }
 
@@ -218,7 +299,7 @@ static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev,
     return;
   const kite_ev_bootstrap_done_t *b = kite_ev_as_bootstrap_done(ev);
   if (status == 0 && b && b->status == 0) {
-    become_ready(n, "bootstrap done");
+    set_state(n, KITE_NODE_READY, "bootstrap done");
     return;
   }
   if ((b && b->status == KITE_ECONNLOST) || status == KITE_ECONNLOST) {
@@ -243,7 +324,7 @@ static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev,
 static void start_bootstrap(kite__node_t *n) {
   kite_pool_t *pool = n->pool;
   if (pool->script == NULL) {
-    become_ready(n, "connected; no bootstrap");
+    set_state(n, KITE_NODE_READY, "connected; no bootstrap");
     return;
   }
   kite_ev_bootstrap_t b = {.pool = pool->id, .node = n->id, .rank = n->rank,
@@ -323,14 +404,20 @@ static void start_watchdog(kite__node_t *n) {
     fail(n, rc, "cannot install the dead-man's switch");
 }
 
+/* The connect was answered after the node moved on (closed, lost): a session that came up
+ * for a closing node is closed. */
+static void connected_late(kite__node_t *n) {
+  if (n->session_open && n->state == KITE_NODE_TERMINATING)
+    disconnect(n);
+  kite__pool_node_dirty(n->pool, n);
+}
+
 static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
   n->connect_corr = 0;
   if (n->state != KITE_NODE_BOOTSTRAPPING) {
-    if (n->session_open && n->state == KITE_NODE_TERMINATING)
-      disconnect(n);
-    kite__pool_node_changed(n->pool, n);
+    connected_late(n);
     return;
   }
   if (status != 0) {
@@ -359,11 +446,12 @@ static void connect_node(kite__node_t *n) {
     fail(n, rc, "cannot request an SSH connection (is the transport started?)");
 }
 
-static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
-  kite__node_t *n = data;
-  (void)bus;
-  n->launch_corr = 0;
-  const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
+/* ---- PROVISIONING: the launch ------------------------------------------------------------ */
+
+/* What the launch's reply says exists (or that nothing does) is recorded, whatever state the
+ * node is in now. */
+static void record_launch(kite__node_t *n, int status, const kite_ev_instance_launched_t *l,
+                          const kite_event_t *ev) {
   if (status == 0 && l) {
     clear_instance(n);
     n->instance_id = kite__strdup(l->instance_id);
@@ -389,14 +477,26 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
                                        e && e->message ? e->message : "launch failed");
     n->store_row = 0;
   }
+}
+
+/* Closed (or failed) while launching: whatever was created goes now. */
+static void launched_late(kite__node_t *n) {
+  if (n->instance_live)
+    terminate_instance(n);
+  else if (n->state == KITE_NODE_TERMINATING)
+    set_state(n, KITE_NODE_TERMINATED, "launch did not create an instance");
+  else
+    kite__pool_node_dirty(n->pool, n);
+}
+
+static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  kite__node_t *n = data;
+  (void)bus;
+  n->launch_corr = 0;
+  const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
+  record_launch(n, status, l, ev);
   if (n->state != KITE_NODE_PROVISIONING) {
-    /* Closed (or failed) while launching: whatever was created goes now. */
-    if (n->instance_live)
-      terminate_instance(n);
-    else if (n->state == KITE_NODE_TERMINATING)
-      kite__node_set_state(n, KITE_NODE_TERMINATED, "launch did not create an instance");
-    else
-      kite__pool_node_changed(n->pool, n);
+    launched_late(n);
     return;
   }
   if (status != 0 || l == NULL) {
@@ -407,17 +507,17 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     free(why);
     return;
   }
-  kite__node_set_state(n, KITE_NODE_BOOTSTRAPPING, "instance launched");
-  connect_node(n);
+  set_state(n, KITE_NODE_BOOTSTRAPPING, "instance launched");
 }
 
-void kite__node_start(kite__node_t *n) {
+/* ---- entering and leaving states ---------------------------------------------------------- */
+
+/* Records the launch in the state store, then asks the provider for the instance. */
+static void enter_provisioning(kite__node_t *n) {
   kite_pool_t *pool = n->pool;
   char token[128];
   snprintf(token, sizeof(token), "%s-%u-%u-%d-%llx", pool->tag, n->rank, n->replacements,
            (int)getpid(), (unsigned long long)kite__wall_ms());
-  kite__node_set_state(n, KITE_NODE_PROVISIONING,
-                       n->replacements ? "launching a replacement" : "launching");
   if (pool->reach_status != 0) {
     char *why = kite__sprintf("cannot tell where %s would launch it: %s", pool->provider,
                               pool->reach_message ? pool->reach_message
@@ -448,70 +548,92 @@ void kite__node_start(kite__node_t *n) {
     fail(n, rc, "cannot request a launch");
 }
 
-void kite__node_close(kite__node_t *n) {
-  switch (n->state) {
-  case KITE_NODE_INIT:
-    kite__node_set_state(n, KITE_NODE_TERMINATED, "pool closed before launch");
-    return;
-  case KITE_NODE_TERMINATING:
-  case KITE_NODE_TERMINATED:
-    return;
-  case KITE_NODE_FAILED:
-    terminate_instance(n);
-    kite__pool_node_changed(n->pool, n);
-    return;
-  case KITE_NODE_PROVISIONING:
-  case KITE_NODE_BOOTSTRAPPING:
-  case KITE_NODE_READY:
-  case KITE_NODE_DRAINING:
-  case KITE_NODE_REPLACING:
-    break;
-  default:
-    kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "rank %u in unknown state %d (a bug)",
-             n->rank, (int)n->state);
-    return;
-  }
-  kite__node_set_state(n, KITE_NODE_TERMINATING, "pool closing");
-  /* What is under way is abandoned; the launch is not: its reply says what to terminate. */
+/* The instance exists: connect to it (then the watchdog, then the bootstrap). */
+static void enter_bootstrapping(kite__node_t *n) { connect_node(n); }
+
+/* What is under way is abandoned, the connect and the bootstrap: their replies still come,
+ * and find the node moved on. */
+static void exit_bootstrapping(kite__node_t *n) {
   if (n->connect_corr)
     kite_bus_cancel(n->pool->bus, n->connect_corr);
   if (n->boot_corr)
     kite_bus_cancel(n->pool->bus, n->boot_corr);
+}
+
+/* node_ready, and node_replaced when this is a replacement coming up. */
+static void enter_ready(kite__node_t *n) {
+  kite_pool_t *pool = n->pool;
+  kite_ev_node_ready_t r = {.pool = pool->id, .node = n->id, .rank = n->rank,
+                            .instance_id = n->instance_id, .address = n->address};
+  kite_emit_node_ready(pool->bus, &r);
+  char *old = n->old_instance;
+  n->old_instance = NULL;
+  if (old) {
+    kite_ev_node_replaced_t e = {.pool = pool->id, .node = n->id, .rank = n->rank,
+                                 .old_instance = old, .new_instance = n->instance_id};
+    KITE_INFO(pool->rt, "node", "%s rank %u: replaced instance %s by %s", pool->name, n->rank,
+              old, n->instance_id);
+    kite_emit_node_replaced(pool->bus, &e);
+  }
+  free(old);
+}
+
+/* The old instance is terminated explicitly and confirmed before its replacement starts: an
+ * instance left behind is a leak that costs money. */
+static void enter_replacing(kite__node_t *n) {
+  if (n->instance_live)
+    terminate_instance(n);
+  else if (n->term_corr == 0)
+    kite__node_relaunch(n);
+}
+
+/* The launch is not abandoned: its reply says what to terminate. */
+static void enter_terminating(kite__node_t *n) {
   if (n->launch_corr)
     return;
   if (n->instance_live)
     terminate_instance(n);
   else if (n->term_corr == 0)
-    kite__node_set_state(n, KITE_NODE_TERMINATED, "nothing to terminate");
+    set_state(n, KITE_NODE_TERMINATED, "nothing to terminate");
 }
 
-/* ---- loss and replacement ---------------------------------------------------------------- */
+/* A failed node's instance still goes; the node stays FAILED. */
+static void enter_failed(kite__node_t *n) { terminate_instance(n); }
 
-void kite__node_lost(kite__node_t *n, const char *reason) {
+/* ---- reactions: the pool closes ------------------------------------------------------------ */
+
+static void close_unlaunched(kite__node_t *n) {
+  set_state(n, KITE_NODE_TERMINATED, "pool closed before launch");
+}
+
+static void close_active(kite__node_t *n) { set_state(n, KITE_NODE_TERMINATING, "pool closing"); }
+
+static void close_failed(kite__node_t *n) {
+  terminate_instance(n);
+  kite__pool_node_dirty(n->pool, n);
+}
+
+static void close_nothing(kite__node_t *n) { (void)n; }
+
+/* ---- reactions: lost, preemption notice ---------------------------------------------------- */
+
+/* While the launch is under way nothing exists that could be lost. */
+static void lost_provisioning(kite__node_t *n, const char *reason) {
+  if (n->launch_corr == 0)
+    lost_replace(n, reason);
+}
+
+/* Replaced when the policy permits, else FAILED (and the pool shrinks). */
+static void lost_replace(kite__node_t *n, const char *reason) {
   kite_pool_t *pool = n->pool;
-  switch (n->state) {
-  case KITE_NODE_READY:
-  case KITE_NODE_DRAINING:
-  case KITE_NODE_BOOTSTRAPPING:
-    break;
-  case KITE_NODE_PROVISIONING:
-    if (n->launch_corr)
-      return; /* nothing launched yet that could be lost */
-    break;
-  default:
-    return; /* already replacing, closing or failed */
-  }
-  int permit = kite__pool_replace_permit(pool);
-  if (permit < 0) {
+  if (kite__pool_replace_permit(pool) < 0) {
     char *why = kite__sprintf("%s; %s", reason,
                               pool->replace ? "no replacements left (max_replacements)"
                                             : "replacement is off");
     fail(n, KITE_ENODELOST, why ? why : reason);
     free(why);
     /* What remains: every node not FAILED (READY, or on its way back). */
-    unsigned ready = 0;
-    for (unsigned i = 0; i < pool->nodes_n; i++)
-      ready += pool->nodes[i].state != KITE_NODE_FAILED;
+    unsigned ready = pool->nodes_n - pool->state_n[KITE_NODE_FAILED];
     char *msg = kite__sprintf("rank %u was lost and not replaced; %u of %u nodes remain",
                               n->rank, ready, pool->nodes_n);
     kite_ev_pool_shrunk_t ev = {.pool = pool->id, .nodes = ready, .min_nodes = pool->min_nodes,
@@ -525,17 +647,46 @@ void kite__node_lost(kite__node_t *n, const char *reason) {
   n->replacements++;
   free(n->old_instance);
   n->old_instance = kite__strdup(n->instance_id);
-  kite__node_set_state(n, KITE_NODE_REPLACING, reason);
-  if (n->connect_corr)
-    kite_bus_cancel(pool->bus, n->connect_corr);
-  if (n->boot_corr)
-    kite_bus_cancel(pool->bus, n->boot_corr);
-  /* The old instance is terminated explicitly and confirmed before its replacement starts:
-   * an instance left behind is a leak that costs money. */
-  if (n->instance_live)
-    terminate_instance(n);
-  else if (n->term_corr == 0)
-    kite__node_relaunch(n);
+  set_state(n, KITE_NODE_REPLACING, reason);
+}
+
+/* Already replacing, closing or failed; or never launched. */
+static void lost_nothing(kite__node_t *n, const char *reason) {
+  (void)n;
+  (void)reason;
+}
+
+static void drain_ready(kite__node_t *n, const char *reason) {
+  set_state(n, KITE_NODE_DRAINING, reason);
+}
+
+static void drain_nothing(kite__node_t *n, const char *reason) {
+  (void)n;
+  (void)reason;
+}
+
+/* ---- what the pool asks of a node ---------------------------------------------------------- */
+
+void kite__node_start(kite__node_t *n) {
+  set_state(n, KITE_NODE_PROVISIONING, n->replacements ? "launching a replacement" : "launching");
+}
+
+void kite__node_close(kite__node_t *n) {
+  const state_def_t *d = state_of(n, "closed");
+  if (d)
+    d->close(n);
+}
+
+void kite__node_lost(kite__node_t *n, const char *reason) {
+  const state_def_t *d = state_of(n, "lost");
+  if (d)
+    d->lost(n, reason);
+}
+
+void kite__node_drain(kite__node_t *n, const char *reason) {
+  const state_def_t *d = state_of(n, "drained");
+  if (d)
+    d->drain(n, reason);
 }
 
 void kite__node_relaunch(kite__node_t *n) {
@@ -547,7 +698,7 @@ void kite__node_relaunch(kite__node_t *n) {
   }
   if (!kite__pool_rate_take(n->pool)) {
     n->replace_held = true;
-    kite__pool_node_changed(n->pool, n);
+    kite__pool_node_dirty(n->pool, n);
     return;
   }
   n->replace_held = false;

@@ -2,8 +2,18 @@
  *
  * Owns: the nodes (one per rank, keeping its rank across replacements) and the running tasks.
  * Sends: ssh_exec, ssh_upload, ssh_download requests for tasks (the nodes send the rest).
- * Reacts to: its nodes' state changes (kite__pool_node_changed), task_output facts of its
- * own tasks, and the replies to its requests.
+ * Reacts to: its nodes' changes, task_output facts of its own tasks, and the replies to its
+ * requests.
+ *
+ * A node that changes marks itself dirty (kite__pool_node_dirty), which counts its state at
+ * once and arms the pool's turn: an idle handle, active only while some node is dirty. The
+ * turn reacts to every dirty node together, in one pass over the running tasks: so a pool of
+ * N nodes that opens or closes costs O(N) reactions, not one pass over every task and node
+ * per change. The counts (per state, final nodes) make the open's and the close's checks
+ * O(1). Whatever a reaction decides is what it would have decided inside the change: a
+ * command started on an instance that has left service since (the node's epoch moved) is
+ * canceled even when the node is back by the time of the turn, and the pool became usable if
+ * min_nodes were READY at any moment (min_reached).
  *
  * Opening completes when min_nodes are READY, or fails (after every instance is terminated)
  * when that can no longer happen. Closing cancels what runs and waits until each canceled
@@ -31,6 +41,7 @@ typedef struct rank_run {
   uint64_t sub_id;     /* task id of this rank's attempt (routing key of its output) */
   uint64_t node_id;    /* the node this attempt runs on */
   uint64_t corr;       /* outstanding request, or 0 */
+  uint32_t node_epoch; /* the node's epoch when this attempt started */
   kite_sub_t out_sub;
   bool started, finished;
   bool cancel_sent;    /* ssh_cancel asked for this attempt; its own reply ends it */
@@ -69,6 +80,7 @@ typedef struct kite__task {
 } task_t;
 
 static void maybe_report_open(kite_pool_t *pool);
+static void on_turn(uv_idle_t *h);
 static void start_close(kite_pool_t *pool);
 static void close_nodes(kite_pool_t *pool);
 static void maybe_finish_close(kite_pool_t *pool);
@@ -284,7 +296,7 @@ static void on_node_preempting(kite_bus_t *bus, const kite_event_t *ev,
     int64_t left = p->deadline_ms - (int64_t)kite__wall_ms();
     snprintf(why, sizeof(why), "preemption notice: gone in %lld ms; no new tasks",
              (long long)(left > 0 ? left : 0));
-    kite__node_set_state(n, KITE_NODE_DRAINING, why);
+    kite__node_drain(n, why);
   }
 }
 
@@ -491,6 +503,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;
+    uv_idle_init(kite_runtime_loop(rt), &pool->turn);
+    pool->turn_open = true;
   }
   if (rc != 0) {
     /* The name was claimed but nothing was launched: give it back. */
@@ -510,7 +524,9 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     n->id = kite__next_id();
     n->rank = i;
     n->state = KITE_NODE_INIT;
+    n->counted = KITE_NODE_INIT;
   }
+  pool->state_n[KITE_NODE_INIT] = pool->nodes_n;
   KITE_INFO(rt, "pool", "opening pool %s: %u nodes on %s", pool->name, pool->nodes_n,
             pool->provider);
   *out = pool;
@@ -571,16 +587,13 @@ static void on_instance_created(kite_bus_t *bus, const kite_event_t *ev,
   kite_pool_t *pool = data;
   (void)bus;
   (void)ev;
-  for (unsigned i = 0; i < pool->nodes_n && c->instance_id; i++) {
-    kite__node_t *n = &pool->nodes[i];
-    if (n->id != c->node || n->store_row == 0 || pool->store == NULL)
-      continue;
-    if (kite_store_instance_launched(pool->store, n->store_row, c->instance_id, NULL, 0, NULL,
-                                     NULL, -1) != 0)
-      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s rank %u: cannot record instance %s: %s",
-               pool->name, n->rank, c->instance_id, kite_store_errmsg(pool->store));
+  kite__node_t *n = node_by_id(pool, c->node, c->rank);
+  if (n == NULL || c->instance_id == NULL || n->store_row == 0 || pool->store == NULL)
     return;
-  }
+  if (kite_store_instance_launched(pool->store, n->store_row, c->instance_id, NULL, 0, NULL,
+                                   NULL, -1) != 0)
+    kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s rank %u: cannot record instance %s: %s",
+             pool->name, n->rank, c->instance_id, kite_store_errmsg(pool->store));
 }
 
 /* The open callback runs once the events that led to it (the last rank's READY, pool_ready)
@@ -602,7 +615,7 @@ static void report_open(kite_pool_t *pool, int status, const char *message) {
   pool_hold(pool);
   if (status == 0) {
     kite_ev_pool_ready_t ev = {.pool = pool->id, .name = pool->name,
-                               .ready = kite_pool_ready_count(pool), .nodes = pool->nodes_n};
+                               .ready = pool->ready_at_min, .nodes = pool->nodes_n};
     kite_emit_pool_ready(pool->bus, &ev);
   }
   if (message != pool->open_message) {
@@ -615,30 +628,38 @@ static void report_open(kite_pool_t *pool, int status, const char *message) {
     on_open_after(pool->bus, 0, NULL, pool);
 }
 
+/* Whether every node is final. */
+static bool all_final(const kite_pool_t *pool) {
+#ifndef NDEBUG
+  unsigned final = 0;
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    final += kite__node_final(&pool->nodes[i]);
+  assert(final == pool->final_n && "a node became final without marking itself dirty");
+#endif
+  return pool->final_n == pool->nodes_n;
+}
+
 static void maybe_report_open(kite_pool_t *pool) {
   if (pool->open_reported)
     return;
-  unsigned ready = 0, possible = 0;
-  for (unsigned i = 0; i < pool->nodes_n; i++) {
-    kite_node_state_t s = pool->nodes[i].state;
-    ready += s == KITE_NODE_READY;
-    possible += s != KITE_NODE_FAILED && s != KITE_NODE_TERMINATED && s != KITE_NODE_TERMINATING;
+  /* Usable at some moment since the last turn: that is when it opened. */
+  if (pool->min_reached) {
+    report_open(pool, 0, NULL);
+    return;
   }
+  const unsigned *sn = pool->state_n;
+  unsigned possible = pool->nodes_n - sn[KITE_NODE_FAILED] - sn[KITE_NODE_TERMINATED] -
+                      sn[KITE_NODE_TERMINATING];
   if (pool->closing) {
     /* Closed before it was usable: report once every node is final. */
-    for (unsigned i = 0; i < pool->nodes_n; i++)
-      if (!kite__node_final(&pool->nodes[i]))
-        return;
+    if (!all_final(pool))
+      return;
     if (pool->open_status == 0) {
       pool->open_status = KITE_ECANCELED;
       free(pool->open_message);
       pool->open_message = kite__sprintf("pool %s was closed before it was ready", pool->name);
     }
     report_open(pool, pool->open_status, pool->open_message);
-    return;
-  }
-  if (ready >= pool->min_nodes) {
-    report_open(pool, 0, NULL);
     return;
   }
   if (possible >= pool->min_nodes)
@@ -662,29 +683,79 @@ static void maybe_report_open(kite_pool_t *pool) {
   start_close(pool); /* internal teardown; the user still calls kite_pool_close */
 }
 
-void kite__pool_node_changed(kite_pool_t *pool, kite__node_t *n) {
-  pool_hold(pool);
-  /* Tasks waiting for this node, or running on one that is gone. */
+void kite__pool_node_dirty(kite_pool_t *pool, kite__node_t *n) {
+  if (n->counted != n->state) {
+    pool->state_n[n->counted]--;
+    pool->state_n[n->state]++;
+    n->counted = n->state;
+    if (n->state == KITE_NODE_READY && !pool->min_reached &&
+        pool->state_n[KITE_NODE_READY] >= pool->min_nodes) {
+      pool->min_reached = true;
+      pool->ready_at_min = pool->state_n[KITE_NODE_READY];
+    }
+  }
+  if (!n->counted_final && kite__node_final(n)) {
+    n->counted_final = true;
+    pool->final_n++;
+  }
+  if (n->dirty)
+    return;
+  n->dirty = true;
+  n->dirty_next = NULL;
+  if (pool->dirty_tail)
+    pool->dirty_tail->dirty_next = n;
+  else
+    pool->dirty_head = n;
+  pool->dirty_tail = n;
+  if (pool->turn_open && !uv_is_active((uv_handle_t *)&pool->turn))
+    uv_idle_start(&pool->turn, on_turn);
+}
+
+/* The reactions to the nodes marked dirty (n->dirty): the tasks that wait for one of them or
+ * run on one that is gone, then every task's scheduling, the open and the close. */
+static void react(kite_pool_t *pool) {
   for (task_t *t = pool->tasks; t; t = t->next_task) {
     for (unsigned i = 0; i < t->count; i++) {
       rank_run_t *r = &t->runs[i];
-      if (r->rank != n->rank || r->finished)
+      if (r->finished)
+        continue;
+      kite__node_t *n = &pool->nodes[r->rank];
+      if (!n->dirty)
         continue;
       bool gone = n->state == KITE_NODE_FAILED || n->state == KITE_NODE_TERMINATING ||
                   n->state == KITE_NODE_TERMINATED;
-      if ((gone || n->state == KITE_NODE_REPLACING) && r->started && r->corr) {
+      if (r->started && r->corr && r->node_epoch != n->epoch) {
         kite_bus_cancel(pool->bus, r->corr); /* its reply finishes the run */
       } else if (gone && !r->started && i < t->next) {
         run_finished(r, KITE_ENODELOST, -1, NULL, n->failure ? n->failure : "node is gone");
       }
     }
   }
-  for (task_t *t = pool->tasks, *nt; t; t = nt) {
-    nt = t->next_task;
-    schedule(t);
+}
+
+static void on_turn(uv_idle_t *h) {
+  kite_pool_t *pool = kite_container_of(h, kite_pool_t, turn);
+  pool_hold(pool);
+  /* A reaction may change nodes again (an open that failed closes them): those are reacted
+   * to in the same turn. */
+  while (pool->dirty_head && !pool->freed) {
+    kite__node_t *dirty = pool->dirty_head;
+    pool->dirty_head = pool->dirty_tail = NULL;
+    react(pool);
+    for (kite__node_t *n = dirty, *next; n; n = next) {
+      next = n->dirty_next;
+      n->dirty_next = NULL;
+      n->dirty = false;
+    }
+    for (task_t *t = pool->tasks, *nt; t; t = nt) {
+      nt = t->next_task;
+      schedule(t);
+    }
+    maybe_report_open(pool);
+    maybe_finish_close(pool);
   }
-  maybe_report_open(pool);
-  maybe_finish_close(pool);
+  if (pool->turn_open && pool->dirty_head == NULL)
+    uv_idle_stop(&pool->turn);
   pool_release(pool);
 }
 
@@ -930,7 +1001,9 @@ static void on_exec_done(kite_bus_t *bus, int status, const kite_event_t *ev, vo
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
     int err = status ? status : KITE_EINTERNAL;
     kite__node_t *n = &pool->nodes[r->rank];
-    if (err == KITE_ECANCELED && !pool->closing && n->state != KITE_NODE_READY)
+    /* Canceled because its instance left service, even if the node is READY again by now. */
+    if (err == KITE_ECANCELED && !pool->closing &&
+        (n->state != KITE_NODE_READY || n->epoch != r->node_epoch))
       err = KITE_ENODELOST;
     run_finished(r, err, -1, NULL, e ? e->message : NULL);
   }
@@ -949,6 +1022,7 @@ static int start_run(task_t *t, rank_run_t *r) {
   r->attempt++;
   r->sub_id = kite__next_id();
   r->node_id = n->id;
+  r->node_epoch = n->epoch;
   r->started_ms = (int64_t)kite__wall_ms();
   free(r->instance);
   r->instance = kite__strdup(n->instance_id);
@@ -1181,10 +1255,7 @@ unsigned kite_pool_size(const kite_pool_t *pool) { return pool->nodes_n; }
 unsigned kite_pool_min_nodes(const kite_pool_t *pool) { return pool->min_nodes; }
 
 unsigned kite_pool_ready_count(const kite_pool_t *pool) {
-  unsigned n = 0;
-  for (unsigned i = 0; i < pool->nodes_n; i++)
-    n += pool->nodes[i].state == KITE_NODE_READY;
-  return n;
+  return pool->state_n[KITE_NODE_READY];
 }
 
 int kite_pool_node_state(const kite_pool_t *pool, uint32_t rank) {
@@ -1205,7 +1276,7 @@ uint64_t kite_pool_node_id(const kite_pool_t *pool, uint32_t rank) {
 
 /* ---- close ------------------------------------------------------------------------------- */
 
-static void on_timer_closed(uv_handle_t *h) {
+static void on_handle_closed(uv_handle_t *h) {
   kite_pool_t *pool = h->data;
   pool_release(pool);
 }
@@ -1215,9 +1286,8 @@ static void maybe_finish_close(kite_pool_t *pool) {
     return;
   if (pool->tasks || !pool->nodes_closing)
     return;
-  for (unsigned i = 0; i < pool->nodes_n; i++)
-    if (!kite__node_final(&pool->nodes[i]))
-      return;
+  if (!all_final(pool))
+    return;
   if (!pool->open_reported)
     return; /* maybe_report_open reports first, then calls us again */
   pool->close_reported = true;
@@ -1242,12 +1312,18 @@ static void maybe_finish_close(kite_pool_t *pool) {
     }
   }
   pool->freed = true;
+  /* Freed when the handles have closed. */
   if (pool->replace_timer_open) {
-    /* Freed when the timer handle has closed. */
     pool->replace_timer_open = false;
     pool->replace_timer.data = pool;
-    uv_close((uv_handle_t *)&pool->replace_timer, on_timer_closed);
-    return;
+    pool_hold(pool);
+    uv_close((uv_handle_t *)&pool->replace_timer, on_handle_closed);
+  }
+  if (pool->turn_open) {
+    pool->turn_open = false;
+    pool->turn.data = pool;
+    pool_hold(pool);
+    uv_close((uv_handle_t *)&pool->turn, on_handle_closed);
   }
   pool_release(pool);
 }

@@ -1,7 +1,8 @@
 #ifndef KITE_POOL_IMPL_H
 #define KITE_POOL_IMPL_H
 
-/* The pool and its node actors share this layout (pool.c, node.c). */
+/* The pool and its node actors share this layout (pool.c, node.c); the spec schema (spec.c)
+ * shares the pool's name rule. */
 
 #include "../monitors/monitors_impl.h"
 #include "kite/pool.h"
@@ -40,6 +41,15 @@ struct kite__node {
   char *failure; /* why the node FAILED, for the pool's error */
   int failure_code;     /* and the error code that goes with it */
   int64_t store_row;    /* the state store's row of the instance behind it now, or 0 */
+  /* Bumped each time the node leaves service (REPLACING, FAILED, TERMINATING, TERMINATED): a
+   * command started at an older epoch runs on an instance that is going away. */
+  uint32_t epoch;
+
+  /* The pool's bookkeeping (pool.c), kept by kite__pool_node_dirty(). */
+  bool dirty;                 /* on the pool's dirty list: changed since the pool's last turn */
+  kite__node_t *dirty_next;
+  kite_node_state_t counted;  /* the state this node is counted under in pool->state_n */
+  bool counted_final;         /* counted in pool->final_n (final is for good) */
 };
 
 struct kite_pool {
@@ -77,6 +87,17 @@ struct kite_pool {
 
   unsigned nodes_n, min_nodes;
   kite__node_t *nodes;
+  /* Kept up to date as nodes change, so that no node change costs a pass over the nodes. */
+  unsigned state_n[KITE_NODE__COUNT]; /* nodes per state */
+  unsigned final_n;                   /* nodes that are final (kite__node_final) */
+  bool min_reached;                   /* min_nodes were READY at once (the pool is usable) */
+  unsigned ready_at_min;              /* the READY count at that moment */
+  /* Nodes that changed since the pool's last turn, oldest first. The turn (an idle handle,
+   * active only while the list is not empty) reacts to all of them at once: the tasks that
+   * wait for them or run on them, the open, the close. */
+  kite__node_t *dirty_head, *dirty_tail;
+  uv_idle_t turn;
+  bool turn_open;
 
   kite_pool_open_cb open_cb;
   void *open_data;
@@ -107,11 +128,18 @@ void kite__node_close(kite__node_t *n);
 void kite__node_lost(kite__node_t *n, const char *reason);
 /* Launches the replacement of a REPLACING node whose old instance is gone. */
 void kite__node_relaunch(kite__node_t *n);
+/* A preemption notice: a READY node takes no new tasks (DRAINING). */
+void kite__node_drain(kite__node_t *n, const char *reason);
 bool kite__node_final(const kite__node_t *n);
 void kite__node_free(kite__node_t *n);
 
-/* pool.c: called by nodes */
-void kite__pool_node_changed(kite_pool_t *pool, kite__node_t *n);
+/* pool.c */
+/* Whether s is a valid pool name: 1-48 of [A-Za-z0-9_-], not starting with '-'. */
+bool kite__pool_name_valid(const char *s);
+/* called by nodes: */
+/* n changed: its state, or a request of its own ended. Counts n's state at once and puts it on
+ * the pool's dirty list; the pool reacts on its next turn, never inside the node's change. */
+void kite__pool_node_dirty(kite_pool_t *pool, kite__node_t *n);
 /* May this node be replaced at all (replace on, max_replacements not reached)? Counts the
  * replacement when it may: 0 yes, < 0 no. */
 int kite__pool_replace_permit(kite_pool_t *pool);
