@@ -1,0 +1,354 @@
+/* kite_registry_check_spec(): a loaded spec against the provider it names (kite/registry.h).
+ *
+ * Design notes
+ * - Where it lives. The spec loader (pool/spec.c) checks the schema and keeps the position of
+ *   every key it read (kite_spec_where()); the registry (providers/registry.c, below) says what
+ *   each provider honours. This file does the provider's half after the load, with those
+ *   positions, so a refusal reads like any loader error: FILE:LINE:COL of the key, what was
+ *   wrong, what to do. It reads the registry; the registry never reads a spec.
+ * - A spec can break several rules; the one reported is the first in the text, as the loader
+ *   reports its first problem. An unknown provider name is reported before anything else,
+ *   since nothing else can be judged without the provider.
+ * - What it reacts to and emits: nothing; it runs before any loop does. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "kite/registry.h"
+#include "kite_impl.h"
+
+/* Spec keys people put in provider_options by mistake. */
+static const char *const spec_keys[] = {"region", "image", "instance_type", "spot", "nodes"};
+
+/* ---- the check -------------------------------------------------------------------------- */
+
+typedef struct check {
+  const kite_spec_t *spec;
+  kite_spec_pos_t at; /* of msg */
+  char *msg;          /* the earliest refusal so far */
+  bool oom;
+} check_t;
+
+static bool before(kite_spec_pos_t a, kite_spec_pos_t b) {
+  return a.line < b.line || (a.line == b.line && a.column < b.column);
+}
+
+/* Keeps "FILE:LINE:COL: MESSAGE" when it is earlier in the text than what was kept. */
+__attribute__((format(printf, 3, 4))) static void refuse(check_t *c, kite_spec_pos_t at,
+                                                         const char *fmt, ...) {
+  if (c->msg && !before(at, c->at))
+    return;
+  char text[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  /* One line whatever the values quoted in it hold. */
+  for (char *t = text; *t; t++)
+    if ((unsigned char)*t < 0x20 || *t == 0x7f)
+      *t = '?';
+  char *m = kite__sprintf("%s:%u:%u: %s", kite_spec_source(c->spec), at.line, at.column, text);
+  if (m == NULL) {
+    c->oom = true;
+    return;
+  }
+  free(c->msg);
+  c->msg = m;
+  c->at = at;
+}
+
+/* The position of path's key (or its value), 1:1 when the spec does not say (it always does
+ * for what the loader read). */
+static kite_spec_pos_t pos(const kite_spec_t *spec, const char *path, bool value) {
+  kite_spec_pos_t k = {1, 1}, v = {1, 1};
+  kite_spec_where(spec, path, &k, &v);
+  return value ? v : k;
+}
+
+static void check_field(check_t *c, const kite_provider_info_t *p, kite_spec_field_t f, bool given,
+                        const char *path) {
+  if (given && p->refused[f])
+    refuse(c, pos(c->spec, path, false), "%s: not honoured by the %s provider: %s", path, p->name,
+           p->refused[f]);
+}
+
+/* A region the provider does not launch in (when it lists its regions). */
+static void check_region(check_t *c, const kite_provider_info_t *p, const char *region) {
+  if (region == NULL || p->regions == NULL || p->refused[KITE_FIELD_REGION])
+    return;
+  char list[512] = "";
+  size_t len = 0;
+  for (size_t i = 0; p->regions[i]; i++) {
+    if (strcmp(p->regions[i], region) == 0)
+      return;
+    int n = snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", p->regions[i]);
+    if (n > 0 && (size_t)n < sizeof(list) - len)
+      len += (size_t)n;
+  }
+  refuse(c, pos(c->spec, "region", true), "region: %s has no region '%.60s'; choose one of: %s",
+         p->title, region, list);
+}
+
+static const char *type_name(const kite_provider_option_t *o, char *buf, size_t size) {
+  switch (o->type) {
+  case KITE_OPTION_STRING:
+    return "a string";
+  case KITE_OPTION_INTEGER:
+    snprintf(buf, size, "an integer from %lld to %lld", o->min, o->max);
+    return buf;
+  case KITE_OPTION_NUMBER:
+    return "a number";
+  case KITE_OPTION_BOOLEAN:
+    return "true or false";
+  case KITE_OPTION_STRINGS:
+    return "a list of strings";
+  case KITE_OPTION_KEY_FILE:
+  default:
+    return "the path of a key file";
+  }
+}
+
+static const char *json_kind(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    return "a mapping";
+  case JSON_ARRAY:
+    return "a list";
+  case JSON_STRING:
+    return "a string";
+  case JSON_INTEGER:
+    return "an integer";
+  case JSON_REAL:
+    return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE:
+    return "a boolean";
+  case JSON_NULL:
+  default:
+    return "an empty value";
+  }
+}
+
+/* "~/x" is the home directory's x. malloc'd. */
+static char *expand_home(const char *path) {
+  const char *home = getenv("HOME");
+  if (path[0] == '~' && path[1] == '/' && home)
+    return kite__sprintf("%s%s", home, path + 1);
+  return kite__strdup(path);
+}
+
+/* A key file must be readable now: a missing key is the user's mistake, found at load time
+ * rather than as an authentication failure on every node. */
+static void check_key_file(check_t *c, const char *path, const char *file) {
+  char *full = expand_home(file);
+  if (full == NULL) {
+    c->oom = true;
+    return;
+  }
+  if (access(full, R_OK) != 0) {
+    int e = errno;
+    refuse(c, pos(c->spec, path, false),
+           "%s: cannot read the key file '%s': %s; give the path of a readable private key", path,
+           full, strerror(e));
+  }
+  free(full);
+}
+
+static bool type_ok(const kite_provider_option_t *o, const json_t *v) {
+  switch (o->type) {
+  case KITE_OPTION_STRING:
+  case KITE_OPTION_KEY_FILE:
+    return json_is_string(v);
+  case KITE_OPTION_INTEGER:
+    return json_is_integer(v) && json_integer_value(v) >= o->min && json_integer_value(v) <= o->max;
+  case KITE_OPTION_NUMBER:
+    return json_is_number(v);
+  case KITE_OPTION_BOOLEAN:
+    return json_is_boolean(v);
+  case KITE_OPTION_STRINGS: {
+    if (!json_is_array(v))
+      return false;
+    size_t i;
+    json_t *it;
+    json_array_foreach(v, i, it) {
+      if (!json_is_string(it))
+        return false;
+    }
+    return true;
+  }
+  default:
+    return false;
+  }
+}
+
+static void check_option(check_t *c, const kite_provider_info_t *p, const char *key,
+                         const json_t *v) {
+  char path[300];
+  snprintf(path, sizeof(path), "provider_options.%.250s", key);
+  const kite_provider_option_t *o = NULL;
+  const char *names[32];
+  size_t n = p->n_options < KITE_ARRAY_SIZE(names) ? p->n_options : KITE_ARRAY_SIZE(names);
+  for (size_t i = 0; i < n; i++) {
+    names[i] = p->options[i].name;
+    if (strcmp(p->options[i].name, key) == 0)
+      o = &p->options[i];
+  }
+  kite_spec_pos_t at = pos(c->spec, path, false);
+  if (o == NULL) {
+    const char *near = kite__closest(key, names, n);
+    const char *spec_key = near ? NULL : kite__closest(key, spec_keys, KITE_ARRAY_SIZE(spec_keys));
+    if (near) {
+      refuse(c, at, "%s: the %s provider has no option '%s'; did you mean '%s'?", path, p->name,
+             key, near);
+    } else if (spec_key) {
+      refuse(c, at,
+             "%s: the %s provider has no option '%s'; did you mean the spec key '%s' "
+             "(written outside provider_options)?",
+             path, p->name, key, spec_key);
+    } else {
+      char list[600] = "";
+      size_t off = 0;
+      for (size_t i = 0; i < n && off < sizeof(list); i++)
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", names[i]);
+      refuse(c, at, "%s: the %s provider has no option '%s'; its options are: %s", path, p->name,
+             key, n ? list : "none");
+    }
+    return;
+  }
+  if (json_is_null(v))
+    return; /* an empty value means the option was not given */
+  char buf[64];
+  if (!type_ok(o, v)) {
+    if (o->type == KITE_OPTION_INTEGER && json_is_integer(v))
+      refuse(c, at, "%s: %lld is out of range; expected %s; %s is the %s", path,
+             (long long)json_integer_value(v), type_name(o, buf, sizeof(buf)), key, o->meaning);
+    else
+      refuse(c, at, "%s: expected %s, got %s; %s is the %s", path, type_name(o, buf, sizeof(buf)),
+             json_kind(v), key, o->meaning);
+    return;
+  }
+  if (o->type == KITE_OPTION_KEY_FILE)
+    check_key_file(c, path, json_string_value(v));
+}
+
+static void check_provider_name(check_t *c, const char *name) {
+  const char *names[16];
+  size_t n = 0;
+  char list[300] = "";
+  size_t off = 0;
+  for (const kite_provider_info_t *p; (p = kite_registry_at(n)) && n < KITE_ARRAY_SIZE(names);
+       n++) {
+    names[n] = p->name;
+    off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", n ? ", " : "", p->name);
+  }
+  const char *near = kite__closest(name, names, n);
+  kite_spec_pos_t at = pos(c->spec, "provider", true);
+  if (near)
+    refuse(c, at, "provider: unknown provider '%.60s'; did you mean '%s'? (kite knows: %s)", name,
+           near, list);
+  else
+    refuse(c, at, "provider: unknown provider '%.60s'; expected one of: %s", name, list);
+}
+
+/* The spec's ssh.user and ssh.key handed to the provider as its own options. */
+static int fold_ssh(kite_spec_t *spec, const kite_provider_info_t *p, json_t *opts) {
+  const kite_pool_spec_t *ps = kite_spec_pool(spec);
+  bool changed = false;
+  if (ps->ssh_user && p->ssh_user_option) {
+    if (json_object_set_new(opts, p->ssh_user_option, json_string(ps->ssh_user)) != 0)
+      return KITE_ENOMEM;
+    changed = true;
+  }
+  if (ps->ssh_key && p->ssh_key_option) {
+    if (json_object_set_new(opts, p->ssh_key_option, json_string(ps->ssh_key)) != 0)
+      return KITE_ENOMEM;
+    changed = true;
+  }
+  if (!changed)
+    return 0;
+  char *text = json_dumps(opts, JSON_COMPACT);
+  if (text == NULL)
+    return KITE_ENOMEM;
+  int rc = kite_spec_set_provider_options(spec, text);
+  free(text);
+  return rc;
+}
+
+int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
+  if (errmsg)
+    *errmsg = NULL;
+  if (spec == NULL)
+    return KITE_EINVAL;
+  const kite_pool_spec_t *ps = kite_spec_pool(spec);
+  check_t c = {.spec = spec};
+  const kite_provider_info_t *p =
+      (ps->provider ? kite_registry_find(ps->provider) : kite_registry_default());
+  json_t *opts = NULL;
+  if (p == NULL) {
+    check_provider_name(&c, ps->provider);
+    goto done;
+  }
+  check_field(&c, p, KITE_FIELD_REGION, ps->region != NULL, "region");
+  check_region(&c, p, ps->region);
+  check_field(&c, p, KITE_FIELD_IMAGE, ps->image != NULL, "image");
+  check_field(&c, p, KITE_FIELD_INSTANCE_TYPE, ps->instance_type != NULL,
+              "resources.instance_type");
+  check_field(&c, p, KITE_FIELD_SPOT, ps->spot, "resources.spot");
+  check_field(&c, p, KITE_FIELD_CPUS, ps->cpus != 0, "resources.cpus");
+  check_field(&c, p, KITE_FIELD_MEMORY, ps->memory_mb != 0, "resources.memory");
+  check_field(&c, p, KITE_FIELD_ACCELERATORS, ps->accelerator != NULL, "resources.accelerators");
+  check_field(&c, p, KITE_FIELD_DISK_GB, ps->disk_gb != 0, "resources.disk_gb");
+  check_field(&c, p, KITE_FIELD_SSH_USER, ps->ssh_user != NULL, "ssh.user");
+  check_field(&c, p, KITE_FIELD_SSH_KEY, ps->ssh_key != NULL, "ssh.key");
+  check_field(&c, p, KITE_FIELD_DEADMAN, ps->deadman_timeout_ms != 0, "deadman.timeout");
+  check_field(&c, p, KITE_FIELD_DEADMAN,
+              !ps->deadman_off && kite_spec_where(spec, "deadman.enabled", NULL, NULL) == 0,
+              "deadman.enabled");
+  check_field(&c, p, KITE_FIELD_APT, kite_spec_where(spec, "bootstrap.apt", NULL, NULL) == 0,
+              "bootstrap.apt");
+  if (ps->ssh_key && p->ssh_key_option && !p->refused[KITE_FIELD_SSH_KEY])
+    check_key_file(&c, "ssh.key", ps->ssh_key);
+
+  json_error_t jerr;
+  opts = ps->provider_options ? json_loads(ps->provider_options, 0, &jerr) : json_object();
+  if (!json_is_object(opts)) {
+    /* The loader makes provider_options from a YAML mapping; anything else is a bug. */
+    refuse(&c, pos(spec, "provider_options", true), "provider_options: not a JSON object (%s)",
+           ps->provider_options ? jerr.text : "out of memory");
+    goto done;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(opts, key, v) {
+    check_option(&c, p, key, v);
+  }
+  /* ssh.user and provider_options.ssh_user (say) would both name the login user. */
+  struct {
+    const char *field, *option;
+    bool given;
+  } both[] = {{"ssh.user", p->ssh_user_option, ps->ssh_user != NULL},
+              {"ssh.key", p->ssh_key_option, ps->ssh_key != NULL}};
+  for (size_t i = 0; i < KITE_ARRAY_SIZE(both); i++)
+    if (both[i].given && both[i].option && json_object_get(opts, both[i].option))
+      refuse(&c, pos(spec, both[i].field, false),
+             "%s: provider_options.%s says the same thing; give one of them", both[i].field,
+             both[i].option);
+
+done:;
+  int rc = 0;
+  if (c.oom)
+    rc = KITE_ENOMEM;
+  else if (c.msg)
+    rc = KITE_ESPEC;
+  else
+    rc = fold_ssh(spec, p, opts);
+  json_decref(opts);
+  if (rc != 0 && errmsg && c.msg) {
+    *errmsg = c.msg;
+    c.msg = NULL;
+  }
+  free(c.msg);
+  return rc;
+}
