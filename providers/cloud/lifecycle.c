@@ -1144,12 +1144,26 @@ static void launch_go(rec_t *r) {
   launch_site(r);
 }
 
-/* Lowercase host-name characters only: the pool's tag may carry underscores. */
+/* A name unique to the launch that is a valid host name (RFC 1123: lowercase letters, digits
+ * and '-', at most 63 characters): the pool's tag, its rank and a unique suffix. A tag too long
+ * to fit is cut, and a hash of the whole tag keeps names of different pools apart. */
+#define NAME_MAX_LEN 63
+
 static char *name_for(kite_cloud_t *c, const char *tag, uint32_t rank) {
-  char *n = kite__sprintf("%s-r%u-%llx%04x", tag, rank, (unsigned long long)kite__wall_ms(),
-                          (unsigned)(++c->seq & 0xffff));
+  char suffix[64];
+  snprintf(suffix, sizeof(suffix), "-r%u-%llx%04x", rank, (unsigned long long)kite__wall_ms(),
+           (unsigned)(++c->seq & 0xffff));
+  size_t room = NAME_MAX_LEN - strlen(suffix);
+  char *n = NULL;
+  if (strlen(tag) <= room) {
+    n = kite__sprintf("%s%s", tag, suffix);
+  } else {
+    char fp[17];
+    kite__fingerprint("cloud-name", tag, fp);
+    n = kite__sprintf("%.*s-%.8s%s", (int)(room - 9), tag, fp, suffix);
+  }
   for (char *p = n; p && *p; p++)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
       *p = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : '-';
   return n;
 }
