@@ -35,10 +35,12 @@ typedef struct cloud_timing {
   int max_retries;
 } cloud_timing_t;
 
-/* One answer of the hostile server. */
+/* One answer of the hostile server, for requests whose request line ("GET /v1/ssh_keys?...")
+ * contains match; an answer without match is for requests no answer names. */
 typedef struct cloud_answer {
   int status;
   const char *body;
+  const char *match;
 } cloud_answer_t;
 
 typedef struct cloud_case {
@@ -751,10 +753,37 @@ static void case_pool_replaces_dead(void) {
 
 /* ---- hostile API answers -------------------------------------------------------------------- */
 
+/* Whether answer a is for request line `line`: its match is in the line, or (when no answer's
+ * match is: unnamed) it has none. */
+static bool hostile_for(const cloud_answer_t *a, const char *line, bool named) {
+  return named ? a->match != NULL && strstr(line, a->match) != NULL : a->match == NULL;
+}
+
+/* The answer to request line `line`: the next, round and round, of the answers for it.
+ * served[i] counts the requests answered from the group whose first answer is i. */
+static const cloud_answer_t *hostile_answer(const char *line, unsigned *served) {
+  const cloud_answer_t *h = cloud->hostile;
+  size_t n = cloud->n_hostile, first = n, count = 0;
+  bool named = false;
+  for (size_t i = 0; i < n && !named; i++)
+    named = h[i].match != NULL && strstr(line, h[i].match) != NULL;
+  for (size_t i = 0; i < n; i++)
+    if (hostile_for(&h[i], line, named) && count++ == 0)
+      first = i;
+  if (count == 0)
+    return &h[0];
+  size_t want = served[first]++ % count;
+  for (size_t i = first; i < n; i++)
+    if (hostile_for(&h[i], line, named) && want-- == 0)
+      return &h[i];
+  return &h[first];
+}
+
 /* A server (a child process, blocking) that answers every request with the next of the cloud's
- * hostile answers. */
+ * hostile answers for it. */
 static void hostile_serve(int lfd) {
-  for (unsigned k = 0;; k++) {
+  unsigned served[256] = {0};
+  for (;;) {
     int fd = accept(lfd, NULL, NULL);
     if (fd < 0)
       _exit(0);
@@ -774,7 +803,9 @@ static void hostile_serve(int lfd) {
           break;
       }
     }
-    const cloud_answer_t *h = &cloud->hostile[k % cloud->n_hostile];
+    buf[len] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    const cloud_answer_t *h = hostile_answer(buf, served);
     char out[70000];
     int n = snprintf(out, sizeof(out),
                      "HTTP/1.1 %d X\r\nConnection: close\r\nRetry-After: 0\r\n"
@@ -797,6 +828,7 @@ static void on_hostile_reply(kite_bus_t *bus, int status, const kite_event_t *ev
 /* Every request kite can send, answered with garbage: each is answered, nothing crashes or
  * leaks (run it under ASan). */
 static void case_hostile_bodies(void) {
+  assert_true(cloud->n_hostile > 0 && cloud->n_hostile <= 256);
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);

@@ -34,24 +34,27 @@ static int do_provider_new(kite_runtime_t *rt, const cloud_timing_t *t) {
 
 /* What the hostile server answers, one after the other, round and round. */
 static const cloud_answer_t hostile[] = {
-    {200, "{}"}, /* the key lookup: "present" */
-    {202, "{\"droplet\": {\"id\": \"3164444\"}}"},
-    {200, "{\"droplets\": {\"a\": 1}}"},
-    {200, "{\"droplets\": [null, 1, \"x\", {\"name\": 5, \"id\": -1}, {\"name\": []}]}"},
-    {202, "{\"droplet\": {\"id\": 1e400}}"},
-    {200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["},
-    {202, "{\"droplet\": null, \"links\": 7}"},
-    {200, "{\"droplets\": [], \"links\": {\"pages\": {\"next\": \"https://evil.example/v2/x\"}}}"},
-    {422, "{\"id\": 5, \"message\": [\"\\u0000\", {}]}"},
-    {500, "\xff\xfe\xfd not json at all \x01\x02"},
-    {200, "{\"droplet\": {\"id\": 9, \"status\": \"active\", \"networks\": {\"v4\": [{\"type\": "
-          "\"public\", \"ip_address\": 7}, \"x\", null]}, \"size\": \"big\"}}"},
-    {200, "{\"droplet\": {\"id\": 9, \"status\": 1, \"networks\": []}}"},
-    {204, ""},
-    {200, "{\"droplets\": [{\"id\": 18446744073709551615, \"name\": \"\"}], \"meta\": null}"},
-    {429, "{\"message\": \"slow down\"}"},
-    {200, "\"just a string\""},
-    {200, "{\"droplet\": {\"id\": 0}}"},
+    {200, "{}", NULL}, /* the key lookup: "present" */
+    {202, "{\"droplet\": {\"id\": \"3164444\"}}", NULL},
+    {200, "{\"droplets\": {\"a\": 1}}", NULL},
+    {200, "{\"droplets\": [null, 1, \"x\", {\"name\": 5, \"id\": -1}, {\"name\": []}]}", NULL},
+    {202, "{\"droplet\": {\"id\": 1e400}}", NULL},
+    {200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", NULL},
+    {202, "{\"droplet\": null, \"links\": 7}", NULL},
+    {200, "{\"droplets\": [], \"links\": {\"pages\": {\"next\": \"https://evil.example/v2/x\"}}}",
+     NULL},
+    {422, "{\"id\": 5, \"message\": [\"\\u0000\", {}]}", NULL},
+    {500, "\xff\xfe\xfd not json at all \x01\x02", NULL},
+    {200,
+     "{\"droplet\": {\"id\": 9, \"status\": \"active\", \"networks\": {\"v4\": [{\"type\": "
+     "\"public\", \"ip_address\": 7}, \"x\", null]}, \"size\": \"big\"}}",
+     NULL},
+    {200, "{\"droplet\": {\"id\": 9, \"status\": 1, \"networks\": []}}", NULL},
+    {204, "", NULL},
+    {200, "{\"droplets\": [{\"id\": 18446744073709551615, \"name\": \"\"}], \"meta\": null}", NULL},
+    {429, "{\"message\": \"slow down\"}", NULL},
+    {200, "\"just a string\"", NULL},
+    {200, "{\"droplet\": {\"id\": 0}}", NULL},
 };
 
 static const cloud_case_t digitalocean = {.provider = "digitalocean",

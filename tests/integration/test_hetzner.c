@@ -60,43 +60,87 @@ static void write_prism_spec(const char *from, const char *to) {
   json_decref(spec);
 }
 
-/* What the hostile server answers, one after the other, round and round: Hetzner's shapes
- * with the wrong types, missing or absurd values, and no JSON at all. */
+/* What the hostile server answers: Hetzner's shapes with the wrong types, missing or absurd
+ * values, and no JSON at all, each request kind round and round its own answers, so that the
+ * key is found first and creates, finds, polls, deletes and lists all meet garbage. */
+#define KEYS "GET /v1/ssh_keys"
+#define KEY_NEW "POST /v1/ssh_keys"
+#define CREATE "POST /v1/servers"
+#define FIND "GET /v1/servers?name="
+#define LIST "GET /v1/servers?label_selector="
+#define DESCRIBE "GET /v1/servers/"
+#define DELETE "DELETE /v1/servers/"
 static const cloud_answer_t hostile[] = {
-    {200, "{\"ssh_keys\": [{\"id\": 4711, \"name\": \"kite\"}]}"}, /* the key lookup: found */
-    {201, "{\"server\": {\"id\": \"3164444\"}, \"action\": {}}"},
-    {200, "{\"servers\": {\"a\": 1}}"},
-    {200, "{\"servers\": [null, 1, \"x\", {\"name\": 5, \"id\": -1}, {\"name\": [], \"labels\": "
-          "3}]}"},
-    {201, "{\"server\": {\"id\": 1e400}}"},
-    {200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["},
-    {201, "{\"server\": null, \"next_actions\": 7, \"root_password\": []}"},
-    {200, "{\"servers\": [], \"meta\": {\"pagination\": {\"next_page\": 2}}}"},
-    {200, "{\"servers\": [], \"meta\": {\"pagination\": {\"next_page\": 9223372036854775807}}}"},
-    {403, "{\"error\": {\"code\": [\"x\"], \"message\": {}, \"details\": 5}}"},
-    {500, "\xff\xfe\xfd not json at all \x01\x02"},
+    {200, "{\"ssh_keys\": [{\"id\": 4711, \"name\": \"kite\"}]}", KEYS}, /* found */
+    {200, "{\"ssh_keys\": [{\"id\": {}}]}", KEYS},
+    {200, "{\"ssh_keys\": \"none\"}", KEYS},
+    {200, "{\"ssh_keys\": []}", KEYS},
+    {500, "\xff\xfe\xfd not json at all \x01\x02", KEYS},
+    {201, "{\"ssh_key\": {\"id\": -5}}", KEY_NEW},
+    {201, "{\"ssh_key\": {\"id\": 4712, \"name\": 3}}", KEY_NEW},
+    {409,
+     "{\"error\": {\"code\": \"uniqueness_error\", \"message\": \"SSH key with the same "
+     "fingerprint already exists\"}}",
+     KEY_NEW},
+    {201, "{\"server\": {\"id\": \"3164444\"}, \"action\": {}}", CREATE},
+    {201, "{\"server\": {\"id\": 1e400}}", CREATE},
+    {201, "{\"server\": null, \"next_actions\": 7, \"root_password\": []}", CREATE},
+    {422, "{\"error\": {\"code\": \"invalid_input\", \"message\": \"ssh_key 4711 not found\"}}",
+     CREATE},
+    {201, "{\"server\": {\"id\": 9, \"status\": \"initializing\"}}", CREATE},
+    {403, "{\"error\": {\"code\": [\"x\"], \"message\": {}, \"details\": 5}}", CREATE},
+    {201, "{\"server\": {\"id\": 0}}", CREATE},
+    {412, "{\"error\": {\"code\": \"resource_unavailable\", \"message\": null}}", CREATE},
+    {200, "{\"servers\": {\"a\": 1}}", FIND},
     {200,
-     "{\"server\": {\"id\": 9, \"status\": \"running\", \"public_net\": {\"ipv4\": {\"ip\": 7}},"
-     " \"server_type\": {\"prices\": [5, null, {\"location\": 3, \"price_hourly\": {\"gross\": "
-     "1}}]}, \"datacenter\": {\"location\": []}}}"},
-    {200, "{\"server\": {\"id\": 9, \"status\": 1, \"public_net\": []}}"},
-    {200, "{\"server\": {\"id\": 9, \"status\": \"running\", \"public_net\": {\"ipv4\": {\"ip\": "
-          "\"127.0.0.1; touch /tmp/kite-hostile\"}}, \"location\": {\"name\": \"fsn1\"}, "
-          "\"server_type\": {\"prices\": [{\"location\": \"fsn1\", \"price_hourly\": {\"gross\": "
-          "\"1e999\"}}]}}}"},
-    {204, ""},
+     "{\"servers\": [null, 1, \"x\", {\"name\": 5, \"id\": -1}, {\"name\": [], \"labels\": 3}]}",
+     FIND},
+    {200, "{\"servers\": []}", FIND},
+    {200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", FIND},
+    {200, "{\"servers\": [{\"id\": 18446744073709551615, \"name\": \"\"}]}", FIND},
+    {200, "{\"servers\": [], \"meta\": {\"pagination\": {\"next_page\": 2}}}", LIST},
+    {200, "{\"servers\": [], \"meta\": {\"pagination\": {\"next_page\": 9223372036854775807}}}",
+     LIST},
     {200,
      "{\"servers\": [{\"id\": 18446744073709551615, \"name\": \"\", \"labels\": {\"kite-pool\": "
-     "5}}], \"meta\": null}"},
-    {429, "{\"error\": {\"code\": \"rate_limit_exceeded\", \"message\": \"slow down\"}}"},
-    {200, "\"just a string\""},
-    {201, "{\"server\": {\"id\": 0}}"},
-    {401, "{\"error\": {\"code\": \"unauthorized\", \"message\": null, \"details\": []}}"},
-    {200, "{\"ssh_keys\": [{\"id\": {}}]}"},
-    {201, "{\"ssh_key\": {\"id\": -5}}"},
-    {422, "{\"error\": {\"code\": \"invalid_input\", \"message\": \"ssh_key 4711 not found\"}}"},
-    {200, "{\"error\": \"not an error\", \"server\": \"x\"}"},
-    {200, "{\"server\": {\"id\": 9, \"status\": \"deleting\", \"public_net\": null}}"},
+     "5}}], \"meta\": null}",
+     LIST},
+    {200,
+     "{\"servers\": [{\"id\": 7, \"labels\": {\"kite-pool\": \"kite-pool-hostile\"}}], \"meta\": "
+     "{\"pagination\": {\"next_page\": \"3\"}}}",
+     LIST},
+    {429, "{\"error\": {\"code\": \"rate_limit_exceeded\", \"message\": \"slow down\"}}", LIST},
+    {200, "\"just a string\"", LIST},
+    {401, "{\"error\": {\"code\": \"unauthorized\", \"message\": null, \"details\": []}}", LIST},
+    {200,
+     "{\"server\": {\"id\": 9, \"status\": \"running\", \"public_net\": {\"ipv4\": {\"ip\": 7}}, "
+     "\"server_type\": {\"prices\": [5, null, {\"location\": 3, \"price_hourly\": {\"gross\": "
+     "1}}]}, "
+     "\"datacenter\": {\"location\": []}}}",
+     DESCRIBE},
+    {200, "{\"server\": {\"id\": 9, \"status\": 1, \"public_net\": []}}", DESCRIBE},
+    {200,
+     "{\"server\": {\"id\": 9, \"status\": \"running\", \"public_net\": {\"ipv4\": {\"ip\": "
+     "\"127.0.0.1; touch /tmp/kite-hostile\"}}, \"location\": {\"name\": \"fsn1\"}, "
+     "\"server_type\": {\"prices\": [{\"location\": \"fsn1\", \"price_hourly\": {\"gross\": "
+     "\"1e999\"}}]}}}",
+     DESCRIBE},
+    {200, "{\"server\": {\"id\": 9, \"status\": \"deleting\", \"public_net\": null}}", DESCRIBE},
+    {201, "{\"server\": {\"id\": 9}}", DESCRIBE},
+    {204, "", DESCRIBE},
+    {200, "{\"error\": \"not an error\", \"server\": \"x\"}", DESCRIBE},
+    {404, "{\"error\": {\"code\": \"not_found\", \"message\": \"server not found\"}}", DESCRIBE},
+    {200,
+     "{\"server\": {\"id\": 9, \"status\": \"running\", \"public_net\": {\"ipv4\": {\"ip\": "
+     "\"127.0.0.1\"}}, \"location\": {\"name\": \"fsn1\"}, \"server_type\": {\"prices\": "
+     "[{\"location\": \"fsn1\", \"price_hourly\": {\"gross\": \"-1\"}}]}}}",
+     DESCRIBE},
+    {200, "{\"action\": 5}", DELETE},
+    {500, "\xff\xfe\xfd not json at all \x01\x02", DELETE},
+    {423, "{\"error\": {\"code\": \"locked\", \"message\": \"server is locked\"}}", DELETE},
+    {404, "{\"error\": {\"code\": \"not_found\", \"message\": \"server not found\"}}", DELETE},
+    {200, "{}", NULL},
+    {500, "{\"error\": {\"code\": \"server_error\"}}", NULL},
 };
 
 static const cloud_case_t hetzner = {.provider = "hetzner",
