@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A user's Hetzner Cloud session on the emulator's Hetzner front: with HCLOUD_TOKEN and
+# KITE_HETZNER_API_URL in the environment (nothing of either in the spec), `kite run` runs a
+# command on two servers and prints each rank; a `kite up` pool whose owner is killed (SIGKILL)
+# is taken down by `kite down` from a shell without KITE_HETZNER_API_URL (the pool's reach
+# record names the endpoint) and every server is confirmed gone; a wrong token fails with the
+# 401 message and leaves nothing behind.
+. "$(dirname "$0")/lib.sh"
+start_sim
+U=$(node_user)
+export HCLOUD_TOKEN=$SIM_TOKEN KITE_HETZNER_API_URL="$SIM_URL/v1"
+unset HCLOUD_CONFIG
+
+spec() { # NAME FILE
+  cat >"$2" <<YAML
+name: $1
+provider: hetzner
+nodes: 2
+provider_options: {ssh_user: $U, ssh_port: 2222}
+monitors: {enabled: false}
+deadman: {enabled: false}
+run: echo "rank \$KITE_NODE_RANK of \$KITE_NUM_NODES on hetzner"
+YAML
+}
+hz() { curl -s "$SIM_URL/_sim/hetzner/state" | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+hz_live() { hz '["live"]'; }
+hz_servers() { hz '["servers"]'; }
+owner_pid() { kite status --json 2>/dev/null | python3 -c "
+import json,sys
+for p in json.load(sys.stdin).get('pools',[]):
+    if p['name']=='$1': print(p.get('owner_pid',0))"; }
+
+log "kite run on two Hetzner servers"
+a=$(pool_name hz-run)
+spec "$a" "$T_DIR/a.yaml"
+run_kite "$T_DIR/out" "$T_DIR/err" run --plain "$T_DIR/a.yaml"
+expect_rc 0 "kite run"
+expect_grep "$T_DIR/out" "^\[0\] rank 0 of 2 on hetzner" "rank 0's line"
+expect_grep "$T_DIR/out" "^\[1\] rank 1 of 2 on hetzner" "rank 1's line"
+expect_grep "$T_DIR/err" "closed: every instance terminated" "kite run says the pool closed"
+[ "$(hz_live)" = 0 ] || fail "servers left after kite run: $(hz_servers)"
+[ "$(sim_num '["created"]')" = 2 ] || fail "kite run created $(sim_num '["created"]') servers, not 2"
+[ "$(hz '["ssh_keys"]')" = 1 ] || fail "kite's key is not registered once"
+
+log "kite up, owner killed, kite down from a shell without KITE_HETZNER_API_URL"
+b=$(pool_name hz-killed)
+spec "$b" "$T_DIR/b.yaml"
+run_kite "$T_DIR/out" "$T_DIR/err" up --plain "$T_DIR/b.yaml"
+expect_rc 0 "kite up"
+[ "$(hz_live)" = 2 ] || fail "kite up: $(hz_live) servers live, not 2"
+pid=$(owner_pid "$b")
+[ -n "$pid" ] && [ "$pid" != 0 ] || die "no owner pid in kite status"
+kill -KILL "$pid"
+wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "the owner did not die"
+[ "$(hz_live)" = 2 ] || fail "the servers did not outlive their owner: $(hz_live) live"
+reach=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(
+  \"SELECT reach FROM instances WHERE pool=? LIMIT 1\", (sys.argv[2],)).fetchone()[0])" \
+  "$KITE_HOME/state.db" "$b")
+case "$reach" in *"$SIM_URL/v1"*) ;; *) fail "the store's reach record does not name the API URL: $reach" ;; esac
+env -i PATH="$PATH" HOME="$HOME" KITE_HOME="$KITE_HOME" HCLOUD_TOKEN=$SIM_TOKEN \
+  kite down "$b" >"$T_DIR/down.out" 2>"$T_DIR/down.err"
+RC=$?
+expect_rc 0 "kite down from a shell without the API URL"
+expect_grep "$T_DIR/down.out" "is down" "kite down says the pool is down"
+[ "$(grep -c "terminated (confirmed by the provider)" "$T_DIR/down.out")" = 2 ] ||
+  fail "kite down did not confirm both servers: $(cat "$T_DIR/down.out" "$T_DIR/down.err")"
+[ "$(hz_live)" = 0 ] || fail "servers left after kite down: $(hz_servers)"
+[ "$(hz_servers)" = "[]" ] || fail "the emulator still lists servers: $(hz_servers)"
+[ "$(node_procs "kite-pool-$b")" = 0 ] || fail "processes of the killed pool's servers still run"
+
+log "a wrong token"
+c=$(pool_name hz-badtoken)
+spec "$c" "$T_DIR/c.yaml"
+HCLOUD_TOKEN=hcloud-not-the-token-4f1d run_kite "$T_DIR/out" "$T_DIR/err" run --plain "$T_DIR/c.yaml"
+expect_rc 1 "kite run with a wrong token"
+expect_grep "$T_DIR/err" "401" "the message names the 401"
+expect_grep "$T_DIR/err" "HCLOUD_TOKEN" "the message says which variable to set"
+expect_no_grep "$T_DIR/err" "not-the-token" "the token is not printed"
+expect_no_grep "$T_DIR/out" "not-the-token" "the token is not printed"
+[ "$(hz_live)" = 0 ] || fail "a wrong token left servers: $(hz_servers)"
+[ "$(sim_num '["created"]')" = 4 ] || fail "$(sim_num '["created"]') servers created in all, not 4"
