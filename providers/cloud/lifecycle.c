@@ -21,6 +21,7 @@
  * - Stop. Waiting launches fail at once, calls in flight are canceled (their answers end their
  *   records), records waiting on a timer end; then the table's cleanup runs for each site this
  *   process used, one at a time; then the HTTP client and the handles close. */
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -725,6 +726,11 @@ static void launch_undo(rec_t *r, int code, char *msg) {
   gone_start(r);
 }
 
+static bool is_ip_address(const char *s) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 static void poll_send(rec_t *r);
 
 static void on_polled(xcall_t *x, const kite_cloud_answer_t *a) {
@@ -740,6 +746,14 @@ static void on_polled(xcall_t *x, const kite_cloud_answer_t *a) {
   const kite_cloud_instance_t *in = &a->instance;
   if (a->outcome == KITE_CLOUD_OK && in->state == KITE_CLOUD_RUNNING && in->address &&
       *in->address) {
+    if (!is_ip_address(in->address)) {
+      /* It goes on command lines and into known_hosts: only an IP address is taken. */
+      launch_undo(r, KITE_EPROTO,
+                  kite__sprintf("%s: the API gave %s %s an address that is not an IP address; "
+                                "it is deleted",
+                                c->ops->name, noun, r->id));
+      return;
+    }
     reply_launched(r, in);
     return;
   }
