@@ -827,7 +827,8 @@ static void on_hostile_reply(kite_bus_t *bus, int status, const kite_event_t *ev
 
 /* Every request kite can send, answered with garbage: each is answered, nothing crashes or
  * leaks (run it under ASan). */
-static void case_hostile_bodies(void) {
+/* Starts the hostile server (a child process) on a free loopback port: *port gets it. */
+static pid_t hostile_start(int *port) {
   assert_true(cloud->n_hostile > 0 && cloud->n_hostile <= 256);
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -842,6 +843,13 @@ static void case_hostile_bodies(void) {
     hostile_serve(lfd);
   }
   close(lfd);
+  *port = ntohs(a.sin_port);
+  return pid;
+}
+
+static void case_hostile_bodies(void) {
+  int port = 0;
+  pid_t pid = hostile_start(&port);
   char home[64];
   snprintf(home, sizeof(home), "/tmp/kite-test-%s-XXXXXX", cloud->tmp);
   assert_non_null(mkdtemp(home));
@@ -855,7 +863,7 @@ static void case_hostile_bodies(void) {
                       .delete_timeout_ms = 1500};
   assert_int_equal(cloud->provider_new(rt, &t), 0);
   char url[96], options[256];
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", ntohs(a.sin_port), cloud->api_suffix);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, cloud->api_suffix);
   snprintf(options, sizeof(options), "{\"api_url\":\"%s\",\"token\":\"%s\"}", url, cloud->token);
   kite_bus_t *bus = kite_runtime_bus(rt);
   unsigned replies = 0, asked = 0;

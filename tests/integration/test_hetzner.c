@@ -380,19 +380,8 @@ static void test_address_must_be_an_ip(void **state) {
   scripted.n_hostile = sizeof(bad_address) / sizeof(bad_address[0]);
   const cloud_case_t *was = cloud;
   cloud = &scripted;
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-  assert_int_equal(listen(lfd, 16), 0);
-  socklen_t al = sizeof(a);
-  getsockname(lfd, (struct sockaddr *)&a, &al);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    hostile_serve(lfd);
-  }
-  close(lfd);
+  int port = 0;
+  pid_t pid = hostile_start(&port);
   char home[64];
   snprintf(home, sizeof(home), "/tmp/kite-test-hz-XXXXXX");
   assert_non_null(mkdtemp(home));
@@ -403,8 +392,8 @@ static void test_address_must_be_an_ip(void **state) {
   assert_int_equal(cloud->provider_new(rt, &t), 0);
   char options[256];
   snprintf(options, sizeof(options),
-           "{\"api_url\":\"http://127.0.0.1:%d/v1\",\"token\":\"%s\",\"pin_host_key\":false}",
-           ntohs(a.sin_port), TOKEN);
+           "{\"api_url\":\"http://127.0.0.1:%d/v1\",\"token\":\"%s\",\"pin_host_key\":false}", port,
+           TOKEN);
   inst_t in = {0};
   kite_ev_instance_launch_t l = {
       .provider = "hetzner", .pool = 1, .tag = "kite-pool-badaddr", .options = options};
