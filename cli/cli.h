@@ -165,8 +165,7 @@ int cli_cmd_run(int argc, char **argv);
 /* `kite exec -w HOSTS | --hostfile FILE`: a pool of the ssh provider over those machines for
  * one command (run.c). cmd: argv (as_argv) or words of one shell command line. */
 int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *cmd, int ncmd,
-                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels,
-                   bool json);
+                   bool as_argv, json_t *env, long timeout_s, long fanout, bool labels, bool json);
 int cli_cmd_up(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
 int cli_cmd_upload(int argc, char **argv);
@@ -179,6 +178,9 @@ int cli_cmd_down(int argc, char **argv);
 int cli_cmd_forget(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);
 int cli_cmd_providers(int argc, char **argv);
+/* What a user should know of a checked spec before it runs (on stderr): a dead-man's switch that
+ * does not end the provider's bill. */
+void cli_spec_notes(const kite_spec_t *spec);
 /* `kite down NAME` of one pool (down.c); exit code. */
 int cli_down_pool(const char *name);
 
@@ -186,13 +188,13 @@ int cli_down_pool(const char *name);
  * socket (listen_fd, bound and listening) until it is closed; returns the daemon's exit
  * status. */
 typedef struct cli_run_opts {
-  const char *const *argv; /* the command as an argument vector, or */
-  const char *shell;       /* as a shell script (the spec's run:, or a command line) */
-  kite_task_opts_t task;   /* env, timeout, fanout, retries */
-  bool live;               /* redraw node states in place (a terminal) */
-  bool quiet;              /* no opening/ready/closed lines, no node view (kite exec -w) */
+  const char *const *argv;   /* the command as an argument vector, or */
+  const char *shell;         /* as a shell script (the spec's run:, or a command line) */
+  kite_task_opts_t task;     /* env, timeout, fanout, retries */
+  bool live;                 /* redraw node states in place (a terminal) */
+  bool quiet;                /* no opening/ready/closed lines, no node view (kite exec -w) */
   const char *const *labels; /* by rank: lines labelled "LABEL: " (pdsh's form), or NULL */
-  bool json;               /* stdout: the command's output and result as kite exec --json's */
+  bool json;                 /* stdout: the command's output and result as kite exec --json's */
 } cli_run_opts_t;
 
 /* With run (kite run), the owner runs in the foreground: it opens the pool, runs run's command

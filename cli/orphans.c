@@ -25,8 +25,30 @@ typedef struct ask {
   const char *reach;
 } ask_t;
 
+/* Where a reach record points, without whose credentials: the endpoint and the region. Two
+ * records of one place under different accounts list the same instances when both are asked
+ * with this shell's credentials. */
+static bool same_place(const char *a, const char *b) {
+  static const char *const keys[] = {"api_url", "endpoint", "region"};
+  json_error_t e;
+  json_t *ja = a ? json_loads(a, 0, &e) : NULL, *jb = b ? json_loads(b, 0, &e) : NULL;
+  bool eq = true;
+  for (size_t k = 0; eq && k < sizeof(keys) / sizeof(keys[0]); k++) {
+    const char *x = json_string_value(json_object_get(ja, keys[k]));
+    const char *y = json_string_value(json_object_get(jb, keys[k]));
+    eq = (x == NULL && y == NULL) || (x && y && strcmp(x, y) == 0);
+  }
+  json_decref(ja);
+  json_decref(jb);
+  return eq;
+}
+
 static void add(cli_orphans_t *o, const char *provider, const char *reach, const char *id,
                 const char *tag) {
+  for (size_t i = 0; i < o->n; i++)
+    if (strcmp(o->v[i].provider, provider) == 0 && strcmp(o->v[i].instance_id, id) == 0 &&
+        same_place(o->v[i].reach, reach))
+      return; /* listed by another record of the same place */
   if (o->n == o->cap) {
     size_t cap = o->cap ? o->cap * 2 : 8;
     cli_orphan_t *v = realloc(o->v, cap * sizeof(*v));
@@ -190,6 +212,14 @@ static const char *pool_of(const char *tag) {
 }
 
 void cli_orphans_print(FILE *fp, const cli_orphans_t *o) {
+  if (o->n == 0 && o->failed) {
+    fprintf(fp,
+            "no orphans found where kite could ask, but %u of the %u place(s) the store has "
+            "used could not be asked (above): that is no proof; fix what stopped it and ask "
+            "again\n",
+            o->failed, o->places);
+    return;
+  }
   if (o->n == 0) {
     fprintf(fp,
             "no orphans: every instance carrying a kite pool tag at the %u place(s) the "

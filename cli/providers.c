@@ -39,6 +39,10 @@ static const char *type_word(kite_option_type_t t) {
     return "list of strings";
   case KITE_OPTION_KEY_FILE:
     return "key file";
+  case KITE_OPTION_URL:
+    return "URL";
+  case KITE_OPTION_SECRET:
+    return "secret";
   default:
     return "value";
   }
@@ -57,15 +61,24 @@ static void regions(const kite_provider_info_t *p, FILE *fp) {
     fprintf(fp, "%s%s", i ? ", " : "", p->regions[i]);
 }
 
+static const char *deadman(const kite_provider_info_t *p) {
+  if (!kite_registry_can(p, KITE_FIELD_DEADMAN))
+    return "never (refused)";
+  return p->deadman_still_billed ? "powers off; still billed until deleted"
+                                 : "powers off; ends the bill";
+}
+
 static void markdown(FILE *fp) {
   const kite_provider_info_t *p;
-  fputs("| provider | cloud | spot | one create makes | stop/start | regions |\n"
-        "|----------|-------|------|------------------|------------|---------|\n",
-        fp);
+  fputs(
+      "| provider | cloud | spot | one create makes | stop/start | dead-man's switch | regions |\n"
+      "|----------|-------|------|------------------|------------|-------------------|---------|\n",
+      fp);
   for (size_t i = 0; (p = kite_registry_at(i)) != NULL; i++) {
     fprintf(fp, "| `%s` | %s | %s | %u | %s | ", p->name, p->title,
             kite_registry_can(p, KITE_FIELD_SPOT) ? "yes" : "no", p->batch_max ? p->batch_max : 1,
             p->stop_start ? "yes" : "no");
+    fprintf(fp, "%s | ", deadman(p));
     regions(p, fp);
     fputs(" |\n", fp);
   }
@@ -99,7 +112,8 @@ static void plain(FILE *fp) {
             kite_registry_can(p, KITE_FIELD_SPOT) ? "yes" : "no", p->batch_max ? p->batch_max : 1,
             p->stop_start ? "yes" : "no");
     regions(p, fp);
-    fputc('\n', fp);
+    fprintf(fp, "\n  dead-man's switch: %s%s%s\n", deadman(p), p->deadman_still_billed ? ": " : "",
+            p->deadman_still_billed ? p->deadman_still_billed : "");
     for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
       if (!kite_registry_can(p, fields[f].field))
         fprintf(fp, "  refuses %s: %s\n", fields[f].key, p->refused[fields[f].field]);

@@ -168,6 +168,7 @@ int cli_cmd_run(int argc, char **argv) {
     free(errmsg);
     return CLI_EXIT_USAGE;
   }
+  cli_spec_notes(spec);
   if (cmd_argv == NULL && kite_spec_run(spec) == NULL) {
     fprintf(stderr,
             "%s: the spec has no `run:` and no command was given; add `run: CMD` to it "

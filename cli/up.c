@@ -167,6 +167,7 @@ int cli_cmd_up(int argc, char **argv) {
     free(errmsg);
     return CLI_EXIT_USAGE;
   }
+  cli_spec_notes(spec);
   const kite_pool_spec_t *ps = kite_spec_pool(spec);
   const char *name = ps->name;
   up_name = name;

@@ -429,3 +429,14 @@ int cli_pool_listen(const char *cmd, const char *name, char **sock_out) {
     *sock_out = sock;
   return fd;
 }
+
+void cli_spec_notes(const kite_spec_t *spec) {
+  const kite_pool_spec_t *ps = kite_spec_pool(spec);
+  const kite_provider_info_t *p =
+      ps->provider ? kite_registry_find(ps->provider) : kite_registry_default();
+  if (p && !ps->deadman_off && kite_registry_can(p, KITE_FIELD_DEADMAN) && p->deadman_still_billed)
+    fprintf(stderr,
+            "kite: note: pool %s: the dead-man's switch powers a node off when its controller is "
+            "gone, but on %s %s\n",
+            ps->name, p->title, p->deadman_still_billed);
+}

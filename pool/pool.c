@@ -25,9 +25,9 @@
  * needs goes away. */
 #include <assert.h>
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
-#include <jansson.h>
 #include <unistd.h>
 
 #include "kite/bootstrap.h"
@@ -44,7 +44,7 @@ typedef struct rank_run {
   uint32_t node_epoch; /* the node's epoch when this attempt started */
   kite_sub_t out_sub;
   bool started, finished;
-  bool cancel_sent;    /* ssh_cancel asked for this attempt; its own reply ends it */
+  bool cancel_sent; /* ssh_cancel asked for this attempt; its own reply ends it */
   unsigned attempt;
   char *signal;
   char *message;
@@ -64,16 +64,16 @@ typedef struct kite__task {
   kite_pool_t *pool;
   uint64_t id;
   task_kind_t kind;
-  char *script;        /* command as a shell script (without the env prefix) */
-  bool argv;           /* script is an argument vector, quoted: it replaces the shell (exec) */
-  char **env;          /* extra env for this task */
+  char *script; /* command as a shell script (without the env prefix) */
+  bool argv;    /* script is an argument vector, quoted: it replaces the shell (exec) */
+  char **env;   /* extra env for this task */
   char *local, *remote;
   kite_task_opts_t opts;
   kite_output_cb out;
   kite_task_cb cb;
   void *data;
   unsigned count, next, inflight, done;
-  bool canceled;       /* kite_pool_cancel or the pool's close: nothing more starts */
+  bool canceled; /* kite_pool_cancel or the pool's close: nothing more starts */
   rank_run_t *runs;
   kite_rank_result_t *results;
   struct kite__task *next_task;
@@ -153,8 +153,8 @@ static int append_env_list(char **buf, size_t *len, char *const *env) {
 static char *render_command(kite_pool_t *pool, uint32_t rank, const task_t *t) {
   /* What the bootstrap's env steps left on the node comes first; kite's own variables and the
    * spec's and task's env override it. */
-  static const char env_file[] = "if [ -r \"$HOME/" KITE_BOOTSTRAP_ENV_FILE "\" ]; then . \"$HOME/"
-                                 KITE_BOOTSTRAP_ENV_FILE "\"; fi\n";
+  static const char env_file[] = "if [ -r \"$HOME/" KITE_BOOTSTRAP_ENV_FILE
+                                 "\" ]; then . \"$HOME/" KITE_BOOTSTRAP_ENV_FILE "\"; fi\n";
   char *buf = kite__strdup(env_file);
   size_t len = sizeof(env_file) - 1;
   if (buf == NULL)
@@ -214,7 +214,9 @@ static char *render_command(kite_pool_t *pool, uint32_t rank, const task_t *t) {
   return buf;
 }
 
-static void pool_hold(kite_pool_t *pool) { pool->refs++; }
+static void pool_hold(kite_pool_t *pool) {
+  pool->refs++;
+}
 static void pool_free(kite_pool_t *pool);
 static void pool_release(kite_pool_t *pool) {
   if (--pool->refs == 0 && pool->freed)
@@ -243,6 +245,22 @@ static void pool_free(kite_pool_t *pool) {
   free(pool->open_message);
   free_env(pool->env);
   free(pool);
+}
+
+static int register_secret_options(kite_runtime_t *rt, const kite_provider_info_t *info,
+                                   const char *options) {
+  json_error_t jerr;
+  json_t *o = options ? json_loads(options, 0, &jerr) : NULL;
+  int rc = 0;
+  for (size_t i = 0; o && rc == 0 && i < info->n_options; i++) {
+    const char *v = info->options[i].type == KITE_OPTION_SECRET
+                        ? json_string_value(json_object_get(o, info->options[i].name))
+                        : NULL;
+    if (v && *v && kite_secret_add(rt, v) == KITE_ENOMEM)
+      rc = KITE_ENOMEM;
+  }
+  json_decref(o);
+  return rc;
 }
 
 bool kite__pool_name_valid(const char *s) {
@@ -329,9 +347,10 @@ bool kite__pool_rate_take(kite_pool_t *pool) {
     return true;
   }
   uint64_t wait = 60000 - (now - pool->replace_window_start);
-  kite_log(pool->rt, KITE_LOG_WARN, "pool", "%s: %u replacements in the last minute; holding "
-           "the next one for %llu ms (replace_per_minute)", pool->name, pool->replace_window_n,
-           (unsigned long long)wait);
+  kite_log(pool->rt, KITE_LOG_WARN, "pool",
+           "%s: %u replacements in the last minute; holding "
+           "the next one for %llu ms (replace_per_minute)",
+           pool->name, pool->replace_window_n, (unsigned long long)wait);
   if (!uv_is_active((uv_handle_t *)&pool->replace_timer))
     uv_timer_start(&pool->replace_timer, on_replace_timer, wait, 0);
   return false;
@@ -362,22 +381,31 @@ static int record_pool(kite_pool_t *pool) {
   kite_store_t *st = NULL;
   int rc = kite__runtime_store(pool->rt, &st);
   if (rc != 0) {
-    kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s: no state store, so instances could "
-             "not be recorded before they exist; refusing to launch", pool->name);
+    kite_log(pool->rt, KITE_LOG_ERROR, "pool",
+             "pool %s: no state store, so instances could "
+             "not be recorded before they exist; refusing to launch",
+             pool->name);
     return rc;
   }
-  kite_store_pool_t rec = {.name = pool->name, .provider = pool->provider, .tag = pool->tag,
-                           .owner_pid = getpid(), .state = "opening"};
+  kite_store_pool_t rec = {.name = pool->name,
+                           .provider = pool->provider,
+                           .tag = pool->tag,
+                           .owner_pid = getpid(),
+                           .state = "opening"};
   kite_store_pool_t held = {0};
   rc = kite_store_pool_claim(st, &rec, owner_alive, NULL, &held);
   if (rc == KITE_EBUSY && held.name != NULL) {
     if (held.owner_pid > 0 && held.owner_pid != getpid() && owner_alive(held.owner_pid, NULL))
-      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s is open in process %lld; close it "
-               "there or pick another name", pool->name, (long long)held.owner_pid);
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool",
+               "pool %s is open in process %lld; close it "
+               "there or pick another name",
+               pool->name, (long long)held.owner_pid);
     else
-      kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s has %u instance(s) recorded as live "
+      kite_log(pool->rt, KITE_LOG_ERROR, "pool",
+               "pool %s has %u instance(s) recorded as live "
                "by an earlier run that did not close it; run `kite down %s` first (they may "
-               "still be running and cost money)", pool->name, held.live_instances, pool->name);
+               "still be running and cost money)",
+               pool->name, held.live_instances, pool->name);
   } else if (rc != 0) {
     kite_log(pool->rt, KITE_LOG_ERROR, "pool", "pool %s: cannot record it: %s", pool->name,
              kite_store_errmsg(st));
@@ -397,8 +425,10 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   if (rt == NULL || spec == NULL || cb == NULL || out == NULL)
     return KITE_EINVAL;
   if (!kite__pool_name_valid(spec->name)) {
-    kite_log(rt, KITE_LOG_ERROR, "pool", "pool name '%s' is not valid: use 1-48 letters, digits, "
-             "'-' or '_', not starting with '-'", spec->name ? spec->name : "(none)");
+    kite_log(rt, KITE_LOG_ERROR, "pool",
+             "pool name '%s' is not valid: use 1-48 letters, digits, "
+             "'-' or '_', not starting with '-'",
+             spec->name ? spec->name : "(none)");
     return KITE_EINVAL;
   }
   /* Honoured or refused, for programs that fill the spec by hand too (a YAML spec is checked
@@ -410,14 +440,17 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
                            : spec->disk_gb     ? "disk_gb"
                                                : NULL;
   if (unhonoured) {
-    kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: %s is not honoured by any provider yet: "
-             "choose the instance with instance_type; nothing was launched", spec->name,
-             unhonoured);
+    kite_log(rt, KITE_LOG_ERROR, "pool",
+             "pool %s: %s is not honoured by any provider yet: "
+             "choose the instance with instance_type; nothing was launched",
+             spec->name, unhonoured);
     return KITE_ENOTSUP;
   }
   if (spec->nodes == 0 || spec->nodes > 100000 || spec->min_nodes > spec->nodes) {
-    kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: nodes must be 1..100000 and min_nodes at most "
-             "nodes (got nodes=%u min_nodes=%u)", spec->name, spec->nodes, spec->min_nodes);
+    kite_log(rt, KITE_LOG_ERROR, "pool",
+             "pool %s: nodes must be 1..100000 and min_nodes at most "
+             "nodes (got nodes=%u min_nodes=%u)",
+             spec->name, spec->nodes, spec->min_nodes);
     return KITE_EINVAL;
   }
   kite_pool_t *pool = calloc(1, sizeof(*pool));
@@ -437,12 +470,21 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->spot = spec->spot;
   pool->hostkey_mode = spec->hostkey_mode;
   pool->connect_timeout_ms = spec->connect_timeout_ms ? spec->connect_timeout_ms : 30000;
-  pool->deadman_ms = spec->deadman_off ? 0
-                     : spec->deadman_timeout_ms ? spec->deadman_timeout_ms : 10 * 60 * 1000;
+  pool->deadman_ms = spec->deadman_off          ? 0
+                     : spec->deadman_timeout_ms ? spec->deadman_timeout_ms
+                                                : 10 * 60 * 1000;
   /* Machines the user already has are never powered off by kite's watchdog. */
   const kite_provider_info_t *info = kite_registry_find(pool->provider);
   if (info && !kite_registry_can(info, KITE_FIELD_DEADMAN))
     pool->deadman_ms = 0;
+  if (info && pool->deadman_ms && info->deadman_still_billed)
+    kite_log(rt, KITE_LOG_WARN, "pool",
+             "pool %s: the dead-man's switch powers a node off when this controller is gone, "
+             "but on %s %s",
+             spec->name, info->title, info->deadman_still_billed);
+  /* Secret options (tokens) are secrets before the first event carries the options. */
+  if (rc == 0 && info)
+    rc = register_secret_options(rt, info, spec->provider_options);
   pool->replace = spec->replace;
   pool->max_replacements = spec->max_replacements;
   pool->replace_per_minute = spec->replace_per_minute ? spec->replace_per_minute : 10;
@@ -452,8 +494,10 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->open_data = data;
   pool->env = dup_env(spec->env, &rc);
   if (rc == KITE_EINVAL)
-    kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s: env entries must be NAME=VALUE with NAME a "
-             "shell identifier", spec->name);
+    kite_log(rt, KITE_LOG_ERROR, "pool",
+             "pool %s: env entries must be NAME=VALUE with NAME a "
+             "shell identifier",
+             spec->name);
   if (rc == 0 && (pool->name == NULL || pool->tag == NULL || pool->provider == NULL))
     rc = KITE_ENOMEM;
   if (rc == 0 && spec->bootstrap) {
@@ -467,8 +511,10 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
      * same way as one in another process. */
     kite_component_t *same = kite_runtime_find(rt, pool->name);
     if (same && same->tier == KITE_TIER_POOL) {
-      kite_log(rt, KITE_LOG_ERROR, "pool", "pool %s is already open in this process; close it "
-               "first or pick another name", pool->name);
+      kite_log(rt, KITE_LOG_ERROR, "pool",
+               "pool %s is already open in this process; close it "
+               "first or pick another name",
+               pool->name);
       rc = KITE_EBUSY;
     }
   }
@@ -497,9 +543,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   if (rc == 0 && (!spec->monitors_off || pool->deadman_ms))
     /* The heartbeat is refreshed five times per dead-man timeout, so a few failed refreshes
      * never let a live node's watchdog fire; it runs with the monitors off too. */
-    rc = kite__watch_new(rt, pool->id, pool->provider,
-                         spec->monitors_off ? NULL : &spec->monitors, pool->deadman_ms / 5,
-                         &pool->watch);
+    rc = kite__watch_new(rt, pool->id, pool->provider, spec->monitors_off ? NULL : &spec->monitors,
+                         pool->deadman_ms / 5, &pool->watch);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;
@@ -531,8 +576,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
             pool->provider);
   *out = pool;
   /* Where the instances will live is asked first, so that every launch record carries it. */
-  kite_ev_reach_resolve_t rr = {.provider = pool->provider, .region = pool->region,
-                                .options = pool->provider_options};
+  kite_ev_reach_resolve_t rr = {
+      .provider = pool->provider, .region = pool->region, .options = pool->provider_options};
   pool_hold(pool);
   if (kite_request_reach_resolve(pool->bus, &rr, 0, on_reach, pool, &pool->reach_corr) != 0) {
     pool->reach_corr = 0;
@@ -590,8 +635,8 @@ static void on_instance_created(kite_bus_t *bus, const kite_event_t *ev,
   kite__node_t *n = node_by_id(pool, c->node, c->rank);
   if (n == NULL || c->instance_id == NULL || n->store_row == 0 || pool->store == NULL)
     return;
-  if (kite_store_instance_launched(pool->store, n->store_row, c->instance_id, NULL, 0, NULL,
-                                   NULL, -1) != 0)
+  if (kite_store_instance_launched(pool->store, n->store_row, c->instance_id, NULL, 0, NULL, NULL,
+                                   -1) != 0)
     kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s rank %u: cannot record instance %s: %s",
              pool->name, n->rank, c->instance_id, kite_store_errmsg(pool->store));
 }
@@ -614,8 +659,8 @@ static void report_open(kite_pool_t *pool, int status, const char *message) {
   pool->open_reported = true;
   pool_hold(pool);
   if (status == 0) {
-    kite_ev_pool_ready_t ev = {.pool = pool->id, .name = pool->name,
-                               .ready = pool->ready_at_min, .nodes = pool->nodes_n};
+    kite_ev_pool_ready_t ev = {
+        .pool = pool->id, .name = pool->name, .ready = pool->ready_at_min, .nodes = pool->nodes_n};
     kite_emit_pool_ready(pool->bus, &ev);
   }
   if (message != pool->open_message) {
@@ -648,8 +693,8 @@ static void maybe_report_open(kite_pool_t *pool) {
     return;
   }
   const unsigned *sn = pool->state_n;
-  unsigned possible = pool->nodes_n - sn[KITE_NODE_FAILED] - sn[KITE_NODE_TERMINATED] -
-                      sn[KITE_NODE_TERMINATING];
+  unsigned possible =
+      pool->nodes_n - sn[KITE_NODE_FAILED] - sn[KITE_NODE_TERMINATED] - sn[KITE_NODE_TERMINATING];
   if (pool->closing) {
     /* Closed before it was usable: report once every node is final. */
     if (!all_final(pool))
@@ -676,8 +721,8 @@ static void maybe_report_open(kite_pool_t *pool) {
   }
   if (pool->open_status == 0) {
     pool->open_status = KITE_EINTERNAL;
-    pool->open_message = kite__sprintf("pool %s cannot reach %u ready nodes", pool->name,
-                                       pool->min_nodes);
+    pool->open_message =
+        kite__sprintf("pool %s cannot reach %u ready nodes", pool->name, pool->min_nodes);
   }
   kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s; terminating every instance", pool->open_message);
   start_close(pool); /* internal teardown; the user still calls kite_pool_close */
@@ -823,8 +868,10 @@ static void record_task(task_t *t) {
                                .output_truncated = r->tail_dropped};
   }
   if (v && errs && kite_store_tasks_record(pool->store, v, t->count) != 0)
-    kite_log(pool->rt, KITE_LOG_WARN, "pool", "pool %s: the task history could not be recorded: "
-             "%s", pool->name, kite_store_errmsg(pool->store));
+    kite_log(pool->rt, KITE_LOG_WARN, "pool",
+             "pool %s: the task history could not be recorded: "
+             "%s",
+             pool->name, kite_store_errmsg(pool->store));
   for (unsigned i = 0; errs && i < t->count; i++)
     free(errs[i]);
   free(errs);
@@ -875,8 +922,7 @@ static void run_finished(rank_run_t *r, int error, int exit_status, const char *
   kite__node_t *n = &t->pool->nodes[r->rank];
   bool lost = error == KITE_ECONNLOST || error == KITE_ENODELOST;
   if (lost && r->attempt <= t->opts.retries && !t->pool->closing && !t->canceled &&
-      t->pool->replace &&
-      n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED) {
+      t->pool->replace && n->state != KITE_NODE_FAILED && n->state != KITE_NODE_TERMINATED) {
     r->started = false;
     /* Not on the instance that was lost (its node may still look READY for a moment): on the
      * replacement. */
@@ -1039,22 +1085,29 @@ static int start_run(task_t *t, rank_run_t *r) {
       return KITE_ENOMEM;
     rc = kite_on_task_output(pool->bus, r->sub_id, on_output, r, &r->out_sub);
     if (rc == 0) {
-      kite_ev_task_started_t s = {.pool = pool->id, .node = n->id, .task = r->sub_id,
-                                  .rank = r->rank, .attempt = r->attempt};
+      kite_ev_task_started_t s = {.pool = pool->id,
+                                  .node = n->id,
+                                  .task = r->sub_id,
+                                  .rank = r->rank,
+                                  .attempt = r->attempt};
       kite_emit_task_started(pool->bus, &s);
-      kite_ev_ssh_exec_t x = {.pool = pool->id, .node = n->id, .task = r->sub_id,
-                              .rank = r->rank, .attempt = r->attempt, .cmd = cmd,
+      kite_ev_ssh_exec_t x = {.pool = pool->id,
+                              .node = n->id,
+                              .task = r->sub_id,
+                              .rank = r->rank,
+                              .attempt = r->attempt,
+                              .cmd = cmd,
                               .timeout_ms = (int64_t)t->opts.timeout_ms};
       rc = kite_request_ssh_exec(pool->bus, &x, 0, on_exec_done, r, &r->corr);
     }
     free(cmd);
   } else if (t->kind == TASK_UPLOAD) {
-    kite_ev_ssh_upload_t u = {.node = n->id, .task = r->sub_id, .local = t->local,
-                              .remote = t->remote, .mode = -1};
+    kite_ev_ssh_upload_t u = {
+        .node = n->id, .task = r->sub_id, .local = t->local, .remote = t->remote, .mode = -1};
     rc = kite_request_ssh_upload(pool->bus, &u, 0, on_exec_done, r, &r->corr);
   } else {
-    kite_ev_ssh_download_t d = {.node = n->id, .task = r->sub_id, .remote = t->remote,
-                                .local = t->local};
+    kite_ev_ssh_download_t d = {
+        .node = n->id, .task = r->sub_id, .remote = t->remote, .local = t->local};
     rc = kite_request_ssh_download(pool->bus, &d, 0, on_exec_done, r, &r->corr);
   }
   return rc;
@@ -1174,9 +1227,9 @@ int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
   return 0;
 }
 
-int kite_pool_run_ranks(kite_pool_t *pool, const uint32_t *ranks, unsigned n,
-                        const kite_cmd_t *cmd, const kite_task_opts_t *opts, kite_output_cb out,
-                        kite_task_cb cb, void *data, uint64_t *task_id) {
+int kite_pool_run_ranks(kite_pool_t *pool, const uint32_t *ranks, unsigned n, const kite_cmd_t *cmd,
+                        const kite_task_opts_t *opts, kite_output_cb out, kite_task_cb cb,
+                        void *data, uint64_t *task_id) {
   if (pool == NULL || ranks == NULL || n == 0 || n > pool->nodes_n)
     return KITE_EINVAL;
   for (unsigned i = 0; i < n; i++) {
@@ -1248,11 +1301,19 @@ int kite_pool_download(kite_pool_t *pool, uint32_t rank, const char *remote, con
 
 /* ---- inspection -------------------------------------------------------------------------- */
 
-uint64_t kite_pool_id(const kite_pool_t *pool) { return pool->id; }
-const char *kite_pool_name(const kite_pool_t *pool) { return pool->name; }
-unsigned kite_pool_size(const kite_pool_t *pool) { return pool->nodes_n; }
+uint64_t kite_pool_id(const kite_pool_t *pool) {
+  return pool->id;
+}
+const char *kite_pool_name(const kite_pool_t *pool) {
+  return pool->name;
+}
+unsigned kite_pool_size(const kite_pool_t *pool) {
+  return pool->nodes_n;
+}
 
-unsigned kite_pool_min_nodes(const kite_pool_t *pool) { return pool->min_nodes; }
+unsigned kite_pool_min_nodes(const kite_pool_t *pool) {
+  return pool->min_nodes;
+}
 
 unsigned kite_pool_ready_count(const kite_pool_t *pool) {
   return pool->state_n[KITE_NODE_READY];
@@ -1295,8 +1356,8 @@ static void maybe_finish_close(kite_pool_t *pool) {
   kite_emit_pool_closed(pool->bus, &ev);
   KITE_INFO(pool->rt, "pool", "pool %s closed: every instance terminated", pool->name);
   if (pool->store)
-    kite_store_pool_set_state(pool->store, pool->name, pool->close_status ? "close-failed"
-                                                                          : "closed", 0, NULL);
+    kite_store_pool_set_state(pool->store, pool->name,
+                              pool->close_status ? "close-failed" : "closed", 0, NULL);
   pool_hold(pool);
   if (pool->close_cb)
     pool->close_cb(pool, pool->close_status, pool->close_data);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "kite/http.h"
 #include "kite/registry.h"
 #include "kite_impl.h"
 
@@ -104,6 +105,10 @@ static const char *type_name(const kite_provider_option_t *o, char *buf, size_t 
     return "true or false";
   case KITE_OPTION_STRINGS:
     return "a list of strings";
+  case KITE_OPTION_URL:
+    return "a URL (https://, or http:// to a loopback address)";
+  case KITE_OPTION_SECRET:
+    return "a string";
   case KITE_OPTION_KEY_FILE:
   default:
     return "the path of a key file";
@@ -160,7 +165,10 @@ static bool type_ok(const kite_provider_option_t *o, const json_t *v) {
   switch (o->type) {
   case KITE_OPTION_STRING:
   case KITE_OPTION_KEY_FILE:
+  case KITE_OPTION_SECRET:
     return json_is_string(v);
+  case KITE_OPTION_URL:
+    return json_is_string(v) && kite_http_url_allowed(json_string_value(v));
   case KITE_OPTION_INTEGER:
     return json_is_integer(v) && json_integer_value(v) >= o->min && json_integer_value(v) <= o->max;
   case KITE_OPTION_NUMBER:
@@ -221,7 +229,12 @@ static void check_option(check_t *c, const kite_provider_info_t *p, const char *
     return; /* an empty value means the option was not given */
   char buf[64];
   if (!type_ok(o, v)) {
-    if (o->type == KITE_OPTION_INTEGER && json_is_integer(v))
+    if (o->type == KITE_OPTION_URL && json_is_string(v))
+      refuse(c, at,
+             "%s: '%.200s' is not allowed: kite calls APIs over https://, or over http:// only "
+             "on a loopback address (an emulator); %s is the %s",
+             path, json_string_value(v), key, o->meaning);
+    else if (o->type == KITE_OPTION_INTEGER && json_is_integer(v))
       refuse(c, at, "%s: %lld is out of range; expected %s; %s is the %s", path,
              (long long)json_integer_value(v), type_name(o, buf, sizeof(buf)), key, o->meaning);
     else

@@ -43,8 +43,10 @@ typedef enum kite_option_type {
   KITE_OPTION_INTEGER, /* within [min, max] */
   KITE_OPTION_NUMBER,  /* an integer or a real */
   KITE_OPTION_BOOLEAN,
-  KITE_OPTION_STRINGS, /* a list of strings */
-  KITE_OPTION_KEY_FILE /* a string naming a readable file ("~/" is the home directory) */
+  KITE_OPTION_STRINGS,  /* a list of strings */
+  KITE_OPTION_KEY_FILE, /* a string naming a readable file ("~/" is the home directory) */
+  KITE_OPTION_URL,      /* an API URL kite may call: https://, or http:// to a loopback address */
+  KITE_OPTION_SECRET    /* a string that is a secret (a token): registered before any event */
 } kite_option_type_t;
 
 typedef struct kite_provider_option {
@@ -81,6 +83,9 @@ typedef struct kite_provider_info {
   unsigned batch_max;
   /* Its instances can be stopped and started again (billing pauses while stopped). */
   bool stop_start;
+  /* When the dead-man's switch (a node powering itself off) does not end the bill: why, and
+   * what ends it; NULL when powering off ends it (or the switch is refused). */
+  const char *deadman_still_billed;
   /* Where it launches (NULL-terminated), or NULL when it takes any region its API knows. */
   const char *const *regions;
   const kite_provider_option_t *options; /* the options it takes */

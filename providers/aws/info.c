@@ -13,7 +13,7 @@ static int start(kite_runtime_t *rt, const char *options_json, void **out) {
 }
 
 static const kite_provider_option_t options[] = {
-    {"endpoint", KITE_OPTION_STRING, 0, 0,
+    {"endpoint", KITE_OPTION_URL, 0, 0,
      "EC2 endpoint URL (default $KITE_AWS_ENDPOINT, else the region's)"},
     {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user of the AMI (default ubuntu)"},
     {"ssh_port", KITE_OPTION_INTEGER, 1, 65535, "SSH port on the instances (default 22)"},

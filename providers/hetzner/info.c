@@ -13,9 +13,9 @@ static int start(kite_runtime_t *rt, const char *options_json, void **out) {
 }
 
 static const kite_provider_option_t options[] = {
-    {"token", KITE_OPTION_STRING, 0, 0,
+    {"token", KITE_OPTION_SECRET, 0, 0,
      "API token (default $HCLOUD_TOKEN, else the hcloud command's active context)"},
-    {"api_url", KITE_OPTION_STRING, 0, 0,
+    {"api_url", KITE_OPTION_URL, 0, 0,
      "API base URL (default $KITE_HETZNER_API_URL, else the public API)"},
     {"ssh_user", KITE_OPTION_STRING, 0, 0, "login user on the servers (default root)"},
     {"ssh_port", KITE_OPTION_INTEGER, 1, 65535, "SSH port on the servers (default 22)"},
@@ -44,6 +44,9 @@ const kite_provider_info_t kite__provider_hetzner = {
     .ssh_user_option = "ssh_user",
     .batch_max = 1,
     .stop_start = true,
+    .deadman_still_billed =
+        "a powered-off server is billed until it is deleted: after a controller dies, `kite down "
+        "NAME` (or `kite status --orphans`) deletes it",
     .regions = locations,
     .options = options,
     .n_options = KITE_ARRAY_SIZE(options),

@@ -78,15 +78,22 @@ static char *hcloud_token(char **where) {
   char *text = NULL;
   if (path == NULL || kite__read_file(path, &text, NULL) != 0)
     return NULL;
-  char *active = NULL, *name = NULL, *tok = NULL, *found = NULL;
+  /* $HCLOUD_CONTEXT names the context instead of active_context, as it does for hcloud. */
+  const char *ctx = getenv("HCLOUD_CONTEXT");
+  bool named = ctx && *ctx;
+  char *active = named ? kite__strdup(ctx) : NULL, *name = NULL, *tok = NULL, *found = NULL;
   for (char *line = text; line && *line;) {
     char *nl = strchr(line, '\n');
     if (nl)
       *nl = '\0';
     char *v;
     if ((v = toml_string(line, "active_context")) != NULL) {
-      free(active);
-      active = v;
+      if (named) {
+        free(v);
+      } else {
+        free(active);
+        active = v;
+      }
     } else if (strstr(line, "[[contexts]]")) {
       free(name);
       name = NULL;

@@ -79,3 +79,56 @@ expect_no_grep "$T_DIR/err" "not-the-token" "the token is not printed"
 expect_no_grep "$T_DIR/out" "not-the-token" "the token is not printed"
 [ "$(hz_live)" = 0 ] || fail "a wrong token left servers: $(hz_servers)"
 [ "$(sim_num '["created"]')" = 4 ] || fail "$(sim_num '["created"]') servers created in all, not 4"
+
+log "a token written in the spec never reaches kite events"
+d=$(pool_name hz-spectoken)
+cat >"$T_DIR/d.yaml" <<YAML
+name: $d
+provider: hetzner
+nodes: 1
+provider_options: {ssh_user: $U, ssh_port: 2222, token: "$SIM_TOKEN"}
+monitors: {enabled: false}
+deadman: {enabled: false}
+YAML
+env -u HCLOUD_TOKEN kite up --plain "$T_DIR/d.yaml" >"$T_DIR/out" 2>"$T_DIR/err" ||
+  fail "kite up with the token in the spec: $(cat "$T_DIR/err")"
+kite events --no-follow "$d" >"$T_DIR/events" 2>&1
+expect_grep "$T_DIR/events" '"type":"reach_resolve"' "the events show the reach request"
+expect_no_grep "$T_DIR/events" "$SIM_TOKEN" "the spec's token is not in kite events"
+
+log "kite status --orphans lists a dead owner's server once, whatever accounts were recorded"
+pid=$(owner_pid "$d")
+kill -KILL "$pid"
+wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "the owner did not die"
+kite status --orphans >"$T_DIR/orph" 2>&1
+id=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(
+  \"SELECT instance_id FROM instances WHERE pool=? LIMIT 1\", (sys.argv[2],)).fetchone()[0])" \
+  "$KITE_HOME/state.db" "$d")
+[ "$(grep -c " $id " "$T_DIR/orph")" = 1 ] ||
+  { fail "the orphan is not listed once"; cat "$T_DIR/orph" >&2; }
+run_kite "$T_DIR/out" "$T_DIR/err" down "$d"
+expect_rc 0 "kite down of the spec-token pool"
+[ "$(hz_live)" = 0 ] || fail "servers left: $(hz_servers)"
+
+log "an http:// API URL to another host is refused when the spec is loaded"
+e=$(pool_name hz-httpurl)
+printf 'name: %s\nprovider: hetzner\nnodes: 1\nprovider_options:\n  api_url: "http://api.example.com/v1"\n' \
+  "$e" >"$T_DIR/e.yaml"
+run_kite "$T_DIR/out" "$T_DIR/err" run "$T_DIR/e.yaml"
+expect_rc 2 "kite run with an http:// API URL"
+expect_grep "$T_DIR/err" "e.yaml:5:3: provider_options.api_url: 'http://api.example.com/v1' is not allowed" \
+  "the refusal names the option's place"
+kite status --all >"$T_DIR/st"
+expect_no_grep "$T_DIR/st" "^$e " "nothing is recorded for a refused spec"
+
+log "kite up warns that a powered-off server is still billed"
+f=$(pool_name hz-deadman)
+printf 'name: %s\nprovider: hetzner\nnodes: 1\nprovider_options: {ssh_user: %s, ssh_port: 2222}\nmonitors: {enabled: false}\n' \
+  "$f" "$U" >"$T_DIR/f.yaml"
+run_kite "$T_DIR/out" "$T_DIR/err" up --plain "$T_DIR/f.yaml"
+expect_rc 0 "kite up with the dead-man's switch on"
+cat "$T_DIR/out" "$T_DIR/err" "$KITE_HOME/logs/$f.log" 2>/dev/null >"$T_DIR/f.all"
+expect_grep "$T_DIR/err" "billed until it is deleted" "kite up shows the warning about the bill"
+run_kite "$T_DIR/out" "$T_DIR/err" down "$f"
+expect_rc 0 "kite down"
+[ "$(hz_live)" = 0 ] || fail "servers left: $(hz_servers)"

@@ -20,7 +20,7 @@ for p in local ssh digitalocean aws hetzner; do
 done
 expect_grep "$T_DIR/plain" "refuses \`resources.spot: true\`: Hetzner Cloud has no spot servers" \
   "the reason of a refusal"
-expect_grep "$T_DIR/plain" "option token (string): API token (default \$HCLOUD_TOKEN" "an option's meaning"
+expect_grep "$T_DIR/plain" "option token (secret): API token (default \$HCLOUD_TOKEN" "an option's meaning"
 
 printf 'name: h\nprovider: hetzner\nregion: nyc3\nnodes: 1\n' >"$T_DIR/h.yaml"
 run_kite "$T_DIR/o" "$T_DIR/e" check "$T_DIR/h.yaml"

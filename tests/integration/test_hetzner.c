@@ -251,8 +251,10 @@ static void test_missing_token_says_where_kite_looked(void **state) {
 
 /* hcloud's cli.toml with two contexts: the active one's token is used (it is the second, and
  * the other's is wrong), and neither reaches a log line. */
-static void test_hcloud_cli_toml_token(void **state) {
-  (void)state;
+/* A cli.toml with two contexts; active names the one in active_context, and $HCLOUD_CONTEXT,
+ * when context is not NULL, names another (as hcloud takes it). The token used is the one of
+ * the context named last; the other never shows. */
+static void hcloud_contexts(const char *active, const char *context) {
   ctx_t c;
   current = &c;
   char *saved_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
@@ -268,13 +270,15 @@ static void test_hcloud_cli_toml_token(void **state) {
   FILE *fp = fopen(path, "w");
   assert_non_null(fp);
   fprintf(fp,
-          "active_context = \"kite-project\"\n\n"
+          "active_context = \"%s\"\n\n"
           "[preferences]\n  sort = \"id\"\n\n"
           "[[contexts]]\n  name = \"old-project\"\n  token = \"hcloud_other_context_token_77\"\n\n"
           "[[contexts]]\n  name = \"kite-project\"\n  token = \"%s\"\n",
-          TOKEN);
+          active, TOKEN);
   fclose(fp);
   setenv("HOME", c.home, 1);
+  if (context)
+    setenv("HCLOUD_CONTEXT", context, 1);
   snprintf(c.options, sizeof(c.options),
            "{\"api_url\":\"%s\",\"ssh_user\":\"%s\",\"ssh_port\":2222}", ctx_api(&c),
            kite_local_login_user());
@@ -282,6 +286,7 @@ static void test_hcloud_cli_toml_token(void **state) {
   c.after_launch = terminate_all;
   launch(&c, 0, NULL);
   kite_runtime_run(c.rt);
+  unsetenv("HCLOUD_CONTEXT");
   if (saved_home)
     setenv("HOME", saved_home, 1);
   free(saved_home);
@@ -291,6 +296,17 @@ static void test_hcloud_cli_toml_token(void **state) {
   assert_true(c.in[0].terminated);
   assert_null(strstr(c.log, "hcloud_other_context_token_77"));
   ctx_done(&c);
+}
+
+static void test_hcloud_cli_toml_token(void **state) {
+  (void)state;
+  hcloud_contexts("kite-project", NULL);
+}
+
+/* $HCLOUD_CONTEXT picks the context, over the file's active_context. */
+static void test_hcloud_context_variable(void **state) {
+  (void)state;
+  hcloud_contexts("old-project", "kite-project");
 }
 
 /* ---- errors --------------------------------------------------------------------------------- */
@@ -435,6 +451,7 @@ int main(void) {
       cmocka_unit_test(test_bad_token_is_credentials),
       cmocka_unit_test(test_missing_token_says_where_kite_looked),
       cmocka_unit_test(test_hcloud_cli_toml_token),
+      cmocka_unit_test(test_hcloud_context_variable),
       cmocka_unit_test(test_capacity_error_leaks_nothing),
       cmocka_unit_test(test_server_limit_is_capacity),
       cmocka_unit_test(test_spot_refused),

@@ -115,9 +115,10 @@ static void test_honoured_specs_pass(void **state) {
                           "resources: {instance_type: g5.xlarge, spot: true}\n"
                           "provider_options: {max_price: 0.6, endpoint: \"http://127.0.0.1/\", "
                           "ssh_port: 2222, subnet_id: s, imds_endpoint: x}\n"));
-  kite_spec_free(honoured("name: a\nnodes: 1\nprovider: digitalocean\nregion: nyc3\nimage: i\n"
-                          "resources: {instance_type: s-1vcpu-1gb}\n"
-                          "provider_options: {token: t, api_url: u, pin_host_key: false}\n"));
+  kite_spec_free(honoured(
+      "name: a\nnodes: 1\nprovider: digitalocean\nregion: nyc3\nimage: i\n"
+      "resources: {instance_type: s-1vcpu-1gb}\n"
+      "provider_options: {token: t, api_url: \"https://api.example.com\", pin_host_key: false}\n"));
   kite_spec_free(honoured("name: a\nnodes: 1\nprovider: ssh\ndeadman: {enabled: false}\n"
                           "provider_options: {hosts: [a, b], ssh_config: c, known_hosts: k}\n"));
   /* The example a user copies from. */
