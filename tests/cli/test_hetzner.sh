@@ -132,3 +132,11 @@ expect_grep "$T_DIR/err" "billed until it is deleted" "kite up shows the warning
 run_kite "$T_DIR/out" "$T_DIR/err" down "$f"
 expect_rc 0 "kite down"
 [ "$(hz_live)" = 0 ] || fail "servers left: $(hz_servers)"
+
+log "kite status --orphans says so when a place could not be asked"
+env -u HCLOUD_TOKEN HOME="$T_DIR" kite status --orphans >"$T_DIR/orph" 2>&1
+RC=$?
+expect_rc 1 "kite status --orphans without a token"
+expect_grep "$T_DIR/orph" "could not be asked" "it names the place it could not ask"
+expect_grep "$T_DIR/orph" "that is no proof" "it does not claim there are no orphans"
+expect_no_grep "$T_DIR/orph" "^no orphans:" "no claim of no orphans"
