@@ -410,6 +410,22 @@ static int down_via_owner(const kite_store_pool_t *p) {
   return code;
 }
 
+/* The nodes of a pool that is down are terminated, whatever an owner that died last wrote of
+ * them: `kite status NAME` must not show READY nodes of a pool with no instance left. */
+static void nodes_terminated(kite_store_t *st, const char *name) {
+  kite_store_node_t *v = NULL;
+  size_t n = 0;
+  if (kite_store_nodes(st, name, &v, &n) != 0)
+    return;
+  for (size_t i = 0; i < n; i++)
+    if (v[i].state != KITE_NODE_TERMINATED && v[i].state != KITE_NODE_FAILED &&
+        kite_store_node_put(st, name, v[i].rank, KITE_NODE_TERMINATED, v[i].instance_id,
+                            v[i].address) != 0)
+      cli_err("down: cannot record rank %u of pool %s as terminated: %s", v[i].rank, name,
+              kite_store_errmsg(st));
+  kite_store_nodes_free(v, n);
+}
+
 int cli_down_pool(const char *name) {
   if (prog == NULL)
     prog = stdout;
@@ -444,6 +460,7 @@ int cli_down_pool(const char *name) {
     bool owner_gone = after.owner_pid <= 0 || !cli_pid_alive(after.owner_pid);
     if (after.live_instances == 0 && owner_gone) {
       kite_store_pool_set_state(st, name, "down", 0, NULL);
+      nodes_terminated(st, name);
       char *sock = cli_socket_path(name);
       if (sock)
         unlink(sock);

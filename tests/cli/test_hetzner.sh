@@ -67,6 +67,8 @@ expect_grep "$T_DIR/down.out" "is down" "kite down says the pool is down"
 [ "$(hz_live)" = 0 ] || fail "servers left after kite down: $(hz_servers)"
 [ "$(hz_servers)" = "[]" ] || fail "the emulator still lists servers: $(hz_servers)"
 [ "$(node_procs "kite-pool-$b")" = 0 ] || fail "processes of the killed pool's servers still run"
+kite status "$b" >"$T_DIR/st" 2>&1
+expect_no_grep "$T_DIR/st" "^ *[0-9][0-9]* *READY" "kite status shows no READY node of a pool that is down"
 
 log "a wrong token"
 c=$(pool_name hz-badtoken)
