@@ -25,8 +25,8 @@ deps:
 	@if [ "$$(id -u)" = 0 ] && ! id kite-node >/dev/null 2>&1; then \
 	  useradd -m -s /bin/sh -p '*' kite-node; fi
 	@[ -d /run/sshd ] || $(SUDO) mkdir -p /run/sshd
-	@# Stoplight Prism checks the cloud emulator's answers against DigitalOcean's OpenAPI
-	@# description in the tests (from the npm registry; Node from Debian when missing).
+	@# Stoplight Prism checks the cloud emulator's answers against the clouds' OpenAPI
+	@# descriptions in the tests (from the npm registry; Node from Debian when missing).
 	@if [ ! -x /opt/kite-prism/node_modules/.bin/prism ]; then \
 	  command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }; \
