@@ -318,13 +318,17 @@ static char *failure_text(kite_cloud_t *c, const char *what, const kite_cloud_an
     snprintf(paren, sizeof(paren), " (HTTP %ld)", a->http_status);
   else if (a->api_code)
     snprintf(paren, sizeof(paren), " (%.100s)", a->api_code);
-  const char *todo = adv ? adv->what_to_do : NULL;
-  bool conn = a->http_status == 0 && (a->code == KITE_ECONNREFUSED || a->code == KITE_EHOSTUNREACH);
-  if (todo == NULL && conn && ops->endpoint_hint)
-    todo = ops->endpoint_hint;
+  /* The advice says what to do; an API that could not be reached at all gets the endpoint's. */
+  bool unreachable =
+      a->http_status == 0 && (a->code == KITE_ECONNREFUSED || a->code == KITE_EHOSTUNREACH);
+  const char *advice = adv ? adv->what_to_do : NULL, *ask = "";
+  if (advice == NULL && unreachable && ops->endpoint_hint) {
+    advice = ops->endpoint_hint;
+    ask = "is the API URL right? ";
+  }
   const char *m = a->message && *a->message ? a->message : kite_strerror(*code);
-  return kite__sprintf("%s: %s: %s%s%s%s%s", ops->name, what, m, paren, todo ? ": " : "",
-                       todo && conn ? "is the API URL right? " : "", todo ? todo : "");
+  return kite__sprintf("%s: %s: %s%s%s%s%s", ops->name, what, m, paren, advice ? ": " : "", ask,
+                       advice ? advice : "");
 }
 
 /* ---- records -------------------------------------------------------------------------------- */

@@ -27,6 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "prism.h"
+
 #define MAXI 8
 
 /* What the provider's constructor gets: the polls and retries of the tests, kept short. */
@@ -909,40 +911,17 @@ static void case_hostile_bodies(void) {
 
 /* ---- the lifecycle through Stoplight Prism -------------------------------------------------- */
 
-/* Prism (npm @stoplight/prism-cli) in proxy mode with --errors between kite and the emulator:
- * any request kite sends or answer the emulator gives that breaks the cloud's OpenAPI
- * description becomes an error, and the lifecycle fails. Skipped when Prism is not installed
- * ($KITE_PRISM, /opt/kite-prism/node_modules/.bin/prism, or prism on the PATH). */
-static const char *find_prism(void) {
-  static char path[512];
-  const char *e = getenv("KITE_PRISM");
-  if (e && access(e, X_OK) == 0)
-    return e;
-  if (access("/opt/kite-prism/node_modules/.bin/prism", X_OK) == 0)
-    return "/opt/kite-prism/node_modules/.bin/prism";
-  FILE *p = popen("command -v prism 2>/dev/null", "r");
-  if (p == NULL)
-    return NULL;
-  size_t n = fread(path, 1, sizeof(path) - 1, p);
-  pclose(p);
-  path[n] = '\0';
-  path[strcspn(path, "\n")] = '\0';
-  return path[0] ? path : NULL;
-}
-
 static void case_lifecycle_through_prism(void) {
-  const char *prism = find_prism();
+  const char *prism = prism_find();
   char spec[512];
-  snprintf(spec, sizeof(spec), "%s/../shared/specs/%s",
-           getenv("KITE_SOURCE_DIR") ? getenv("KITE_SOURCE_DIR") : ".", cloud->spec);
-  if (prism == NULL || access(spec, R_OK) != 0) {
+  if (prism == NULL || !prism_spec(cloud->spec, spec, sizeof(spec))) {
     print_message("skipped: Prism or %s is not installed\n", cloud->spec);
     skip();
   }
   ctx_t c;
   current = &c;
   ctx_init(&c, "prism", NULL, cloud->token);
-  char pspec[600], upstream[160];
+  char pspec[600], upstream[160], log_path[128];
   snprintf(pspec, sizeof(pspec), "%s", spec);
   if (cloud->prism_spec) {
     snprintf(pspec, sizeof(pspec), "%s/%s", c.home, cloud->spec);
@@ -951,40 +930,9 @@ static void case_lifecycle_through_prism(void) {
   /* The description's paths are relative to its server: Prism is asked for them at its root
    * and forwards to the same path under the emulator's API prefix. */
   snprintf(upstream, sizeof(upstream), "%s%s", c.sim.url, cloud->prism_upstream_suffix);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  bind(fd, (struct sockaddr *)&a, sizeof(a));
-  socklen_t al = sizeof(a);
-  getsockname(fd, (struct sockaddr *)&a, &al);
-  close(fd);
-  int pport = ntohs(a.sin_port);
-  char port_s[16], log_path[128];
-  snprintf(port_s, sizeof(port_s), "%d", pport);
   snprintf(log_path, sizeof(log_path), "%s/prism.log", c.home);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    int lf = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(lf, 1);
-    dup2(lf, 2);
-    execl(prism, prism, "proxy", pspec, upstream, "--errors", "-p", port_s, "-h", "127.0.0.1",
-          (char *)NULL);
-    _exit(127);
-  }
-  /* Prism parses a description of megabytes first: wait (test code) until it listens. */
-  bool up = false;
-  for (int i = 0; i < 600 && !up; i++) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in b = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)pport),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    up = connect(s, (struct sockaddr *)&b, sizeof(b)) == 0;
-    close(s);
-    if (!up)
-      usleep(100000);
-  }
-  assert_true(up);
+  int pport = 0;
+  pid_t pid = prism_start(prism, pspec, upstream, log_path, &pport);
   snprintf(c.options, sizeof(c.options),
            "{\"api_url\":\"http://127.0.0.1:%d\",\"token\":\"%s\",\"ssh_user\":\"%s\","
            "\"ssh_port\":2222}",
@@ -995,16 +943,7 @@ static void case_lifecycle_through_prism(void) {
   launch(&c, 0, "#!/bin/sh\necho hi\n");
   launch(&c, 1, NULL);
   kite_runtime_run(c.rt);
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-  char *plog = NULL;
-  FILE *fp = fopen(log_path, "r");
-  if (fp) {
-    plog = calloc(1, 1 << 20);
-    size_t n = fread(plog, 1, (1 << 20) - 1, fp);
-    plog[n] = '\0';
-    fclose(fp);
-  }
+  char *plog = prism_stop(pid, log_path);
   if (c.in[0].status || c.in[1].status || c.list_status || (plog && strstr(plog, "iolation")))
     print_error("launch: %s | %s\nprism:\n%s\n", c.in[0].msg, c.in[1].msg,
                 plog ? plog : "(no log)");

@@ -31,6 +31,7 @@
 #define TOKEN "hcloud_cloudsim_test_token_8d1e6b0f"
 
 #include "cloudsim_client.h"
+#include "prism.h"
 
 /* ---- HTTP ----------------------------------------------------------------------------------- */
 
@@ -676,118 +677,34 @@ static void test_killed_server_is_off_or_gone(void **state) {
   free(c);
 }
 
-/* ---- the same requests through Stoplight Prism ---------------------------------------------- */
-
-static const char *find_prism(void) {
-  static char path[512];
-  const char *e = getenv("KITE_PRISM");
-  if (e && access(e, X_OK) == 0)
-    return e;
-  if (access("/opt/kite-prism/node_modules/.bin/prism", X_OK) == 0)
-    return "/opt/kite-prism/node_modules/.bin/prism";
-  FILE *p = popen("command -v prism 2>/dev/null", "r");
-  if (p == NULL)
-    return NULL;
-  size_t n = fread(path, 1, sizeof(path) - 1, p);
-  pclose(p);
-  path[n] = '\0';
-  path[strcspn(path, "\n")] = '\0';
-  return path[0] ? path : NULL;
-}
-
-/* Hetzner's description names its error answers "4xx" and "5xx"; OpenAPI's wildcards are "4XX"
- * and "5XX", and Prism knows only those, so as shipped every error answer would be a violation
- * whatever its body. The copy Prism reads has them upper-cased; nothing else changes. */
-static void write_prism_spec(const char *from, const char *to) {
-  json_error_t e;
-  json_t *spec = json_load_file(from, 0, &e);
-  assert_non_null(spec);
-  const char *path, *method;
-  json_t *item, *op;
-  json_object_foreach(json_object_get(spec, "paths"), path, item) {
-    json_object_foreach(item, method, op) {
-      json_t *responses = json_object_get(op, "responses");
-      if (!json_is_object(responses))
-        continue;
-      static const char *const lower[] = {"4xx", "5xx"}, *const upper[] = {"4XX", "5XX"};
-      for (int i = 0; i < 2; i++) {
-        json_t *r = json_object_get(responses, lower[i]);
-        if (r) {
-          json_object_set(responses, upper[i], r);
-          json_object_del(responses, lower[i]);
-        }
-      }
-    }
-  }
-  assert_int_equal(json_dump_file(spec, to, JSON_COMPACT), 0);
-  json_decref(spec);
-}
-
 static void test_requests_through_prism(void **state) {
   (void)state;
-  const char *prism = find_prism();
+  const char *prism = prism_find();
   char spec[512];
-  snprintf(spec, sizeof(spec), "%s/../shared/specs/hetzner-cloud.json",
-           getenv("KITE_SOURCE_DIR") ? getenv("KITE_SOURCE_DIR") : ".");
-  if (prism == NULL || access(spec, R_OK) != 0) {
+  if (prism == NULL || !prism_spec("hetzner-cloud.json", spec, sizeof(spec))) {
     print_message("skipped: Prism or the Hetzner Cloud spec is not installed\n");
     skip();
   }
   static const char *const flags[] = {"--provision-ms", "800", NULL};
   ctx_t *c = calloc(1, sizeof(*c));
   ctx_init(c, "prism", flags);
-  char pspec[128], log_path[128], upstream[160], port_s[16];
+  char pspec[128], log_path[128], upstream[160];
   snprintf(pspec, sizeof(pspec), "%s/hetzner-cloud.json", c->dir);
-  write_prism_spec(spec, pspec);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  bind(fd, (struct sockaddr *)&a, sizeof(a));
-  socklen_t al = sizeof(a);
-  getsockname(fd, (struct sockaddr *)&a, &al);
-  close(fd);
-  int pport = ntohs(a.sin_port);
-  snprintf(port_s, sizeof(port_s), "%d", pport);
+  prism_upper_wildcards(spec, pspec);
   snprintf(log_path, sizeof(log_path), "%s/prism.log", c->dir);
   /* The description's paths are relative to its server, https://api.hetzner.cloud/v1: Prism
    * is asked for /servers and forwards to the emulator's /v1/servers. */
   snprintf(upstream, sizeof(upstream), "%s/v1", c->sim.url);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    int lf = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(lf, 1);
-    dup2(lf, 2);
-    execl(prism, prism, "proxy", pspec, upstream, "--errors", "-p", port_s, "-h", "127.0.0.1",
-          (char *)NULL);
-    _exit(127);
-  }
-  bool up = false;
-  for (int i = 0; i < 600 && !up; i++) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in b = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)pport),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    up = connect(s, (struct sockaddr *)&b, sizeof(b)) == 0;
-    close(s);
-    if (!up)
-      usleep(100000);
-  }
-  assert_true(up);
+  int pport = 0;
+  pid_t pid = prism_start(prism, pspec, upstream, log_path, &pport);
   snprintf(c->api, sizeof(c->api), "http://127.0.0.1:%d", pport);
   lifecycle(c);
   list_by_label(c);
   wrong_token(c);
   refusals(c);
   find_and_delete_key(c);
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-  char *plog = calloc(1, 1 << 20);
-  FILE *fp = fopen(log_path, "r");
-  assert_non_null(fp);
-  size_t n = fread(plog, 1, (1 << 20) - 1, fp);
-  plog[n] = '\0';
-  fclose(fp);
+  char *plog = prism_stop(pid, log_path);
+  assert_non_null(plog);
   if (strstr(plog, "iolation") || strstr(plog, "Forwarding") == NULL)
     print_error("prism:\n%s\n", plog);
   assert_non_null(strstr(plog, "Forwarding"));

@@ -32,34 +32,6 @@ static int hz_provider_new(kite_runtime_t *rt, const cloud_timing_t *t) {
   return kite_hetzner_provider_new(rt, &po, NULL);
 }
 
-/* Hetzner's description names its error answers "4xx" and "5xx"; OpenAPI's wildcards are "4XX"
- * and "5XX", and Prism knows only those, so as shipped every error answer would be a violation
- * whatever its body. The copy Prism reads has them upper-cased; nothing else changes. */
-static void write_prism_spec(const char *from, const char *to) {
-  json_error_t e;
-  json_t *spec = json_load_file(from, 0, &e);
-  assert_non_null(spec);
-  const char *path, *method;
-  json_t *item, *op;
-  json_object_foreach(json_object_get(spec, "paths"), path, item) {
-    json_object_foreach(item, method, op) {
-      json_t *responses = json_object_get(op, "responses");
-      if (!json_is_object(responses))
-        continue;
-      static const char *const lower[] = {"4xx", "5xx"}, *const upper[] = {"4XX", "5XX"};
-      for (int i = 0; i < 2; i++) {
-        json_t *r = json_object_get(responses, lower[i]);
-        if (r) {
-          json_object_set(responses, upper[i], r);
-          json_object_del(responses, lower[i]);
-        }
-      }
-    }
-  }
-  assert_int_equal(json_dump_file(spec, to, JSON_COMPACT), 0);
-  json_decref(spec);
-}
-
 /* What the hostile server answers: Hetzner's shapes with the wrong types, missing or absurd
  * values, and no JSON at all, each request kind round and round its own answers, so that the
  * key is found first and creates, finds, polls, deletes and lists all meet garbage. */
@@ -159,7 +131,7 @@ static const cloud_case_t hetzner = {.provider = "hetzner",
                                      .token_env = "HCLOUD_TOKEN",
                                      .spec = "hetzner-cloud.json",
                                      .prism_upstream_suffix = "/v1",
-                                     .prism_spec = write_prism_spec,
+                                     .prism_spec = prism_upper_wildcards,
                                      .provider_new = hz_provider_new,
                                      .hostile = hostile,
                                      .n_hostile = sizeof(hostile) / sizeof(hostile[0])};

@@ -1,0 +1,129 @@
+#ifndef KITE_TEST_PRISM_H
+#define KITE_TEST_PRISM_H
+
+/* Stoplight Prism (npm @stoplight/prism-cli) for the cloud tests: in proxy mode with --errors
+ * between a client and kite-cloudsim, any request or answer that breaks a cloud's official
+ * description (../shared/specs/) becomes a "violation" in Prism's log. Include after cmocka.h. */
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* $KITE_PRISM, /opt/kite-prism/node_modules/.bin/prism (make deps installs it) or prism on the
+ * PATH; NULL when there is none. */
+static const char *prism_find(void) {
+  static char path[512];
+  const char *e = getenv("KITE_PRISM");
+  if (e && access(e, X_OK) == 0)
+    return e;
+  if (access("/opt/kite-prism/node_modules/.bin/prism", X_OK) == 0)
+    return "/opt/kite-prism/node_modules/.bin/prism";
+  FILE *p = popen("command -v prism 2>/dev/null", "r");
+  if (p == NULL)
+    return NULL;
+  size_t n = fread(path, 1, sizeof(path) - 1, p);
+  pclose(p);
+  path[n] = '\0';
+  path[strcspn(path, "\n")] = '\0';
+  return path[0] ? path : NULL;
+}
+
+/* The path of the official description called name, in out; false when it is not there. */
+static bool prism_spec(const char *name, char *out, size_t size) {
+  snprintf(out, size, "%s/../shared/specs/%s",
+           getenv("KITE_SOURCE_DIR") ? getenv("KITE_SOURCE_DIR") : ".", name);
+  return access(out, R_OK) == 0;
+}
+
+/* Hetzner's description names its error answers "4xx" and "5xx"; OpenAPI's wildcards are "4XX"
+ * and "5XX", and Prism knows only those, so as shipped every error answer would be a violation
+ * whatever its body. The copy at `to` has them upper-cased; nothing else changes. */
+__attribute__((unused)) static void prism_upper_wildcards(const char *from, const char *to) {
+  json_error_t e;
+  json_t *spec = json_load_file(from, 0, &e);
+  assert_non_null(spec);
+  const char *path, *method;
+  json_t *item, *op;
+  json_object_foreach(json_object_get(spec, "paths"), path, item) {
+    json_object_foreach(item, method, op) {
+      json_t *responses = json_object_get(op, "responses");
+      if (!json_is_object(responses))
+        continue;
+      static const char *const lower[] = {"4xx", "5xx"}, *const upper[] = {"4XX", "5XX"};
+      for (int i = 0; i < 2; i++) {
+        json_t *r = json_object_get(responses, lower[i]);
+        if (r) {
+          json_object_set(responses, upper[i], r);
+          json_object_del(responses, lower[i]);
+        }
+      }
+    }
+  }
+  assert_int_equal(json_dump_file(spec, to, JSON_COMPACT), 0);
+  json_decref(spec);
+}
+
+/* Starts `prism proxy SPEC UPSTREAM --errors` on a free loopback port (*port), its output in
+ * log_path, and returns once it listens (it parses a description of megabytes first). */
+static pid_t prism_start(const char *prism, const char *spec, const char *upstream,
+                         const char *log_path, int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  socklen_t al = sizeof(a);
+  getsockname(fd, (struct sockaddr *)&a, &al);
+  close(fd);
+  *port = ntohs(a.sin_port);
+  char port_s[16];
+  snprintf(port_s, sizeof(port_s), "%d", *port);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    int lf = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(lf, 1);
+    dup2(lf, 2);
+    execl(prism, prism, "proxy", spec, upstream, "--errors", "-p", port_s, "-h", "127.0.0.1",
+          (char *)NULL);
+    _exit(127);
+  }
+  bool up = false;
+  for (int i = 0; i < 600 && !up; i++) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in b = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)*port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    up = connect(s, (struct sockaddr *)&b, sizeof(b)) == 0;
+    close(s);
+    if (!up)
+      usleep(100000); /* test code: polls for the port */
+  }
+  assert_true(up);
+  return pid;
+}
+
+/* Stops it and returns its log (malloc'd), or NULL when there is none. */
+static char *prism_stop(pid_t pid, const char *log_path) {
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  FILE *fp = fopen(log_path, "r");
+  if (fp == NULL)
+    return NULL;
+  char *plog = calloc(1, 1 << 20);
+  size_t n = plog ? fread(plog, 1, (1 << 20) - 1, fp) : 0;
+  if (plog)
+    plog[n] = '\0';
+  fclose(fp);
+  return plog;
+}
+
+#endif
