@@ -23,6 +23,7 @@
  *   process used, one at a time; then the HTTP client and the handles close. */
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <utlist.h>
@@ -303,10 +304,16 @@ static const kite_cloud_advice_t *advice_for(const kite_cloud_ops_t *ops, const 
   return NULL;
 }
 
-/* "NAME: what: message (HTTP n, code): what to do"; *code gets the kite code. */
-static char *failure_text(kite_cloud_t *c, const char *what, const kite_cloud_answer_t *a,
-                          int *code) {
+/* "NAME: what: message (HTTP n, code): what to do", what made by printf (fmt, ...); *code gets
+ * the kite code. */
+__attribute__((format(printf, 4, 5))) static char *
+failure_text(kite_cloud_t *c, const kite_cloud_answer_t *a, int *code, const char *fmt, ...) {
   const kite_cloud_ops_t *ops = c->ops;
+  char what[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof(what), fmt, ap);
+  va_end(ap);
   const kite_cloud_advice_t *adv = advice_for(ops, a->api_code, a->http_status, a->message);
   *code = adv && adv->code ? adv->code : a->code ? a->code : KITE_EPROVIDER;
   if (a->outcome == KITE_CLOUD_NOT_FOUND && !adv)
@@ -410,6 +417,11 @@ static void on_rec_timer(uv_timer_t *t) {
 static void rec_later(rec_t *r, uint64_t ms, void (*fn)(rec_t *)) {
   r->on_timer = fn;
   uv_timer_start(&r->timer, on_rec_timer, ms, 0);
+}
+
+/* Not done, or perhaps done, and safe to ask again. */
+static bool transient(const kite_cloud_answer_t *a) {
+  return a->outcome == KITE_CLOUD_RETRY || a->outcome == KITE_CLOUD_MAYBE;
 }
 
 /* Backoff before the n-th repeat of a call (n from 1), or the server's Retry-After. */
@@ -642,8 +654,7 @@ static void on_site_timer(uv_timer_t *t) {
 static void on_prepared(xcall_t *x, const kite_cloud_answer_t *a) {
   site_t *s = x->site;
   kite_cloud_t *c = s->c;
-  bool again = (a->outcome == KITE_CLOUD_RETRY || a->outcome == KITE_CLOUD_MAYBE) &&
-               ++s->attempt < CALL_ATTEMPTS && !c->stopping;
+  bool again = transient(a) && ++s->attempt < CALL_ATTEMPTS && !c->stopping;
   if (a->outcome == KITE_CLOUD_OK) {
     s->state = 2;
     s->attempt = 0;
@@ -654,12 +665,11 @@ static void on_prepared(xcall_t *x, const kite_cloud_answer_t *a) {
     s->state = 0; /* the next launch tries again */
     s->attempt = 0;
   }
-  char *what = kite__sprintf("preparing the account for kite (%s)",
-                             s->cfg->region ? s->cfg->region : s->name);
   int code = 0;
-  char *msg =
-      a->outcome == KITE_CLOUD_OK ? NULL : failure_text(c, what ? what : "preparing", a, &code);
-  free(what);
+  char *msg = a->outcome == KITE_CLOUD_OK
+                  ? NULL
+                  : failure_text(c, a, &code, "preparing the account for kite (%s)",
+                                 s->cfg->region ? s->cfg->region : s->name);
   rec_t *w = s->waiters;
   s->waiters = NULL;
   while (w) {
@@ -777,9 +787,7 @@ static void on_polled(xcall_t *x, const kite_cloud_answer_t *a) {
   }
   if (a->outcome == KITE_CLOUD_FAILED && a->code == KITE_ECREDENTIALS) {
     int code = 0;
-    char *what = kite__sprintf("waiting for %s %s", noun, r->id);
-    char *msg = failure_text(c, what ? what : "waiting", a, &code);
-    free(what);
+    char *msg = failure_text(c, a, &code, "waiting for %s %s", noun, r->id);
     launch_undo(r, code, msg);
     return;
   }
@@ -831,12 +839,6 @@ static void launch_created(rec_t *r, bool found) {
 
 static void find_send(rec_t *r);
 
-static char *create_what(rec_t *r) {
-  return kite__sprintf("creating %s %s (region %s, type %s, image %s)", r->c->ops->noun, r->name,
-                       r->cfg->region ? r->cfg->region : "-", r->cfg->type ? r->cfg->type : "-",
-                       r->cfg->image ? r->cfg->image : "-");
-}
-
 static void create_again(rec_t *r) {
   create_send(&r, 1);
 }
@@ -854,10 +856,10 @@ static void launch_not_created(rec_t *r, const kite_cloud_answer_t *a, bool batc
     rec_fail(r, KITE_ECLOSED, kite__sprintf("%s: the provider is stopping", c->ops->name));
     return;
   }
-  char *what = create_what(r);
   int code = 0;
-  char *msg = failure_text(c, what ? what : "creating", a, &code);
-  free(what);
+  char *msg = failure_text(c, a, &code, "creating %s %s (region %s, type %s, image %s)",
+                           c->ops->noun, r->name, r->cfg->region ? r->cfg->region : "-",
+                           r->cfg->type ? r->cfg->type : "-", r->cfg->image ? r->cfg->image : "-");
   if (a->outcome == KITE_CLOUD_FAILED || a->outcome == KITE_CLOUD_NOT_FOUND) {
     if (a->prepare_again && !r->redone && r->site) {
       /* What the site's preparation made is gone (another process removed it): again. */
@@ -1312,9 +1314,7 @@ static void on_confirmed(xcall_t *x, const kite_cloud_answer_t *a) {
   }
   if (a->outcome == KITE_CLOUD_FAILED && a->code == KITE_ECREDENTIALS) {
     int code = 0;
-    char *what = kite__sprintf("checking that %s %s is gone", c->ops->noun, r->id);
-    char *msg = failure_text(c, what ? what : "checking", a, &code);
-    free(what);
+    char *msg = failure_text(c, a, &code, "checking that %s %s is gone", c->ops->noun, r->id);
     gone_finish(r, code, msg);
     return;
   }
@@ -1358,8 +1358,8 @@ static void on_destroyed(xcall_t *x, const kite_cloud_answer_t *a) {
       not_proven(r);
     return;
   }
-  bool again = (a->outcome == KITE_CLOUD_RETRY || a->outcome == KITE_CLOUD_MAYBE) &&
-               ++r->attempt < CALL_ATTEMPTS && !c->stopping && kite__wall_ms() < r->deadline_ms;
+  bool again = transient(a) && ++r->attempt < CALL_ATTEMPTS && !c->stopping &&
+               kite__wall_ms() < r->deadline_ms;
   if (again) {
     rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), destroy_send);
     return;
@@ -1372,9 +1372,7 @@ static void on_destroyed(xcall_t *x, const kite_cloud_answer_t *a) {
     return;
   }
   int code = 0;
-  char *what = kite__sprintf("deleting %s %s", c->ops->noun, r->id);
-  char *msg = failure_text(c, what ? what : "deleting", a, &code);
-  free(what);
+  char *msg = failure_text(c, a, &code, "deleting %s %s", c->ops->noun, r->id);
   gone_finish(r, code, msg);
 }
 
@@ -1465,9 +1463,7 @@ static void on_described(xcall_t *x, const kite_cloud_answer_t *a) {
   bool gone = a->outcome == KITE_CLOUD_NOT_FOUND;
   if (!gone && a->outcome != KITE_CLOUD_OK) {
     int code = 0;
-    char *what = kite__sprintf("describing %s %s", c->ops->noun, r->id);
-    char *msg = failure_text(c, what ? what : "describing", a, &code);
-    free(what);
+    char *msg = failure_text(c, a, &code, "describing %s %s", c->ops->noun, r->id);
     rec_fail(r, code, msg);
     return;
   }
@@ -1587,15 +1583,12 @@ static void on_page(xcall_t *x, const kite_cloud_answer_t *a) {
     rec_free(r);
     return;
   }
-  if ((a->outcome == KITE_CLOUD_RETRY || a->outcome == KITE_CLOUD_MAYBE) &&
-      ++r->attempt < CALL_ATTEMPTS && !c->stopping) {
+  if (transient(a) && ++r->attempt < CALL_ATTEMPTS && !c->stopping) {
     rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), page_send);
     return;
   }
   int code = 0;
-  char *what = kite__sprintf("listing %ss tagged %s", c->ops->noun, r->tag);
-  char *msg = failure_text(c, what ? what : "listing", a, &code);
-  free(what);
+  char *msg = failure_text(c, a, &code, "listing %ss tagged %s", c->ops->noun, r->tag);
   rec_fail(r, code, msg);
 }
 
@@ -1686,9 +1679,7 @@ static void on_cleaned(xcall_t *x, const kite_cloud_answer_t *a) {
   kite_cloud_t *c = x->c;
   if (a->outcome != KITE_CLOUD_OK && a->outcome != KITE_CLOUD_NOT_FOUND) {
     int code = 0;
-    char *what = kite__sprintf("cleaning up what kite made (%s)", x->site->name);
-    char *msg = failure_text(c, what ? what : "cleaning up", a, &code);
-    free(what);
+    char *msg = failure_text(c, a, &code, "cleaning up what kite made (%s)", x->site->name);
     KITE_WARN(c->rt, c->ops->name, "%s", msg ? msg : "cleanup failed");
     free(msg);
   }
