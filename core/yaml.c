@@ -388,48 +388,47 @@ int kite__yaml_str(kite__yaml_t *y, const yaml_node_t *n, const char *path, cons
   return kite__yaml_own(y, text, out);
 }
 
-int kite__yaml_bool(kite__yaml_t *y, const yaml_node_t *n, const char *path, bool *out) {
+/* A scalar of kind want (or of any kind when want is KITE__Y_NULL) at n, in *text (malloc'd),
+ * or NULL when the value is empty; else the error "PATH: expected EXPECTED, got ...". */
+static int scalar_as(kite__yaml_t *y, const yaml_node_t *n, const char *path, const char *expected,
+                     kite__ykind_t want, char **text) {
+  *text = NULL;
   if (n->type != YAML_SCALAR_NODE)
-    return kite__yaml_fail(y, n, "%s: expected true or false, got %s", path,
+    return kite__yaml_fail(y, n, "%s: expected %s, got %s", path, expected,
                            kite__yaml_kind_name(n));
-  char *text;
   kite__ykind_t k;
-  int rc = kite__yaml_scalar(y, n, path, &text, &k);
+  int rc = kite__yaml_scalar(y, n, path, text, &k);
   if (rc != 0)
     return rc;
   if (k == KITE__Y_NULL) {
-    free(text);
+    free(*text);
+    *text = NULL;
     return 0;
   }
-  if (k != KITE__Y_BOOL) {
-    rc = wrong_kind(y, n, path, "true or false", KITE__Y_BOOL, k, text);
-    free(text);
-    return rc;
+  if (want != KITE__Y_NULL && k != want) {
+    rc = wrong_kind(y, n, path, expected, want, k, *text);
+    free(*text);
+    *text = NULL;
   }
-  *out = text[0] == 't' || text[0] == 'T';
+  return rc;
+}
+
+int kite__yaml_bool(kite__yaml_t *y, const yaml_node_t *n, const char *path, bool *out) {
+  char *text;
+  int rc = scalar_as(y, n, path, "true or false", KITE__Y_BOOL, &text);
+  if (rc == 0 && text)
+    *out = text[0] == 't' || text[0] == 'T';
   free(text);
-  return 0;
+  return rc;
 }
 
 /* An integer in [lo, hi]; an empty value leaves *out as it was. */
 int kite__yaml_int(kite__yaml_t *y, const yaml_node_t *n, const char *path, long long lo,
                    long long hi, long long *out) {
-  if (n->type != YAML_SCALAR_NODE)
-    return kite__yaml_fail(y, n, "%s: expected an integer, got %s", path, kite__yaml_kind_name(n));
   char *text;
-  kite__ykind_t k;
-  int rc = kite__yaml_scalar(y, n, path, &text, &k);
-  if (rc != 0)
+  int rc = scalar_as(y, n, path, "an integer", KITE__Y_INT, &text);
+  if (rc != 0 || text == NULL)
     return rc;
-  if (k == KITE__Y_NULL) {
-    free(text);
-    return 0;
-  }
-  if (k != KITE__Y_INT) {
-    rc = wrong_kind(y, n, path, "an integer", KITE__Y_INT, k, text);
-    free(text);
-    return rc;
-  }
   errno = 0;
   long long v = strtoll(text, NULL, 10);
   if (errno == ERANGE || v < lo || v > hi)
@@ -456,18 +455,10 @@ int kite__yaml_duration(kite__yaml_t *y, const yaml_node_t *n, const char *path,
     const char *unit;
     double ms;
   } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
-  if (n->type != YAML_SCALAR_NODE)
-    return kite__yaml_fail(y, n, "%s: expected a duration such as 500ms, 5s, 2m or 1h, got %s",
-                           path, kite__yaml_kind_name(n));
   char *text;
-  kite__ykind_t k;
-  int rc = kite__yaml_scalar(y, n, path, &text, &k);
-  if (rc != 0)
+  int rc = scalar_as(y, n, path, "a duration such as 500ms, 5s, 2m or 1h", KITE__Y_NULL, &text);
+  if (rc != 0 || text == NULL)
     return rc;
-  if (k == KITE__Y_NULL) {
-    free(text);
-    return 0;
-  }
   char *end;
   errno = 0;
   double v = text[0] >= '0' && text[0] <= '9' ? strtod(text, &end) : -1;
