@@ -681,6 +681,31 @@ static json_t *key_json(const hz_key_t *k) {
                    "created", k->created);
 }
 
+static json_t *any_server_json(const void *m) {
+  return server_json(m);
+}
+static json_t *any_key_json(const void *k) {
+  return key_json(k);
+}
+
+/* The answer to a list request: page p of the m matching items v (by to_json), with
+ * meta.pagination; or invalid_input when the label selector could not be parsed (!ok). */
+static void answer_page(const http_req_t *req, http_resp_t *resp, bool ok, page_t p,
+                        const char *key, const void *const *v, size_t m,
+                        json_t *(*to_json)(const void *)) {
+  if (!ok) {
+    invalid(resp, "label_selector", "cannot be parsed");
+    return;
+  }
+  json_t *list = json_array();
+  for (size_t i = 0; i < m; i++)
+    if ((long)i >= (p.page - 1) * p.per_page && (long)i < p.page * p.per_page)
+      json_array_append_new(list, to_json(v[i]));
+  json_t *out = json_pack("{s:o}", key, list);
+  add_pagination(out, req, resp, p, (long)m);
+  http_json(resp, 200, dump(out));
+}
+
 /* A key by id (digits) or by name. */
 static hz_key_t *key_find(const char *ident) {
   uint64_t id = 0;
@@ -764,17 +789,7 @@ static void keys_list(const http_req_t *req, http_resp_t *resp) {
     }
     v[i] = k;
   }
-  if (!ok) {
-    invalid(resp, "label_selector", "cannot be parsed");
-  } else {
-    json_t *list = json_array();
-    for (size_t i = 0; i < m; i++)
-      if ((long)i >= (p.page - 1) * p.per_page && (long)i < p.page * p.per_page)
-        json_array_append_new(list, key_json(v[i]));
-    json_t *out = json_pack("{s:o}", "ssh_keys", list);
-    add_pagination(out, req, resp, p, (long)m);
-    http_json(resp, 200, dump(out));
-  }
+  answer_page(req, resp, ok, p, "ssh_keys", (const void *const *)v, m, any_key_json);
   free(v);
   free(name);
   free(fp);
@@ -990,17 +1005,7 @@ static void servers_list(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     }
     v[i] = s;
   }
-  if (!ok) {
-    invalid(resp, "label_selector", "cannot be parsed");
-  } else {
-    json_t *list = json_array();
-    for (size_t i = 0; i < m; i++)
-      if ((long)i >= (p.page - 1) * p.per_page && (long)i < p.page * p.per_page)
-        json_array_append_new(list, server_json(v[i]));
-    json_t *out = json_pack("{s:o}", "servers", list);
-    add_pagination(out, req, resp, p, (long)m);
-    http_json(resp, 200, dump(out));
-  }
+  answer_page(req, resp, ok, p, "servers", (const void *const *)v, m, any_server_json);
   free(v);
   free(name);
   free(sel);
