@@ -265,11 +265,8 @@ int kite_cloud_new(kite_runtime_t *rt, const kite_cloud_ops_t *ops, const kite_c
 void *kite_cloud_provider(const kite_cloud_t *c);
 kite_runtime_t *kite_cloud_runtime(const kite_cloud_t *c);
 const kite_cloud_ops_t *kite_cloud_ops(const kite_cloud_t *c);
-/* Kite's public key ("ssh-ed25519 AAAA... comment", one line) and its private key's path. */
+/* Kite's public key ("ssh-ed25519 AAAA... comment", one line). */
 const char *kite_cloud_pubkey(const kite_cloud_t *c);
-const char *kite_cloud_key_path(const kite_cloud_t *c);
-/* The site's public key text (kite_cloud_cfg_t.site). */
-const char *kite_cloud_site_name(const kite_cloud_site_t *s);
 /* The table's probe command (malloc'd) for an instance this process launched and saw running;
  * KITE_ENOENT for any other, KITE_ENOTSUP without a probe in the table. */
 int kite_cloud_probe(kite_cloud_t *c, const char *id, char **command);
@@ -305,9 +302,6 @@ void kite_cloud_answer_fail(kite_cloud_call_t *call, int code, const char *messa
 
 /* ---- helpers every provider uses ------------------------------------------------------------ */
 
-/* cfg's reference counting (configure gets a zeroed one owned by the skeleton). */
-void kite_cloud_cfg_free_fields(const kite_cloud_ops_t *ops, kite_cloud_cfg_t *cfg);
-
 /* The first of several strings that is set and not empty, or NULL. */
 const char *kite_cloud_first(const char *a, const char *b, const char *c);
 /* The provider options JSON as an object (NULL text: an empty object); NULL and *msg when it
@@ -318,8 +312,6 @@ struct json_t *kite_cloud_options_json(const kite_cloud_ops_t *ops, const char *
 /* "{\"provider\":NAME,...}" with the given pairs (key, value; NULL values left out),
  * NULL-terminated, keys sorted. */
 char *kite_cloud_reach_json(const char *provider, ...);
-/* A public account name from a credential: "PREFIX-" + 16 hex digits of a keyed hash. */
-void kite_cloud_account_name(const char *purpose, const char *secret, char out[40]);
 /* The MD5 fingerprint of an OpenSSH public key line, colon-separated lowercase hex (how
  * DigitalOcean and Hetzner name keys); malloc'd, or NULL. */
 char *kite_cloud_md5_fingerprint(const char *pubkey_line);

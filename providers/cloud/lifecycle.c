@@ -169,7 +169,7 @@ static kite_cloud_cfg_t *cfg_ref(kite_cloud_cfg_t *cfg) {
   return cfg;
 }
 
-void kite_cloud_cfg_free_fields(const kite_cloud_ops_t *ops, kite_cloud_cfg_t *cfg) {
+static void cfg_free_fields(const kite_cloud_ops_t *ops, kite_cloud_cfg_t *cfg) {
   free(cfg->site);
   free(cfg->reach);
   free(cfg->region);
@@ -186,7 +186,7 @@ void kite_cloud_cfg_free_fields(const kite_cloud_ops_t *ops, kite_cloud_cfg_t *c
 static void cfg_unref(kite_cloud_t *c, kite_cloud_cfg_t *cfg) {
   if (cfg == NULL || --cfg->refs_ > 0)
     return;
-  kite_cloud_cfg_free_fields(c->ops, cfg);
+  cfg_free_fields(c->ops, cfg);
   free(cfg);
 }
 
@@ -639,10 +639,6 @@ static site_t *site_get(kite_cloud_t *c, kite_cloud_cfg_t *cfg) {
   s->next = c->sites;
   c->sites = s;
   return s;
-}
-
-const char *kite_cloud_site_name(const kite_cloud_site_t *s) {
-  return ((const site_t *)s)->name;
 }
 
 static void site_prepare(site_t *s);
@@ -1902,10 +1898,6 @@ const kite_cloud_ops_t *kite_cloud_ops(const kite_cloud_t *c) {
 const char *kite_cloud_pubkey(const kite_cloud_t *c) {
   return c->pubkey;
 }
-const char *kite_cloud_key_path(const kite_cloud_t *c) {
-  return c->key_path;
-}
-
 int kite_cloud_probe(kite_cloud_t *c, const char *id, char **command) {
   *command = NULL;
   known_t *k = known_find(c, "", id);

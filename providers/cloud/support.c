@@ -47,12 +47,6 @@ char *kite_cloud_reach_json(const char *provider, ...) {
   return text;
 }
 
-void kite_cloud_account_name(const char *purpose, const char *secret, char out[40]) {
-  char fp[17];
-  kite__fingerprint(purpose, secret ? secret : "", fp);
-  snprintf(out, 40, "%.20s-%s", purpose, fp);
-}
-
 char *kite_cloud_md5_fingerprint(const char *pub) {
   const char *sp = pub ? strchr(pub, ' ') : NULL;
   if (sp == NULL)
