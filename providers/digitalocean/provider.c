@@ -38,6 +38,10 @@ struct kite_do_provider {
   char *token, *api_url, *user, *region, *size, *image;
   unsigned port;
   char *fingerprint; /* of kite's key, once known */
+  /* The token of the doctl command's configuration, read once (the first request that needs
+   * it), and the file it came from. */
+  char *cli_token, *cli_where;
+  bool cli_read;
 };
 
 /* ---- configuration -------------------------------------------------------------------------- */
@@ -78,14 +82,18 @@ static int do_configure(kite_cloud_t *c, const char *options,
   json_t *o = kite_cloud_options_json(kite_cloud_ops(c), options, msg);
   if (o == NULL)
     return KITE_EINVAL;
-  char *where = NULL, *from_doctl = NULL;
   const char *tok = kite_cloud_first(dp->token, getenv("DIGITALOCEAN_TOKEN"),
                                      getenv("DIGITALOCEAN_ACCESS_TOKEN"));
-  if (tok == NULL && json_object_get(o, "token") == NULL)
-    tok = from_doctl = doctl_token(&where);
+  if (tok == NULL && json_object_get(o, "token") == NULL) {
+    if (!dp->cli_read) {
+      dp->cli_token = doctl_token(&dp->cli_where);
+      dp->cli_read = true;
+    }
+    tok = dp->cli_token;
+  }
   char *looked = kite__sprintf("the provider options, $DIGITALOCEAN_TOKEN, "
                                "$DIGITALOCEAN_ACCESS_TOKEN and %s",
-                               where ? where : "doctl's config.yaml");
+                               dp->cli_where ? dp->cli_where : "doctl's config.yaml");
   kite_cloud_rest_defaults_t d = {
       .token = tok,
       .token_help = TOKEN_HELP,
@@ -104,10 +112,6 @@ static int do_configure(kite_cloud_t *c, const char *options,
       .type_builtin = DEFAULT_SIZE,
       .image_builtin = DEFAULT_IMAGE};
   int rc = kite_cloud_rest_configure(c, o, &d, launch, cfg, msg);
-  if (from_doctl)
-    memset(from_doctl, 0, strlen(from_doctl));
-  free(from_doctl);
-  free(where);
   free(looked);
   json_decref(o);
   return rc;
@@ -385,6 +389,10 @@ static void free_provider(kite_do_provider_t *dp) {
   free(dp->size);
   free(dp->image);
   free(dp->fingerprint);
+  if (dp->cli_token)
+    memset(dp->cli_token, 0, strlen(dp->cli_token));
+  free(dp->cli_token);
+  free(dp->cli_where);
   free(dp);
 }
 

@@ -46,6 +46,10 @@ struct kite_hetzner_provider {
   char *token, *api_url, *user, *location, *server_type, *image;
   unsigned port;
   char *fingerprint; /* of kite's key, once known */
+  /* The token of the hcloud command's configuration, read once (the first request that needs
+   * it), and the file it came from. */
+  char *cli_token, *cli_where;
+  bool cli_read;
 };
 
 /* ---- configuration -------------------------------------------------------------------------- */
@@ -127,12 +131,16 @@ static int hz_configure(kite_cloud_t *c, const char *options,
   json_t *o = kite_cloud_options_json(kite_cloud_ops(c), options, msg);
   if (o == NULL)
     return KITE_EINVAL;
-  char *where = NULL, *from_hcloud = NULL;
   const char *tok = kite_cloud_first(hp->token, getenv("HCLOUD_TOKEN"), NULL);
-  if (tok == NULL && json_object_get(o, "token") == NULL)
-    tok = from_hcloud = hcloud_token(&where);
+  if (tok == NULL && json_object_get(o, "token") == NULL) {
+    if (!hp->cli_read) {
+      hp->cli_token = hcloud_token(&hp->cli_where);
+      hp->cli_read = true;
+    }
+    tok = hp->cli_token;
+  }
   char *looked = kite__sprintf("the provider options, $HCLOUD_TOKEN and the active context of %s",
-                               where ? where : "hcloud's cli.toml");
+                               hp->cli_where ? hp->cli_where : "hcloud's cli.toml");
   kite_cloud_rest_defaults_t d = {
       .token = tok,
       .token_help = TOKEN_HELP,
@@ -151,10 +159,6 @@ static int hz_configure(kite_cloud_t *c, const char *options,
       .type_builtin = DEFAULT_TYPE,
       .image_builtin = DEFAULT_IMAGE};
   int rc = kite_cloud_rest_configure(c, o, &d, launch, cfg, msg);
-  if (from_hcloud)
-    memset(from_hcloud, 0, strlen(from_hcloud));
-  free(from_hcloud);
-  free(where);
   free(looked);
   json_decref(o);
   return rc;
@@ -439,6 +443,10 @@ static void free_provider(void *p) {
   free(hp->server_type);
   free(hp->image);
   free(hp->fingerprint);
+  if (hp->cli_token)
+    memset(hp->cli_token, 0, strlen(hp->cli_token));
+  free(hp->cli_token);
+  free(hp->cli_where);
   free(hp);
 }
 
