@@ -39,7 +39,10 @@
   X(ESPEC, "invalid pool spec")                                                              \
   X(ESTORE, "state store error")                                                             \
   X(ESTATE, "invalid state for this operation")                                              \
-  X(EINTERNAL, "internal error (a bug in kite)")
+  X(EINTERNAL, "internal error (a bug in kite)")                                             \
+  X(EQUOTA, "account quota or limit reached at the provider")                                \
+  X(EPRICE, "price above the bid or the cost ceiling")                                       \
+  X(EUNAVAILABLE, "instance type not offered there")
 
 typedef enum kite_errno {
   KITE_OK = 0,

@@ -40,6 +40,7 @@ typedef struct kite_bytes {
   X(INSTANCE_DESCRIBE, instance_describe, REQUEST, provider)                                 \
   X(INSTANCE_LIST, instance_list, REQUEST, provider)                                         \
   X(PREEMPT_CHECK, preempt_check, REQUEST, provider)                                         \
+  X(CATALOG_REQUEST, catalog_request, REQUEST, provider)                                     \
   X(BOOTSTRAP, bootstrap, REQUEST, node)                                                     \
   X(SHUTDOWN, shutdown, REQUEST, none)                                                       \
   X(SSH_CONNECT, ssh_connect, REQUEST, node)                                                 \
@@ -64,6 +65,10 @@ typedef struct kite_bytes {
   X(INSTANCE_STATE, instance_state, FACT, provider)                                          \
   X(INSTANCE_LISTED, instance_listed, FACT, provider)                                        \
   X(PREEMPT_STATUS, preempt_status, FACT, node)                                              \
+  X(CATALOG, catalog, FACT, provider)                                                        \
+  X(POOL_PLANNED, pool_planned, FACT, pool)                                                  \
+  X(LAUNCH_FAILOVER, launch_failover, FACT, pool)                                            \
+  X(COST, cost, FACT, pool)                                                                  \
   X(NODE_STATE_CHANGED, node_state_changed, FACT, pool)                                      \
   X(NODE_READY, node_ready, FACT, pool)                                                       \
   X(NODE_LOST, node_lost, FACT, pool)                                                        \
@@ -111,6 +116,9 @@ typedef struct kite_bytes {
 #define KITE_EV_preempt_check_FIELDS(F)                                                      \
   F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id)               \
   F(BYTES, probe_output)
+/* What the provider sells (offer.h), in region (NULL: every region it launches in), asked with
+ * the provider options (JSON text, or NULL) a launch would use. Reply: catalog. */
+#define KITE_EV_catalog_request_FIELDS(F) F(STR, provider) F(STR, region) F(STR, options)
 #define KITE_EV_bootstrap_FIELDS(F) F(U64, pool) F(U64, node) F(U32, rank) F(STR, script)
 #define KITE_EV_shutdown_FIELDS(F) F(STR, reason)
 /* hostkey_mode: a kite_hostkey_mode_t (transport.h); host_key: a pinned key in known_hosts
@@ -170,6 +178,29 @@ typedef struct kite_bytes {
 #define KITE_EV_preempt_status_FIELDS(F)                                                     \
   F(STR, provider) F(U64, node) F(STR, instance_id) F(I32, state) F(I64, deadline_ms)       \
   F(STR, probe)
+/* offers: a JSON array text of offers (offer.h: kite_offers_json), count of them; source
+ * "api" (asked now) or where they came from. */
+#define KITE_EV_catalog_FIELDS(F)                                                            \
+  F(STR, provider) F(STR, region) F(U32, count) F(STR, offers) F(STR, source)
+/* The optimizer's choice for a pool (pool.h: kite_pool_plan): plan is a JSON object text
+ * {"ranks": [{"rank", "provider", "region", "zone", "instance_type", "spot", "price"}...],
+ * "candidates": [the same, in failover order], "hourly": the pool's rate}. */
+#define KITE_EV_pool_planned_FIELDS(F)                                                       \
+  F(U64, pool) F(STR, name) F(U32, nodes) F(DBL, hourly) F(STR, plan)
+/* A launch (or relaunch) of rank goes elsewhere: from and to are "provider/region/type"
+ * (with " spot" when spot; to is NULL when no candidate is left and the node fails), code
+ * and reason what the provider said of from. attempt counts this node's launches. */
+#define KITE_EV_launch_failover_FIELDS(F)                                                    \
+  F(U64, pool) F(U64, node) F(U32, rank) F(U32, attempt) F(STR, from) F(STR, to)            \
+  F(ERR, code) F(STR, reason)
+/* What a node's instance costs (node != 0), or the whole pool (node == 0, instance_id NULL:
+ * the sum over every instance the pool ever had, replaced and preempted ones included):
+ * rate_hourly now (USD/h, 0 once nothing runs), billable_s so far under the provider's
+ * billing granularity, accumulated USD, and savings: what on-demand would have cost minus
+ * accumulated (0 when not spot or the on-demand price is unknown). */
+#define KITE_EV_cost_FIELDS(F)                                                               \
+  F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id)               \
+  F(DBL, rate_hourly) F(DBL, billable_s) F(DBL, accumulated) F(DBL, savings)
 #define KITE_EV_node_state_changed_FIELDS(F)                                                 \
   F(U64, pool) F(U64, node) F(U32, rank) F(NSTATE, from) F(NSTATE, to) F(STR, reason)
 #define KITE_EV_node_ready_FIELDS(F)                                                         \

@@ -12,6 +12,8 @@
 #include "kite/events.h"
 #include "kite/bus.h"
 #include "kite/monitor.h"
+#include "kite/offer.h"
+#include "kite/catalog.h"
 #include "kite/store.h"
 #include "kite/transport.h"
 #include "kite/bootstrap.h"

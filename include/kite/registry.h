@@ -86,6 +86,15 @@ typedef struct kite_provider_info {
   /* When the dead-man's switch (a node powering itself off) does not end the bill: why, and
    * what ends it; NULL when powering off ends it (or the switch is refused). */
   const char *deadman_still_billed;
+  /* How it bills a running instance: in increments of billing_increment_s seconds (3600: each
+   * hour begun is paid whole), and at least billing_minimum_s; 0 and 0: by the second. */
+  unsigned billing_increment_s, billing_minimum_s;
+  /* It answers catalog_request (offer.h): the optimizer can choose its instances by
+   * resources and price. */
+  bool catalog;
+  /* Whether this process finds credentials for it without provider options (environment,
+   * its own CLI's files): the providers `provider: any` means. NULL: never part of `any`. */
+  bool (*configured)(void);
   /* Where it launches (NULL-terminated), or NULL when it takes any region its API knows. */
   const char *const *regions;
   const kite_provider_option_t *options; /* the options it takes */

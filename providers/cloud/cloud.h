@@ -163,6 +163,7 @@ typedef enum kite_cloud_call_kind {
   KITE_CLOUD_CALL_DESTROY,
   KITE_CLOUD_CALL_LIST,
   KITE_CLOUD_CALL_CLEANUP,
+  KITE_CLOUD_CALL_CATALOG,
 } kite_cloud_call_kind_t;
 
 /* One asynchronous operation of the table. Fields are read-only for the table except step,
@@ -233,6 +234,9 @@ typedef struct kite_cloud_ops {
   void (*list_page)(kite_cloud_call_t *call);
   void (*cleanup)(kite_cloud_call_t *call);
   void (*free_site_data)(void *data);
+  /* What the account can launch in cfg->region (NULL: everywhere it launches), with prices:
+   * each offer through kite_cloud_offer(), then the answer. May be NULL (no catalog). */
+  void (*catalog)(kite_cloud_call_t *call);
 
   /* Optional: the on-node preemption probe (a command the preemption monitor runs on the
    * node; malloc'd) and its output's parser (KITE_PREEMPT_NOTICE with *deadline_ms, or
@@ -282,6 +286,9 @@ int kite_cloud_http(kite_cloud_call_t *call, const kite_http_request_t *q, kite_
 void kite_cloud_created(kite_cloud_call_t *call, size_t i, const char *id);
 /* LIST: one instance of the page: its id and, for the tag "*", its pool's tag. */
 void kite_cloud_listed(kite_cloud_call_t *call, const char *id, const char *pool_tag);
+/* CATALOG: one offer (copied; provider and fetched_ms are filled in when empty). */
+struct kite_offer;
+void kite_cloud_offer(kite_cloud_call_t *call, const struct kite_offer *offer);
 /* Ends the call. After it, call is gone. */
 void kite_cloud_answer(kite_cloud_call_t *call, const kite_cloud_answer_t *a);
 /* Ends the call with the outcome of an HTTP failure (status, resp from kite_cloud_http's
