@@ -93,8 +93,8 @@ static int offer_from_json(json_t *j, kite_offer_t *o) {
   rc = rc ? rc : count_member(j, "vcpus", 1u << 20, &vcpus);
   rc = rc ? rc : count_member(j, "memory_mb", UINT64_C(1) << 40, &o->memory_mb);
   rc = rc ? rc : count_member(j, "accelerator_count", 1024, &count);
-  rc = rc ? rc : count_member(j, "accelerator_memory_mb", UINT64_C(1) << 30,
-                              &o->accelerator_memory_mb);
+  rc = rc ? rc
+          : count_member(j, "accelerator_memory_mb", UINT64_C(1) << 30, &o->accelerator_memory_mb);
   rc = rc ? rc : count_member(j, "disk_gb", 1u << 30, &disk);
   rc = rc ? rc : count_member(j, "fetched_ms", UINT64_C(1) << 53, &fetched);
   rc = rc ? rc : price_member(j, "price", &o->price);

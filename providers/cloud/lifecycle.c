@@ -30,6 +30,7 @@
 
 #include "cloud.h"
 #include "cloudinit.h"
+#include "kite/offer.h"
 #include "kite/provider.h"
 #include "kite/transport.h"
 #include "kite_impl.h"
@@ -45,7 +46,14 @@ typedef struct rec rec_t;
 typedef struct kite_cloud_site site_t;
 typedef struct xcall xcall_t;
 
-typedef enum rec_kind { R_LAUNCH, R_TERMINATE, R_DESCRIBE, R_PREEMPT, R_LIST } rec_kind_t;
+typedef enum rec_kind {
+  R_LAUNCH,
+  R_TERMINATE,
+  R_DESCRIBE,
+  R_PREEMPT,
+  R_LIST,
+  R_CATALOG
+} rec_kind_t;
 
 typedef enum lstep {
   L_KEY,     /* waiting for kite's key */
@@ -99,6 +107,8 @@ struct rec {
   json_t *ids;        /* list */
   char *probe_output; /* preemption check */
   size_t probe_len;
+  kite_offer_t *offers; /* catalog */
+  size_t n_offers, cap_offers;
   void (*on_timer)(rec_t *r);
   uv_timer_t timer;
   rec_t *next_wait; /* in a site's waiters or the batch queue */
@@ -145,7 +155,7 @@ struct kite_cloud {
   kite_component_stopped_fn stop_done;
   int handles_open;
   uint64_t seq;
-  kite_sub_t subs[6];
+  kite_sub_t subs[7];
 };
 
 static void maybe_stopped(kite_cloud_t *c);
@@ -365,6 +375,7 @@ static void on_rec_closed(uv_handle_t *h) {
   free(r->host_pub);
   free(r->fail_msg);
   free(r->probe_output);
+  free(r->offers);
   json_decref(r->ids);
   while (r->joiners) {
     joiner_t *j = r->joiners;
@@ -482,7 +493,7 @@ static void call_run(xcall_t *x) {
       [KITE_CLOUD_CALL_PREPARE] = ops->prepare, [KITE_CLOUD_CALL_CREATE] = ops->create,
       [KITE_CLOUD_CALL_FIND] = ops->find,       [KITE_CLOUD_CALL_DESCRIBE] = ops->describe,
       [KITE_CLOUD_CALL_DESTROY] = ops->destroy, [KITE_CLOUD_CALL_LIST] = ops->list_page,
-      [KITE_CLOUD_CALL_CLEANUP] = ops->cleanup};
+      [KITE_CLOUD_CALL_CLEANUP] = ops->cleanup, [KITE_CLOUD_CALL_CATALOG] = ops->catalog};
   if ((size_t)p->kind < KITE_ARRAY_SIZE(op) && op[p->kind])
     op[p->kind](p);
   else
@@ -534,6 +545,29 @@ void kite_cloud_listed(kite_cloud_call_t *call, const char *id, const char *pool
   if (line)
     json_array_append_new(r->ids, json_string(line));
   free(line);
+}
+
+void kite_cloud_offer(kite_cloud_call_t *call, const kite_offer_t *offer) {
+  xcall_t *x = call->owner_;
+  rec_t *r = x->rec;
+  if (r == NULL || r->kind != R_CATALOG || offer == NULL || offer->instance_type[0] == '\0')
+    return;
+  if (r->n_offers == r->cap_offers) {
+    size_t cap = r->cap_offers ? 2 * r->cap_offers : 64;
+    kite_offer_t *v = realloc(r->offers, cap * sizeof(*v));
+    if (v == NULL)
+      return; /* the answer reports the shortage */
+    r->offers = v;
+    r->cap_offers = cap;
+  }
+  kite_offer_t *o = &r->offers[r->n_offers++];
+  *o = *offer;
+  if (o->provider[0] == '\0')
+    KITE_OFFER_SET(o, provider, r->c->ops->name);
+  if (o->fetched_ms == 0)
+    o->fetched_ms = (int64_t)kite__wall_ms();
+  if (o->source[0] == '\0')
+    KITE_OFFER_SET(o, source, "api");
 }
 
 void kite_cloud_answer(kite_cloud_call_t *call, const kite_cloud_answer_t *a) {
@@ -1627,6 +1661,73 @@ static void on_list(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_insta
   page_send(r);
 }
 
+/* ---- catalog -------------------------------------------------------------------------------- */
+
+static void catalog_send(rec_t *r);
+
+static void on_catalog_answer(xcall_t *x, const kite_cloud_answer_t *a) {
+  rec_t *r = x->rec;
+  kite_cloud_t *c = r->c;
+  if (a->outcome == KITE_CLOUD_OK) {
+    char *json = kite_offers_json(r->offers, r->n_offers);
+    if (json == NULL) {
+      rec_fail(r, KITE_ENOMEM, NULL);
+      return;
+    }
+    kite_ev_catalog_t out = {.provider = c->ops->name,
+                             .region = r->cfg->region,
+                             .count = (uint32_t)r->n_offers,
+                             .offers = json,
+                             .source = "api"};
+    kite_reply_catalog(c->bus, r->corr, &out);
+    free(json);
+    rec_free(r);
+    return;
+  }
+  r->n_offers = 0; /* a call made again answers every offer again */
+  if (transient(a) && ++r->attempt < CALL_ATTEMPTS && !c->stopping) {
+    rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), catalog_send);
+    return;
+  }
+  int code = 0;
+  char *msg = failure_text(c, a, &code, "reading what %s sells%s%s", c->ops->title,
+                           r->cfg->region ? " in " : "", r->cfg->region ? r->cfg->region : "");
+  rec_fail(r, code, msg);
+}
+
+static void catalog_send(rec_t *r) {
+  xcall_t *x = call_new(r->c, KITE_CLOUD_CALL_CATALOG, r->cfg, on_catalog_answer);
+  if (x == NULL) {
+    rec_fail(r, KITE_ENOMEM, NULL);
+    return;
+  }
+  x->rec = r;
+  x->pub.attempt = r->attempt;
+  call_run(x);
+}
+
+static void on_catalog(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_catalog_request_t *p,
+                       void *data) {
+  kite_cloud_t *c = data;
+  if (c->ops->catalog == NULL) {
+    char *msg = kite__sprintf("%s: kite cannot read what %s sells yet; name the instance with "
+                              "resources.instance_type",
+                              c->ops->name, c->ops->title);
+    kite_bus_reply_error(bus, ev->corr, KITE_ENOTSUP, msg ? msg : "no catalog");
+    free(msg);
+    return;
+  }
+  rec_t *r = rec_new(c, R_CATALOG, ev->corr);
+  if (r == NULL)
+    return;
+  r->cfg = configure(c, ev->corr, p->options, NULL, p->region);
+  if (r->cfg == NULL) {
+    rec_free(r);
+    return;
+  }
+  catalog_send(r);
+}
+
 /* ---- reach ---------------------------------------------------------------------------------- */
 
 static void on_reach_resolve(kite_bus_t *bus, const kite_event_t *ev,
@@ -1773,6 +1874,8 @@ static int cloud_start(kite_component_t *comp, kite_runtime_t *rt) {
     rc = kite_respond_preempt_check(c->bus, key, on_preempt_check, c, &c->subs[4]);
   if (rc == 0)
     rc = kite_respond_reach_resolve(c->bus, key, on_reach_resolve, c, &c->subs[5]);
+  if (rc == 0)
+    rc = kite_respond_catalog_request(c->bus, key, on_catalog, c, &c->subs[6]);
   if (rc == 0)
     rc = kite_keypair_ensure(rt, c->key_path, on_key, c);
   if (rc != 0) {
