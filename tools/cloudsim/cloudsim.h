@@ -163,6 +163,13 @@ typedef struct machine {
   char *user_data;
   char *authorized_key;
   char created_at[32];
+  /* Billing: what the front charges per hour for it (spot price when spot) and how (in
+   * increments of bill_increment_s seconds, at least bill_minimum_s; 0: by the second), from
+   * created_ms until gone_ms (0 while it exists). GET /_sim/bill sums it. */
+  double price_hourly;
+  unsigned bill_increment_s, bill_minimum_s;
+  bool spot;
+  uint64_t created_ms, gone_ms;
   machine_state_t state;
   bool node_up;          /* the node listened once (PROVISIONING: booting, then starting) */
   bool vanish_when_dead; /* a kill that deletes the machine (preemption-like) */
@@ -180,6 +187,10 @@ typedef struct machine_opts {
   size_t tag_n;
   const char *node_tag; /* the node's tag (kite_local_count_tagged); NULL: tags[0] */
   const char *region, *size, *image, *user_data, *authorized_key;
+  /* Billing (machine_t): the front's price for size in region, and its granularity. */
+  double price_hourly;
+  unsigned bill_increment_s, bill_minimum_s;
+  bool spot;
 } machine_opts_t;
 
 /* Creates a machine. A cloud-config user_data with an ed25519 host key under ssh_keys

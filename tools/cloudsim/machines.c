@@ -242,6 +242,11 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
   m->image = strdup(o->image ? o->image : "ubuntu-24-04-x64");
   m->user_data = o->user_data ? strdup(o->user_data) : NULL;
   m->authorized_key = strdup(o->authorized_key);
+  m->price_hourly = o->price_hourly;
+  m->bill_increment_s = o->bill_increment_s;
+  m->bill_minimum_s = o->bill_minimum_s;
+  m->spot = o->spot;
+  m->created_ms = uv_now(sim->loop);
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
