@@ -126,6 +126,35 @@ static const char *const migrations[] = {
     "ALTER TABLE tasks ADD COLUMN instance_id TEXT;"
     "ALTER TABLE tasks ADD COLUMN output BLOB;"
     "ALTER TABLE tasks ADD COLUMN output_truncated INTEGER NOT NULL DEFAULT 0;",
+    /* 3: the catalog's cache (catalog.h): offers as each provider answered them (snapshot 0)
+     * or as a snapshot of public price data gave them (snapshot 1), with their fetch time. */
+    "CREATE TABLE offers("
+    "  provider TEXT NOT NULL,"
+    "  region TEXT NOT NULL,"
+    "  zone TEXT NOT NULL,"
+    "  instance_type TEXT NOT NULL,"
+    "  snapshot INTEGER NOT NULL,"
+    "  vcpus INTEGER NOT NULL,"
+    "  memory_mb INTEGER NOT NULL,"
+    "  accelerator TEXT NOT NULL,"
+    "  accelerator_count INTEGER NOT NULL,"
+    "  accelerator_memory_mb INTEGER NOT NULL,"
+    "  disk_gb INTEGER NOT NULL,"
+    "  arch TEXT NOT NULL,"
+    "  price REAL,"
+    "  spot_price REAL,"
+    "  available INTEGER NOT NULL,"
+    "  fetched_ms INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  PRIMARY KEY(provider, snapshot, region, zone, instance_type));"
+    /* and what each instance was bought as, for `kite cost`: where, which type, spot or not,
+     * the on-demand price beside its own, and when it started running. */
+    "ALTER TABLE instances ADD COLUMN region TEXT;"
+    "ALTER TABLE instances ADD COLUMN zone TEXT;"
+    "ALTER TABLE instances ADD COLUMN instance_type TEXT;"
+    "ALTER TABLE instances ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE instances ADD COLUMN ondemand_price REAL;"
+    "ALTER TABLE instances ADD COLUMN running_ms INTEGER;",
 };
 
 _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,

@@ -97,11 +97,15 @@ typedef struct kite_bytes {
  * would. Reply: reach. */
 #define KITE_EV_reach_resolve_FIELDS(F) F(STR, provider) F(STR, region) F(STR, options)
 /* A launch asks the named provider for one instance for (pool, node, rank). options is the
- * provider's options as a JSON object text; user_data is a secret-bearing startup script. */
+ * provider's options as a JSON object text; user_data is a secret-bearing startup script.
+ * zone: an availability zone inside region, or NULL. price_hourly and ondemand_hourly: what
+ * the catalog says the instance costs (spot price when spot) and would cost on demand, or 0
+ * when unknown; the provider reports them back in instance_launched when its API does not
+ * say. */
 #define KITE_EV_instance_launch_FIELDS(F)                                                    \
   F(STR, provider) F(U64, pool) F(U64, node) F(U32, rank) F(STR, tag) F(STR, region)         \
   F(STR, instance_type) F(BOOL, spot) F(STR, image) F(STR, user_data) F(STR, launch_token)   \
-  F(STR, options)
+  F(STR, options) F(STR, zone) F(DBL, price_hourly) F(DBL, ondemand_hourly)
 /* reach: the instance's reach record (a reach fact's text) when the instance may have been
  * launched by another process; the provider then asks exactly there, and takes "not found" as
  * gone only when it asks under the account the record names. NULL: an instance this process
@@ -161,7 +165,7 @@ typedef struct kite_bytes {
 #define KITE_EV_instance_launched_FIELDS(F)                                                  \
   F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id)               \
   F(STR, address) F(U32, port) F(STR, user) F(STR, host_key) F(DBL, price_hourly)           \
-  F(STR, tag) F(STR, key_path)
+  F(STR, tag) F(STR, key_path) F(DBL, ondemand_hourly) F(BOOL, spot)
 #define KITE_EV_instance_running_FIELDS(F)                                                   \
   F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id) F(STR, address)
 #define KITE_EV_instance_terminated_FIELDS(F)                                                \

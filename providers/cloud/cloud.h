@@ -65,6 +65,9 @@ typedef struct kite_cloud_cfg {
    * "region". */
   char *reach;
   char *region;
+  /* Launches only: the availability zone inside region the launch names (the skeleton sets it
+   * before configure), or NULL: the provider's choice. */
+  char *zone;
   /* Launches only: what to create (the request's values over the provider's defaults). */
   char *type, *image;
   /* The login on its instances. */

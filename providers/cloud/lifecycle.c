@@ -95,6 +95,7 @@ struct rec {
   uint32_t rank;
   char *tag, *token, *name, *id, *user_data_in, *user_data, *hk_path, *host_pub;
   bool spot, pin, redone;
+  double plan_price, plan_ondemand; /* launch: the catalog's prices, or 0 */
   kite_cloud_launch_t launch;
   lstep_t step;
   unsigned attempt, finds, polls, pages;
@@ -183,6 +184,7 @@ static void cfg_free_fields(const kite_cloud_ops_t *ops, kite_cloud_cfg_t *cfg) 
   free(cfg->site);
   free(cfg->reach);
   free(cfg->region);
+  free(cfg->zone);
   free(cfg->type);
   free(cfg->image);
   free(cfg->user);
@@ -208,6 +210,9 @@ static kite_cloud_cfg_t *configure(kite_cloud_t *c, uint64_t corr, const char *o
   char *msg = NULL;
   int rc = cfg ? 0 : KITE_ENOMEM;
   if (rc == 0 && region && *region && (cfg->region = kite__strdup(region)) == NULL)
+    rc = KITE_ENOMEM;
+  if (rc == 0 && launch && launch->zone && *launch->zone &&
+      (cfg->zone = kite__strdup(launch->zone)) == NULL)
     rc = KITE_ENOMEM;
   if (rc == 0)
     rc = c->ops->configure(c, options, launch, cfg, &msg);
@@ -748,9 +753,12 @@ static void reply_launched(rec_t *r, const kite_cloud_instance_t *in) {
                                    .port = r->cfg->port,
                                    .user = r->cfg->user,
                                    .host_key = r->host_pub,
-                                   .price_hourly = in->price_hourly,
+                                   .price_hourly =
+                                       in->price_hourly > 0 ? in->price_hourly : r->plan_price,
                                    .tag = r->tag,
-                                   .key_path = c->key_path};
+                                   .key_path = c->key_path,
+                                   .ondemand_hourly = r->plan_ondemand,
+                                   .spot = r->spot};
   KITE_INFO(c->rt, c->ops->name, "%s %s running at %s", c->ops->noun, r->id, in->address);
   kite_reply_instance_launched(c->bus, r->corr, &l);
   rec_free(r);
@@ -1245,6 +1253,8 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
   r->node = p->node;
   r->rank = p->rank;
   r->spot = p->spot;
+  r->plan_price = p->price_hourly;
+  r->plan_ondemand = p->ondemand_hourly;
   r->tag = kite__strdup(p->tag && *p->tag ? p->tag : "kite-untagged");
   r->token = kite__strdup(p->launch_token);
   r->user_data_in = kite__strdup(p->user_data);
