@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kite/offer.h"
+
 typedef struct kite_store kite_store_t;
 
 /* ---- opening ------------------------------------------------------------------------------ */
@@ -183,8 +185,7 @@ int kite_store_instance_launching(kite_store_t *store, const char *pool, int64_t
  * again from another process; NULL: none), written in the same commit. */
 int kite_store_instance_launching_at(kite_store_t *store, const char *pool, int64_t rank,
                                      const char *provider, const char *tag,
-                                     const char *launch_token, const char *reach,
-                                     int64_t *row_id);
+                                     const char *launch_token, const char *reach, int64_t *row_id);
 
 /* Records what the provider reported for the instance of row: its id, and, when known, its
  * address, SSH port, login user, host key and hourly price (NULL, 0 or a negative price leave
@@ -285,15 +286,15 @@ typedef struct kite_store_task {
   unsigned attempt;
   const char *command; /* as recorded (the caller redacts secrets) */
   int64_t started_ms;
-  int64_t finished_ms; /* 0 while running */
-  int exit_status;     /* -1 when none (running, or no exit status) */
-  const char *error;   /* or NULL */
+  int64_t finished_ms;     /* 0 while running */
+  int exit_status;         /* -1 when none (running, or no exit status) */
+  const char *error;       /* or NULL */
   const char *signal;      /* the signal that killed it ("KILL"), or NULL */
   const char *instance_id; /* the instance that ran it, or NULL */
   const char *output;      /* the last bytes of its output (stdout and stderr as they came; the
                               caller redacts secrets), or NULL; output_len bytes */
   size_t output_len;
-  bool output_truncated;   /* earlier output was dropped */
+  bool output_truncated; /* earlier output was dropped */
 } kite_store_task_t;
 
 /* Records a task started on one rank; command must already be redacted. Task history is
@@ -313,5 +314,18 @@ int kite_store_tasks_record(kite_store_t *store, const kite_store_task_t *v, siz
 int kite_store_tasks(kite_store_t *store, const char *pool, size_t limit, kite_store_task_t **v,
                      size_t *n);
 void kite_store_tasks_free(kite_store_task_t *v, size_t n);
+
+/* ---- the offers cache (catalog.h) ------------------------------------------------------- */
+
+/* Replaces provider's cached offers of one kind (snapshot: imported from public price data;
+ * else answered by the provider's API) in region (NULL: in every region) with offers, in one
+ * transaction; the other kind is left as it is. Every offer must be provider's (KITE_EINVAL).
+ * An offer repeating another's (region, zone, instance_type) replaces it. */
+int kite_store_offers_put(kite_store_t *store, const char *provider, const char *region,
+                          bool snapshot, const kite_offer_t *offers, size_t n);
+
+/* Every cached offer of provider (NULL: of every provider), API and snapshot alike (source
+ * tells them apart), as one malloc'd array the caller frees (*out NULL when *n is 0). */
+int kite_store_offers_get(kite_store_t *store, const char *provider, kite_offer_t **out, size_t *n);
 
 #endif
