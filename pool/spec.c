@@ -216,11 +216,6 @@ static int read_resources(kite__yaml_t *y, const yaml_node_t *n) {
     rc = kite__yaml_fail(y, v[6],
                          "resources.allocation: spot: true asks for spot only; remove spot, or "
                          "set allocation: spot");
-  if (rc == 0 && ps->instance_type &&
-      (ps->cpus || ps->memory_mb || ps->accelerator || ps->accelerators))
-    rc = kite__yaml_fail(y, v[3],
-                         "resources.instance_type names the instance, and cpus, memory or "
-                         "accelerators ask kite to choose one; keep one of them");
   return rc;
 }
 

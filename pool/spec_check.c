@@ -327,8 +327,11 @@ static void check_fields(check_t *c, const kite_spec_t *spec, const kite_provide
     }
   }
   /* Choosing by resources or among several places needs the provider's catalog. */
-  bool choose = ps->cpus || ps->memory_mb || ps->accelerator || ps->accelerators ||
-                ps->max_hourly_cost_node || ps->regions || multi ||
+  /* (A resource the provider refuses anyway has its own message above.) */
+  bool choose = (ps->cpus && !p->refused[KITE_FIELD_CPUS]) ||
+                (ps->memory_mb && !p->refused[KITE_FIELD_MEMORY]) ||
+                ((ps->accelerator || ps->accelerators) && !p->refused[KITE_FIELD_ACCELERATORS]) ||
+                ps->max_hourly_cost_node || ps->max_hourly_cost || ps->regions || multi ||
                 ps->allocation == KITE_ALLOC_SPOT_IF_AVAILABLE ||
                 ps->allocation == KITE_ALLOC_CHEAPEST;
   if (choose && !p->catalog && !multi)
