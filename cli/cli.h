@@ -113,6 +113,10 @@ typedef struct cli_engine {
  * called provider (NULL: the registry's default), each through the registry (provider_options
  * go only to the one named), the transport and the bootstrap runner. Prints why on failure. */
 int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider_options);
+/* The same for a pool spec: its provider, or each of its providers (provider: [..] with each
+ * one's options under its name; provider: any, every provider with a catalog that finds
+ * credentials here). */
+int cli_engine_start_spec(cli_engine_t *e, const kite_pool_spec_t *ps);
 /* Runs the loop to its end and frees the runtime. */
 void cli_engine_finish(cli_engine_t *e);
 /* The handle start gave the host-processes provider called name, or NULL. */

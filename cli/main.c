@@ -14,7 +14,7 @@ typedef struct subcmd {
 
 static const subcmd_t cmds[] = {
     {"run", cli_cmd_run, "open a pool, run a command on every node, close it",
-     "usage: kite run [--plain] [--json] [--retries N] SPEC [-- CMD...]\n"
+     "usage: kite run [--plain] [--json] [--retries N] [--dry-run] SPEC [-- CMD...]\n"
      "\n"
      "Opens the pool described by SPEC (a YAML file), bootstraps every node, runs the spec's\n"
      "`run:` script (or CMD, given after --, as an argument vector: kite quotes it) on every\n"
@@ -35,7 +35,9 @@ static const subcmd_t cmds[] = {
      "stderr\n"
      "  --retries N    re-run a rank whose node is lost on its replacement, up to N times\n"
      "                 (default: the spec's retries:); later attempts' lines are labelled\n"
-     "                 [RANK #ATTEMPT]\n"},
+     "                 [RANK #ATTEMPT]\n"
+     "  --dry-run      launch nothing: print the plan (which offer each rank gets, its price,\n"
+     "                 the pool's hourly cost, the failover order); with --json, as JSON\n"},
     {"check", cli_cmd_check, "check specs against their providers, launching nothing",
      "usage: kite check SPEC...\n"
      "\n"
