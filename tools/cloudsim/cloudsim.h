@@ -129,6 +129,13 @@ typedef struct faults {
   fault_kind_t queue[64];                       /* one-shot faults for the next requests */
   size_t queue_n;
   uint64_t seed;
+  /* Capacity per place (POST /_sim/capacity): at most available live machines of a front in a
+   * region, of one type or ("*") of all types. */
+  struct sim_capacity {
+    char front[24], region[48], type[64];
+    unsigned available;
+  } capacity[64];
+  size_t capacity_n;
 } faults_t;
 
 /* Answers one API call of front f: picks the fault, then either answers it in f's shape
@@ -136,8 +143,13 @@ typedef struct faults {
 void faults_serve(sim_t *sim, const sim_front_t *f, const http_req_t *req, http_resp_t *resp);
 /* POST /_sim/faults: merges a JSON object of fault settings. */
 void faults_set(sim_t *sim, const http_req_t *req, http_resp_t *resp);
-/* Whether front f may create want more machines while it has live: false, with f's refusal in
- * resp, when creates fail for capacity or the account's limit would be passed. */
+/* POST /_sim/capacity: one rule {"front", "region", "type" ("*": every type), "available": N
+ * (-1 removes the rule)}, or a list of them. GET /_sim/capacity: the rules. */
+void sim_capacity_set(sim_t *sim, const http_req_t *req, http_resp_t *resp);
+void sim_capacity_get(sim_t *sim, http_resp_t *resp);
+/* Whether front f may create want more machines of type size in region while it has live:
+ * false, with f's refusal in resp, when creates fail for capacity (--no-capacity, or a capacity
+ * rule of that place that want more would pass) or the account's limit would be passed. */
 bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, const char *size,
                const char *region, http_resp_t *resp);
 /* The account limit of every front (--droplet-limit). */

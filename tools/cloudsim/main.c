@@ -16,6 +16,11 @@
  *                                     no_capacity, droplet_limit, seed, and "next": a list of
  *                                     one-shot faults ("429", "500", "reset", "malformed",
  *                                     "slow") for the next API requests, in order
+ *   POST /_sim/capacity               {"front", "region", "type" ("*" or a type), "available": N}
+ *                                     or a list of them: creates of that front in that region
+ *                                     (of that type) beyond N live machines are refused in the
+ *                                     front's no-capacity shape; N = -1 removes the rule
+ *   GET  /_sim/capacity               the rules
  *   POST /_sim/machines/{id}/kill     any front's machine dies at once; {"vanish": false}
  *                                     leaves it listed as "off", else (default) it disappears
  *                                     as a reclaimed machine does
@@ -159,6 +164,14 @@ static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   }
   if (strcmp(p, "/_sim/faults") == 0 && strcmp(req->method, "POST") == 0) {
     faults_set(sim, req, resp);
+    return;
+  }
+  if (strcmp(p, "/_sim/capacity") == 0 && strcmp(req->method, "POST") == 0) {
+    sim_capacity_set(sim, req, resp);
+    return;
+  }
+  if (strcmp(p, "/_sim/capacity") == 0 && strcmp(req->method, "GET") == 0) {
+    sim_capacity_get(sim, resp);
     return;
   }
   unsigned long long id;
