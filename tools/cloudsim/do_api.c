@@ -72,6 +72,9 @@ static void size_numbers(const char *slug, int *vcpus, int *memory_mb) {
   }
 }
 
+/* What a Basic droplet costs per vCPU and hour (its size's price_hourly; the bill's rate). */
+#define DROPLET_HOURLY_PER_VCPU 0.00893
+
 static json_t *droplet_json(machine_t *m) {
   int vcpus, memory;
   size_numbers(m->size, &vcpus, &memory);
@@ -92,7 +95,7 @@ static json_t *droplet_json(machine_t *m) {
       "description", m->image, "tags", "status", "available");
   json_t *size = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:[s], s:b, s:s}", "slug", m->size,
                            "memory", memory, "vcpus", vcpus, "disk", 25 * vcpus, "transfer", 1.0,
-                           "price_monthly", 6.0 * vcpus, "price_hourly", 0.00893 * vcpus, "regions",
+                           "price_monthly", 6.0 * vcpus, "price_hourly", m->price_hourly, "regions",
                            m->region, "available", 1, "description", "Basic");
   json_t *region =
       json_pack("{s:s, s:s, s:[s,s], s:b, s:[s]}", "name", m->region, "slug", m->region, "features",
@@ -279,8 +282,11 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
     snprintf(image_s, sizeof(image_s), "%s", json_string_value(image));
   json_t *out_droplets = json_array(), *actions = json_array();
   const char *host = http_req_header(req, "Host");
+  int vcpus, memory_mb;
+  size_numbers(json_string_value(size), &vcpus, &memory_mb);
   for (size_t i = 0; i < name_n; i++) {
-    machine_opts_t mo = {.name = namev[i],
+    machine_opts_t mo = {.price_hourly = DROPLET_HOURLY_PER_VCPU * vcpus,
+                         .name = namev[i],
                          .tags = tagv,
                          .tag_n = tag_n,
                          .region = region ? json_string_value(region) : NULL,
