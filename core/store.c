@@ -168,7 +168,7 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "i.state != 'terminated')"
 #define INST_COLS                                                                                  \
   "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
-  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path, region, zone, "     \
+  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path, region, zone, "       \
   "instance_type, spot, ondemand_price, running_ms"
 #define TASK_COLS                                                                                  \
   "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error, "       \
@@ -221,7 +221,7 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                  "instance_type = coalesce(?4, instance_type), spot = ?5, "                        \
                  "price = coalesce(?6, price), ondemand_price = coalesce(?7, ondemand_price), "    \
                  "updated_ms = ?8 WHERE id = ?1")                                                  \
-  X(INST_NOTE, "UPDATE instances SET note = ?2 || coalesce(': ' || ?3, ''), updated_ms = ?4 "     \
+  X(INST_NOTE, "UPDATE instances SET note = ?2 || coalesce(': ' || ?3, ''), updated_ms = ?4 "      \
                "WHERE id = ?1")                                                                    \
   X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")            \
   X(INST_TERMINATING, "UPDATE instances SET state = 'terminating', updated_ms = ?2 "               \

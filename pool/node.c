@@ -548,8 +548,8 @@ static void enter_provisioning(kite__node_t *n) {
                                  .options = pool->provider_options};
   /* What it is bought as, for `kite cost` (the provider's report refines it). */
   if (pool->store)
-    kite_store_instance_bought(pool->store, n->store_row, l.region, l.zone, l.instance_type,
-                               l.spot, l.price_hourly > 0 ? l.price_hourly : -1,
+    kite_store_instance_bought(pool->store, n->store_row, l.region, l.zone, l.instance_type, l.spot,
+                               l.price_hourly > 0 ? l.price_hourly : -1,
                                l.ondemand_hourly > 0 ? l.ondemand_hourly : -1);
   /* No timeout: a launch is answered with what it created, however late. */
   int rc = kite_request_instance_launch(pool->bus, &l, 0, on_launched, n, &n->launch_corr);

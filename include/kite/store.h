@@ -212,8 +212,8 @@ int kite_store_instance_launched(kite_store_t *store, int64_t row, const char *i
  * Called with the launch request's values before the launch, and again with what the provider
  * reported. KITE_ENOENT for an unknown row. */
 int kite_store_instance_bought(kite_store_t *store, int64_t row, const char *region,
-                               const char *zone, const char *instance_type, bool spot,
-                               double price, double ondemand_price);
+                               const char *zone, const char *instance_type, bool spot, double price,
+                               double ondemand_price);
 
 /* Records why the instance of row is on its way out, as its note: "WHAT: WHY" ("replaced: the
  * provider reports the instance preempted"). `kite cost` tells replaced and preempted

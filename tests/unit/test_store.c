@@ -527,8 +527,7 @@ static void test_instance_bought_and_running_time(void **state) {
   assert_int_equal(kite_store_instance_launching(s, "p", 1, "aws", NULL, "tok-b", &row), 0);
   /* The launch request's values, then what the provider reported (NULL keeps the place). */
   assert_int_equal(
-      kite_store_instance_bought(s, row, "us-east-1", "us-east-1a", "m5.large", true, 0.03, -1),
-      0);
+      kite_store_instance_bought(s, row, "us-east-1", "us-east-1a", "m5.large", true, 0.03, -1), 0);
   kite_store_instance_t x;
   assert_int_equal(kite_store_instance_get(s, row, &x), 0);
   assert_int_equal(x.running_ms, 0); /* not reported yet: no bill */

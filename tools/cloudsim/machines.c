@@ -431,11 +431,11 @@ char *machines_bill_json(sim_t *sim) {
     double cost = l->price_hourly * (double)s / 3600.0;
     total += cost;
     json_array_append_new(
-        list, json_pack("{s:I, s:s, s:s, s:s, s:b, s:f, s:I, s:I, s:I, s:f}", "id",
-                        (json_int_t)l->id, "cloud", l->cloud, "size", l->size, "region",
-                        l->region, "spot", l->spot, "price_hourly", l->price_hourly,
-                        "created_ms", (json_int_t)l->created_ms, "gone_ms",
-                        (json_int_t)l->gone_ms, "billable_s", (json_int_t)s, "cost", cost));
+        list,
+        json_pack("{s:I, s:s, s:s, s:s, s:b, s:f, s:I, s:I, s:I, s:f}", "id", (json_int_t)l->id,
+                  "cloud", l->cloud, "size", l->size, "region", l->region, "spot", l->spot,
+                  "price_hourly", l->price_hourly, "created_ms", (json_int_t)l->created_ms,
+                  "gone_ms", (json_int_t)l->gone_ms, "billable_s", (json_int_t)s, "cost", cost));
   }
   json_t *j = json_pack("{s:o, s:f}", "machines", list, "total", total);
   char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12));
