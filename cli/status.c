@@ -110,10 +110,12 @@ static void print_pool(json_t *p, bool detail, int wname, int wprov) {
   for (size_t i = 0; i < json_array_size(nodes); i++)
     ready +=
         strcmp(json_string_value(json_object_get(json_array_get(nodes, i), "state")), "READY") == 0;
-  char money[48];
-  snprintf(money, sizeof(money), "$%.4f/h $%.4f",
-           json_number_value(json_object_get(p, "rate_hourly")),
-           json_number_value(json_object_get(p, "cost")));
+  /* "-" when nothing it ran had a price (its own machines, the local provider). */
+  char money[64] = "-";
+  double rate = json_number_value(json_object_get(p, "rate_hourly")),
+         cost = json_number_value(json_object_get(p, "cost"));
+  if (rate > 0 || cost > 0)
+    snprintf(money, sizeof(money), "$%.4f/h, $%.6f so far", rate, cost);
   printf("%-*s %-*s %-13s %-18s %u/%-6zu %-14d %s\n", wname,
          json_string_value(json_object_get(p, "name")), wprov,
          json_string_value(json_object_get(p, "provider")), state ? state : "-", who, ready,
@@ -254,7 +256,7 @@ int cli_cmd_status(int argc, char **argv) {
       wprov = b > wprov ? b : wprov;
     }
     printf("%-*s %-*s %-13s %-18s %-8s %-14s %s\n", wname, "POOL", wprov, "PROVIDER", "STATE",
-           "OWNER", "READY", "LIVE INSTANCES", "COST (RATE, SO FAR)");
+           "OWNER", "READY", "LIVE INSTANCES", "COST");
     for (size_t i = 0; i < json_array_size(pools); i++)
       print_pool(json_array_get(pools, i), name != NULL, wname, wprov);
   }

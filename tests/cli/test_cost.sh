@@ -70,8 +70,8 @@ spec "$b" "$T_DIR/b.yaml" 1
 run_kite "$T_DIR/out" "$T_DIR/err" up --plain "$T_DIR/b.yaml"
 expect_rc 0 "kite up"
 kite status >"$T_DIR/st" 2>&1
-expect_grep "$T_DIR/st" "COST (RATE, SO FAR)" "kite status has a cost column"
-expect_grep "$T_DIR/st" "^$b .* \\\$0\\.0179/h \\\$0\\.0" "kite status shows the pool's rate per hour"
+expect_grep "$T_DIR/st" "LIVE INSTANCES COST$" "kite status has a cost column"
+expect_grep "$T_DIR/st" "^$b .* \\\$0\\.0179/h, \\\$0\\.0[0-9]* so far$" "kite status shows the pool's rate per hour"
 kite status --json >"$T_DIR/st.json" 2>&1
 python3 -c "
 import json,sys
