@@ -183,6 +183,10 @@ int cli_cmd_forget(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);
 int cli_cmd_providers(int argc, char **argv);
 int cli_cmd_offers(int argc, char **argv);
+int cli_cmd_cost(int argc, char **argv);
+/* What a store's instance has cost by now (cost.c): from when its bill started to when it was
+ * confirmed gone (or now), under its provider's billing granularity. */
+kite_cost_bill_t cli_instance_bill(const kite_store_instance_t *x, int64_t now);
 /* What a user should know of a checked spec before it runs (on stderr): a dead-man's switch that
  * does not end the provider's bill. */
 void cli_spec_notes(const kite_spec_t *spec);

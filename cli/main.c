@@ -140,7 +140,9 @@ static const subcmd_t cmds[] = {
      "\n"
      "Shows the pools that are up or still hold a live instance (or NAME, or with --all every\n"
      "pool the store remembers) from the state store: state, owner process, nodes and live\n"
-     "instances (an instance is live until the provider confirmed it gone). Works without\n"
+     "instances (an instance is live until the provider confirmed it gone), and what the\n"
+     "pool costs: the hourly rate of its running instances and its total so far (`kite cost`\n"
+     "details it). Works without\n"
      "the owner; when the owner is up, adds its live view of the nodes. `kite forget NAME`\n"
      "drops a closed pool from the store.\n"
      "\n"
@@ -149,6 +151,20 @@ static const subcmd_t cmds[] = {
      "            carrying kite's pool tags that no running pool owns (a leak of a crashed\n"
      "            process, here or on another machine of the account); exit 1 when a place\n"
      "            could not be asked\n"},
+    {"cost", cli_cmd_cost, "show what pools have cost, per provider and instance",
+     "usage: kite cost [--json] [POOL]\n"
+     "\n"
+     "Shows what every pool the store remembers (or POOL) has cost: per provider and per\n"
+     "instance its id, rank, type, region, spot or not, price per hour, when its bill started\n"
+     "and ended (or \"running\"), the billable time under the provider's billing granularity\n"
+     "(increments begun, a minimum), the cost, and why it ended (terminated, replaced,\n"
+     "preempted); then totals per provider and per pool, the rate of what still runs, and what\n"
+     "spot instances saved against on-demand prices. Prices are what the provider or the\n"
+     "catalog reported at launch; an unknown price counts as 0.\n"
+     "\n"
+     "  --json    one JSON object: {\"pools\": [{\"name\", \"providers\": [{\"provider\",\n"
+     "            \"instances\": [...], \"cost\", \"savings\"}...], \"cost\", \"savings\",\n"
+     "            \"rate_hourly\"}...], \"cost\", \"savings\", \"rate_hourly\"}\n"},
     {"events", cli_cmd_events, "stream a pool's events as JSON lines",
      "usage: kite events [--no-follow] NAME\n"
      "\n"

@@ -168,7 +168,8 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "i.state != 'terminated')"
 #define INST_COLS                                                                                  \
   "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
-  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path"
+  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path, region, zone, "       \
+  "instance_type, spot, ondemand_price, running_ms"
 #define TASK_COLS                                                                                  \
   "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error, "       \
   "signal, instance_id, output, output_truncated"
@@ -219,8 +220,15 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                    "port = coalesce(?4, port), user = coalesce(?5, user), "                        \
                    "host_key = coalesce(?6, host_key), price = coalesce(?7, price), "              \
                    "state = CASE state WHEN 'terminating' THEN 'terminating' "                     \
-                   "ELSE 'running' END, terminated_ms = NULL, updated_ms = ?8 WHERE id = ?1")      \
-  X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")             \
+                   "ELSE 'running' END, terminated_ms = NULL, updated_ms = ?8, "                   \
+                   "running_ms = coalesce(running_ms, ?8) WHERE id = ?1")                          \
+  X(INST_BOUGHT, "UPDATE instances SET region = coalesce(?2, region), zone = coalesce(?3, zone), " \
+                 "instance_type = coalesce(?4, instance_type), spot = ?5, "                        \
+                 "price = coalesce(?6, price), ondemand_price = coalesce(?7, ondemand_price), "    \
+                 "updated_ms = ?8 WHERE id = ?1")                                                  \
+  X(INST_NOTE, "UPDATE instances SET note = ?2 || coalesce(': ' || ?3, ''), updated_ms = ?4 "      \
+               "WHERE id = ?1")                                                                    \
+  X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")            \
   X(INST_TERMINATING, "UPDATE instances SET state = 'terminating', updated_ms = ?2 "               \
                       "WHERE id = ?1 AND state != 'terminated'")                                   \
   X(INST_TERMINATED_ID, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, "          \
@@ -1046,6 +1054,13 @@ static int read_instance(sqlite3_stmt *st, kite_store_instance_t *x) {
   x->terminated_ms = sqlite3_column_int64(st, 16);
   x->reach = col_str(st, 17, &oom);
   x->key_path = col_str(st, 18, &oom);
+  x->region = col_str(st, 19, &oom);
+  x->zone = col_str(st, 20, &oom);
+  x->instance_type = col_str(st, 21, &oom);
+  x->spot = sqlite3_column_int64(st, 22) != 0;
+  x->ondemand_price =
+      sqlite3_column_type(st, 23) == SQLITE_NULL ? -1.0 : sqlite3_column_double(st, 23);
+  x->running_ms = sqlite3_column_int64(st, 24);
   if (oom) {
     kite_store_instance_clear(x);
     return KITE_ENOMEM;
@@ -1067,6 +1082,9 @@ void kite_store_instance_clear(kite_store_instance_t *x) {
   free_str(x->note);
   free_str(x->reach);
   free_str(x->key_path);
+  free_str(x->region);
+  free_str(x->zone);
+  free_str(x->instance_type);
   memset(x, 0, sizeof(*x));
 }
 
@@ -1223,6 +1241,33 @@ static int row_exists(kite_store_t *s, int64_t row) {
   int rc = query_ints(s, ST_INST_EXISTS, ARGS(A_I64(row)), "looking up an instance", &n, NULL);
   if (rc == 0 && n == 0)
     rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
+  return rc;
+}
+
+int kite_store_instance_bought(kite_store_t *s, int64_t row, const char *region, const char *zone,
+                               const char *instance_type, bool spot, double price,
+                               double ondemand_price) {
+  int rc = set_sync(s, true);
+  if (rc == 0)
+    rc = run(s, ST_INST_BOUGHT,
+             ARGS(A_I64(row), empty(region) ? A_NULL : A_STR(region),
+                  empty(zone) ? A_NULL : A_STR(zone),
+                  empty(instance_type) ? A_NULL : A_STR(instance_type), A_I64(spot ? 1 : 0),
+                  price >= 0 ? A_DBL(price) : A_NULL,
+                  ondemand_price >= 0 ? A_DBL(ondemand_price) : A_NULL, A_I64(now_ms())),
+             "recording what an instance was bought as");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = row_exists(s, row);
+  return rc;
+}
+
+int kite_store_instance_note(kite_store_t *s, int64_t row, const char *what, const char *why) {
+  if (empty(what))
+    return set_err(s, KITE_EINVAL, "an instance's note needs what happened");
+  int rc = run(s, ST_INST_NOTE, ARGS(A_I64(row), A_STR(what), A_STR(why), A_I64(now_ms())),
+               "recording why an instance ends");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = row_exists(s, row);
   return rc;
 }
 

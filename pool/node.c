@@ -510,6 +510,10 @@ static void record_launch(kite__node_t *n, int status, const kite_ev_instance_la
                n->pool->name, n->rank, l->instance_id, kite_store_errmsg(n->pool->store));
     else if (n->pool->store && n->store_row && l->key_path)
       kite_store_instance_set_key(n->pool->store, n->store_row, l->key_path);
+    if (n->pool->store && n->store_row)
+      kite_store_instance_bought(n->pool->store, n->store_row, NULL, NULL, NULL, l->spot,
+                                 l->price_hourly > 0 ? l->price_hourly : -1,
+                                 l->ondemand_hourly > 0 ? l->ondemand_hourly : -1);
   } else if (n->pool->store && n->store_row) {
     /* The provider answered that the launch created nothing. */
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
@@ -622,6 +626,11 @@ static void launch(kite__node_t *n) {
                                  .price_hourly = c->price > 0 ? c->price : 0,
                                  .ondemand_hourly = c->ondemand > 0 ? c->ondemand : 0};
   n->launch_price = c->price > 0 ? c->price : 0;
+  /* What it is bought as, for `kite cost` (the provider's report refines it). */
+  if (pool->store)
+    kite_store_instance_bought(pool->store, n->store_row, l.region, l.zone, l.instance_type, l.spot,
+                               l.price_hourly > 0 ? l.price_hourly : -1,
+                               l.ondemand_hourly > 0 ? l.ondemand_hourly : -1);
   /* No timeout: a launch is answered with what it created, however late. */
   rc = kite_request_instance_launch(pool->bus, &l, 0, on_launched, n, &n->launch_corr);
   if (rc != 0)
@@ -751,6 +760,8 @@ static void lost_replace(kite__node_t *n, const char *reason) {
     return;
   }
   n->replacements++;
+  if (pool->store && n->store_row)
+    kite_store_instance_note(pool->store, n->store_row, "replaced", reason);
   free(n->old_instance);
   n->old_instance = kite__strdup(n->instance_id);
   set_state(n, KITE_NODE_REPLACING, reason);

@@ -231,6 +231,7 @@ static void pool_free(kite_pool_t *pool) {
   /* An open refused before the nodes existed frees a pool without them. */
   for (unsigned i = 0; pool->nodes && i < pool->nodes_n; i++)
     kite__node_free(&pool->nodes[i]);
+  kite__cost_free(pool->cost);
   free(pool->nodes);
   free(pool->name);
   free(pool->tag);
@@ -577,6 +578,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
      * never let a live node's watchdog fire; it runs with the monitors off too. */
     rc = kite__watch_new(rt, pool->id, pool->provider, spec->monitors_off ? NULL : &spec->monitors,
                          pool->deadman_ms / 5, &pool->watch);
+  if (rc == 0)
+    rc = kite__cost_new(rt, pool->id, spec->monitors.cost_interval_ms, &pool->cost);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;

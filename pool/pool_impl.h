@@ -93,6 +93,7 @@ struct kite_pool {
   uv_timer_t replace_timer;      /* retries replacements held back by the rate limit */
   bool replace_timer_open;
   kite__watch_t *watch;
+  kite__cost_t *cost; /* accounts for what its instances cost, until the pool is freed */
   kite_sub_t subs[4];
 
   unsigned nodes_n, min_nodes;

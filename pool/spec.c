@@ -328,7 +328,7 @@ static int read_replace(kite__yaml_t *y, const yaml_node_t *n) {
 static int read_monitors(kite__yaml_t *y, const yaml_node_t *n) {
   static const char *const keys[] = {"enabled",         "health_interval",  "health_timeout",
                                      "health_failures", "preempt_interval", "jitter",
-                                     "health_command"};
+                                     "health_command",  "cost_interval"};
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   kite_pool_spec_t *ps = &spec_of(y)->pool;
   kite_pool_monitor_options_t *m = &ps->monitors;
@@ -354,6 +354,8 @@ static int read_monitors(kite__yaml_t *y, const yaml_node_t *n) {
     rc = kite__yaml_duration(y, v[5], "monitors.jitter", 1, DAY_MS, &m->jitter_ms);
   if (rc == 0 && v[6])
     rc = kite__yaml_str(y, v[6], "monitors.health_command", &m->health_command);
+  if (rc == 0 && v[7])
+    rc = kite__yaml_duration(y, v[7], "monitors.cost_interval", 100, DAY_MS, &m->cost_interval_ms);
   return rc;
 }
 
