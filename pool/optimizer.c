@@ -90,10 +90,12 @@ static bool judge(const kite_pool_spec_t *ps, const kite_offer_t *o, misses_t *m
     miss(m, "%u GB disk < %u", o->disk_gb, ps->disk_gb);
   *group = accel_group(ps, o);
   if (*group < 0) {
-    if (o->accelerator[0])
+    if (o->accelerator[0]) {
       miss(m, "has %s:%u", o->accelerator, o->accelerator_count);
-    else
+    } else {
       miss(m, "no accelerator");
+      m->n++; /* further from an accelerator than another accelerator is */
+    }
   }
   kite_allocation_t a = allocation(ps);
   bool spot_ok = o->spot_price >= 0, od_ok = o->price >= 0;

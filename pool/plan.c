@@ -11,7 +11,7 @@
  *   so every launch record carries it. A site that cannot be resolved takes its candidates
  *   out with its message.
  * - Failover: a launch refused for capacity, quota, price or an unavailable type blocks its
- *   candidate for every node (quota: every candidate of that provider and region) for
+ *   candidate for every node (quota: every candidate of that provider) for
  *   failover_block_ms, and the node takes the next candidate that is not blocked, in the
  *   optimizer's order, with a launch_failover event; after failover_attempts launches or
  *   failover_timeout_ms it fails with the whole trail. A replacement starts again from the
@@ -415,9 +415,10 @@ char *kite__plan_json(const kite__plan_t *pl) {
   }
   for (size_t i = 0; i < pl->n; i++)
     json_array_append_new(cands, cand_json(&pl->cands[i]));
-  json_t *top = json_pack("{s:s, s:I, s:o, s:o, s:f, s:b}", "pool",
-                          pl->want.name ? pl->want.name : "", (json_int_t)pl->want.nodes, "ranks",
-                          ranks, "candidates", cands, "hourly", pl->hourly, "chosen", pl->chooses);
+  json_t *top =
+      json_pack("{s:s, s:I, s:o, s:o, s:f, s:b}", "pool", pl->want.name ? pl->want.name : "",
+                "nodes", (json_int_t)pl->want.nodes, "ranks", ranks, "candidates", cands, "hourly",
+                pl->hourly, "chosen", pl->chooses);
   char *s = top ? json_dumps(top, JSON_COMPACT) : NULL;
   json_decref(top);
   return s;
@@ -433,7 +434,7 @@ void kite__plan_begin(kite__plan_t *pl, kite__node_t *n) {
   size_t first = pl->rank_cand ? pl->rank_cand[n->rank < pl->want.nodes ? n->rank : 0] : 0;
   /* The planned candidate, or the first after it (then from the top) that is not blocked. */
   size_t c = first;
-  for (size_t k = 0; k < pl->n; k++) {
+  for (size_t k = 0; pl->blocked_until && k < pl->n; k++) {
     size_t i = (first + k) % pl->n;
     if (!blocked(pl, i)) {
       c = i;
@@ -454,7 +455,7 @@ int kite__plan_target(kite__plan_t *pl, const kite__node_t *n, const kite__cand_
     *why = kite__strdup(pl->message ? pl->message : kite_strerror(pl->status));
     return pl->status;
   }
-  if (n->cand >= pl->n)
+  if (n->cand >= pl->n || pl->sites == NULL)
     return KITE_EINTERNAL;
   *c = &pl->cands[n->cand];
   *s = &pl->sites[pl->site_of[n->cand]];
@@ -489,7 +490,9 @@ bool kite__plan_failover(kite__plan_t *pl, kite__node_t *n, uint64_t pool_id, in
   char *from_name = kite__cand_name(from);
   n->failover_attempts++;
   trail_add(n, from_name ? from_name : "?", message ? message : kite_strerror(code));
-  /* Blocked for every node: quota is the account's in that region, the rest this offer's. */
+  /* Blocked for every node: quota is the account's (an account limit holds in every region of
+   * DigitalOcean and Hetzner; an AWS quota is per region, and kite errs on the side of fewer
+   * refused calls), the rest this offer's. */
   uint64_t until = kite__wall_ms() + pl->block_ms;
   for (size_t i = 0; i < pl->n; i++) {
     const kite_offer_t *o = &pl->cands[i].offer;
