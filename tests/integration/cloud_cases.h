@@ -5,7 +5,8 @@
  * the bus level: launch, SSH to the instance with its pinned host key, list by tag, terminate
  * confirmed only when the instance is gone, error mapping, injected API faults without
  * duplicates, preemption, pools (with faults, with a replacement), hostile HTTP bodies from a
- * fake server, and the lifecycle through Stoplight Prism.
+ * fake server, the lifecycle through Stoplight Prism, and the catalog (offers against the
+ * emulator's own answer, capacity per region, faults, hostile answers).
  *
  * The including file defines a cloud_case_t (the provider's name, the emulator's token, paths
  * and fields, a constructor wrapper, its hostile answers), points `cloud` at it in main()
@@ -66,6 +67,15 @@ typedef struct cloud_case {
   int (*provider_new)(kite_runtime_t *rt, const cloud_timing_t *t);
   const cloud_answer_t *hostile;
   size_t n_hostile;
+  /* The catalog: the emulator's API path that lists what it sells (every page at once), and
+   * the offers the test reads from its answer itself (region NULL: all), into out (up to max);
+   * how many. */
+  const char *catalog_path;
+  size_t (*expect_offers)(json_t *raw, const char *region, kite_offer_t *out, size_t max);
+  const char *other_region; /* a region where cloud->type is sold too */
+  /* Catalog answers kite must refuse (each served alone, for every request). */
+  const cloud_answer_t *hostile_catalog;
+  size_t n_hostile_catalog;
 } cloud_case_t;
 
 /* The cloud under test; set by main() before the tests run. */
@@ -201,7 +211,7 @@ static void ctx_done(ctx_t *c) {
 
 static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
 
-static void launch(ctx_t *c, unsigned i, const char *user_data) {
+static void launch_in(ctx_t *c, unsigned i, const char *user_data, const char *region) {
   kite_ev_instance_launch_t l = {.provider = cloud->provider,
                                  .pool = 7,
                                  .node = 100 + i,
@@ -210,11 +220,15 @@ static void launch(ctx_t *c, unsigned i, const char *user_data) {
                                  .user_data = user_data,
                                  .options = c->options,
                                  .instance_type = cloud->type,
-                                 .region = cloud->region,
+                                 .region = region,
                                  .image = cloud->image};
   assert_int_equal(
       kite_request_instance_launch(kite_runtime_bus(c->rt), &l, 0, on_launched, &c->in[i], NULL),
       0);
+}
+
+static void launch(ctx_t *c, unsigned i, const char *user_data) {
+  launch_in(c, i, user_data, cloud->region);
 }
 
 /* The test's context, for reply callbacks whose data is one instance. */
@@ -433,7 +447,7 @@ static void case_no_capacity(const char *const *want) {
   ctx_done(&c);
 }
 
-/* A limit of one instance and two launches: one is made, the other is KITE_ECAPACITY with want
+/* A limit of one instance and two launches: one is made, the other is KITE_EQUOTA with want
  * in its message. */
 static void case_limit(const char *want) {
   ctx_t c;
@@ -448,7 +462,7 @@ static void case_limit(const char *want) {
   int ok = (c.in[0].status == 0) + (c.in[1].status == 0);
   assert_int_equal(ok, 1);
   inst_t *bad = c.in[0].status ? &c.in[0] : &c.in[1];
-  assert_int_equal(bad->status, KITE_ECAPACITY);
+  assert_int_equal(bad->status, KITE_EQUOTA);
   assert_non_null(strstr(bad->msg, want));
   assert_int_equal(sim_live(&c.sim), 0);
   ctx_done(&c);
@@ -787,7 +801,7 @@ static const cloud_answer_t *hostile_answer(const char *line, unsigned *served) 
 
 /* A server (a child process, blocking) that answers every request with the next of the cloud's
  * hostile answers for it. */
-static void hostile_serve(int lfd) {
+static void hostile_serve(int lfd, const cloud_answer_t *answers, size_t n_answers) {
   unsigned served[256] = {0};
   for (;;) {
     int fd = accept(lfd, NULL, NULL);
@@ -811,7 +825,8 @@ static void hostile_serve(int lfd) {
     }
     buf[len] = '\0';
     buf[strcspn(buf, "\r\n")] = '\0';
-    const cloud_answer_t *h = hostile_answer(buf, served);
+    const cloud_answer_t *h =
+        answers ? &answers[served[0]++ % n_answers] : hostile_answer(buf, served);
     char out[70000];
     int n = snprintf(out, sizeof(out),
                      "HTTP/1.1 %d X\r\nConnection: close\r\nRetry-After: 0\r\n"
@@ -831,10 +846,9 @@ static void on_hostile_reply(kite_bus_t *bus, int status, const kite_event_t *ev
   (*replies)++;
 }
 
-/* Every request kite can send, answered with garbage: each is answered, nothing crashes or
- * leaks (run it under ASan). */
-/* Starts the hostile server (a child process) on a free loopback port: *port gets it. */
-static pid_t hostile_start(int *port) {
+/* Starts the hostile server (a child process) on a free loopback port: *port gets it; it
+ * answers with answers round and round, or (NULL) with the cloud's hostile answers. */
+static pid_t hostile_start_with(int *port, const cloud_answer_t *answers, size_t n_answers) {
   assert_true(cloud->n_hostile > 0 && cloud->n_hostile <= 256);
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -846,13 +860,20 @@ static pid_t hostile_start(int *port) {
   assert_true(pid >= 0);
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    hostile_serve(lfd);
+    hostile_serve(lfd, answers, n_answers);
   }
   close(lfd);
   *port = ntohs(a.sin_port);
   return pid;
 }
 
+/* The hostile server with the cloud's own hostile answers, each for the requests it names. */
+static pid_t hostile_start(int *port) {
+  return hostile_start_with(port, NULL, 0);
+}
+
+/* Every request kite can send, answered with garbage: each is answered, nothing crashes or
+ * leaks (run it under ASan). */
 static void case_hostile_bodies(void) {
   int port = 0;
   pid_t pid = hostile_start(&port);
@@ -913,6 +934,219 @@ static void case_hostile_bodies(void) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the catalog ---------------------------------------------------------------------------- */
+
+#define MAX_OFFERS 512
+
+typedef struct cat {
+  int status;
+  char msg[1024];
+  kite_offer_t *offers;
+  size_t n;
+  uint32_t count;
+  char region[48];
+  unsigned replies;
+} cat_t;
+
+static void on_catalog(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  cat_t *k = data;
+  (void)bus;
+  k->status = status;
+  k->replies++;
+  if (status != 0) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    snprintf(k->msg, sizeof(k->msg), "%s", e && e->message ? e->message : "");
+    return;
+  }
+  const kite_ev_catalog_t *cv = kite_ev_as_catalog(ev);
+  assert_non_null(cv);
+  assert_string_equal(cv->provider, cloud->provider);
+  k->count = cv->count;
+  snprintf(k->region, sizeof(k->region), "%s", cv->region ? cv->region : "");
+  char *msg = NULL;
+  free(k->offers);
+  k->offers = NULL;
+  assert_int_equal(kite_offers_parse(cv->offers, &k->offers, &k->n, &msg), 0);
+}
+
+static void ask_catalog(kite_runtime_t *rt, const char *options, const char *region, cat_t *k) {
+  kite_ev_catalog_request_t q = {.provider = cloud->provider, .region = region, .options = options};
+  assert_int_equal(kite_request_catalog_request(kite_runtime_bus(rt), &q, 0, on_catalog, k, NULL),
+                   0);
+}
+
+static const kite_offer_t *offer_find(const kite_offer_t *v, size_t n, const char *region,
+                                      const char *type) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i].region, region) == 0 && strcmp(v[i].instance_type, type) == 0)
+      return &v[i];
+  return NULL;
+}
+
+/* The cheapest offer of region in v (the first of equal prices), or NULL. */
+static const kite_offer_t *offer_cheapest(const kite_offer_t *v, size_t n, const char *region) {
+  const kite_offer_t *best = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i].region, region) == 0 && (best == NULL || v[i].price < best->price))
+      best = &v[i];
+  return best;
+}
+
+/* k's offers are exactly what the emulator's own answer says (read by the test itself). */
+static void catalog_matches(sim_t *sim, const cat_t *k, const char *region) {
+  json_t *raw = sim_call_as(sim, cloud->token, "GET", cloud->catalog_path, NULL);
+  static kite_offer_t want[MAX_OFFERS];
+  size_t nw = cloud->expect_offers(raw, region, want, MAX_OFFERS);
+  json_decref(raw);
+  assert_true(nw > 0);
+  assert_int_equal(k->n, nw);
+  assert_int_equal(k->count, nw);
+  for (size_t i = 0; i < nw; i++) {
+    const kite_offer_t *w = &want[i];
+    const kite_offer_t *o = offer_find(k->offers, k->n, w->region, w->instance_type);
+    if (o == NULL)
+      fail_msg("no offer of %s in %s", w->instance_type, w->region);
+    assert_string_equal(o->provider, cloud->provider);
+    assert_int_equal(o->vcpus, w->vcpus);
+    assert_int_equal(o->memory_mb, w->memory_mb);
+    assert_int_equal(o->disk_gb, w->disk_gb);
+    assert_true(o->price > w->price - 1e-9 && o->price < w->price + 1e-9);
+    assert_true(o->spot_price < 0);
+    assert_int_equal(o->available, w->available);
+    assert_string_equal(o->arch, w->arch);
+    assert_string_equal(o->accelerator, w->accelerator);
+    assert_int_equal(o->accelerator_count, w->accelerator_count);
+    assert_int_equal(o->accelerator_memory_mb, w->accelerator_memory_mb);
+    assert_string_equal(o->source, "api");
+    assert_true(o->fetched_ms > 0);
+    if (region)
+      assert_string_equal(o->region, region);
+    /* The cheapest of each region is the same offer. */
+    const kite_offer_t *a = offer_cheapest(k->offers, k->n, w->region);
+    const kite_offer_t *b = offer_cheapest(want, nw, w->region);
+    assert_string_equal(a->instance_type, b->instance_type);
+  }
+}
+
+/* The catalog of every region, then of one: the offers the emulator's answer says, no more. */
+static void case_catalog(void) {
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "catalog", NULL, cloud->token);
+  cat_t all = {0}, one = {0};
+  ask_catalog(c.rt, c.options, NULL, &all);
+  ask_catalog(c.rt, c.options, cloud->other_region, &one);
+  kite_runtime_run(c.rt);
+  if (all.status || one.status)
+    print_error("catalog: %s | %s\n", all.msg, one.msg);
+  assert_int_equal(all.status, 0);
+  assert_int_equal(one.status, 0);
+  catalog_matches(&c.sim, &all, NULL);
+  catalog_matches(&c.sim, &one, cloud->other_region);
+  assert_string_equal(one.region, cloud->other_region);
+  assert_true(one.n < all.n);
+  free(all.offers);
+  free(one.offers);
+  ctx_done(&c);
+}
+
+/* About a fifth of the calls fail: each catalog request still answers with every offer (it was
+ * retried), or fails with a message saying what kite was doing. */
+static void case_catalog_faults(void) {
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "catfaults", FAULTS_20_PERCENT("11"), cloud->token);
+  cat_t k[6] = {{0}};
+  for (unsigned i = 0; i < 6; i++)
+    ask_catalog(c.rt, c.options, NULL, &k[i]);
+  kite_runtime_run(c.rt);
+  sim_faults(&c.sim, "{\"p429\": 0, \"p500\": 0, \"reset\": 0}");
+  unsigned ok = 0;
+  for (unsigned i = 0; i < 6; i++) {
+    assert_int_equal(k[i].replies, 1);
+    if (k[i].status == 0) {
+      catalog_matches(&c.sim, &k[i], NULL);
+      ok++;
+    } else {
+      assert_non_null(strstr(k[i].msg, "reading what"));
+    }
+    free(k[i].offers);
+  }
+  assert_true(ok >= 4);
+  assert_true(sim_count(&c.sim, "faults_injected") > 0);
+  ctx_done(&c);
+}
+
+/* No capacity left in one region: a launch there is KITE_ECAPACITY naming the region, and the
+ * same launch in another region is made. */
+static void case_capacity_per_region(void) {
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "capreg", NULL, cloud->token);
+  char rule[256];
+  snprintf(rule, sizeof(rule),
+           "{\"front\": \"%s\", \"region\": \"%s\", \"type\": \"*\", "
+           "\"available\": 0}",
+           cloud->provider, cloud->region);
+  json_t *rules = sim_call(&c.sim, "POST", "/_sim/capacity", rule);
+  assert_int_equal(json_array_size(rules), 1);
+  json_decref(rules);
+  c.n = 2;
+  c.after_launch = terminate_all;
+  launch_in(&c, 0, NULL, cloud->region);
+  launch_in(&c, 1, NULL, cloud->other_region);
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.in[0].status, KITE_ECAPACITY);
+  assert_non_null(strstr(c.in[0].msg, cloud->region));
+  assert_int_equal(c.in[1].status, 0);
+  assert_true(c.in[1].terminated);
+  assert_int_equal(sim_count(&c.sim, "created"), 1);
+  /* -1 removes the rule. */
+  snprintf(rule, sizeof(rule), "[{\"front\": \"%s\", \"region\": \"%s\", \"available\": -1}]",
+           cloud->provider, cloud->region);
+  rules = sim_call(&c.sim, "POST", "/_sim/capacity", rule);
+  assert_int_equal(json_array_size(rules), 0);
+  json_decref(rules);
+  ctx_done(&c);
+}
+
+/* Catalog answers with wrong types, absurd numbers or missing fields: each request is refused
+ * with a message, nothing crashes or leaks (run it under ASan). */
+static void case_hostile_catalog(void) {
+  char home[64];
+  snprintf(home, sizeof(home), "/tmp/kite-test-%s-XXXXXX", cloud->tmp);
+  assert_non_null(mkdtemp(home));
+  for (size_t i = 0; i < cloud->n_hostile_catalog; i++) {
+    int port = 0;
+    pid_t pid = hostile_start_with(&port, &cloud->hostile_catalog[i], 1);
+    kite_runtime_t *rt = NULL;
+    kite_runtime_options_t o = {.home = home, .log_level = KITE_LOG_OFF};
+    assert_int_equal(kite_runtime_new(&rt, &o), 0);
+    cloud_timing_t t = {.poll_ms = 20, .backoff_base_ms = 5, .max_retries = 1};
+    assert_int_equal(cloud->provider_new(rt, &t), 0);
+    char options[256];
+    snprintf(options, sizeof(options), "{\"api_url\":\"http://127.0.0.1:%d%s\",\"token\":\"%s\"}",
+             port, cloud->api_suffix, cloud->token);
+    cat_t k = {0};
+    ask_catalog(rt, options, NULL, &k);
+    kite_runtime_run(rt);
+    if (k.status == 0)
+      fail_msg("hostile catalog answer %zu was taken: %s", i, cloud->hostile_catalog[i].body);
+    assert_int_equal(k.replies, 1);
+    assert_true(strlen(k.msg) > 0);
+    assert_null(strstr(k.msg, cloud->token));
+    free(k.offers);
+    assert_int_equal(kite_runtime_shutdown(rt, on_shutdown, NULL), 0);
+    kite_runtime_run(rt);
+    assert_int_equal(kite_runtime_free(rt), 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", home);
+  assert_int_equal(system(cmd), 0);
+}
+
 /* ---- the lifecycle through Stoplight Prism -------------------------------------------------- */
 
 static void case_lifecycle_through_prism(void) {
@@ -946,8 +1180,15 @@ static void case_lifecycle_through_prism(void) {
   c.after_terminate = lifecycle_after_terminate;
   launch(&c, 0, "#!/bin/sh\necho hi\n");
   launch(&c, 1, NULL);
+  cat_t k = {0};
+  ask_catalog(c.rt, c.options, NULL, &k); /* the catalog's calls through Prism as well */
   kite_runtime_run(c.rt);
   char *plog = prism_stop(pid, log_path);
+  if (k.status)
+    print_error("catalog: %s\n", k.msg);
+  assert_int_equal(k.status, 0);
+  catalog_matches(&c.sim, &k, NULL);
+  free(k.offers);
   if (c.in[0].status || c.in[1].status || c.list_status || (plog && strstr(plog, "iolation")))
     print_error("launch: %s | %s\nprism:\n%s\n", c.in[0].msg, c.in[1].msg,
                 plog ? plog : "(no log)");

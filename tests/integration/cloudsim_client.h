@@ -83,7 +83,10 @@ static void sim_stop(sim_t *s) {
 }
 
 /* One blocking request to the emulator's control endpoint (test code, not kite's loop). */
-static json_t *sim_call(sim_t *s, const char *method, const char *path, const char *body) {
+/* A request to the emulator (with Authorization: Bearer token unless token is NULL); its body as
+ * JSON. */
+static json_t *sim_call_as(sim_t *s, const char *token, const char *method, const char *path,
+                           const char *body) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET,
                           .sin_port = htons((uint16_t)s->port),
@@ -92,8 +95,9 @@ static json_t *sim_call(sim_t *s, const char *method, const char *path, const ch
   char req[2048];
   int n = snprintf(req, sizeof(req),
                    "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                   "Content-Length: %zu\r\n\r\n%s",
-                   method, path, body ? strlen(body) : 0, body ? body : "");
+                   "%s%s%sContent-Length: %zu\r\n\r\n%s",
+                   method, path, token ? "Authorization: Bearer " : "", token ? token : "",
+                   token ? "\r\n" : "", body ? strlen(body) : 0, body ? body : "");
   assert_int_equal(write(fd, req, (size_t)n), n);
   static char resp[1 << 20];
   size_t len = 0;
@@ -108,6 +112,10 @@ static json_t *sim_call(sim_t *s, const char *method, const char *path, const ch
   json_t *j = json_loads(b + 4, 0, &e);
   assert_non_null(j);
   return j;
+}
+
+static json_t *sim_call(sim_t *s, const char *method, const char *path, const char *body) {
+  return sim_call_as(s, NULL, method, path, body);
 }
 
 /* One integer field of a state document (/_sim/state, /_sim/ec2/state). */

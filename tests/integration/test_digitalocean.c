@@ -17,6 +17,7 @@
 
 #include "kite/http.h"
 #include "kite/kite.h"
+#include "kite/offer.h"
 
 #define TOKEN "dop_v1_cloudsim_test_token_5f2a9c"
 
@@ -58,6 +59,95 @@ static const cloud_answer_t hostile[] = {
     {200, "{\"droplet\": {\"id\": 0}}", NULL},
 };
 
+/* The offers of /v2/sizes as the test reads them: one per size and region it lists. */
+static size_t do_expect(json_t *raw, const char *region, kite_offer_t *out, size_t max) {
+  size_t n = 0, i, k;
+  json_t *z, *r;
+  json_array_foreach(json_object_get(raw, "sizes"), i, z) {
+    json_array_foreach(json_object_get(z, "regions"), k, r) {
+      if (region && strcmp(region, json_string_value(r)) != 0)
+        continue;
+      assert_true(n < max);
+      kite_offer_t *o = &out[n++];
+      memset(o, 0, sizeof(*o));
+      snprintf(o->region, sizeof(o->region), "%s", json_string_value(r));
+      snprintf(o->instance_type, sizeof(o->instance_type), "%s",
+               json_string_value(json_object_get(z, "slug")));
+      o->vcpus = (unsigned)json_integer_value(json_object_get(z, "vcpus"));
+      o->memory_mb = (uint64_t)json_integer_value(json_object_get(z, "memory"));
+      o->disk_gb = (unsigned)json_integer_value(json_object_get(z, "disk"));
+      o->price = json_number_value(json_object_get(z, "price_hourly"));
+      o->available = json_is_false(json_object_get(z, "available")) ? 0 : -1;
+      snprintf(o->arch, sizeof(o->arch), "x86_64");
+      json_t *g = json_object_get(z, "gpu_info");
+      if (g) {
+        const char *model = json_string_value(json_object_get(g, "model"));
+        assert_string_equal(model, "nvidia_h100"); /* the emulator's only GPU */
+        snprintf(o->accelerator, sizeof(o->accelerator), "H100");
+        o->accelerator_count = (unsigned)json_integer_value(json_object_get(g, "count"));
+        o->accelerator_memory_mb =
+            (uint64_t)json_integer_value(json_object_get(json_object_get(g, "vram"), "amount")) *
+            1024 / o->accelerator_count;
+      }
+    }
+  }
+  return n;
+}
+
+/* Sizes kite must not take: each answer alone for every request. */
+#define SIZE_OK                                                                                    \
+  "\"slug\": \"s-1vcpu-1gb\", \"vcpus\": 1, \"memory\": 1024, \"disk\": 25, \"price_hourly\": "    \
+  "0.00893, \"available\": true"
+static const cloud_answer_t hostile_catalog[] = {
+    {200, "{\"sizes\": {\"slug\": \"x\"}}", NULL},
+    {200, "{\"sizes\": [{" SIZE_OK ", \"regions\": \"nyc1\"}]}", NULL},
+    {200, "{\"sizes\": [{" SIZE_OK ", \"regions\": [7]}]}", NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": 5, \"vcpus\": 1, \"memory\": 1024, \"disk\": 25, "
+     "\"price_hourly\": 0.1, \"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": \"a\", \"vcpus\": 1e300, \"memory\": 1024, \"disk\": 25, "
+     "\"price_hourly\": 0.1, \"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": \"a\", \"vcpus\": -4, \"memory\": 1024, \"disk\": 25, "
+     "\"price_hourly\": 0.1, \"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": \"a\", \"vcpus\": 2, \"memory\": \"lots\", \"disk\": 25, "
+     "\"price_hourly\": 0.1, \"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": \"a\", \"vcpus\": 2, \"memory\": 2048, \"disk\": 25, "
+     "\"price_hourly\": 1e308, \"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": \"a\", \"vcpus\": 2, \"memory\": 2048, \"disk\": 25, "
+     "\"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{" SIZE_OK ", \"regions\": [\"nyc1\"], \"gpu_info\": {\"count\": 0, "
+     "\"model\": \"nvidia_h100\"}}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{" SIZE_OK ", \"regions\": [\"nyc1\"], \"gpu_info\": {\"count\": 1, "
+     "\"model\": \"nvidia_an_accelerator_whose_name_is_far_too_long_for_an_offer\"}}]}",
+     NULL},
+    {200,
+     "{\"sizes\": [{" SIZE_OK ", \"regions\": [\"a-region-name-that-goes-on-and-on-and-on-"
+     "and-on-and-on\"]}]}",
+     NULL},
+    {200, "{\"sizes\": [{" SIZE_OK ", \"available\": \"yes\", \"regions\": [\"nyc1\"]}]}", NULL},
+    {200, "{\"sizes\": [{" SIZE_OK ", \"regions\": [\"nyc1\"]}, 17]}", NULL},
+    {200,
+     "{\"sizes\": [{\"slug\": \"a\", \"vcpus\": 2, \"memory\": 18446744073709551615, "
+     "\"disk\": 25, \"price_hourly\": 0.1, \"regions\": [\"nyc1\"]}]}",
+     NULL},
+    {200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", NULL},
+    {500, "\xff\xfe not json", NULL},
+};
+
 static const cloud_case_t digitalocean = {.provider = "digitalocean",
                                           .token = TOKEN,
                                           .tmp = "do",
@@ -77,7 +167,13 @@ static const cloud_case_t digitalocean = {.provider = "digitalocean",
                                           .prism_spec = NULL,
                                           .provider_new = do_provider_new,
                                           .hostile = hostile,
-                                          .n_hostile = sizeof(hostile) / sizeof(hostile[0])};
+                                          .n_hostile = sizeof(hostile) / sizeof(hostile[0]),
+                                          .catalog_path = "/v2/sizes?per_page=200",
+                                          .expect_offers = do_expect,
+                                          .other_region = "sfo3",
+                                          .hostile_catalog = hostile_catalog,
+                                          .n_hostile_catalog =
+                                              sizeof(hostile_catalog) / sizeof(hostile_catalog[0])};
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -171,9 +267,85 @@ static void test_capacity_error_leaks_nothing(void **state) {
   case_no_capacity(want);
 }
 
-static void test_droplet_limit_is_capacity(void **state) {
+static void test_droplet_limit_is_quota(void **state) {
   (void)state;
   case_limit("droplet limit");
+}
+
+/* A size DigitalOcean does not have is KITE_EUNAVAILABLE; one it has, but not in that region,
+ * KITE_ECAPACITY (DigitalOcean says "not available in this region" for both kinds). */
+static void test_unknown_size_is_unavailable(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "nosize", NULL, TOKEN);
+  c.n = 2;
+  static const char *const types[] = {"s-99vcpu-1tb", "gpu-h100x1-80gb"};
+  for (unsigned i = 0; i < 2; i++) {
+    kite_ev_instance_launch_t l = {.provider = "digitalocean",
+                                   .pool = 7,
+                                   .node = 100 + i,
+                                   .rank = i,
+                                   .tag = c.tag,
+                                   .options = c.options,
+                                   .instance_type = types[i],
+                                   .region = "nyc3",
+                                   .image = cloud->image};
+    assert_int_equal(
+        kite_request_instance_launch(kite_runtime_bus(c.rt), &l, 0, on_launched, &c.in[i], NULL),
+        0);
+  }
+  kite_runtime_run(c.rt);
+  assert_int_equal(c.in[0].status, KITE_EUNAVAILABLE);
+  assert_non_null(strstr(c.in[0].msg, "invalid size"));
+  assert_int_equal(c.in[1].status, KITE_ECAPACITY);
+  assert_non_null(strstr(c.in[1].msg, "nyc3"));
+  assert_int_equal(sim_count(&c.sim, "created"), 0);
+  ctx_done(&c);
+}
+
+/* ---- the catalog ---------------------------------------------------------------------------- */
+
+static void test_catalog_is_the_sizes(void **state) {
+  (void)state;
+  case_catalog();
+}
+
+/* The GPU sizes: H100s, with their count and memory, in tor1 only. */
+static void test_catalog_has_the_gpus(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "catgpu", NULL, TOKEN);
+  cat_t k = {0};
+  ask_catalog(c.rt, c.options, "tor1", &k);
+  kite_runtime_run(c.rt);
+  assert_int_equal(k.status, 0);
+  assert_int_equal(k.n, 2);
+  const kite_offer_t *o = offer_find(k.offers, k.n, "tor1", "gpu-h100x8-640gb");
+  assert_non_null(o);
+  assert_string_equal(o->accelerator, "H100");
+  assert_int_equal(o->accelerator_count, 8);
+  assert_int_equal(o->accelerator_memory_mb, 80 * 1024);
+  assert_int_equal(o->vcpus, 160);
+  catalog_matches(&c.sim, &k, "tor1");
+  free(k.offers);
+  ctx_done(&c);
+}
+
+static void test_catalog_with_20_percent_faults(void **state) {
+  (void)state;
+  case_catalog_faults();
+}
+
+static void test_no_capacity_in_one_region(void **state) {
+  (void)state;
+  case_capacity_per_region();
+}
+
+static void test_hostile_catalog_refused(void **state) {
+  (void)state;
+  case_hostile_catalog();
 }
 
 static void test_spot_refused(void **state) {
@@ -352,7 +524,13 @@ int main(void) {
       cmocka_unit_test(test_missing_token_says_where_kite_looked),
       cmocka_unit_test(test_doctl_config_token),
       cmocka_unit_test(test_capacity_error_leaks_nothing),
-      cmocka_unit_test(test_droplet_limit_is_capacity),
+      cmocka_unit_test(test_droplet_limit_is_quota),
+      cmocka_unit_test(test_unknown_size_is_unavailable),
+      cmocka_unit_test(test_catalog_is_the_sizes),
+      cmocka_unit_test(test_catalog_has_the_gpus),
+      cmocka_unit_test(test_catalog_with_20_percent_faults),
+      cmocka_unit_test(test_no_capacity_in_one_region),
+      cmocka_unit_test(test_hostile_catalog_refused),
       cmocka_unit_test(test_spot_refused),
       cmocka_unit_test(test_api_faults_no_duplicates),
       cmocka_unit_test(test_random_faults_20_percent),

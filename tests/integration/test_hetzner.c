@@ -115,6 +115,97 @@ static const cloud_answer_t hostile[] = {
     {500, "{\"error\": {\"code\": \"server_error\"}}", NULL},
 };
 
+/* The offers of /v1/server_types as the test reads them: one per price of each type that is not
+ * deprecated. */
+static size_t hz_expect(json_t *raw, const char *region, kite_offer_t *out, size_t max) {
+  size_t n = 0, i, k;
+  json_t *t, *p;
+  json_array_foreach(json_object_get(raw, "server_types"), i, t) {
+    if (json_is_true(json_object_get(t, "deprecated")))
+      continue;
+    json_array_foreach(json_object_get(t, "prices"), k, p) {
+      const char *loc = json_string_value(json_object_get(p, "location"));
+      if (region && strcmp(region, loc) != 0)
+        continue;
+      assert_true(n < max);
+      kite_offer_t *o = &out[n++];
+      memset(o, 0, sizeof(*o));
+      snprintf(o->region, sizeof(o->region), "%s", loc);
+      snprintf(o->instance_type, sizeof(o->instance_type), "%s",
+               json_string_value(json_object_get(t, "name")));
+      o->vcpus = (unsigned)json_integer_value(json_object_get(t, "cores"));
+      o->memory_mb = (uint64_t)(json_number_value(json_object_get(t, "memory")) * 1024);
+      o->disk_gb = (unsigned)json_number_value(json_object_get(t, "disk"));
+      o->price =
+          atof(json_string_value(json_object_get(json_object_get(p, "price_hourly"), "gross")));
+      o->available = -1;
+      const char *arch = json_string_value(json_object_get(t, "architecture"));
+      snprintf(o->arch, sizeof(o->arch), "%s", strcmp(arch, "arm") == 0 ? "arm64" : "x86_64");
+    }
+  }
+  return n;
+}
+
+#define TYPE_OK                                                                                    \
+  "\"name\": \"cx22\", \"cores\": 2, \"memory\": 4.0, \"disk\": 40, \"architecture\": \"x86\", "   \
+  "\"deprecated\": false"
+#define PRICE_OK "{\"location\": \"fsn1\", \"price_hourly\": {\"gross\": \"0.0071\"}}"
+static const cloud_answer_t hostile_catalog[] = {
+    {200, "{\"server_types\": {\"name\": \"cx22\"}}", NULL},
+    {200, "{\"server_types\": [{" TYPE_OK ", \"prices\": \"cheap\"}]}", NULL},
+    {200,
+     "{\"server_types\": [{" TYPE_OK ", \"prices\": [{\"location\": 1, \"price_hourly\": "
+     "{\"gross\": \"0.1\"}}]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{" TYPE_OK ", \"prices\": [{\"location\": \"fsn1\", "
+     "\"price_hourly\": {\"gross\": \"0.1abc\"}}]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{" TYPE_OK ", \"prices\": [{\"location\": \"fsn1\", "
+     "\"price_hourly\": {\"gross\": \"1e400\"}}]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{" TYPE_OK ", \"prices\": [{\"location\": \"fsn1\", "
+     "\"price_hourly\": {\"gross\": \"-0.5\"}}]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{" TYPE_OK ", \"prices\": [{\"location\": \"fsn1\", "
+     "\"price_hourly\": {\"gross\": \"nan\"}}]}]}",
+     NULL},
+    {200, "{\"server_types\": [{" TYPE_OK ", \"prices\": [{\"location\": \"fsn1\"}]}]}", NULL},
+    {200,
+     "{\"server_types\": [{\"name\": \"cx22\", \"cores\": \"two\", \"memory\": 4, \"disk\": "
+     "40, \"architecture\": \"x86\", \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{\"name\": \"cx22\", \"cores\": 2, \"memory\": 1e300, \"disk\": "
+     "40, \"architecture\": \"x86\", \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{\"name\": \"cx22\", \"cores\": 2, \"memory\": -4, \"disk\": 40, "
+     "\"architecture\": \"x86\", \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{\"name\": \"cx22\", \"cores\": 2, \"memory\": 4, \"disk\": 40.5, "
+     "\"architecture\": \"x86\", \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{\"name\": \"cx22\", \"cores\": 2, \"memory\": 4, \"disk\": 40, "
+     "\"architecture\": 86, \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200,
+     "{\"server_types\": [{\"name\": null, \"cores\": 2, \"memory\": 4, \"disk\": 40, "
+     "\"architecture\": \"x86\", \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200, "{\"server_types\": [{" TYPE_OK ", \"deprecated\": \"no\", \"prices\": [" PRICE_OK "]}]}",
+     NULL},
+    {200, "{\"server_types\": [7, {" TYPE_OK ", \"prices\": [" PRICE_OK "]}]}", NULL},
+    {200, "{\"meta\": {\"pagination\": {\"next_page\": 2}}}", NULL},
+    {200, "\"server_types\"", NULL},
+    {500, "\xff\xfe not json", NULL},
+};
+
 static const cloud_case_t hetzner = {.provider = "hetzner",
                                      .token = TOKEN,
                                      .tmp = "hz",
@@ -134,7 +225,13 @@ static const cloud_case_t hetzner = {.provider = "hetzner",
                                      .prism_spec = prism_upper_wildcards,
                                      .provider_new = hz_provider_new,
                                      .hostile = hostile,
-                                     .n_hostile = sizeof(hostile) / sizeof(hostile[0])};
+                                     .n_hostile = sizeof(hostile) / sizeof(hostile[0]),
+                                     .catalog_path = "/v1/server_types?per_page=50",
+                                     .expect_offers = hz_expect,
+                                     .other_region = "hel1",
+                                     .hostile_catalog = hostile_catalog,
+                                     .n_hostile_catalog =
+                                         sizeof(hostile_catalog) / sizeof(hostile_catalog[0])};
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -291,9 +388,89 @@ static void test_capacity_error_leaks_nothing(void **state) {
 }
 
 /* 403 resource_limit_exceeded. */
-static void test_server_limit_is_capacity(void **state) {
+static void test_server_limit_is_quota(void **state) {
   (void)state;
   case_limit("server limit");
+}
+
+/* A server type not sold in the location (CX types are sold in Germany and Finland only), and
+ * a deprecated one: invalid_input on server_type, KITE_EUNAVAILABLE. */
+static void test_type_not_sold_there_is_unavailable(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "nosold", NULL, TOKEN);
+  c.n = 2;
+  static const char *const types[] = {"cx22", "cx11"}, *const where[] = {"ash", "fsn1"};
+  for (unsigned i = 0; i < 2; i++) {
+    kite_ev_instance_launch_t l = {.provider = "hetzner",
+                                   .pool = 7,
+                                   .node = 100 + i,
+                                   .rank = i,
+                                   .tag = c.tag,
+                                   .options = c.options,
+                                   .instance_type = types[i],
+                                   .region = where[i],
+                                   .image = cloud->image};
+    assert_int_equal(
+        kite_request_instance_launch(kite_runtime_bus(c.rt), &l, 0, on_launched, &c.in[i], NULL),
+        0);
+  }
+  kite_runtime_run(c.rt);
+  for (unsigned i = 0; i < 2; i++) {
+    assert_int_equal(c.in[i].status, KITE_EUNAVAILABLE);
+    assert_non_null(strstr(c.in[i].msg, "server_type"));
+    assert_non_null(strstr(c.in[i].msg, where[i]));
+  }
+  assert_int_equal(sim_count(&c.sim, "created"), 0);
+  ctx_done(&c);
+}
+
+/* ---- the catalog ---------------------------------------------------------------------------- */
+
+static void test_catalog_is_the_server_types(void **state) {
+  (void)state;
+  case_catalog();
+}
+
+/* Prices differ by location, Arm types are arm64, and the deprecated type is not offered. */
+static void test_catalog_prices_per_location(void **state) {
+  (void)state;
+  ctx_t c;
+  current = &c;
+  ctx_init(&c, "catloc", NULL, TOKEN);
+  cat_t k = {0};
+  ask_catalog(c.rt, c.options, NULL, &k);
+  kite_runtime_run(c.rt);
+  assert_int_equal(k.status, 0);
+  const kite_offer_t *eu = offer_find(k.offers, k.n, "fsn1", "cpx11");
+  const kite_offer_t *us = offer_find(k.offers, k.n, "ash", "cpx11");
+  assert_non_null(eu);
+  assert_non_null(us);
+  assert_true(us->price > eu->price);
+  assert_null(offer_find(k.offers, k.n, "ash", "cx22"));
+  assert_null(offer_find(k.offers, k.n, "fsn1", "cx11"));
+  const kite_offer_t *arm = offer_find(k.offers, k.n, "hel1", "cax11");
+  assert_non_null(arm);
+  assert_string_equal(arm->arch, "arm64");
+  assert_int_equal(arm->memory_mb, 4096);
+  free(k.offers);
+  ctx_done(&c);
+}
+
+static void test_catalog_with_20_percent_faults(void **state) {
+  (void)state;
+  case_catalog_faults();
+}
+
+static void test_no_capacity_in_one_location(void **state) {
+  (void)state;
+  case_capacity_per_region();
+}
+
+static void test_hostile_catalog_refused(void **state) {
+  (void)state;
+  case_hostile_catalog();
 }
 
 static void test_spot_refused(void **state) {
@@ -425,7 +602,13 @@ int main(void) {
       cmocka_unit_test(test_hcloud_cli_toml_token),
       cmocka_unit_test(test_hcloud_context_variable),
       cmocka_unit_test(test_capacity_error_leaks_nothing),
-      cmocka_unit_test(test_server_limit_is_capacity),
+      cmocka_unit_test(test_server_limit_is_quota),
+      cmocka_unit_test(test_type_not_sold_there_is_unavailable),
+      cmocka_unit_test(test_catalog_is_the_server_types),
+      cmocka_unit_test(test_catalog_prices_per_location),
+      cmocka_unit_test(test_catalog_with_20_percent_faults),
+      cmocka_unit_test(test_no_capacity_in_one_location),
+      cmocka_unit_test(test_hostile_catalog_refused),
       cmocka_unit_test(test_spot_refused),
       cmocka_unit_test(test_api_faults_no_duplicates),
       cmocka_unit_test(test_random_faults_20_percent),
