@@ -178,6 +178,7 @@ int cli_cmd_down(int argc, char **argv);
 int cli_cmd_forget(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);
 int cli_cmd_providers(int argc, char **argv);
+int cli_cmd_offers(int argc, char **argv);
 /* What a user should know of a checked spec before it runs (on stderr): a dead-man's switch that
  * does not end the provider's bill. */
 void cli_spec_notes(const kite_spec_t *spec);

@@ -173,6 +173,11 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error, "       \
   "signal, instance_id, output, output_truncated"
 
+#define OFFER_COLS                                                                                 \
+  "provider, snapshot, region, zone, instance_type, vcpus, memory_mb, accelerator, "              \
+  "accelerator_count, accelerator_memory_mb, disk_gb, arch, price, spot_price, available, "        \
+  "fetched_ms, source"
+
 #define STMT_TABLE(X)                                                                              \
   X(VERSION_TABLE, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "                  \
                    "name = 'schema_version'")                                                      \
@@ -259,7 +264,12 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   X(TASK_RECORD, "INSERT INTO tasks(pool, task_id, rank, attempt, command, started_ms, "           \
                  "finished_ms, exit_status, error, signal, instance_id, output, output_truncated) " \
                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")               \
-  X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")
+  X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")     \
+  X(OFFERS_CLEAR, "DELETE FROM offers WHERE provider = ?1 AND snapshot = ?2 AND "                  \
+                  "(?3 IS NULL OR region = ?3)")                                                   \
+  X(OFFERS_PUT, "INSERT OR REPLACE INTO offers(" OFFER_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, "    \
+                "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")                             \
+  X(OFFERS_GET, "SELECT " OFFER_COLS " FROM offers WHERE (?1 IS NULL OR provider = ?1)")
 
 enum stmt_id {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -1518,6 +1528,95 @@ int kite_store_tasks(kite_store_t *s, const char *pool, size_t limit, kite_store
     return rc;
   }
   *v = l.arr;
+  *n = l.cnt;
+  return 0;
+}
+
+/* ---- the offers cache ---------------------------------------------------------------------- */
+
+/* The catalog's cache is not money: a lost last write costs one more catalog request, so its
+ * commits do not wait for the disk, as task history does not. */
+int kite_store_offers_put(kite_store_t *s, const char *provider, const char *region, bool snapshot,
+                          const kite_offer_t *offers, size_t n) {
+  if (empty(provider))
+    return set_err(s, KITE_EINVAL, "offers are stored under a provider's name");
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(offers[i].provider, provider) != 0 || offers[i].instance_type[0] == '\0')
+      return set_err(s, KITE_EINVAL, "offer %zu (%s %s) is not an offer of %s", i,
+                     offers[i].provider, offers[i].instance_type, provider);
+  int rc = set_sync(s, false);
+  if (rc == 0)
+    rc = begin(s);
+  if (rc != 0)
+    return rc;
+  rc = run(s, ST_OFFERS_CLEAR, ARGS(A_STR(provider), A_I64(snapshot ? 1 : 0), A_STR(region)),
+           "replacing cached offers");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const kite_offer_t *o = &offers[i];
+    rc = run(s, ST_OFFERS_PUT,
+             ARGS(A_STR(o->provider), A_I64(snapshot ? 1 : 0), A_STR(o->region), A_STR(o->zone),
+                  A_STR(o->instance_type), A_I64(o->vcpus), A_I64(o->memory_mb),
+                  A_STR(o->accelerator), A_I64(o->accelerator_count),
+                  A_I64(o->accelerator_memory_mb), A_I64(o->disk_gb), A_STR(o->arch),
+                  o->price >= 0 ? A_DBL(o->price) : A_NULL,
+                  o->spot_price >= 0 ? A_DBL(o->spot_price) : A_NULL, A_I64(o->available),
+                  A_I64(o->fetched_ms), A_STR(o->source)),
+             "caching an offer");
+  }
+  if (rc == 0)
+    rc = commit(s);
+  if (rc != 0)
+    rollback(s);
+  return rc;
+}
+
+/* Column i's text into a fixed field; text that does not fit (written by another program) is
+ * cut rather than overflowing. */
+static void col_field(sqlite3_stmt *st, int i, char *field, size_t size) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  snprintf(field, size, "%s", t ? (const char *)t : "");
+}
+
+static double col_price(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_double(st, i);
+}
+
+static int offers_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  list_t *l = data;
+  kite_offer_t *o = grow(&l->arr, &l->cap, l->cnt, sizeof(*o));
+  if (o == NULL)
+    return set_err(s, KITE_ENOMEM, "out of memory reading cached offers");
+  l->cnt++;
+  col_field(st, 0, o->provider, sizeof(o->provider));
+  col_field(st, 2, o->region, sizeof(o->region));
+  col_field(st, 3, o->zone, sizeof(o->zone));
+  col_field(st, 4, o->instance_type, sizeof(o->instance_type));
+  o->vcpus = (unsigned)sqlite3_column_int64(st, 5);
+  o->memory_mb = (uint64_t)sqlite3_column_int64(st, 6);
+  col_field(st, 7, o->accelerator, sizeof(o->accelerator));
+  o->accelerator_count = (unsigned)sqlite3_column_int64(st, 8);
+  o->accelerator_memory_mb = (uint64_t)sqlite3_column_int64(st, 9);
+  o->disk_gb = (unsigned)sqlite3_column_int64(st, 10);
+  col_field(st, 11, o->arch, sizeof(o->arch));
+  o->price = col_price(st, 12);
+  o->spot_price = col_price(st, 13);
+  o->available = (int)sqlite3_column_int64(st, 14);
+  o->fetched_ms = sqlite3_column_int64(st, 15);
+  col_field(st, 16, o->source, sizeof(o->source));
+  return 0;
+}
+
+int kite_store_offers_get(kite_store_t *s, const char *provider, kite_offer_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  list_t l = {0};
+  int rc =
+      query(s, ST_OFFERS_GET, ARGS(A_STR(provider)), offers_row, &l, NULL, "reading cached offers");
+  if (rc != 0) {
+    free(l.arr);
+    return rc;
+  }
+  *out = l.arr;
   *n = l.cnt;
   return 0;
 }

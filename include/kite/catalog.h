@@ -57,4 +57,34 @@ int kite_catalog_get(kite_runtime_t *rt, const kite_catalog_query_t *q, kite_cat
 int kite_catalog_import(kite_runtime_t *rt, const char *provider, const char *path,
                         const char *date, size_t *n, char **msg);
 
+/* Parses a snapshot file as kite_catalog_import does, storing nothing: *out (malloc'd, free it)
+ * gets one offer per data row, *n of them, in the file's order (a row repeating another's
+ * region, zone and type is kept). Offers get provider, source "snapshot FILENAME DATE" and the
+ * date's midnight (UTC) as fetched_ms; an empty price, and a price of 0 (which the public data
+ * uses for "not published"), is < 0. KITE_EPROTO with *msg "FILE:LINE: what is wrong" on a bad
+ * file (an unterminated quote, a missing InstanceType or Region column, a row with another
+ * number of fields than the header, a value that is not a number, text too long for its field);
+ * KITE_EINVAL for a bad provider name or date, KITE_EIO when the file cannot be read (with
+ * *msg too). */
+int kite_catalog_parse(const char *provider, const char *path, const char *date, kite_offer_t **out,
+                       size_t *n, char **msg);
+
+/* What a pool or a user asks of an offer (a kite_offers filter, the optimizer's fit). Zero and
+ * NULL fields ask nothing. */
+typedef struct kite_offer_need {
+  unsigned cpus;              /* at least this many vCPUs */
+  uint64_t memory_mb;         /* at least this much memory, MiB */
+  const char *accelerator;    /* this accelerator (case-insensitive), or NULL */
+  unsigned accelerator_count; /* at least this many of them (with accelerator) */
+  bool spot;                  /* sold as spot (it has a spot price) */
+  double max_price;           /* the price that applies (spot or on demand) at most; 0 none */
+  const char *const *regions; /* in one of these regions (NULL-terminated), or NULL */
+} kite_offer_need_t;
+
+/* How many of need's requirements o misses (0: it fits); why (when not NULL, size > 0) gets
+ * them as one line, "4 vCPUs, needs 8; no spot price", or "" when it fits. An offer with no
+ * price of the kind asked (on demand, or spot) misses. */
+unsigned kite_offer_misses(const kite_offer_t *o, const kite_offer_need_t *need, char *why,
+                           size_t size);
+
 #endif

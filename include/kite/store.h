@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kite/offer.h"
+
 typedef struct kite_store kite_store_t;
 
 /* ---- opening ------------------------------------------------------------------------------ */
@@ -313,5 +315,18 @@ int kite_store_tasks_record(kite_store_t *store, const kite_store_task_t *v, siz
 int kite_store_tasks(kite_store_t *store, const char *pool, size_t limit, kite_store_task_t **v,
                      size_t *n);
 void kite_store_tasks_free(kite_store_task_t *v, size_t n);
+
+/* ---- the offers cache (catalog.h) ------------------------------------------------------- */
+
+/* Replaces provider's cached offers of one kind (snapshot: imported from public price data;
+ * else answered by the provider's API) in region (NULL: in every region) with offers, in one
+ * transaction; the other kind is left as it is. Every offer must be provider's (KITE_EINVAL).
+ * An offer repeating another's (region, zone, instance_type) replaces it. */
+int kite_store_offers_put(kite_store_t *store, const char *provider, const char *region,
+                          bool snapshot, const kite_offer_t *offers, size_t n);
+
+/* Every cached offer of provider (NULL: of every provider), API and snapshot alike (source
+ * tells them apart), as one malloc'd array the caller frees (*out NULL when *n is 0). */
+int kite_store_offers_get(kite_store_t *store, const char *provider, kite_offer_t **out, size_t *n);
 
 #endif
