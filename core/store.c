@@ -1574,7 +1574,11 @@ int kite_store_offers_put(kite_store_t *s, const char *provider, const char *reg
  * cut rather than overflowing. */
 static void col_field(sqlite3_stmt *st, int i, char *field, size_t size) {
   const unsigned char *t = sqlite3_column_text(st, i);
-  snprintf(field, size, "%s", t ? (const char *)t : "");
+  size_t len = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+  len = len < size ? len : size - 1;
+  if (len)
+    memcpy(field, t, len);
+  field[len] = '\0';
 }
 
 static double col_price(sqlite3_stmt *st, int i) {
