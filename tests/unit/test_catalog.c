@@ -122,6 +122,18 @@ static void test_offers_put_replaces_one_kind_of_one_provider(void **state) {
   assert_true(sn->price == 0.05);
   free(v);
 
+  /* The summary counts each kind without reading the offers. */
+  kite_store_offers_summary_t *sum;
+  size_t ns;
+  assert_int_equal(kite_store_offers_summary(s, &sum, &ns), 0);
+  assert_int_equal(ns, 2);
+  assert_string_equal(sum[0].provider, "aws");
+  assert_string_equal(sum[1].provider, "do");
+  assert_int_equal(sum[1].api, 2);
+  assert_int_equal(sum[1].snapshot, 1);
+  assert_int_equal(sum[1].newest_api_ms, 1700000000000);
+  free(sum);
+
   /* Every region: the API offers go, the snapshot and the other provider stay. */
   assert_int_equal(kite_store_offers_put(s, "do", NULL, false, NULL, 0), 0);
   assert_int_equal(kite_store_offers_get(s, NULL, &v, &n), 0);
