@@ -113,6 +113,10 @@ typedef struct cli_engine {
  * called provider (NULL: the registry's default), each through the registry (provider_options
  * go only to the one named), the transport and the bootstrap runner. Prints why on failure. */
 int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider_options);
+/* The same for a pool spec: its provider, or each of its providers (provider: [..] with each
+ * one's options under its name; provider: any, every provider with a catalog that finds
+ * credentials here). */
+int cli_engine_start_spec(cli_engine_t *e, const kite_pool_spec_t *ps);
 /* Runs the loop to its end and frees the runtime. */
 void cli_engine_finish(cli_engine_t *e);
 /* The handle start gave the host-processes provider called name, or NULL. */
@@ -179,6 +183,10 @@ int cli_cmd_forget(int argc, char **argv);
 int cli_cmd_check(int argc, char **argv);
 int cli_cmd_providers(int argc, char **argv);
 int cli_cmd_offers(int argc, char **argv);
+int cli_cmd_cost(int argc, char **argv);
+/* What a store's instance has cost by now (cost.c): from when its bill started to when it was
+ * confirmed gone (or now), under its provider's billing granularity. */
+kite_cost_bill_t cli_instance_bill(const kite_store_instance_t *x, int64_t now);
 /* What a user should know of a checked spec before it runs (on stderr): a dead-man's switch that
  * does not end the provider's bill. */
 void cli_spec_notes(const kite_spec_t *spec);

@@ -146,6 +146,8 @@ static void terminate_all(down_t *d) {
   bool listed = all_listed(d);
   d->ops = calloc(n ? n : 1, sizeof(*d->ops));
   for (size_t i = 0; d->ops && i < n; i++) {
+    if (strcmp(v[i].provider, d->provider) != 0)
+      continue; /* another provider's: its own pass */
     down_op_t *op = &d->ops[d->n];
     op->d = d;
     op->row = v[i].row;
@@ -275,6 +277,8 @@ static int collect_reaches(down_t *d, int64_t *youngest_launch) {
     return -1;
   d->reaches = calloc(n ? n : 1, sizeof(*d->reaches));
   for (size_t i = 0; d->reaches && i < n; i++) {
+    if (strcmp(v[i].provider, d->provider) != 0)
+      continue; /* another provider's: its own pass */
     if (v[i].instance_id == NULL && v[i].created_ms > *youngest_launch)
       *youngest_launch = v[i].created_ms;
     bool seen = false;
@@ -299,6 +303,38 @@ static void grace_stop(cli_engine_t *e, void *data) {
   (void)e;
   if (d->grace_open && !uv_is_closing((uv_handle_t *)&d->grace))
     uv_close((uv_handle_t *)&d->grace, on_grace_closed);
+}
+
+static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p);
+
+/* A pool that failed over between providers has instances at several: each provider's are
+ * terminated through it, one after the other. */
+static int down_each_provider(kite_store_t *st, const kite_store_pool_t *p) {
+  kite_store_instance_t *v = NULL;
+  size_t n = 0;
+  if (kite_store_instances(st, p->name, true, &v, &n) != 0 || n == 0) {
+    kite_store_instances_free(v, n);
+    return down_dead_owner(st, p);
+  }
+  int code = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool seen = false;
+    for (size_t k = 0; k < i && !seen; k++)
+      seen = strcmp(v[k].provider, v[i].provider) == 0;
+    if (seen)
+      continue;
+    kite_store_pool_t one = *p;
+    one.provider = v[i].provider;
+    unsigned live = 0;
+    for (size_t k = 0; k < n; k++)
+      live += strcmp(v[k].provider, v[i].provider) == 0;
+    one.live_instances = live;
+    int c = down_dead_owner(st, &one);
+    if (c > code)
+      code = c;
+  }
+  kite_store_instances_free(v, n);
+  return code;
 }
 
 static int down_dead_owner(kite_store_t *st, const kite_store_pool_t *p) {
@@ -449,7 +485,7 @@ int cli_down_pool(const char *name) {
     fprintf(prog, "kite: pool %s has no live instance; nothing to terminate\n", name);
     code = 0;
   } else {
-    code = down_dead_owner(st, &p);
+    code = down_each_provider(st, &p);
   }
   /* Whatever happened, say what is left according to the store, read afresh: another
    * process (the owner) wrote it meanwhile. */

@@ -2,6 +2,7 @@
  * name, the transport, the bootstrap runner, and a guard component that tells the command a
  * shutdown has begun (a signal, or its own), so it never closes a pool the shutdown is
  * already closing. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,7 +69,8 @@ int cli_engine_start(cli_engine_t *e, const char *provider, const char *provider
     if (rc == KITE_ENOENT && what == named) {
       char *known = NULL;
       for (size_t i = 0; kite_registry_at(i); i++) {
-        char *k = cli_sprintf("%s%s%s", known ? known : "", i ? ", " : "", kite_registry_at(i)->name);
+        char *k =
+            cli_sprintf("%s%s%s", known ? known : "", i ? ", " : "", kite_registry_at(i)->name);
         free(known);
         known = k;
       }
@@ -100,4 +102,55 @@ void cli_engine_finish(cli_engine_t *e) {
   if (rc != 0)
     cli_err("internal: the runtime still had open handles (%s)", kite_strerror(rc));
   e->rt = NULL;
+}
+
+int cli_engine_start_spec(cli_engine_t *e, const kite_pool_spec_t *ps) {
+  bool multi = ps->provider_any || (ps->providers && ps->providers[0] && ps->providers[1]);
+  if (!multi)
+    return cli_engine_start(e,
+                            ps->provider    ? ps->provider
+                            : ps->providers ? ps->providers[0]
+                                            : NULL,
+                            ps->provider_options);
+  /* Several providers: each started with its own options (under its name). */
+  json_t *opts = ps->provider_options ? json_loads(ps->provider_options, 0, NULL) : NULL;
+  const kite_provider_info_t *list[32];
+  size_t n = 0;
+  for (size_t i = 0; kite_registry_at(i) && n < 32; i++) {
+    const kite_provider_info_t *p = kite_registry_at(i);
+    bool named = false;
+    for (size_t k = 0; ps->providers && ps->providers[k] && !named; k++)
+      named = strcmp(ps->providers[k], p->name) == 0;
+    if (ps->provider_any ? (p->catalog && p->configured && p->configured()) : named)
+      list[n++] = p;
+  }
+  int rc = KITE_ENOENT;
+  char *first = NULL;
+  if (n == 0) {
+    cli_err("provider: any, and no provider with a catalog finds credentials here; set "
+            "one's credentials (kite providers says where each looks) or name the providers");
+  } else {
+    first = json_object_get(opts, list[0]->name)
+                ? json_dumps(json_object_get(opts, list[0]->name), JSON_COMPACT)
+                : NULL;
+    rc = cli_engine_start(e, list[0]->name, first);
+  }
+  for (size_t i = 1; rc == 0 && i < n; i++) {
+    if (list[i]->host_processes)
+      continue; /* started already, by cli_engine_start */
+    json_t *sub = json_object_get(opts, list[i]->name);
+    char *text = sub ? json_dumps(sub, JSON_COMPACT) : NULL;
+    rc = kite_registry_start(e->rt, list[i]->name, text, NULL);
+    free(text);
+    if (rc != 0) {
+      cli_err("cannot start the %s provider: %s", list[i]->name, kite_strerror(rc));
+      kite_runtime_shutdown(e->rt, NULL, NULL);
+      kite_runtime_run(e->rt);
+      kite_runtime_free(e->rt);
+      e->rt = NULL;
+    }
+  }
+  free(first);
+  json_decref(opts);
+  return rc;
 }

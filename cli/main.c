@@ -14,7 +14,7 @@ typedef struct subcmd {
 
 static const subcmd_t cmds[] = {
     {"run", cli_cmd_run, "open a pool, run a command on every node, close it",
-     "usage: kite run [--plain] [--json] [--retries N] SPEC [-- CMD...]\n"
+     "usage: kite run [--plain] [--json] [--retries N] [--dry-run] SPEC [-- CMD...]\n"
      "\n"
      "Opens the pool described by SPEC (a YAML file), bootstraps every node, runs the spec's\n"
      "`run:` script (or CMD, given after --, as an argument vector: kite quotes it) on every\n"
@@ -31,10 +31,13 @@ static const subcmd_t cmds[] = {
      "\n"
      "  --plain        plain progress lines even on a terminal (no live node table)\n"
      "  --json         stdout: the output as {\"t\":\"out\",...} lines (base64) and the result as\n"
-     "                 {\"t\":\"result\",...}, as kite exec --json prints them; progress on stderr\n"
+     "                 {\"t\":\"result\",...}, as kite exec --json prints them; progress on "
+     "stderr\n"
      "  --retries N    re-run a rank whose node is lost on its replacement, up to N times\n"
      "                 (default: the spec's retries:); later attempts' lines are labelled\n"
-     "                 [RANK #ATTEMPT]\n"},
+     "                 [RANK #ATTEMPT]\n"
+     "  --dry-run      launch nothing: print the plan (which offer each rank gets, its price,\n"
+     "                 the pool's hourly cost, the failover order); with --json, as JSON\n"},
     {"check", cli_cmd_check, "check specs against their providers, launching nothing",
      "usage: kite check SPEC...\n"
      "\n"
@@ -95,7 +98,8 @@ static const subcmd_t cmds[] = {
     {"exec", cli_cmd_exec, "run a command on one rank or every rank of a pool that is up",
      "usage: kite exec [OPTIONS] NAME -- CMD...       (CMD: an argument vector, quoted by kite)\n"
      "       kite exec [OPTIONS] NAME 'SHELL LINE'    (one shell command line, as pdsh runs it)\n"
-     "       kite exec [OPTIONS] -w HOSTS -- CMD...    (ad-hoc machines, no spec; also --hostfile)\n"
+     "       kite exec [OPTIONS] -w HOSTS -- CMD...    (ad-hoc machines, no spec; also "
+     "--hostfile)\n"
      "\n"
      "Runs the command on every node of pool NAME (or on the ranks selected) through the\n"
      "pool's owner, streaming output prefixed by rank. Exit status: with one rank, the\n"
@@ -136,7 +140,9 @@ static const subcmd_t cmds[] = {
      "\n"
      "Shows the pools that are up or still hold a live instance (or NAME, or with --all every\n"
      "pool the store remembers) from the state store: state, owner process, nodes and live\n"
-     "instances (an instance is live until the provider confirmed it gone). Works without\n"
+     "instances (an instance is live until the provider confirmed it gone), and what the\n"
+     "pool costs: the hourly rate of its running instances and its total so far (`kite cost`\n"
+     "details it). Works without\n"
      "the owner; when the owner is up, adds its live view of the nodes. `kite forget NAME`\n"
      "drops a closed pool from the store.\n"
      "\n"
@@ -145,12 +151,28 @@ static const subcmd_t cmds[] = {
      "            carrying kite's pool tags that no running pool owns (a leak of a crashed\n"
      "            process, here or on another machine of the account); exit 1 when a place\n"
      "            could not be asked\n"},
+    {"cost", cli_cmd_cost, "show what pools have cost, per provider and instance",
+     "usage: kite cost [--json] [POOL]\n"
+     "\n"
+     "Shows what every pool the store remembers (or POOL) has cost: per provider and per\n"
+     "instance its id, rank, type, region, spot or not, price per hour, when its bill started\n"
+     "and ended (or \"running\"), the billable time under the provider's billing granularity\n"
+     "(increments begun, a minimum), the cost, and why it ended (terminated, replaced,\n"
+     "preempted); then totals per provider and per pool, the rate of what still runs, and what\n"
+     "spot instances saved against on-demand prices. Prices are what the provider or the\n"
+     "catalog reported at launch; an unknown price counts as 0.\n"
+     "\n"
+     "  --json    one JSON object: {\"pools\": [{\"name\", \"providers\": [{\"provider\",\n"
+     "            \"instances\": [...], \"cost\", \"savings\"}...], \"cost\", \"savings\",\n"
+     "            \"rate_hourly\"}...], \"cost\", \"savings\", \"rate_hourly\"}\n"},
     {"events", cli_cmd_events, "stream a pool's events as JSON lines",
      "usage: kite events [--no-follow] NAME\n"
      "\n"
      "Prints the events the owner of pool NAME has seen (the last ones it kept, from the\n"
      "pool's opening), then every new one as it happens, one JSON object per line:\n"
-     "  {\"v\":1,\"seq\":N,\"ts\":MS,\"type\":\"node_state_changed\",\"key\":K,\"corr\":C,\"data\":{...}}\n"
+     "  "
+     "{\"v\":1,\"seq\":N,\"ts\":MS,\"type\":\"node_state_changed\",\"key\":K,\"corr\":C,\"data\":{."
+     "..}}\n"
      "Bytes (task output) are base64; secrets are redacted. Stops when the pool closes or on\n"
      "Ctrl-C.\n"
      "\n"
@@ -163,7 +185,8 @@ static const subcmd_t cmds[] = {
      "the task history from the state store (every task: exit status or signal, attempts,\n"
      "the instance that ran it, the last 4 KiB of output) and the end of the owner's log.\n"
      "\n"
-     "  --json    one {\"t\":\"task\",...} object per task (output base64), then {\"t\":\"end\"}\n"},
+     "  --json    one {\"t\":\"task\",...} object per task (output base64), then "
+     "{\"t\":\"end\"}\n"},
     {"ssh", cli_cmd_ssh, "open a shell on a node with the system's ssh",
      "usage: kite ssh NAME [--rank R] [-- CMD...]\n"
      "\n"

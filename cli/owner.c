@@ -1169,7 +1169,7 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
   o->eng.data = o;
   olog(o, "kite-owner: pid %d owns pool %s (%u %s nodes), socket %s\n", (int)getpid(), o->name,
        ps->nodes, ps->provider ? ps->provider : kite_registry_default()->name, sock_path);
-  if (cli_engine_start(&o->eng, ps->provider, ps->provider_options) != 0) {
+  if (cli_engine_start_spec(&o->eng, ps) != 0) {
     free(o->sock_path);
     free(o);
     return CLI_EXIT_FAIL;

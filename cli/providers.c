@@ -68,15 +68,37 @@ static const char *deadman(const kite_provider_info_t *p) {
                                  : "powers off; ends the bill";
 }
 
+/* How a running instance is paid for, in words. */
+static const char *billing(const kite_provider_info_t *p, char *out, size_t size) {
+  unsigned inc = p->billing_increment_s, min = p->billing_minimum_s;
+  if (p->user_machines || p->host_processes)
+    snprintf(out, size, "not billed");
+  else if (inc <= 1 && min > 1)
+    snprintf(out, size, "per second, %u s minimum", min);
+  else if (inc <= 1)
+    snprintf(out, size, "per second");
+  else if (inc == 3600 && min <= inc)
+    snprintf(out, size, "per hour begun");
+  else if (min > inc)
+    snprintf(out, size, "per %u s begun, %u s minimum", inc, min);
+  else
+    snprintf(out, size, "per %u s begun", inc);
+  return out;
+}
+
 static void markdown(FILE *fp) {
   const kite_provider_info_t *p;
   fputs(
-      "| provider | cloud | spot | one create makes | stop/start | dead-man's switch | regions |\n"
-      "|----------|-------|------|------------------|------------|-------------------|---------|\n",
+      "| provider | cloud | spot | catalog | billing | one create makes | stop/start | dead-man's "
+      "switch | regions |\n"
+      "|----------|-------|------|---------|---------|------------------|------------|-----------"
+      "--------|---------|\n",
       fp);
+  char bill[64];
   for (size_t i = 0; (p = kite_registry_at(i)) != NULL; i++) {
-    fprintf(fp, "| `%s` | %s | %s | %u | %s | ", p->name, p->title,
-            kite_registry_can(p, KITE_FIELD_SPOT) ? "yes" : "no", p->batch_max ? p->batch_max : 1,
+    fprintf(fp, "| `%s` | %s | %s | %s | %s | %u | %s | ", p->name, p->title,
+            kite_registry_can(p, KITE_FIELD_SPOT) ? "yes" : "no", p->catalog ? "yes" : "no",
+            billing(p, bill, sizeof(bill)), p->batch_max ? p->batch_max : 1,
             p->stop_start ? "yes" : "no");
     fprintf(fp, "%s | ", deadman(p));
     regions(p, fp);
@@ -106,8 +128,11 @@ static void markdown(FILE *fp) {
 
 static void plain(FILE *fp) {
   const kite_provider_info_t *p;
+  char bill[64];
   for (size_t i = 0; (p = kite_registry_at(i)) != NULL; i++) {
     fprintf(fp, "%s%s (%s)%s\n", i ? "\n" : "", p->name, p->title, i == 0 ? " — the default" : "");
+    fprintf(fp, "  catalog of offers and prices: %s; billing: %s\n",
+            p->catalog ? "yes" : "no (name the instance type)", billing(p, bill, sizeof(bill)));
     fprintf(fp, "  spot: %s; one create makes %u; stop/start: %s; regions: ",
             kite_registry_can(p, KITE_FIELD_SPOT) ? "yes" : "no", p->batch_max ? p->batch_max : 1,
             p->stop_start ? "yes" : "no");

@@ -120,8 +120,107 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
   return code;
 }
 
+/* ---- --dry-run: the plan, launching nothing --------------------------------------------- */
+
+typedef struct dry {
+  cli_engine_t eng;
+  bool json;
+  int code;
+} dry_t;
+
+static void print_plan(const char *text) {
+  json_t *p = json_loads(text, 0, NULL);
+  json_t *ranks = json_object_get(p, "ranks"), *cands = json_object_get(p, "candidates");
+  printf("plan for pool %s: %zu node%s, $%.4f/h in all%s\n",
+         json_string_value(json_object_get(p, "pool")), json_array_size(ranks),
+         json_array_size(ranks) == 1 ? "" : "s", json_number_value(json_object_get(p, "hourly")),
+         json_is_true(json_object_get(p, "chosen")) ? ""
+                                                    : " (the spec names the instance; price not "
+                                                      "known before launch)");
+  printf("  %-5s %-13s %-14s %-12s %-22s %-5s %10s  %s\n", "RANK", "PROVIDER", "REGION", "ZONE",
+         "TYPE", "SPOT", "$/H", "PRICE FROM");
+  int64_t now = cli_now_ms();
+  size_t i;
+  json_t *r;
+  json_array_foreach(ranks, i, r) {
+    const char *zone = json_string_value(json_object_get(r, "zone"));
+    const char *region = json_string_value(json_object_get(r, "region"));
+    const char *source = json_string_value(json_object_get(r, "source"));
+    int64_t at = json_integer_value(json_object_get(r, "fetched_ms"));
+    char from[96] = "-";
+    if (source && *source && at > 0) {
+      double age = (double)(now - at) / 1000.0;
+      if (strncmp(source, "snapshot", 8) == 0)
+        snprintf(from, sizeof(from), "%.60s", source);
+      else
+        snprintf(from, sizeof(from), "%s, %.0f%s old", source,
+                 age < 120    ? age
+                 : age < 7200 ? age / 60
+                              : age / 3600,
+                 age < 120    ? "s"
+                 : age < 7200 ? "m"
+                              : "h");
+    }
+    printf("  %-5lld %-13s %-14s %-12s %-22s %-5s %10.4f  %s\n",
+           (long long)json_integer_value(json_object_get(r, "rank")),
+           json_string_value(json_object_get(r, "provider")), region && *region ? region : "-",
+           zone && *zone ? zone : "-", json_string_value(json_object_get(r, "instance_type")),
+           json_is_true(json_object_get(r, "spot")) ? "yes" : "no",
+           json_number_value(json_object_get(r, "price")), from);
+  }
+  if (json_array_size(cands) > 1) {
+    printf("failover order:");
+    json_t *c;
+    json_array_foreach(cands, i, c) {
+      if (i == 8) {
+        printf(" … (%zu in all)", json_array_size(cands));
+        break;
+      }
+      printf("%s %s/%s/%s%s $%.4f", i ? ";" : "", json_string_value(json_object_get(c, "provider")),
+             json_string_value(json_object_get(c, "region")),
+             json_string_value(json_object_get(c, "instance_type")),
+             json_is_true(json_object_get(c, "spot")) ? " spot" : "",
+             json_number_value(json_object_get(c, "price")));
+    }
+    printf("\n");
+  }
+  json_decref(p);
+}
+
+static void on_plan(int status, const char *plan, const char *message, void *data) {
+  dry_t *d = data;
+  if (status != 0) {
+    cli_err("%s", message ? message : kite_strerror(status));
+    d->code = status == KITE_ESPEC || status == KITE_EPRICE ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+  } else if (d->json) {
+    printf("%s\n", plan);
+  } else {
+    print_plan(plan);
+  }
+  fflush(stdout);
+  kite_runtime_shutdown(d->eng.rt, NULL, NULL);
+}
+
+static int dry_run(kite_spec_t *spec, bool json) {
+  dry_t d = {.json = json};
+  if (cli_engine_start_spec(&d.eng, kite_spec_pool(spec)) != 0) {
+    kite_spec_free(spec);
+    return CLI_EXIT_FAIL;
+  }
+  int rc = kite_pool_plan(d.eng.rt, kite_spec_pool(spec), on_plan, &d);
+  if (rc != 0) {
+    cli_err("cannot plan the pool: %s", kite_strerror(rc));
+    d.code = CLI_EXIT_FAIL;
+    kite_runtime_shutdown(d.eng.rt, NULL, NULL);
+  }
+  cli_engine_finish(&d.eng);
+  kite_spec_free(spec);
+  return d.code;
+}
+
 int cli_cmd_run(int argc, char **argv) {
   cli_opts_t o = {0};
+  bool dry = false;
   long retries = -1;
   const char *path = NULL;
   int i = 1;
@@ -136,6 +235,8 @@ int cli_cmd_run(int argc, char **argv) {
       o.plain = true;
     } else if (strcmp(argv[i], "--json") == 0) {
       o.json = true;
+    } else if (strcmp(argv[i], "--dry-run") == 0) {
+      dry = true;
     } else if (strcmp(argv[i], "--retries") == 0) {
       char *end = NULL;
       retries = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
@@ -168,6 +269,8 @@ int cli_cmd_run(int argc, char **argv) {
     free(errmsg);
     return CLI_EXIT_USAGE;
   }
+  if (dry)
+    return dry_run(spec, o.json);
   cli_spec_notes(spec);
   if (cmd_argv == NULL && kite_spec_run(spec) == NULL) {
     fprintf(stderr,

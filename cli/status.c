@@ -73,6 +73,19 @@ static json_t *pool_json(kite_store_t *st, const kite_store_pool_t *p) {
     kite_store_instances_free(iv, in);
   }
   json_object_set_new(j, "instances", insts);
+  /* What its running instances cost per hour, and what every instance it had has cost. */
+  double rate = 0, total = 0;
+  int64_t now = cli_now_ms();
+  if (kite_store_instances(st, p->name, false, &iv, &in) == 0) {
+    for (size_t i = 0; i < in; i++) {
+      total += cli_instance_bill(&iv[i], now).cost;
+      if (iv[i].state != KITE_STORE_TERMINATED && iv[i].instance_id && iv[i].price > 0)
+        rate += iv[i].price;
+    }
+    kite_store_instances_free(iv, in);
+  }
+  json_object_set_new(j, "rate_hourly", json_real(rate));
+  json_object_set_new(j, "cost", json_real(total));
   json_t *live = alive ? owner_status(p) : NULL;
   json_object_set_new(j, "owner", live ? live : json_null());
   return j;
@@ -97,10 +110,17 @@ static void print_pool(json_t *p, bool detail, int wname, int wprov) {
   for (size_t i = 0; i < json_array_size(nodes); i++)
     ready +=
         strcmp(json_string_value(json_object_get(json_array_get(nodes, i), "state")), "READY") == 0;
-  printf("%-*s %-*s %-13s %-18s %u/%-6zu %d\n", wname,
+  /* "-" when nothing it ran had a price (its own machines, the local provider). */
+  char money[64] = "-";
+  double rate = json_number_value(json_object_get(p, "rate_hourly")),
+         cost = json_number_value(json_object_get(p, "cost"));
+  if (rate > 0 || cost > 0)
+    snprintf(money, sizeof(money), "$%.4f/h, $%.6f so far", rate, cost);
+  printf("%-*s %-*s %-13s %-18s %u/%-6zu %-14d %s\n", wname,
          json_string_value(json_object_get(p, "name")), wprov,
          json_string_value(json_object_get(p, "provider")), state ? state : "-", who, ready,
-         json_array_size(nodes), (int)json_integer_value(json_object_get(p, "live_instances")));
+         json_array_size(nodes), (int)json_integer_value(json_object_get(p, "live_instances")),
+         money);
   if (!detail)
     return;
   if (json_array_size(nodes)) {
@@ -235,8 +255,8 @@ int cli_cmd_status(int argc, char **argv) {
       wname = a > wname ? a : wname;
       wprov = b > wprov ? b : wprov;
     }
-    printf("%-*s %-*s %-13s %-18s %-8s %s\n", wname, "POOL", wprov, "PROVIDER", "STATE", "OWNER",
-           "READY", "LIVE INSTANCES");
+    printf("%-*s %-*s %-13s %-18s %-8s %-14s %s\n", wname, "POOL", wprov, "PROVIDER", "STATE",
+           "OWNER", "READY", "LIVE INSTANCES", "COST");
     for (size_t i = 0; i < json_array_size(pools); i++)
       print_pool(json_array_get(pools, i), name != NULL, wname, wprov);
   }

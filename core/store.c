@@ -168,13 +168,14 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "i.state != 'terminated')"
 #define INST_COLS                                                                                  \
   "id, pool, rank, provider, launch_token, instance_id, state, address, port, user, host_key, "    \
-  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path"
+  "price, tag, note, created_ms, updated_ms, terminated_ms, reach, key_path, region, zone, "       \
+  "instance_type, spot, ondemand_price, running_ms"
 #define TASK_COLS                                                                                  \
   "id, pool, task_id, rank, attempt, command, started_ms, finished_ms, exit_status, error, "       \
   "signal, instance_id, output, output_truncated"
 
 #define OFFER_COLS                                                                                 \
-  "provider, snapshot, region, zone, instance_type, vcpus, memory_mb, accelerator, "              \
+  "provider, snapshot, region, zone, instance_type, vcpus, memory_mb, accelerator, "               \
   "accelerator_count, accelerator_memory_mb, disk_gb, arch, price, spot_price, available, "        \
   "fetched_ms, source"
 
@@ -219,7 +220,14 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                    "port = coalesce(?4, port), user = coalesce(?5, user), "                        \
                    "host_key = coalesce(?6, host_key), price = coalesce(?7, price), "              \
                    "state = CASE state WHEN 'terminating' THEN 'terminating' "                     \
-                   "ELSE 'running' END, terminated_ms = NULL, updated_ms = ?8 WHERE id = ?1")      \
+                   "ELSE 'running' END, terminated_ms = NULL, updated_ms = ?8, "                   \
+                   "running_ms = coalesce(running_ms, ?8) WHERE id = ?1")                          \
+  X(INST_BOUGHT, "UPDATE instances SET region = coalesce(?2, region), zone = coalesce(?3, zone), " \
+                 "instance_type = coalesce(?4, instance_type), spot = ?5, "                        \
+                 "price = coalesce(?6, price), ondemand_price = coalesce(?7, ondemand_price), "    \
+                 "updated_ms = ?8 WHERE id = ?1")                                                  \
+  X(INST_NOTE, "UPDATE instances SET note = ?2 || coalesce(': ' || ?3, ''), updated_ms = ?4 "      \
+               "WHERE id = ?1")                                                                    \
   X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")            \
   X(INST_TERMINATING, "UPDATE instances SET state = 'terminating', updated_ms = ?2 "               \
                       "WHERE id = ?1 AND state != 'terminated'")                                   \
@@ -261,10 +269,11 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                  \
   X(TASK_FINISH, "UPDATE tasks SET finished_ms = ?2, exit_status = ?3, error = ?4 "                \
                  "WHERE id = ?1")                                                                  \
-  X(TASK_RECORD, "INSERT INTO tasks(pool, task_id, rank, attempt, command, started_ms, "           \
-                 "finished_ms, exit_status, error, signal, instance_id, output, output_truncated) " \
-                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")               \
-  X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")     \
+  X(TASK_RECORD,                                                                                   \
+    "INSERT INTO tasks(pool, task_id, rank, attempt, command, started_ms, "                        \
+    "finished_ms, exit_status, error, signal, instance_id, output, output_truncated) "             \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                              \
+  X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")        \
   X(OFFERS_CLEAR, "DELETE FROM offers WHERE provider = ?1 AND snapshot = ?2 AND "                  \
                   "(?3 IS NULL OR region = ?3)")                                                   \
   X(OFFERS_PUT, "INSERT OR REPLACE INTO offers(" OFFER_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, "    \
@@ -902,8 +911,7 @@ int kite_store_pool_set_state(kite_store_t *s, const char *name, const char *sta
   int rc = set_sync(s, true);
   if (rc == 0)
     rc = run(s, ST_POOL_SET_STATE,
-             ARGS(A_STR(name), A_STR(state), A_I64(owner_pid), A_STR(socket_path),
-                  A_I64(now_ms())),
+             ARGS(A_STR(name), A_STR(state), A_I64(owner_pid), A_STR(socket_path), A_I64(now_ms())),
              "recording a pool's state");
   if (rc == 0 && sqlite3_changes(s->db) == 0)
     rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", name);
@@ -1049,6 +1057,13 @@ static int read_instance(sqlite3_stmt *st, kite_store_instance_t *x) {
   x->terminated_ms = sqlite3_column_int64(st, 16);
   x->reach = col_str(st, 17, &oom);
   x->key_path = col_str(st, 18, &oom);
+  x->region = col_str(st, 19, &oom);
+  x->zone = col_str(st, 20, &oom);
+  x->instance_type = col_str(st, 21, &oom);
+  x->spot = sqlite3_column_int64(st, 22) != 0;
+  x->ondemand_price =
+      sqlite3_column_type(st, 23) == SQLITE_NULL ? -1.0 : sqlite3_column_double(st, 23);
+  x->running_ms = sqlite3_column_int64(st, 24);
   if (oom) {
     kite_store_instance_clear(x);
     return KITE_ENOMEM;
@@ -1070,6 +1085,9 @@ void kite_store_instance_clear(kite_store_instance_t *x) {
   free_str(x->note);
   free_str(x->reach);
   free_str(x->key_path);
+  free_str(x->region);
+  free_str(x->zone);
+  free_str(x->instance_type);
   memset(x, 0, sizeof(*x));
 }
 
@@ -1150,8 +1168,8 @@ int kite_store_instance_launching_at(kite_store_t *s, const char *pool, int64_t 
   if (rc != 0)
     return rc;
   rc = run(s, ST_INST_LAUNCHING,
-           ARGS(A_STR(pool), rank >= 0 ? A_I64(rank) : A_NULL, A_STR(provider),
-                A_STR(launch_token), A_STR(tag), A_I64(now_ms()), A_STR(reach)),
+           ARGS(A_STR(pool), rank >= 0 ? A_I64(rank) : A_NULL, A_STR(provider), A_STR(launch_token),
+                A_STR(tag), A_I64(now_ms()), A_STR(reach)),
            "recording a launch");
   if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
     return set_err(s, KITE_ENOENT,
@@ -1196,8 +1214,8 @@ int kite_store_instance_launched(kite_store_t *s, int64_t row, const char *insta
     return rc;
   identity_t id = {.row = row, .instance_id = instance_id};
   size_t rows;
-  rc = query(s, ST_INST_IDENTITY, ARGS(A_I64(row)), identity_row, &id, &rows,
-             "reading an instance");
+  rc =
+      query(s, ST_INST_IDENTITY, ARGS(A_I64(row)), identity_row, &id, &rows, "reading an instance");
   if (rc == 0 && rows == 0)
     rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
   int other = 0;
@@ -1207,11 +1225,11 @@ int kite_store_instance_launched(kite_store_t *s, int64_t row, const char *insta
     rc = set_err(s, KITE_EEXIST, "instance %s at %s is already recorded by another live row",
                  instance_id, id.provider);
   if (rc == 0)
-    rc = run(s, ST_INST_LAUNCHED,
-             ARGS(A_I64(row), A_STR(instance_id), A_STR(address), port > 0 ? A_I64(port) : A_NULL,
-                  A_STR(user), A_STR(host_key), price >= 0 ? A_DBL(price) : A_NULL,
-                  A_I64(now_ms())),
-             "recording a launched instance");
+    rc =
+        run(s, ST_INST_LAUNCHED,
+            ARGS(A_I64(row), A_STR(instance_id), A_STR(address), port > 0 ? A_I64(port) : A_NULL,
+                 A_STR(user), A_STR(host_key), price >= 0 ? A_DBL(price) : A_NULL, A_I64(now_ms())),
+            "recording a launched instance");
   if (rc == 0)
     rc = commit(s);
   if (rc != 0)
@@ -1226,6 +1244,33 @@ static int row_exists(kite_store_t *s, int64_t row) {
   int rc = query_ints(s, ST_INST_EXISTS, ARGS(A_I64(row)), "looking up an instance", &n, NULL);
   if (rc == 0 && n == 0)
     rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
+  return rc;
+}
+
+int kite_store_instance_bought(kite_store_t *s, int64_t row, const char *region, const char *zone,
+                               const char *instance_type, bool spot, double price,
+                               double ondemand_price) {
+  int rc = set_sync(s, true);
+  if (rc == 0)
+    rc = run(s, ST_INST_BOUGHT,
+             ARGS(A_I64(row), empty(region) ? A_NULL : A_STR(region),
+                  empty(zone) ? A_NULL : A_STR(zone),
+                  empty(instance_type) ? A_NULL : A_STR(instance_type), A_I64(spot ? 1 : 0),
+                  price >= 0 ? A_DBL(price) : A_NULL,
+                  ondemand_price >= 0 ? A_DBL(ondemand_price) : A_NULL, A_I64(now_ms())),
+             "recording what an instance was bought as");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = row_exists(s, row);
+  return rc;
+}
+
+int kite_store_instance_note(kite_store_t *s, int64_t row, const char *what, const char *why) {
+  if (empty(what))
+    return set_err(s, KITE_EINVAL, "an instance's note needs what happened");
+  int rc = run(s, ST_INST_NOTE, ARGS(A_I64(row), A_STR(what), A_STR(why), A_I64(now_ms())),
+               "recording why an instance ends");
+  if (rc == 0 && sqlite3_changes(s->db) == 0)
+    rc = row_exists(s, row);
   return rc;
 }
 
@@ -1270,8 +1315,7 @@ int kite_store_instance_terminated_row(kite_store_t *s, int64_t row, const char 
 int kite_store_instance_get(kite_store_t *s, int64_t row, kite_store_instance_t *out) {
   memset(out, 0, sizeof(*out));
   size_t rows;
-  int rc = query(s, ST_INST_GET, ARGS(A_I64(row)), instance_row, out, &rows,
-                 "reading an instance");
+  int rc = query(s, ST_INST_GET, ARGS(A_I64(row)), instance_row, out, &rows, "reading an instance");
   if (rc == 0 && rows == 0)
     rc = set_err(s, KITE_ENOENT, "no instance row %lld in the state store", (long long)row);
   return rc;

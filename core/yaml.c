@@ -448,6 +448,26 @@ int kite__yaml_uint(kite__yaml_t *y, const yaml_node_t *n, const char *path, lon
   return rc;
 }
 
+/* A number (integer or real) in [lo, hi]; an empty value leaves *out as it was. */
+int kite__yaml_real(kite__yaml_t *y, const yaml_node_t *n, const char *path, double lo, double hi,
+                    double *out) {
+  char *text;
+  int rc = scalar_as(y, n, path, "a number", KITE__Y_NULL, &text);
+  if (rc != 0 || text == NULL)
+    return rc;
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end != '\0' || errno == ERANGE || v != v)
+    rc = kite__yaml_fail(y, n, "%s: '%.60s' is not a number; expected e.g. 2.50", path, text);
+  else if (v < lo || v > hi)
+    rc = kite__yaml_fail(y, n, "%s: %s is out of range; expected %g to %g", path, text, lo, hi);
+  else
+    *out = v;
+  free(text);
+  return rc;
+}
+
 /* A duration "NUMBER UNIT" (ms, s, m, h) in [lo_ms, hi_ms]. */
 int kite__yaml_duration(kite__yaml_t *y, const yaml_node_t *n, const char *path, uint64_t lo_ms,
                         uint64_t hi_ms, uint64_t *out) {

@@ -107,6 +107,9 @@ int kite__yaml_int(kite__yaml_t *y, const yaml_node_t *n, const char *path, long
                    long long hi, long long *out);
 int kite__yaml_uint(kite__yaml_t *y, const yaml_node_t *n, const char *path, long long lo,
                     long long hi, unsigned *out);
+/* A number, integer or real, in [lo, hi]. */
+int kite__yaml_real(kite__yaml_t *y, const yaml_node_t *n, const char *path, double lo, double hi,
+                    double *out);
 /* A duration "NUMBER UNIT" (ms, s, m, h) in [lo_ms, hi_ms], in ms. */
 int kite__yaml_duration(kite__yaml_t *y, const yaml_node_t *n, const char *path, uint64_t lo_ms,
                         uint64_t hi_ms, uint64_t *out);

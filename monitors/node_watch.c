@@ -30,13 +30,14 @@
 #include "kite_impl.h"
 #include "monitors_impl.h"
 
-#define HEARTBEAT_CMD                                                                        \
+#define HEARTBEAT_CMD                                                                              \
   ": > .kite/heartbeat 2>/dev/null || { mkdir -p .kite && : > .kite/heartbeat; }"
 
 typedef struct watched {
   uint64_t node;
   uint32_t rank;
   char *instance_id;
+  char *provider; /* whose instance it is (a pool may launch on several) */
   struct kite__watch *w;
   kite_monitor_t *health, *preempt;
   uint64_t health_token, preempt_token;
@@ -76,7 +77,7 @@ struct kite__watch {
   char *provider;
   bool monitors; /* health and preemption monitors on */
   kite_pool_monitor_options_t o;
-  char *health_cmd; /* custom health command, or NULL: ping */
+  char *health_cmd;      /* custom health command, or NULL: ping */
   uint64_t heartbeat_ms; /* 0: no heartbeat */
   uv_timer_t *heartbeat; /* its timer (freed in its close callback) */
   watched_t *nodes;
@@ -289,7 +290,7 @@ static void preempt_check(kite_monitor_t *m, uint64_t token, void *data) {
   watched_t *n = data;
   (void)m;
   n->preempt_token = token;
-  kite_ev_preempt_check_t c = {.provider = n->w->provider,
+  kite_ev_preempt_check_t c = {.provider = n->provider,
                                .pool = n->w->pool,
                                .node = n->node,
                                .rank = n->rank,
@@ -323,8 +324,11 @@ static void on_heartbeat_reply(kite_bus_t *bus, int status, const kite_event_t *
     return;
   }
   const kite_ev_task_finished_t *f = kite_ev_as_task_finished(ev);
-  int rc = status ? status : !f ? KITE_EINTERNAL : f->error ? f->error
-                                                 : f->exit_status ? KITE_ETASK : 0;
+  int rc = status           ? status
+           : !f             ? KITE_EINTERNAL
+           : f->error       ? f->error
+           : f->exit_status ? KITE_ETASK
+                            : 0;
   /* Not fatal by itself: the health monitor (or session_lost) decides that a node is lost; the
    * next tick tries again. */
   if (rc != 0)
@@ -360,7 +364,9 @@ static void on_beating_session_lost(kite_bus_t *bus, const kite_event_t *ev,
   char *msg =
       kite__sprintf("SSH session lost: %s", p->message ? p->message : kite_strerror(p->error));
   KITE_INFO(b->w->rt, "monitor", "rank %u lost: %s", b->rank, msg ? msg : "SSH session lost");
-  kite_ev_node_lost_t l = {.pool = b->w->pool, .node = b->node, .rank = b->rank,
+  kite_ev_node_lost_t l = {.pool = b->w->pool,
+                           .node = b->node,
+                           .rank = b->rank,
                            .reason = msg ? msg : "SSH session lost"};
   kite_emit_node_lost(b->w->bus, &l);
   free(msg);
@@ -379,8 +385,8 @@ static void untrack_beating(kite__watch_t *w, beating_t *b) {
 static void track_beating(kite__watch_t *w, const kite_ev_node_state_changed_t *p) {
   beating_t *b = NULL;
   HASH_FIND(hh, w->beating, &p->node, sizeof(p->node), b);
-  bool wants = p->to == KITE_NODE_BOOTSTRAPPING || p->to == KITE_NODE_READY ||
-               p->to == KITE_NODE_DRAINING;
+  bool wants =
+      p->to == KITE_NODE_BOOTSTRAPPING || p->to == KITE_NODE_READY || p->to == KITE_NODE_DRAINING;
   if (!wants) {
     if (b)
       untrack_beating(w, b);
@@ -390,8 +396,10 @@ static void track_beating(kite__watch_t *w, const kite_ev_node_state_changed_t *
     return;
   b = calloc(1, sizeof(*b));
   if (b == NULL) {
-    kite_log(w->rt, KITE_LOG_ERROR, "monitor", "rank %u: out of memory: its dead-man's switch "
-             "gets no heartbeat", p->rank);
+    kite_log(w->rt, KITE_LOG_ERROR, "monitor",
+             "rank %u: out of memory: its dead-man's switch "
+             "gets no heartbeat",
+             p->rank);
     return;
   }
   b->node = p->node;
@@ -417,6 +425,7 @@ static void unwatch(kite__watch_t *w, watched_t *n) {
   kite_bus_unsubscribe(w->bus, n->probe_sub);
   kite_bus_unsubscribe(w->bus, n->session_sub);
   free(n->instance_id);
+  free(n->provider);
   n->instance_id = NULL;
   n->health = n->preempt = NULL;
   /* The canceled requests are still answered (with KITE_ECANCELED) and their replies point
@@ -442,6 +451,7 @@ static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
   n->node = p->node;
   n->rank = p->rank;
   n->instance_id = kite__strdup(p->instance_id);
+  n->provider = kite__strdup(p->provider ? p->provider : w->provider);
   n->w = w;
   kite_monitor_options_t h = {.interval_ms = w->o.health_interval_ms,
                               .jitter_ms =
@@ -479,7 +489,9 @@ static void on_state(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
     unwatch(w, n);
 }
 
-static void on_heartbeat_closed(uv_handle_t *h) { free(h); }
+static void on_heartbeat_closed(uv_handle_t *h) {
+  free(h);
+}
 
 int kite__watch_new(kite_runtime_t *rt, uint64_t pool, const char *provider,
                     const kite_pool_monitor_options_t *opts, uint64_t heartbeat_ms,

@@ -28,10 +28,10 @@
 /* allowed[from] is a bit set of the states it may go to. */
 static const unsigned allowed[KITE_NODE__COUNT] = {
     [S(INIT)] = 1u << S(PROVISIONING) | 1u << S(TERMINATING) | 1u << S(TERMINATED),
-    [S(PROVISIONING)] = 1u << S(BOOTSTRAPPING) | 1u << S(REPLACING) | 1u << S(TERMINATING) |
-                        1u << S(FAILED),
-    [S(BOOTSTRAPPING)] = 1u << S(READY) | 1u << S(REPLACING) | 1u << S(TERMINATING) |
-                         1u << S(FAILED),
+    [S(PROVISIONING)] =
+        1u << S(BOOTSTRAPPING) | 1u << S(REPLACING) | 1u << S(TERMINATING) | 1u << S(FAILED),
+    [S(BOOTSTRAPPING)] =
+        1u << S(READY) | 1u << S(REPLACING) | 1u << S(TERMINATING) | 1u << S(FAILED),
     [S(READY)] = 1u << S(DRAINING) | 1u << S(REPLACING) | 1u << S(TERMINATING) | 1u << S(FAILED),
     [S(DRAINING)] = 1u << S(REPLACING) | 1u << S(TERMINATING) | 1u << S(FAILED),
     [S(REPLACING)] = 1u << S(PROVISIONING) | 1u << S(TERMINATING) | 1u << S(FAILED),
@@ -76,29 +76,46 @@ static void drain_nothing(kite__node_t *n, const char *reason);
 
 static const state_def_t states[KITE_NODE__COUNT] = {
     [S(INIT)] = {.close = close_unlaunched, .lost = lost_nothing, .drain = drain_nothing},
-    [S(PROVISIONING)] = {.enter = enter_provisioning, .close = close_active,
-                         .lost = lost_provisioning, .drain = drain_nothing},
-    [S(BOOTSTRAPPING)] = {.exit = exit_bootstrapping, .enter = enter_bootstrapping,
-                          .close = close_active, .lost = lost_replace, .drain = drain_nothing},
-    [S(READY)] = {.enter = enter_ready, .close = close_active, .lost = lost_replace,
+    [S(PROVISIONING)] = {.enter = enter_provisioning,
+                         .close = close_active,
+                         .lost = lost_provisioning,
+                         .drain = drain_nothing},
+    [S(BOOTSTRAPPING)] = {.exit = exit_bootstrapping,
+                          .enter = enter_bootstrapping,
+                          .close = close_active,
+                          .lost = lost_replace,
+                          .drain = drain_nothing},
+    [S(READY)] = {.enter = enter_ready,
+                  .close = close_active,
+                  .lost = lost_replace,
                   .drain = drain_ready},
     [S(DRAINING)] = {.close = close_active, .lost = lost_replace, .drain = drain_nothing},
-    [S(REPLACING)] = {.leaves_service = true, .enter = enter_replacing, .close = close_active,
-                      .lost = lost_nothing, .drain = drain_nothing},
-    [S(TERMINATING)] = {.leaves_service = true, .enter = enter_terminating,
-                        .close = close_nothing, .lost = lost_nothing, .drain = drain_nothing},
-    [S(TERMINATED)] = {.leaves_service = true, .close = close_nothing, .lost = lost_nothing,
+    [S(REPLACING)] = {.leaves_service = true,
+                      .enter = enter_replacing,
+                      .close = close_active,
+                      .lost = lost_nothing,
+                      .drain = drain_nothing},
+    [S(TERMINATING)] = {.leaves_service = true,
+                        .enter = enter_terminating,
+                        .close = close_nothing,
+                        .lost = lost_nothing,
+                        .drain = drain_nothing},
+    [S(TERMINATED)] = {.leaves_service = true,
+                       .close = close_nothing,
+                       .lost = lost_nothing,
                        .drain = drain_nothing},
-    [S(FAILED)] = {.leaves_service = true, .enter = enter_failed, .close = close_failed,
-                   .lost = lost_nothing, .drain = drain_nothing},
+    [S(FAILED)] = {.leaves_service = true,
+                   .enter = enter_failed,
+                   .close = close_failed,
+                   .lost = lost_nothing,
+                   .drain = drain_nothing},
 };
 #undef S
 
 /* Reports a bug in kite: n is in no known state, or may not go where it was sent. */
 static void internal_error(kite__node_t *n, const char *message) {
   kite_pool_t *pool = n->pool;
-  kite_ev_error_t e = {.pool = pool->id, .node = n->id, .code = KITE_EINTERNAL,
-                       .message = message};
+  kite_ev_error_t e = {.pool = pool->id, .node = n->id, .code = KITE_EINTERNAL, .message = message};
   kite_emit_error(pool->bus, &e);
 #ifndef NDEBUG
   assert(!"internal error in the node state machine");
@@ -109,8 +126,10 @@ static void internal_error(kite__node_t *n, const char *message) {
 static const state_def_t *state_of(kite__node_t *n, const char *what) {
   if ((unsigned)n->state < KITE_NODE__COUNT)
     return &states[n->state];
-  kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: %s in unknown state %d; this is "
-           "a bug in kite", n->pool->name, n->rank, what, (int)n->state);
+  kite_log(n->pool->rt, KITE_LOG_ERROR, "node",
+           "%s rank %u: %s in unknown state %d; this is "
+           "a bug in kite",
+           n->pool->name, n->rank, what, (int)n->state);
   internal_error(n, "node in an unknown state");
   return NULL;
 }
@@ -123,9 +142,10 @@ static int set_state(kite__node_t *n, kite_node_state_t to, const char *reason) 
   kite_node_state_t from = n->state;
   if ((unsigned)from >= KITE_NODE__COUNT || (unsigned)to >= KITE_NODE__COUNT ||
       !(allowed[from] & (1u << to))) {
-    kite_log(pool->rt, KITE_LOG_ERROR, "node", "rank %u: impossible transition %s -> %s (%s); "
-             "this is a bug in kite", n->rank, kite_node_state_name(from),
-             kite_node_state_name(to), reason ? reason : "");
+    kite_log(pool->rt, KITE_LOG_ERROR, "node",
+             "rank %u: impossible transition %s -> %s (%s); "
+             "this is a bug in kite",
+             n->rank, kite_node_state_name(from), kite_node_state_name(to), reason ? reason : "");
     internal_error(n, "impossible node state transition");
     return KITE_EINTERNAL;
   }
@@ -136,8 +156,8 @@ static int set_state(kite__node_t *n, kite_node_state_t to, const char *reason) 
     kite_store_node_put(pool->store, pool->name, n->rank, (int)to, n->instance_id, n->address);
   KITE_INFO(pool->rt, "node", "%s rank %u: %s -> %s (%s)", pool->name, n->rank,
             kite_node_state_name(from), kite_node_state_name(to), reason ? reason : "");
-  kite_ev_node_state_changed_t ev = {.pool = pool->id, .node = n->id, .rank = n->rank,
-                                     .from = from, .to = to, .reason = reason};
+  kite_ev_node_state_changed_t ev = {
+      .pool = pool->id, .node = n->id, .rank = n->rank, .from = from, .to = to, .reason = reason};
   kite_emit_node_state_changed(pool->bus, &ev);
   kite__pool_node_dirty(pool, n);
   if (states[from].exit)
@@ -170,6 +190,10 @@ void kite__node_free(kite__node_t *n) {
   n->old_instance = NULL;
   free(n->failure);
   n->failure = NULL;
+  free(n->provider);
+  free(n->reach);
+  free(n->failover_trail);
+  n->provider = n->reach = n->failover_trail = NULL;
 }
 
 static void terminate_instance(kite__node_t *n);
@@ -184,9 +208,10 @@ static void terminate_failed(kite__node_t *n, int status, const kite_event_t *ev
   const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
   char *msg = kite__sprintf("could not terminate instance %s: %s", n->instance_id,
                             e && e->message ? e->message : kite_strerror(status));
-  kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "%s rank %u: %s; it may still be running "
-           "(and cost money): run `kite down %s` to retry", n->pool->name, n->rank, msg,
-           n->pool->name);
+  kite_log(n->pool->rt, KITE_LOG_ERROR, "node",
+           "%s rank %u: %s; it may still be running "
+           "(and cost money): run `kite down %s` to retry",
+           n->pool->name, n->rank, msg, n->pool->name);
   n->pool->close_status = status;
   if (n->state != KITE_NODE_FAILED)
     fail(n, status, msg);
@@ -214,7 +239,7 @@ static void on_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, v
     return;
   }
   if (n->pool->store && n->instance_id)
-    kite_store_instance_terminated(n->pool->store, n->pool->provider, n->instance_id);
+    kite_store_instance_terminated(n->pool->store, n->provider, n->instance_id);
   n->store_row = 0;
   clear_instance(n);
   instance_gone(n);
@@ -247,9 +272,11 @@ static void terminate_instance(kite__node_t *n) {
   disconnect(n);
   if (n->pool->store && n->store_row)
     kite_store_instance_terminating(n->pool->store, n->store_row);
-  kite_ev_instance_terminate_t t = {.provider = n->pool->provider, .pool = n->pool->id,
-                                    .reach = n->pool->reach,
-                                    .node = n->id, .rank = n->rank,
+  kite_ev_instance_terminate_t t = {.provider = n->provider,
+                                    .pool = n->pool->id,
+                                    .reach = n->reach,
+                                    .node = n->id,
+                                    .rank = n->rank,
                                     .instance_id = n->instance_id};
   int rc = kite_request_instance_terminate(n->pool->bus, &t, 0, on_terminated, n, &n->term_corr);
   if (rc != 0) {
@@ -316,7 +343,10 @@ static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev,
     why = kite__sprintf("bootstrap could not run: %s",
                         e && e->message ? e->message : kite_strerror(status));
   }
-  fail(n, b && b->status ? b->status : status ? status : KITE_EBOOTSTRAP,
+  fail(n,
+       b && b->status ? b->status
+       : status       ? status
+                      : KITE_EBOOTSTRAP,
        why ? why : "bootstrap failed");
   free(why);
 }
@@ -327,8 +357,8 @@ static void start_bootstrap(kite__node_t *n) {
     set_state(n, KITE_NODE_READY, "connected; no bootstrap");
     return;
   }
-  kite_ev_bootstrap_t b = {.pool = pool->id, .node = n->id, .rank = n->rank,
-                           .script = pool->script};
+  kite_ev_bootstrap_t b = {
+      .pool = pool->id, .node = n->id, .rank = n->rank, .script = pool->script};
   int rc = kite_request_bootstrap(pool->bus, &b, 0, on_bootstrapped, n, &n->boot_corr);
   if (rc != 0)
     fail(n, rc, "cannot start the bootstrap");
@@ -376,11 +406,14 @@ static void on_watchdog(kite_bus_t *bus, int status, const kite_event_t *ev, voi
     return;
   }
   char *why = kite__sprintf("cannot install the dead-man's switch: %s",
-                            f && f->message ? f->message
-                            : f             ? "the install command failed"
+                            f && f->message   ? f->message
+                            : f               ? "the install command failed"
                             : e && e->message ? e->message
                                               : kite_strerror(status));
-  fail(n, f && f->error ? f->error : status ? status : KITE_EBOOTSTRAP,
+  fail(n,
+       f && f->error ? f->error
+       : status      ? status
+                     : KITE_EBOOTSTRAP,
        why ? why : "cannot install the dead-man's switch");
   free(why);
 }
@@ -396,8 +429,12 @@ static void start_watchdog(kite__node_t *n) {
     fail(n, KITE_ENOMEM, "out of memory");
     return;
   }
-  kite_ev_ssh_exec_t x = {.pool = pool->id, .node = n->id, .task = kite__next_id(),
-                          .rank = n->rank, .cmd = script, .timeout_ms = 30000};
+  kite_ev_ssh_exec_t x = {.pool = pool->id,
+                          .node = n->id,
+                          .task = kite__next_id(),
+                          .rank = n->rank,
+                          .cmd = script,
+                          .timeout_ms = 30000};
   int rc = kite_request_ssh_exec(pool->bus, &x, 0, on_watchdog, n, &n->boot_corr);
   free(script);
   if (rc != 0)
@@ -434,10 +471,13 @@ static void on_connected(kite_bus_t *bus, int status, const kite_event_t *ev, vo
 
 static void connect_node(kite__node_t *n) {
   kite_pool_t *pool = n->pool;
-  kite_ev_ssh_connect_t c = {.node = n->id, .host = n->address, .port = n->port,
-                             .user = n->user, .key_path = n->key_path, .host_key = n->host_key,
-                             .hostkey_mode = n->host_key ? KITE_HOSTKEY_STRICT
-                                                         : pool->hostkey_mode,
+  kite_ev_ssh_connect_t c = {.node = n->id,
+                             .host = n->address,
+                             .port = n->port,
+                             .user = n->user,
+                             .key_path = n->key_path,
+                             .host_key = n->host_key,
+                             .hostkey_mode = n->host_key ? KITE_HOSTKEY_STRICT : pool->hostkey_mode,
                              .timeout_ms = (int64_t)pool->connect_timeout_ms};
   int rc = kite_request_ssh_connect(pool->bus, &c, 0, on_connected, n, &n->connect_corr);
   /* From here the transport may hold a session for this node, even if we stop waiting. */
@@ -470,6 +510,10 @@ static void record_launch(kite__node_t *n, int status, const kite_ev_instance_la
                n->pool->name, n->rank, l->instance_id, kite_store_errmsg(n->pool->store));
     else if (n->pool->store && n->store_row && l->key_path)
       kite_store_instance_set_key(n->pool->store, n->store_row, l->key_path);
+    if (n->pool->store && n->store_row)
+      kite_store_instance_bought(n->pool->store, n->store_row, NULL, NULL, NULL, l->spot,
+                                 l->price_hourly > 0 ? l->price_hourly : -1,
+                                 l->ondemand_hourly > 0 ? l->ondemand_hourly : -1);
   } else if (n->pool->store && n->store_row) {
     /* The provider answered that the launch created nothing. */
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
@@ -489,10 +533,13 @@ static void launched_late(kite__node_t *n) {
     kite__pool_node_dirty(n->pool, n);
 }
 
+static void launch(kite__node_t *n);
+
 static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
   n->launch_corr = 0;
+  n->launch_price = 0;
   const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
   record_launch(n, status, l, ev);
   if (n->state != KITE_NODE_PROVISIONING) {
@@ -501,55 +548,107 @@ static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, voi
   }
   if (status != 0 || l == NULL) {
     const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
-    char *why = kite__sprintf("launch failed: %s",
-                              e && e->message ? e->message : kite_strerror(status));
+    const char *said = e && e->message ? e->message : kite_strerror(status);
+    char *trail = NULL;
+    if (kite__plan_fails_over(status) && !n->instance_live) {
+      if (kite__plan_failover(n->pool->plan, n, n->pool->id, status, said,
+                              kite__pool_hourly(n->pool, n), &trail)) {
+        launch(n); /* the next candidate */
+        return;
+      }
+    }
+    char *why = trail ? kite__sprintf("launch failed: %s", trail)
+                      : kite__sprintf("launch failed: %s", said);
     fail(n, status ? status : KITE_EPROVIDER, why ? why : "launch failed");
     free(why);
+    free(trail);
     return;
   }
   set_state(n, KITE_NODE_BOOTSTRAPPING, "instance launched");
 }
 
-/* ---- entering and leaving states ---------------------------------------------------------- */
-
-/* Records the launch in the state store, then asks the provider for the instance. */
-static void enter_provisioning(kite__node_t *n) {
+/* Records the launch in the state store, then asks the candidate's provider for the
+ * instance. */
+static void launch(kite__node_t *n) {
   kite_pool_t *pool = n->pool;
   char token[128];
-  snprintf(token, sizeof(token), "%s-%u-%u-%d-%llx", pool->tag, n->rank, n->replacements,
-           (int)getpid(), (unsigned long long)kite__wall_ms());
-  if (pool->reach_status != 0) {
-    char *why = kite__sprintf("cannot tell where %s would launch it: %s", pool->provider,
-                              pool->reach_message ? pool->reach_message
-                                                  : kite_strerror(pool->reach_status));
-    fail(n, pool->reach_status, why ? why : "no reach record");
+  snprintf(token, sizeof(token), "%s-%u-%u-%u-%d-%llx", pool->tag, n->rank, n->replacements,
+           n->failover_attempts, (int)getpid(), (unsigned long long)kite__wall_ms());
+  const kite__cand_t *c = NULL;
+  const kite__site_t *site = NULL;
+  char *why = NULL;
+  int rc = kite__plan_target(pool->plan, n, &c, &site, &why);
+  if (rc == 0 && pool->plan->want.max_hourly_cost > 0 &&
+      kite__pool_hourly(pool, n) + c->price > pool->plan->want.max_hourly_cost + 1e-9) {
+    rc = KITE_EPRICE;
+    why = kite__sprintf("a launch of %s at $%.4f/h would take the pool to $%.4f/h, above "
+                        "max_hourly_cost $%.4f; nothing was launched",
+                        c->offer.instance_type, c->price, kite__pool_hourly(pool, n) + c->price,
+                        pool->plan->want.max_hourly_cost);
+  }
+  if (rc != 0) {
+    fail(n, rc, why ? why : "no place to launch it");
     free(why);
+    return;
+  }
+  free(n->provider);
+  free(n->reach);
+  n->provider = kite__strdup(c->offer.provider);
+  n->reach = kite__strdup(site->reach);
+  if (n->provider == NULL || n->reach == NULL) {
+    fail(n, KITE_ENOMEM, "out of memory");
     return;
   }
   /* Recorded before the launch call, with what it takes to reach the instance from any other
    * process: if this process dies during the call, the record remains. */
-  if (pool->store && kite_store_instance_launching_at(pool->store, pool->name, n->rank,
-                                                      pool->provider, pool->tag, token,
-                                                      pool->reach, &n->store_row) != 0) {
-    char *why = kite__sprintf("cannot record the launch in the state store: %s",
-                              kite_store_errmsg(pool->store));
+  if (pool->store &&
+      kite_store_instance_launching_at(pool->store, pool->name, n->rank, n->provider, pool->tag,
+                                       token, n->reach, &n->store_row) != 0) {
+    why = kite__sprintf("cannot record the launch in the state store: %s",
+                        kite_store_errmsg(pool->store));
     fail(n, KITE_ESTORE, why ? why : "cannot record the launch");
     free(why);
     return;
   }
-  kite_ev_instance_launch_t l = {.provider = pool->provider, .pool = pool->id, .node = n->id,
-                                 .rank = n->rank, .tag = pool->tag, .region = pool->region,
-                                 .instance_type = pool->instance_type, .spot = pool->spot,
-                                 .image = pool->image, .launch_token = token,
-                                 .options = pool->provider_options};
+  const kite_offer_t *o = &c->offer;
+  kite_ev_instance_launch_t l = {.provider = n->provider,
+                                 .pool = pool->id,
+                                 .node = n->id,
+                                 .rank = n->rank,
+                                 .tag = pool->tag,
+                                 .region = o->region[0] ? o->region : NULL,
+                                 .zone = o->zone[0] ? o->zone : NULL,
+                                 .instance_type = o->instance_type[0] ? o->instance_type : NULL,
+                                 .spot = c->spot,
+                                 .image = pool->image,
+                                 .launch_token = token,
+                                 .options = site->options,
+                                 .price_hourly = c->price > 0 ? c->price : 0,
+                                 .ondemand_hourly = c->ondemand > 0 ? c->ondemand : 0};
+  n->launch_price = c->price > 0 ? c->price : 0;
+  /* What it is bought as, for `kite cost` (the provider's report refines it). */
+  if (pool->store)
+    kite_store_instance_bought(pool->store, n->store_row, l.region, l.zone, l.instance_type, l.spot,
+                               l.price_hourly > 0 ? l.price_hourly : -1,
+                               l.ondemand_hourly > 0 ? l.ondemand_hourly : -1);
   /* No timeout: a launch is answered with what it created, however late. */
-  int rc = kite_request_instance_launch(pool->bus, &l, 0, on_launched, n, &n->launch_corr);
+  rc = kite_request_instance_launch(pool->bus, &l, 0, on_launched, n, &n->launch_corr);
   if (rc != 0)
     fail(n, rc, "cannot request a launch");
 }
 
+/* ---- entering and leaving states ---------------------------------------------------------- */
+
+/* A fresh launch (first, or a replacement): from the rank's planned candidate. */
+static void enter_provisioning(kite__node_t *n) {
+  kite__plan_begin(n->pool->plan, n);
+  launch(n);
+}
+
 /* The instance exists: connect to it (then the watchdog, then the bootstrap). */
-static void enter_bootstrapping(kite__node_t *n) { connect_node(n); }
+static void enter_bootstrapping(kite__node_t *n) {
+  connect_node(n);
+}
 
 /* What is under way is abandoned, the connect and the bootstrap: their replies still come,
  * and find the node moved on. */
@@ -563,16 +662,23 @@ static void exit_bootstrapping(kite__node_t *n) {
 /* node_ready, and node_replaced when this is a replacement coming up. */
 static void enter_ready(kite__node_t *n) {
   kite_pool_t *pool = n->pool;
-  kite_ev_node_ready_t r = {.pool = pool->id, .node = n->id, .rank = n->rank,
-                            .instance_id = n->instance_id, .address = n->address};
+  kite_ev_node_ready_t r = {.pool = pool->id,
+                            .node = n->id,
+                            .rank = n->rank,
+                            .instance_id = n->instance_id,
+                            .address = n->address,
+                            .provider = n->provider};
   kite_emit_node_ready(pool->bus, &r);
   char *old = n->old_instance;
   n->old_instance = NULL;
   if (old) {
-    kite_ev_node_replaced_t e = {.pool = pool->id, .node = n->id, .rank = n->rank,
-                                 .old_instance = old, .new_instance = n->instance_id};
-    KITE_INFO(pool->rt, "node", "%s rank %u: replaced instance %s by %s", pool->name, n->rank,
-              old, n->instance_id);
+    kite_ev_node_replaced_t e = {.pool = pool->id,
+                                 .node = n->id,
+                                 .rank = n->rank,
+                                 .old_instance = old,
+                                 .new_instance = n->instance_id};
+    KITE_INFO(pool->rt, "node", "%s rank %u: replaced instance %s by %s", pool->name, n->rank, old,
+              n->instance_id);
     kite_emit_node_replaced(pool->bus, &e);
   }
   free(old);
@@ -598,7 +704,9 @@ static void enter_terminating(kite__node_t *n) {
 }
 
 /* A failed node's instance still goes; the node stays FAILED. */
-static void enter_failed(kite__node_t *n) { terminate_instance(n); }
+static void enter_failed(kite__node_t *n) {
+  terminate_instance(n);
+}
 
 /* ---- reactions: the pool closes ------------------------------------------------------------ */
 
@@ -606,14 +714,18 @@ static void close_unlaunched(kite__node_t *n) {
   set_state(n, KITE_NODE_TERMINATED, "pool closed before launch");
 }
 
-static void close_active(kite__node_t *n) { set_state(n, KITE_NODE_TERMINATING, "pool closing"); }
+static void close_active(kite__node_t *n) {
+  set_state(n, KITE_NODE_TERMINATING, "pool closing");
+}
 
 static void close_failed(kite__node_t *n) {
   terminate_instance(n);
   kite__pool_node_dirty(n->pool, n);
 }
 
-static void close_nothing(kite__node_t *n) { (void)n; }
+static void close_nothing(kite__node_t *n) {
+  (void)n;
+}
 
 /* ---- reactions: lost, preemption notice ---------------------------------------------------- */
 
@@ -634,10 +746,13 @@ static void lost_replace(kite__node_t *n, const char *reason) {
     free(why);
     /* What remains: every node not FAILED (READY, or on its way back). */
     unsigned ready = pool->nodes_n - pool->state_n[KITE_NODE_FAILED];
-    char *msg = kite__sprintf("rank %u was lost and not replaced; %u of %u nodes remain",
-                              n->rank, ready, pool->nodes_n);
-    kite_ev_pool_shrunk_t ev = {.pool = pool->id, .nodes = ready, .min_nodes = pool->min_nodes,
-                                .usable = ready >= pool->min_nodes, .reason = msg};
+    char *msg = kite__sprintf("rank %u was lost and not replaced; %u of %u nodes remain", n->rank,
+                              ready, pool->nodes_n);
+    kite_ev_pool_shrunk_t ev = {.pool = pool->id,
+                                .nodes = ready,
+                                .min_nodes = pool->min_nodes,
+                                .usable = ready >= pool->min_nodes,
+                                .reason = msg};
     kite_log(pool->rt, KITE_LOG_WARN, "pool", "%s: %s%s", pool->name, msg,
              ready >= pool->min_nodes ? "" : " (below min_nodes: the pool is not usable)");
     kite_emit_pool_shrunk(pool->bus, &ev);
@@ -645,6 +760,8 @@ static void lost_replace(kite__node_t *n, const char *reason) {
     return;
   }
   n->replacements++;
+  if (pool->store && n->store_row)
+    kite_store_instance_note(pool->store, n->store_row, "replaced", reason);
   free(n->old_instance);
   n->old_instance = kite__strdup(n->instance_id);
   set_state(n, KITE_NODE_REPLACING, reason);

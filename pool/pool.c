@@ -231,16 +231,13 @@ static void pool_free(kite_pool_t *pool) {
   /* An open refused before the nodes existed frees a pool without them. */
   for (unsigned i = 0; pool->nodes && i < pool->nodes_n; i++)
     kite__node_free(&pool->nodes[i]);
+  kite__cost_free(pool->cost);
   free(pool->nodes);
   free(pool->name);
   free(pool->tag);
   free(pool->provider);
-  free(pool->region);
-  free(pool->instance_type);
   free(pool->image);
-  free(pool->provider_options);
-  free(pool->reach);
-  free(pool->reach_message);
+  kite__plan_free(pool->plan);
   free(pool->script);
   free(pool->open_message);
   free_env(pool->env);
@@ -248,19 +245,47 @@ static void pool_free(kite_pool_t *pool) {
 }
 
 static int register_secret_options(kite_runtime_t *rt, const kite_provider_info_t *info,
-                                   const char *options) {
-  json_error_t jerr;
-  json_t *o = options ? json_loads(options, 0, &jerr) : NULL;
+                                   json_t *o) {
   int rc = 0;
-  for (size_t i = 0; o && rc == 0 && i < info->n_options; i++) {
+  for (size_t i = 0; info && o && rc == 0 && i < info->n_options; i++) {
     const char *v = info->options[i].type == KITE_OPTION_SECRET
                         ? json_string_value(json_object_get(o, info->options[i].name))
                         : NULL;
     if (v && *v && kite_secret_add(rt, v) == KITE_ENOMEM)
       rc = KITE_ENOMEM;
   }
+  return rc;
+}
+
+/* The secret options of the spec's provider, or, with several, of each under its name. */
+static int register_secrets(kite_runtime_t *rt, const kite_pool_spec_t *spec) {
+  json_t *o = spec->provider_options ? json_loads(spec->provider_options, 0, NULL) : NULL;
+  int rc = 0;
+  if (spec->provider_any || (spec->providers && spec->providers[0] && spec->providers[1])) {
+    const char *name;
+    json_t *sub;
+    json_object_foreach(o, name, sub) {
+      if (rc == 0)
+        rc = register_secret_options(rt, kite_registry_find(name), sub);
+    }
+  } else {
+    const char *name = spec->provider    ? spec->provider
+                       : spec->providers ? spec->providers[0]
+                                         : kite_registry_default()->name;
+    rc = register_secret_options(rt, kite_registry_find(name), o);
+  }
   json_decref(o);
   return rc;
+}
+
+double kite__pool_hourly(const kite_pool_t *pool, const kite__node_t *n) {
+  double sum = 0;
+  for (unsigned i = 0; i < pool->nodes_n; i++) {
+    const kite__node_t *m = &pool->nodes[i];
+    if (m != n && (m->instance_live || m->launch_corr))
+      sum += m->instance_live ? m->price_hourly : m->launch_price;
+  }
+  return sum;
 }
 
 bool kite__pool_name_valid(const char *s) {
@@ -416,7 +441,8 @@ static int record_pool(kite_pool_t *pool) {
 }
 
 static void start_nodes(kite_pool_t *pool);
-static void on_reach(kite_bus_t *bus, int status, const kite_event_t *ev, void *data);
+static void on_planned(kite__plan_t *pl, int status, void *data);
+static void on_cost(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_cost_t *c, void *data);
 static void on_instance_created(kite_bus_t *bus, const kite_event_t *ev,
                                 const kite_ev_instance_created_t *c, void *data);
 
@@ -432,19 +458,21 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     return KITE_EINVAL;
   }
   /* Honoured or refused, for programs that fill the spec by hand too (a YAML spec is checked
-   * against its provider when it is loaded): no provider chooses instances by resources
-   * yet. */
-  const char *unhonoured = spec->cpus          ? "cpus"
-                           : spec->memory_mb   ? "memory_mb"
-                           : spec->accelerator ? "accelerator"
-                           : spec->disk_gb     ? "disk_gb"
-                                               : NULL;
-  if (unhonoured) {
-    kite_log(rt, KITE_LOG_ERROR, "pool",
-             "pool %s: %s is not honoured by any provider yet: "
-             "choose the instance with instance_type; nothing was launched",
-             spec->name, unhonoured);
-    return KITE_ENOTSUP;
+   * against its provider when it is loaded): resources the provider cannot honour. */
+  const kite_provider_info_t *named =
+      spec->provider ? kite_registry_find(spec->provider) : kite_registry_default();
+  bool multi = spec->provider_any || (spec->providers && spec->providers[0] && spec->providers[1]);
+  if (!multi && named) {
+    const char *unhonoured = spec->disk_gb && named->refused[KITE_FIELD_DISK_GB] ? "disk_gb"
+                             : kite__plan_chooses(spec) && !named->catalog ? "choosing by resources"
+                                                                           : NULL;
+    if (unhonoured) {
+      kite_log(rt, KITE_LOG_ERROR, "pool",
+               "pool %s: %s is not honoured by the %s provider: choose the instance with "
+               "instance_type; nothing was launched",
+               spec->name, unhonoured, named->name);
+      return KITE_ENOTSUP;
+    }
   }
   if (spec->nodes == 0 || spec->nodes > 100000 || spec->min_nodes > spec->nodes) {
     kite_log(rt, KITE_LOG_ERROR, "pool",
@@ -462,12 +490,15 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->id = kite__next_id();
   pool->name = kite__strdup(spec->name);
   pool->tag = kite__sprintf("kite-pool-%s", spec->name);
-  pool->provider = kite__strdup(spec->provider ? spec->provider : kite_registry_default()->name);
-  pool->region = kite__strdup(spec->region);
-  pool->instance_type = kite__strdup(spec->instance_type);
+  pool->provider = kite__strdup(spec->provider       ? spec->provider
+                                : spec->providers    ? spec->providers[0]
+                                : spec->provider_any ? "any"
+                                                     : kite_registry_default()->name);
   pool->image = kite__strdup(spec->image);
-  pool->provider_options = kite__strdup(spec->provider_options);
-  pool->spot = spec->spot;
+  pool->max_total_cost = spec->max_total_cost;
+  pool->plan = kite__plan_new(rt, spec);
+  if (pool->plan == NULL)
+    rc = KITE_ENOMEM;
   pool->hostkey_mode = spec->hostkey_mode;
   pool->connect_timeout_ms = spec->connect_timeout_ms ? spec->connect_timeout_ms : 30000;
   pool->deadman_ms = spec->deadman_off          ? 0
@@ -483,8 +514,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
              "but on %s %s",
              spec->name, info->title, info->deadman_still_billed);
   /* Secret options (tokens) are secrets before the first event carries the options. */
-  if (rc == 0 && info)
-    rc = register_secret_options(rt, info, spec->provider_options);
+  if (rc == 0)
+    rc = register_secrets(rt, spec);
   pool->replace = spec->replace;
   pool->max_replacements = spec->max_replacements;
   pool->replace_per_minute = spec->replace_per_minute ? spec->replace_per_minute : 10;
@@ -540,11 +571,15 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     rc = kite_on_node_preempting(pool->bus, pool->id, on_node_preempting, pool, &pool->subs[2]);
   if (rc == 0)
     rc = kite_on_instance_created(pool->bus, pool->id, on_instance_created, pool, &pool->subs[3]);
+  if (rc == 0 && pool->max_total_cost > 0)
+    rc = kite_on_cost(pool->bus, pool->id, on_cost, pool, &pool->cost_sub);
   if (rc == 0 && (!spec->monitors_off || pool->deadman_ms))
     /* The heartbeat is refreshed five times per dead-man timeout, so a few failed refreshes
      * never let a live node's watchdog fire; it runs with the monitors off too. */
     rc = kite__watch_new(rt, pool->id, pool->provider, spec->monitors_off ? NULL : &spec->monitors,
                          pool->deadman_ms / 5, &pool->watch);
+  if (rc == 0)
+    rc = kite__cost_new(rt, pool->id, spec->monitors.cost_interval_ms, &pool->cost);
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;
@@ -557,6 +592,7 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
       kite_store_pool_set_state(pool->store, pool->name, "closed", 0, NULL);
     for (size_t k = 0; k < KITE_ARRAY_SIZE(pool->subs); k++)
       kite_bus_unsubscribe(pool->bus, pool->subs[k]);
+    kite_bus_unsubscribe(pool->bus, pool->cost_sub);
     kite__watch_free(pool->watch);
     if (pool->in_runtime)
       kite_runtime_remove(rt, &pool->comp);
@@ -575,15 +611,15 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   KITE_INFO(rt, "pool", "opening pool %s: %u nodes on %s", pool->name, pool->nodes_n,
             pool->provider);
   *out = pool;
-  /* Where the instances will live is asked first, so that every launch record carries it. */
-  kite_ev_reach_resolve_t rr = {
-      .provider = pool->provider, .region = pool->region, .options = pool->provider_options};
+  /* Where the instances will live is settled first (the catalog read and the optimizer's
+   * choice when the spec asks kite to choose; every site's reach record), so that every
+   * launch record carries it. */
   pool_hold(pool);
-  if (kite_request_reach_resolve(pool->bus, &rr, 0, on_reach, pool, &pool->reach_corr) != 0) {
-    pool->reach_corr = 0;
-    pool_release(pool);
-    pool->reach_status = KITE_EINTERNAL;
-    start_nodes(pool);
+  if (kite__plan_make(pool->plan, on_planned, pool) != 0) {
+    pool->plan->status = KITE_EINTERNAL;
+    free(pool->plan->message);
+    pool->plan->message = kite__sprintf("pool %s: cannot make its plan", pool->name);
+    on_planned(pool->plan, pool->plan->status, pool);
   }
   return 0;
 }
@@ -595,31 +631,48 @@ static void start_nodes(kite_pool_t *pool) {
   pool_release(pool);
 }
 
-/* A provider that keeps nothing to reach (no reply: a test's own provider) gets a record of
- * its name alone. */
-static char *plain_reach(const char *provider) {
-  json_t *j = json_pack("{s:s}", "provider", provider);
-  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  return s;
-}
-
-static void on_reach(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+/* max_total_cost: the pool closes itself once what it spent reaches it. */
+static void on_cost(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_cost_t *c, void *data) {
   kite_pool_t *pool = data;
   (void)bus;
-  pool->reach_corr = 0;
-  const kite_ev_reach_t *r = kite_ev_as_reach(ev);
-  if (status == 0 && r && r->reach) {
-    pool->reach = kite__strdup(r->reach);
-  } else if (status == KITE_ENORESPONDER) {
-    pool->reach = plain_reach(pool->provider);
-  } else if (status != KITE_ECANCELED) {
-    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
-    pool->reach_status = status ? status : KITE_EPROVIDER;
-    pool->reach_message = kite__strdup(e && e->message ? e->message : kite_strerror(status));
+  (void)ev;
+  if (c->node != 0 || pool->closing || pool->max_total_cost <= 0 ||
+      c->accumulated < pool->max_total_cost)
+    return;
+  char *msg = kite__sprintf("pool %s spent $%.4f, reaching max_total_cost $%.4f: closing it "
+                            "(every instance is terminated)",
+                            pool->name, c->accumulated, pool->max_total_cost);
+  kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s", msg ? msg : "max_total_cost reached");
+  kite_ev_error_t e = {.pool = pool->id, .code = KITE_EPRICE, .message = msg};
+  kite_emit_error(pool->bus, &e);
+  if (!pool->open_reported && pool->open_status == 0) {
+    pool->open_status = KITE_EPRICE;
+    free(pool->open_message);
+    pool->open_message = msg;
+    msg = NULL;
   }
-  if (status != KITE_ECANCELED && pool->reach == NULL && pool->reach_status == 0)
-    pool->reach_status = KITE_ENOMEM;
+  free(msg);
+  start_close(pool); /* the user still calls kite_pool_close */
+}
+
+static void on_planned(kite__plan_t *pl, int status, void *data) {
+  kite_pool_t *pool = data;
+  if (status == 0 && pl->chooses) {
+    char *json = kite__plan_json(pl);
+    kite_ev_pool_planned_t ev = {.pool = pool->id,
+                                 .name = pool->name,
+                                 .nodes = pool->nodes_n,
+                                 .hourly = pl->hourly,
+                                 .plan = json};
+    kite_emit_pool_planned(pool->bus, &ev);
+    free(json);
+    KITE_INFO(pool->rt, "pool", "pool %s: %s%s%s%s%s at $%.4f/h each, $%.4f/h in all", pool->name,
+              pl->cands[0].offer.provider, " ", pl->cands[0].offer.region, " ",
+              pl->cands[0].offer.instance_type, pl->cands[0].price, pl->hourly);
+  }
+  if (status != 0)
+    kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s",
+             pl->message ? pl->message : kite_strerror(status));
   if (!pool->closing)
     start_nodes(pool);
   pool_release(pool);
@@ -1398,6 +1451,8 @@ static void close_nodes(kite_pool_t *pool) {
 static void start_close(kite_pool_t *pool) {
   pool_hold(pool);
   pool->closing = true;
+  kite_bus_unsubscribe(pool->bus, pool->cost_sub);
+  pool->cost_sub.id = 0;
   kite__watch_free(pool->watch);
   pool->watch = NULL;
   for (size_t k = 0; k < KITE_ARRAY_SIZE(pool->subs); k++) {

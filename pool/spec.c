@@ -43,9 +43,114 @@ static kite_spec_t *spec_of(kite__yaml_t *y) {
 
 /* ---- sections ------------------------------------------------------------------------- */
 
+/* "NAME" or "NAME:COUNT" at n (text), into *name (kept by y) and *count. */
+static int accel_text(kite__yaml_t *y, const yaml_node_t *n, const char *path, const char *acc,
+                      const char **name, unsigned *count) {
+  const char *colon = strchr(acc, ':');
+  size_t name_len = colon ? (size_t)(colon - acc) : strlen(acc);
+  bool ok = name_len > 0 && name_len <= 31;
+  for (size_t i = 0; ok && i < name_len; i++)
+    ok = (acc[i] >= 'A' && acc[i] <= 'Z') || (acc[i] >= 'a' && acc[i] <= 'z') ||
+         (acc[i] >= '0' && acc[i] <= '9') || acc[i] == '-' || acc[i] == '_' || acc[i] == '.';
+  long c = 1;
+  if (ok && colon) {
+    const char *d = colon + 1;
+    ok = *d >= '0' && *d <= '9' && strlen(d) <= 5;
+    for (; ok && *d; d++)
+      ok = *d >= '0' && *d <= '9';
+    c = ok ? strtol(colon + 1, NULL, 10) : 0;
+  }
+  if (!ok)
+    return kite__yaml_fail(y, n, "%s: '%.60s' is not NAME or NAME:COUNT; expected e.g. A100:8",
+                           path, acc);
+  if (c < 1 || c > 1024)
+    return kite__yaml_fail(y, n, "%s: count %ld is out of range; expected 1 to 1024", path, c);
+  *count = (unsigned)c;
+  return kite__yaml_own(y, strndup(acc, name_len), name);
+}
+
+/* accelerators: "A100:8" (one), {A10: 1, L4: 1} (the cheapest of a set), or [A100:1, V100:1]
+ * (ordered preferences: the first that has an offer, the next ones as failover). */
+static int read_accelerators(kite__yaml_t *y, const yaml_node_t *n) {
+  const char *path = "resources.accelerators";
+  kite_pool_spec_t *ps = &spec_of(y)->pool;
+  if (n->type == YAML_SCALAR_NODE) {
+    const char *acc = NULL;
+    int rc = kite__yaml_str(y, n, path, &acc);
+    return rc || acc == NULL
+               ? rc
+               : accel_text(y, n, path, acc, &ps->accelerator, &ps->accelerator_count);
+  }
+  bool map = n->type == YAML_MAPPING_NODE;
+  size_t count = map ? (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start)
+                     : (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (count == 0 || count > 64)
+    return kite__yaml_fail(y, n, "%s: expected 1 to 64 accelerators, got %zu", path, count);
+  int rc = map ? kite__yaml_free_keys(y, n, path) : 0;
+  kite_accelerator_choice_t *v = calloc(count, sizeof(*v));
+  if (v == NULL || kite__yaml_keep(y->kept, (char *)v) != 0) {
+    free(v);
+    return kite__yaml_oom(y);
+  }
+  for (size_t i = 0; rc == 0 && i < count; i++) {
+    char sub[64];
+    snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+    if (map) {
+      yaml_node_t *key = kite__yaml_node(y, n->data.mapping.pairs.start[i].key);
+      yaml_node_t *val = kite__yaml_node(y, n->data.mapping.pairs.start[i].value);
+      const char *name = NULL;
+      rc = kite__yaml_str(y, key, sub, &name);
+      if (rc == 0 && name)
+        rc = accel_text(y, key, sub, name, &v[i].name, &v[i].count);
+      v[i].count = 1;
+      if (rc == 0 && kite__yaml_is_null(val))
+        rc = kite__yaml_fail(y, key, "%s: %s has no count; expected e.g. {%s: 1}", path, v[i].name,
+                             v[i].name);
+      if (rc == 0)
+        rc = kite__yaml_uint(y, val, sub, 1, 1024, &v[i].count);
+    } else {
+      yaml_node_t *it = kite__yaml_node(y, n->data.sequence.items.start[i]);
+      const char *acc = NULL;
+      if (it->type != YAML_SCALAR_NODE)
+        rc = kite__yaml_fail(y, it, "%s: expected NAME or NAME:COUNT, got %s", sub,
+                             kite__yaml_kind_name(it));
+      if (rc == 0)
+        rc = kite__yaml_str(y, it, sub, &acc);
+      if (rc == 0 && acc == NULL)
+        rc = kite__yaml_fail(y, it, "%s: the item is empty; expected NAME or NAME:COUNT", sub);
+      if (rc == 0)
+        rc = accel_text(y, it, sub, acc, &v[i].name, &v[i].count);
+    }
+  }
+  if (rc == 0) {
+    ps->accelerators = v;
+    ps->n_accelerators = count;
+    ps->accelerators_ordered = !map;
+  }
+  return rc;
+}
+
+static int read_allocation(kite__yaml_t *y, const yaml_node_t *n) {
+  static const char *const names[] = {"spot", "on-demand", "spot-if-available", "cheapest"};
+  static const kite_allocation_t values[] = {KITE_ALLOC_SPOT, KITE_ALLOC_ON_DEMAND,
+                                             KITE_ALLOC_SPOT_IF_AVAILABLE, KITE_ALLOC_CHEAPEST};
+  const char *s = NULL;
+  int rc = kite__yaml_str(y, n, "resources.allocation", &s);
+  for (size_t i = 0; rc == 0 && s && i < KITE_ARRAY_SIZE(names); i++)
+    if (strcmp(s, names[i]) == 0) {
+      spec_of(y)->pool.allocation = values[i];
+      return 0;
+    }
+  return rc ? rc
+            : kite__yaml_fail(y, n,
+                              "resources.allocation: '%.40s' is not an allocation; expected spot, "
+                              "on-demand, spot-if-available or cheapest",
+                              s ? s : "");
+}
+
 static int read_resources(kite__yaml_t *y, const yaml_node_t *n) {
-  static const char *const keys[] = {"cpus",          "memory", "accelerators",
-                                     "instance_type", "spot",   "disk_gb"};
+  static const char *const keys[] = {"cpus", "memory",  "accelerators", "instance_type",
+                                     "spot", "disk_gb", "allocation",   "max_hourly_cost"};
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   kite_pool_spec_t *ps = &spec_of(y)->pool;
   int rc = kite__yaml_expect_mapping(y, n, "resources");
@@ -93,42 +198,71 @@ static int read_resources(kite__yaml_t *y, const yaml_node_t *n) {
       return rc;
     ps->memory_mb = (uint64_t)(mb + 0.5);
   }
-  if (rc == 0 && v[2]) {
-    const char *path = "resources.accelerators";
-    const char *acc = NULL;
-    rc = kite__yaml_str(y, v[2], path, &acc);
-    if (rc == 0 && acc) {
-      const char *colon = strchr(acc, ':');
-      size_t name_len = colon ? (size_t)(colon - acc) : strlen(acc);
-      bool ok = name_len > 0 && name_len <= 64;
-      for (size_t i = 0; ok && i < name_len; i++)
-        ok = (acc[i] >= 'A' && acc[i] <= 'Z') || (acc[i] >= 'a' && acc[i] <= 'z') ||
-             (acc[i] >= '0' && acc[i] <= '9') || acc[i] == '-' || acc[i] == '_' || acc[i] == '.';
-      long count = 1;
-      if (ok && colon) {
-        const char *c = colon + 1;
-        ok = *c >= '0' && *c <= '9' && strlen(c) <= 5;
-        for (; ok && *c; c++)
-          ok = *c >= '0' && *c <= '9';
-        count = ok ? strtol(colon + 1, NULL, 10) : 0;
-      }
-      if (!ok)
-        return kite__yaml_fail(
-            y, v[2], "%s: '%.60s' is not NAME or NAME:COUNT; expected e.g. A100:8", path, acc);
-      if (count < 1 || count > 1024)
-        return kite__yaml_fail(y, v[2], "%s: count %ld is out of range; expected 1 to 1024", path,
-                               count);
-      char *name = strndup(acc, name_len);
-      rc = kite__yaml_own(y, name, &ps->accelerator);
-      ps->accelerator_count = (unsigned)count;
-    }
-  }
+  if (rc == 0 && v[2])
+    rc = read_accelerators(y, v[2]);
   if (rc == 0 && v[3])
     rc = kite__yaml_str(y, v[3], "resources.instance_type", &ps->instance_type);
   if (rc == 0 && v[4])
     rc = kite__yaml_bool(y, v[4], "resources.spot", &ps->spot);
   if (rc == 0 && v[5])
     rc = kite__yaml_uint(y, v[5], "resources.disk_gb", 1, 1000000, &ps->disk_gb);
+  if (rc == 0 && v[6])
+    rc = read_allocation(y, v[6]);
+  if (rc == 0 && v[7])
+    rc = kite__yaml_real(y, v[7], "resources.max_hourly_cost", 0.0001, 1e6,
+                         &ps->max_hourly_cost_node);
+  if (rc == 0 && ps->spot && ps->allocation != KITE_ALLOC_DEFAULT &&
+      ps->allocation != KITE_ALLOC_SPOT)
+    rc = kite__yaml_fail(y, v[6],
+                         "resources.allocation: spot: true asks for spot only; remove spot, or "
+                         "set allocation: spot");
+  return rc;
+}
+
+/* provider: NAME, [NAME, ...] or any; region: NAME, [NAME, ...] or any. */
+static int read_places(kite__yaml_t *y, const yaml_node_t *n, const char *path, const char **one,
+                       const char *const **list, bool *any) {
+  if (n->type == YAML_SEQUENCE_NODE) {
+    char **v = NULL;
+    int rc = kite__yaml_str_list(y, n, path, &v);
+    if (rc == 0 && kite__yaml_keep(y->kept, (char *)v) != 0) {
+      free(v);
+      return kite__yaml_oom(y);
+    }
+    if (rc == 0 && v[0] == NULL)
+      return kite__yaml_fail(y, n, "%s: the list is empty; expected at least one name", path);
+    for (size_t i = 0; rc == 0 && v[i]; i++)
+      if (strcmp(v[i], "any") == 0)
+        return kite__yaml_fail(y, n, "%s: 'any' stands alone; write %s: any, or list names", path,
+                               path);
+    if (rc == 0) {
+      *list = (const char *const *)v;
+      *one = v[1] ? NULL : v[0];
+    }
+    return rc;
+  }
+  int rc = kite__yaml_str(y, n, path, one);
+  if (rc == 0 && *one && strcmp(*one, "any") == 0) {
+    *one = NULL;
+    *any = true;
+  }
+  return rc;
+}
+
+static int read_failover(kite__yaml_t *y, const yaml_node_t *n) {
+  static const char *const keys[] = {"block", "attempts", "timeout"};
+  yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
+  kite_pool_spec_t *ps = &spec_of(y)->pool;
+  int rc = kite__yaml_expect_mapping(y, n, "failover");
+  if (rc == 0)
+    rc = kite__yaml_mapping(y, n, "failover", keys, KITE_ARRAY_SIZE(keys), v, k);
+  if (rc == 0 && v[0])
+    rc = kite__yaml_duration(y, v[0], "failover.block", 0, 24 * 3600000ull, &ps->failover_block_ms);
+  if (rc == 0 && v[1])
+    rc = kite__yaml_uint(y, v[1], "failover.attempts", 1, 1000, &ps->failover_attempts);
+  if (rc == 0 && v[2])
+    rc = kite__yaml_duration(y, v[2], "failover.timeout", 1000, 24 * 3600000ull,
+                             &ps->failover_timeout_ms);
   return rc;
 }
 
@@ -194,7 +328,7 @@ static int read_replace(kite__yaml_t *y, const yaml_node_t *n) {
 static int read_monitors(kite__yaml_t *y, const yaml_node_t *n) {
   static const char *const keys[] = {"enabled",         "health_interval",  "health_timeout",
                                      "health_failures", "preempt_interval", "jitter",
-                                     "health_command"};
+                                     "health_command",  "cost_interval"};
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   kite_pool_spec_t *ps = &spec_of(y)->pool;
   kite_pool_monitor_options_t *m = &ps->monitors;
@@ -220,6 +354,8 @@ static int read_monitors(kite__yaml_t *y, const yaml_node_t *n) {
     rc = kite__yaml_duration(y, v[5], "monitors.jitter", 1, DAY_MS, &m->jitter_ms);
   if (rc == 0 && v[6])
     rc = kite__yaml_str(y, v[6], "monitors.health_command", &m->health_command);
+  if (rc == 0 && v[7])
+    rc = kite__yaml_duration(y, v[7], "monitors.cost_interval", 100, DAY_MS, &m->cost_interval_ms);
   return rc;
 }
 
@@ -299,14 +435,18 @@ enum {
   T_DEADMAN,
   T_SSH,
   T_RETRIES,
+  T_MAX_HOURLY,
+  T_MAX_TOTAL,
+  T_FAILOVER,
   T__COUNT
 };
 
 static int read_top(kite__yaml_t *y, const yaml_node_t *root) {
   static const char *const keys[T__COUNT] = {
-      "name",      "provider", "provider_options", "region", "nodes",   "min_nodes", "image",
-      "resources", "env",      "bootstrap",        "run",    "replace", "monitors",  "deadman",
-      "ssh",       "retries"};
+      "name",      "provider",        "provider_options", "region",  "nodes",
+      "min_nodes", "image",           "resources",        "env",     "bootstrap",
+      "run",       "replace",         "monitors",         "deadman", "ssh",
+      "retries",   "max_hourly_cost", "max_total_cost",   "failover"};
   yaml_node_t *v[T__COUNT], *k[T__COUNT];
   kite_pool_spec_t *ps = &spec_of(y)->pool;
   if (root->type != YAML_MAPPING_NODE)
@@ -346,8 +486,10 @@ static int read_top(kite__yaml_t *y, const yaml_node_t *root) {
                            "min_nodes: %u is more than nodes (%u); expected 0 to %u", ps->min_nodes,
                            ps->nodes, ps->nodes);
   }
+  bool region_any = false;
   if (rc == 0 && v[T_PROVIDER])
-    rc = kite__yaml_str(y, v[T_PROVIDER], "provider", &ps->provider);
+    rc =
+        read_places(y, v[T_PROVIDER], "provider", &ps->provider, &ps->providers, &ps->provider_any);
   if (rc == 0 && v[T_PROVIDER_OPTIONS]) {
     rc = kite__yaml_expect_mapping(y, v[T_PROVIDER_OPTIONS], "provider_options");
     json_t *j = NULL;
@@ -359,7 +501,13 @@ static int read_top(kite__yaml_t *y, const yaml_node_t *root) {
     }
   }
   if (rc == 0 && v[T_REGION])
-    rc = kite__yaml_str(y, v[T_REGION], "region", &ps->region);
+    rc = read_places(y, v[T_REGION], "region", &ps->region, &ps->regions, &region_any);
+  if (rc == 0 && v[T_MAX_HOURLY])
+    rc = kite__yaml_real(y, v[T_MAX_HOURLY], "max_hourly_cost", 0.0001, 1e9, &ps->max_hourly_cost);
+  if (rc == 0 && v[T_MAX_TOTAL])
+    rc = kite__yaml_real(y, v[T_MAX_TOTAL], "max_total_cost", 0.0001, 1e12, &ps->max_total_cost);
+  if (rc == 0 && v[T_FAILOVER])
+    rc = read_failover(y, v[T_FAILOVER]);
   if (rc == 0 && v[T_IMAGE])
     rc = kite__yaml_str(y, v[T_IMAGE], "image", &ps->image);
   if (rc == 0 && v[T_RESOURCES])

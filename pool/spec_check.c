@@ -191,10 +191,10 @@ static bool type_ok(const kite_provider_option_t *o, const json_t *v) {
   }
 }
 
-static void check_option(check_t *c, const kite_provider_info_t *p, const char *key,
-                         const json_t *v) {
+static void check_option(check_t *c, const kite_provider_info_t *p, const char *prefix,
+                         const char *key, const json_t *v) {
   char path[300];
-  snprintf(path, sizeof(path), "provider_options.%.250s", key);
+  snprintf(path, sizeof(path), "%s.%.200s", prefix, key);
   const kite_provider_option_t *o = NULL;
   const char *names[32];
   size_t n = p->n_options < KITE_ARRAY_SIZE(names) ? p->n_options : KITE_ARRAY_SIZE(names);
@@ -289,6 +289,80 @@ static int fold_ssh(kite_spec_t *spec, const kite_provider_info_t *p, json_t *op
   return rc;
 }
 
+/* The fields a provider decides: given ones it refuses. With several providers (multi), a
+ * field one of them refuses only keeps the optimizer off that provider; it is refused when
+ * every provider refuses it (all_refuse counts, per field, the providers that do). */
+static void check_fields(check_t *c, const kite_spec_t *spec, const kite_provider_info_t *p,
+                         bool multi, unsigned *all_refuse, const char **paths) {
+  const kite_pool_spec_t *ps = kite_spec_pool(spec);
+  bool want_spot = ps->spot || ps->allocation == KITE_ALLOC_SPOT;
+  struct {
+    kite_spec_field_t f;
+    bool given;
+    const char *path;
+  } fields[] = {
+      {KITE_FIELD_REGION, ps->region != NULL || ps->regions != NULL, "region"},
+      {KITE_FIELD_IMAGE, ps->image != NULL, "image"},
+      {KITE_FIELD_INSTANCE_TYPE, ps->instance_type != NULL, "resources.instance_type"},
+      {KITE_FIELD_SPOT, want_spot, ps->spot ? "resources.spot" : "resources.allocation"},
+      {KITE_FIELD_CPUS, ps->cpus != 0, "resources.cpus"},
+      {KITE_FIELD_MEMORY, ps->memory_mb != 0, "resources.memory"},
+      {KITE_FIELD_ACCELERATORS, ps->accelerator != NULL || ps->accelerators != NULL,
+       "resources.accelerators"},
+      {KITE_FIELD_DISK_GB, ps->disk_gb != 0, "resources.disk_gb"},
+      {KITE_FIELD_SSH_USER, ps->ssh_user != NULL, "ssh.user"},
+      {KITE_FIELD_SSH_KEY, ps->ssh_key != NULL, "ssh.key"},
+      {KITE_FIELD_DEADMAN, ps->deadman_timeout_ms != 0, "deadman.timeout"},
+      {KITE_FIELD_DEADMAN,
+       !ps->deadman_off && kite_spec_where(spec, "deadman.enabled", NULL, NULL) == 0,
+       "deadman.enabled"},
+      {KITE_FIELD_APT, kite_spec_where(spec, "bootstrap.apt", NULL, NULL) == 0, "bootstrap.apt"},
+  };
+  for (size_t i = 0; i < KITE_ARRAY_SIZE(fields); i++) {
+    if (!multi)
+      check_field(c, p, fields[i].f, fields[i].given, fields[i].path);
+    else if (fields[i].given && p->refused[fields[i].f]) {
+      all_refuse[i]++;
+      paths[i] = fields[i].path;
+    }
+  }
+  /* Choosing by resources or among several places needs the provider's catalog. */
+  /* (A resource the provider refuses anyway has its own message above.) */
+  bool choose = (ps->cpus && !p->refused[KITE_FIELD_CPUS]) ||
+                (ps->memory_mb && !p->refused[KITE_FIELD_MEMORY]) ||
+                ((ps->accelerator || ps->accelerators) && !p->refused[KITE_FIELD_ACCELERATORS]) ||
+                ps->max_hourly_cost_node || ps->max_hourly_cost || ps->regions || multi ||
+                ps->allocation == KITE_ALLOC_SPOT_IF_AVAILABLE ||
+                ps->allocation == KITE_ALLOC_CHEAPEST;
+  if (choose && !p->catalog && !multi)
+    refuse(c, pos(spec, ps->regions ? "region" : "resources", false),
+           "%s: kite chooses instances from the providers' catalogs, and the %s provider has "
+           "none; name the instance with resources.instance_type and one region",
+           ps->regions ? "region" : "resources", p->name);
+  if (multi && !p->catalog)
+    refuse(c, pos(spec, "provider", true),
+           "provider: the %s provider has no catalog, so kite cannot choose between it and the "
+           "others; choose among providers with a catalog (kite providers), or name it alone",
+           p->name);
+  if (multi)
+    return;
+  if (ps->regions)
+    for (size_t i = 0; ps->regions[i]; i++)
+      check_region(c, p, ps->regions[i]);
+  else
+    check_region(c, p, ps->region);
+}
+
+/* p's options: obj (may be NULL) whose keys are at prefix. */
+static void check_options(check_t *c, const kite_provider_info_t *p, const char *prefix,
+                          json_t *obj) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    check_option(c, p, prefix, key, v);
+  }
+}
+
 int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
   if (errmsg)
     *errmsg = NULL;
@@ -296,34 +370,9 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
     return KITE_EINVAL;
   const kite_pool_spec_t *ps = kite_spec_pool(spec);
   check_t c = {.spec = spec};
-  const kite_provider_info_t *p =
-      (ps->provider ? kite_registry_find(ps->provider) : kite_registry_default());
   json_t *opts = NULL;
-  if (p == NULL) {
-    check_provider_name(&c, ps->provider);
-    goto done;
-  }
-  check_field(&c, p, KITE_FIELD_REGION, ps->region != NULL, "region");
-  check_region(&c, p, ps->region);
-  check_field(&c, p, KITE_FIELD_IMAGE, ps->image != NULL, "image");
-  check_field(&c, p, KITE_FIELD_INSTANCE_TYPE, ps->instance_type != NULL,
-              "resources.instance_type");
-  check_field(&c, p, KITE_FIELD_SPOT, ps->spot, "resources.spot");
-  check_field(&c, p, KITE_FIELD_CPUS, ps->cpus != 0, "resources.cpus");
-  check_field(&c, p, KITE_FIELD_MEMORY, ps->memory_mb != 0, "resources.memory");
-  check_field(&c, p, KITE_FIELD_ACCELERATORS, ps->accelerator != NULL, "resources.accelerators");
-  check_field(&c, p, KITE_FIELD_DISK_GB, ps->disk_gb != 0, "resources.disk_gb");
-  check_field(&c, p, KITE_FIELD_SSH_USER, ps->ssh_user != NULL, "ssh.user");
-  check_field(&c, p, KITE_FIELD_SSH_KEY, ps->ssh_key != NULL, "ssh.key");
-  check_field(&c, p, KITE_FIELD_DEADMAN, ps->deadman_timeout_ms != 0, "deadman.timeout");
-  check_field(&c, p, KITE_FIELD_DEADMAN,
-              !ps->deadman_off && kite_spec_where(spec, "deadman.enabled", NULL, NULL) == 0,
-              "deadman.enabled");
-  check_field(&c, p, KITE_FIELD_APT, kite_spec_where(spec, "bootstrap.apt", NULL, NULL) == 0,
-              "bootstrap.apt");
-  if (ps->ssh_key && p->ssh_key_option && !p->refused[KITE_FIELD_SSH_KEY])
-    check_key_file(&c, "ssh.key", ps->ssh_key);
-
+  const kite_provider_info_t *p = NULL;
+  bool multi = ps->provider_any || (ps->providers && ps->providers[0] && ps->providers[1]);
   json_error_t jerr;
   opts = ps->provider_options ? json_loads(ps->provider_options, 0, &jerr) : json_object();
   if (!json_is_object(opts)) {
@@ -332,11 +381,70 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
            ps->provider_options ? jerr.text : "out of memory");
     goto done;
   }
-  const char *key;
-  json_t *v;
-  json_object_foreach(opts, key, v) {
-    check_option(&c, p, key, v);
+  if (multi) {
+    /* Each provider's options under its name. */
+    const kite_provider_info_t *list[64];
+    size_t n = 0;
+    if (ps->provider_any) {
+      for (size_t i = 0; (p = kite_registry_at(i)) && n < KITE_ARRAY_SIZE(list); i++)
+        if (p->catalog)
+          list[n++] = p;
+    } else {
+      for (size_t i = 0; ps->providers[i] && n < KITE_ARRAY_SIZE(list); i++) {
+        if ((p = kite_registry_find(ps->providers[i])) == NULL) {
+          check_provider_name(&c, ps->providers[i]);
+          goto done;
+        }
+        list[n++] = p;
+      }
+    }
+    unsigned all_refuse[16] = {0};
+    const char *paths[16] = {0};
+    for (size_t i = 0; i < n; i++)
+      check_fields(&c, spec, list[i], true, all_refuse, paths);
+    if (n && all_refuse[3] == n)
+      refuse(&c, pos(spec, ps->spot ? "resources.spot" : "resources.allocation", false),
+             "resources: none of these providers has spot instances; remove spot, or add a "
+             "provider that has them (kite providers)");
+    for (size_t f = 0; f < KITE_ARRAY_SIZE(all_refuse); f++)
+      if (n && f != 3 && all_refuse[f] == n)
+        refuse(&c, pos(spec, paths[f], false),
+               "%s: none of these providers honours it (kite providers says what each does); "
+               "remove it, or add a provider that does",
+               paths[f]);
+    const char *name;
+    json_t *sub;
+    json_object_foreach(opts, name, sub) {
+      char prefix[128];
+      snprintf(prefix, sizeof(prefix), "provider_options.%.100s", name);
+      const kite_provider_info_t *q = NULL;
+      for (size_t i = 0; i < n && q == NULL; i++)
+        q = strcmp(list[i]->name, name) == 0 ? list[i] : NULL;
+      if (q == NULL)
+        refuse(&c, pos(spec, prefix, false),
+               "%s: with several providers, provider_options names each provider it sets "
+               "options for, and '%.60s' is not one of them",
+               prefix, name);
+      else if (!json_is_object(sub))
+        refuse(&c, pos(spec, prefix, false), "%s: expected a mapping of %s's options", prefix,
+               name);
+      else
+        check_options(&c, q, prefix, sub);
+    }
+    json_decref(opts);
+    opts = NULL;
+    p = NULL;
+    goto done;
   }
+  p = ps->provider ? kite_registry_find(ps->provider) : kite_registry_default();
+  if (p == NULL) {
+    check_provider_name(&c, ps->provider);
+    goto done;
+  }
+  check_fields(&c, spec, p, false, NULL, NULL);
+  if (ps->ssh_key && p->ssh_key_option && !p->refused[KITE_FIELD_SSH_KEY])
+    check_key_file(&c, "ssh.key", ps->ssh_key);
+  check_options(&c, p, "provider_options", opts);
   /* ssh.user and provider_options.ssh_user (say) would both name the login user. */
   struct {
     const char *field, *option;
@@ -355,7 +463,7 @@ done:;
     rc = KITE_ENOMEM;
   else if (c.msg)
     rc = KITE_ESPEC;
-  else
+  else if (p)
     rc = fold_ssh(spec, p, opts);
   json_decref(opts);
   if (rc != 0 && errmsg && c.msg) {

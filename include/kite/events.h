@@ -208,7 +208,8 @@ typedef struct kite_bytes {
 #define KITE_EV_node_state_changed_FIELDS(F)                                                 \
   F(U64, pool) F(U64, node) F(U32, rank) F(NSTATE, from) F(NSTATE, to) F(STR, reason)
 #define KITE_EV_node_ready_FIELDS(F)                                                         \
-  F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id) F(STR, address)
+  F(U64, pool) F(U64, node) F(U32, rank) F(STR, instance_id) F(STR, address)               \
+  F(STR, provider)
 #define KITE_EV_node_lost_FIELDS(F) F(U64, pool) F(U64, node) F(U32, rank) F(STR, reason)
 #define KITE_EV_node_preempting_FIELDS(F)                                                    \
   F(U64, pool) F(U64, node) F(U32, rank) F(I64, deadline_ms)

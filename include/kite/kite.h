@@ -13,6 +13,7 @@
 #include "kite/bus.h"
 #include "kite/monitor.h"
 #include "kite/offer.h"
+#include "kite/cost.h"
 #include "kite/catalog.h"
 #include "kite/store.h"
 #include "kite/transport.h"

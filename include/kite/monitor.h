@@ -60,6 +60,9 @@ typedef struct kite_pool_monitor_options {
    * switch's heartbeat. A health_command runs on every check instead (it must refresh
    * ~/.kite/heartbeat itself when the dead-man's switch is on). NULL: kite's own. */
   const char *health_command;
+  /* How often the cost monitor emits each instance's and the pool's `cost` event (it also
+   * emits one whenever an instance ends); 0: 60000. It runs with the monitors off too. */
+  uint64_t cost_interval_ms;
 } kite_pool_monitor_options_t;
 
 #endif

@@ -25,6 +25,21 @@
 typedef struct kite_pool kite_pool_t;
 typedef struct kite_bootstrap kite_bootstrap_t;
 
+/* How the optimizer buys instances. */
+typedef enum kite_allocation {
+  KITE_ALLOC_DEFAULT = 0,    /* on-demand, or spot when kite_pool_spec_t.spot */
+  KITE_ALLOC_SPOT,           /* spot only */
+  KITE_ALLOC_ON_DEMAND,      /* on-demand only */
+  KITE_ALLOC_SPOT_IF_AVAILABLE, /* spot first; on-demand when spot has no capacity */
+  KITE_ALLOC_CHEAPEST,       /* whichever is cheaper, spot or on-demand */
+} kite_allocation_t;
+
+/* One accelerator that would do: model and count per node. */
+typedef struct kite_accelerator_choice {
+  const char *name;
+  unsigned count;
+} kite_accelerator_choice_t;
+
 typedef struct kite_pool_spec {
   const char *name;           /* required; names the pool (and its tag, "kite-pool-NAME") */
   const char *provider;       /* provider name; NULL: the registry's default */
@@ -57,13 +72,40 @@ typedef struct kite_pool_spec {
   bool deadman_off;           /* no watchdog (only when explicitly asked for; always off on
                                  the ssh provider: those machines are the user's own) */
   /* Resources to choose an instance by when instance_type is NULL; zero or NULL means no
-   * constraint. No provider chooses by them yet: kite_pool_open refuses a spec that sets one
-   * (KITE_ENOTSUP, logged), rather than ignore it. */
+   * constraint. The optimizer (DESIGN.md, "Choosing and paying") picks the cheapest offer of
+   * the providers' catalogs that has them, among the providers and regions allowed. */
   unsigned cpus;              /* at least this many vCPUs */
   uint64_t memory_mb;         /* at least this much memory, MiB */
   const char *accelerator;    /* accelerator model, e.g. "A100" */
   unsigned accelerator_count; /* accelerators per node; 0 with accelerator set: 1 */
   unsigned disk_gb;           /* root disk size, GiB */
+  /* Several accelerators that would do instead of accelerator (which is then NULL): the
+   * cheapest offer of any of them, or, when accelerators_ordered, the first of them (in this
+   * order) that has an offer, the next ones only as failover. */
+  const kite_accelerator_choice_t *accelerators;
+  size_t n_accelerators;
+  bool accelerators_ordered;
+  /* Where the optimizer may launch: providers (NULL-terminated; NULL: provider alone), or
+   * every configured provider with a catalog (provider_any); regions (NULL-terminated; NULL:
+   * region alone, and with region NULL too: any region). With several providers,
+   * provider_options is a JSON object of {NAME: {options}}. */
+  const char *const *providers;
+  bool provider_any;
+  const char *const *regions;
+  /* Spot or on-demand: KITE_ALLOC_DEFAULT is on-demand, or spot when spot is set. */
+  kite_allocation_t allocation;
+  /* Cost ceilings in USD (0: none): per node per hour (offers above it are never chosen),
+   * per pool per hour (a launch that would take the pool's rate above it is refused before
+   * it is sent), and in all (the pool closes itself when what it spent reaches it). */
+  double max_hourly_cost_node;
+  double max_hourly_cost;
+  double max_total_cost;
+  /* Launch failover: a failed candidate is not tried again by any node for this long (0: 5
+   * minutes); a node gives up after failover_attempts launches (0: 12) or failover_timeout_ms
+   * (0: 15 minutes) and fails with the trail of every attempt. */
+  uint64_t failover_block_ms;
+  unsigned failover_attempts;
+  uint64_t failover_timeout_ms;
   /* SSH login for instances whose provider does not supply one (e.g. an `ssh` inventory);
    * NULL: the provider's default. kite_registry_check_spec() turns them into the provider's
    * own options; kite_pool_open itself does not read them. */
@@ -79,6 +121,17 @@ typedef void (*kite_pool_open_cb)(kite_pool_t *pool, int status, const char *mes
 
 int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_open_cb cb,
                    void *data, kite_pool_t **out);
+
+/* What kite_pool_open would launch, without launching anything: status 0 and plan, a JSON
+ * object text {"pool", "nodes", "ranks": [{"rank", "provider", "region", "zone",
+ * "instance_type", "spot", "price", "ondemand_price", ...}], "candidates": [the same, in
+ * failover order], "hourly": the pool's rate in USD, "chosen": whether the catalog chose};
+ * or status < 0 and message (no offer fits: the closest ones and what made each miss; a
+ * ceiling the cheapest plan breaks). Reads the providers' catalogs (catalog.h) when the spec
+ * asks kite to choose; those providers must be started in rt. cb runs once. */
+typedef void (*kite_pool_plan_cb)(int status, const char *plan, const char *message, void *data);
+int kite_pool_plan(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_plan_cb cb,
+                   void *data);
 
 /* ---- commands ---------------------------------------------------------------------------- */
 

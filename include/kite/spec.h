@@ -52,7 +52,8 @@
  *                               a lost node, 0..100; needs replace.on_preemption
  *   replace: {on_preemption: BOOL, max_replacements: N, per_minute: N}
  *   monitors: {enabled: BOOL, health_interval: 5s, health_timeout: 5s, health_failures: N,
- *              preempt_interval: 5s, jitter: 500ms, health_command: CMD}
+ *              preempt_interval: 5s, jitter: 500ms, health_command: CMD,
+ *              cost_interval: 60s}
  *   deadman: {enabled: BOOL, timeout: 10m}
  *   ssh: {user: U, key: PATH, host_key_mode: strict|accept-new|off, connect_timeout: 30s}
  *

@@ -170,6 +170,14 @@ typedef struct kite_store_instance {
   /* The private key file that logs in to it (not the key itself), or NULL (the user's own
    * ssh setup: agent, ~/.ssh/config). */
   const char *key_path;
+  /* What it was bought as (kite_store_instance_bought): where, which type, spot or not, and
+   * its on-demand price beside price (USD/h; < 0 when unknown); each NULL when not recorded. */
+  const char *region, *zone, *instance_type;
+  bool spot;
+  double ondemand_price;
+  /* When the provider first reported it (its create answered, or its launch): its bill runs
+   * from here. 0 while it was never reported. */
+  int64_t running_ms;
 } kite_store_instance_t;
 
 /* Records an instance about to be launched, in state LAUNCHING, and returns its row id. Call
@@ -185,19 +193,33 @@ int kite_store_instance_launching(kite_store_t *store, const char *pool, int64_t
  * again from another process; NULL: none), written in the same commit. */
 int kite_store_instance_launching_at(kite_store_t *store, const char *pool, int64_t rank,
                                      const char *provider, const char *tag,
-                                     const char *launch_token, const char *reach,
-                                     int64_t *row_id);
+                                     const char *launch_token, const char *reach, int64_t *row_id);
 
 /* Records what the provider reported for the instance of row: its id, and, when known, its
  * address, SSH port, login user, host key and hourly price (NULL, 0 or a negative price leave
  * the stored value, so it may be called again when the address becomes known). The state
  * becomes RUNNING (TERMINATING stays TERMINATING; a row already marked TERMINATED comes back
- * to RUNNING, because a late report proves the instance exists). A row that records a
+ * to RUNNING, because a late report proves the instance exists). The first report sets
+ * running_ms, when its bill starts. A row that records a
  * different provider id is refused with KITE_EEXIST; an unknown row is KITE_ENOENT. A record
  * of the same instance found by reconciliation (state UNKNOWN) is merged into this row. */
 int kite_store_instance_launched(kite_store_t *store, int64_t row, const char *instance_id,
                                  const char *address, unsigned port, const char *user,
                                  const char *host_key, double price);
+
+/* Records what the instance of row was bought as, for `kite cost`: region, zone and
+ * instance_type (NULL or "" leave the stored value), spot, its hourly price (spot price when
+ * spot) and the on-demand price of the same type (a negative price leaves the stored value).
+ * Called with the launch request's values before the launch, and again with what the provider
+ * reported. KITE_ENOENT for an unknown row. */
+int kite_store_instance_bought(kite_store_t *store, int64_t row, const char *region,
+                               const char *zone, const char *instance_type, bool spot, double price,
+                               double ondemand_price);
+
+/* Records why the instance of row is on its way out, as its note: "WHAT: WHY" ("replaced: the
+ * provider reports the instance preempted"). `kite cost` tells replaced and preempted
+ * instances apart by it. */
+int kite_store_instance_note(kite_store_t *store, int64_t row, const char *what, const char *why);
 
 /* Records the private key file that logs in to the instance of row (NULL: none). */
 int kite_store_instance_set_key(kite_store_t *store, int64_t row, const char *key_path);
@@ -287,15 +309,15 @@ typedef struct kite_store_task {
   unsigned attempt;
   const char *command; /* as recorded (the caller redacts secrets) */
   int64_t started_ms;
-  int64_t finished_ms; /* 0 while running */
-  int exit_status;     /* -1 when none (running, or no exit status) */
-  const char *error;   /* or NULL */
+  int64_t finished_ms;     /* 0 while running */
+  int exit_status;         /* -1 when none (running, or no exit status) */
+  const char *error;       /* or NULL */
   const char *signal;      /* the signal that killed it ("KILL"), or NULL */
   const char *instance_id; /* the instance that ran it, or NULL */
   const char *output;      /* the last bytes of its output (stdout and stderr as they came; the
                               caller redacts secrets), or NULL; output_len bytes */
   size_t output_len;
-  bool output_truncated;   /* earlier output was dropped */
+  bool output_truncated; /* earlier output was dropped */
 } kite_store_task_t;
 
 /* Records a task started on one rank; command must already be redacted. Task history is

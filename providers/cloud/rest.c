@@ -1,5 +1,6 @@
 /* The configuration, reach records and requests of JSON REST APIs with a bearer token
  * (rest.h). */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -182,4 +183,38 @@ json_t *kite_cloud_rest_member(kite_cloud_call_t *call, int status, const kite_h
   }
   *doc = j;
   return m;
+}
+
+bool kite_cloud_rest_whole(json_t *v, double max, uint64_t *out) {
+  double d = json_is_integer(v) ? (double)json_integer_value(v)
+             : json_is_real(v)  ? json_real_value(v)
+                                : -1;
+  if (!(d >= 0 && d <= max) || d != floor(d))
+    return false;
+  *out = (uint64_t)d;
+  return true;
+}
+
+bool kite_cloud_rest_price(json_t *v, double *out) {
+  double d = -1;
+  if (json_is_number(v)) {
+    d = json_number_value(v);
+  } else if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 32) {
+    char *end = NULL;
+    d = strtod(json_string_value(v), &end);
+    if (*end != '\0')
+      d = -1;
+  }
+  if (!(d >= 0 && d <= 1e6))
+    return false;
+  *out = d;
+  return true;
+}
+
+void kite_cloud_rest_refuse(kite_cloud_call_t *call, const char *list, size_t i, const char *name,
+                            const char *what) {
+  char *msg = kite__sprintf("the answer's %s[%zu]%s%.64s%s: %s", list, i, name ? " (" : "",
+                            name ? name : "", name ? ")" : "", what);
+  kite_cloud_answer_fail(call, KITE_EPROTO, msg ? msg : what);
+  free(msg);
 }

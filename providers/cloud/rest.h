@@ -78,6 +78,16 @@ void kite_cloud_rest_done(kite_cloud_call_t *call, int status, const kite_http_r
 json_t *kite_cloud_rest_body(const kite_http_response_t *r);
 /* o's "id" as decimal text (malloc'd), or NULL when it is not a positive integer. */
 char *kite_cloud_rest_id(json_t *o);
+/* CATALOG: a whole number 0..max (a JSON integer, or a real without a fraction), false for
+ * anything else. */
+bool kite_cloud_rest_whole(json_t *v, double max, uint64_t *out);
+/* CATALOG: a price in 0..1e6 per hour, a JSON number or (as Hetzner writes them) the text of
+ * one; false for anything else. */
+bool kite_cloud_rest_price(json_t *v, double *out);
+/* CATALOG: ends call refusing its answer: entry i of list (called name, or unnamed) is wrong
+ * (what: "vcpus is not a whole number"). */
+void kite_cloud_rest_refuse(kite_cloud_call_t *call, const char *list, size_t i, const char *name,
+                            const char *what);
 /* Ends call after kite_cloud_rest_http() could not send (rc). */
 void kite_cloud_rest_unsent(kite_cloud_call_t *call, int rc);
 

@@ -30,9 +30,6 @@ const kite_provider_info_t kite__provider_digitalocean = {
     .refused =
         {
             [KITE_FIELD_SPOT] = "DigitalOcean has no spot droplets; remove spot",
-            [KITE_FIELD_CPUS] = KITE_REFUSE_RESOURCES("s-4vcpu-8gb"),
-            [KITE_FIELD_MEMORY] = KITE_REFUSE_RESOURCES("s-4vcpu-8gb"),
-            [KITE_FIELD_ACCELERATORS] = KITE_REFUSE_RESOURCES("gpu-h100x1-80gb"),
             [KITE_FIELD_DISK_GB] = KITE_REFUSE_DISK,
             [KITE_FIELD_SSH_KEY] = "droplets are created with kite's own key "
                                    "($KITE_HOME/keys/id_ed25519, registered in the "
@@ -41,6 +38,12 @@ const kite_provider_info_t kite__provider_digitalocean = {
     .ssh_user_option = "ssh_user",
     .batch_max = 10,
     .stop_start = true,
+    /* Per second with a 60-second minimum since 1 January 2026 (DigitalOcean's changelog, as
+     * its community answers on droplet billing quote it); by the hour begun before. */
+    .billing_increment_s = 1,
+    .billing_minimum_s = 60,
+    .catalog = true,
+    .configured = kite__do_configured,
     .deadman_still_billed =
         "a powered-off droplet is billed until it is deleted: after a controller dies, `kite down "
         "NAME` (or `kite status --orphans`) deletes it",

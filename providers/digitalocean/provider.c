@@ -11,16 +11,24 @@
  *   "archive" gone; the public IPv4 and size.price_hourly.
  * - Destroy: DELETE /v2/droplets/{id}. List: GET /v2/droplets?tag_name=TAG, following
  *   links.pages.next on the API's own origin only.
+ * - Catalog: GET /v2/sizes?per_page=200 (following links.pages.next the same way): one offer
+ *   per size and region it lists (only the request's region when it names one), with its
+ *   vCPUs, memory, disk, hourly price, gpu_info's model, count and VRAM; no spot; a size that
+ *   is not "available" is offered with none available. An answer with a size kite cannot read
+ *   is refused whole, saying which.
  * - Credentials: "token" in the request's provider options, the provider's options,
  *   $DIGITALOCEAN_TOKEN, $DIGITALOCEAN_ACCESS_TOKEN, or doctl's config file, in that order;
  *   registered as a secret before use. The API base URL: "api_url", $KITE_DO_API_URL, or the
  *   public API. A reach record names the API URL and the account (a keyed hash of the token). */
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "../cloud/rest.h"
+#include "../provider_info.h"
 #include "kite/digitalocean.h"
+#include "kite/offer.h"
 #include "kite_impl.h"
 
 #define NAME "digitalocean"
@@ -71,6 +79,18 @@ static char *doctl_token(char **where) {
   }
   free(text);
   return tok;
+}
+
+bool kite__do_configured(void) {
+  if (kite_cloud_first(getenv("DIGITALOCEAN_TOKEN"), getenv("DIGITALOCEAN_ACCESS_TOKEN"), NULL))
+    return true;
+  char *where = NULL, *tok = doctl_token(&where);
+  bool found = tok != NULL;
+  if (tok)
+    memset(tok, 0, strlen(tok));
+  free(tok);
+  free(where);
+  return found;
 }
 
 static const kite_cloud_rest_errors_t do_errors = {NULL, "id", "message"};
@@ -340,6 +360,124 @@ static void do_list_page(kite_cloud_call_t *call) {
     kite_cloud_rest_unsent(call, rc);
 }
 
+/* ---- catalog: the sizes ---------------------------------------------------------------------- */
+
+/* gpu_info's model as offers name accelerators: "nvidia_h100" → "H100", "amd_mi300x" → "MI300X". */
+static bool gpu_model(const char *model, char *out, size_t size) {
+  const char *u = strchr(model, '_');
+  const char *m = u && u[1] ? u + 1 : model;
+  size_t n = strlen(m);
+  if (n == 0 || n >= size)
+    return false;
+  for (size_t i = 0; i <= n; i++)
+    out[i] = (char)toupper((unsigned char)m[i]);
+  return true;
+}
+
+/* gpu_info into o: NULL when it is absent or right, else what is wrong. VRAM is what the size
+ * has in all (gpu-h100x8-640gb: 640 GiB), shared out per GPU. */
+static const char *gpu_into(json_t *g, kite_offer_t *o) {
+  if (g == NULL || json_is_null(g))
+    return NULL;
+  const char *model = json_string_value(json_object_get(g, "model"));
+  json_t *vram = json_object_get(g, "vram");
+  uint64_t count = 0, amount = 0;
+  if (!json_is_object(g) || model == NULL ||
+      !gpu_model(model, o->accelerator, sizeof(o->accelerator)))
+    return "gpu_info.model is not a GPU model";
+  if (!kite_cloud_rest_whole(json_object_get(g, "count"), 1024, &count) || count == 0)
+    return "gpu_info.count is not a count of GPUs";
+  if (vram && !kite_cloud_rest_whole(json_object_get(vram, "amount"), 1 << 24, &amount))
+    return "gpu_info.vram.amount is not a whole number of GiB";
+  const char *unit = json_string_value(json_object_get(vram, "unit"));
+  uint64_t mb = unit == NULL || strcasecmp(unit, "gib") == 0 || strcasecmp(unit, "gb") == 0
+                    ? amount * 1024
+                : strcasecmp(unit, "mib") == 0 || strcasecmp(unit, "mb") == 0 ? amount
+                                                                              : 0;
+  o->accelerator_count = (unsigned)count;
+  o->accelerator_memory_mb = mb / count;
+  return NULL;
+}
+
+/* One size into o (but its region): NULL, or what is wrong with it. */
+static const char *size_into(json_t *z, kite_offer_t *o) {
+  uint64_t vcpus = 0, memory = 0, disk = 0;
+  const char *slug = json_string_value(json_object_get(z, "slug"));
+  if (slug == NULL || *slug == '\0' || KITE_OFFER_SET(o, instance_type, slug) != 0)
+    return "slug is not a size's name";
+  if (!kite_cloud_rest_whole(json_object_get(z, "vcpus"), 1 << 16, &vcpus) || vcpus == 0)
+    return "vcpus is not a count of CPUs";
+  if (!kite_cloud_rest_whole(json_object_get(z, "memory"), 1 << 30, &memory) || memory == 0)
+    return "memory is not a whole number of MB";
+  if (!kite_cloud_rest_whole(json_object_get(z, "disk"), 1 << 24, &disk))
+    return "disk is not a whole number of GB";
+  if (!kite_cloud_rest_price(json_object_get(z, "price_hourly"), &o->price))
+    return "price_hourly is not a price";
+  json_t *av = json_object_get(z, "available");
+  if (av && !json_is_boolean(av))
+    return "available is not true or false";
+  if (!json_is_array(json_object_get(z, "regions")))
+    return "regions is not a list";
+  o->vcpus = (unsigned)vcpus;
+  o->memory_mb = memory;
+  o->disk_gb = (unsigned)disk;
+  o->spot_price = -1;
+  o->available = json_is_false(av) ? 0 : -1;
+  KITE_OFFER_SET(o, arch, "x86_64");
+  return gpu_into(json_object_get(z, "gpu_info"), o);
+}
+
+/* The offers of one size: one per region it lists (the asked one only). */
+static const char *size_offers(kite_cloud_call_t *call, json_t *z) {
+  kite_offer_t o = {0};
+  const char *why = size_into(z, &o);
+  const char *want = call->cfg->region;
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(z, "regions"), i, r) {
+    const char *region = json_string_value(r);
+    if (why == NULL && (region == NULL || *region == '\0' || KITE_OFFER_SET(&o, region, region)))
+      why = "regions has an entry that is not a region's name";
+    if (why)
+      return why;
+    if (want == NULL || strcmp(want, region) == 0)
+      kite_cloud_offer(call, &o);
+  }
+  return why;
+}
+
+static void on_sizes(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = NULL;
+  json_t *list = kite_cloud_rest_member(call, status, r, "sizes", JSON_ARRAY, &j, NULL);
+  if (list == NULL)
+    return;
+  size_t i;
+  json_t *z;
+  json_array_foreach(list, i, z) {
+    const char *why = size_offers(call, z);
+    if (why) {
+      kite_cloud_rest_refuse(call, "sizes", i, json_string_value(json_object_get(z, "slug")), why);
+      json_decref(j);
+      return;
+    }
+  }
+  const char *next = next_page(call, j);
+  int rc = next && ++call->step < 100
+               ? kite_cloud_rest_http(call, "GET", next, true, NULL, on_sizes)
+               : -1;
+  json_decref(j);
+  if (rc == -1)
+    kite_cloud_answer_ok(call);
+  else if (rc != 0)
+    kite_cloud_rest_unsent(call, rc);
+}
+
+static void do_catalog(kite_cloud_call_t *call) {
+  int rc = kite_cloud_rest_http(call, "GET", "/v2/sizes?per_page=200", false, NULL, on_sizes);
+  if (rc != 0)
+    kite_cloud_rest_unsent(call, rc);
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const kite_cloud_advice_t do_advice[] = {
@@ -347,8 +485,11 @@ static const kite_cloud_advice_t do_advice[] = {
     {NULL, 401, NULL, KITE_ECREDENTIALS, "the API token was rejected: " TOKEN_HELP},
     {NULL, 403, NULL, KITE_ECREDENTIALS,
      "the API token may not do this: give it write scope (droplet, ssh_key, tag)"},
-    {"unprocessable_entity", 0, "limit", KITE_ECAPACITY,
-     "raise the account's droplet limit or ask for fewer nodes"},
+    {"unprocessable_entity", 0, "droplet limit", KITE_EQUOTA,
+     "raise the account's droplet limit (Settings → Droplet limit) or ask for fewer nodes"},
+    {"unprocessable_entity", 0, "invalid size", KITE_EUNAVAILABLE,
+     "DigitalOcean has no such size: check resources.instance_type against its sizes (`doctl "
+     "compute size list`)"},
     {"unprocessable_entity", 0, "not available", KITE_ECAPACITY, "choose another region or size"},
     {"unprocessable_entity", 0, "unavailable", KITE_ECAPACITY, "choose another region or size"},
     {"unprocessable_entity", 0, "capacity", KITE_ECAPACITY, "choose another region or size"},
@@ -375,6 +516,7 @@ static const kite_cloud_ops_t do_ops = {
     .describe = do_describe,
     .destroy = do_destroy,
     .list_page = do_list_page,
+    .catalog = do_catalog,
     .advice = do_advice,
     .n_advice = KITE_ARRAY_SIZE(do_advice),
 };

@@ -32,8 +32,6 @@ const kite_provider_info_t kite__provider_hetzner = {
     .refused =
         {
             [KITE_FIELD_SPOT] = "Hetzner Cloud has no spot servers; remove spot",
-            [KITE_FIELD_CPUS] = KITE_REFUSE_RESOURCES("cpx41"),
-            [KITE_FIELD_MEMORY] = KITE_REFUSE_RESOURCES("cx42"),
             [KITE_FIELD_ACCELERATORS] = "Hetzner Cloud has no GPU server types; remove "
                                         "resources.accelerators",
             [KITE_FIELD_DISK_GB] = KITE_REFUSE_DISK,
@@ -44,6 +42,12 @@ const kite_provider_info_t kite__provider_hetzner = {
     .ssh_user_option = "ssh_user",
     .batch_max = 1,
     .stop_start = true,
+    /* By the hour, each hour begun paid whole, up to a monthly cap (docs.hetzner.com: Cloud
+     * billing FAQ, and "Billing system at Hetzner": "We round up partial hours"). */
+    .billing_increment_s = 3600,
+    .billing_minimum_s = 3600,
+    .catalog = true,
+    .configured = kite__hetzner_configured,
     .deadman_still_billed =
         "a powered-off server is billed until it is deleted: after a controller dies, `kite down "
         "NAME` (or `kite status --orphans`) deletes it",

@@ -15,6 +15,11 @@
  *   gross price of its server type at its location.
  * - Destroy: DELETE /v1/servers/{id}. List: GET /v1/servers?label_selector=kite-pool=TAG,
  *   page by page (meta.pagination.next_page is the cursor).
+ * - Catalog: GET /v1/server_types page by page; deprecated types are left out, every other
+ *   gives one offer per entry of its prices (location → region; only the request's region when
+ *   it names one) at the gross hourly price (the project's currency, as Hetzner bills it), with
+ *   cores, memory (GB) and disk; architecture x86 is x86_64, arm arm64. An answer with a type
+ *   kite cannot read is refused whole, saying which.
  * - No spot servers on Hetzner: the skeleton refuses spot launches (ops.spot is false).
  * - Credentials: "token" in the request's provider options, the provider's options,
  *   $HCLOUD_TOKEN, or the active context of the hcloud command's cli.toml; registered as a
@@ -27,7 +32,9 @@
 #include <unistd.h>
 
 #include "../cloud/rest.h"
+#include "../provider_info.h"
 #include "kite/hetzner.h"
+#include "kite/offer.h"
 #include "kite_impl.h"
 
 #define NAME "hetzner"
@@ -120,6 +127,18 @@ static char *hcloud_token(char **where) {
   memset(text, 0, strlen(text));
   free(text);
   return tok;
+}
+
+bool kite__hetzner_configured(void) {
+  if (kite_cloud_first(getenv("HCLOUD_TOKEN"), NULL, NULL))
+    return true;
+  char *where = NULL, *tok = hcloud_token(&where);
+  bool found = tok != NULL;
+  if (tok)
+    memset(tok, 0, strlen(tok));
+  free(tok);
+  free(where);
+  return found;
 }
 
 static const kite_cloud_rest_errors_t hz_errors = {"error", "code", "message"};
@@ -386,6 +405,99 @@ static void hz_list_page(kite_cloud_call_t *call) {
     kite_cloud_rest_unsent(call, rc);
 }
 
+/* ---- catalog: the server types ----------------------------------------------------------------
+ */
+
+/* One server type into o (but its region and price): NULL, or what is wrong with it. */
+static const char *type_into(json_t *t, kite_offer_t *o) {
+  uint64_t cores = 0, disk = 0;
+  const char *name = json_string_value(json_object_get(t, "name"));
+  const char *arch = json_string_value(json_object_get(t, "architecture"));
+  json_t *memory = json_object_get(t, "memory");
+  if (name == NULL || *name == '\0' || KITE_OFFER_SET(o, instance_type, name) != 0)
+    return "name is not a server type's name";
+  if (!kite_cloud_rest_whole(json_object_get(t, "cores"), 1 << 16, &cores) || cores == 0)
+    return "cores is not a count of CPUs";
+  double gb = json_is_number(memory) ? json_number_value(memory) : -1;
+  if (!(gb > 0 && gb <= 1 << 20))
+    return "memory is not a size in GB";
+  if (!kite_cloud_rest_whole(json_object_get(t, "disk"), 1 << 24, &disk))
+    return "disk is not a whole number of GB";
+  if (arch == NULL || (strcmp(arch, "x86") != 0 && strcmp(arch, "arm") != 0))
+    return "architecture is neither x86 nor arm";
+  if (!json_is_array(json_object_get(t, "prices")))
+    return "prices is not a list";
+  o->vcpus = (unsigned)cores;
+  o->memory_mb = (uint64_t)(gb * 1024 + 0.5);
+  o->disk_gb = (unsigned)disk;
+  o->spot_price = -1;
+  o->available = -1;
+  KITE_OFFER_SET(o, arch, strcmp(arch, "arm") == 0 ? "arm64" : "x86_64");
+  return NULL;
+}
+
+/* The offers of one type: one per location it has a price in (the asked one only). */
+static const char *type_offers(kite_cloud_call_t *call, json_t *t) {
+  json_t *deprecated = json_object_get(t, "deprecated");
+  if (deprecated && !json_is_boolean(deprecated) && !json_is_null(deprecated))
+    return "deprecated is not true or false";
+  if (json_is_true(deprecated))
+    return NULL; /* no longer sold */
+  kite_offer_t o = {0};
+  const char *why = type_into(t, &o);
+  const char *want = call->cfg->region;
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(t, "prices"), i, p) {
+    const char *loc = json_string_value(json_object_get(p, "location"));
+    if (why == NULL && (loc == NULL || *loc == '\0' || KITE_OFFER_SET(&o, region, loc) != 0))
+      why = "prices has an entry without a location";
+    if (why == NULL && !kite_cloud_rest_price(
+                           json_object_get(json_object_get(p, "price_hourly"), "gross"), &o.price))
+      why = "prices has an entry whose price_hourly.gross is not a price";
+    if (why)
+      return why;
+    if (want == NULL || strcmp(want, loc) == 0)
+      kite_cloud_offer(call, &o);
+  }
+  return why;
+}
+
+static void on_types(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  json_t *j = NULL;
+  json_t *list = kite_cloud_rest_member(call, status, r, "server_types", JSON_ARRAY, &j, NULL);
+  if (list == NULL)
+    return;
+  size_t i;
+  json_t *t;
+  json_array_foreach(list, i, t) {
+    const char *why = type_offers(call, t);
+    if (why) {
+      kite_cloud_rest_refuse(call, "server_types", i, json_string_value(json_object_get(t, "name")),
+                             why);
+      json_decref(j);
+      return;
+    }
+  }
+  json_t *next =
+      json_object_get(json_object_get(json_object_get(j, "meta"), "pagination"), "next_page");
+  json_int_t page = json_is_integer(next) ? json_integer_value(next) : 0;
+  json_decref(j);
+  /* Pages go forward, and not for ever. */
+  if (page <= call->step + 1 || page > 100) {
+    kite_cloud_answer_ok(call);
+    return;
+  }
+  call->step = (int)page - 1;
+  kite_cloud_rest_sendf(call, "GET", NULL, on_types, "/server_types?per_page=%d&page=%lld",
+                        PER_PAGE, (long long)page);
+}
+
+static void hz_catalog(kite_cloud_call_t *call) {
+  call->step = 0; /* the page asked for, less one */
+  kite_cloud_rest_sendf(call, "GET", NULL, on_types, "/server_types?per_page=%d&page=1", PER_PAGE);
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 static const kite_cloud_advice_t hz_advice[] = {
@@ -395,13 +507,16 @@ static const kite_cloud_advice_t hz_advice[] = {
     {"forbidden", 0, NULL, KITE_ECREDENTIALS,
      "the API token may not do this: use a read & write token of the project"},
     {NULL, 401, NULL, KITE_ECREDENTIALS, "the API token was rejected: " TOKEN_HELP},
-    {"resource_limit_exceeded", 0, NULL, KITE_ECAPACITY,
+    {"resource_limit_exceeded", 0, NULL, KITE_EQUOTA,
      "the project's server limit is reached: ask Hetzner to raise it (Console → Limits) or ask "
      "for fewer nodes"},
     {"resource_unavailable", 0, NULL, KITE_ECAPACITY,
      "choose another location (region) or server type (instance_type)"},
     {"placement_error", 0, NULL, KITE_ECAPACITY,
      "choose another location (region) or server type (instance_type)"},
+    {"invalid_input", 0, "server_type", KITE_EUNAVAILABLE,
+     "that server type is not sold there: choose another server type (instance_type) or location "
+     "(region); `hcloud server-type list` lists them"},
     {"invalid_input", 0, NULL, KITE_EPROVIDER,
      "check location (region), server type (instance_type) and image"},
     {"uniqueness_error", 0, NULL, KITE_EPROVIDER,
@@ -427,6 +542,7 @@ static const kite_cloud_ops_t hz_ops = {
     .describe = hz_describe,
     .destroy = hz_destroy,
     .list_page = hz_list_page,
+    .catalog = hz_catalog,
     .free_site_data = free,
     .advice = hz_advice,
     .n_advice = KITE_ARRAY_SIZE(hz_advice),

@@ -109,8 +109,8 @@ refused digitalocean "bad.yaml:8:3: provider_options.regoin: the digitalocean pr
 provider_options:
   regoin: nyc3
 YAML
-refused digitalocean "bad.yaml:7:13: resources.memory: not honoured by the digitalocean provider: kite cannot choose an instance by resources yet; name one with resources.instance_type" <<'YAML'
-resources: {memory: 64GB}
+refused digitalocean "bad.yaml:7:13: resources.disk_gb: not honoured by the digitalocean provider: kite cannot size the root disk yet" <<'YAML'
+resources: {disk_gb: 64}
 YAML
 
 log "aws"

@@ -671,6 +671,9 @@ static void pool_opened(kite_pool_t *pool, int status, const char *msg, void *da
   pool_broadcast(p);
 }
 
+/* The cost monitor's interval for the pools pool_run opens (0: the default). */
+static uint64_t pool_cost_interval_ms;
+
 static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
   memset(p, 0, sizeof(*p));
   p->c = c;
@@ -699,6 +702,7 @@ static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
   s.monitors.health_timeout_ms = 1000;
   s.monitors.health_failures = 2;
   s.monitors.preempt_interval_ms = 300;
+  s.monitors.cost_interval_ms = pool_cost_interval_ms;
   kite_on_node_replaced(kite_runtime_bus(c->rt), KITE_KEY_ANY, pool_replaced, p, NULL);
   assert_int_equal(kite_pool_open(c->rt, &s, pool_opened, p, &p->pool), 0);
   kite_bootstrap_free(b);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,119 @@ static void test_pool_replaces_dead_droplet(void **state) {
   case_pool_replaces_dead();
 }
 
+/* ---- what the pool costs -------------------------------------------------------------------- */
+
+typedef struct costs {
+  uint64_t pool;
+  unsigned node_events, pool_events;
+  uint64_t nodes[8];
+  unsigned nodes_n;
+  double node_final[8]; /* each instance's last accumulated */
+  char ids[8][32];
+  unsigned ids_n;
+  double pool_accumulated, pool_rate, pool_max_rate;
+  bool pool_ticked_while_running;
+} costs_t;
+
+static void on_cost(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_cost_t *p, void *data) {
+  costs_t *k = data;
+  (void)bus;
+  (void)ev;
+  if (p->node == 0) {
+    assert_null(p->instance_id);
+    k->pool_events++;
+    /* The pool's total never goes down: ended instances stay in it. */
+    assert_true(p->accumulated >= k->pool_accumulated - 1e-12);
+    k->pool_accumulated = p->accumulated;
+    k->pool_rate = p->rate_hourly;
+    if (p->rate_hourly > k->pool_max_rate)
+      k->pool_max_rate = p->rate_hourly;
+    if (p->rate_hourly > 0 && p->accumulated > 0)
+      k->pool_ticked_while_running = true;
+    return;
+  }
+  k->node_events++;
+  assert_non_null(p->instance_id);
+  assert_string_equal(p->provider, "digitalocean");
+  unsigned i = 0;
+  while (i < k->ids_n && strcmp(k->ids[i], p->instance_id) != 0)
+    i++;
+  if (i == k->ids_n && k->ids_n < 8)
+    snprintf(k->ids[k->ids_n++], sizeof(k->ids[0]), "%s", p->instance_id);
+  if (i < 8)
+    k->node_final[i] = p->accumulated;
+  unsigned j = 0;
+  while (j < k->nodes_n && k->nodes[j] != p->node)
+    j++;
+  if (j == k->nodes_n && k->nodes_n < 8)
+    k->nodes[k->nodes_n++] = p->node;
+}
+
+/* A pool of 2 on DigitalOcean whose rank 1 is reclaimed and replaced: cost events arrive per
+ * instance and for the pool every interval, and the pool's final total (the replaced droplet
+ * included) is what the emulator bills for its three droplets. */
+static void test_pool_cost_matches_the_bill(void **state) {
+  (void)state;
+  ctx_t c;
+  pctx_t p;
+  costs_t k = {0};
+  current = &c;
+  ctx_init(&c, "cost", NULL, cloud->token);
+  pool_cost_interval_ms = 200;
+  assert_int_equal(kite_on_cost(kite_runtime_bus(c.rt), KITE_KEY_ANY, on_cost, &k, NULL), 0);
+  pool_run(&c, &p, 2, true);
+  pool_cost_interval_ms = 0;
+  assert_int_equal(p.open_status, 0);
+  assert_int_equal(p.task_status, 0);
+  assert_int_equal(p.close_status, 0);
+  assert_int_equal(sim_count(&c.sim, "created"), 3);
+  /* Per instance (three droplets, two nodes) and for the pool, on the interval and at ends. */
+  assert_int_equal(k.ids_n, 3);
+  assert_int_equal(k.nodes_n, 2);
+  assert_true(k.node_events >= 6);
+  assert_true(k.pool_events >= 4);
+  assert_true(k.pool_ticked_while_running);
+  /* Two droplets of 1 vCPU ran at once, at the emulator's price; nothing runs at the end. */
+  assert_true(k.pool_max_rate > 2 * 0.00893 - 1e-9 && k.pool_max_rate < 2 * 0.00893 + 1e-9);
+  assert_true(k.pool_rate == 0);
+  double sum = 0;
+  for (unsigned i = 0; i < k.ids_n; i++) {
+    assert_true(k.node_final[i] > 0);
+    sum += k.node_final[i];
+  }
+  assert_true(fabs(sum - k.pool_accumulated) < 1e-12);
+  /* The emulator's bill, machine by machine and in total. kite's bill of an instance runs from
+   * the create call's answer to the confirmation that it is gone; the emulator's from the
+   * create to the moment it is gone. Both clocks are this host's wall clock, so the two differ
+   * by the request's latency at the start (milliseconds) and by the confirmation's poll
+   * (100 ms growing by half each time) at the end; rounded up to whole seconds, that is at most
+   * two billed seconds per droplet. */
+  json_t *bill = sim_call(&c.sim, "GET", "/_sim/bill", NULL);
+  json_t *machines = json_object_get(bill, "machines");
+  assert_int_equal(json_array_size(machines), 3);
+  double total = json_real_value(json_object_get(bill, "total"));
+  double second = 0.00893 / 3600;
+  for (size_t i = 0; i < json_array_size(machines); i++) {
+    json_t *m = json_array_get(machines, i);
+    assert_true(json_integer_value(json_object_get(m, "gone_ms")) > 0);
+    char id[32];
+    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(m, "id")));
+    unsigned j = 0;
+    while (j < k.ids_n && strcmp(k.ids[j], id) != 0)
+      j++;
+    assert_true(j < k.ids_n);
+    double sim_cost = json_real_value(json_object_get(m, "cost"));
+    assert_true(sim_cost > 0);
+    assert_true(fabs(k.node_final[j] - sim_cost) <= 2 * second + 1e-12);
+  }
+  print_message("pool: kite %.9f USD, emulator %.9f USD (%+.1f billed s)\n", k.pool_accumulated,
+                total, (k.pool_accumulated - total) / second);
+  assert_true(total > 0);
+  assert_true(fabs(k.pool_accumulated - total) <= 3 * 2 * second + 1e-12);
+  json_decref(bill);
+  ctx_done(&c);
+}
+
 /* ---- hostile answers, Prism ----------------------------------------------------------------- */
 
 static void test_hostile_bodies_do_not_crash(void **state) {
@@ -246,6 +360,7 @@ int main(void) {
       cmocka_unit_test(test_pool_on_digitalocean),
       cmocka_unit_test(test_pool_with_20_percent_api_faults),
       cmocka_unit_test(test_pool_replaces_dead_droplet),
+      cmocka_unit_test(test_pool_cost_matches_the_bill),
       cmocka_unit_test(test_hostile_bodies_do_not_crash),
       cmocka_unit_test(test_lifecycle_through_prism),
   };

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kite/kite.h"
@@ -75,15 +76,87 @@ static void test_every_provider_is_in_the_table(void **state) {
     /* ssh.user / ssh.key are honoured exactly where an option carries them. */
     assert_true((p->ssh_user_option == NULL) == (p->refused[KITE_FIELD_SSH_USER] != NULL));
     assert_true((p->ssh_key_option == NULL) == (p->refused[KITE_FIELD_SSH_KEY] != NULL));
-    /* No provider chooses instances by resources yet. */
-    assert_non_null(p->refused[KITE_FIELD_CPUS]);
-    assert_non_null(p->refused[KITE_FIELD_MEMORY]);
-    assert_non_null(p->refused[KITE_FIELD_ACCELERATORS]);
+    /* Instances are chosen by resources only where the catalog has the offers to choose
+     * among, and a provider that says how it bills says it in whole seconds. */
+    if (!p->catalog) {
+      assert_non_null(p->refused[KITE_FIELD_CPUS]);
+      assert_non_null(p->refused[KITE_FIELD_MEMORY]);
+      assert_non_null(p->refused[KITE_FIELD_ACCELERATORS]);
+    }
+    assert_true(p->billing_minimum_s == 0 || p->billing_minimum_s >= p->billing_increment_s);
     assert_non_null(p->refused[KITE_FIELD_DISK_GB]);
   }
   assert_null(kite_registry_at(KITE_ARRAY_SIZE(names)));
   assert_null(kite_registry_find("AWS"));
   assert_null(kite_registry_find(NULL));
+}
+
+/* The clouds with a catalog: how they bill, and that they choose by resources. */
+static void test_catalog_rows(void **state) {
+  (void)state;
+  const kite_provider_info_t *d = kite_registry_find("digitalocean");
+  const kite_provider_info_t *h = kite_registry_find("hetzner");
+  assert_true(d->catalog && h->catalog);
+  assert_int_equal(d->billing_increment_s, 1);
+  assert_int_equal(d->billing_minimum_s, 60);
+  assert_int_equal(h->billing_increment_s, 3600);
+  assert_int_equal(h->billing_minimum_s, 3600);
+  assert_true(kite_registry_can(d, KITE_FIELD_CPUS) && kite_registry_can(d, KITE_FIELD_MEMORY) &&
+              kite_registry_can(d, KITE_FIELD_ACCELERATORS));
+  assert_true(kite_registry_can(h, KITE_FIELD_CPUS) && kite_registry_can(h, KITE_FIELD_MEMORY));
+  assert_false(kite_registry_can(h, KITE_FIELD_ACCELERATORS)); /* no GPU server types */
+  /* configured: the token variables, else the CLI's file, which an empty HOME does not have. */
+  char home[] = "/tmp/kite-test-registry-cfg-XXXXXX";
+  assert_non_null(mkdtemp(home));
+  const char *vars[] = {"DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN", "HCLOUD_TOKEN",
+                        "HCLOUD_CONFIG",      "XDG_CONFIG_HOME",           "HOME"};
+  char *saved[6];
+  for (size_t i = 0; i < 6; i++) {
+    saved[i] = getenv(vars[i]) ? strdup(getenv(vars[i])) : NULL;
+    unsetenv(vars[i]);
+  }
+  setenv("HOME", home, 1);
+  assert_false(d->configured());
+  assert_false(h->configured());
+  setenv("DIGITALOCEAN_ACCESS_TOKEN", "dop_v1_x", 1);
+  setenv("HCLOUD_TOKEN", "h_x", 1);
+  assert_true(d->configured());
+  assert_true(h->configured());
+  unsetenv("DIGITALOCEAN_ACCESS_TOKEN");
+  unsetenv("HCLOUD_TOKEN");
+  char path[256];
+  snprintf(path, sizeof(path), "%s/.config", home);
+  mkdir(path, 0700);
+  snprintf(path, sizeof(path), "%s/.config/doctl", home);
+  mkdir(path, 0700);
+  snprintf(path, sizeof(path), "%s/.config/doctl/config.yaml", home);
+  FILE *fp = fopen(path, "w");
+  assert_non_null(fp);
+  fputs("access-token: dop_v1_from_doctl\n", fp);
+  fclose(fp);
+  snprintf(path, sizeof(path), "%s/.config/hcloud", home);
+  mkdir(path, 0700);
+  snprintf(path, sizeof(path), "%s/.config/hcloud/cli.toml", home);
+  fp = fopen(path, "w");
+  assert_non_null(fp);
+  fputs("active_context = \"p\"\n[[contexts]]\nname = \"q\"\ntoken = \"a\"\n", fp);
+  fclose(fp);
+  assert_true(d->configured());
+  assert_false(h->configured()); /* a context, but not the active one */
+  fp = fopen(path, "a");
+  fputs("[[contexts]]\nname = \"p\"\ntoken = \"b\"\n", fp);
+  fclose(fp);
+  assert_true(h->configured());
+  for (size_t i = 0; i < 6; i++) {
+    if (saved[i])
+      setenv(vars[i], saved[i], 1);
+    else
+      unsetenv(vars[i]);
+    free(saved[i]);
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", home);
+  assert_int_equal(system(cmd), 0);
 }
 
 static void test_start_by_name(void **state) {
@@ -281,6 +354,7 @@ static void test_refused_spec_corpus(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_provider_is_in_the_table),
+      cmocka_unit_test(test_catalog_rows),
       cmocka_unit_test(test_start_by_name),
       cmocka_unit_test(test_honoured_specs_pass),
       cmocka_unit_test(test_ssh_user_and_key_reach_the_provider),

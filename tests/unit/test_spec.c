@@ -129,6 +129,7 @@ static void test_full_spec_fills_every_field(void **state) {
                              "  preempt_interval: 1m\n"
                              "  jitter: 250ms\n"
                              "  health_command: /usr/bin/true\n"
+                             "  cost_interval: 30s\n"
                              "deadman:\n"
                              "  enabled: true\n"
                              "  timeout: 1h\n"
@@ -174,6 +175,7 @@ static void test_full_spec_fills_every_field(void **state) {
   assert_int_equal(ps->monitors.preempt_interval_ms, 60000);
   assert_int_equal(ps->monitors.jitter_ms, 250);
   assert_string_equal(ps->monitors.health_command, "/usr/bin/true");
+  assert_int_equal(ps->monitors.cost_interval_ms, 30000);
   assert_false(ps->deadman_off);
   assert_int_equal(ps->deadman_timeout_ms, 3600000);
   assert_string_equal(ps->ssh_user, "ubuntu");

@@ -518,6 +518,52 @@ static void test_found_then_reported_is_one_record(void **state) {
   kite_store_close(s);
 }
 
+/* What an instance was bought as, when its bill started, and why it ended, for `kite cost`. */
+static void test_instance_bought_and_running_time(void **state) {
+  (void)state;
+  kite_store_t *s = open_store();
+  put_pool(s, "p");
+  int64_t row;
+  assert_int_equal(kite_store_instance_launching(s, "p", 1, "aws", NULL, "tok-b", &row), 0);
+  /* The launch request's values, then what the provider reported (NULL keeps the place). */
+  assert_int_equal(
+      kite_store_instance_bought(s, row, "us-east-1", "us-east-1a", "m5.large", true, 0.03, -1), 0);
+  kite_store_instance_t x;
+  assert_int_equal(kite_store_instance_get(s, row, &x), 0);
+  assert_int_equal(x.running_ms, 0); /* not reported yet: no bill */
+  kite_store_instance_clear(&x);
+  int64_t before = (int64_t)kite__wall_ms();
+  assert_int_equal(kite_store_instance_launched(s, row, "i-b", NULL, 0, NULL, NULL, -1), 0);
+  assert_int_equal(kite_store_instance_bought(s, row, NULL, "", NULL, true, 0.031, 0.096), 0);
+  assert_int_equal(kite_store_instance_get(s, row, &x), 0);
+  assert_string_equal(x.region, "us-east-1");
+  assert_string_equal(x.zone, "us-east-1a");
+  assert_string_equal(x.instance_type, "m5.large");
+  assert_true(x.spot);
+  assert_true(x.price == 0.031);
+  assert_true(x.ondemand_price == 0.096);
+  int64_t running = x.running_ms;
+  assert_true(running >= before && running <= (int64_t)kite__wall_ms());
+  kite_store_instance_clear(&x);
+  /* A later report (the address) keeps when the bill started. */
+  assert_int_equal(kite_store_instance_launched(s, row, "i-b", "10.0.0.5", 22, "u", NULL, -1), 0);
+  assert_int_equal(kite_store_instance_note(s, row, "replaced", "preempted"), 0);
+  assert_int_equal(kite_store_instance_terminated(s, "aws", "i-b"), 0);
+  assert_int_equal(kite_store_instance_get(s, row, &x), 0);
+  assert_true(x.running_ms == running);
+  assert_string_equal(x.note, "replaced: preempted");
+  assert_true(x.terminated_ms >= running);
+  kite_store_instance_clear(&x);
+  /* An instance never priced reads as unknown. */
+  int64_t other;
+  assert_int_equal(kite_store_instance_launching(s, "p", 2, "aws", NULL, "tok-c", &other), 0);
+  assert_int_equal(kite_store_instance_get(s, other, &x), 0);
+  assert_true(x.price < 0 && x.ondemand_price < 0 && !x.spot && x.region == NULL);
+  kite_store_instance_clear(&x);
+  assert_int_equal(kite_store_instance_bought(s, 9999, "r", NULL, NULL, false, 1, 1), KITE_ENOENT);
+  kite_store_close(s);
+}
+
 static void test_pool_delete_refused_while_live(void **state) {
   (void)state;
   kite_store_t *s = open_store();
@@ -801,6 +847,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_crash_leaves_live_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
       cmocka_unit_test_setup_teardown(test_found_then_reported_is_one_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_instance_bought_and_running_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pool_delete_refused_while_live, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pools_nodes_tasks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readers_while_one_writes, setup, teardown),

@@ -129,6 +129,13 @@ typedef struct faults {
   fault_kind_t queue[64];                       /* one-shot faults for the next requests */
   size_t queue_n;
   uint64_t seed;
+  /* Capacity per place (POST /_sim/capacity): at most available live machines of a front in a
+   * region, of one type or ("*") of all types. */
+  struct sim_capacity {
+    char front[24], region[48], type[64];
+    unsigned available;
+  } capacity[64];
+  size_t capacity_n;
 } faults_t;
 
 /* Answers one API call of front f: picks the fault, then either answers it in f's shape
@@ -136,8 +143,13 @@ typedef struct faults {
 void faults_serve(sim_t *sim, const sim_front_t *f, const http_req_t *req, http_resp_t *resp);
 /* POST /_sim/faults: merges a JSON object of fault settings. */
 void faults_set(sim_t *sim, const http_req_t *req, http_resp_t *resp);
-/* Whether front f may create want more machines while it has live: false, with f's refusal in
- * resp, when creates fail for capacity or the account's limit would be passed. */
+/* POST /_sim/capacity: one rule {"front", "region", "type" ("*": every type), "available": N
+ * (-1 removes the rule)}, or a list of them. GET /_sim/capacity: the rules. */
+void sim_capacity_set(sim_t *sim, const http_req_t *req, http_resp_t *resp);
+void sim_capacity_get(sim_t *sim, http_resp_t *resp);
+/* Whether front f may create want more machines of type size in region while it has live:
+ * false, with f's refusal in resp, when creates fail for capacity (--no-capacity, or a capacity
+ * rule of that place that want more would pass) or the account's limit would be passed. */
 bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, const char *size,
                const char *region, http_resp_t *resp);
 /* The account limit of every front (--droplet-limit). */
@@ -169,7 +181,8 @@ typedef struct machine {
   double price_hourly;
   unsigned bill_increment_s, bill_minimum_s;
   bool spot;
-  uint64_t created_ms, gone_ms;
+  uint64_t created_ms, gone_ms; /* wall-clock ms since the epoch */
+  size_t bill_line;             /* its line of sim->bill */
   machine_state_t state;
   bool node_up;          /* the node listened once (PROVISIONING: booting, then starting) */
   bool vanish_when_dead; /* a kill that deletes the machine (preemption-like) */
@@ -213,6 +226,22 @@ unsigned machine_count_of(sim_t *sim, const char *cloud);
 machine_t *machine_find_of(sim_t *sim, uint64_t id, const char *cloud);
 void machines_stop_all(sim_t *sim, void (*done)(sim_t *sim));
 
+/* One machine's line of the bill, which outlives the machine (machines are freed when gone). */
+typedef struct bill_line {
+  uint64_t id;
+  const char *cloud;
+  char *size, *region;
+  bool spot;
+  double price_hourly;
+  unsigned increment_s, minimum_s;
+  uint64_t created_ms, gone_ms; /* gone_ms 0 while it exists */
+} bill_line_t;
+
+/* The bill: GET /_sim/bill's JSON text (malloc'd), every machine ever made, its billable
+ * seconds under its front's granularity up to when it was gone (or now), and the total. */
+char *machines_bill_json(sim_t *sim);
+void machines_bill_free(sim_t *sim);
+
 /* MD5 of an OpenSSH public key's blob as colon-separated hex (malloc'd), as DigitalOcean and
  * Hetzner show fingerprints; NULL when the key is not "type base64 [comment]". */
 char *sim_key_fingerprint(const char *public_key);
@@ -240,6 +269,8 @@ struct sim {
   machine_t *machines;
   uint64_t next_machine_id;
   unsigned created_total, deleted_total, peak;
+  bill_line_t *bill; /* every machine ever made, in creation order */
+  size_t bill_n, bill_cap;
   /* the DigitalOcean front's account */
   ssh_key_t *keys;
   uint64_t next_key_id;

@@ -5,6 +5,7 @@
  * authorized key.
  *
  *   GET    /v2/account                       the account (droplet limit)
+ *   GET    /v2/sizes[?page=&per_page=]       the sizes (sizes[] below), paginated
  *   GET    /v2/account/keys                  list keys (paginated)
  *   POST   /v2/account/keys                  add a key {name, public_key} → 201
  *   GET    /v2/account/keys/{id|fingerprint} one key, or 404
@@ -22,6 +23,17 @@
  * A cloud-config user_data with an ed25519 host key under ssh_keys (ed25519_private,
  * ed25519_public, as cloud-init reads them) becomes the node's host key before the droplet
  * is first reported active, as cloud-init would install it at first boot (machines.c).
+ *
+ * Sizes: a table of DigitalOcean's sizes with their prices and regions (the CPU sizes of
+ * SkyPilot's public DigitalOcean catalog in nyc1-3 and sfo1-3, its H100 sizes in tor1, and the
+ * smallest size kite launches by default). A create of a size the table does not have is 422
+ * "invalid size"; of a size it has but not in that region (or no longer available) 422 "not
+ * available in this region", as DigitalOcean answers both.
+ *
+ * Billing: since 1 January 2026 DigitalOcean bills droplets per second, with a minimum charge
+ * of 60 seconds (or $0.01); before, by the hour begun (DigitalOcean's community answers on
+ * droplet billing, citing its changelog). Each droplet carries its size's price_hourly, billed
+ * by the second with a 60-second minimum.
  *
  * Not emulated: droplets without ssh_keys (DigitalOcean would mail a root password; here the
  * create is refused with 422). */
@@ -54,27 +66,84 @@ static json_t *key_json(const ssh_key_t *k) {
                    "public_key", k->public_key, "name", k->name);
 }
 
-/* ---- rendering ------------------------------------------------------------------------------- */
+/* ---- sizes ----------------------------------------------------------------------------------- */
 
-static void size_numbers(const char *slug, int *vcpus, int *memory_mb) {
-  *vcpus = 1;
-  *memory_mb = 1024;
-  const char *v = strstr(slug, "vcpu-");
-  if (v) {
-    const char *p = v;
-    while (p > slug && isdigit((unsigned char)p[-1]))
-      p--;
-    if (p < v)
-      *vcpus = atoi(p);
-    const char *gb = v + 5;
-    if (isdigit((unsigned char)*gb))
-      *memory_mb = atoi(gb) * 1024;
-  }
+#define CPU_REGIONS "nyc1 nyc2 nyc3 sfo1 sfo2 sfo3"
+
+typedef struct do_size {
+  const char *slug, *description;
+  int vcpus, memory_mb, disk_gb;
+  double transfer_tb, monthly, hourly; /* USD */
+  const char *regions;                 /* space-separated */
+  bool available;
+  const char *gpu_model; /* gpu_info, or NULL */
+  int gpu_count, vram_gib;
+} do_size_t;
+
+static const do_size_t sizes[] = {
+    {"s-1vcpu-512mb-10gb", "Basic", 1, 512, 10, 0.5, 4.00, 0.00595, "nyc1 sfo3", false, NULL, 0, 0},
+    {"s-1vcpu-1gb", "Basic", 1, 1024, 25, 1.0, 6.00, 0.00893, CPU_REGIONS, true, NULL, 0, 0},
+    {"s-4vcpu-8gb", "Basic", 4, 8192, 160, 5.0, 48.00, 0.07143, CPU_REGIONS, true, NULL, 0, 0},
+    {"s-8vcpu-16gb", "Basic", 8, 16384, 320, 6.0, 99.00, 0.14732, CPU_REGIONS, true, NULL, 0, 0},
+    {"g-2vcpu-8gb", "General Purpose", 2, 8192, 25, 4.0, 63.00, 0.09375, CPU_REGIONS, true, NULL, 0,
+     0},
+    {"g-16vcpu-64gb", "General Purpose", 16, 65536, 200, 9.0, 504.00, 0.75, CPU_REGIONS, true, NULL,
+     0, 0},
+    {"g-32vcpu-128gb", "General Purpose", 32, 131072, 400, 10.0, 1008.00, 1.5, CPU_REGIONS, true,
+     NULL, 0, 0},
+    {"g-48vcpu-192gb-intel", "General Purpose", 48, 196608, 1200, 11.0, 1814.00, 2.6994,
+     CPU_REGIONS, true, NULL, 0, 0},
+    {"gpu-h100x1-80gb", "H100 GPU - 1X", 20, 245760, 720, 15.0, 4529.28, 6.74, "tor1", true,
+     "nvidia_h100", 1, 80},
+    {"gpu-h100x8-640gb", "H100 GPU - 8X", 160, 1966080, 2046, 60.0, 31987.20, 47.60, "tor1", true,
+     "nvidia_h100", 8, 640},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const do_size_t *size_find(const char *slug) {
+  for (size_t i = 0; slug && i < COUNT(sizes); i++)
+    if (strcmp(sizes[i].slug, slug) == 0)
+      return &sizes[i];
+  return NULL;
 }
 
+static bool size_in(const do_size_t *z, const char *region) {
+  size_t n = region ? strlen(region) : 0;
+  for (const char *p = z->regions; n && (p = strstr(p, region)) != NULL; p += n)
+    if ((p == z->regions || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+      return true;
+  return false;
+}
+
+/* The size object of the API reference (#/components/schemas/size). */
+static json_t *size_json(const do_size_t *z) {
+  json_t *regions = json_array();
+  for (const char *p = z->regions; *p;) {
+    size_t n = strcspn(p, " ");
+    json_array_append_new(regions, json_stringn(p, n));
+    p += n + strspn(p + n, " ");
+  }
+  json_t *j =
+      json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:o, s:b, s:s, s:[{s:s, s:{s:i, s:s}}]}",
+                "slug", z->slug, "memory", z->memory_mb, "vcpus", z->vcpus, "disk", z->disk_gb,
+                "transfer", z->transfer_tb, "price_monthly", z->monthly, "price_hourly", z->hourly,
+                "regions", regions, "available", z->available, "description", z->description,
+                "disk_info", "type", "local", "size", "amount", z->disk_gb, "unit", "gib");
+  if (z->gpu_model)
+    json_object_set_new(j, "gpu_info",
+                        json_pack("{s:i, s:s, s:{s:i, s:s}}", "count", z->gpu_count, "model",
+                                  z->gpu_model, "vram", "amount", z->vram_gib, "unit", "gib"));
+  return j;
+}
+
+/* ---- rendering ------------------------------------------------------------------------------- */
+
 static json_t *droplet_json(machine_t *m) {
-  int vcpus, memory;
-  size_numbers(m->size, &vcpus, &memory);
+  const do_size_t *z = size_find(m->size);
+  if (z == NULL)
+    z = &sizes[1]; /* creates take table sizes only */
+  int vcpus = z->vcpus, memory = z->memory_mb;
   const char *status = m->state == M_RUNNING        ? "active"
                        : m->state == M_PROVISIONING ? "new"
                                                     : "off";
@@ -90,17 +159,14 @@ static json_t *droplet_json(machine_t *m) {
       m->image, "type", "base", "distribution", "Ubuntu", "slug", m->image, "public", 1, "regions",
       m->region, "created_at", "2024-04-25T00:00:00Z", "min_disk_size", 10, "size_gigabytes", 2.36,
       "description", m->image, "tags", "status", "available");
-  json_t *size = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:[s], s:b, s:s}", "slug", m->size,
-                           "memory", memory, "vcpus", vcpus, "disk", 25 * vcpus, "transfer", 1.0,
-                           "price_monthly", 6.0 * vcpus, "price_hourly", 0.00893 * vcpus, "regions",
-                           m->region, "available", 1, "description", "Basic");
+  json_t *size = size_json(z);
   json_t *region =
       json_pack("{s:s, s:s, s:[s,s], s:b, s:[s]}", "name", m->region, "slug", m->region, "features",
                 "metadata", "install_agent", "available", 1, "sizes", m->size);
   return json_pack("{s:I, s:s, s:i, s:i, s:i, s:b, s:s, s:s, s:[], s:[], s:n, s:[], s:o, s:[],"
                    " s:o, s:s, s:{s:o, s:[]}, s:o, s:o, s:s}",
                    "id", (json_int_t)m->id, "name", m->name, "memory", memory, "vcpus", vcpus,
-                   "disk", 25 * vcpus, "locked", 0, "status", status, "created_at", m->created_at,
+                   "disk", z->disk_gb, "locked", 0, "status", status, "created_at", m->created_at,
                    "features", "backup_ids", "next_backup_window", "snapshot_ids", "image", image,
                    "volume_ids", "size", size, "size_slug", m->size, "networks", "v4", v4, "v6",
                    "region", region, "tags", tags, "vpc_uuid",
@@ -262,6 +328,11 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
       key = found;
     }
   }
+  const do_size_t *z = err ? NULL : size_find(json_string_value(size));
+  if (err == NULL && z == NULL)
+    err = "You specified an invalid size for Droplet creation.";
+  else if (err == NULL && (!z->available || (region && !size_in(z, json_string_value(region)))))
+    err = "Size is not available in this region.";
   if (err) {
     http_error(resp, 422, "unprocessable_entity", err);
     json_decref(body);
@@ -288,7 +359,10 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
                          .image = image_s,
                          .user_data = ud ? json_string_value(ud) : NULL,
                          .authorized_key = key->public_key,
-                         .cloud = CLOUD};
+                         .cloud = CLOUD,
+                         .price_hourly = z->hourly,
+                         .bill_increment_s = 1,
+                         .bill_minimum_s = 60};
     machine_t *m = machine_create(sim, &mo);
     if (m == NULL)
       continue;
@@ -372,6 +446,19 @@ static machine_t *droplet_by_path(sim_t *sim, const char *idstr, http_resp_t *re
   if (m == NULL)
     http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
   return m;
+}
+
+static void sizes_list(const http_req_t *req, http_resp_t *resp) {
+  page_t p;
+  if (!parse_page(req, resp, &p))
+    return;
+  json_t *all = json_array();
+  for (size_t i = (size_t)(p.page - 1) * (size_t)p.per_page;
+       i < COUNT(sizes) && i < (size_t)p.page * (size_t)p.per_page; i++)
+    json_array_append_new(all, size_json(&sizes[i]));
+  json_t *out = json_pack("{s:o}", "sizes", all);
+  add_pages(out, req, "", p, (long)COUNT(sizes));
+  http_json(resp, 200, dump(out));
 }
 
 /* ---- account --------------------------------------------------------------------------------- */
@@ -477,6 +564,10 @@ static void do_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     } else {
       http_error(resp, 405, "method_not_allowed", "Method not allowed.");
     }
+    return;
+  }
+  if (strcmp(p, "/v2/sizes") == 0 && get) {
+    sizes_list(req, resp);
     return;
   }
   if (strcmp(p, "/v2/account") == 0 && get) {

@@ -7,7 +7,9 @@
  * processed. A reset, a malformed body or a slow answer happen after the front processed the
  * call, as a lost answer does on a real network. Every answer of a front that has a rate limit
  * carries ratelimit-* headers (remaining 0 in a 429). Creates ask sim_admit() for capacity and
- * the account's limit, which refuses in the front's shape too. */
+ * the account's limit, which refuses in the front's shape too. Capacity is --no-capacity
+ * (none anywhere) or rules per front, region and type (POST /_sim/capacity): a place with a
+ * rule takes at most that many live machines, as a real region runs out of a type. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,9 +89,37 @@ unsigned sim_machine_limit(const sim_t *sim) {
   return sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
 }
 
+/* Live machines of front f in region (of type, unless type is "*"): deleting ones no longer
+ * hold capacity. */
+static unsigned live_in(const sim_t *sim, const sim_front_t *f, const char *region,
+                        const char *type) {
+  unsigned n = 0;
+  for (const machine_t *m = sim->machines; m; m = m->next)
+    if (strcmp(m->cloud, f->name) == 0 && m->state != M_DELETING && m->region &&
+        strcmp(m->region, region) == 0 &&
+        (strcmp(type, "*") == 0 || (m->size && strcmp(m->size, type) == 0)))
+      n++;
+  return n;
+}
+
+/* Whether a capacity rule of f's in region leaves no room for want more of size. */
+static bool over_capacity(const sim_t *sim, const sim_front_t *f, unsigned want, const char *size,
+                          const char *region) {
+  const faults_t *fs = &sim->faults;
+  for (size_t i = 0; region && i < fs->capacity_n; i++) {
+    const struct sim_capacity *c = &fs->capacity[i];
+    if (strcmp(c->front, f->name) != 0 || strcmp(c->region, region) != 0 ||
+        (strcmp(c->type, "*") != 0 && (size == NULL || strcmp(c->type, size) != 0)))
+      continue;
+    if (live_in(sim, f, region, c->type) + want > c->available)
+      return true;
+  }
+  return false;
+}
+
 bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, const char *size,
                const char *region, http_resp_t *resp) {
-  if (sim->faults.no_capacity) {
+  if (sim->faults.no_capacity || over_capacity(sim, f, want, size, region)) {
     f->no_capacity(resp, size ? size : "", region ? region : "");
     return false;
   }
@@ -99,6 +129,83 @@ bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, c
     return false;
   }
   return true;
+}
+
+/* ---- capacity rules ------------------------------------------------------------------------ */
+
+static bool front_known(const sim_t *sim, const char *name) {
+  for (size_t i = 0; sim->fronts[i]; i++)
+    if (strcmp(sim->fronts[i]->name, name) == 0)
+      return true;
+  return false;
+}
+
+/* Applies one rule; NULL, or what was wrong with it. */
+static const char *capacity_rule(sim_t *sim, json_t *r) {
+  faults_t *fs = &sim->faults;
+  const char *front = json_string_value(json_object_get(r, "front"));
+  const char *region = json_string_value(json_object_get(r, "region"));
+  json_t *t = json_object_get(r, "type"), *av = json_object_get(r, "available");
+  const char *type = t ? json_string_value(t) : "*";
+  if (front == NULL || !front_known(sim, front))
+    return "\"front\" must name a front (digitalocean, hetzner, ec2)";
+  if (region == NULL || *region == '\0' || strlen(region) >= sizeof(fs->capacity[0].region))
+    return "\"region\" must be a region's name";
+  if (type == NULL || *type == '\0' || strlen(type) >= sizeof(fs->capacity[0].type))
+    return "\"type\" must be \"*\" or a type's name";
+  if (!json_is_integer(av) || json_integer_value(av) < -1 || json_integer_value(av) > 1000000)
+    return "\"available\" must be an integer from -1 (no rule) to 1000000";
+  size_t i = 0;
+  while (i < fs->capacity_n &&
+         (strcmp(fs->capacity[i].front, front) != 0 ||
+          strcmp(fs->capacity[i].region, region) != 0 || strcmp(fs->capacity[i].type, type) != 0))
+    i++;
+  if (json_integer_value(av) < 0) {
+    if (i < fs->capacity_n)
+      fs->capacity[i] = fs->capacity[--fs->capacity_n];
+    return NULL;
+  }
+  if (i == fs->capacity_n) {
+    if (fs->capacity_n == sizeof(fs->capacity) / sizeof(fs->capacity[0]))
+      return "too many capacity rules (64)";
+    fs->capacity_n++;
+  }
+  struct sim_capacity *c = &fs->capacity[i];
+  snprintf(c->front, sizeof(c->front), "%s", front);
+  snprintf(c->region, sizeof(c->region), "%s", region);
+  snprintf(c->type, sizeof(c->type), "%s", type);
+  c->available = (unsigned)json_integer_value(av);
+  return NULL;
+}
+
+void sim_capacity_set(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
+  json_error_t e;
+  json_t *j = json_loadb(req->body, req->body_len, 0, &e);
+  const char *err = json_is_object(j) || json_is_array(j) ? NULL
+                                                          : "a capacity rule (a JSON object) or a "
+                                                            "list of them";
+  if (json_is_object(j))
+    err = capacity_rule(sim, j);
+  for (size_t i = 0; err == NULL && json_is_array(j) && i < json_array_size(j); i++)
+    err = json_is_object(json_array_get(j, i)) ? capacity_rule(sim, json_array_get(j, i))
+                                               : "each capacity rule is a JSON object";
+  json_decref(j);
+  if (err)
+    http_error(resp, 400, "bad_request", err);
+  else
+    sim_capacity_get(sim, resp);
+}
+
+void sim_capacity_get(sim_t *sim, http_resp_t *resp) {
+  json_t *rules = json_array();
+  for (size_t i = 0; i < sim->faults.capacity_n; i++) {
+    const struct sim_capacity *c = &sim->faults.capacity[i];
+    json_array_append_new(rules,
+                          json_pack("{s:s, s:s, s:s, s:i}", "front", c->front, "region", c->region,
+                                    "type", c->type, "available", (int)c->available));
+  }
+  http_json(resp, 200, json_dumps(rules, JSON_COMPACT));
+  json_decref(rules);
 }
 
 /* ---- settings ------------------------------------------------------------------------------ */

@@ -19,6 +19,10 @@
  *                             the MD5 of the key blob in colon hex, as Hetzner's
  *   GET    /v1/ssh_keys       ?name=&fingerprint=&label_selector=&sort=&page=&per_page=
  *   GET    /v1/ssh_keys/{id}, DELETE /v1/ssh_keys/{id} → 204
+ *   GET    /v1/server_types   ?name=&page=&per_page= → {server_types, meta: {pagination}}: each
+ *                             type with its prices per location where it is sold (CX and CAX
+ *                             in the German and Finnish locations only, CPX and CCX everywhere,
+ *                             dearer in the US and Singapore), and one deprecated type (cx11)
  *
  *   GET    /_sim/hetzner/state               (control) every server with its labels
  *   POST   /_sim/hetzner/servers/{id}/kill   (control) the server's node dies at once; it
@@ -30,6 +34,12 @@
  * resource_limit_exceeded (403: --droplet-limit), resource_unavailable (412: --no-capacity),
  * rate_limit_exceeded (429), server_error (500). Labels are stored with the server and
  * filtered by label_selector (k=v, k==v, k!=v, k, !k, k in (…), k notin (…), comma-joined).
+ *
+ * A create of a deprecated type or of a type where it is not sold is invalid_input on the
+ * field server_type. Billing: Hetzner bills servers by the hour, each hour begun paid whole,
+ * up to a monthly cap (docs.hetzner.com, Cloud billing FAQ: "Die stündliche Nutzung eines
+ * Servers wird immer aufgerundet"; "Billing system at Hetzner": "We round up partial hours");
+ * each server carries its type's gross hourly price at its location, billed per hour begun.
  *
  * Not emulated: servers without an SSH key (Hetzner would mail a root password; here the create
  * is refused with invalid_input, unless a cloud-config user_data has ssh_authorized_keys),
@@ -65,56 +75,79 @@ static struct {
 
 /* ---- the catalog ---------------------------------------------------------------------------- */
 
+/* Where a type is sold: Hetzner sells its CX (Intel/AMD shared) and CAX (Arm) types in its
+ * German and Finnish locations only, CPX and CCX everywhere. */
+enum { EU = 1, EVERYWHERE = 2 };
+
 typedef struct server_type {
   int id;
   const char *name, *description, *cpu_type, *architecture, *category;
   int cores;
   double memory, disk;
-  double hourly, monthly; /* net, EUR */
+  double hourly, monthly; /* net, EUR, in the German and Finnish locations */
+  int where;
+  /* No longer sold: listed with deprecated true and its deprecation, refused by creates. */
+  bool deprecated;
 } server_type_t;
 
 static const server_type_t server_types[] = {
-    {22, "cpx11", "CPX 11", "shared", "x86", "regular_purpose", 2, 2, 40, 0.0070, 4.35},
-    {23, "cpx21", "CPX 21", "shared", "x86", "regular_purpose", 3, 4, 80, 0.0121, 7.55},
-    {24, "cpx31", "CPX 31", "shared", "x86", "regular_purpose", 4, 8, 160, 0.0218, 13.60},
-    {25, "cpx41", "CPX 41", "shared", "x86", "regular_purpose", 8, 16, 240, 0.0403, 25.20},
-    {26, "cpx51", "CPX 51", "shared", "x86", "regular_purpose", 16, 32, 360, 0.0880, 54.90},
-    {45, "cax11", "CAX 11", "shared", "arm", "cost_optimized", 2, 4, 40, 0.0060, 3.79},
-    {93, "cax21", "CAX 21", "shared", "arm", "cost_optimized", 4, 8, 80, 0.0104, 6.49},
-    {94, "cax31", "CAX 31", "shared", "arm", "cost_optimized", 8, 16, 160, 0.0200, 12.49},
-    {95, "cax41", "CAX 41", "shared", "arm", "cost_optimized", 16, 32, 320, 0.0392, 24.49},
+    {1, "cx11", "CX11", "shared", "x86", "cost_optimized", 1, 2, 20, 0.0070, 4.15, EU, true},
+    {22, "cpx11", "CPX 11", "shared", "x86", "regular_purpose", 2, 2, 40, 0.0070, 4.35, EVERYWHERE,
+     false},
+    {23, "cpx21", "CPX 21", "shared", "x86", "regular_purpose", 3, 4, 80, 0.0121, 7.55, EVERYWHERE,
+     false},
+    {24, "cpx31", "CPX 31", "shared", "x86", "regular_purpose", 4, 8, 160, 0.0218, 13.60,
+     EVERYWHERE, false},
+    {25, "cpx41", "CPX 41", "shared", "x86", "regular_purpose", 8, 16, 240, 0.0403, 25.20,
+     EVERYWHERE, false},
+    {26, "cpx51", "CPX 51", "shared", "x86", "regular_purpose", 16, 32, 360, 0.0880, 54.90,
+     EVERYWHERE, false},
+    {45, "cax11", "CAX 11", "shared", "arm", "cost_optimized", 2, 4, 40, 0.0060, 3.79, EU, false},
+    {93, "cax21", "CAX 21", "shared", "arm", "cost_optimized", 4, 8, 80, 0.0104, 6.49, EU, false},
+    {94, "cax31", "CAX 31", "shared", "arm", "cost_optimized", 8, 16, 160, 0.0200, 12.49, EU,
+     false},
+    {95, "cax41", "CAX 41", "shared", "arm", "cost_optimized", 16, 32, 320, 0.0392, 24.49, EU,
+     false},
     {96, "ccx13", "CCX 13 Dedicated CPU", "dedicated", "x86", "general_purpose", 2, 8, 80, 0.0200,
-     12.49},
+     12.49, EVERYWHERE, false},
     {97, "ccx23", "CCX 23 Dedicated CPU", "dedicated", "x86", "general_purpose", 4, 16, 160, 0.0392,
-     24.49},
+     24.49, EVERYWHERE, false},
     {98, "ccx33", "CCX 33 Dedicated CPU", "dedicated", "x86", "general_purpose", 8, 32, 240, 0.0777,
-     48.49},
-    {104, "cx22", "CX22", "shared", "x86", "cost_optimized", 2, 4, 40, 0.0060, 3.79},
-    {105, "cx32", "CX32", "shared", "x86", "cost_optimized", 4, 8, 80, 0.0109, 6.80},
-    {106, "cx42", "CX42", "shared", "x86", "cost_optimized", 8, 16, 160, 0.0263, 16.40},
-    {107, "cx52", "CX52", "shared", "x86", "cost_optimized", 16, 32, 320, 0.0519, 32.40},
+     48.49, EVERYWHERE, false},
+    {104, "cx22", "CX22", "shared", "x86", "cost_optimized", 2, 4, 40, 0.0060, 3.79, EU, false},
+    {105, "cx32", "CX32", "shared", "x86", "cost_optimized", 4, 8, 80, 0.0109, 6.80, EU, false},
+    {106, "cx42", "CX42", "shared", "x86", "cost_optimized", 8, 16, 160, 0.0263, 16.40, EU, false},
+    {107, "cx52", "CX52", "shared", "x86", "cost_optimized", 16, 32, 320, 0.0519, 32.40, EU, false},
 };
 
 typedef struct location {
   int id, dc_id;
   const char *name, *description, *country, *city, *network_zone, *dc_name, *dc_description;
   double latitude, longitude;
+  /* Its prices against the German and Finnish ones (Hetzner's US and Singapore locations cost
+   * more). */
+  double price_factor;
 } location_t;
 
 static const location_t locations[] = {
     {1, 4, "fsn1", "Falkenstein DC Park 1", "DE", "Falkenstein", "eu-central", "fsn1-dc14",
-     "Falkenstein 1 virtual DC 14", 50.47612, 12.370071},
+     "Falkenstein 1 virtual DC 14", 50.47612, 12.370071, 1.0},
     {2, 2, "nbg1", "Nuremberg DC Park 1", "DE", "Nuremberg", "eu-central", "nbg1-dc3",
-     "Nuremberg 1 virtual DC 3", 49.452102, 11.076665},
+     "Nuremberg 1 virtual DC 3", 49.452102, 11.076665, 1.0},
     {3, 3, "hel1", "Helsinki DC Park 1", "FI", "Helsinki", "eu-central", "hel1-dc2",
-     "Helsinki 1 virtual DC 2", 60.169855, 24.938379},
+     "Helsinki 1 virtual DC 2", 60.169855, 24.938379, 1.0},
     {4, 5, "ash", "Ashburn, VA", "US", "Ashburn, VA", "us-east", "ash-dc1", "Ashburn virtual DC 1",
-     39.045821, -77.487073},
+     39.045821, -77.487073, 1.2},
     {5, 6, "hil", "Hillsboro, OR", "US", "Hillsboro, OR", "us-west", "hil-dc1",
-     "Hillsboro virtual DC 1", 45.54222, -122.951924},
+     "Hillsboro virtual DC 1", 45.54222, -122.951924, 1.2},
     {6, 7, "sin", "Singapore", "SG", "Singapore", "ap-southeast", "sin-dc1",
-     "Singapore virtual DC 1", 1.283333, 103.833333},
+     "Singapore virtual DC 1", 1.283333, 103.833333, 1.4},
 };
+
+/* Whether type t is sold at location l. */
+static bool sold_at(const server_type_t *t, const location_t *l) {
+  return t->where == EVERYWHERE || strcmp(l->network_zone, "eu-central") == 0;
+}
 
 typedef struct image {
   int id;
@@ -589,20 +622,36 @@ static json_t *price(double net) {
 static json_t *server_type_json(const server_type_t *t) {
   json_t *prices = json_array(), *locs = json_array();
   for (size_t i = 0; i < COUNT(locations); i++) {
-    bool eu = strcmp(locations[i].network_zone, "eu-central") == 0;
-    json_array_append_new(prices, json_pack("{s:s, s:o, s:o, s:I, s:o}", "location",
-                                            locations[i].name, "price_hourly", price(t->hourly),
-                                            "price_monthly", price(t->monthly), "included_traffic",
+    const location_t *l = &locations[i];
+    if (!sold_at(t, l))
+      continue;
+    bool eu = strcmp(l->network_zone, "eu-central") == 0;
+    json_array_append_new(prices, json_pack("{s:s, s:o, s:o, s:I, s:o}", "location", l->name,
+                                            "price_hourly", price(t->hourly * l->price_factor),
+                                            "price_monthly", price(t->monthly * l->price_factor),
+                                            "included_traffic",
                                             (json_int_t)(eu ? 21990232555520LL : 1099511627776LL),
                                             "price_per_tb_traffic", price(eu ? 1.0 : 7.4)));
-    json_array_append_new(locs, json_pack("{s:i, s:s, s:n}", "id", locations[i].id, "name",
-                                          locations[i].name, "deprecation"));
+    json_array_append_new(
+        locs, json_pack("{s:i, s:s, s:n}", "id", l->id, "name", l->name, "deprecation"));
   }
-  return json_pack("{s:i, s:s, s:s, s:i, s:f, s:f, s:b, s:o, s:s, s:s, s:s, s:s, s:o, s:n}", "id",
+  json_t *deprecation = t->deprecated
+                            ? json_pack("{s:s, s:s}", "announced", "2024-06-06T00:00:00+00:00",
+                                        "unavailable_after", "2024-09-06T00:00:00+00:00")
+                            : json_null();
+  return json_pack("{s:i, s:s, s:s, s:i, s:f, s:f, s:b, s:o, s:s, s:s, s:s, s:s, s:o, s:o}", "id",
                    t->id, "name", t->name, "description", t->description, "cores", t->cores,
-                   "memory", t->memory, "disk", t->disk, "deprecated", 0, "prices", prices,
-                   "storage_type", "local", "cpu_type", t->cpu_type, "architecture",
-                   t->architecture, "category", t->category, "locations", locs, "deprecation");
+                   "memory", t->memory, "disk", t->disk, "deprecated", t->deprecated, "prices",
+                   prices, "storage_type", "local", "cpu_type", t->cpu_type, "architecture",
+                   t->architecture, "category", t->category, "locations", locs, "deprecation",
+                   deprecation);
+}
+
+/* The gross hourly price of type t at location l (what a server of it is billed). */
+static double gross_hourly(const server_type_t *t, const location_t *l) {
+  char g[32];
+  snprintf(g, sizeof(g), "%.10f", t->hourly * l->price_factor * 1.19);
+  return strtod(g, NULL);
 }
 
 static json_t *location_json(const location_t *l) {
@@ -615,7 +664,8 @@ static json_t *location_json(const location_t *l) {
 static json_t *datacenter_json(const location_t *l) {
   json_t *ids = json_array();
   for (size_t i = 0; i < COUNT(server_types); i++)
-    json_array_append_new(ids, json_integer(server_types[i].id));
+    if (sold_at(&server_types[i], l) && !server_types[i].deprecated)
+      json_array_append_new(ids, json_integer(server_types[i].id));
   return json_pack("{s:i, s:s, s:s, s:o, s:{s:O, s:O, s:o}}", "id", l->dc_id, "name", l->dc_name,
                    "description", l->dc_description, "location", location_json(l), "server_types",
                    "supported", ids, "available", ids, "available_for_migration", ids);
@@ -648,7 +698,7 @@ static json_t *server_json(const machine_t *m) {
   const location_t *l = location_find(m->region);
   const image_t *im = image_find(m->image);
   if (t == NULL)
-    t = &server_types[0];
+    t = &server_types[1]; /* creates take listed types only */
   if (l == NULL)
     l = &locations[0];
   if (im == NULL)
@@ -888,6 +938,10 @@ static bool create_args(json_t *body, create_args_t *a, http_resp_t *resp) {
     invalid(resp, "image", "image not found");
   else if (a->loc == NULL)
     invalid(resp, "location", "location not found");
+  else if (a->type->deprecated)
+    invalid(resp, "server_type", "server type is deprecated and no longer available");
+  else if (!sold_at(a->type, a->loc))
+    invalid(resp, "server_type", "unsupported location for server type");
   else if (why)
     invalid(resp, "labels", why);
   else if (ud && (!json_is_string(ud) || json_string_length(ud) > MAX_USER_DATA))
@@ -928,7 +982,10 @@ static machine_t *server_new(sim_t *sim, const create_args_t *a) {
                        .size = a->type->name,
                        .image = a->image->name,
                        .user_data = a->user_data,
-                       .authorized_key = a->authorized_key};
+                       .authorized_key = a->authorized_key,
+                       .price_hourly = gross_hourly(a->type, a->loc),
+                       .bill_increment_s = 3600,
+                       .bill_minimum_s = 3600};
   machine_t *m = machine_create(sim, &mo);
   for (size_t i = 0; i < tag_n; i++)
     free(owned[i]);
@@ -1011,6 +1068,25 @@ static void servers_list(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   free(sel);
 }
 
+static json_t *any_type_json(const void *t) {
+  return server_type_json(t);
+}
+
+/* GET /v1/server_types[?name=]: every type, deprecated ones too (as Hetzner lists them). */
+static void server_types_list(const http_req_t *req, http_resp_t *resp) {
+  page_t p;
+  if (!parse_page(req, resp, &p))
+    return;
+  char *name = http_query_param(req, "name");
+  const void *v[COUNT(server_types)];
+  size_t m = 0;
+  for (size_t i = 0; i < COUNT(server_types); i++)
+    if (name == NULL || strcmp(name, server_types[i].name) == 0)
+      v[m++] = &server_types[i];
+  answer_page(req, resp, true, p, "server_types", v, m, any_type_json);
+  free(name);
+}
+
 /* ---- routing -------------------------------------------------------------------------------- */
 
 static void hz_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
@@ -1040,6 +1116,8 @@ static void hz_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       machine_delete(m);
       http_json(resp, 200, dump(out));
     }
+  } else if (strcmp(p, "/v1/server_types") == 0 && get) {
+    server_types_list(req, resp);
   } else if (strcmp(p, "/v1/ssh_keys") == 0 && (get || post)) {
     if (post)
       keys_create(req, resp);

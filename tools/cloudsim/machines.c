@@ -6,8 +6,13 @@
  * ed25519 host key of a cloud-config user data becomes the node's host key. Deleting stops the
  * node; the machine leaves the list (and every API) only when every process of the node is
  * gone. A kill makes the node die at once, as a crash or a reclaimed spot machine would; the
- * record then stays OFF, or vanishes. API fronts render machines in their own cloud's shapes. */
+ * record then stays OFF, or vanishes. API fronts render machines in their own cloud's shapes.
+ *
+ * The bill: every machine gets a line when it is created, billed from then (wall clock) until
+ * it is gone from the API (its node stopped: deleted or vanished), at the price and granularity
+ * its front gave it. The line outlives the machine. */
 #include <assert.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +42,47 @@ static void on_timer_closed(uv_handle_t *h) {
   }
 }
 
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The machine's line, brought up to date with what its front set. */
+static void bill_sync(const machine_t *m) {
+  bill_line_t *l = &m->sim->bill[m->bill_line];
+  l->spot = m->spot;
+  l->price_hourly = m->price_hourly;
+  l->increment_s = m->bill_increment_s;
+  l->minimum_s = m->bill_minimum_s;
+  l->gone_ms = m->gone_ms;
+}
+
+static bool bill_open(machine_t *m) {
+  sim_t *sim = m->sim;
+  if (sim->bill_n == sim->bill_cap) {
+    size_t cap = sim->bill_cap ? sim->bill_cap * 2 : 64;
+    bill_line_t *g = realloc(sim->bill, cap * sizeof(*g));
+    if (g == NULL)
+      return false;
+    sim->bill = g;
+    sim->bill_cap = cap;
+  }
+  m->bill_line = sim->bill_n++;
+  bill_line_t *l = &sim->bill[m->bill_line];
+  *l = (bill_line_t){.id = m->id,
+                     .cloud = m->cloud,
+                     .size = strdup(m->size),
+                     .region = strdup(m->region),
+                     .created_ms = m->created_ms};
+  bill_sync(m);
+  return true;
+}
+
 static void machine_forget(machine_t *m) {
   sim_t *sim = m->sim;
+  m->gone_ms = wall_ms();
+  bill_sync(m);
   for (machine_t **pp = &sim->machines; *pp; pp = &(*pp)->next)
     if (*pp == m) {
       *pp = m->next;
@@ -246,7 +290,20 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
   m->bill_increment_s = o->bill_increment_s;
   m->bill_minimum_s = o->bill_minimum_s;
   m->spot = o->spot;
-  m->created_ms = uv_now(sim->loop);
+  m->created_ms = wall_ms();
+  if (!bill_open(m)) {
+    free(m->name);
+    free(m->region);
+    free(m->size);
+    free(m->image);
+    free(m->user_data);
+    free(m->authorized_key);
+    for (size_t i = 0; i < m->tag_n; i++)
+      free(m->tags[i]);
+    free(m->tags);
+    free(m);
+    return NULL;
+  }
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
@@ -347,4 +404,51 @@ void machines_stop_all(sim_t *sim, void (*done)(sim_t *sim)) {
     next = m->next;
     machine_delete(m);
   }
+}
+
+/* ---- the bill ------------------------------------------------------------------------------- */
+
+/* Seconds billed for a machine that existed from created to gone (ms): whole increments
+ * begun (by the second when the increment is 0), never fewer than the minimum. */
+static uint64_t billed_seconds(const bill_line_t *l, uint64_t gone) {
+  if (gone <= l->created_ms)
+    return 0;
+  uint64_t lived_ms = gone - l->created_ms, unit = l->increment_s ? l->increment_s : 1;
+  uint64_t units = lived_ms / (unit * 1000) + (lived_ms % (unit * 1000) != 0);
+  uint64_t s = units * unit;
+  return s < l->minimum_s ? l->minimum_s : s;
+}
+
+char *machines_bill_json(sim_t *sim) {
+  for (machine_t *m = sim->machines; m; m = m->next)
+    bill_sync(m);
+  uint64_t now = wall_ms();
+  json_t *list = json_array();
+  double total = 0;
+  for (size_t i = 0; i < sim->bill_n; i++) {
+    const bill_line_t *l = &sim->bill[i];
+    uint64_t s = billed_seconds(l, l->gone_ms ? l->gone_ms : now);
+    double cost = l->price_hourly * (double)s / 3600.0;
+    total += cost;
+    json_array_append_new(
+        list,
+        json_pack("{s:I, s:s, s:s, s:s, s:b, s:f, s:I, s:I, s:I, s:f}", "id", (json_int_t)l->id,
+                  "cloud", l->cloud, "size", l->size, "region", l->region, "spot", l->spot,
+                  "price_hourly", l->price_hourly, "created_ms", (json_int_t)l->created_ms,
+                  "gone_ms", (json_int_t)l->gone_ms, "billable_s", (json_int_t)s, "cost", cost));
+  }
+  json_t *j = json_pack("{s:o, s:f}", "machines", list, "total", total);
+  char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12));
+  json_decref(j);
+  return out;
+}
+
+void machines_bill_free(sim_t *sim) {
+  for (size_t i = 0; i < sim->bill_n; i++) {
+    free(sim->bill[i].size);
+    free(sim->bill[i].region);
+  }
+  free(sim->bill);
+  sim->bill = NULL;
+  sim->bill_n = sim->bill_cap = 0;
 }

@@ -16,9 +16,19 @@
  *                                     no_capacity, droplet_limit, seed, and "next": a list of
  *                                     one-shot faults ("429", "500", "reset", "malformed",
  *                                     "slow") for the next API requests, in order
+ *   POST /_sim/capacity               {"front", "region", "type" ("*" or a type), "available": N}
+ *                                     or a list of them: creates of that front in that region
+ *                                     (of that type) beyond N live machines are refused in the
+ *                                     front's no-capacity shape; N = -1 removes the rule
+ *   GET  /_sim/capacity               the rules
  *   POST /_sim/machines/{id}/kill     any front's machine dies at once; {"vanish": false}
  *                                     leaves it listed as "off", else (default) it disappears
  *                                     as a reclaimed machine does
+ *   GET  /_sim/bill                   every machine ever made, gone ones included: {"machines":
+ *                                     [{id, cloud, size, region, spot, price_hourly, created_ms,
+ *                                     gone_ms (0: exists), billable_s, cost}...], "total": USD},
+ *                                     billed from creation until gone under the front's
+ *                                     granularity (increments begun, a minimum)
  *   and each front's own routes (/_sim/droplets/{id}/kill, /_sim/hetzner/…, /_sim/ec2/…). */
 #include <getopt.h>
 #include <jansson.h>
@@ -157,8 +167,20 @@ static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     get_state(sim, resp);
     return;
   }
+  if (strcmp(p, "/_sim/bill") == 0 && strcmp(req->method, "GET") == 0) {
+    http_json(resp, 200, machines_bill_json(sim));
+    return;
+  }
   if (strcmp(p, "/_sim/faults") == 0 && strcmp(req->method, "POST") == 0) {
     faults_set(sim, req, resp);
+    return;
+  }
+  if (strcmp(p, "/_sim/capacity") == 0 && strcmp(req->method, "POST") == 0) {
+    sim_capacity_set(sim, req, resp);
+    return;
+  }
+  if (strcmp(p, "/_sim/capacity") == 0 && strcmp(req->method, "GET") == 0) {
+    sim_capacity_get(sim, resp);
     return;
   }
   unsigned long long id;
@@ -332,6 +354,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; fronts[i]; i++)
     if (fronts[i]->free)
       fronts[i]->free(&sim);
+  machines_bill_free(&sim);
   free(sim.token);
   free(sim.node_dir);
   return rc == 0 ? 0 : 1;
