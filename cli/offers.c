@@ -285,7 +285,8 @@ static void plan_add(plan_t *p, const char *name) {
     p->names[p->n++] = strdup(name);
 }
 
-static int make_plan(const args_t *a, const kite_offer_t *cache, size_t n_cache, plan_t *p) {
+static int make_plan(const args_t *a, const kite_store_offers_summary_t *cache, size_t n_cache,
+                     plan_t *p) {
   if (a->n_providers) {
     for (size_t i = 0; i < a->n_providers; i++) {
       bool known = kite_registry_find(a->providers[i]) != NULL;
@@ -310,9 +311,8 @@ static int make_plan(const args_t *a, const kite_offer_t *cache, size_t n_cache,
   for (size_t i = 0; i < p->n; i++) {
     int64_t newest = 0;
     for (size_t k = 0; k < n_cache; k++)
-      if (strcmp(cache[k].provider, p->names[i]) == 0 &&
-          strncmp(cache[k].source, "snapshot", 8) != 0 && cache[k].fetched_ms > newest)
-        newest = cache[k].fetched_ms;
+      if (strcmp(cache[k].provider, p->names[i]) == 0)
+        newest = cache[k].newest_api_ms;
     bool stale = now - newest >= (int64_t)KITE_CATALOG_TTL_MS;
     p->ask[i] = !a->cache_only && (a->refresh || stale) && askable(p->names[i], a->n_providers);
     if (a->refresh && !p->ask[i] && a->n_providers)
@@ -536,9 +536,9 @@ static int list(const args_t *a) {
   kite_store_t *st = cli_store_open();
   if (st == NULL)
     return CLI_EXIT_FAIL;
-  kite_offer_t *cache = NULL;
+  kite_store_offers_summary_t *cache = NULL;
   size_t n_cache = 0;
-  int rc = kite_store_offers_get(st, NULL, &cache, &n_cache);
+  int rc = kite_store_offers_summary(st, &cache, &n_cache);
   if (rc != 0)
     cli_err("cannot read the offers cache: %s", kite_store_errmsg(st));
   kite_store_close(st);

@@ -278,7 +278,10 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                   "(?3 IS NULL OR region = ?3)")                                                   \
   X(OFFERS_PUT, "INSERT OR REPLACE INTO offers(" OFFER_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, "    \
                 "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")                             \
-  X(OFFERS_GET, "SELECT " OFFER_COLS " FROM offers WHERE (?1 IS NULL OR provider = ?1)")
+  X(OFFERS_GET, "SELECT " OFFER_COLS " FROM offers WHERE (?1 IS NULL OR provider = ?1)")        \
+  X(OFFERS_SUMMARY, "SELECT provider, coalesce(max(CASE snapshot WHEN 0 THEN fetched_ms END), "   \
+                    "0), sum(snapshot = 0), sum(snapshot = 1) FROM offers GROUP BY provider "     \
+                    "ORDER BY provider")
 
 enum stmt_id {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -1618,7 +1621,11 @@ int kite_store_offers_put(kite_store_t *s, const char *provider, const char *reg
  * cut rather than overflowing. */
 static void col_field(sqlite3_stmt *st, int i, char *field, size_t size) {
   const unsigned char *t = sqlite3_column_text(st, i);
-  snprintf(field, size, "%s", t ? (const char *)t : "");
+  size_t len = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+  len = len < size ? len : size - 1;
+  if (len)
+    memcpy(field, t, len);
+  field[len] = '\0';
 }
 
 static double col_price(sqlite3_stmt *st, int i) {
@@ -1656,6 +1663,33 @@ int kite_store_offers_get(kite_store_t *s, const char *provider, kite_offer_t **
   list_t l = {0};
   int rc =
       query(s, ST_OFFERS_GET, ARGS(A_STR(provider)), offers_row, &l, NULL, "reading cached offers");
+  if (rc != 0) {
+    free(l.arr);
+    return rc;
+  }
+  *out = l.arr;
+  *n = l.cnt;
+  return 0;
+}
+
+static int summary_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
+  list_t *l = data;
+  kite_store_offers_summary_t *o = grow(&l->arr, &l->cap, l->cnt, sizeof(*o));
+  if (o == NULL)
+    return set_err(s, KITE_ENOMEM, "out of memory reading cached offers");
+  l->cnt++;
+  col_field(st, 0, o->provider, sizeof(o->provider));
+  o->newest_api_ms = sqlite3_column_int64(st, 1);
+  o->api = (size_t)sqlite3_column_int64(st, 2);
+  o->snapshot = (size_t)sqlite3_column_int64(st, 3);
+  return 0;
+}
+
+int kite_store_offers_summary(kite_store_t *s, kite_store_offers_summary_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  list_t l = {0};
+  int rc = query(s, ST_OFFERS_SUMMARY, NO_ARGS, summary_row, &l, NULL, "reading cached offers");
   if (rc != 0) {
     free(l.arr);
     return rc;

@@ -563,42 +563,43 @@ static bool is_snapshot(const kite_offer_t *o) {
   return strncmp(o->source, "snapshot", 8) == 0;
 }
 
-/* The cached offers of provider: its API ones (*newest the latest fetch time of those), and its
- * snapshot ones, as two malloc'd arrays. */
+/* The cached offers of provider, in one malloc'd array: its API ones first (*newest the latest
+ * fetch time of those), then its snapshot ones. */
 typedef struct cached {
-  kite_offer_t *api, *snap;
+  kite_offer_t *all, *api, *snap;
   size_t n_api, n_snap;
   int64_t newest;
 } cached_t;
 
 static int read_cache(get_req_t *r, const char *provider, cached_t *c) {
   memset(c, 0, sizeof(*c));
-  kite_offer_t *v;
   size_t n;
-  int rc = kite_store_offers_get(r->st, provider, &v, &n);
+  int rc = kite_store_offers_get(r->st, provider, &c->all, &n);
   if (rc != 0)
     return rc;
-  c->api = v;
-  c->snap = malloc((n ? n : 1) * sizeof(*v));
-  if (c->snap == NULL) {
-    free(v);
-    return KITE_ENOMEM;
-  }
+  /* Partitioned in place; the order within each kind is of no matter (callers sort). */
+  size_t k = 0;
   for (size_t i = 0; i < n; i++) {
-    if (is_snapshot(&v[i])) {
-      c->snap[c->n_snap++] = v[i];
-    } else {
-      if (v[i].fetched_ms > c->newest)
-        c->newest = v[i].fetched_ms;
-      c->api[c->n_api++] = v[i];
+    if (is_snapshot(&c->all[i]))
+      continue;
+    if (c->all[i].fetched_ms > c->newest)
+      c->newest = c->all[i].fetched_ms;
+    if (i != k) {
+      kite_offer_t t = c->all[k];
+      c->all[k] = c->all[i];
+      c->all[i] = t;
     }
+    k++;
   }
+  c->api = c->all;
+  c->n_api = k;
+  c->snap = c->all + k;
+  c->n_snap = n - k;
   return 0;
 }
 
 static void cached_free(cached_t *c) {
-  free(c->api);
-  free(c->snap);
+  free(c->all);
 }
 
 static const char *age_text(int64_t ms, char *buf, size_t size) {
@@ -727,20 +728,24 @@ static char *options_of(json_t *all, const char *provider) {
 }
 
 /* One provider from the cache (fresh, or cache_only), or asked: 1 when its request is out. */
-static int gather(get_req_t *r, const kite_catalog_query_t *q, asked_t *a, json_t *options) {
-  cached_t c;
-  int rc = read_cache(r, a->name, &c);
-  if (rc != 0)
-    return rc;
+static int gather(get_req_t *r, const kite_catalog_query_t *q, asked_t *a, json_t *options,
+                  const kite_store_offers_summary_t *sum, size_t n_sum) {
+  int64_t newest = 0;
+  for (size_t i = 0; i < n_sum; i++)
+    if (strcmp(sum[i].provider, a->name) == 0)
+      newest = sum[i].api > 0 ? sum[i].newest_api_ms : 0;
   uint64_t ttl = q->ttl_ms ? q->ttl_ms : KITE_CATALOG_TTL_MS;
   int64_t now = (int64_t)kite__wall_ms();
-  bool fresh = c.n_api > 0 && now - c.newest < (int64_t)ttl;
+  bool fresh = newest > 0 && now - newest < (int64_t)ttl;
+  int rc;
   if (q->cache_only || (fresh && !q->refresh)) {
+    cached_t c;
+    if ((rc = read_cache(r, a->name, &c)) != 0)
+      return rc;
     rc = c.n_api > 0 ? add_offers(r, c.api, c.n_api) : add_offers(r, c.snap, c.n_snap);
     cached_free(&c);
     return rc;
   }
-  cached_free(&c);
   char *opts = options_of(options, a->name);
   kite_ev_catalog_request_t req = {.provider = a->name, .region = NULL, .options = opts};
   rc = kite_request_catalog_request(kite_runtime_bus(r->rt), &req, CATALOG_TIMEOUT_MS, on_reply, a,
@@ -815,14 +820,22 @@ int kite_catalog_get(kite_runtime_t *rt, const kite_catalog_query_t *q, kite_cat
     req_free(r);
     return rc;
   }
+  kite_store_offers_summary_t *sum = NULL;
+  size_t n_sum = 0;
+  if ((rc = kite_store_offers_summary(r->st, &sum, &n_sum)) != 0) {
+    json_decref(options);
+    req_free(r);
+    return rc;
+  }
   for (size_t i = 0; i < r->n_asked; i++) {
-    int g = gather(r, q, &r->asked[i], options);
+    int g = gather(r, q, &r->asked[i], options, sum, n_sum);
     if (g < 0) {
       note(r, "%s: cannot be asked (%s)", r->asked[i].name, kite_strerror(g));
       r->first_err = r->first_err ? r->first_err : g;
     }
   }
   json_decref(options);
+  free(sum);
   if (r->waiting == 0 && (rc = kite_bus_after(kite_runtime_bus(rt), on_after, r, NULL)) != 0) {
     req_free(r);
     return rc;

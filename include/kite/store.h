@@ -351,4 +351,14 @@ int kite_store_offers_put(kite_store_t *store, const char *provider, const char 
  * tells them apart), as one malloc'd array the caller frees (*out NULL when *n is 0). */
 int kite_store_offers_get(kite_store_t *store, const char *provider, kite_offer_t **out, size_t *n);
 
+/* What the cache holds of each provider, without reading the offers. */
+typedef struct kite_store_offers_summary {
+  char provider[24];     /* as kite_offer_t's */
+  int64_t newest_api_ms; /* the latest fetch time of its API offers; 0 when it has none */
+  size_t api, snapshot;  /* how many offers of each kind */
+} kite_store_offers_summary_t;
+
+/* One row per provider with cached offers, by name, as one malloc'd array the caller frees. */
+int kite_store_offers_summary(kite_store_t *store, kite_store_offers_summary_t **out, size_t *n);
+
 #endif

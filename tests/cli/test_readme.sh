@@ -5,6 +5,8 @@
 W="$T_DIR/work"
 mkdir -p "$W"
 cp -r "$KITE_SOURCE_DIR/examples" "$W/"
+# The public price snapshots the guide imports (kite offers --import).
+cp "$KITE_SOURCE_DIR/../shared/catalogs/"{digitalocean,vast}-vms.csv "$W/"
 printf 'a note\n' >"$W/notes.txt"
 # bad.yaml as the README's error names it: line 4, column 3, `cpuz` under resources.
 printf 'name: bad\nnodes: 1\nresources:\n  cpuz: 4\n' >"$W/bad.yaml"
