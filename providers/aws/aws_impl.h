@@ -127,14 +127,14 @@ size_t kite__aws_xml_count(const kite__aws_xml_t *x, const char *const *path, si
 /* The instance types of a DescribeInstanceTypes answer (instanceTypeSet/item). */
 typedef struct kite__aws_itype {
   char name[64];
-  unsigned vcpus;       /* vCpuInfo/defaultVCpus */
-  uint64_t memory_mib;  /* memoryInfo/sizeInMiB */
-  char gpu[32];         /* gpuInfo/gpus/item/name of the first, or "" */
-  unsigned gpu_count;   /* its count */
-  uint64_t gpu_mib;     /* its memoryInfo/sizeInMiB (each) */
-  char arch[16];        /* "x86_64" when supported, else "arm64"; "" for neither */
-  bool spot;            /* "spot" is among supportedUsageClasses */
-  uint64_t disk_gb;     /* instanceStorageInfo/totalSizeInGB; 0 EBS only */
+  unsigned vcpus;      /* vCpuInfo/defaultVCpus */
+  uint64_t memory_mib; /* memoryInfo/sizeInMiB */
+  char gpu[32];        /* gpuInfo/gpus/item/name of the first, or "" */
+  unsigned gpu_count;  /* its count */
+  uint64_t gpu_mib;    /* its memoryInfo/sizeInMiB (each) */
+  char arch[16];       /* "x86_64" when supported, else "arm64"; "" for neither */
+  bool spot;           /* "spot" is among supportedUsageClasses */
+  uint64_t disk_gb;    /* instanceStorageInfo/totalSizeInGB; 0 EBS only */
 } kite__aws_itype_t;
 
 /* Appends a DescribeInstanceTypes answer's types to *v (n used, cap allocated); *next_token

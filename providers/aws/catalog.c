@@ -59,10 +59,9 @@ static void on_page(kite_cloud_call_t *call, int status, const kite_http_respons
   if (!kite__aws_ec2_answer(call, status, resp, &x, cat_free))
     return;
   char *next = NULL;
-  int rc = call->step == TYPES ? kite__aws_xml_instance_types(x, &c->types, &c->n_types,
-                                                               &c->cap_types, &next)
-                               : kite__aws_xml_spot_prices(x, &c->spots, &c->n_spots,
-                                                           &c->cap_spots, &next);
+  int rc = call->step == TYPES
+               ? kite__aws_xml_instance_types(x, &c->types, &c->n_types, &c->cap_types, &next)
+               : kite__aws_xml_spot_prices(x, &c->spots, &c->n_spots, &c->cap_spots, &next);
   kite__aws_xml_free(x);
   if (rc != 0) {
     free(next);

@@ -1,7 +1,7 @@
 /* The AWS provider's row in the registry: what it honours of a spec, its options. */
 #include "../provider_info.h"
-#include "kite/aws.h"
 #include "aws_impl.h"
+#include "kite/aws.h"
 #include "kite_impl.h"
 
 static int start(kite_runtime_t *rt, const char *options_json, void **out) {
@@ -51,7 +51,8 @@ const kite_provider_info_t kite__provider_aws = {
     .batch_max = 1,
     .stop_start = true,
     /* Linux on demand and spot: per second, at least 60 s ("Announcing Amazon EC2 per second
-     * billing", aws.amazon.com/about-aws/whats-new/2017/10/announcing-amazon-ec2-per-second-billing/). */
+     * billing",
+     * aws.amazon.com/about-aws/whats-new/2017/10/announcing-amazon-ec2-per-second-billing/). */
     .billing_increment_s = 1,
     .billing_minimum_s = 60,
     .catalog = true,

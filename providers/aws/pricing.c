@@ -130,8 +130,8 @@ int kite__aws_pricing_parse(const char *body, size_t len,
     *next = kite__strdup(json_string_value(nt));
   json_decref(j);
   if (bad) {
-    *msg = kite__sprintf("the Price List's GetProducts answer is not what its API describes: %s",
-                         bad);
+    *msg =
+        kite__sprintf("the Price List's GetProducts answer is not what its API describes: %s", bad);
     return KITE_EPROTO;
   }
   return 0;

@@ -50,7 +50,7 @@ struct kite_aws_provider {
 
 /* A request's signing context and EC2 options. */
 typedef struct api {
-  char *endpoint, *host, *path; /* the URL, its authority, its path (signed) */
+  char *endpoint, *host, *path;                /* the URL, its authority, its path (signed) */
   char *pricing, *pricing_host, *pricing_path; /* the Price List's */
   char *access_key, *secret_key, *session_token;
   char *subnet, *max_price, *imds;
@@ -62,9 +62,9 @@ static void api_free(void *p) {
     return;
   if (api->secret_key)
     memset(api->secret_key, 0, strlen(api->secret_key));
-  char *v[] = {api->endpoint,   api->host,         api->path,          api->pricing,
-               api->pricing_host, api->pricing_path, api->access_key, api->secret_key,
-               api->session_token, api->subnet,     api->max_price,    api->imds};
+  char *v[] = {api->endpoint,      api->host,         api->path,       api->pricing,
+               api->pricing_host,  api->pricing_path, api->access_key, api->secret_key,
+               api->session_token, api->subnet,       api->max_price,  api->imds};
   for (size_t k = 0; k < KITE_ARRAY_SIZE(v); k++)
     free(v[k]);
   free(api);
@@ -114,8 +114,8 @@ static int check_endpoint(const char *what, const char *option, const char *url,
                           char **path, char **msg) {
   int rc = split_url(url, host, path);
   if (rc == KITE_EINVAL)
-    *msg = kite__sprintf("the %s \"%s\" is not a URL; give one like https://host/ in %s", what,
-                         url, option);
+    *msg = kite__sprintf("the %s \"%s\" is not a URL; give one like https://host/ in %s", what, url,
+                         option);
   if (rc == 0 && !kite_http_url_allowed(url)) {
     *msg = kite__sprintf("the %s \"%s\" must be https:// (plain http:// only for a loopback "
                          "emulator); fix %s",
@@ -158,14 +158,14 @@ static int configure_at(kite_cloud_t *c, json_t *o, const char *region, const ch
   if (api->endpoint == NULL)
     return KITE_ENOMEM;
   const char *pricing = kite_cloud_first(jstr(o, "pricing_endpoint"), a->o.pricing_endpoint,
-                                          "https://api.pricing.us-east-1.amazonaws.com/");
+                                         "https://api.pricing.us-east-1.amazonaws.com/");
   api->pricing = kite__strdup(pricing);
   if (api->pricing == NULL)
     return KITE_ENOMEM;
   rc = check_endpoint("EC2 endpoint", "endpoint", api->endpoint, &api->host, &api->path, msg);
   if (rc == 0)
-    rc = check_endpoint("Price List endpoint", "pricing_endpoint", api->pricing,
-                        &api->pricing_host, &api->pricing_path, msg);
+    rc = check_endpoint("Price List endpoint", "pricing_endpoint", api->pricing, &api->pricing_host,
+                        &api->pricing_path, msg);
   if (rc != 0)
     return rc;
   char account[32];
@@ -1031,9 +1031,9 @@ int kite_aws_provider_new(kite_runtime_t *rt, const kite_aws_provider_options_t 
   o->imds_endpoint = kite_cloud_first(o->imds_endpoint, getenv("KITE_AWS_IMDS_ENDPOINT"),
                                       "http://169.254.169.254");
   /* Own copies of every string option. */
-  const char **s[] = {&o->profile,  &o->region,         &o->endpoint, &o->ca_file,
-                      &o->image,    &o->instance_type,  &o->ssh_user, &o->subnet_id,
-                      &o->key_name, &o->security_group, &o->ssh_cidr, &o->imds_endpoint,
+  const char **s[] = {&o->profile,         &o->region,         &o->endpoint, &o->ca_file,
+                      &o->image,           &o->instance_type,  &o->ssh_user, &o->subnet_id,
+                      &o->key_name,        &o->security_group, &o->ssh_cidr, &o->imds_endpoint,
                       &o->pricing_endpoint};
   bool ok = true;
   for (size_t k = 0; k < KITE_ARRAY_SIZE(s); k++) {

@@ -269,7 +269,8 @@ int kite__aws_xml_instances(const kite__aws_xml_t *x, kite__aws_instance_t **out
   return 0;
 }
 
-/* ---- the catalog: instance types and spot prices ---------------------------------------------- */
+/* ---- the catalog: instance types and spot prices ----------------------------------------------
+ */
 
 /* An unsigned decimal number of at most max, the whole text; false for anything else. */
 static bool read_u64(const xmlNode *n, uint64_t max, uint64_t *out) {
@@ -330,7 +331,7 @@ static int read_itype(const xmlNode *item, kite__aws_itype_t *t) {
   t->vcpus = (unsigned)vcpus;
   const xmlNode *arch = child(child(item, "processorInfo"), "supportedArchitectures");
   snprintf(t->arch, sizeof(t->arch), "%s",
-           list_has(arch, "x86_64") ? "x86_64"
+           list_has(arch, "x86_64")  ? "x86_64"
            : list_has(arch, "arm64") ? "arm64"
                                      : "");
   t->spot = list_has(child(item, "supportedUsageClasses"), "spot");

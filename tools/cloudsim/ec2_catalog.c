@@ -9,9 +9,10 @@
  *                             price (null: not in the Price List) and spot price per zone
  *   POST /_sim/ec2/catalog    {"page_max": N}: no page of the three catalog calls holds more
  *                             than N items (0: what the call asks)
- *   POST /_sim/ec2/override   {"action": A, "status": S, "body": B}: the next call of action A
- *                             (an EC2 action or a Pricing one, "GetProducts") is answered with
- *                             status S and body B as they are, once
+ *   POST /_sim/ec2/override   {"action": A, "status": S, "body": B, "times": N}: the next N
+ *                             calls (default 1) of action A (an EC2 action or a Pricing one,
+ *                             "GetProducts") are answered with status S and body B as they are;
+ *                             {"clear": true} drops every such answer
  *
  * Oddities kept on purpose, as EC2 has them: p3.2xlarge has no spot price history in
  * us-east-1, p4d.24xlarge is offered in only some zones, and m6a.large is sold in us-east-1
@@ -597,6 +598,7 @@ static json_t *table_json(void) {
 typedef struct override {
   char action[64];
   int status;
+  unsigned times; /* answers left */
   char *body;
   size_t len;
 } override_t;
@@ -607,9 +609,14 @@ bool ec2_override_take(const char *action, http_resp_t *resp) {
   for (size_t i = 0; action && i < 8; i++)
     if (overrides[i].body && strcmp(overrides[i].action, action) == 0) {
       resp->status = overrides[i].status;
-      resp->body = overrides[i].body;
       resp->body_len = overrides[i].len;
-      memset(&overrides[i], 0, sizeof(overrides[i]));
+      if (--overrides[i].times) {
+        resp->body = malloc(overrides[i].len + 1);
+        memcpy(resp->body, overrides[i].body, overrides[i].len + 1);
+      } else {
+        resp->body = overrides[i].body;
+        memset(&overrides[i], 0, sizeof(overrides[i]));
+      }
       return true;
     }
   return false;
@@ -644,6 +651,9 @@ bool ec2_catalog_control(const http_req_t *req, http_resp_t *resp) {
     page_max =
         json_is_integer(pm) && json_integer_value(pm) > 0 ? (unsigned)json_integer_value(pm) : 0;
     http_json(resp, 200, sim_sprintf("{\"page_max\":%u}", page_max));
+  } else if (json_is_true(json_object_get(j, "clear"))) {
+    ec2_catalog_free();
+    http_json(resp, 200, strdup("{\"ok\":true}"));
   } else {
     const char *action = json_string_value(json_object_get(j, "action"));
     json_t *body = json_object_get(j, "body");
@@ -656,6 +666,10 @@ bool ec2_catalog_control(const http_req_t *req, http_resp_t *resp) {
     } else {
       snprintf(slot->action, sizeof(slot->action), "%s", action);
       slot->status = json_is_integer(status) ? (int)json_integer_value(status) : 200;
+      json_t *times = json_object_get(j, "times");
+      slot->times = json_is_integer(times) && json_integer_value(times) > 0
+                        ? (unsigned)json_integer_value(times)
+                        : 1;
       slot->len = json_string_length(body);
       slot->body = malloc(slot->len + 1);
       memcpy(slot->body, json_string_value(body), slot->len + 1);
