@@ -124,6 +124,51 @@ char *kite__aws_xml_text(const kite__aws_xml_t *x, const char *const *path, size
 /* How many <item> children the element at path has (0 when absent). */
 size_t kite__aws_xml_count(const kite__aws_xml_t *x, const char *const *path, size_t depth);
 
+/* The instance types of a DescribeInstanceTypes answer (instanceTypeSet/item). */
+typedef struct kite__aws_itype {
+  char name[64];
+  unsigned vcpus;      /* vCpuInfo/defaultVCpus */
+  uint64_t memory_mib; /* memoryInfo/sizeInMiB */
+  char gpu[32];        /* gpuInfo/gpus/item/name of the first, or "" */
+  unsigned gpu_count;  /* its count */
+  uint64_t gpu_mib;    /* its memoryInfo/sizeInMiB (each) */
+  char arch[16];       /* "x86_64" when supported, else "arm64"; "" for neither */
+  bool spot;           /* "spot" is among supportedUsageClasses */
+  uint64_t disk_gb;    /* instanceStorageInfo/totalSizeInGB; 0 EBS only */
+} kite__aws_itype_t;
+
+/* Appends a DescribeInstanceTypes answer's types to *v (n used, cap allocated); *next_token
+ * gets nextToken (malloc'd) or NULL. KITE_EPROTO when x is not such an answer or a value is
+ * not what the API description says (a type without a name, a count that is not a number). */
+int kite__aws_xml_instance_types(const kite__aws_xml_t *x, kite__aws_itype_t **v, size_t *n,
+                                 size_t *cap, char **next_token);
+
+/* One entry of a DescribeSpotPriceHistory answer (spotPriceHistorySet/item). */
+typedef struct kite__aws_spot {
+  char type[64], zone[48], product[32];
+  char timestamp[40]; /* ISO 8601 as EC2 writes it: compares as text */
+  double price;       /* USD per hour, >= 0 */
+} kite__aws_spot_t;
+
+/* Appends a DescribeSpotPriceHistory answer's entries, like kite__aws_xml_instance_types. */
+int kite__aws_xml_spot_prices(const kite__aws_xml_t *x, kite__aws_spot_t **v, size_t *n,
+                              size_t *cap, char **next_token);
+
+/* ---- pricing.c: the Price List (GetProducts, JSON 1.1) -------------------------------------- */
+
+/* The GetProducts body for region's Linux, shared-tenancy, on-demand EC2 products; next is
+ * the page's NextToken or NULL. malloc'd, or NULL when memory ran out. */
+char *kite__aws_pricing_body(const char *region, const char *next);
+/* Reads a GetProducts answer: calls price(type, usd_per_hour, data) for each product's
+ * on-demand hourly price; *next gets NextToken (malloc'd) or NULL. KITE_EPROTO (with *msg,
+ * malloc'd, saying what is wrong) when body is not the answer the API describes. */
+int kite__aws_pricing_parse(const char *body, size_t len,
+                            void (*price)(const char *type, double usd, void *data), void *data,
+                            char **next, char **msg);
+/* A JSON protocol error body ({"__type": "...#Code", "message": ...}): code and message,
+ * malloc'd; false when body is not one. */
+bool kite__aws_json_error(const char *body, size_t len, char **code, char **message);
+
 /* ---- query.c: EC2 Query API requests -------------------------------------------------------- */
 
 /* A form body under construction: "Action=…&Version=2016-11-15&…". */
@@ -145,7 +190,35 @@ void kite__aws_form_free(kite__aws_form_t *f);
  * 64-character-at-most ASCII string. out must hold 48 bytes. */
 void kite__aws_client_token(const char *launch_token, char out[48]);
 
-/* ---- provider.c: what EC2's error codes mean (the provider's advice table) ------------------ */
+/* ---- provider.c: requests, and what EC2's error codes mean ---------------------------------- */
+
+struct kite_cloud_call;
+struct kite_http_response;
+typedef void (*kite__aws_http_cb)(struct kite_cloud_call *call, int status,
+                                  const struct kite_http_response *resp);
+
+/* Sends an EC2 form (consumed) for the call, signed; cb runs with the exchange. 0, or why it
+ * could not be sent (then cb never runs and the call is still the caller's to answer). */
+int kite__aws_ec2_send(struct kite_cloud_call *call, kite__aws_form_t *f, kite__aws_http_cb cb);
+/* Reads an EC2 exchange: the document (*x, free it) when it is an answer; else false and the
+ * call has ended with the error the exchange carries, release(call) (when not NULL) having run
+ * just before. */
+bool kite__aws_ec2_answer(struct kite_cloud_call *call, int status,
+                          const struct kite_http_response *resp, kite__aws_xml_t **x,
+                          void (*release)(struct kite_cloud_call *call));
+/* Sends a Pricing (Price List) call: POST of a JSON 1.1 body with X-Amz-Target
+ * "AWSPriceListService.<op>", signed for the service "pricing" in us-east-1. 0, or why it could
+ * not be sent, as kite__aws_ec2_send. */
+int kite__aws_pricing_send(struct kite_cloud_call *call, const char *op, const char *body,
+                           kite__aws_http_cb cb);
+/* Ends the call with a failed Pricing exchange (its JSON error read from the body). */
+void kite__aws_pricing_fail(struct kite_cloud_call *call, int status,
+                            const struct kite_http_response *resp);
+
+/* ---- catalog.c ------------------------------------------------------------------------------ */
+
+/* The catalog operation: types, spot prices and on-demand prices of cfg->region as offers. */
+void kite__aws_catalog(struct kite_cloud_call *call);
 
 /* The user message for an EC2 error code (what was wrong and what to do), or NULL when kite
  * has nothing to add to AWS's own message. *kite_code gets the kite error code. */

@@ -1,5 +1,6 @@
 /* The AWS provider's row in the registry: what it honours of a spec, its options. */
 #include "../provider_info.h"
+#include "aws_impl.h"
 #include "kite/aws.h"
 #include "kite_impl.h"
 
@@ -12,6 +13,17 @@ static int start(kite_runtime_t *rt, const char *options_json, void **out) {
   return rc;
 }
 
+/* Whether AWS credentials are found without options, as the provider's credential chain finds
+ * them (environment, shared credentials and config files, the profile). */
+static bool configured(void) {
+  kite__aws_creds_t c = {0};
+  char *msg = NULL;
+  int rc = kite__aws_creds_load(NULL, &(kite__aws_creds_opts_t){0}, &c, &msg);
+  kite__aws_creds_free(&c);
+  free(msg);
+  return rc == 0;
+}
+
 static const kite_provider_option_t options[] = {
     {"endpoint", KITE_OPTION_URL, 0, 0,
      "EC2 endpoint URL (default $KITE_AWS_ENDPOINT, else the region's)"},
@@ -21,6 +33,8 @@ static const kite_provider_option_t options[] = {
     {"max_price", KITE_OPTION_NUMBER, 0, 0, "spot price ceiling in USD per hour"},
     {"imds_endpoint", KITE_OPTION_STRING, 0, 0,
      "instance metadata service as the node sees it, for the spot notice"},
+    {"pricing_endpoint", KITE_OPTION_URL, 0, 0,
+     "Price List endpoint URL (default $AWS_ENDPOINT_URL_PRICING, else AWS's in us-east-1)"},
 };
 
 const kite_provider_info_t kite__provider_aws = {
@@ -29,9 +43,6 @@ const kite_provider_info_t kite__provider_aws = {
     .start = start,
     .refused =
         {
-            [KITE_FIELD_CPUS] = KITE_REFUSE_RESOURCES("c5.4xlarge"),
-            [KITE_FIELD_MEMORY] = KITE_REFUSE_RESOURCES("r5.xlarge"),
-            [KITE_FIELD_ACCELERATORS] = KITE_REFUSE_RESOURCES("p4d.24xlarge"),
             [KITE_FIELD_DISK_GB] = KITE_REFUSE_DISK,
             [KITE_FIELD_SSH_KEY] = "instances are launched with kite's own key pair (from "
                                    "$KITE_HOME/keys/id_ed25519); remove ssh.key",
@@ -39,6 +50,13 @@ const kite_provider_info_t kite__provider_aws = {
     .ssh_user_option = "ssh_user",
     .batch_max = 1,
     .stop_start = true,
+    /* Linux on demand and spot: per second, at least 60 s ("Announcing Amazon EC2 per second
+     * billing",
+     * aws.amazon.com/about-aws/whats-new/2017/10/announcing-amazon-ec2-per-second-billing/). */
+    .billing_increment_s = 1,
+    .billing_minimum_s = 60,
+    .catalog = true,
+    .configured = configured,
     .options = options,
     .n_options = KITE_ARRAY_SIZE(options),
 };

@@ -19,6 +19,9 @@
  *   kite:pool tag in the live states, page by page (NextToken).
  * - Cleanup (at stop, for every site used): the key pair and the group are deleted when they
  *   carry kite:managed and no live instance uses them.
+ * - Catalog (catalog.c): the region's instance types, spot prices and Price List prices; the
+ *   Price List is another service (JSON 1.1, signed for "pricing" in us-east-1) at its own
+ *   endpoint ("pricing_endpoint" in the options, $AWS_ENDPOINT_URL_PRICING, AWS's).
  * - Errors: EC2's <Error> code picks the advice (what to do) and the kite code; throttling and
  *   EC2's internal errors are tried again. */
 #include <jansson.h>
@@ -40,14 +43,15 @@ static const char *const live_states[] = {"pending", "running", "shutting-down",
 struct kite_aws_provider {
   kite_cloud_t *cloud;
   kite_aws_provider_options_t o; /* its strings point into strs */
-  char *strs[12];
+  char *strs[13];
   kite__aws_creds_t creds; /* once loaded */
   char *key_name;
 };
 
 /* A request's signing context and EC2 options. */
 typedef struct api {
-  char *endpoint, *host, *path; /* the URL, its authority, its path (signed) */
+  char *endpoint, *host, *path;                /* the URL, its authority, its path (signed) */
+  char *pricing, *pricing_host, *pricing_path; /* the Price List's */
   char *access_key, *secret_key, *session_token;
   char *subnet, *max_price, *imds;
 } api_t;
@@ -58,8 +62,9 @@ static void api_free(void *p) {
     return;
   if (api->secret_key)
     memset(api->secret_key, 0, strlen(api->secret_key));
-  char *v[] = {api->endpoint,      api->host,   api->path,      api->access_key, api->secret_key,
-               api->session_token, api->subnet, api->max_price, api->imds};
+  char *v[] = {api->endpoint,      api->host,         api->path,       api->pricing,
+               api->pricing_host,  api->pricing_path, api->access_key, api->secret_key,
+               api->session_token, api->subnet,       api->max_price,  api->imds};
   for (size_t k = 0; k < KITE_ARRAY_SIZE(v); k++)
     free(v[k]);
   free(api);
@@ -103,6 +108,23 @@ static int split_url(const char *url, char **host, char **path) {
   return *host && *path ? 0 : KITE_ENOMEM;
 }
 
+/* Splits an endpoint URL into host and path, refusing what is not an https:// URL (http://
+ * only to loopback). */
+static int check_endpoint(const char *what, const char *option, const char *url, char **host,
+                          char **path, char **msg) {
+  int rc = split_url(url, host, path);
+  if (rc == KITE_EINVAL)
+    *msg = kite__sprintf("the %s \"%s\" is not a URL; give one like https://host/ in %s", what, url,
+                         option);
+  if (rc == 0 && !kite_http_url_allowed(url)) {
+    *msg = kite__sprintf("the %s \"%s\" must be https:// (plain http:// only for a loopback "
+                         "emulator); fix %s",
+                         what, url, option);
+    rc = KITE_EINVAL;
+  }
+  return rc;
+}
+
 static int load_creds(kite_aws_provider_t *a, char **msg) {
   if (a->creds.access_key)
     return 0;
@@ -135,15 +157,15 @@ static int configure_at(kite_cloud_t *c, json_t *o, const char *region, const ch
                                         : kite__sprintf("https://ec2.%s.amazonaws.com/", region);
   if (api->endpoint == NULL)
     return KITE_ENOMEM;
-  rc = split_url(api->endpoint, &api->host, &api->path);
-  if (rc == KITE_EINVAL)
-    *msg = kite__sprintf("the EC2 endpoint \"%s\" is not a URL", api->endpoint);
-  if (rc == 0 && !kite_http_url_allowed(api->endpoint)) {
-    *msg = kite__sprintf("the EC2 endpoint \"%s\" must be https:// (plain http:// only for a "
-                         "loopback emulator)",
-                         api->endpoint);
-    rc = KITE_EINVAL;
-  }
+  const char *pricing = kite_cloud_first(jstr(o, "pricing_endpoint"), a->o.pricing_endpoint,
+                                         "https://api.pricing.us-east-1.amazonaws.com/");
+  api->pricing = kite__strdup(pricing);
+  if (api->pricing == NULL)
+    return KITE_ENOMEM;
+  rc = check_endpoint("EC2 endpoint", "endpoint", api->endpoint, &api->host, &api->path, msg);
+  if (rc == 0)
+    rc = check_endpoint("Price List endpoint", "pricing_endpoint", api->pricing, &api->pricing_host,
+                        &api->pricing_path, msg);
   if (rc != 0)
     return rc;
   char account[32];
@@ -217,44 +239,58 @@ static int aws_configure_reach(kite_cloud_t *c, const char *reach, kite_cloud_cf
 
 /* ---- requests and answers ------------------------------------------------------------------- */
 
-/* Sends the form (consumed) to the call's endpoint, signed; cb runs with the exchange. When it
- * cannot be sent, the call ends. */
-static void ec2_send(kite_cloud_call_t *call, kite__aws_form_t *f, kite_cloud_http_cb cb) {
+/* Where a signed request goes and what it carries. */
+typedef struct signed_req {
+  const char *url, *host, *path; /* the endpoint, its authority and its path */
+  const char *region, *service;  /* the credential scope */
+  const char *content_type;
+  const char *target; /* X-Amz-Target, or NULL */
+  const char *body;
+  size_t len;
+} signed_req_t;
+
+/* Sends r for the call, signed with SigV4; false when it could not be signed or sent (the call
+ * is still to be answered). */
+static int signed_send(kite_cloud_call_t *call, const signed_req_t *r, kite_cloud_http_cb cb) {
   const api_t *api = call->cfg->api;
-  static const char ctype[] = "application/x-www-form-urlencoded; charset=utf-8";
   char date[17];
   kite__aws_amz_date((int64_t)(kite__wall_ms() / 1000), date);
-  char *host = kite__sprintf("Host: %s", api->host);
+  char *host = kite__sprintf("Host: %s", r->host);
   char *amz = kite__sprintf("X-Amz-Date: %s", date);
-  char *ct = kite__sprintf("Content-Type: %s", ctype);
+  char *ct = kite__sprintf("Content-Type: %s", r->content_type);
   char *tok =
       api->session_token ? kite__sprintf("X-Amz-Security-Token: %s", api->session_token) : NULL;
-  const char *signed_h[] = {host, amz, ct, tok};
+  char *target = r->target ? kite__sprintf("X-Amz-Target: %s", r->target) : NULL;
+  const char *signed_h[5] = {host, amz, ct};
+  size_t hn = 3;
+  if (tok)
+    signed_h[hn++] = tok;
+  if (target)
+    signed_h[hn++] = target;
   kite__aws_sig_req_t sr = {.method = "POST",
-                            .path = api->path,
+                            .path = r->path,
                             .headers = signed_h,
-                            .header_n = tok ? 4 : 3,
-                            .payload = f->buf,
-                            .payload_len = f->len,
-                            .region = call->cfg->region,
-                            .service = "ec2",
+                            .header_n = hn,
+                            .payload = r->body,
+                            .payload_len = r->len,
+                            .region = r->region,
+                            .service = r->service,
                             .amz_date = date,
                             .access_key = api->access_key,
                             .secret_key = api->secret_key};
   kite__aws_sig_t sig = {0};
-  int rc = f->error                                            ? f->error
-           : host && amz && ct && (tok || !api->session_token) ? kite__aws_sign(&sr, &sig)
-                                                               : KITE_ENOMEM;
+  bool made = host && amz && ct && (tok || !api->session_token) && (target || !r->target);
+  int rc = made ? kite__aws_sign(&sr, &sig) : KITE_ENOMEM;
   char *auth = rc == 0 ? kite__sprintf("Authorization: %s", sig.authorization) : NULL;
-  const char *hdrs[] = {host, amz, auth, tok, NULL};
+  const char *hdrs[] = {host, amz, auth, tok ? tok : target, tok ? target : NULL, NULL};
   /* The signature is good for this request only, for five minutes, and the HTTP client never
    * logs headers: it is not registered as a secret. */
   kite_http_request_t q = {.method = "POST",
-                           .url = api->endpoint,
+                           .url = r->url,
                            .headers = hdrs,
-                           .body = f->buf,
-                           .body_len = f->len,
-                           .content_type = ctype,
+                           .body = r->body,
+                           .body_len = r->len,
+                           .content_type = r->content_type,
                            .idempotent = true};
   if (rc == 0)
     rc = auth ? kite_cloud_http(call, &q, cb) : KITE_ENOMEM;
@@ -263,12 +299,80 @@ static void ec2_send(kite_cloud_call_t *call, kite__aws_form_t *f, kite_cloud_ht
   free(amz);
   free(ct);
   free(tok);
+  free(target);
   free(auth);
+  return rc;
+}
+
+/* Sends the form (consumed) to the call's endpoint, signed; cb runs with the exchange. When it
+ * cannot be sent, the call ends. */
+/* Signs and sends the form for the call; the form stays the caller's. */
+static int form_send(kite_cloud_call_t *call, const kite__aws_form_t *f, kite_cloud_http_cb cb) {
+  const api_t *api = call->cfg->api;
+  signed_req_t r = {.url = api->endpoint,
+                    .host = api->host,
+                    .path = api->path,
+                    .region = call->cfg->region,
+                    .service = "ec2",
+                    .content_type = "application/x-www-form-urlencoded; charset=utf-8",
+                    .body = f->buf,
+                    .len = f->len};
+  return f->error ? f->error : signed_send(call, &r, cb);
+}
+
+int kite__aws_ec2_send(kite_cloud_call_t *call, kite__aws_form_t *f, kite__aws_http_cb cb) {
+  int rc = form_send(call, f, cb);
+  kite__aws_form_free(f);
+  return rc;
+}
+
+/* Sends the form (consumed) to the call's endpoint, signed; cb runs with the exchange. When it
+ * cannot be sent, the call ends. */
+static void ec2_send(kite_cloud_call_t *call, kite__aws_form_t *f, kite_cloud_http_cb cb) {
+  int rc = form_send(call, f, cb);
   if (f->buf)
     memset(f->buf, 0, f->len); /* user data carries a host key */
   kite__aws_form_free(f);
   if (rc != 0)
     kite_cloud_answer_fail(call, rc, "the EC2 request could not be signed or sent");
+}
+
+int kite__aws_pricing_send(kite_cloud_call_t *call, const char *op, const char *body,
+                           kite__aws_http_cb cb) {
+  const api_t *api = call->cfg->api;
+  char *target = kite__sprintf("AWSPriceListService.%s", op);
+  /* The Price List lives in us-east-1 whatever region it prices. */
+  signed_req_t r = {.url = api->pricing,
+                    .host = api->pricing_host,
+                    .path = api->pricing_path,
+                    .region = "us-east-1",
+                    .service = "pricing",
+                    .content_type = "application/x-amz-json-1.1",
+                    .target = target,
+                    .body = body,
+                    .len = body ? strlen(body) : 0};
+  int rc = target && body ? signed_send(call, &r, cb) : KITE_ENOMEM;
+  free(target);
+  return rc;
+}
+
+void kite__aws_pricing_fail(kite_cloud_call_t *call, int status, const kite_http_response_t *resp) {
+  char *code = NULL, *message = NULL;
+  kite__aws_json_error(resp->body, resp->body_len, &code, &message);
+  if (code && kite__aws_error_transient(code)) {
+    kite_cloud_answer_t a = {.outcome = KITE_CLOUD_RETRY,
+                             .code = KITE_EAGAIN,
+                             .api_code = code,
+                             .message = message,
+                             .http_status = resp->status};
+    kite_cloud_answer(call, &a);
+  } else {
+    kite_cloud_answer_http(call, status, resp, code,
+                           code || status ? message
+                                          : "the answer is not the JSON the Price List sends");
+  }
+  free(code);
+  free(message);
 }
 
 /* An exchange as read: the document of an answer, or EC2's error. */
@@ -335,6 +439,22 @@ static bool ec2_instances(kite_cloud_call_t *call, int status, const kite_http_r
   if (rc != 0)
     kite_cloud_answer_http(call, 0, resp, NULL, "the answer is not the XML EC2 sends");
   return rc == 0;
+}
+
+bool kite__aws_ec2_answer(kite_cloud_call_t *call, int status, const kite_http_response_t *resp,
+                          kite__aws_xml_t **x, void (*release)(kite_cloud_call_t *call)) {
+  reply_t r;
+  *x = NULL;
+  if (!ec2_read(status, resp, &r)) {
+    if (release)
+      release(call);
+    ec2_fail(call, status, resp, &r);
+    return false;
+  }
+  *x = r.x;
+  r.x = NULL;
+  reply_free(&r);
+  return true;
 }
 
 static void on_ok(kite_cloud_call_t *call, int status, const kite_http_response_t *resp) {
@@ -646,6 +766,8 @@ static void aws_create(kite_cloud_call_t *call) {
   kite__aws_form_add(&f, "SecurityGroupId.1", *call->site_data);
   if (api->subnet)
     kite__aws_form_add(&f, "SubnetId", api->subnet);
+  if (cfg->zone && *cfg->zone)
+    kite__aws_form_add(&f, "Placement.AvailabilityZone", cfg->zone);
   if (l->user_data && *l->user_data) {
     char *ud = b64(l->user_data, strlen(l->user_data));
     if (ud)
@@ -786,16 +908,16 @@ static const kite_cloud_advice_t aws_advice[] = {
      "another instance type or region, or try again later"},
     {"InsufficientCapacity", 0, NULL, KITE_ECAPACITY,
      "AWS has no capacity for this request right now: try again later or elsewhere"},
-    {"InstanceLimitExceeded", 0, NULL, KITE_ECAPACITY,
+    {"InstanceLimitExceeded", 0, NULL, KITE_EQUOTA,
      "the account's instance limit for this type and region is reached: terminate instances "
      "or ask AWS for a higher limit (Service Quotas, 'Running On-Demand instances')"},
-    {"VcpuLimitExceeded", 0, NULL, KITE_ECAPACITY,
+    {"VcpuLimitExceeded", 0, NULL, KITE_EQUOTA,
      "the account's vCPU limit for this instance family and region is reached: ask AWS for "
      "a higher limit in Service Quotas"},
-    {"MaxSpotInstanceCountExceeded", 0, NULL, KITE_ECAPACITY,
+    {"MaxSpotInstanceCountExceeded", 0, NULL, KITE_EQUOTA,
      "the account's spot instance limit is reached: ask AWS for a higher 'All Standard Spot "
      "Instance Requests' quota, or use on-demand instances (spot: false)"},
-    {"SpotMaxPriceTooLow", 0, NULL, KITE_ECAPACITY,
+    {"SpotMaxPriceTooLow", 0, NULL, KITE_EPRICE,
      "the spot price is above the maximum price set in provider_options.max_price: raise it "
      "or leave it out (then the on-demand price is the maximum)"},
     {"InvalidAMIID.NotFound", 0, NULL, KITE_EPROVIDER,
@@ -805,7 +927,7 @@ static const kite_cloud_advice_t aws_advice[] = {
      "the image is not an AMI id: give one like ami-0123456789abcdef0"},
     {"InvalidInstanceType", 0, NULL, KITE_EPROVIDER,
      "this instance type does not exist or is not offered here"},
-    {"Unsupported", 0, NULL, KITE_EPROVIDER,
+    {"Unsupported", 0, NULL, KITE_EUNAVAILABLE,
      "AWS does not support this request here (often an instance type not offered in this "
      "availability zone, or not as spot)"},
     {"InvalidParameterValue", 0, NULL, KITE_EPROVIDER, NULL},
@@ -813,6 +935,20 @@ static const kite_cloud_advice_t aws_advice[] = {
     {"MissingParameter", 0, NULL, KITE_EPROVIDER, NULL},
     {"IdempotentParameterMismatch", 0, NULL, KITE_EPROVIDER,
      "a launch with this client token was made before with other parameters"},
+    /* The Price List (JSON protocol: the code is __type's name). */
+    {"AccessDeniedException", 0, NULL, KITE_ECREDENTIALS,
+     "the IAM user or role may not read the Price List: grant it pricing:GetProducts"},
+    {"UnrecognizedClientException", 0, NULL, KITE_ECREDENTIALS,
+     "AWS does not know this access key id: check AWS_ACCESS_KEY_ID or the profile's "
+     "aws_access_key_id"},
+    {"InvalidSignatureException", 0, NULL, KITE_ECREDENTIALS,
+     "the Price List did not accept the request signature: the secret access key is wrong for "
+     "this access key id, or the computer's clock is off by more than 5 minutes"},
+    {"MissingAuthenticationTokenException", 0, NULL, KITE_ECREDENTIALS,
+     "the Price List request carried no signature"},
+    {"InvalidParameterException", 0, NULL, KITE_EPROVIDER, NULL},
+    {"ThrottlingException", 0, NULL, KITE_EAGAIN, "AWS is throttling this account's API calls"},
+    {"InternalErrorException", 0, NULL, KITE_EAGAIN, "the Price List had an internal error"},
     {"RequestLimitExceeded", 0, NULL, KITE_EAGAIN, "AWS is throttling this account's API calls"},
     {"Throttling", 0, NULL, KITE_EAGAIN, "AWS is throttling this account's API calls"},
     {"InternalError", 0, NULL, KITE_EAGAIN, "AWS had an internal error"},
@@ -858,6 +994,7 @@ static const kite_cloud_ops_t aws_ops = {
     .list_page = aws_list_page,
     .cleanup = aws_cleanup,
     .free_site_data = free_site_data,
+    .catalog = kite__aws_catalog,
     .probe = aws_probe,
     .probe_parse = kite__aws_probe_parse,
     .advice = aws_advice,
@@ -888,12 +1025,16 @@ int kite_aws_provider_new(kite_runtime_t *rt, const kite_aws_provider_options_t 
     a->o = *opts;
   kite_aws_provider_options_t *o = &a->o;
   o->endpoint = kite_cloud_first(o->endpoint, getenv("KITE_AWS_ENDPOINT"), NULL);
+  /* AWS's own tools take a service's endpoint from AWS_ENDPOINT_URL_<SERVICE>. */
+  o->pricing_endpoint =
+      kite_cloud_first(o->pricing_endpoint, getenv("AWS_ENDPOINT_URL_PRICING"), NULL);
   o->imds_endpoint = kite_cloud_first(o->imds_endpoint, getenv("KITE_AWS_IMDS_ENDPOINT"),
                                       "http://169.254.169.254");
   /* Own copies of every string option. */
-  const char **s[] = {&o->profile,  &o->region,         &o->endpoint, &o->ca_file,
-                      &o->image,    &o->instance_type,  &o->ssh_user, &o->subnet_id,
-                      &o->key_name, &o->security_group, &o->ssh_cidr, &o->imds_endpoint};
+  const char **s[] = {&o->profile,         &o->region,         &o->endpoint, &o->ca_file,
+                      &o->image,           &o->instance_type,  &o->ssh_user, &o->subnet_id,
+                      &o->key_name,        &o->security_group, &o->ssh_cidr, &o->imds_endpoint,
+                      &o->pricing_endpoint};
   bool ok = true;
   for (size_t k = 0; k < KITE_ARRAY_SIZE(s); k++) {
     ok = copy(&a->strs[k], *s[k]) && ok;

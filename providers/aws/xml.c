@@ -8,6 +8,7 @@
  * text and CDATA children, never through entity references. */
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,5 +266,149 @@ int kite__aws_xml_instances(const kite__aws_xml_t *x, kite__aws_instance_t **out
     return rc;
   }
   *out = v;
+  return 0;
+}
+
+/* ---- the catalog: instance types and spot prices ----------------------------------------------
+ */
+
+/* An unsigned decimal number of at most max, the whole text; false for anything else. */
+static bool read_u64(const xmlNode *n, uint64_t max, uint64_t *out) {
+  char *t = text_of(n);
+  bool ok = t && *t >= '0' && *t <= '9';
+  char *end = NULL;
+  unsigned long long v = ok ? strtoull(t, &end, 10) : 0;
+  ok = ok && *end == '\0' && v <= max;
+  free(t);
+  if (ok)
+    *out = v;
+  return ok;
+}
+
+/* The text of n into a fixed field; false when it is absent, empty or does not fit. */
+static bool read_text(const xmlNode *n, char *field, size_t size) {
+  char *t = text_of(n);
+  bool ok = t && *t && strlen(t) < size;
+  if (ok)
+    memcpy(field, t, strlen(t) + 1);
+  free(t);
+  return ok;
+}
+
+/* Whether a list element (<item> children) holds value. */
+static bool list_has(const xmlNode *list, const char *value) {
+  for (xmlNode *c = list ? list->children : NULL; c; c = c->next) {
+    char *t = is(c, "item") ? text_of(c) : NULL;
+    bool yes = t && strcmp(t, value) == 0;
+    free(t);
+    if (yes)
+      return true;
+  }
+  return false;
+}
+
+/* Grows *v by one zeroed element; NULL when memory ran out. */
+static void *grow(void **v, size_t size, size_t *n, size_t *cap) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    void *g = realloc(*v, nc * size);
+    if (g == NULL)
+      return NULL;
+    *v = g;
+    *cap = nc;
+  }
+  char *e = (char *)*v + (*n)++ * size;
+  memset(e, 0, size);
+  return e;
+}
+
+static int read_itype(const xmlNode *item, kite__aws_itype_t *t) {
+  uint64_t vcpus = 0;
+  if (!read_text(child(item, "instanceType"), t->name, sizeof(t->name)) ||
+      !read_u64(child(child(item, "vCpuInfo"), "defaultVCpus"), 1u << 20, &vcpus) ||
+      !read_u64(child(child(item, "memoryInfo"), "sizeInMiB"), UINT64_C(1) << 40, &t->memory_mib))
+    return KITE_EPROTO;
+  t->vcpus = (unsigned)vcpus;
+  const xmlNode *arch = child(child(item, "processorInfo"), "supportedArchitectures");
+  snprintf(t->arch, sizeof(t->arch), "%s",
+           list_has(arch, "x86_64")  ? "x86_64"
+           : list_has(arch, "arm64") ? "arm64"
+                                     : "");
+  t->spot = list_has(child(item, "supportedUsageClasses"), "spot");
+  const xmlNode *disk = child(child(item, "instanceStorageInfo"), "totalSizeInGB");
+  if (disk && !read_u64(disk, UINT64_C(1) << 30, &t->disk_gb))
+    return KITE_EPROTO;
+  const xmlNode *gpus = child(child(item, "gpuInfo"), "gpus");
+  const xmlNode *g = child(gpus, "item");
+  if (g) {
+    uint64_t count = 0;
+    const xmlNode *mem = child(child(g, "memoryInfo"), "sizeInMiB");
+    if (!read_text(child(g, "name"), t->gpu, sizeof(t->gpu)) ||
+        !read_u64(child(g, "count"), 1024, &count) ||
+        (mem && !read_u64(mem, UINT64_C(1) << 30, &t->gpu_mib)))
+      return KITE_EPROTO;
+    t->gpu_count = (unsigned)count;
+  }
+  return 0;
+}
+
+static char *next_token_of(const xmlNode *r) {
+  char *t = child_text(r, "nextToken");
+  if (t && *t == '\0') {
+    free(t);
+    t = NULL;
+  }
+  return t;
+}
+
+int kite__aws_xml_instance_types(const kite__aws_xml_t *x, kite__aws_itype_t **v, size_t *n,
+                                 size_t *cap, char **next_token) {
+  *next_token = NULL;
+  xmlNode *r = xmlDocGetRootElement(x->doc);
+  xmlNode *set = is(r, "DescribeInstanceTypesResponse") ? child(r, "instanceTypeSet") : NULL;
+  if (set == NULL)
+    return KITE_EPROTO;
+  for (xmlNode *c = set->children; c; c = c->next) {
+    if (!is(c, "item"))
+      continue;
+    kite__aws_itype_t *t = grow((void **)v, sizeof(**v), n, cap);
+    if (t == NULL)
+      return KITE_ENOMEM;
+    int rc = read_itype(c, t);
+    if (rc != 0)
+      return rc;
+  }
+  *next_token = next_token_of(r);
+  return 0;
+}
+
+int kite__aws_xml_spot_prices(const kite__aws_xml_t *x, kite__aws_spot_t **v, size_t *n,
+                              size_t *cap, char **next_token) {
+  *next_token = NULL;
+  xmlNode *r = xmlDocGetRootElement(x->doc);
+  xmlNode *set = is(r, "DescribeSpotPriceHistoryResponse") ? child(r, "spotPriceHistorySet") : NULL;
+  if (set == NULL)
+    return KITE_EPROTO;
+  for (xmlNode *c = set->children; c; c = c->next) {
+    if (!is(c, "item"))
+      continue;
+    kite__aws_spot_t *s = grow((void **)v, sizeof(**v), n, cap);
+    if (s == NULL)
+      return KITE_ENOMEM;
+    char price[40] = "";
+    char *end = NULL;
+    if (!read_text(child(c, "instanceType"), s->type, sizeof(s->type)) ||
+        !read_text(child(c, "availabilityZone"), s->zone, sizeof(s->zone)) ||
+        !read_text(child(c, "spotPrice"), price, sizeof(price)))
+      return KITE_EPROTO;
+    read_text(child(c, "productDescription"), s->product, sizeof(s->product));
+    read_text(child(c, "timestamp"), s->timestamp, sizeof(s->timestamp));
+    s->price = strtod(price, &end);
+    /* A price is a plain decimal: no sign, no exponent, no "nan" or "inf". */
+    if (*end != '\0' || strspn(price, "0123456789.") != strlen(price) || !(s->price >= 0) ||
+        s->price > 1e6)
+      return KITE_EPROTO;
+  }
+  *next_token = next_token_of(r);
   return 0;
 }

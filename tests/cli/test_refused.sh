@@ -114,12 +114,13 @@ resources: {disk_gb: 64}
 YAML
 
 log "aws"
-refused aws "bad.yaml:9:3: resources.cpus: not honoured by the aws provider: kite cannot choose an instance by resources yet; name one with resources.instance_type" <<'YAML'
-image: ami-0123456789abcdef0
-resources:
-  cpus: 96
-  accelerators: A100:8
-YAML
+# AWS has a catalog: its spec takes resources, and the pool says it cannot choose by them yet.
+name=$(pool_name refused-aws-resources)
+printf 'name: %s\nprovider: aws\nnodes: 1\nrun: echo ran\nimage: ami-0123456789abcdef0\nresources:\n  cpus: 96\n  accelerators: A100:8\n' "$name" >bad.yaml
+run_kite out err run --plain bad.yaml
+expect_rc 1 "aws resources"
+expect_grep err "cpus is not honoured by any provider yet: choose the instance with instance_type" "aws resources"
+[ "$(recorded "$name")" = 0 ] || fail "aws resources: pool $name is recorded in the store"
 refused aws "bad.yaml:8:20: provider_options.ssh_usr: the aws provider has no option 'ssh_usr'; did you mean 'ssh_user'?" <<'YAML'
 image: ami-0123456789abcdef0
 provider_options: {ssh_usr: ubuntu, regoin: us-east-1}

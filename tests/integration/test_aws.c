@@ -559,7 +559,7 @@ static void test_idempotent_launch_and_errors(void **state) {
   assert_int_equal(st.err[0], KITE_EPROVIDER);
   assert_non_null(strstr(st.msg[0], "InvalidAMIID.NotFound"));
   assert_non_null(strstr(st.msg[0], "per region"));
-  assert_int_equal(st.err[1], KITE_ECAPACITY);
+  assert_int_equal(st.err[1], KITE_EPRICE);
   assert_non_null(strstr(st.msg[1], "SpotMaxPriceTooLow"));
   assert_non_null(strstr(st.msg[1], "max_price"));
   assert_int_equal(st.err[2], KITE_ECAPACITY);

@@ -395,9 +395,23 @@ static void test_error_advice(void **state) {
   assert_int_equal(k, KITE_ECREDENTIALS);
   assert_non_null(kite__aws_error_advice("InsufficientInstanceCapacity", &k));
   assert_int_equal(k, KITE_ECAPACITY);
-  assert_non_null(kite__aws_error_advice("InstanceLimitExceeded", &k));
+  assert_non_null(kite__aws_error_advice("InsufficientCapacity", &k));
   assert_int_equal(k, KITE_ECAPACITY);
+  /* Quotas, price and what is not sold there are told apart, for failover to choose. */
+  const char *quota[] = {"InstanceLimitExceeded", "VcpuLimitExceeded",
+                         "MaxSpotInstanceCountExceeded"};
+  for (size_t i = 0; i < 3; i++) {
+    assert_non_null(kite__aws_error_advice(quota[i], &k));
+    assert_int_equal(k, KITE_EQUOTA);
+  }
   assert_non_null(kite__aws_error_advice("SpotMaxPriceTooLow", &k));
+  assert_int_equal(k, KITE_EPRICE);
+  assert_non_null(kite__aws_error_advice("Unsupported", &k));
+  assert_int_equal(k, KITE_EUNAVAILABLE);
+  /* The Price List's JSON error types. */
+  assert_non_null(kite__aws_error_advice("InvalidSignatureException", &k));
+  assert_int_equal(k, KITE_ECREDENTIALS);
+  assert_true(kite__aws_error_transient("ThrottlingException"));
   assert_non_null(kite__aws_error_advice("UnauthorizedOperation", &k));
   assert_int_equal(k, KITE_ECREDENTIALS);
   assert_non_null(kite__aws_error_advice("InvalidAMIID.NotFound", &k));

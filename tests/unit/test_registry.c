@@ -86,6 +86,15 @@ static void test_every_provider_is_in_the_table(void **state) {
     assert_true(p->billing_minimum_s == 0 || p->billing_minimum_s >= p->billing_increment_s);
     assert_non_null(p->refused[KITE_FIELD_DISK_GB]);
   }
+  /* AWS: a catalog, per-second billing with a minute's minimum, resources honoured. */
+  const kite_provider_info_t *aws = kite_registry_find("aws");
+  assert_true(aws->catalog);
+  assert_int_equal(aws->billing_increment_s, 1);
+  assert_int_equal(aws->billing_minimum_s, 60);
+  assert_non_null(aws->configured);
+  assert_null(aws->refused[KITE_FIELD_CPUS]);
+  assert_null(aws->refused[KITE_FIELD_MEMORY]);
+  assert_null(aws->refused[KITE_FIELD_ACCELERATORS]);
   assert_null(kite_registry_at(KITE_ARRAY_SIZE(names)));
   assert_null(kite_registry_find("AWS"));
   assert_null(kite_registry_find(NULL));

@@ -13,7 +13,8 @@
  *               completes only when every process of the node is gone, and death on demand
  *               (preemption);
  *   fronts      one sim_front_t each: do_api.c (DigitalOcean v2 at /v2/), hetzner_api.c
- *               (Hetzner Cloud at /v1/), ec2_*.c (the EC2 Query API at POST /);
+ *               (Hetzner Cloud at /v1/), ec2_*.c (the EC2 Query API at POST /), pricing_api.c
+ *               (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
  *   main.c      flags, the table of fronts, the control endpoint (/_sim/…) and the loop. */
 
 #include <jansson.h>
@@ -286,6 +287,6 @@ double sim_rand01(sim_t *sim);
 char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The fronts (each in its own file). */
-extern const sim_front_t do_front, hetzner_front, ec2_front;
+extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front;
 
 #endif

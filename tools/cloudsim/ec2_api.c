@@ -5,7 +5,8 @@
  *
  *   POST /  Action=RunInstances | DescribeInstances | TerminateInstances | ImportKeyPair |
  *           DescribeKeyPairs | DeleteKeyPair | CreateSecurityGroup | DescribeSecurityGroups |
- *           AuthorizeSecurityGroupIngress | DeleteSecurityGroup
+ *           AuthorizeSecurityGroupIngress | DeleteSecurityGroup | DescribeInstanceTypes |
+ *           DescribeSpotPriceHistory (ec2_catalog.c: the types, prices, and their routes)
  *   GET  /_sim/ec2/state                     instances by state, created, peak, key pairs and
  *                                            security groups
  *   POST /_sim/ec2/instances/{id}/interrupt  a spot interruption: the notice now (the
@@ -62,9 +63,9 @@ static void render_instance(sim_t *sim, ec2_out_t *o, ec2_inst_t *e) {
   ec2_elem(o, "instanceType", e->type);
   ec2_elem(o, "launchTime", e->launch_time);
   ec2_outf(o,
-           "<placement><availabilityZone>%sa</availabilityZone><groupName/><tenancy>default"
+           "<placement><availabilityZone>%s</availabilityZone><groupName/><tenancy>default"
            "</tenancy></placement>",
-           e->region);
+           e->zone);
   ec2_outf(o, "<monitoring><state>disabled</state></monitoring>");
   if (e->subnet)
     ec2_elem(o, "subnetId", e->subnet);
@@ -192,7 +193,35 @@ static void run_instances(sim_t *sim, const ec2_form_t *f, const char *region, h
               maxp);
     return;
   }
-  if (!sim_admit(sim, &ec2_front, ec2_live_count(sim), 1, type ? type : "m1.small", region, resp))
+  /* The type and the zone, as EC2 refuses them: an unknown type is an invalid value, a type
+   * not sold in the zone is unsupported there (with the zones that have it). */
+  type = type ? type : "m1.small";
+  const char *zone = ec2_param(f, "Placement.AvailabilityZone");
+  if (zone && !ec2_zone_valid(region, zone)) {
+    ec2_error(resp, 400, "InvalidParameterValue", "Invalid availability zone: [%s]", zone);
+    return;
+  }
+  if (!ec2_type_exists(type)) {
+    ec2_error(resp, 400, "InvalidParameterValue", "Invalid value '%s' for InstanceType.", type);
+    return;
+  }
+  zone = zone ? zone : ec2_zone_default(type, region);
+  if (!ec2_type_offered(type, region, zone)) {
+    char zones[256];
+    ec2_type_zones(type, region, zones, sizeof(zones));
+    if (zones[0])
+      ec2_error(resp, 400, "Unsupported",
+                "Your requested instance type (%s) is not supported in your requested "
+                "Availability Zone (%s). Please retry your request by not specifying an "
+                "Availability Zone or choosing %s.",
+                type, zone, zones);
+    else
+      ec2_error(resp, 400, "Unsupported",
+                "The requested configuration is currently not supported. Please check the "
+                "documentation for supported configurations.");
+    return;
+  }
+  if (!sim_admit(sim, &ec2_front, ec2_live_count(sim), 1, type, region, resp))
     return;
   /* User data: base64 of at most 16 KiB. */
   const char *ud64 = ec2_param(f, "UserData");
@@ -230,6 +259,8 @@ static void run_instances(sim_t *sim, const ec2_form_t *f, const char *region, h
                     .sg_id = sg,
                     .subnet = ec2_param(f, "SubnetId"),
                     .region = region,
+                    .zone = zone,
+                    .price_hourly = ec2_type_price(type, region, zone, spot),
                     .user_data = ud,
                     .authorized_key = kp->material,
                     .tags = tagv,
@@ -646,10 +677,11 @@ static void control_state(sim_t *sim, http_resp_t *resp) {
     const char *s = ec2_inst_state(sim, e, &rc, &rm);
     for (int i = 0; i < 4; i++)
       by[i] += strcmp(s, names[i]) == 0;
-    json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s?, s:b, s:s?, s:s?}", "id", e->id,
-                                          "state", s, "address", e->address, "client_token",
+    json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s?, s:b, s:s?, s:s?, s:s, s:s}", "id",
+                                          e->id, "state", s, "address", e->address, "client_token",
                                           e->client_token, "spot", e->spot, "pool",
-                                          ec2_inst_tag(e, "kite:pool"), "region", e->region));
+                                          ec2_inst_tag(e, "kite:pool"), "region", e->region, "zone",
+                                          e->zone, "instance_type", e->type));
   }
   unsigned keys = 0, groups = 0;
   for (ec2_key_pair_t *k = ec2.keys; k; k = k->next)
@@ -693,7 +725,9 @@ static bool ec2_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   ec2_init(sim);
   ec2.region[0] = '\0'; /* the control endpoint sees every region */
   char id[40], tail[16];
-  if (strcmp(req->path, "/_sim/ec2/state") == 0 && strcmp(req->method, "GET") == 0)
+  if (ec2_catalog_control(req, resp))
+    ;
+  else if (strcmp(req->path, "/_sim/ec2/state") == 0 && strcmp(req->method, "GET") == 0)
     control_state(sim, resp);
   else if (sscanf(req->path, "/_sim/ec2/instances/%39[^/]/%15s", id, tail) == 2 &&
            strcmp(tail, "interrupt") == 0 && strcmp(req->method, "POST") == 0)
@@ -705,9 +739,11 @@ static bool ec2_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
 
 /* ---- the front ------------------------------------------------------------------------------ */
 
-/* An EC2 Query API call: POST / with a form body. */
+/* An EC2 Query API call: POST / with a form body (and no X-Amz-Target: that is a JSON
+ * protocol call, the Pricing front's). */
 static bool ec2_match(const http_req_t *req) {
-  return strcmp(req->path, "/") == 0 && strcmp(req->method, "POST") == 0;
+  return strcmp(req->path, "/") == 0 && strcmp(req->method, "POST") == 0 &&
+         http_req_header(req, "X-Amz-Target") == NULL;
 }
 
 static void ec2_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
@@ -720,8 +756,12 @@ static void ec2_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   ec2_form_t f;
   ec2_form_parse(req->body, req->body_len, &f);
   const char *action = ec2_check_call(&f, resp);
-  if (action == NULL)
+  if (action == NULL || ec2_override_take(action, resp))
     ;
+  else if (strcmp(action, "DescribeInstanceTypes") == 0)
+    ec2_describe_instance_types(&f, region, resp);
+  else if (strcmp(action, "DescribeSpotPriceHistory") == 0)
+    ec2_describe_spot_price_history(&f, region, resp);
   else if (strcmp(action, "RunInstances") == 0)
     run_instances(sim, &f, region, resp);
   else if (strcmp(action, "DescribeInstances") == 0)
@@ -763,6 +803,7 @@ static void ec2_over_limit(http_resp_t *resp, unsigned limit, unsigned wanted) {
 static void ec2_free(sim_t *sim) {
   (void)sim;
   ec2_account_free();
+  ec2_catalog_free();
 }
 
 const sim_front_t ec2_front = {

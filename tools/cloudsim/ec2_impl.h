@@ -60,6 +60,22 @@ const char *ec2_paramf(const ec2_form_t *f, const char *fmt, ...)
 /* The call's Action when it is one this emulator knows, with Version 2016-11-15 and only the
  * parameters of the action's input shape; else NULL, with EC2's refusal in resp. */
 const char *ec2_check_call(const ec2_form_t *f, http_resp_t *resp);
+/* What a SigV4 signature check found; each front answers a refusal in its own shape. */
+typedef enum aws_sig_verdict {
+  AWS_SIG_OK = 0,
+  AWS_SIG_MISSING,       /* no Authorization or X-Amz-Date */
+  AWS_SIG_MALFORMED,     /* an Authorization header that is not SigV4's */
+  AWS_SIG_UNKNOWN_KEY,   /* another access key id than the account's */
+  AWS_SIG_BAD_DATE,      /* X-Amz-Date unreadable or not the scope's day */
+  AWS_SIG_EXPIRED,       /* more than 5 minutes off */
+  AWS_SIG_WRONG_SERVICE, /* scoped to another service */
+  AWS_SIG_MISMATCH,      /* the signature is not the one the secret makes */
+} aws_sig_verdict_t;
+
+/* Recomputes the request's SigV4 signature for service with the account's keys; region gets
+ * the credential scope's region. */
+aws_sig_verdict_t aws_sig_verify(const http_req_t *req, const char *access_key, const char *secret,
+                                 const char *service, char region[64]);
 /* Checks the request's SigV4 signature against the account's keys. Returns false (resp set)
  * when it is refused; region gets the credential scope's region. */
 bool ec2_check_signature(const http_req_t *req, const char *access_key, const char *secret,
@@ -82,6 +98,7 @@ typedef struct ec2_inst {
   char id[32];
   uint64_t machine_id;
   char *client_token, *image, *type, *key_name, *sg_id, *subnet, *region;
+  char zone[64]; /* its availability zone: "us-east-1a" */
   ec2_kv_t *tags;
   size_t tag_n;
   bool spot;
@@ -138,6 +155,8 @@ bool ec2_here(const char *r);
 /* What RunInstances asks for, checked. */
 typedef struct ec2_launch {
   const char *client_token, *image, *type, *key_name, *sg_id, *subnet, *region, *name;
+  const char *zone;      /* an availability zone of region, checked */
+  double price_hourly;   /* what it is billed per hour (the zone's spot price when spot) */
   const char *user_data; /* decoded */
   const char *authorized_key;
   const ec2_kv_t *tags;
@@ -177,6 +196,35 @@ void ec2_group_delete(ec2_sgroup_t *s);
 
 /* Frees the account's memory (the loop is gone by then). */
 void ec2_account_free(void);
+
+/* ---- what it sells (ec2_catalog.c) ------------------------------------------------------- */
+
+/* Whether type is in the table; sold in region; offered in zone (an availability zone of
+ * region, "us-east-1b"). */
+bool ec2_type_exists(const char *type);
+bool ec2_type_sold(const char *type, const char *region);
+bool ec2_type_offered(const char *type, const char *region, const char *zone);
+/* Whether zone is one of region's availability zones. */
+bool ec2_zone_valid(const char *region, const char *zone);
+/* The first zone type is offered in, in region (static text). */
+const char *ec2_zone_default(const char *type, const char *region);
+/* The zones type is offered in, "us-east-1b, us-east-1c", into out. */
+const char *ec2_type_zones(const char *type, const char *region, char *out, size_t size);
+/* What a launch of type in zone is billed per hour: its spot price there when spot and the
+ * zone has one, else the on-demand price; 0 when it is not sold there. */
+double ec2_type_price(const char *type, const char *region, const char *zone, bool spot);
+/* The most items a page of the catalog calls holds (POST /_sim/ec2/catalog); 0: no cap. */
+unsigned ec2_page_max(void);
+void ec2_describe_instance_types(const ec2_form_t *f, const char *region, http_resp_t *resp);
+void ec2_describe_spot_price_history(const ec2_form_t *f, const char *region, http_resp_t *resp);
+/* The Price List products (JSON objects) passing filters (an array of {Field, Value}), from
+ * the skip-th, at most max; *next gets the index of the next page's first, or -1. */
+json_t *ec2_price_list(json_t *filters, long skip, long max, long *next);
+/* The one-shot answer POST /_sim/ec2/override set for action, into resp; false when none. */
+bool ec2_override_take(const char *action, http_resp_t *resp);
+/* GET and POST /_sim/ec2/catalog, POST /_sim/ec2/override; false for other routes. */
+bool ec2_catalog_control(const http_req_t *req, http_resp_t *resp);
+void ec2_catalog_free(void);
 
 /* ---- the metadata service (ec2_imds.c) ------------------------------------------------------ */
 

@@ -155,6 +155,7 @@ ec2_inst_t *ec2_inst_launch(sim_t *sim, const ec2_launch_t *l) {
   e->sg_id = dup_or_null(l->sg_id);
   e->subnet = dup_or_null(l->subnet);
   e->region = strdup(l->region);
+  snprintf(e->zone, sizeof(e->zone), "%s", l->zone);
   e->spot = l->spot;
   time_t now = time(NULL);
   struct tm tm;
@@ -171,15 +172,24 @@ ec2_inst_t *ec2_inst_launch(sim_t *sim, const ec2_launch_t *l) {
   const char *pool = ec2_inst_tag(e, "kite:pool");
   const char *tags[1] = {pool ? pool : "kite-cloudsim-ec2"};
   const char *name = ec2_inst_tag(e, "Name");
-  machine_opts_t mo = {.name = name ? name : e->id,
-                       .tags = tags,
-                       .tag_n = 1,
-                       .region = l->region,
-                       .size = e->type,
-                       .image = l->image,
-                       .user_data = l->user_data,
-                       .authorized_key = l->authorized_key,
-                       .cloud = EC2_CLOUD};
+  machine_opts_t mo = {
+      .name = name ? name : e->id,
+      .tags = tags,
+      .tag_n = 1,
+      .region = l->region,
+      .size = e->type,
+      .image = l->image,
+      .user_data = l->user_data,
+      .authorized_key = l->authorized_key,
+      .cloud = EC2_CLOUD,
+      .price_hourly = l->price_hourly,
+      /* Linux instances, on demand and spot, are billed per second with a
+       * 60-second minimum ("Announcing Amazon EC2 per second billing",
+       * https://aws.amazon.com/about-aws/whats-new/2017/10/announcing-amazon-ec2-per-second-billing/).
+       */
+      .bill_increment_s = 1,
+      .bill_minimum_s = 60,
+      .spot = l->spot};
   machine_t *m = machine_create(sim, &mo);
   if (m == NULL) {
     inst_free(e);

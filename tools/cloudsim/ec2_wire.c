@@ -197,13 +197,26 @@ typedef struct action_shape {
 
 static const action_shape_t shapes[] = {
     {"RunInstances",
-     {"ImageId", "InstanceType", "MinCount", "MaxCount", "ClientToken", "KeyName",
-      "SecurityGroupId.#", "SubnetId", "UserData", "InstanceInitiatedShutdownBehavior",
-      "TagSpecification.#.ResourceType", "TagSpecification.#.Tag.#.Key",
-      "TagSpecification.#.Tag.#.Value", "InstanceMarketOptions.MarketType",
+     {"ImageId",
+      "InstanceType",
+      "MinCount",
+      "MaxCount",
+      "ClientToken",
+      "KeyName",
+      "SecurityGroupId.#",
+      "SubnetId",
+      "UserData",
+      "InstanceInitiatedShutdownBehavior",
+      "TagSpecification.#.ResourceType",
+      "TagSpecification.#.Tag.#.Key",
+      "TagSpecification.#.Tag.#.Value",
+      "InstanceMarketOptions.MarketType",
       "InstanceMarketOptions.SpotOptions.SpotInstanceType",
       "InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior",
-      "InstanceMarketOptions.SpotOptions.MaxPrice", "DryRun", NULL}},
+      "InstanceMarketOptions.SpotOptions.MaxPrice",
+      "Placement.AvailabilityZone",
+      "DryRun",
+      NULL}},
     {"DescribeInstances",
      {"InstanceId.#", "Filter.#.Name", "Filter.#.Value.#", "MaxResults", "NextToken", "DryRun",
       NULL}},
@@ -226,6 +239,12 @@ static const action_shape_t shapes[] = {
       "IpPermissions.#.IpRanges.#.Description", "CidrIp", "FromPort", "ToPort", "IpProtocol",
       "DryRun", NULL}},
     {"DeleteSecurityGroup", {"GroupId", "GroupName", "DryRun", NULL}},
+    {"DescribeInstanceTypes",
+     {"InstanceType.#", "Filter.#.Name", "Filter.#.Value.#", "MaxResults", "NextToken", "DryRun",
+      NULL}},
+    {"DescribeSpotPriceHistory",
+     {"StartTime", "EndTime", "InstanceType.#", "ProductDescription.#", "Filter.#.Name",
+      "Filter.#.Value.#", "AvailabilityZone", "MaxResults", "NextToken", "DryRun", NULL}},
 };
 
 /* Whether name matches pattern, '#' standing for a positive integer. */
@@ -282,51 +301,30 @@ const char *ec2_check_call(const ec2_form_t *f, http_resp_t *resp) {
 
 /* ---- signatures ----------------------------------------------------------------------------- */
 
-bool ec2_check_signature(const http_req_t *req, const char *access_key, const char *secret,
-                         http_resp_t *resp, char region[64]) {
+aws_sig_verdict_t aws_sig_verify(const http_req_t *req, const char *access_key, const char *secret,
+                                 const char *service, char region[64]) {
   const char *auth = http_req_header(req, "Authorization");
   const char *date = http_req_header(req, "X-Amz-Date");
-  if (auth == NULL || date == NULL) {
-    ec2_error(resp, 401, "AuthFailure",
-              "AWS was not able to validate the provided access "
-              "credentials");
-    return false;
-  }
-  char ak[128], cdate[16], service[32], sh[512], sig[80];
+  if (auth == NULL || date == NULL)
+    return AWS_SIG_MISSING;
+  char ak[128], cdate[16], svc[32], sh[512], sig[80];
   if (sscanf(auth,
              "AWS4-HMAC-SHA256 Credential=%127[^/]/%15[^/]/%63[^/]/%31[^/]/aws4_request, "
              "SignedHeaders=%511[^,], Signature=%79s",
-             ak, cdate, region, service, sh, sig) != 6) {
-    ec2_error(resp, 400, "IncompleteSignature",
-              "The request signature does not conform to AWS "
-              "standards.");
-    return false;
-  }
-  if (strcmp(ak, access_key) != 0) {
-    ec2_error(resp, 401, "AuthFailure",
-              "AWS was not able to validate the provided access credentials");
-    return false;
-  }
+             ak, cdate, region, svc, sh, sig) != 6)
+    return AWS_SIG_MALFORMED;
+  if (strcmp(ak, access_key) != 0)
+    return AWS_SIG_UNKNOWN_KEY;
   /* The date must be the scope's day and within 5 minutes of now. */
   struct tm tm = {0};
   if (strlen(date) != 16 || strncmp(date, cdate, 8) != 0 ||
-      strptime(date, "%Y%m%dT%H%M%SZ", &tm) == NULL) {
-    ec2_error(resp, 401, "AuthFailure",
-              "AWS was not able to validate the provided access "
-              "credentials");
-    return false;
-  }
+      strptime(date, "%Y%m%dT%H%M%SZ", &tm) == NULL)
+    return AWS_SIG_BAD_DATE;
   long skew = (long)(timegm(&tm) - time(NULL));
-  if (skew > 300 || skew < -300) {
-    ec2_error(resp, 400, "RequestExpired", "Request has expired.");
-    return false;
-  }
-  if (strcmp(service, "ec2") != 0) {
-    ec2_error(resp, 401, "AuthFailure",
-              "Credential should be scoped to correct service: "
-              "'ec2'.");
-    return false;
-  }
+  if (skew > 300 || skew < -300)
+    return AWS_SIG_EXPIRED;
+  if (strcmp(svc, service) != 0)
+    return AWS_SIG_WRONG_SERVICE;
   /* The signed headers, with their values as received. */
   const char *hdrs[32];
   char *owned[32];
@@ -348,7 +346,7 @@ bool ec2_check_signature(const http_req_t *req, const char *access_key, const ch
                            .payload = req->body,
                            .payload_len = req->body_len,
                            .region = region,
-                           .service = "ec2",
+                           .service = service,
                            .amz_date = date,
                            .access_key = ak,
                            .secret_key = secret};
@@ -359,11 +357,28 @@ bool ec2_check_signature(const http_req_t *req, const char *access_key, const ch
   bool ok = rc == 0 && host_signed && kite__aws_str_equal_ct(s.signature, sig);
   if (rc == 0)
     kite__aws_sig_free(&s);
-  if (!ok) {
+  return ok ? AWS_SIG_OK : AWS_SIG_MISMATCH;
+}
+
+bool ec2_check_signature(const http_req_t *req, const char *access_key, const char *secret,
+                         http_resp_t *resp, char region[64]) {
+  switch (aws_sig_verify(req, access_key, secret, "ec2", region)) {
+  case AWS_SIG_OK:
+    return true;
+  case AWS_SIG_MALFORMED:
+    ec2_error(resp, 400, "IncompleteSignature",
+              "The request signature does not conform to AWS standards.");
+    return false;
+  case AWS_SIG_EXPIRED:
+    ec2_error(resp, 400, "RequestExpired", "Request has expired.");
+    return false;
+  case AWS_SIG_WRONG_SERVICE:
+    ec2_error(resp, 401, "AuthFailure", "Credential should be scoped to correct service: 'ec2'.");
+    return false;
+  default:
     /* EC2 answers a wrong secret with AuthFailure (other services say SignatureDoesNotMatch). */
     ec2_error(resp, 401, "AuthFailure",
               "AWS was not able to validate the provided access credentials");
     return false;
   }
-  return true;
 }

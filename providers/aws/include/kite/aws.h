@@ -30,7 +30,12 @@
  * and the security group are deleted when they carry kite:managed and no instance uses them.
  *
  * A pool's provider_options JSON may carry: "endpoint", "ssh_user", "ssh_port", "subnet_id",
- * "max_price" (spot, USD per hour), "imds_endpoint". */
+ * "max_price" (spot, USD per hour), "imds_endpoint", "pricing_endpoint".
+ *
+ * It answers catalog_request: the instance types EC2 offers in the region
+ * (DescribeInstanceTypes), their spot prices per availability zone (DescribeSpotPriceHistory)
+ * and their on-demand prices from the Price List (GetProducts of the Pricing service, signed
+ * for us-east-1; the IAM permission pricing:GetProducts). */
 typedef struct kite_aws_provider kite_aws_provider_t;
 
 typedef struct kite_aws_provider_options {
@@ -39,6 +44,9 @@ typedef struct kite_aws_provider_options {
   /* EC2 endpoint URL; NULL: $KITE_AWS_ENDPOINT, else https://ec2.REGION.amazonaws.com/.
    * http:// only for a loopback emulator (kite-cloudsim). */
   const char *endpoint;
+  /* The Price List endpoint URL; NULL: $AWS_ENDPOINT_URL_PRICING, else
+   * https://api.pricing.us-east-1.amazonaws.com/. http:// only for a loopback emulator. */
+  const char *pricing_endpoint;
   const char *ca_file;        /* CA bundle instead of the system's; or NULL */
   const char *image;          /* AMI for pools that name none; NULL: the pool must name one */
   const char *instance_type;  /* NULL: "t3.micro" */
