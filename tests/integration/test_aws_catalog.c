@@ -392,9 +392,21 @@ static void test_pricing_signed(void **state) {
   assert_members_of(model, "GetProductsRequest", req);
   size_t i;
   json_t *fl;
+  /* Exactly the products a Linux on-demand launch is billed at. */
+  static const char *const want[][2] = {
+      {"regionCode", "us-east-1"}, {"operatingSystem", "Linux"},
+      {"tenancy", "Shared"},       {"preInstalledSw", "NA"},
+      {"capacitystatus", "Used"},  {"licenseModel", "No License required"}};
+  unsigned found = 0;
   json_array_foreach(json_object_get(req, "Filters"), i, fl) {
     assert_members_of(model, "Filter", fl);
+    assert_string_equal(json_string_value(json_object_get(fl, "Type")), "TERM_MATCH");
+    for (size_t k = 0; k < 6; k++)
+      found += strcmp(json_string_value(json_object_get(fl, "Field")), want[k][0]) == 0 &&
+               strcmp(json_string_value(json_object_get(fl, "Value")), want[k][1]) == 0;
   }
+  assert_int_equal(found, 6);
+  assert_string_equal(json_string_value(json_object_get(req, "ServiceCode")), "AmazonEC2");
   json_decref(req);
   static char out[1 << 20];
   assert_int_equal(pricing_post(c, SK, "pricing", "us-east-1", body, out, sizeof(out)), 200);
