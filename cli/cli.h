@@ -93,6 +93,9 @@ void cli_view_free(cli_view_t *v);
 int cli_view_attach(cli_view_t *v, kite_bus_t *bus);
 void cli_view_detach(cli_view_t *v, kite_bus_t *bus);
 
+/* "digitalocean", "digitalocean or hetzner", "any provider's": where a spec's nodes go. */
+const char *cli_spec_providers(const kite_pool_spec_t *ps, char *buf, size_t size);
+
 /* ---- engine.c: a runtime with the providers a spec may name ----------------------------- */
 
 typedef struct cli_engine {

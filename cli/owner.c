@@ -94,6 +94,7 @@ typedef struct hist {
 } hist_t;
 
 struct owner {
+  char where[200]; /* the spec's providers, for messages */
   cli_engine_t eng;
   kite_bus_t *bus;
   kite_spec_t *spec;
@@ -1168,7 +1169,7 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
   o->eng.on_shutdown = on_engine_shutdown;
   o->eng.data = o;
   olog(o, "kite-owner: pid %d owns pool %s (%u %s nodes), socket %s\n", (int)getpid(), o->name,
-       ps->nodes, ps->provider ? ps->provider : kite_registry_default()->name, sock_path);
+       ps->nodes, cli_spec_providers(ps, o->where, sizeof(o->where)), sock_path);
   if (cli_engine_start_spec(&o->eng, ps) != 0) {
     free(o->sock_path);
     free(o);
@@ -1199,7 +1200,7 @@ int cli_owner_main(kite_spec_t *spec, const char *sock_path, int listen_fd,
       o->lines = calloc(ps->nodes, sizeof(*o->lines));
       if (!run->quiet)
         fprintf(stderr, "kite: opening pool %s: %u %s node%s\n", o->name, ps->nodes,
-                ps->provider ? ps->provider : kite_registry_default()->name, ps->nodes == 1 ? "" : "s");
+                cli_spec_providers(ps, o->where, sizeof(o->where)), ps->nodes == 1 ? "" : "s");
     }
     kite_runtime_handle_signals(rt, NULL, run ? on_second_signal : NULL, NULL);
     int rc = kite_pool_open(rt, ps, on_open, o, &o->pool);

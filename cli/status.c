@@ -334,8 +334,9 @@ int cli_cmd_check(int argc, char **argv) {
       code = CLI_EXIT_USAGE;
     } else {
       const kite_pool_spec_t *ps = kite_spec_pool(spec);
+      char where[200];
       printf("%s: ok: pool %s, %u %s node%s\n", argv[i], ps->name, ps->nodes,
-             ps->provider ? ps->provider : kite_registry_default()->name, ps->nodes == 1 ? "" : "s");
+             cli_spec_providers(ps, where, sizeof(where)), ps->nodes == 1 ? "" : "s");
     }
     free(errmsg);
     kite_spec_free(spec);

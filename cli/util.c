@@ -440,3 +440,20 @@ void cli_spec_notes(const kite_spec_t *spec) {
             "gone, but on %s %s\n",
             ps->name, p->title, p->deadman_still_billed);
 }
+
+const char *cli_spec_providers(const kite_pool_spec_t *ps, char *buf, size_t size) {
+  if (ps->provider_any)
+    return "any provider's";
+  if (ps->providers && ps->providers[0] && ps->providers[1]) {
+    size_t off = 0;
+    for (size_t i = 0; ps->providers[i] && off + 1 < size; i++) {
+      int k = snprintf(buf + off, size - off, "%s%s",
+                       i ? (ps->providers[i + 1] ? ", " : " or ") : "", ps->providers[i]);
+      if (k < 0)
+        break;
+      off += (size_t)k;
+    }
+    return buf;
+  }
+  return ps->provider ? ps->provider : kite_registry_default()->name;
+}

@@ -114,13 +114,17 @@ resources: {disk_gb: 64}
 YAML
 
 log "aws"
-# AWS has a catalog: its spec takes resources, and the pool says it cannot choose by them yet.
+# AWS has a catalog: its spec takes resources, and kite reads the catalog before anything is
+# launched; where the API cannot be reached, the open fails saying so, and nothing was launched.
 name=$(pool_name refused-aws-resources)
-printf 'name: %s\nprovider: aws\nnodes: 1\nrun: echo ran\nimage: ami-0123456789abcdef0\nresources:\n  cpus: 96\n  accelerators: A100:8\n' "$name" >bad.yaml
-run_kite out err run --plain bad.yaml
+printf 'name: %s\nprovider: aws\nnodes: 1\nrun: echo ran\nimage: ami-0123456789abcdef0\nresources:\n  cpus: 96\n  accelerators: A100:8\nprovider_options: {endpoint: "http://127.0.0.1:9/", pricing_endpoint: "http://127.0.0.1:9/"}\n' "$name" >bad.yaml
+AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=secret run_kite out err run --plain bad.yaml
 expect_rc 1 "aws resources"
-expect_grep err "cpus is not honoured by any provider yet: choose the instance with instance_type" "aws resources"
-[ "$(recorded "$name")" = 0 ] || fail "aws resources: pool $name is recorded in the store"
+expect_grep err "cannot read the providers' catalogs: aws: it could not be asked: .*nothing of it is cached" "aws resources"
+kite status --json --all 2>/dev/null | python3 -c "
+import json,sys
+ps=[p for p in json.load(sys.stdin).get('pools',[]) if p['name']=='$name']
+assert len(ps)==1 and not ps[0].get('live_instances'), ps" || fail "aws resources: pool $name left an instance recorded"
 refused aws "bad.yaml:8:20: provider_options.ssh_usr: the aws provider has no option 'ssh_usr'; did you mean 'ssh_user'?" <<'YAML'
 image: ami-0123456789abcdef0
 provider_options: {ssh_usr: ubuntu, regoin: us-east-1}
