@@ -95,6 +95,8 @@ unsigned kite_offer_misses(const kite_offer_t *o, const kite_offer_need_t *need,
     miss(&w, "$%.4g/h, at most $%.4g/h asked", price, need->max_price);
   if (need->regions && !in_list(o->region, need->regions))
     miss(&w, "in %s, not a region asked", o->region);
+  if (o->available == 0)
+    miss(&w, "none available now");
   return w.n;
 }
 
