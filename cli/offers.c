@@ -326,7 +326,7 @@ static int make_plan(const args_t *a, const kite_store_offers_summary_t *cache, 
 
 /* Gathers the offers of plan: the providers asked in one kite_catalog_get (each started here
  * first), the others from the cache in another. */
-static int gather(const plan_t *p, run_t *r) {
+static int gather(const plan_t *p, bool refresh, run_t *r) {
   char *home = cli_home();
   kite_runtime_options_t ro = {.home = home, .log_level = -1};
   int rc = kite_runtime_new(&r->rt, &ro);
@@ -348,7 +348,8 @@ static int gather(const plan_t *p, run_t *r) {
     else
       cached[nc++] = p->names[i];
   }
-  kite_catalog_query_t qa = {.providers = ask}, qc = {.providers = cached, .cache_only = true};
+  kite_catalog_query_t qa = {.providers = ask, .refresh = refresh},
+                       qc = {.providers = cached, .cache_only = true};
   rc = 0;
   if (na > 0 && (rc = kite_catalog_get(r->rt, &qa, on_offers, r)) == 0)
     r->pending++;
@@ -548,7 +549,7 @@ static int list(const args_t *a) {
   rc = make_plan(a, cache, n_cache, &p);
   free(cache);
   run_t r = {0};
-  if (rc == 0 && p.n > 0 && gather(&p, &r) != 0)
+  if (rc == 0 && p.n > 0 && gather(&p, a->refresh, &r) != 0)
     rc = CLI_EXIT_FAIL;
   for (size_t i = 0; i < p.n; i++)
     free(p.names[i]);

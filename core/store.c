@@ -1638,6 +1638,7 @@ static int offers_row(kite_store_t *s, sqlite3_stmt *st, void *data) {
   if (o == NULL)
     return set_err(s, KITE_ENOMEM, "out of memory reading cached offers");
   l->cnt++;
+  memset(o, 0, sizeof(*o)); /* whole fixed fields: an offer compares and copies as bytes */
   col_field(st, 0, o->provider, sizeof(o->provider));
   col_field(st, 2, o->region, sizeof(o->region));
   col_field(st, 3, o->zone, sizeof(o->zone));

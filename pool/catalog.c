@@ -95,6 +95,8 @@ unsigned kite_offer_misses(const kite_offer_t *o, const kite_offer_need_t *need,
     miss(&w, "$%.4g/h, at most $%.4g/h asked", price, need->max_price);
   if (need->regions && !in_list(o->region, need->regions))
     miss(&w, "in %s, not a region asked", o->region);
+  if (o->available == 0)
+    miss(&w, "none available now");
   return w.n;
 }
 
@@ -528,6 +530,8 @@ static void req_free(get_req_t *r) {
 }
 
 static int add_offers(get_req_t *r, const kite_offer_t *v, size_t n) {
+  if (n == 0)
+    return 0;
   if (r->n + n > r->cap) {
     size_t cap = r->cap ? r->cap : 64;
     while (cap < r->n + n)
@@ -830,8 +834,11 @@ int kite_catalog_get(kite_runtime_t *rt, const kite_catalog_query_t *q, kite_cat
   for (size_t i = 0; i < r->n_asked; i++) {
     int g = gather(r, q, &r->asked[i], options, sum, n_sum);
     if (g < 0) {
-      note(r, "%s: cannot be asked (%s)", r->asked[i].name, kite_strerror(g));
+      char why[128];
+      snprintf(why, sizeof(why), "it cannot be asked (%s)", kite_strerror(g));
       r->first_err = r->first_err ? r->first_err : g;
+      if (fall_back(r, r->asked[i].name, why) != 0)
+        r->first_err = KITE_ENOMEM;
     }
   }
   json_decref(options);

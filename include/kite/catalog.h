@@ -83,7 +83,8 @@ typedef struct kite_offer_need {
 
 /* How many of need's requirements o misses (0: it fits); why (when not NULL, size > 0) gets
  * them as one line, "4 vCPUs, needs 8; no spot price", or "" when it fits. An offer with no
- * price of the kind asked (on demand, or spot) misses. */
+ * price of the kind asked (on demand, or spot) misses, and so does one the provider says none
+ * of can be launched now (available 0). */
 unsigned kite_offer_misses(const kite_offer_t *o, const kite_offer_need_t *need, char *why,
                            size_t size);
 

@@ -123,6 +123,39 @@ bad "the snapshot's date '2025-13-01' is not a date" --import "$T_DIR/do2.csv" -
 run_kite "$T_DIR/o" "$T_DIR/e" offers --provider x
 expect_rc 2 "a failed import stored nothing"
 
+# The DigitalOcean provider asked through the emulator: --refresh asks, the answer is cached
+# (a size the API says is not available now is listed by nobody), and a refused token falls
+# back to that cache, naming the provider and DigitalOcean's reason.
+start_sim
+export DIGITALOCEAN_TOKEN=$SIM_TOKEN KITE_DO_API_URL="$SIM_URL"
+unset DIGITALOCEAN_CONFIG DIGITALOCEAN_ACCESS_TOKEN
+curl -s -H "Authorization: Bearer $SIM_TOKEN" "$SIM_URL/v2/sizes?per_page=200" |
+  python3 -c 'import json, sys
+d = json.load(sys.stdin)["sizes"]
+print(sum(len(s["regions"]) for s in d), sum(len(s["regions"]) for s in d if s["available"]))' >"$T_DIR/sizes"
+read -r all avail <"$T_DIR/sizes"
+run_kite "$T_DIR/o" "$T_DIR/e" offers --refresh --provider digitalocean --limit 0
+expect_rc 0 "kite offers --refresh against the emulator"
+expect_grep "$T_DIR/o" "^$avail of $all offers matched; from digitalocean api ($all)$" \
+  "every offer of the emulator's sizes, the unavailable ones left out"
+expect_grep "$T_DIR/o" "^digitalocean  *nyc1  *-  *s-1vcpu-1gb  *1  *1 GiB  *-  *0.00893  *-  *[0-9]m$" \
+  "an offer as the API prices it, with its age"
+expect_no_grep "$T_DIR/o" "snapshot" "the API's answer is used, not the snapshot"
+run_kite "$T_DIR/o" "$T_DIR/e" offers --refresh --provider digitalocean --limit 1 --json
+expect_rc 0 "kite offers --refresh --json"
+python3 -c 'import json, sys; a = json.load(open(sys.argv[1])); assert len(a) == 1 and a[0]["source"] == "api" and 0 <= a[0]["age_s"] < 60, a' \
+  "$T_DIR/o" || fail "kite offers --refresh --json: $(cat "$T_DIR/o")"
+DIGITALOCEAN_TOKEN=refused-token run_kite "$T_DIR/o" "$T_DIR/e" offers --refresh --provider digitalocean
+expect_rc 0 "a refused token falls back to the cache"
+expect_grep "$T_DIR/e" "kite offers: digitalocean: it could not be asked: .*the API token was rejected.*; its $all offers cached [0-9]*s ago are used" \
+  "the note names the provider, DigitalOcean's reason and the cache used"
+expect_no_grep "$T_DIR/e" "refused-token" "the token is never printed"
+kill -TERM "$T_SIM_PID" && wait "$T_SIM_PID" 2>/dev/null
+T_SIM_PID=
+run_kite "$T_DIR/o" "$T_DIR/e" offers --refresh --provider digitalocean --limit 1
+expect_rc 0 "the emulator gone: the cache answers"
+expect_grep "$T_DIR/e" "kite offers: digitalocean: it could not be asked" "the note says why"
+
 # A bench: 10,000 offers from the cache, as a user runs it (the figure is printed, not asserted).
 python3 -c 'import sys
 with open(sys.argv[1], "w") as f:

@@ -86,7 +86,8 @@ static void on_got(int status, const kite_offer_t *offers, size_t n, const char 
   g->status = status;
   g->n = n;
   g->offers = malloc((n ? n : 1) * sizeof(*offers));
-  memcpy(g->offers, offers, n * sizeof(*offers));
+  if (n > 0)
+    memcpy(g->offers, offers, n * sizeof(*offers));
   g->message = message ? strdup(message) : NULL;
 }
 

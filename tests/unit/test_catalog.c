@@ -429,6 +429,10 @@ static void test_misses_say_what_is_lacking(void **state) {
   kite_offer_need_t h100 = {.accelerator = "H100", .max_price = 1};
   assert_int_equal(kite_offer_misses(&o, &h100, why, sizeof(why)), 2);
   assert_string_equal(why, "A100 accelerators, needs H100; $1.5/h, at most $1/h asked");
+  o.available = 0;
+  assert_int_equal(kite_offer_misses(&o, &fits, why, sizeof(why)), 1);
+  assert_string_equal(why, "none available now");
+  o.available = -1;
   /* A short buffer is cut, never overrun; the count is whole. */
   assert_int_equal(kite_offer_misses(&o, &need, why, 10), 5);
   assert_int_equal(strlen(why), 9);
