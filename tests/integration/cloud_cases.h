@@ -73,7 +73,9 @@ typedef struct cloud_case {
   const char *catalog_path;
   size_t (*expect_offers)(json_t *raw, const char *region, kite_offer_t *out, size_t max);
   const char *other_region; /* a region where cloud->type is sold too */
-  /* Catalog answers kite must refuse (each served alone, for every request). */
+  /* A catalog answer of one offer kite must take, and answers it must refuse (each served
+   * alone, for every request). */
+  const char *catalog_ok;
   const cloud_answer_t *hostile_catalog;
   size_t n_hostile_catalog;
 } cloud_case_t;
@@ -1116,9 +1118,11 @@ static void case_hostile_catalog(void) {
   char home[64];
   snprintf(home, sizeof(home), "/tmp/kite-test-%s-XXXXXX", cloud->tmp);
   assert_non_null(mkdtemp(home));
-  for (size_t i = 0; i < cloud->n_hostile_catalog; i++) {
+  /* First (i = -1) an answer that is right: the harness itself gets offers. */
+  for (long i = -1; i < (long)cloud->n_hostile_catalog; i++) {
     int port = 0;
-    pid_t pid = hostile_start_with(&port, &cloud->hostile_catalog[i], 1);
+    const cloud_answer_t good = {200, cloud->catalog_ok, NULL};
+    pid_t pid = hostile_start_with(&port, i < 0 ? &good : &cloud->hostile_catalog[i], 1);
     kite_runtime_t *rt = NULL;
     kite_runtime_options_t o = {.home = home, .log_level = KITE_LOG_OFF};
     assert_int_equal(kite_runtime_new(&rt, &o), 0);
@@ -1130,8 +1134,20 @@ static void case_hostile_catalog(void) {
     cat_t k = {0};
     ask_catalog(rt, options, NULL, &k);
     kite_runtime_run(rt);
+    if (i < 0) {
+      if (k.status != 0)
+        fail_msg("a right catalog answer was refused: %s", k.msg);
+      assert_int_equal(k.n, 1);
+      free(k.offers);
+      assert_int_equal(kite_runtime_shutdown(rt, on_shutdown, NULL), 0);
+      kite_runtime_run(rt);
+      assert_int_equal(kite_runtime_free(rt), 0);
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+      continue;
+    }
     if (k.status == 0)
-      fail_msg("hostile catalog answer %zu was taken: %s", i, cloud->hostile_catalog[i].body);
+      fail_msg("hostile catalog answer %ld was taken: %s", i, cloud->hostile_catalog[i].body);
     assert_int_equal(k.replies, 1);
     assert_true(strlen(k.msg) > 0);
     assert_null(strstr(k.msg, cloud->token));
