@@ -164,7 +164,9 @@ bool kite_http_url_allowed(const char *url) {
     if (strcasecmp(scheme, "https") == 0)
       ok = true;
     else if (strcasecmp(scheme, "http") == 0)
-      ok = host_is_loopback(host);
+      /* Loopback, and the link-local metadata server of a cloud VM (169.254.169.254), which
+       * answers only plain HTTP and only to the machine itself. */
+      ok = host_is_loopback(host) || strcmp(host, "169.254.169.254") == 0;
   }
   curl_free(scheme);
   curl_free(host);

@@ -15,7 +15,7 @@
 
 /* The providers, in the registry's order (the first is the default). A new provider is one
  * line here and its folder. */
-#define KITE_PROVIDERS(X) X(local) X(ssh) X(digitalocean) X(aws) X(hetzner)
+#define KITE_PROVIDERS(X) X(local) X(ssh) X(digitalocean) X(aws) X(hetzner) X(gcp)
 
 /* The rows' configured functions that live beside the providers' own credential lookups. */
 bool kite__do_configured(void);

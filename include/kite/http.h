@@ -25,7 +25,8 @@
  *
  * TLS. Peer and host name verification are always on; a CA bundle file may be configured.
  * Plain http:// is refused (KITE_EINVAL) unless the host is a loopback address (127.0.0.0/8,
- * ::1, localhost), which is what emulators and local test servers use. Redirects are not
+ * ::1, localhost), which is what emulators and local test servers use, or a cloud VM's own
+ * link-local metadata server (169.254.169.254). Redirects are not
  * followed.
  *
  * Secrets. A bearer token given in the request is registered with the runtime's redaction
