@@ -118,9 +118,11 @@ static void tag_label(const char *tag, char out[64]) {
   snprintf(out, 64, "t-%s", fp);
 }
 
-/* requestId: a UUID (version 4 layout) from the launch token, the same for every repeat. */
-static void request_id(const char *token, const char *name, char out[37]) {
-  char a[17], b[17], *v = kite__sprintf("%s/%s", token ? token : "", name);
+/* requestId: a UUID (version 4 layout) from the launch token, the VM's name and the attempt:
+ * the HTTP client's repeats of one insert are one operation. A later attempt is a new
+ * operation of the same name, which the API refuses (alreadyExists) when the VM was made. */
+static void request_id(const char *token, const char *name, unsigned attempt, char out[37]) {
+  char a[17], b[17], *v = kite__sprintf("%s/%s/%u", token ? token : "", name, attempt);
   kite__fingerprint("gcp-request-1", v ? v : name, a);
   kite__fingerprint("gcp-request-2", v ? v : name, b);
   free(v);
@@ -403,7 +405,11 @@ static bool op_failed(kite_cloud_call_t *call, json_t *op) {
   const char *code = json_string_value(json_object_get(err, "code"));
   const char *message = json_string_value(json_object_get(err, "message"));
   json_t *hs = json_object_get(op, "httpErrorStatusCode");
-  kite_cloud_answer_t a = {.outcome = KITE_CLOUD_FAILED,
+  /* Compute Engine's own trouble: nothing was made, and trying again may work. */
+  bool transient =
+      code && (strcmp(code, "INTERNAL_ERROR") == 0 || strcmp(code, "SERVICE_UNAVAILABLE") == 0 ||
+               strcmp(code, "RESOURCE_OPERATION_RATE_EXCEEDED") == 0);
+  kite_cloud_answer_t a = {.outcome = transient ? KITE_CLOUD_RETRY : KITE_CLOUD_FAILED,
                            .code = KITE_EPROVIDER,
                            .api_code = code ? code : "operation_error",
                            .http_status = json_is_integer(hs) ? (long)json_integer_value(hs) : 0,
@@ -429,7 +435,24 @@ static void op_done(kite_cloud_call_t *call) {
   kite_cloud_answer_ok(call);
 }
 
+/* The error reason of a failed exchange's body, or NULL. */
+static const char *error_reason(json_t *j) {
+  return json_string_value(json_object_get(
+      json_array_get(json_object_get(json_object_get(j, "error"), "errors"), 0), "reason"));
+}
+
 static void on_op(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  if (status != 0 && call->kind == KITE_CLOUD_CALL_CREATE && r->status == 409 && call->step == 0) {
+    /* A VM of this launch's name (unique to it) exists: an earlier attempt made it. */
+    json_t *j = kite_cloud_rest_body(r);
+    const char *reason = error_reason(j);
+    bool exists = reason && strcmp(reason, "alreadyExists") == 0;
+    json_decref(j);
+    if (exists) {
+      op_done(call);
+      return;
+    }
+  }
   json_t *op = kite__gcp_body(call, status, r);
   if (op == NULL)
     return;
@@ -482,7 +505,7 @@ static void gcp_create(kite_cloud_call_t *call) {
   const kite_cloud_launch_t *l = call->launches[0];
   char label[64], rid[37];
   tag_label(l->tag, label);
-  request_id(l->token, l->name, rid);
+  request_id(l->token, l->name, call->attempt, rid);
   char *mt = kite__sprintf("zones/%s/machineTypes/%s", cfg->zone, cfg->type);
   char *keys = kite__sprintf("%s:%s", cfg->user, kite_cloud_pubkey(call->cloud));
   char *disk = kite__sprintf("%u", api->disk_gb);

@@ -78,6 +78,10 @@ typedef struct cloud_case {
   const char *catalog_ok;
   const cloud_answer_t *hostile_catalog;
   size_t n_hostile_catalog;
+  /* More provider options the launches need beside api_url and token (a second endpoint of the
+   * emulator, say): ",\"key\":..." for the emulator at url, into out; or NULL. */
+  void (*options_more)(const char *url, char *out, size_t size);
+  bool pool_spot; /* the pools' instances are spot instances */
 } cloud_case_t;
 
 /* The cloud under test; set by main() before the tests run. */
@@ -120,7 +124,7 @@ static void sim_kill(sim_t *s, const char *id, const char *body) {
 typedef struct inst {
   int status;
   char msg[1024];
-  char id[32], address[64], user[64], key_path[256], host_key[256];
+  char id[128], address[64], user[64], key_path[256], host_key[256];
   unsigned port;
   bool launched, terminated;
   int term_status;
@@ -179,6 +183,16 @@ static void on_shutdown(kite_runtime_t *rt, void *data) {
   (void)data;
 }
 
+/* options with the case's options_more added before its closing brace. */
+static void options_add_more(char *options, size_t size, const char *url) {
+  char more[256] = "";
+  size_t n = strlen(options);
+  if (cloud->options_more == NULL || n == 0 || options[n - 1] != '}')
+    return;
+  cloud->options_more(url, more, sizeof(more));
+  snprintf(options + n - 1, size - (n - 1), "%s}", more);
+}
+
 static void ctx_runtime_free(ctx_t *c) {
   assert_int_equal(kite_runtime_shutdown(c->rt, on_shutdown, NULL), 0);
   kite_runtime_run(c->rt);
@@ -196,6 +210,7 @@ static void ctx_init(ctx_t *c, const char *what, const char *const *sim_flags, c
   snprintf(c->options, sizeof(c->options),
            "{\"api_url\":\"%s\",\"token\":\"%s\",\"ssh_user\":\"%s\",\"ssh_port\":2222}",
            ctx_api(c), token, kite_local_login_user());
+  options_add_more(c->options, sizeof(c->options), c->sim.url);
   ctx_runtime_new(c);
 }
 
@@ -372,6 +387,7 @@ static void case_launch_list_terminate(void) {
   assert_non_null(strstr(c.list_ids, c.in[0].id));
   assert_non_null(strstr(c.list_ids, c.in[1].id));
   assert_int_equal(c.term_replies, 2);
+  if (!(c.in[0].terminated && c.in[1].terminated)) print_error("term: %s | %s\n", c.in[0].msg, c.in[1].msg);
   assert_true(c.in[0].terminated && c.in[1].terminated);
   assert_int_equal(c.live_before_confirm, 0);
   assert_int_equal(kite_local_count_tagged(c.tag), 0);
@@ -710,7 +726,8 @@ static void pool_run(ctx_t *c, pctx_t *p, unsigned nodes, bool kill_rank1) {
                         .provider_options = c->options,
                         .bootstrap = b,
                         .replace = true,
-                        .replace_per_minute = 100};
+                        .replace_per_minute = 100,
+                        .spot = cloud->pool_spot};
   /* Every instance's host key is pinned at launch: no trust on first use, also for a
    * replacement that answers on a recycled address. */
   s.hostkey_mode = KITE_HOSTKEY_STRICT;
@@ -1191,6 +1208,7 @@ static void case_lifecycle_through_prism(void) {
            "{\"api_url\":\"http://127.0.0.1:%d\",\"token\":\"%s\",\"ssh_user\":\"%s\","
            "\"ssh_port\":2222}",
            pport, cloud->token, kite_local_login_user());
+  options_add_more(c.options, sizeof(c.options), c.sim.url);
   c.n = 2;
   c.after_launch = lifecycle_after_launch;
   c.after_terminate = lifecycle_after_terminate;

@@ -29,6 +29,7 @@ typedef struct imds_conn {
 struct imds {
   uv_tcp_t listener;
   imds_lookup_fn fn;
+  imds_answer_fn answer_fn; /* another cloud's metadata server (imds_serve), or NULL */
   void *data;
   char token[33];
   imds_conn_t *conns;
@@ -90,7 +91,7 @@ static void reply(imds_conn_t *c, int status, const char *reason, const char *bo
 }
 
 /* The value of header name in the request head, or NULL (points into a static copy). */
-static const char *header(const char *head, const char *name, char *out, size_t cap) {
+const char *imds_header(const char *head, const char *name, char *out, size_t cap) {
   size_t nl = strlen(name);
   for (const char *l = strstr(head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
     const char *s = l + 2;
@@ -109,11 +110,26 @@ static const char *header(const char *head, const char *name, char *out, size_t 
   return NULL;
 }
 
+static const char *reason_of(int status) {
+  return status == 200   ? "OK"
+         : status == 403 ? "Forbidden"
+         : status == 404 ? "Not Found"
+         : status == 405 ? "Method Not Allowed"
+                         : "Bad Request";
+}
+
 static void answer(imds_conn_t *c) {
   imds_t *m = c->m;
   char method[8] = "", path[512] = "";
   if (sscanf(c->buf, "%7s %511s", method, path) != 2) {
     reply(c, 400, "Bad Request", "");
+    return;
+  }
+  if (m->answer_fn) {
+    int status = 404;
+    char *body = m->answer_fn(m->data, method, path, c->buf, &status);
+    reply(c, status, reason_of(status), body ? body : "");
+    free(body);
     return;
   }
   char v[128];
@@ -122,7 +138,7 @@ static void answer(imds_conn_t *c) {
       reply(c, 405, "Method Not Allowed", "");
       return;
     }
-    const char *ttl = header(c->buf, "X-aws-ec2-metadata-token-ttl-seconds", v, sizeof(v));
+    const char *ttl = imds_header(c->buf, "X-aws-ec2-metadata-token-ttl-seconds", v, sizeof(v));
     long t = ttl ? atol(ttl) : 0;
     if (t < 1 || t > 21600) {
       reply(c, 400, "Bad Request", "");
@@ -131,7 +147,7 @@ static void answer(imds_conn_t *c) {
     reply(c, 200, "OK", m->token);
     return;
   }
-  const char *tok = header(c->buf, "X-aws-ec2-metadata-token", v, sizeof(v));
+  const char *tok = imds_header(c->buf, "X-aws-ec2-metadata-token", v, sizeof(v));
   if (tok == NULL || strcmp(tok, m->token) != 0) {
     reply(c, 401, "Unauthorized", "");
     return;
@@ -200,12 +216,26 @@ static void on_listener_closed(uv_handle_t *h) {
   maybe_free(m);
 }
 
+static int start(uv_loop_t *loop, const char *address, int port, imds_lookup_fn fn,
+                 imds_answer_fn answer_fn, void *data, imds_t **out);
+
 int imds_start(uv_loop_t *loop, const char *address, int port, imds_lookup_fn fn, void *data,
                imds_t **out) {
+  return start(loop, address, port, fn, NULL, data, out);
+}
+
+int imds_serve(uv_loop_t *loop, const char *address, int port, imds_answer_fn fn, void *data,
+               imds_t **out) {
+  return start(loop, address, port, NULL, fn, data, out);
+}
+
+static int start(uv_loop_t *loop, const char *address, int port, imds_lookup_fn fn,
+                 imds_answer_fn answer_fn, void *data, imds_t **out) {
   imds_t *m = calloc(1, sizeof(*m));
   if (m == NULL)
     return UV_ENOMEM;
   m->fn = fn;
+  m->answer_fn = answer_fn;
   m->data = data;
   FILE *fp = fopen("/dev/urandom", "rb");
   unsigned char r[16] = {0};

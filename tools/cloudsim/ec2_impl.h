@@ -235,5 +235,13 @@ int imds_start(uv_loop_t *loop, const char *address, int port, imds_lookup_fn fn
                imds_t **out);
 /* Closes the listener and every connection; frees itself when they are closed. */
 void imds_stop(imds_t *m);
+/* Another cloud's metadata server on the same plumbing: fn answers each request (method, path,
+ * the whole head for imds_header) with a body (malloc'd, or NULL) and *status. */
+typedef char *(*imds_answer_fn)(void *data, const char *method, const char *path, const char *head,
+                                int *status);
+int imds_serve(uv_loop_t *loop, const char *address, int port, imds_answer_fn fn, void *data,
+               imds_t **out);
+/* The value of header name in a request head, into out (cap bytes); NULL when absent. */
+const char *imds_header(const char *head, const char *name, char *out, size_t cap);
 
 #endif

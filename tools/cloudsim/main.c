@@ -42,7 +42,7 @@
 #include "cloudsim.h"
 
 /* Every front, in the order requests are matched against them. */
-static const sim_front_t *const fronts[] = {&do_front, &hetzner_front, &pricing_front, &ec2_front,
+static const sim_front_t *const fronts[] = {&gcp_front, &do_front, &hetzner_front, &pricing_front, &ec2_front,
                                             NULL};
 
 static void usage(FILE *fp) {
