@@ -387,7 +387,6 @@ static void case_launch_list_terminate(void) {
   assert_non_null(strstr(c.list_ids, c.in[0].id));
   assert_non_null(strstr(c.list_ids, c.in[1].id));
   assert_int_equal(c.term_replies, 2);
-  if (!(c.in[0].terminated && c.in[1].terminated)) print_error("term: %s | %s\n", c.in[0].msg, c.in[1].msg);
   assert_true(c.in[0].terminated && c.in[1].terminated);
   assert_int_equal(c.live_before_confirm, 0);
   assert_int_equal(kite_local_count_tagged(c.tag), 0);
@@ -1221,7 +1220,10 @@ static void case_lifecycle_through_prism(void) {
   if (k.status)
     print_error("catalog: %s\n", k.msg);
   assert_int_equal(k.status, 0);
-  catalog_matches(&c.sim, &k, NULL);
+  if (cloud->expect_offers)
+    catalog_matches(&c.sim, &k, NULL);
+  else
+    assert_true(k.n > 0); /* a catalog the including file checks on its own */
   free(k.offers);
   if (c.in[0].status || c.in[1].status || c.list_status || (plog && strstr(plog, "iolation")))
     print_error("launch: %s | %s\nprism:\n%s\n", c.in[0].msg, c.in[1].msg,
