@@ -75,11 +75,13 @@ __attribute__((format(printf, 2, 3))) static void miss(misses_t *m, const char *
 }
 
 /* What makes o miss the spec (m->n == 0: it fits, in *group). The place is judged first and
- * alone: an offer in a place the spec does not allow is not "close". */
+ * alone: an offer in a place the spec does not allow is not "close". A region the spec names
+ * may be an offer's zone (region: [us-central1-a, us-central1-b] allows those two zones). */
 static bool judge(const kite_pool_spec_t *ps, const kite_offer_t *o, misses_t *m, int *group,
                   bool *place_ok) {
   *place_ok = (ps->provider_any || listed(ps->providers, ps->provider, o->provider)) &&
-              listed(ps->regions, ps->region, o->region);
+              (listed(ps->regions, ps->region, o->region) ||
+               (o->zone[0] && listed(ps->regions, ps->region, o->zone)));
   if (ps->instance_type && strcmp(ps->instance_type, o->instance_type) != 0)
     miss(m, "not %s", ps->instance_type);
   if (ps->cpus && o->vcpus < ps->cpus)
