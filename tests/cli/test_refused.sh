@@ -141,9 +141,9 @@ image: ami-0123456789abcdef0
 YAML
 
 log "provider names"
-for p in gcp AWS digitalocen; do
+for p in azure AWS digitalocen; do
   case $p in
-  gcp) want="bad.yaml:2:11: provider: unknown provider 'gcp'; expected one of: local, ssh, digitalocean, aws, hetzner" ;;
+  azure) want="bad.yaml:2:11: provider: unknown provider 'azure'; expected one of: local, ssh, digitalocean, aws, hetzner, gcp" ;;
   AWS) want="bad.yaml:2:11: provider: unknown provider 'AWS'; did you mean 'aws'?" ;;
   *) want="bad.yaml:2:11: provider: unknown provider 'digitalocen'; did you mean 'digitalocean'?" ;;
   esac

@@ -60,7 +60,7 @@ static kite_spec_t *honoured(const char *text) {
 
 static void test_every_provider_is_in_the_table(void **state) {
   (void)state;
-  static const char *const names[] = {"local", "ssh", "digitalocean", "aws", "hetzner"};
+  static const char *const names[] = {"local", "ssh", "digitalocean", "aws", "hetzner", "gcp"};
   for (size_t i = 0; i < KITE_ARRAY_SIZE(names); i++) {
     const kite_provider_info_t *p = kite_registry_find(names[i]);
     assert_non_null(p);
@@ -176,7 +176,7 @@ static void test_start_by_name(void **state) {
   kite_runtime_options_t ro = {.home = home, .log_level = -1};
   assert_int_equal(kite_runtime_new(&rt, &ro), 0);
   void *local = NULL;
-  assert_int_equal(kite_registry_start(rt, "gcp", NULL, &local), KITE_ENOENT);
+  assert_int_equal(kite_registry_start(rt, "azure", NULL, &local), KITE_ENOENT);
   assert_null(local);
   assert_int_equal(kite_registry_start(rt, NULL, "{\"port\": 2299}", &local), 0);
   assert_non_null(local);
@@ -287,12 +287,12 @@ static void test_positions_of_keys(void **state) {
 /* A few by hand; the corpus below has one file per rule. */
 static void test_messages(void **state) {
   (void)state;
-  refused("name: a\nnodes: 1\nprovider: gcp\n",
-          "t.yaml:3:11: provider: unknown provider 'gcp'; expected one of: local, ssh, "
-          "digitalocean, aws, hetzner");
+  refused("name: a\nnodes: 1\nprovider: azure\n",
+          "t.yaml:3:11: provider: unknown provider 'azure'; expected one of: local, ssh, "
+          "digitalocean, aws, hetzner, gcp");
   refused("name: a\nnodes: 1\nprovider: \"AWS\"\n",
           "t.yaml:3:11: provider: unknown provider 'AWS'; did you mean 'aws'? (kite knows: "
-          "local, ssh, digitalocean, aws, hetzner)");
+          "local, ssh, digitalocean, aws, hetzner, gcp)");
   refused("name: a\nnodes: 1\nprovider: aws\nprovider_options:\n  ssh_usr: me\n",
           "t.yaml:5:3: provider_options.ssh_usr: the aws provider has no option 'ssh_usr'; did "
           "you mean 'ssh_user'?");
