@@ -147,6 +147,8 @@ static const char *const migrations[] = {
     "  fetched_ms INTEGER NOT NULL,"
     "  source TEXT NOT NULL,"
     "  PRIMARY KEY(provider, snapshot, region, zone, instance_type));"
+    /* what the cache holds of each provider (kite_store_offers_summary) without its rows */
+    "CREATE INDEX offers_fetched ON offers(provider, snapshot, fetched_ms);"
     /* and what each instance was bought as, for `kite cost`: where, which type, spot or not,
      * the on-demand price beside its own, and when it started running. */
     "ALTER TABLE instances ADD COLUMN region TEXT;"
