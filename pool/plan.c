@@ -388,6 +388,28 @@ int kite__plan_make(kite__plan_t *pl, void (*done)(kite__plan_t *, int, void *),
   const char *def[2] = {kite_registry_default()->name, NULL};
   if (q.providers == NULL && !pl->want.provider_any)
     q.providers = def;
+  /* any: the configured providers with a catalog that can boot without an image named. */
+  const char *any[33] = {0};
+  if (pl->want.provider_any) {
+    size_t k = 0;
+    for (size_t i = 0; kite_registry_at(i) && k + 1 < KITE_ARRAY_SIZE(any); i++) {
+      const kite_provider_info_t *p = kite_registry_at(i);
+      if (p->catalog && !p->needs_image && p->configured && p->configured())
+        any[k++] = p->name;
+    }
+    if (k == 0) {
+      free(wrapped);
+      pl->making = false;
+      pl->status = KITE_ECREDENTIALS;
+      pl->message = kite__sprintf("pool %s: provider: any, and no provider with a catalog finds "
+                                  "credentials here; set one's credentials (kite providers says "
+                                  "where each looks) or name the providers",
+                                  pl->want.name);
+      plan_done(pl, pl->status, NULL);
+      return 0;
+    }
+    q.providers = any;
+  }
   int rc = kite_catalog_get(pl->rt, &q, on_catalog, pl);
   free(wrapped);
   if (rc != 0)

@@ -179,6 +179,27 @@ PY
 curl -s -X POST -d '{"front": "ec2", "region": "us-east-1", "type": "*", "market": "spot", "available": -1}' \
   "$SIM_URL/_sim/capacity" >/dev/null
 
+log "provider: any: the configured providers that boot without an image of their own"
+y=$(pool_name choose-any)
+spec "$y" "$T_DIR/y.yaml" 2 "provider: any" "{cpus: 2, memory: 4GB}"
+run_kite "$T_DIR/plan.json" "$T_DIR/err" run --dry-run --json "$T_DIR/y.yaml"
+expect_rc 0 "kite run --dry-run, provider: any"
+curl -s -H "Authorization: Bearer $SIM_TOKEN" "$SIM_URL/v1/server_types?per_page=50" >"$T_DIR/types.json"
+python3 - "$T_DIR/plan.json" "$T_DIR/sizes.json" "$T_DIR/types.json" <<'PY' || fail "provider: any did not choose the cheapest of DigitalOcean and Hetzner"
+import json, sys
+plan = json.load(open(sys.argv[1]))
+sizes = json.load(open(sys.argv[2]))["sizes"]
+types = json.load(open(sys.argv[3]))["server_types"]
+fits = [(s["price_hourly"], "digitalocean") for s in sizes
+        if s["available"] and s["vcpus"] >= 2 and s["memory"] >= 4096]
+fits += [(float(p["price_hourly"]["gross"]), "hetzner") for t in types if not t.get("deprecated")
+         and t["cores"] >= 2 and t["memory"] >= 4 for p in t["prices"]]
+best = min(fits)
+assert {c["provider"] for c in plan["candidates"]} <= {"digitalocean", "hetzner"}, plan["candidates"]
+for r in plan["ranks"]:
+    assert r["provider"] == best[1] and abs(r["price"] - best[0]) < 1e-9, (r, best)
+PY
+
 log "a replacement that finds its region out of capacity fails over too"
 r=$(pool_name choose-replace)
 cat >"$T_DIR/r.yaml" <<YAML
