@@ -121,7 +121,8 @@ int cli_engine_start_spec(cli_engine_t *e, const kite_pool_spec_t *ps) {
     bool named = false;
     for (size_t k = 0; ps->providers && ps->providers[k] && !named; k++)
       named = strcmp(ps->providers[k], p->name) == 0;
-    if (ps->provider_any ? (p->catalog && p->configured && p->configured()) : named)
+    if (ps->provider_any ? (p->catalog && !p->needs_image && p->configured && p->configured())
+                         : named)
       list[n++] = p;
   }
   int rc = KITE_ENOENT;

@@ -147,6 +147,8 @@ static const char *const migrations[] = {
     "  fetched_ms INTEGER NOT NULL,"
     "  source TEXT NOT NULL,"
     "  PRIMARY KEY(provider, snapshot, region, zone, instance_type));"
+    /* what the cache holds of each provider (kite_store_offers_summary) without its rows */
+    "CREATE INDEX offers_fetched ON offers(provider, snapshot, fetched_ms);"
     /* and what each instance was bought as, for `kite cost`: where, which type, spot or not,
      * the on-demand price beside its own, and when it started running. */
     "ALTER TABLE instances ADD COLUMN region TEXT;"
@@ -180,9 +182,8 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
   "fetched_ms, source"
 
 #define STMT_TABLE(X)                                                                              \
-  X(VERSION_TABLE, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "                  \
-                   "name = 'schema_version'")                                                      \
-  X(ANY_TABLE, "SELECT count(*) FROM sqlite_master WHERE type = 'table'")                          \
+  X(SCHEMA_SEEN, "SELECT count(*) FILTER (WHERE name = 'schema_version'), count(*) "               \
+                 "FROM sqlite_master WHERE type = 'table'")                                        \
   X(VERSION_GET, "SELECT coalesce(max(version), 0) FROM schema_version")                           \
   X(VERSION_PUT, "INSERT INTO schema_version(version, applied_ms) VALUES(?1, ?2)")                 \
   X(POOL_PUT, "INSERT INTO pools(name, provider, tag, spec, owner_pid, socket_path, state, "       \
@@ -228,7 +229,7 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                  "updated_ms = ?8 WHERE id = ?1")                                                  \
   X(INST_NOTE, "UPDATE instances SET note = ?2 || coalesce(': ' || ?3, ''), updated_ms = ?4 "      \
                "WHERE id = ?1")                                                                    \
-  X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")            \
+  X(INST_SET_KEY, "UPDATE instances SET key_path = ?2, updated_ms = ?3 WHERE id = ?1")             \
   X(INST_TERMINATING, "UPDATE instances SET state = 'terminating', updated_ms = ?2 "               \
                       "WHERE id = ?1 AND state != 'terminated'")                                   \
   X(INST_TERMINATED_ID, "UPDATE instances SET state = 'terminated', terminated_ms = ?3, "          \
@@ -278,9 +279,9 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
                   "(?3 IS NULL OR region = ?3)")                                                   \
   X(OFFERS_PUT, "INSERT OR REPLACE INTO offers(" OFFER_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, "    \
                 "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")                             \
-  X(OFFERS_GET, "SELECT " OFFER_COLS " FROM offers WHERE (?1 IS NULL OR provider = ?1)")        \
-  X(OFFERS_SUMMARY, "SELECT provider, coalesce(max(CASE snapshot WHEN 0 THEN fetched_ms END), "   \
-                    "0), sum(snapshot = 0), sum(snapshot = 1) FROM offers GROUP BY provider "     \
+  X(OFFERS_GET, "SELECT " OFFER_COLS " FROM offers WHERE (?1 IS NULL OR provider = ?1)")           \
+  X(OFFERS_SUMMARY, "SELECT provider, coalesce(max(CASE snapshot WHEN 0 THEN fetched_ms END), "    \
+                    "0), sum(snapshot = 0), sum(snapshot = 1) FROM offers GROUP BY provider "      \
                     "ORDER BY provider")
 
 enum stmt_id {
@@ -619,15 +620,14 @@ static int create_file(const char *path) {
   return 0;
 }
 
+/* One statement, so one snapshot: read in two, a store another process creates between them
+ * would look like some other database with tables but no schema version. */
 static int schema_version(kite_store_t *s, int64_t *v) {
-  int64_t has = 0;
-  int rc = query_ints(s, ST_VERSION_TABLE, NO_ARGS, "reading the schema", &has, NULL);
+  int64_t has = 0, tables = 0;
+  int rc = query_ints(s, ST_SCHEMA_SEEN, NO_ARGS, "reading the schema", &has, &tables);
   if (rc != 0)
     return rc;
   if (!has) {
-    int64_t tables = 0;
-    if ((rc = query_ints(s, ST_ANY_TABLE, NO_ARGS, "reading the schema", &tables, NULL)) != 0)
-      return rc;
     if (tables > 0)
       return set_err(s, KITE_ESTORE,
                      "%s is an SQLite database but not a kite state store; move it away or set "
@@ -675,6 +675,13 @@ static int setup(kite_store_t *s) {
   int step = SQLITE_ERROR;
   if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) == SQLITE_OK)
     step = sqlite3_step(st);
+  /* Switching a new file to WAL needs it alone, and SQLite answers busy at once, without its
+   * busy handler, while another process is switching it too: wait here as the handler would. */
+  for (int waited = 0; step == SQLITE_BUSY && waited < BUSY_TIMEOUT_MS; waited += 10) {
+    sqlite3_reset(st);
+    sqlite3_sleep(10);
+    step = sqlite3_step(st);
+  }
   int err = sqlite3_errcode(s->db), rc = 0;
   if (step != SQLITE_ROW && err == SQLITE_NOTADB)
     rc = set_err(s, KITE_ESTORE,

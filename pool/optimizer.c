@@ -54,7 +54,11 @@ static kite_allocation_t allocation(const kite_pool_spec_t *ps) {
   return ps->spot ? KITE_ALLOC_SPOT : KITE_ALLOC_ON_DEMAND;
 }
 
+/* What made one offer miss: how many things, and (only when asked: the closest offers of an
+ * error message) what, since writing it for each of 10,000 offers would cost more than the
+ * whole choice. */
 typedef struct misses {
+  bool want_text;
   char text[200];
   size_t len;
   unsigned n;
@@ -62,7 +66,7 @@ typedef struct misses {
 
 __attribute__((format(printf, 2, 3))) static void miss(misses_t *m, const char *fmt, ...) {
   m->n++;
-  if (m->len + 3 >= sizeof(m->text))
+  if (!m->want_text || m->len + 3 >= sizeof(m->text))
     return;
   if (m->len)
     m->len += (size_t)snprintf(m->text + m->len, sizeof(m->text) - m->len, "; ");
@@ -246,6 +250,12 @@ int kite__optimize(const kite_pool_spec_t *ps, const kite_offer_t *offers, size_
   }
   if (len == 0) {
     free(v);
+    for (size_t k = 0; k < 3 && closest[k].o; k++) {
+      int g;
+      bool p;
+      closest[k].m = (misses_t){.want_text = true};
+      judge(ps, closest[k].o, &closest[k].m, &g, &p);
+    }
     char want[400], list[900] = "";
     describe_want(ps, want, sizeof(want));
     size_t off = 0;

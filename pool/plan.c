@@ -11,7 +11,8 @@
  *   so every launch record carries it. A site that cannot be resolved takes its candidates
  *   out with its message.
  * - Failover: a launch refused for capacity, quota, price or an unavailable type blocks its
- *   candidate for every node (quota: every candidate of that provider) for
+ *   candidate for every node (quota: every candidate of that provider; with
+ *   spot-if-available, spot without capacity: every spot candidate of its region) for
  *   failover_block_ms, and the node takes the next candidate that is not blocked, in the
  *   optimizer's order, with a launch_failover event; after failover_attempts launches or
  *   failover_timeout_ms it fails with the whole trail. A replacement starts again from the
@@ -387,6 +388,28 @@ int kite__plan_make(kite__plan_t *pl, void (*done)(kite__plan_t *, int, void *),
   const char *def[2] = {kite_registry_default()->name, NULL};
   if (q.providers == NULL && !pl->want.provider_any)
     q.providers = def;
+  /* any: the configured providers with a catalog that can boot without an image named. */
+  const char *any[33] = {0};
+  if (pl->want.provider_any) {
+    size_t k = 0;
+    for (size_t i = 0; kite_registry_at(i) && k + 1 < KITE_ARRAY_SIZE(any); i++) {
+      const kite_provider_info_t *p = kite_registry_at(i);
+      if (p->catalog && !p->needs_image && p->configured && p->configured())
+        any[k++] = p->name;
+    }
+    if (k == 0) {
+      free(wrapped);
+      pl->making = false;
+      pl->status = KITE_ECREDENTIALS;
+      pl->message = kite__sprintf("pool %s: provider: any, and no provider with a catalog finds "
+                                  "credentials here; set one's credentials (kite providers says "
+                                  "where each looks) or name the providers",
+                                  pl->want.name);
+      plan_done(pl, pl->status, NULL);
+      return 0;
+    }
+    q.providers = any;
+  }
   int rc = kite_catalog_get(pl->rt, &q, on_catalog, pl);
   free(wrapped);
   if (rc != 0)
@@ -496,9 +519,13 @@ bool kite__plan_failover(kite__plan_t *pl, kite__node_t *n, uint64_t pool_id, in
   uint64_t until = kite__wall_ms() + pl->block_ms;
   for (size_t i = 0; i < pl->n; i++) {
     const kite_offer_t *o = &pl->cands[i].offer;
-    bool same =
-        i == n->cand || (code == KITE_EQUOTA && strcmp(o->provider, from->offer.provider) == 0 &&
-                         strcmp(o->region, from->offer.region) == 0);
+    bool same_provider = strcmp(o->provider, from->offer.provider) == 0;
+    /* spot-if-available: spot without capacity in a region is spot gone there; the next try
+     * is spot elsewhere or on-demand, not every spot type of that region in turn. */
+    bool spot_gone = code == KITE_ECAPACITY && from->spot && pl->cands[i].spot &&
+                     pl->want.allocation == KITE_ALLOC_SPOT_IF_AVAILABLE && same_provider &&
+                     strcmp(o->region, from->offer.region) == 0;
+    bool same = i == n->cand || (code == KITE_EQUOTA && same_provider) || spot_gone;
     if (same && pl->blocked_until[i] < until) {
       pl->blocked_until[i] = until;
       free(pl->blocked_why[i]);
@@ -537,6 +564,37 @@ bool kite__plan_failover(kite__plan_t *pl, kite__node_t *n, uint64_t pool_id, in
   free(from_name);
   free(to_name);
   return next < pl->n;
+}
+
+/* ---- the choice alone, over the caller's offers ---------------------------------------------- */
+
+int kite_pool_choose(const kite_pool_spec_t *spec, const kite_offer_t *offers, size_t n,
+                     char **plan, char **why) {
+  *plan = NULL;
+  *why = NULL;
+  if (spec == NULL || spec->nodes == 0 || (offers == NULL && n))
+    return KITE_EINVAL;
+  kite__plan_t *pl = calloc(1, sizeof(*pl));
+  if (pl == NULL)
+    return KITE_ENOMEM;
+  pl->chooses = true;
+  copy_want(pl, spec);
+  int rc = pl->oom ? KITE_ENOMEM : kite__optimize(&pl->want, offers, n, &pl->cands, &pl->n, why);
+  if (rc == 0 && (pl->rank_cand = calloc(spec->nodes, sizeof(*pl->rank_cand))) == NULL)
+    rc = KITE_ENOMEM;
+  if (rc == 0) {
+    assign_ranks(pl);
+    if (pl->want.max_hourly_cost > 0 && pl->hourly > pl->want.max_hourly_cost + 1e-9) {
+      rc = KITE_EPRICE;
+      *why = kite__sprintf("the cheapest plan costs $%.4f/h for %u nodes, above "
+                           "max_hourly_cost $%.4f",
+                           pl->hourly, spec->nodes, pl->want.max_hourly_cost);
+    }
+  }
+  if (rc == 0 && (*plan = kite__plan_json(pl)) == NULL)
+    rc = KITE_ENOMEM;
+  kite__plan_free(pl);
+  return rc;
 }
 
 /* ---- a dry run --------------------------------------------------------------------------- */

@@ -666,9 +666,9 @@ static void on_planned(kite__plan_t *pl, int status, void *data) {
                                  .plan = json};
     kite_emit_pool_planned(pool->bus, &ev);
     free(json);
-    KITE_INFO(pool->rt, "pool", "pool %s: %s%s%s%s%s at $%.4f/h each, $%.4f/h in all", pool->name,
-              pl->cands[0].offer.provider, " ", pl->cands[0].offer.region, " ",
-              pl->cands[0].offer.instance_type, pl->cands[0].price, pl->hourly);
+    const kite_offer_t *o = &pl->cands[0].offer;
+    KITE_INFO(pool->rt, "pool", "pool %s: %s %s %s at $%.4f/h each, $%.4f/h in all", pool->name,
+              o->provider, o->region, o->instance_type, pl->cands[0].price, pl->hourly);
   }
   if (status != 0)
     kite_log(pool->rt, KITE_LOG_ERROR, "pool", "%s",

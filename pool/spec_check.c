@@ -387,7 +387,7 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
     size_t n = 0;
     if (ps->provider_any) {
       for (size_t i = 0; (p = kite_registry_at(i)) && n < KITE_ARRAY_SIZE(list); i++)
-        if (p->catalog)
+        if (p->catalog && !p->needs_image)
           list[n++] = p;
     } else {
       for (size_t i = 0; ps->providers[i] && n < KITE_ARRAY_SIZE(list); i++) {
@@ -395,9 +395,21 @@ int kite_registry_check_spec(kite_spec_t *spec, char **errmsg) {
           check_provider_name(&c, ps->providers[i]);
           goto done;
         }
+        if (p->needs_image) {
+          refuse(&c, pos(spec, "provider", true),
+                 "provider: %s needs an image of its own (%s has no default one), which a spec "
+                 "with several providers cannot give; name %s alone with its image",
+                 p->name, p->title, p->name);
+        }
         list[n++] = p;
       }
     }
+    /* An image is one provider's name for it ("ubuntu-24-04-x64" is DigitalOcean's, an AMI
+     * is one region's of AWS): with several providers it would reach the others wrong. */
+    if (ps->image)
+      refuse(&c, pos(spec, "image", false),
+             "image: an image name belongs to one provider, and this spec allows several; "
+             "remove image (each provider boots its default Ubuntu), or name one provider");
     unsigned all_refuse[16] = {0};
     const char *paths[16] = {0};
     for (size_t i = 0; i < n; i++)

@@ -130,6 +130,14 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
  * ceiling the cheapest plan breaks). Reads the providers' catalogs (catalog.h) when the spec
  * asks kite to choose; those providers must be started in rt. cb runs once. */
 typedef void (*kite_pool_plan_cb)(int status, const char *plan, const char *message, void *data);
+
+/* The optimizer alone, over offers the caller holds (kite_catalog_get's, or its own): *plan as
+ * kite_pool_plan gives it (malloc'd; no reach records are asked), or KITE_ESPEC / KITE_EPRICE
+ * and *why (malloc'd) when no offer fits or the cheapest plan breaks max_hourly_cost. Needs
+ * no runtime. */
+struct kite_offer;
+int kite_pool_choose(const kite_pool_spec_t *spec, const struct kite_offer *offers, size_t n,
+                     char **plan, char **why);
 int kite_pool_plan(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_plan_cb cb,
                    void *data);
 

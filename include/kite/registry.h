@@ -92,6 +92,9 @@ typedef struct kite_provider_info {
   /* It answers catalog_request (offer.h): the optimizer can choose its instances by
    * resources and price. */
   bool catalog;
+  /* It has no default image: a spec must name one of its own (an AMI is one region's), so it
+   * cannot be one of several providers a spec allows, and `provider: any` leaves it out. */
+  bool needs_image;
   /* Whether this process finds credentials for it without provider options (environment,
    * its own CLI's files): the providers `provider: any` means. NULL: never part of `any`. */
   bool (*configured)(void);

@@ -56,6 +56,7 @@ const kite_provider_info_t kite__provider_aws = {
     .billing_increment_s = 1,
     .billing_minimum_s = 60,
     .catalog = true,
+    .needs_image = true,
     .configured = configured,
     .options = options,
     .n_options = KITE_ARRAY_SIZE(options),

@@ -218,3 +218,19 @@ void kite_cloud_rest_refuse(kite_cloud_call_t *call, const char *list, size_t i,
   kite_cloud_answer_fail(call, KITE_EPROTO, msg ? msg : what);
   free(msg);
 }
+
+bool kite_cloud_rest_offers(kite_cloud_call_t *call, json_t *list, const char *member,
+                            const char *name_key,
+                            const char *(*offers)(kite_cloud_call_t *call, json_t *item)) {
+  size_t i;
+  json_t *item;
+  json_array_foreach(list, i, item) {
+    const char *why = offers(call, item);
+    if (why) {
+      kite_cloud_rest_refuse(call, member, i, json_string_value(json_object_get(item, name_key)),
+                             why);
+      return false;
+    }
+  }
+  return true;
+}

@@ -88,6 +88,13 @@ bool kite_cloud_rest_price(json_t *v, double *out);
  * (what: "vcpus is not a whole number"). */
 void kite_cloud_rest_refuse(kite_cloud_call_t *call, const char *list, size_t i, const char *name,
                             const char *what);
+/* CATALOG: each item of list (the answer's member called member) through offers, which gives
+ * its offers with kite_cloud_offer() and returns NULL, or what is wrong with it; at the first
+ * wrong item the call is refused (kite_cloud_rest_refuse, naming the item by its name_key
+ * member) and false is returned. */
+bool kite_cloud_rest_offers(kite_cloud_call_t *call, json_t *list, const char *member,
+                            const char *name_key,
+                            const char *(*offers)(kite_cloud_call_t *call, json_t *item));
 /* Ends call after kite_cloud_rest_http() could not send (rc). */
 void kite_cloud_rest_unsent(kite_cloud_call_t *call, int rc);
 

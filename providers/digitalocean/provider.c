@@ -451,15 +451,9 @@ static void on_sizes(kite_cloud_call_t *call, int status, const kite_http_respon
   json_t *list = kite_cloud_rest_member(call, status, r, "sizes", JSON_ARRAY, &j, NULL);
   if (list == NULL)
     return;
-  size_t i;
-  json_t *z;
-  json_array_foreach(list, i, z) {
-    const char *why = size_offers(call, z);
-    if (why) {
-      kite_cloud_rest_refuse(call, "sizes", i, json_string_value(json_object_get(z, "slug")), why);
-      json_decref(j);
-      return;
-    }
+  if (!kite_cloud_rest_offers(call, list, "sizes", "slug", size_offers)) {
+    json_decref(j);
+    return;
   }
   const char *next = next_page(call, j);
   int rc = next && ++call->step < 100

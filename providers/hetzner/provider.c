@@ -367,6 +367,13 @@ static void hz_destroy(kite_cloud_call_t *call) {
   kite_cloud_rest_sendf(call, "DELETE", NULL, kite_cloud_rest_done, "/servers/%s", call->id);
 }
 
+/* The page a list answer says comes next (meta.pagination.next_page), or 0 at the last. */
+static json_int_t next_page(json_t *j) {
+  json_t *next =
+      json_object_get(json_object_get(json_object_get(j, "meta"), "pagination"), "next_page");
+  return json_is_integer(next) ? json_integer_value(next) : 0;
+}
+
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
   json_t *j = NULL;
   json_t *servers = kite_cloud_rest_member(call, status, r, "servers", JSON_ARRAY, &j, key_gone);
@@ -380,11 +387,10 @@ static void on_listed(kite_cloud_call_t *call, int status, const kite_http_respo
                       json_string_value(json_object_get(json_object_get(s, "labels"), POOL_LABEL)));
     free(id);
   }
-  json_t *next =
-      json_object_get(json_object_get(json_object_get(j, "meta"), "pagination"), "next_page");
+  json_int_t page = next_page(j);
   char cursor[24] = "";
-  if (json_is_integer(next) && json_integer_value(next) > 1)
-    snprintf(cursor, sizeof(cursor), "%lld", (long long)json_integer_value(next));
+  if (page > 1)
+    snprintf(cursor, sizeof(cursor), "%lld", (long long)page);
   kite_cloud_answer_t a = {.outcome = KITE_CLOUD_OK, .next = cursor[0] ? cursor : NULL};
   kite_cloud_answer(call, &a);
   json_decref(j);
@@ -468,20 +474,11 @@ static void on_types(kite_cloud_call_t *call, int status, const kite_http_respon
   json_t *list = kite_cloud_rest_member(call, status, r, "server_types", JSON_ARRAY, &j, NULL);
   if (list == NULL)
     return;
-  size_t i;
-  json_t *t;
-  json_array_foreach(list, i, t) {
-    const char *why = type_offers(call, t);
-    if (why) {
-      kite_cloud_rest_refuse(call, "server_types", i, json_string_value(json_object_get(t, "name")),
-                             why);
-      json_decref(j);
-      return;
-    }
+  if (!kite_cloud_rest_offers(call, list, "server_types", "name", type_offers)) {
+    json_decref(j);
+    return;
   }
-  json_t *next =
-      json_object_get(json_object_get(json_object_get(j, "meta"), "pagination"), "next_page");
-  json_int_t page = json_is_integer(next) ? json_integer_value(next) : 0;
+  json_int_t page = next_page(j);
   json_decref(j);
   /* Pages go forward, and not for ever. */
   if (page <= call->step + 1 || page > 100) {

@@ -124,5 +124,117 @@ expect_rc 1 "kite run over max_total_cost"
 [ $(($(date +%s) - start)) -lt 45 ] || fail "the pool was not closed by its budget"
 expect_grep "$T_DIR/err" "reaching max_total_cost \\\$0\\.0001: closing it" "the budget's message"
 
+
+log "AWS: the cheapest type with 2 vCPUs and 4 GiB in us-east-1; spot-if-available"
+export AWS_ACCESS_KEY_ID=$SIM_AK AWS_SECRET_ACCESS_KEY=$SIM_SK
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_PROFILE AWS_SESSION_TOKEN
+aws_place="provider: aws
+region: us-east-1
+image: ami-0kite0test0image
+provider_options: {endpoint: \"$SIM_URL/\", pricing_endpoint: \"$SIM_URL/\", ssh_user: $U, ssh_port: 2222}"
+g=$(pool_name choose-aws)
+spec "$g" "$T_DIR/g.yaml" 2 "$aws_place" "{cpus: 2, memory: 4GB}"
+run_kite "$T_DIR/plan.json" "$T_DIR/err" run --dry-run --json "$T_DIR/g.yaml"
+expect_rc 0 "kite run --dry-run --json on AWS"
+curl -s "$SIM_URL/_sim/ec2/catalog" >"$T_DIR/ec2.json"
+python3 - "$T_DIR/plan.json" "$T_DIR/ec2.json" on-demand <<'PY' || fail "the AWS plan is not the cheapest type that fits"
+import json, sys
+plan = json.load(open(sys.argv[1]))
+types = json.load(open(sys.argv[2]))["us-east-1"]
+fits = [t for t in types if t["vcpus"] >= 2 and t["memory_mib"] >= 4096 and not t.get("gpu")]
+if sys.argv[3] == "spot":
+    best = min((p, t["instance_type"]) for t in fits for z, p in t["spot"].items())
+else:
+    best = min((t["price"], t["instance_type"]) for t in fits if t["price"] is not None)
+for r in plan["ranks"]:
+    assert (r["instance_type"], r["spot"]) == (best[1], sys.argv[3] == "spot"), (r, best)
+    assert abs(r["price"] - best[0]) < 1e-9, (r, best)
+PY
+h=$(pool_name choose-spot)
+spec "$h" "$T_DIR/h.yaml" 1 "$aws_place" "{cpus: 2, memory: 4GB, allocation: spot-if-available}"
+run_kite "$T_DIR/plan.json" "$T_DIR/err" run --dry-run --json "$T_DIR/h.yaml"
+python3 - "$T_DIR/plan.json" "$T_DIR/ec2.json" spot <<'PY' || fail "spot-if-available does not plan spot first"
+import json, sys
+plan = json.load(open(sys.argv[1]))
+types = json.load(open(sys.argv[2]))["us-east-1"]
+fits = [t for t in types if t["vcpus"] >= 2 and t["memory_mib"] >= 4096 and not t.get("gpu")]
+best = min((p, t["instance_type"]) for t in fits for z, p in t["spot"].items())
+[r] = plan["ranks"]
+assert r["spot"] and r["instance_type"] == best[1] and abs(r["price"] - best[0]) < 1e-9, (r, best)
+assert any(not c["spot"] for c in plan["candidates"]), "no on-demand candidate to fall back to"
+PY
+curl -s -X POST -d '{"front": "ec2", "region": "us-east-1", "type": "*", "market": "spot", "available": 0}' \
+  "$SIM_URL/_sim/capacity" >/dev/null
+run_kite "$T_DIR/out" "$T_DIR/err" run --plain "$T_DIR/h.yaml"
+expect_rc 0 "kite run, spot-if-available, with no spot capacity"
+expect_grep "$T_DIR/err" " spot refused the launch (KITE_ECAPACITY); trying aws/us-east-1/.*" "the fall back to on-demand is said"
+run_kite "$T_DIR/cost.json" "$T_DIR/err2" cost --json "$h"
+python3 - "$T_DIR/cost.json" <<'PY' || fail "spot-if-available did not fall back to on-demand"
+import json, sys
+[pool] = json.load(open(sys.argv[1]))["pools"]
+insts = [i for p in pool["providers"] for i in p["instances"]]
+assert len(insts) == 1 and not insts[0]["spot"] and insts[0]["price_hourly"] > 0, insts
+PY
+curl -s -X POST -d '{"front": "ec2", "region": "us-east-1", "type": "*", "market": "spot", "available": -1}' \
+  "$SIM_URL/_sim/capacity" >/dev/null
+
+log "provider: any: the configured providers that boot without an image of their own"
+y=$(pool_name choose-any)
+spec "$y" "$T_DIR/y.yaml" 2 "provider: any" "{cpus: 2, memory: 4GB}"
+run_kite "$T_DIR/plan.json" "$T_DIR/err" run --dry-run --json "$T_DIR/y.yaml"
+expect_rc 0 "kite run --dry-run, provider: any"
+curl -s -H "Authorization: Bearer $SIM_TOKEN" "$SIM_URL/v1/server_types?per_page=50" >"$T_DIR/types.json"
+python3 - "$T_DIR/plan.json" "$T_DIR/sizes.json" "$T_DIR/types.json" <<'PY' || fail "provider: any did not choose the cheapest of DigitalOcean and Hetzner"
+import json, sys
+plan = json.load(open(sys.argv[1]))
+sizes = json.load(open(sys.argv[2]))["sizes"]
+types = json.load(open(sys.argv[3]))["server_types"]
+fits = [(s["price_hourly"], "digitalocean") for s in sizes
+        if s["available"] and s["vcpus"] >= 2 and s["memory"] >= 4096]
+fits += [(float(p["price_hourly"]["gross"]), "hetzner") for t in types if not t.get("deprecated")
+         and t["cores"] >= 2 and t["memory"] >= 4 for p in t["prices"]]
+best = min(fits)
+assert {c["provider"] for c in plan["candidates"]} <= {"digitalocean", "hetzner"}, plan["candidates"]
+for r in plan["ranks"]:
+    assert r["provider"] == best[1] and abs(r["price"] - best[0]) < 1e-9, (r, best)
+PY
+
+log "a replacement that finds its region out of capacity fails over too"
+r=$(pool_name choose-replace)
+cat >"$T_DIR/r.yaml" <<YAML
+name: $r
+provider: digitalocean
+nodes: 1
+region: [nyc1, sfo3]
+provider_options: {ssh_user: $U, ssh_port: 2222}
+resources: {cpus: 1, memory: 1GB}
+replace: {on_preemption: true}
+monitors: {health_interval: 1s, health_timeout: 2s, health_failures: 2}
+deadman: {enabled: false}
+YAML
+run_kite "$T_DIR/out" "$T_DIR/err" up --plain "$T_DIR/r.yaml"
+expect_rc 0 "kite up in nyc1"
+insts() { kite cost --json "$r" 2>/dev/null | python3 -c "
+import json,sys
+[pool] = json.load(sys.stdin)['pools']
+for p in pool['providers']:
+    for i in p['instances']:
+        print(i['id'], i['region'], i['end'] or 'running')"; }
+first=$(insts | awk '$2 == "nyc1" {print $1}')
+[ -n "$first" ] || fail "the pool did not start in nyc1: $(insts)"
+curl -s -X POST -d '{"front": "digitalocean", "region": "nyc1", "type": "*", "available": 0}' \
+  "$SIM_URL/_sim/capacity" >/dev/null
+curl -s -X POST -d '{}' "$SIM_URL/_sim/machines/$first/kill" >/dev/null
+wait_for 90 sh -c "kite status '$r' 2>/dev/null | grep -q ' READY ' && [ \"\$(kite cost --json '$r' 2>/dev/null | python3 -c \"
+import json,sys
+[pool] = json.load(sys.stdin)['pools']
+print(sum(1 for p in pool['providers'] for i in p['instances'] if i['region'] == 'sfo3'))\")\" = 1 ]" ||
+  fail "the replacement did not come up in sfo3: $(insts)"
+run_kite "$T_DIR/out" "$T_DIR/err" down "$r"
+expect_rc 0 "kite down after the replacement"
+curl -s -X POST -d '{"front": "digitalocean", "region": "nyc1", "type": "*", "available": -1}' \
+  "$SIM_URL/_sim/capacity" >/dev/null
+
 log "nothing is left running"
 wait_for 30 test "$(live)" = 0 || fail "machines left: $(sim_state)"

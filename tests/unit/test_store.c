@@ -151,7 +151,8 @@ static void test_schema_created_once(void **state) {
                                    "name IN ('schema_version', 'pools', 'nodes', 'instances', "
                                    "'tasks')"),
                    5);
-  assert_int_equal(count_rows(raw, "SELECT count(*) FROM schema_version"), KITE_STORE_SCHEMA_VERSION);
+  assert_int_equal(count_rows(raw, "SELECT count(*) FROM schema_version"),
+                   KITE_STORE_SCHEMA_VERSION);
   assert_int_equal(count_rows(raw, "SELECT max(version) FROM schema_version"),
                    KITE_STORE_SCHEMA_VERSION);
   sqlite3_stmt *st = NULL;
@@ -836,6 +837,41 @@ static void test_readers_while_one_writes(void **state) {
   kite_store_close(s);
 }
 
+/* Processes that open one new store at the same moment: each must see either no schema or
+ * the whole schema, never "not a kite state store" while another is creating it. */
+static void test_many_open_a_new_store_at_once(void **state) {
+  (void)state;
+  enum { ROUNDS = 60, OPENERS = 4 };
+  for (int round = 0; round < ROUNDS; round++) {
+    unlink(db);
+    char side[160];
+    snprintf(side, sizeof(side), "%s-wal", db);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", db);
+    unlink(side);
+    pid_t kids[OPENERS];
+    for (int k = 0; k < OPENERS; k++) {
+      kids[k] = fork();
+      assert_true(kids[k] >= 0);
+      if (kids[k] == 0) {
+        kite_store_t *s = NULL;
+        int rc = kite_store_open(db, &s);
+        if (rc != 0)
+          fprintf(stderr, "round %d opener %d: %s\n", round, k, kite_store_errmsg(NULL));
+        kite_store_close(s);
+        _exit(rc == 0 ? 0 : 1);
+      }
+    }
+    int failed = 0;
+    for (int k = 0; k < OPENERS; k++) {
+      int st = 0;
+      assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+      failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    assert_int_equal(failed, 0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_file_mode_0600, setup, teardown),
@@ -851,6 +887,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_pool_delete_refused_while_live, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pools_nodes_tasks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readers_while_one_writes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_open_a_new_store_at_once, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

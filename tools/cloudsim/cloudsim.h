@@ -119,6 +119,8 @@ typedef enum fault_kind {
   FAULT_SLOW,      /* processed, answered after slow_ms */
 } fault_kind_t;
 
+#define SIM_ANY_MARKET (-1)
+
 typedef struct faults {
   double p429, p500, preset, pmalformed, pslow; /* probability per API request */
   unsigned retry_after_s;                       /* in a 429; 0: 1 */
@@ -134,6 +136,7 @@ typedef struct faults {
    * region, of one type or ("*") of all types. */
   struct sim_capacity {
     char front[24], region[48], type[64];
+    int market; /* 0 on-demand, 1 spot, SIM_ANY_MARKET */
     unsigned available;
   } capacity[64];
   size_t capacity_n;
@@ -152,7 +155,7 @@ void sim_capacity_get(sim_t *sim, http_resp_t *resp);
  * false, with f's refusal in resp, when creates fail for capacity (--no-capacity, or a capacity
  * rule of that place that want more would pass) or the account's limit would be passed. */
 bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, const char *size,
-               const char *region, http_resp_t *resp);
+               const char *region, bool spot, http_resp_t *resp);
 /* The account limit of every front (--droplet-limit). */
 unsigned sim_machine_limit(const sim_t *sim);
 

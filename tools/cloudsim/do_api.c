@@ -339,7 +339,7 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
     return;
   }
   if (!sim_admit(sim, &do_front, machine_count_of(sim, CLOUD), (unsigned)name_n,
-                 json_string_value(size), region ? json_string_value(region) : NULL, resp)) {
+                 json_string_value(size), region ? json_string_value(region) : NULL, false, resp)) {
     json_decref(body);
     return;
   }

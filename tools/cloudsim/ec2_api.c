@@ -221,7 +221,7 @@ static void run_instances(sim_t *sim, const ec2_form_t *f, const char *region, h
                 "documentation for supported configurations.");
     return;
   }
-  if (!sim_admit(sim, &ec2_front, ec2_live_count(sim), 1, type, region, resp))
+  if (!sim_admit(sim, &ec2_front, ec2_live_count(sim), 1, type, region, spot, resp))
     return;
   /* User data: base64 of at most 16 KiB. */
   const char *ud64 = ec2_param(f, "UserData");

@@ -89,37 +89,39 @@ unsigned sim_machine_limit(const sim_t *sim) {
   return sim->faults.droplet_limit ? sim->faults.droplet_limit : 25;
 }
 
-/* Live machines of front f in region (of type, unless type is "*"): deleting ones no longer
- * hold capacity. */
+/* Live machines of front f in region (of type, unless type is "*"; of the market, unless it is
+ * SIM_ANY_MARKET): deleting ones no longer hold capacity. */
 static unsigned live_in(const sim_t *sim, const sim_front_t *f, const char *region,
-                        const char *type) {
+                        const char *type, int market) {
   unsigned n = 0;
   for (const machine_t *m = sim->machines; m; m = m->next)
     if (strcmp(m->cloud, f->name) == 0 && m->state != M_DELETING && m->region &&
         strcmp(m->region, region) == 0 &&
-        (strcmp(type, "*") == 0 || (m->size && strcmp(m->size, type) == 0)))
+        (strcmp(type, "*") == 0 || (m->size && strcmp(m->size, type) == 0)) &&
+        (market == SIM_ANY_MARKET || (int)m->spot == market))
       n++;
   return n;
 }
 
 /* Whether a capacity rule of f's in region leaves no room for want more of size. */
 static bool over_capacity(const sim_t *sim, const sim_front_t *f, unsigned want, const char *size,
-                          const char *region) {
+                          const char *region, bool spot) {
   const faults_t *fs = &sim->faults;
   for (size_t i = 0; region && i < fs->capacity_n; i++) {
     const struct sim_capacity *c = &fs->capacity[i];
     if (strcmp(c->front, f->name) != 0 || strcmp(c->region, region) != 0 ||
-        (strcmp(c->type, "*") != 0 && (size == NULL || strcmp(c->type, size) != 0)))
+        (strcmp(c->type, "*") != 0 && (size == NULL || strcmp(c->type, size) != 0)) ||
+        (c->market != SIM_ANY_MARKET && c->market != (int)spot))
       continue;
-    if (live_in(sim, f, region, c->type) + want > c->available)
+    if (live_in(sim, f, region, c->type, c->market) + want > c->available)
       return true;
   }
   return false;
 }
 
 bool sim_admit(sim_t *sim, const sim_front_t *f, unsigned live, unsigned want, const char *size,
-               const char *region, http_resp_t *resp) {
-  if (sim->faults.no_capacity || over_capacity(sim, f, want, size, region)) {
+               const char *region, bool spot, http_resp_t *resp) {
+  if (sim->faults.no_capacity || over_capacity(sim, f, want, size, region, spot)) {
     f->no_capacity(resp, size ? size : "", region ? region : "");
     return false;
   }
@@ -147,6 +149,15 @@ static const char *capacity_rule(sim_t *sim, json_t *r) {
   const char *region = json_string_value(json_object_get(r, "region"));
   json_t *t = json_object_get(r, "type"), *av = json_object_get(r, "available");
   const char *type = t ? json_string_value(t) : "*";
+  json_t *mk = json_object_get(r, "market");
+  const char *market = mk ? json_string_value(mk) : "*";
+  int mval = market == NULL                     ? -2
+             : strcmp(market, "*") == 0         ? SIM_ANY_MARKET
+             : strcmp(market, "spot") == 0      ? 1
+             : strcmp(market, "on-demand") == 0 ? 0
+                                                : -2;
+  if (mval == -2)
+    return "\"market\" must be \"*\", \"spot\" or \"on-demand\"";
   if (front == NULL || !front_known(sim, front))
     return "\"front\" must name a front (digitalocean, hetzner, ec2)";
   if (region == NULL || *region == '\0' || strlen(region) >= sizeof(fs->capacity[0].region))
@@ -158,7 +169,8 @@ static const char *capacity_rule(sim_t *sim, json_t *r) {
   size_t i = 0;
   while (i < fs->capacity_n &&
          (strcmp(fs->capacity[i].front, front) != 0 ||
-          strcmp(fs->capacity[i].region, region) != 0 || strcmp(fs->capacity[i].type, type) != 0))
+          strcmp(fs->capacity[i].region, region) != 0 || strcmp(fs->capacity[i].type, type) != 0 ||
+          fs->capacity[i].market != mval))
     i++;
   if (json_integer_value(av) < 0) {
     if (i < fs->capacity_n)
@@ -174,6 +186,7 @@ static const char *capacity_rule(sim_t *sim, json_t *r) {
   snprintf(c->front, sizeof(c->front), "%s", front);
   snprintf(c->region, sizeof(c->region), "%s", region);
   snprintf(c->type, sizeof(c->type), "%s", type);
+  c->market = mval;
   c->available = (unsigned)json_integer_value(av);
   return NULL;
 }
@@ -200,9 +213,12 @@ void sim_capacity_get(sim_t *sim, http_resp_t *resp) {
   json_t *rules = json_array();
   for (size_t i = 0; i < sim->faults.capacity_n; i++) {
     const struct sim_capacity *c = &sim->faults.capacity[i];
-    json_array_append_new(rules,
-                          json_pack("{s:s, s:s, s:s, s:i}", "front", c->front, "region", c->region,
-                                    "type", c->type, "available", (int)c->available));
+    json_array_append_new(rules, json_pack("{s:s, s:s, s:s, s:s, s:i}", "front", c->front, "region",
+                                           c->region, "type", c->type, "market",
+                                           c->market == SIM_ANY_MARKET ? "*"
+                                           : c->market                 ? "spot"
+                                                                       : "on-demand",
+                                           "available", (int)c->available));
   }
   http_json(resp, 200, json_dumps(rules, JSON_COMPACT));
   json_decref(rules);

@@ -1008,7 +1008,7 @@ static void servers_create(sim_t *sim, const http_req_t *req, http_resp_t *resp)
     if (taken) {
       uniqueness(resp, "name", "server name is already used");
     } else if (sim_admit(sim, &hetzner_front, machine_count_of(sim, CLOUD), 1, a.type->name,
-                         a.loc->name, resp)) {
+                         a.loc->name, false, resp)) {
       machine_t *m = server_new(sim, &a);
       if (m == NULL) {
         hz_error(resp, 500, "server_error", "the server could not be created");

@@ -16,10 +16,11 @@
  *                                     no_capacity, droplet_limit, seed, and "next": a list of
  *                                     one-shot faults ("429", "500", "reset", "malformed",
  *                                     "slow") for the next API requests, in order
- *   POST /_sim/capacity               {"front", "region", "type" ("*" or a type), "available": N}
- *                                     or a list of them: creates of that front in that region
- *                                     (of that type) beyond N live machines are refused in the
- *                                     front's no-capacity shape; N = -1 removes the rule
+ *   POST /_sim/capacity               {"front", "region", "type" ("*" or a type), "market"
+ *                                     ("*", "spot" or "on-demand"), "available": N} or a list
+ *                                     of them: creates of that front in that region (of that
+ *                                     type and market) beyond N live machines are refused in
+ *                                     the front's no-capacity shape; N = -1 removes the rule
  *   GET  /_sim/capacity               the rules
  *   POST /_sim/machines/{id}/kill     any front's machine dies at once; {"vanish": false}
  *                                     leaves it listed as "off", else (default) it disappears
