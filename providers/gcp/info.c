@@ -55,9 +55,9 @@ const kite_provider_info_t kite__provider_gcp = {
     .ssh_user_option = "ssh_user",
     .batch_max = 1,
     .stop_start = true,
-    /* Per second with a one-minute minimum, on demand and spot alike (cloud.google.com/compute/
-     * vm-instance-pricing: "All vCPUs, GPUs, and GB of memory are charged a minimum of 1 minute.
-     * After 1 minute, instances are charged in 1 second increments."). */
+    /* Per second after a one-minute minimum, on demand and spot alike: Google's public VM
+     * pricing page (cloud.google.com/compute/vm-instance-pricing, "Billing model"); the specs
+     * kite ships describe the API, not the bill. */
     .billing_increment_s = 1,
     .billing_minimum_s = 60,
     .catalog = true,

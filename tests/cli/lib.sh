@@ -140,5 +140,19 @@ sim_faults() { curl -s -X POST -d "$1" "$SIM_URL/_sim/faults" >/dev/null; }
 # A jq-free reader of one number from the state: sim_num KEY (top level, e.g. droplets).
 sim_num() { sim_state | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
+# owner_pid POOL: the pid of POOL's owner process, as kite status --json says.
+owner_pid() { kite status --json 2>/dev/null | python3 -c "
+import json,sys
+for p in json.load(sys.stdin).get('pools',[]):
+    if p['name']=='$1': print(p.get('owner_pid',0))"; }
+
+# instance_fields POOL EXPR: one line per instance of POOL in kite cost --json, the Python
+# expression EXPR of the instance i (e.g. 'i["region"]').
+instance_fields() { kite cost --json "$1" | python3 -c "
+import json,sys
+[pool] = json.load(sys.stdin)['pools']
+for p in pool['providers']:
+    for i in p['instances']: print($2)"; }
+
 # The login user of emulated instances: kite-node when root, else ourselves.
 node_user() { if [ "$(id -u)" = 0 ]; then echo kite-node; else id -un; fi; }

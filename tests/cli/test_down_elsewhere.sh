@@ -34,10 +34,6 @@ YAML
 aws_live() { sim_state_ec2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["live"])'; }
 sim_state_ec2() { curl -s "$SIM_URL/_sim/ec2/state"; }
 do_live() { sim_state | python3 -c 'import json,sys; print(json.load(sys.stdin)["droplets"])'; }
-owner_pid() { kite status --json 2>/dev/null | python3 -c "
-import json,sys
-for p in json.load(sys.stdin).get('pools',[]):
-    if p['name']=='$1': print(p.get('owner_pid',0))"; }
 
 # kill_at MOMENT: starts `kite up` in the background and SIGKILLs its owner at MOMENT:
 #   created  the create call answered, instances still pending

@@ -25,10 +25,6 @@ YAML
 hz() { curl -s "$SIM_URL/_sim/hetzner/state" | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 hz_live() { hz '["live"]'; }
 hz_servers() { hz '["servers"]'; }
-owner_pid() { kite status --json 2>/dev/null | python3 -c "
-import json,sys
-for p in json.load(sys.stdin).get('pools',[]):
-    if p['name']=='$1': print(p.get('owner_pid',0))"; }
 
 log "kite run on two Hetzner servers"
 a=$(pool_name hz-run)

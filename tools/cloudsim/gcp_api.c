@@ -456,7 +456,7 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
       o->error_message = sim_sprintf("%s (the emulator's queued operation error)", o->error_code);
       o->http_status = 503;
     } else if (!sim_admit(sim, &gcp_front, machine_count_of(sim, CLOUD), 1, t->name, zone,
-                          &refusal)) {
+                          model && strcmp(model, "SPOT") == 0, &refusal)) {
       json_t *r = json_loadb(refusal.body, refusal.body_len, 0, &e);
       o->error_code = strdup(json_string_value(json_object_get(r, "code")) ?: "INTERNAL_ERROR");
       o->error_message = strdup(json_string_value(json_object_get(r, "message")) ?: "");
@@ -693,7 +693,7 @@ static char *b64url_decode(const char *s, size_t n, size_t *out_len) {
     t[k++] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
   while (k % 4)
     t[k++] = '=';
-  unsigned char *out = malloc(k);
+  unsigned char *out = malloc(k + 1);
   int len = EVP_DecodeBlock(out, (unsigned char *)t, (int)k);
   free(t);
   if (len < 0) {
@@ -704,7 +704,7 @@ static char *b64url_decode(const char *s, size_t n, size_t *out_len) {
   while (pad < 2 && n + pad < k)
     pad++;
   *out_len = (size_t)len - pad;
-  ((char *)out)[*out_len < (size_t)len ? *out_len : (size_t)len - 1] = '\0';
+  out[*out_len] = '\0'; /* the decoded text is a C string: JSON, or the signature's bytes */
   return (char *)out;
 }
 

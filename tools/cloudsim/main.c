@@ -43,15 +43,17 @@
 #include "cloudsim.h"
 
 /* Every front, in the order requests are matched against them. */
-static const sim_front_t *const fronts[] = {&gcp_front, &do_front, &hetzner_front, &pricing_front, &ec2_front,
-                                            NULL};
+static const sim_front_t *const fronts[] = {&gcp_front,     &do_front,  &hetzner_front,
+                                            &pricing_front, &ec2_front, NULL};
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
               "An emulator of DigitalOcean's v2 API (/v2/: droplets, account keys), of the\n"
-              "Hetzner Cloud API (/v1/: servers, SSH keys) and of the EC2 Query API (POST /\n"
-              "with SigV4: instances, key pairs, security groups, per region) on 127.0.0.1,\n"
-              "whose machines are real local sshd nodes. Every front is always on.\n\n"
+              "Hetzner Cloud API (/v1/: servers, SSH keys), of the EC2 Query API (POST /\n"
+              "with SigV4: instances, key pairs, security groups, per region) and of Compute\n"
+              "Engine (/compute/v1/: instances, zone operations, machine types; /token; the\n"
+              "billing catalog's SKUs under /v1/services/) on 127.0.0.1, whose machines are\n"
+              "real local sshd nodes. Every front is always on.\n\n"
               "  --port N             listen port (0: any; the line on stdout says which)\n"
               "  --port-file PATH     also write the port there\n"
               "  --token TOKEN        the bearer token of the DigitalOcean and Hetzner fronts, at\n"
@@ -75,7 +77,14 @@ static void usage(FILE *fp) {
               "AKIAKITECLOUDSIM0001) and $KITE_CLOUDSIM_AWS_SECRET_ACCESS_KEY (default: the\n"
               "token); spot instances serve the metadata service on their address, port\n"
               "$KITE_CLOUDSIM_IMDS_PORT (default 8169). Point kite at it with\n"
-              "KITE_AWS_ENDPOINT=http://127.0.0.1:PORT/ (or provider_options.endpoint).\n");
+              "KITE_AWS_ENDPOINT=http://127.0.0.1:PORT/ (or provider_options.endpoint).\n"
+              "\n"
+              "Compute Engine: /token takes the bearer token as a refresh token, or a\n"
+              "service-account JWT (verified with the key in $KITE_CLOUDSIM_GCP_KEY_FILE\n"
+              "when that is set); spot VMs serve a metadata server on their address, port\n"
+              "$KITE_CLOUDSIM_GCE_METADATA_PORT (default 8170). Point kite at it with\n"
+              "KITE_GCP_API_URL=http://127.0.0.1:PORT/compute/v1 and\n"
+              "KITE_GCP_BILLING_URL=http://127.0.0.1:PORT/v1.\n");
 }
 
 double sim_rand01(sim_t *sim) {
