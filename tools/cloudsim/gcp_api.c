@@ -687,13 +687,18 @@ static void skus(const http_req_t *req, http_resp_t *resp) {
 /* ---- the token endpoint ------------------------------------------------------------------- */
 
 static char *b64url_decode(const char *s, size_t n, size_t *out_len) {
-  char *t = malloc(n + 4);
+  char *t = calloc(1, n + 4);
+  unsigned char *out = calloc(1, n + 5);
+  if (n == 0 || t == NULL || out == NULL) {
+    free(t);
+    free(out);
+    return NULL;
+  }
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
     t[k++] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
   while (k % 4)
     t[k++] = '=';
-  unsigned char *out = malloc(k + 1);
   int len = EVP_DecodeBlock(out, (unsigned char *)t, (int)k);
   free(t);
   if (len < 0) {
