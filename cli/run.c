@@ -120,6 +120,18 @@ int cli_exec_hosts(const char *hosts, const char *hostfile, const char *const *c
   return code;
 }
 
+/* A candidate's type as the plan prints it: "n1-standard-4+T4:1", or the type. */
+static const char *plan_type(json_t *c, char *out, size_t size) {
+  const char *type = json_string_value(json_object_get(c, "instance_type"));
+  const char *acc = json_string_value(json_object_get(c, "accelerator"));
+  if (acc && *acc)
+    snprintf(out, size, "%s+%s:%lld", type ? type : "", acc,
+             (long long)json_integer_value(json_object_get(c, "accelerator_count")));
+  else
+    snprintf(out, size, "%s", type ? type : "");
+  return out;
+}
+
 /* ---- --dry-run: the plan, launching nothing --------------------------------------------- */
 
 typedef struct dry {
@@ -137,7 +149,7 @@ static void print_plan(const char *text) {
          json_is_true(json_object_get(p, "chosen")) ? ""
                                                     : " (the spec names the instance; price not "
                                                       "known before launch)");
-  printf("  %-5s %-13s %-14s %-12s %-22s %-5s %10s  %s\n", "RANK", "PROVIDER", "REGION", "ZONE",
+  printf("  %-5s %-13s %-14s %-13s %-22s %-5s %10s  %s\n", "RANK", "PROVIDER", "REGION", "ZONE",
          "TYPE", "SPOT", "$/H", "PRICE FROM");
   int64_t now = cli_now_ms();
   size_t i;
@@ -161,10 +173,11 @@ static void print_plan(const char *text) {
                  : age < 7200 ? "m"
                               : "h");
     }
-    printf("  %-5lld %-13s %-14s %-12s %-22s %-5s %10.4f  %s\n",
+    char type[128];
+    printf("  %-5lld %-13s %-14s %-13s %-22s %-5s %10.4f  %s\n",
            (long long)json_integer_value(json_object_get(r, "rank")),
            json_string_value(json_object_get(r, "provider")), region && *region ? region : "-",
-           zone && *zone ? zone : "-", json_string_value(json_object_get(r, "instance_type")),
+           zone && *zone ? zone : "-", plan_type(r, type, sizeof(type)),
            json_is_true(json_object_get(r, "spot")) ? "yes" : "no",
            json_number_value(json_object_get(r, "price")), from);
   }
@@ -176,9 +189,12 @@ static void print_plan(const char *text) {
         printf(" … (%zu in all)", json_array_size(cands));
         break;
       }
-      printf("%s %s/%s/%s%s $%.4f", i ? ";" : "", json_string_value(json_object_get(c, "provider")),
-             json_string_value(json_object_get(c, "region")),
-             json_string_value(json_object_get(c, "instance_type")),
+      const char *zone = json_string_value(json_object_get(c, "zone"));
+      char type[128];
+      printf("%s %s/%s%s%s/%s%s $%.4f", i ? ";" : "",
+             json_string_value(json_object_get(c, "provider")),
+             json_string_value(json_object_get(c, "region")), zone && *zone ? "/" : "",
+             zone ? zone : "", plan_type(c, type, sizeof(type)),
              json_is_true(json_object_get(c, "spot")) ? " spot" : "",
              json_number_value(json_object_get(c, "price")));
     }

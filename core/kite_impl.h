@@ -27,6 +27,10 @@
 char *kite__strdup(const char *s);
 /* asprintf into a new string; NULL on failure. */
 char *kite__sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+struct kite_offer;
+/* An offer's type as people read it: "n1-standard-4+T4:1" with accelerators that come beside
+ * or with it, else the type ("m5.large"), into out (offer.c). */
+const char *kite__offer_type(const struct kite_offer *o, char *out, size_t size);
 /* mkdir -p with mode for every created component. */
 int kite__mkdir_p(const char *path, int mode);
 /* Writes data to path atomically (temp file in the same directory, fsync, rename) with mode. */

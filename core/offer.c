@@ -1,5 +1,6 @@
 /* Offers and their JSON form (offer.h). */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,4 +149,13 @@ int kite_offers_parse(const char *json, kite_offer_t **out, size_t *n, char **ms
   *out = v;
   *n = len;
   return 0;
+}
+
+const char *kite__offer_type(const kite_offer_t *o, char *out, size_t size) {
+  if (o->accelerator[0])
+    snprintf(out, size, "%s+%s:%u", o->instance_type, o->accelerator,
+             o->accelerator_count ? o->accelerator_count : 1);
+  else
+    snprintf(out, size, "%s", o->instance_type);
+  return out;
 }

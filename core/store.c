@@ -57,6 +57,26 @@ static _Thread_local char open_err[ERRLEN];
 /* ---- schema -------------------------------------------------------------------------------- */
 
 /* migrations[i] takes the schema from version i to version i + 1. */
+/* The offers table's columns, as migrations 3 and 4 create them (4 changes only the key). */
+#define OFFERS_COLUMNS                                                                             \
+  "  provider TEXT NOT NULL,"                                                                      \
+  "  region TEXT NOT NULL,"                                                                        \
+  "  zone TEXT NOT NULL,"                                                                          \
+  "  instance_type TEXT NOT NULL,"                                                                 \
+  "  snapshot INTEGER NOT NULL,"                                                                   \
+  "  vcpus INTEGER NOT NULL,"                                                                      \
+  "  memory_mb INTEGER NOT NULL,"                                                                  \
+  "  accelerator TEXT NOT NULL,"                                                                   \
+  "  accelerator_count INTEGER NOT NULL,"                                                          \
+  "  accelerator_memory_mb INTEGER NOT NULL,"                                                      \
+  "  disk_gb INTEGER NOT NULL,"                                                                    \
+  "  arch TEXT NOT NULL,"                                                                          \
+  "  price REAL,"                                                                                  \
+  "  spot_price REAL,"                                                                             \
+  "  available INTEGER NOT NULL,"                                                                  \
+  "  fetched_ms INTEGER NOT NULL,"                                                                 \
+  "  source TEXT NOT NULL,"
+
 static const char *const migrations[] = {
     /* 1: the first schema. */
     "CREATE TABLE schema_version("
@@ -128,24 +148,7 @@ static const char *const migrations[] = {
     "ALTER TABLE tasks ADD COLUMN output_truncated INTEGER NOT NULL DEFAULT 0;",
     /* 3: the catalog's cache (catalog.h): offers as each provider answered them (snapshot 0)
      * or as a snapshot of public price data gave them (snapshot 1), with their fetch time. */
-    "CREATE TABLE offers("
-    "  provider TEXT NOT NULL,"
-    "  region TEXT NOT NULL,"
-    "  zone TEXT NOT NULL,"
-    "  instance_type TEXT NOT NULL,"
-    "  snapshot INTEGER NOT NULL,"
-    "  vcpus INTEGER NOT NULL,"
-    "  memory_mb INTEGER NOT NULL,"
-    "  accelerator TEXT NOT NULL,"
-    "  accelerator_count INTEGER NOT NULL,"
-    "  accelerator_memory_mb INTEGER NOT NULL,"
-    "  disk_gb INTEGER NOT NULL,"
-    "  arch TEXT NOT NULL,"
-    "  price REAL,"
-    "  spot_price REAL,"
-    "  available INTEGER NOT NULL,"
-    "  fetched_ms INTEGER NOT NULL,"
-    "  source TEXT NOT NULL,"
+    "CREATE TABLE offers(" OFFERS_COLUMNS
     "  PRIMARY KEY(provider, snapshot, region, zone, instance_type));"
     /* what the cache holds of each provider (kite_store_offers_summary) without its rows */
     "CREATE INDEX offers_fetched ON offers(provider, snapshot, fetched_ms);"
@@ -157,6 +160,14 @@ static const char *const migrations[] = {
     "ALTER TABLE instances ADD COLUMN spot INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE instances ADD COLUMN ondemand_price REAL;"
     "ALTER TABLE instances ADD COLUMN running_ms INTEGER;",
+    /* 4: one type may be offered with several sets of accelerators (Compute Engine's N1 with
+     * 1, 2 or 4 T4s): they are part of an offer's key. The offers are a cache: read again. */
+    "DROP INDEX offers_fetched;"
+    "DROP TABLE offers;"
+    "CREATE TABLE offers(" OFFERS_COLUMNS
+    "  PRIMARY KEY(provider, snapshot, region, zone, instance_type, accelerator,"
+    "              accelerator_count));"
+    "CREATE INDEX offers_fetched ON offers(provider, snapshot, fetched_ms);",
 };
 
 _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,

@@ -624,7 +624,9 @@ static void launch(kite__node_t *n) {
                                  .launch_token = token,
                                  .options = site->options,
                                  .price_hourly = c->price > 0 ? c->price : 0,
-                                 .ondemand_hourly = c->ondemand > 0 ? c->ondemand : 0};
+                                 .ondemand_hourly = c->ondemand > 0 ? c->ondemand : 0,
+                                 .accelerator = o->accelerator[0] ? o->accelerator : NULL,
+                                 .accelerator_count = o->accelerator[0] ? o->accelerator_count : 0};
   n->launch_price = c->price > 0 ? c->price : 0;
   /* What it is bought as, for `kite cost` (the provider's report refines it). */
   if (pool->store)

@@ -261,8 +261,10 @@ int kite__optimize(const kite_pool_spec_t *ps, const kite_offer_t *offers, size_
     size_t off = 0;
     for (size_t k = 0; k < 3 && closest[k].o; k++) {
       const kite_offer_t *o = closest[k].o;
-      int w = snprintf(list + off, sizeof(list) - off, "%s%s %s %s (%s)", k ? "; " : "",
-                       o->provider, o->region, o->instance_type, closest[k].m.text);
+      char type[128];
+      int w =
+          snprintf(list + off, sizeof(list) - off, "%s%s %s %s (%s)", k ? "; " : "", o->provider,
+                   o->region, kite__offer_type(o, type, sizeof(type)), closest[k].m.text);
       if (w > 0)
         off = off + (size_t)w < sizeof(list) ? off + (size_t)w : sizeof(list) - 1;
     }
@@ -290,6 +292,7 @@ int kite__optimize(const kite_pool_spec_t *ps, const kite_offer_t *offers, size_
 
 char *kite__cand_name(const kite__cand_t *c) {
   const kite_offer_t *o = &c->offer;
+  char type[128];
   return kite__sprintf("%s/%s%s%s/%s%s", o->provider, o->region, o->zone[0] ? "/" : "", o->zone,
-                       o->instance_type, c->spot ? " spot" : "");
+                       kite__offer_type(o, type, sizeof(type)), c->spot ? " spot" : "");
 }

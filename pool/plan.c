@@ -421,9 +421,11 @@ int kite__plan_make(kite__plan_t *pl, void (*done)(kite__plan_t *, int, void *),
 
 static json_t *cand_json(const kite__cand_t *c) {
   const kite_offer_t *o = &c->offer;
-  return json_pack("{s:s, s:s, s:s, s:s, s:b, s:f, s:o, s:I, s:I, s:s, s:I}", "provider",
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:f, s:o, s:I, s:I, s:s, s:I}", "provider",
                    o->provider, "region", o->region, "zone", o->zone, "instance_type",
-                   o->instance_type, "spot", c->spot, "price", c->price, "ondemand_price",
+                   o->instance_type, "accelerator", o->accelerator, "accelerator_count",
+                   (json_int_t)(o->accelerator[0] ? o->accelerator_count : 0), "spot", c->spot,
+                   "price", c->price, "ondemand_price",
                    c->ondemand >= 0 ? json_real(c->ondemand) : json_null(), "vcpus",
                    (json_int_t)o->vcpus, "memory_mb", (json_int_t)o->memory_mb, "source", o->source,
                    "fetched_ms", (json_int_t)o->fetched_ms);

@@ -56,7 +56,7 @@ const char *kite_store_errmsg(const kite_store_t *store);
 const char *kite_store_path(const kite_store_t *store);
 
 /* The schema version this build writes (2: instances carry their reach record). */
-#define KITE_STORE_SCHEMA_VERSION 3
+#define KITE_STORE_SCHEMA_VERSION 4
 
 /* ---- pools -------------------------------------------------------------------------------- */
 

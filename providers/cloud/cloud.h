@@ -68,8 +68,12 @@ typedef struct kite_cloud_cfg {
   /* Launches only: the availability zone inside region the launch names (the skeleton sets it
    * before configure), or NULL: the provider's choice. */
   char *zone;
-  /* Launches only: what to create (the request's values over the provider's defaults). */
+  /* Launches only: what to create (the request's values over the provider's defaults), and the
+   * accelerators to attach beside the type (a provider whose types carry theirs leaves these
+   * NULL and 0). */
   char *type, *image;
+  char *accelerator;
+  unsigned accelerator_count;
   /* The login on its instances. */
   char *user;
   unsigned port;

@@ -186,6 +186,7 @@ static void cfg_free_fields(const kite_cloud_ops_t *ops, kite_cloud_cfg_t *cfg) 
   free(cfg->region);
   free(cfg->zone);
   free(cfg->type);
+  free(cfg->accelerator);
   free(cfg->image);
   free(cfg->user);
   if (cfg->api && ops->free_api)
@@ -1060,6 +1061,8 @@ static bool same(const char *a, const char *b) {
 static bool alike(const rec_t *a, const rec_t *b) {
   return same(a->cfg->site, b->cfg->site) && same(a->cfg->reach, b->cfg->reach) &&
          same(a->cfg->region, b->cfg->region) && same(a->cfg->type, b->cfg->type) &&
+         same(a->cfg->accelerator, b->cfg->accelerator) &&
+         a->cfg->accelerator_count == b->cfg->accelerator_count &&
          same(a->cfg->image, b->cfg->image) && same(a->tag, b->tag) && a->spot == b->spot &&
          same(a->user_data, b->user_data);
 }

@@ -94,6 +94,25 @@ json_t *kite__gcp_body(kite_cloud_call_t *call, int status, const kite_http_resp
 void kite__gcp_catalog(kite_cloud_call_t *call);
 /* Frees what a catalog call holds (before the call is ended elsewhere). */
 void kite__gcp_catalog_drop(kite_cloud_call_t *call);
+/* A GPU Compute Engine sells, as kite names it and as Compute Engine and its bill do. */
+typedef struct kite__gcp_gpu {
+  const char *type;   /* the accelerator type: "nvidia-tesla-t4" */
+  const char *model;  /* kite's (and the offers') name: "T4" */
+  const char *sku;    /* what its SKUs' descriptions say: "Tesla T4 GPU" */
+  unsigned memory_mb; /* per GPU */
+  bool attached;      /* attached to N1 VMs as guestAccelerators; else it comes with its
+                         machine type (A2, G2, A3) */
+} kite__gcp_gpu_t;
+
+/* The GPU of a kite model name (case-insensitive) or of an accelerator type; NULL when kite
+ * does not know it. */
+const kite__gcp_gpu_t *kite__gcp_gpu_by_model(const char *model);
+const kite__gcp_gpu_t *kite__gcp_gpu_by_type(const char *type);
+/* The GPUs kite knows, "T4, V100, ..." (static text). */
+const char *kite__gcp_gpu_models(void);
+/* Whether a machine type comes with GPUs of its own (a2-, a3-, g2-). */
+bool kite__gcp_type_has_gpus(const char *type);
+
 /* The region of a zone ("us-central1-a" → "us-central1") into out; false when zone is not a
  * zone's name. */
 bool kite__gcp_zone_region(const char *zone, char *out, size_t size);

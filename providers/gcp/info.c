@@ -45,8 +45,6 @@ const kite_provider_info_t kite__provider_gcp = {
     .start = start,
     .refused =
         {
-            [KITE_FIELD_ACCELERATORS] = "kite cannot attach GPUs to Compute Engine VMs yet; "
-                                        "remove resources.accelerators",
             [KITE_FIELD_DISK_GB] = "the boot disk's size is the provider option disk_gb; "
                                    "remove resources.disk_gb and set provider_options.disk_gb",
             [KITE_FIELD_SSH_KEY] = "VMs get kite's own key ($KITE_HOME/keys/id_ed25519) in their "

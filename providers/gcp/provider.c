@@ -160,6 +160,26 @@ static char *adc_path(void) {
               : NULL;
 }
 
+/* The GPUs a launch attaches beside its machine type (N1's), into cfg; a type that comes with
+ * its own (A2, G2, A3) attaches none. */
+static int attach_gpus(const kite_ev_instance_launch_t *launch, kite_cloud_cfg_t *cfg, char **msg) {
+  if (launch->accelerator == NULL || *launch->accelerator == '\0' ||
+      kite__gcp_type_has_gpus(cfg->type))
+    return 0;
+  const kite__gcp_gpu_t *g = kite__gcp_gpu_by_model(launch->accelerator);
+  if (g == NULL || !g->attached || strncmp(cfg->type, "n1-", 3) != 0) {
+    *msg = kite__sprintf("%s: kite cannot attach %s GPUs to %s: it attaches T4, V100, P100 and "
+                         "P4 to N1 types; A100, L4 and H100 come with A2, G2 and A3 types (the "
+                         "GPUs kite knows: %s)",
+                         NAME, launch->accelerator, cfg->type, kite__gcp_gpu_models());
+    return KITE_EINVAL;
+  }
+  free(cfg->accelerator);
+  cfg->accelerator = kite__strdup(g->type);
+  cfg->accelerator_count = launch->accelerator_count ? launch->accelerator_count : 1;
+  return cfg->accelerator ? 0 : KITE_ENOMEM;
+}
+
 /* Finds the credentials: o's token, o's credentials_file, the provider's, the environment's,
  * gcloud's, the metadata server's. KITE_ENOENT with *looked (where kite looked) when none. */
 static int find_creds(kite_gcp_provider_t *p, json_t *o, kite__gcp_creds_t *c, char **looked,
@@ -327,6 +347,8 @@ static int gcp_configure(kite_cloud_t *cl, const char *options,
                            NAME, cfg->type);
       rc = KITE_EINVAL;
     }
+    if (rc == 0)
+      rc = attach_gpus(launch, cfg, msg);
   } else if (rc == 0 && cfg->region) {
     /* A region that names a zone (a catalog or reach of a zone) is that zone's region. */
     char region[64];
@@ -514,10 +536,14 @@ static void gcp_create(kite_cloud_call_t *call) {
   json_array_append_new(items, metadata_item(POOL_LABEL, l->tag));
   if (l->user_data && *l->user_data)
     json_array_append_new(items, metadata_item("user-data", l->user_data));
+  /* A VM with GPUs cannot move to another host for maintenance: it stops instead. */
+  bool gpus = cfg->accelerator || kite__gcp_type_has_gpus(cfg->type);
   json_t *sched =
       l->spot ? json_pack("{s:s, s:s, s:b, s:s}", "provisioningModel", "SPOT",
                           "instanceTerminationAction", api->stop_on_preempt ? "STOP" : "DELETE",
                           "automaticRestart", 0, "onHostMaintenance", "TERMINATE")
+      : gpus  ? json_pack("{s:s, s:s, s:b}", "provisioningModel", "STANDARD", "onHostMaintenance",
+                          "TERMINATE", "automaticRestart", 1)
               : json_pack("{s:s}", "provisioningModel", "STANDARD");
   json_t *body = json_pack(
       "{s:s, s:s, s:{s:s}, s:{s:o}, s:[{s:b, s:b, s:{s:s, s:s}}], s:[{s:s, s:[{s:s, s:s}]}], "
@@ -527,6 +553,13 @@ static void gcp_create(kite_cloud_call_t *call) {
       cfg->image, "diskSizeGb", disk ? disk : "20", "networkInterfaces", "network",
       "global/networks/default", "accessConfigs", "type", "ONE_TO_ONE_NAT", "name", "External NAT",
       "scheduling", sched);
+  if (body && cfg->accelerator) {
+    char *at = kite__sprintf("zones/%s/acceleratorTypes/%s", cfg->zone, cfg->accelerator);
+    json_object_set_new(body, "guestAccelerators",
+                        json_pack("[{s:s, s:i}]", "acceleratorType", at ? at : "",
+                                  "acceleratorCount", (int)cfg->accelerator_count));
+    free(at);
+  }
   char *url = zone_url(call, cfg->zone, "/instances?requestId=%s", rid);
   free(mt);
   free(keys);

@@ -103,7 +103,7 @@ e=$(pool_name choose-none)
 spec "$e" "$T_DIR/e.yaml" 1 "provider: digitalocean" "{accelerators: A100:8}"
 run_kite "$T_DIR/out" "$T_DIR/err" run --dry-run "$T_DIR/e.yaml"
 expect_rc 2 "resources nothing sells"
-expect_grep "$T_DIR/err" "no offer fits resources (A100:8, on-demand) on digitalocean; the closest of [0-9]* offers there: digitalocean tor1 gpu-h100x1-80gb (has H100:1); digitalocean tor1 gpu-h100x8-640gb (has H100:8)" "the closest offers and what made each miss"
+expect_grep "$T_DIR/err" "no offer fits resources (A100:8, on-demand) on digitalocean; the closest of [0-9]* offers there: digitalocean tor1 gpu-h100x1-80gb+H100:1 (has H100:1); digitalocean tor1 gpu-h100x8-640gb+H100:8 (has H100:8)" "the closest offers and what made each miss"
 [ "$(live)" = 0 ] || fail "a refused plan launched something"
 
 log "max_total_cost closes the pool"

@@ -147,3 +147,36 @@ expect_grep "$T_DIR/err" "other.json" "the message names the key file"
 expect_no_grep "$T_DIR/err" "PRIVATE KEY" "the key is not printed"
 expect_no_grep "$T_DIR/out" "PRIVATE KEY" "the key is not printed"
 [ "$(gcp_live)" = 0 ] || fail "another key left VMs: $(gcp_vms)"
+
+log "GPUs: a T4 attached to an N1 VM, an A100 that comes with its A2 type"
+f=$(pool_name gcp-t4)
+spec "$f" "$T_DIR/f.yaml" 'region: us-central1
+resources: {accelerators: "T4:1"}'
+run_kite "$T_DIR/plan" "$T_DIR/err" run --dry-run "$T_DIR/f.yaml"
+expect_rc 0 "kite run --dry-run of a T4 pool"
+expect_grep "$T_DIR/plan" "^  0  *gcp  *us-central1  *us-central1-[abc]  *n1-standard-4+T4:1 " "the plan puts a T4 on n1-standard-4"
+expect_grep "$T_DIR/plan" "^failover order: gcp/us-central1/us-central1-[abc]/n1-standard-4+T4:1 " "the failover order names the GPUs"
+run_kite "$T_DIR/out" "$T_DIR/err" up --plain "$T_DIR/f.yaml"
+expect_rc 0 "kite up of a T4 pool"
+[ "$(gcp '" ".join(sorted(v["machine_type"] + "+" + v["accelerators"] + "+" + v["on_host_maintenance"] for v in s["instances"]))')" = \
+  "n1-standard-4+nvidia-tesla-t4:1+TERMINATE n1-standard-4+nvidia-tesla-t4:1+TERMINATE" ] ||
+  fail "the VMs do not have one T4 each, stopping for maintenance: $(gcp_vms)"
+run_kite "$T_DIR/out" "$T_DIR/err" exec "$f" -- echo gpu-node-ok
+expect_grep "$T_DIR/out" "gpu-node-ok" "the GPU nodes run commands"
+run_kite "$T_DIR/out" "$T_DIR/err" down "$f"
+expect_rc 0 "kite down of the T4 pool"
+[ "$(gcp_live)" = 0 ] || fail "VMs left: $(gcp_vms)"
+g=$(pool_name gcp-a100)
+spec "$g" "$T_DIR/g.yaml" 'resources: {accelerators: A100}'
+run_kite "$T_DIR/out" "$T_DIR/err" run --plain "$T_DIR/g.yaml"
+expect_rc 0 "kite run on A100s"
+expect_grep "$T_DIR/out" "^\[1\] rank 1 of 2 on gcp" "the A100 pool ran"
+[ "$(instance_fields "$g" 'i["type"]' | sort -u)" = a2-highgpu-1g ] ||
+  fail "the A100 pool is not on a2-highgpu-1g: $(instance_fields "$g" 'i["type"]')"
+h=$(pool_name gcp-nogpu)
+spec "$h" "$T_DIR/h.yaml" 'resources: {instance_type: e2-standard-2, accelerators: T4}'
+run_kite "$T_DIR/out" "$T_DIR/err" run --dry-run "$T_DIR/h.yaml"
+expect_rc 2 "a plan of an e2 type with a T4"
+expect_grep "$T_DIR/err" "no offer fits resources (e2-standard-2, T4:1, on-demand)" "the refusal says what was asked"
+expect_grep "$T_DIR/err" "gcp us-central1 n1-standard-4+T4:1 (not e2-standard-2)" "the refusal shows the closest offers, GPUs and all"
+[ "$(gcp_live)" = 0 ] || fail "VMs left: $(gcp_vms)"

@@ -476,16 +476,24 @@ static void test_preemption_notice_from_metadata(void **state) {
 
 /* ---- the catalog ---------------------------------------------------------------------------- */
 
-static const kite_offer_t *find(const cat_t *k, const char *zone, const char *type) {
+/* The offer of type in zone with count accelerators of model ("" and 0: none). */
+static const kite_offer_t *find_with(const cat_t *k, const char *zone, const char *type,
+                                     const char *model, unsigned count) {
   for (size_t i = 0; i < k->n; i++)
-    if (strcmp(k->offers[i].zone, zone) == 0 && strcmp(k->offers[i].instance_type, type) == 0)
+    if (strcmp(k->offers[i].zone, zone) == 0 && strcmp(k->offers[i].instance_type, type) == 0 &&
+        strcmp(k->offers[i].accelerator, model) == 0 && k->offers[i].accelerator_count == count)
       return &k->offers[i];
   return NULL;
 }
 
+static const kite_offer_t *find(const cat_t *k, const char *zone, const char *type) {
+  return find_with(k, zone, type, "", 0);
+}
+
 /* Machine types per zone priced from the billing SKUs (vCPUs × core + GiB × RAM, on demand and
- * spot), e2's shared cores counted as their share, families kite cannot price left out; one
- * region's catalog has only its zones. */
+ * spot), e2's shared cores counted as their share, families kite cannot price left out; A2 and
+ * G2 types with their GPUs' price added; N1 hosts with 1, 2, 4 or 8 attached T4s or V100s where
+ * the zone has them and sells the host; one region's catalog has only its zones. */
 /* The cases of cloud_cases.h this cloud has no use for: spot is sold, and GCP's catalog (with
  * spot prices, from two APIs) has cases of its own below. */
 static void unused_cases(void) {
@@ -523,11 +531,28 @@ static void test_catalog_machine_types_and_skus(void **state) {
   assert_null(find(&all, "us-central1-a", "c3-standard-4"));  /* not priced */
   assert_null(find(&all, "europe-west4-b", "n2-standard-2")); /* not sold there */
   assert_non_null(find(&all, "europe-west4-a", "n1-standard-1"));
-  /* 7 zones × (7 e2/n1 types) + n2 where sold (5 + 4). */
-  assert_int_equal(all.n, 7 * 7 + 5 + 4);
+  /* A T4 on n1-standard-4: the host's price plus the GPU's, spot too. */
+  const kite_offer_t *t4 = find_with(&all, "us-central1-a", "n1-standard-4", "T4", 1);
+  assert_non_null(t4);
+  assert_true(fabs(t4->price - (4 * 0.031611 + 15 * 0.004237 + 0.35)) < 1e-9);
+  assert_true(fabs(t4->spot_price - (4 * 0.006655 + 15 * 0.000892 + 0.14)) < 1e-9);
+  assert_int_equal(t4->accelerator_memory_mb, 16384);
+  assert_non_null(find_with(&all, "us-central1-b", "n1-standard-8", "T4", 2));
+  assert_null(find_with(&all, "us-central1-a", "n1-standard-16", "T4", 4)); /* no such host */
+  assert_null(find_with(&all, "us-east1-b", "n1-standard-4", "T4", 1));     /* no T4 there */
+  assert_non_null(find_with(&all, "us-central1-a", "n1-standard-8", "V100", 2));
+  /* A2 comes with its A100. */
+  const kite_offer_t *a2 = find_with(&all, "us-central1-a", "a2-highgpu-1g", "A100", 1);
+  assert_non_null(a2);
+  assert_true(fabs(a2->price - (12 * 0.031611 + 85 * 0.004237 + 2.933908)) < 1e-9);
+  assert_null(find(&all, "us-central1-a", "a2-highgpu-1g"));
+  assert_non_null(find_with(&all, "us-east1-b", "g2-standard-4", "L4", 1));
+  /* 7 zones × (5 e2 + 2 n1) + n2 where sold (5 + 4) + n1-standard-4 (4 zones) and -8 (2) + a2
+   * (2) + g2 (2); then T4 × 1 (4 zones), T4 × 2 (2), V100 × 1 and × 2 (1 each). */
+  assert_int_equal(all.n, 7 * 7 + 5 + 4 + 4 + 2 + 2 + 2 + 4 + 2 + 2);
   for (size_t i = 0; i < one.n; i++)
     assert_string_equal(one.offers[i].region, "europe-west4");
-  assert_int_equal(one.n, 2 * 7 + 1 + 1);
+  assert_int_equal(one.n, 2 * 7 + 1 + 1 + 1 + 1);
   free(all.offers);
   free(one.offers);
   ctx_done(&c);
@@ -541,6 +566,7 @@ static void test_catalog_bad_sku_refused(void **state) {
        "{\"items\": {\"zones/us-central1-a\": {\"machineTypes\": [{\"name\": \"e2-standard-2\", "
        "\"guestCpus\": 2, \"memoryMb\": 8192}]}}}",
        "GET /compute/v1/projects/" PROJECT "/aggregated/machineTypes"},
+      {200, "{\"items\": {}}", "GET /compute/v1/projects/" PROJECT "/aggregated/acceleratorTypes"},
       {200,
        "{\"skus\": [{\"skuId\": \"BAD-SKU\", \"description\": \"E2 Instance Core running in "
        "Americas\", \"category\": {\"resourceFamily\": \"Compute\", \"resourceGroup\": \"CPU\", "

@@ -38,6 +38,8 @@ typedef struct mtype {
   const char *name;
   unsigned cpus, memory_mb;
   const char *zones; /* space-separated, "" every zone */
+  const char *gpu;   /* the accelerator type it comes with (A2, G2), or NULL */
+  unsigned gpus;
 } mtype_t;
 
 static const char *const zones[] = {
@@ -45,17 +47,53 @@ static const char *const zones[] = {
     "us-east1-c",    "europe-west4-a", "europe-west4-b", NULL};
 
 static const mtype_t mtypes[] = {
-    {"e2-micro", 2, 1024, ""},
-    {"e2-small", 2, 2048, ""},
-    {"e2-medium", 2, 4096, ""},
-    {"e2-standard-2", 2, 8192, ""},
-    {"e2-standard-4", 4, 16384, ""},
+    {"e2-micro", 2, 1024, "", NULL, 0},
+    {"e2-small", 2, 2048, "", NULL, 0},
+    {"e2-medium", 2, 4096, "", NULL, 0},
+    {"e2-standard-2", 2, 8192, "", NULL, 0},
+    {"e2-standard-4", 4, 16384, "", NULL, 0},
     {"n2-standard-2", 2, 8192,
-     "us-central1-a us-central1-b us-central1-c us-east1-b europe-west4-a"},
-    {"n2-standard-4", 4, 16384, "us-central1-a us-central1-b us-east1-b europe-west4-a"},
-    {"n1-standard-1", 1, 3840, ""},
-    {"n1-standard-2", 2, 7680, ""},
-    {"c3-standard-4", 4, 16384, "us-central1-a"},
+     "us-central1-a us-central1-b us-central1-c us-east1-b europe-west4-a", NULL, 0},
+    {"n2-standard-4", 4, 16384, "us-central1-a us-central1-b us-east1-b europe-west4-a", NULL, 0},
+    {"n1-standard-1", 1, 3840, "", NULL, 0},
+    {"n1-standard-2", 2, 7680, "", NULL, 0},
+    {"n1-standard-4", 4, 15360, "us-central1-a us-central1-b us-east1-c europe-west4-a", NULL, 0},
+    {"n1-standard-8", 8, 30720, "us-central1-a us-central1-b", NULL, 0},
+    {"c3-standard-4", 4, 16384, "us-central1-a", NULL, 0},
+    {"a2-highgpu-1g", 12, 87040, "us-central1-a us-central1-b", "nvidia-tesla-a100", 1},
+    {"g2-standard-4", 4, 16384, "us-central1-a us-east1-b", "nvidia-l4", 1},
+};
+
+/* Accelerator types per zone, and their hourly prices per GPU by region (emulator data). */
+typedef struct atype {
+  const char *name, *description;
+  unsigned max_per_vm;
+  const char *zones;
+  const char *sku; /* what its SKUs' descriptions start with */
+} atype_t;
+
+static const atype_t atypes[] = {
+    {"nvidia-tesla-t4", "NVIDIA T4", 4, "us-central1-a us-central1-b us-east1-c europe-west4-a",
+     "Nvidia Tesla T4 GPU"},
+    {"nvidia-tesla-v100", "NVIDIA V100", 8, "us-central1-a", "Nvidia Tesla V100 GPU"},
+    {"nvidia-tesla-a100", "NVIDIA A100 40GB", 16, "us-central1-a us-central1-b",
+     "Nvidia Tesla A100 GPU"},
+    {"nvidia-l4", "NVIDIA L4", 8, "us-central1-a us-east1-b", "Nvidia L4 GPU"},
+};
+
+typedef struct gpu_rate {
+  const char *type, *region;
+  double price, spot;
+} gpu_rate_t;
+
+static const gpu_rate_t gpu_rates[] = {
+    {"nvidia-tesla-t4", "us-central1", 0.35, 0.14},
+    {"nvidia-tesla-t4", "us-east1", 0.35, 0.14},
+    {"nvidia-tesla-t4", "europe-west4", 0.41, 0.165},
+    {"nvidia-tesla-v100", "us-central1", 2.48, 0.992},
+    {"nvidia-tesla-a100", "us-central1", 2.933908, 1.173563},
+    {"nvidia-l4", "us-central1", 0.560034, 0.224014},
+    {"nvidia-l4", "us-east1", 0.560034, 0.224014},
 };
 
 /* Per family and region: core and GiB-hour prices, on demand and spot (USD). */
@@ -74,6 +112,9 @@ static const rate_t rates[] = {
     {"n1-", "N1 Predefined Instance", "us-central1", 0.031611, 0.004237, 0.006655, 0.000892},
     {"n1-", "N1 Predefined Instance", "us-east1", 0.031611, 0.004237, 0.006655, 0.000892},
     {"n1-", "N1 Predefined Instance", "europe-west4", 0.034773, 0.004661, 0.007321, 0.000981},
+    {"a2-", "A2 Instance", "us-central1", 0.031611, 0.004237, 0.012644, 0.001695},
+    {"g2-", "G2 Instance", "us-central1", 0.024988, 0.002927, 0.009995, 0.001171},
+    {"g2-", "G2 Instance", "us-east1", 0.024988, 0.002927, 0.009995, 0.001171},
 };
 
 typedef struct op {
@@ -87,6 +128,8 @@ typedef struct vm {
   char name[64], zone[64], project[64];
   uint64_t machine_id;
   const mtype_t *type;
+  const atype_t *gpu; /* attached (guestAccelerators), or NULL */
+  unsigned gpus;
   char *image;
   bool spot, stop_on_preempt;
   bool preempt_notice, preempted_stopped, delete_requested;
@@ -159,12 +202,19 @@ static void region_of(const char *zone, char out[64]) {
     *d = '\0';
 }
 
-static bool sold_in(const mtype_t *t, const char *zone) {
-  if (t->zones[0] == '\0')
+/* Whether zone is in a space-separated list ("" is every zone). */
+static bool in_zones(const char *list, const char *zone) {
+  if (list[0] == '\0')
     return true;
-  const char *p = strstr(t->zones, zone);
   size_t n = strlen(zone);
-  return p && (p[n] == '\0' || p[n] == ' ');
+  for (const char *p = strstr(list, zone); p; p = strstr(p + 1, zone))
+    if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+      return true;
+  return false;
+}
+
+static bool sold_in(const mtype_t *t, const char *zone) {
+  return in_zones(t->zones, zone);
 }
 
 static const mtype_t *mtype_find(const char *name) {
@@ -182,18 +232,41 @@ static const rate_t *rate_find(const char *type, const char *region) {
   return NULL;
 }
 
+static const atype_t *atype_find(const char *name) {
+  for (size_t i = 0; name && i < sizeof(atypes) / sizeof(atypes[0]); i++)
+    if (strcmp(atypes[i].name, name) == 0)
+      return &atypes[i];
+  return NULL;
+}
+
+static const gpu_rate_t *gpu_rate_find(const char *type, const char *region) {
+  for (size_t i = 0; type && i < sizeof(gpu_rates) / sizeof(gpu_rates[0]); i++)
+    if (strcmp(gpu_rates[i].type, type) == 0 && strcmp(gpu_rates[i].region, region) == 0)
+      return &gpu_rates[i];
+  return NULL;
+}
+
+/* count GPUs of type in zone's region, per hour. */
+static double gpus_hourly(const char *type, unsigned count, const char *zone, bool spot) {
+  char region[64];
+  region_of(zone, region);
+  const gpu_rate_t *g = gpu_rate_find(type, region);
+  return g ? count * (spot ? g->spot : g->price) : 0;
+}
+
 static double hourly(const mtype_t *t, const char *zone, bool spot) {
   char region[64];
   region_of(zone, region);
   const rate_t *r = rate_find(t->name, region);
   if (r == NULL)
     return 0.05;
+  double gpus = t->gpu ? gpus_hourly(t->gpu, t->gpus, zone, spot) : 0;
   double cores = strcmp(t->name, "e2-micro") == 0    ? 0.25
                  : strcmp(t->name, "e2-small") == 0  ? 0.5
                  : strcmp(t->name, "e2-medium") == 0 ? 1
                                                      : t->cpus;
   double gib = t->memory_mb / 1024.0;
-  return spot ? cores * r->spot_core + gib * r->spot_ram : cores * r->core + gib * r->ram;
+  return gpus + (spot ? cores * r->spot_core + gib * r->spot_ram : cores * r->core + gib * r->ram);
 }
 
 static const char *host(void) {
@@ -260,9 +333,10 @@ static json_t *vm_json(const vm_t *v, machine_t *m) {
                          v->type->name);
   char *zl = sim_sprintf("%s/projects/%s/zones/%s", host(), v->project, v->zone);
   char *sl = sim_sprintf("%s/instances/%s", zl, v->name);
+  bool gpus = v->gpu || v->type->gpu;
   json_t *sched = json_pack("{s:s, s:b, s:s}", "provisioningModel", v->spot ? "SPOT" : "STANDARD",
                             "automaticRestart", !v->spot, "onHostMaintenance",
-                            v->spot ? "TERMINATE" : "MIGRATE");
+                            v->spot || gpus ? "TERMINATE" : "MIGRATE");
   if (v->spot) {
     json_object_set_new(sched, "preemptible", json_false());
     json_object_set_new(sched, "instanceTerminationAction",
@@ -274,6 +348,13 @@ static json_t *vm_json(const vm_t *v, machine_t *m) {
                         v->name, "zone", zl, "machineType", mt, "status", vm_status(v, m), "labels",
                         v->labels, "metadata", "kind", "compute#metadata", "items", v->metadata,
                         "networkInterfaces", nic, "scheduling", sched, "selfLink", sl);
+  if (gpus) {
+    char *at = sim_sprintf("%s/projects/%s/zones/%s/acceleratorTypes/%s", host(), v->project,
+                           v->zone, v->gpu ? v->gpu->name : v->type->gpu);
+    json_object_set_new(j, "guestAccelerators",
+                        json_pack("[{s:o, s:i}]", "acceleratorType", own(at), "acceleratorCount",
+                                  (int)(v->gpu ? v->gpus : v->type->gpus)));
+  }
   free(mt);
   free(zl);
   free(sl);
@@ -428,6 +509,13 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
   const char *model = json_string_value(json_object_get(sched, "provisioningModel"));
   const char *action = json_string_value(json_object_get(sched, "instanceTerminationAction"));
   json_t *labels = json_object_get(b, "labels");
+  const char *maint = json_string_value(json_object_get(sched, "onHostMaintenance"));
+  json_t *ga = json_array_get(json_object_get(b, "guestAccelerators"), 0);
+  const char *at_path = json_string_value(json_object_get(ga, "acceleratorType"));
+  const char *at_slash = at_path ? strrchr(at_path, '/') : NULL;
+  const atype_t *at = atype_find(at_slash ? at_slash + 1 : at_path);
+  json_int_t at_n = json_integer_value(json_object_get(ga, "acceleratorCount"));
+  bool many_kinds = json_array_size(json_object_get(b, "guestAccelerators")) > 1;
   if (!json_is_object(b) || !valid_name(name)) {
     gcp_error(resp, 400, "invalid", "Invalid value for field 'resource.name'");
   } else if (!zone_known(zone)) {
@@ -442,6 +530,33 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
     gcp_error(resp, 400, "required",
               "Required field 'resource.disks[0].initializeParams' or "
               "networkInterfaces not specified");
+  } else if (many_kinds) {
+    gcp_error(resp, 400, "invalid",
+              "Invalid value for field 'resource.guestAccelerators': the emulator attaches one "
+              "accelerator type per VM.");
+  } else if (ga && (at == NULL || !in_zones(at->zones, zone))) {
+    char *m = sim_sprintf("Invalid value for field 'resource.guestAccelerators[0].acceleratorType'"
+                          ": '%s'. Accelerator type '%s' does not exist in zone '%s'.",
+                          at_path ? at_path : "", at_slash ? at_slash + 1 : "", zone);
+    gcp_error(resp, 400, "notFound", m);
+    free(m);
+  } else if (ga && (at_n < 1 || at_n > at->max_per_vm)) {
+    char *m = sim_sprintf("Invalid value for field 'resource.guestAccelerators[0]."
+                          "acceleratorCount': %lld. At most %u of %s may be attached to one VM.",
+                          (long long)at_n, at->max_per_vm, at->name);
+    gcp_error(resp, 400, "invalid", m);
+    free(m);
+  } else if (ga && strncmp(t->name, "n1-", 3) != 0) {
+    char *m = sim_sprintf("Invalid value for field 'resource.guestAccelerators': machine type %s "
+                          "does not take attached accelerators (the emulator attaches them to N1 "
+                          "types only).",
+                          t->name);
+    gcp_error(resp, 400, "invalid", m);
+    free(m);
+  } else if ((ga || t->gpu) && (maint == NULL || strcmp(maint, "TERMINATE") != 0)) {
+    gcp_error(resp, 400, "invalid",
+              "Invalid value for field 'resource.scheduling.onHostMaintenance': 'MIGRATE'. "
+              "Instances with guest accelerators do not support live migration.");
   } else if (vm_find(project, zone, name)) {
     char *m = sim_sprintf("The resource 'projects/%s/zones/%s/instances/%s' already exists",
                           project, zone, name);
@@ -485,7 +600,9 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
                            .image = image,
                            .user_data = ud,
                            .authorized_key = colon ? colon + 1 : NULL,
-                           .price_hourly = hourly(t, zone, spot),
+                           .price_hourly =
+                               hourly(t, zone, spot) +
+                               (ga ? gpus_hourly(at->name, (unsigned)at_n, zone, spot) : 0),
                            .bill_increment_s = 1,
                            .bill_minimum_s = 60,
                            .spot = spot};
@@ -501,6 +618,8 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
         snprintf(v->project, sizeof(v->project), "%s", project);
         v->machine_id = m->id;
         v->type = t;
+        v->gpu = ga ? at : NULL;
+        v->gpus = ga ? (unsigned)at_n : 0;
         v->image = strdup(image);
         v->spot = spot;
         v->stop_on_preempt = action && strcmp(action, "STOP") == 0;
@@ -607,79 +726,115 @@ static void vm_aggregated(sim_t *sim, const char *project, const http_req_t *req
   free(maxs);
 }
 
-static void machine_types(const char *project, const http_req_t *req, http_resp_t *resp) {
+/* The aggregated list of machine types (accel false) or accelerator types: one zone per
+ * page. */
+static void zone_types(bool accel, const http_req_t *req, http_resp_t *resp) {
   char *ptok = http_query_param(req, "pageToken");
   long page = ptok ? atol(ptok) : 0;
   free(ptok);
-  /* One zone per page. */
   json_t *items = json_object();
   if (page >= 0 && zones[page]) {
+    const char *z = zones[page];
     json_t *list = json_array();
-    for (size_t i = 0; i < sizeof(mtypes) / sizeof(mtypes[0]); i++) {
-      if (!sold_in(&mtypes[i], zones[page]))
+    for (size_t i = 0; !accel && i < sizeof(mtypes) / sizeof(mtypes[0]); i++) {
+      const mtype_t *t = &mtypes[i];
+      if (!sold_in(t, z))
         continue;
-      json_array_append_new(list,
-                            json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:b}", "kind",
-                                      "compute#machineType", "name", mtypes[i].name, "description",
-                                      mtypes[i].name, "guestCpus", mtypes[i].cpus, "memoryMb",
-                                      mtypes[i].memory_mb, "zone", zones[page], "isSharedCpu",
-                                      strncmp(mtypes[i].name, "e2-m", 4) == 0 ||
-                                          strcmp(mtypes[i].name, "e2-small") == 0));
+      json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:b}", "kind", "compute#machineType",
+                            "name", t->name, "description", t->name, "guestCpus", t->cpus,
+                            "memoryMb", t->memory_mb, "zone", z, "isSharedCpu",
+                            strncmp(t->name, "e2-m", 4) == 0 || strcmp(t->name, "e2-small") == 0);
+      if (t->gpu)
+        json_object_set_new(j, "accelerators",
+                            json_pack("[{s:s, s:i}]", "guestAcceleratorType", t->gpu,
+                                      "guestAcceleratorCount", (int)t->gpus));
+      json_array_append_new(list, j);
     }
-    char *scope = sim_sprintf("zones/%s", zones[page]);
-    json_object_set_new(items, scope, json_pack("{s:o}", "machineTypes", list));
+    for (size_t i = 0; accel && i < sizeof(atypes) / sizeof(atypes[0]); i++)
+      if (in_zones(atypes[i].zones, z))
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s, s:i, s:s}", "kind", "compute#acceleratorType", "name",
+                            atypes[i].name, "description", atypes[i].description,
+                            "maximumCardsPerInstance", (int)atypes[i].max_per_vm, "zone", z));
+    char *scope = sim_sprintf("zones/%s", z);
+    json_object_set_new(items, scope,
+                        json_pack("{s:o}", accel ? "acceleratorTypes" : "machineTypes", list));
     free(scope);
   }
-  (void)project;
-  json_t *out = json_pack("{s:s, s:s, s:o}", "kind", "compute#machineTypeAggregatedList", "id",
-                          "projects/p/aggregated/machineTypes", "items", items);
+  json_t *out = json_pack(
+      "{s:s, s:s, s:o}", "kind",
+      accel ? "compute#acceleratorTypeAggregatedList" : "compute#machineTypeAggregatedList", "id",
+      accel ? "projects/p/aggregated/acceleratorTypes" : "projects/p/aggregated/machineTypes",
+      "items", items);
   if (page >= 0 && zones[page] && zones[page + 1])
     json_object_set_new(out, "nextPageToken", own(sim_sprintf("%ld", page + 1)));
   http_json(resp, 200, dump(out));
 }
 
-static json_t *sku_json(const rate_t *r, bool ram, bool spot, double price) {
-  char *desc = sim_sprintf("%s%s %s running in %s", spot ? "Spot Preemptible " : "", r->sku,
-                           ram ? "Ram" : "Core", r->region);
-  char *id =
-      sim_sprintf("%04X-%04X-%04X", (unsigned)(r - rates), (unsigned)(ram * 2 + spot), 0x5EED);
+/* One SKU: group CPU, RAM (per GiB hour) or GPU, in one region. */
+static json_t *sku_json(const char *id, const char *desc, const char *group, bool spot,
+                        const char *region, double price) {
+  bool ram = strcmp(group, "RAM") == 0;
   long long units = (long long)price;
-  json_t *j = json_pack(
+  return json_pack(
       "{s:o, s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:[s], s:[{s:{s:s, s:s, s:[{s:i, s:{s:s, s:o, "
       "s:I}}]}}]}",
       "name", own(sim_sprintf("services/6F81-5844-456A/skus/%s", id)), "skuId", id, "description",
       desc, "category", "serviceDisplayName", "Compute Engine", "resourceFamily", "Compute",
-      "resourceGroup", ram ? "RAM" : "CPU", "usageType", spot ? "Preemptible" : "OnDemand",
-      "serviceRegions", r->region, "pricingInfo", "pricingExpression", "usageUnit",
-      ram ? "GiBy.h" : "h", "usageUnitDescription", ram ? "gibibyte hour" : "hour", "tieredRates",
-      "startUsageAmount", 0, "unitPrice", "currencyCode", "USD", "units",
-      own(sim_sprintf("%lld", units)), "nanos", (json_int_t)((price - (double)units) * 1e9 + 0.5));
-  free(desc);
-  free(id);
-  return j;
+      "resourceGroup", group, "usageType", spot ? "Preemptible" : "OnDemand", "serviceRegions",
+      region, "pricingInfo", "pricingExpression", "usageUnit", ram ? "GiBy.h" : "h",
+      "usageUnitDescription", ram ? "gibibyte hour" : "hour", "tieredRates", "startUsageAmount", 0,
+      "unitPrice", "currencyCode", "USD", "units", own(sim_sprintf("%lld", units)), "nanos",
+      (json_int_t)((price - (double)units) * 1e9 + 0.5));
+}
+
+static void family_skus(json_t *list, const rate_t *r) {
+  for (int k = 0; k < 4; k++) {
+    bool ram = k & 1, spot = k & 2;
+    char *desc = sim_sprintf("%s%s %s running in %s", spot ? "Spot Preemptible " : "", r->sku,
+                             ram ? "Ram" : "Core", r->region);
+    char *id = sim_sprintf("%04X-%04X-%04X", (unsigned)(r - rates), (unsigned)k, 0x5EED);
+    json_array_append_new(
+        list, sku_json(id, desc, ram ? "RAM" : "CPU", spot, r->region,
+                       spot ? (ram ? r->spot_ram : r->spot_core) : (ram ? r->ram : r->core)));
+    free(desc);
+    free(id);
+  }
+}
+
+static void gpu_skus(json_t *list, const gpu_rate_t *g) {
+  const atype_t *a = atype_find(g->type);
+  for (int spot = 0; spot < 2; spot++) {
+    char *desc = sim_sprintf("%s %srunning in %s", a->sku,
+                             spot ? "attached to Spot Preemptible VMs " : "", g->region);
+    char *id = sim_sprintf("%04X-%04X-%04X", (unsigned)(g - gpu_rates), (unsigned)spot, 0x6E0F);
+    json_array_append_new(list,
+                          sku_json(id, desc, "GPU", spot, g->region, spot ? g->spot : g->price));
+    free(desc);
+    free(id);
+  }
 }
 
 static void skus(const http_req_t *req, http_resp_t *resp) {
   char *ptok = http_query_param(req, "pageToken");
   long page = ptok ? atol(ptok) : 0;
   free(ptok);
-  size_t n = sizeof(rates) / sizeof(rates[0]);
+  size_t n = sizeof(rates) / sizeof(rates[0]), ng = sizeof(gpu_rates) / sizeof(gpu_rates[0]);
   json_t *list = json_array();
-  /* One family-region per page: four SKUs (and a GPU's, which kite leaves alone). */
-  if (page >= 0 && (size_t)page < n) {
-    const rate_t *r = &rates[page];
-    json_array_append_new(list, sku_json(r, false, false, r->core));
-    json_array_append_new(list, sku_json(r, true, false, r->ram));
-    json_array_append_new(list, sku_json(r, false, true, r->spot_core));
-    json_array_append_new(list, sku_json(r, true, true, r->spot_ram));
-    json_array_append_new(list, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:[s]}", "skuId",
-                                          "0000-GPU0-T4T4", "description",
-                                          "Nvidia Tesla T4 GPU running in Americas", "category",
-                                          "resourceFamily", "Compute", "resourceGroup", "GPU",
-                                          "usageType", "OnDemand", "serviceRegions", r->region));
-  }
+  /* One family-region per page (four SKUs), then one GPU-region per page (two); the first
+   * page also has a GPU kite does not know, without a price. */
+  if (page >= 0 && (size_t)page < n)
+    family_skus(list, &rates[page]);
+  else if (page >= 0 && (size_t)page < n + ng)
+    gpu_skus(list, &gpu_rates[page - (long)n]);
+  if (page == 0)
+    json_array_append_new(
+        list, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:[s]}", "skuId", "0000-GPU0-K80K",
+                        "description", "Nvidia Tesla K80 GPU running in Americas", "category",
+                        "resourceFamily", "Compute", "resourceGroup", "GPU", "usageType",
+                        "OnDemand", "serviceRegions", "us-central1"));
   json_t *out = json_pack("{s:o}", "skus", list);
-  if (page >= 0 && (size_t)page + 1 < n)
+  if (page >= 0 && (size_t)page + 1 < n + ng)
     json_object_set_new(out, "nextPageToken", own(sim_sprintf("%ld", page + 1)));
   http_json(resp, 200, dump(out));
 }
@@ -874,8 +1029,8 @@ static void gcp_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       vm_aggregated(sim, project, req, resp);
       return;
     }
-    if (strcmp(kind, "machineTypes") == 0) {
-      machine_types(project, req, resp);
+    if (strcmp(kind, "machineTypes") == 0 || strcmp(kind, "acceleratorTypes") == 0) {
+      zone_types(strcmp(kind, "acceleratorTypes") == 0, req, resp);
       return;
     }
   }
@@ -897,8 +1052,16 @@ static bool gcp_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       next = v->next;
       machine_t *m = vm_machine(sim, v);
       if (m || v->preempted_stopped)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}", "zone", v->zone, "name",
-                                              v->name, "status", vm_status(v, m), "spot", v->spot));
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:s}", "zone", v->zone, "name", v->name,
+                            "status", vm_status(v, m), "spot", v->spot, "machine_type",
+                            v->type->name, "accelerators",
+                            v->gpu || v->type->gpu
+                                ? own(sim_sprintf("%s:%u", v->gpu ? v->gpu->name : v->type->gpu,
+                                                  v->gpu ? v->gpus : v->type->gpus))
+                                : json_string(""),
+                            "on_host_maintenance",
+                            v->spot || v->gpu || v->type->gpu ? "TERMINATE" : "MIGRATE"));
     }
     http_json(resp, 200,
               dump(json_pack("{s:i, s:i, s:o}", "live", live_count(sim), "ssh_keys",
