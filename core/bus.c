@@ -40,7 +40,7 @@ static inline unsigned word_hash(const void *key, size_t len) {
   return (unsigned)(h >> 32);
 }
 #define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = word_hash((keyptr), (size_t)(keylen)))
-#include <uthash.h>
+#include "hash.h"
 
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 #define DEFAULT_CAPACITY (8u << 20)
@@ -349,7 +349,12 @@ static bucket_t *bucket_get(kite_bus_t *bus, bucket_t **table, int type, kite_ke
     if (b == NULL)
       return NULL;
     b->k = k;
-    HASH_ADD(hh, *table, k, sizeof(k), b);
+    int rc;
+    KITE_HASH_TRY(rc, HASH_ADD(hh, *table, k, sizeof(k), b));
+    if (rc != 0) {
+      free(b);
+      return NULL;
+    }
     if (table == &bus->keyed)
       bus->keyed_gen++;
   }
@@ -413,6 +418,12 @@ static int add_sub(kite_bus_t *bus, int type, kite_key_t key, kite__tramp_fn tra
   s->fn = fn;
   s->data = data;
   s->bucket = b;
+  int rc;
+  KITE_HASH_TRY(rc, HASH_ADD(hh, bus->by_id, id, sizeof(s->id), s));
+  if (rc != 0) {
+    free(s);
+    return rc;
+  }
   if (b) {
     list_append(&b->head, &b->tail, s);
     b->n++;
@@ -421,7 +432,6 @@ static int add_sub(kite_bus_t *bus, int type, kite_key_t key, kite__tramp_fn tra
   } else {
     list_append(&bus->all_head, &bus->all_tail, s);
   }
-  HASH_ADD(hh, bus->by_id, id, sizeof(s->id), s);
   if (out)
     out->id = s->id;
   return 0;
@@ -859,12 +869,14 @@ static int pending_start(kite_bus_t *bus, int type, const void *payload, uint32_
   p->cb = cb;
   p->data = data;
   p->bus = bus;
-  int rc = enqueue(bus, type, payload, p->corr, flags, false);
+  int rc;
+  KITE_HASH_TRY(rc, HASH_ADD(hh, bus->pending, corr, sizeof(p->corr), p));
+  if (rc == 0 && (rc = enqueue(bus, type, payload, p->corr, flags, false)) != 0)
+    HASH_DEL(bus->pending, p);
   if (rc != 0) {
     free(p);
     return rc;
   }
-  HASH_ADD(hh, bus->pending, corr, sizeof(p->corr), p);
   *out = p;
   return 0;
 }

@@ -45,8 +45,10 @@ int kite_runtime_new(kite_runtime_t **out, const kite_runtime_options_t *opts) {
   } else {
     const char *lv = getenv("KITE_LOG");
     if (lv && *lv && kite_log_level_parse(lv, &rt->log_level) != 0) {
-      fprintf(stderr, "kite: warn runtime: KITE_LOG=%s is not debug, info, warn or error; "
-                      "using warn\n", lv);
+      fprintf(stderr,
+              "kite: warn runtime: KITE_LOG=%s is not debug, info, warn or error; "
+              "using warn\n",
+              lv);
       rt->log_level = KITE_LOG_WARN;
     }
   }
@@ -59,10 +61,12 @@ int kite_runtime_new(kite_runtime_t **out, const kite_runtime_options_t *opts) {
   size_t hl = strlen(rt->home);
   while (hl > 1 && rt->home[hl - 1] == '/')
     rt->home[--hl] = '\0';
-  if (kite__mkdir_p(rt->home, 0700) != 0) {
-    fprintf(stderr, "kite: error runtime: cannot create kite's home directory %s: %s; set "
-                    "KITE_HOME to a writable directory\n", rt->home, strerror(errno));
-    rc = KITE_EIO;
+  if ((rc = kite__mkdir_p(rt->home, 0700)) != 0) {
+    if (rc != KITE_ENOMEM)
+      fprintf(stderr,
+              "kite: error runtime: cannot create kite's home directory %s: %s; set "
+              "KITE_HOME to a writable directory\n",
+              rt->home, strerror(errno));
     goto fail;
   }
   if (opts->loop) {
@@ -105,9 +109,15 @@ fail:
   return rc;
 }
 
-uv_loop_t *kite_runtime_loop(kite_runtime_t *rt) { return rt->loop; }
-kite_bus_t *kite_runtime_bus(kite_runtime_t *rt) { return rt->bus; }
-const char *kite_runtime_home(const kite_runtime_t *rt) { return rt->home; }
+uv_loop_t *kite_runtime_loop(kite_runtime_t *rt) {
+  return rt->loop;
+}
+kite_bus_t *kite_runtime_bus(kite_runtime_t *rt) {
+  return rt->bus;
+}
+const char *kite_runtime_home(const kite_runtime_t *rt) {
+  return rt->home;
+}
 
 int kite_runtime_add(kite_runtime_t *rt, kite_component_t *c) {
   if (c == NULL || c->name == NULL || c->stop == NULL || (unsigned)c->tier >= KITE_TIER__COUNT)
@@ -142,7 +152,9 @@ kite_component_t *kite_runtime_find(kite_runtime_t *rt, const char *name) {
   return NULL;
 }
 
-int kite_runtime_run(kite_runtime_t *rt) { return uv_run(rt->loop, UV_RUN_DEFAULT); }
+int kite_runtime_run(kite_runtime_t *rt) {
+  return uv_run(rt->loop, UV_RUN_DEFAULT);
+}
 
 static void unlink_component(kite_runtime_t *rt, kite_component_t *c) {
   for (kite_component_t **pp = &rt->components; *pp; pp = &(*pp)->next_) {
@@ -165,8 +177,7 @@ int kite_runtime_remove(kite_runtime_t *rt, kite_component_t *c) {
 static void on_component_stopped(kite_component_t *c) {
   kite_runtime_t *rt = c->rt_;
   if (c->state_ != COMP_STOPPING) {
-    kite_log(rt, KITE_LOG_ERROR, "runtime", "component %s reported stopped twice (a bug)",
-             c->name);
+    kite_log(rt, KITE_LOG_ERROR, "runtime", "component %s reported stopped twice (a bug)", c->name);
     return;
   }
   c->state_ = COMP_STOPPED;

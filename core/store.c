@@ -406,14 +406,14 @@ static void bind_args(sqlite3_stmt *st, const arg_t *args, size_t n) {
  * giving each row to row(s, st, data) (row NULL: the statement gives no rows), and resets it.
  * *rows (when not NULL) counts the rows handed over. Returns 0, the row callback's error, or
  * SQLite's mapped to a kite code with what naming the operation; KITE_ESTORE when the
- * statement cannot be prepared. */
+ * statement cannot be prepared (KITE_ENOMEM when for want of memory). */
 static int query(kite_store_t *s, enum stmt_id id, const arg_t *args, size_t nargs, row_fn row,
                  void *data, size_t *rows, const char *what) {
   if (rows)
     *rows = 0;
   sqlite3_stmt *st = stmt(s, id);
   if (st == NULL)
-    return KITE_ESTORE;
+    return sqlite3_errcode(s->db) == SQLITE_NOMEM ? KITE_ENOMEM : KITE_ESTORE;
   bind_args(st, args, nargs);
   int rc = 0, step;
   while ((step = sqlite3_step(st)) == SQLITE_ROW && row) {
@@ -736,6 +736,20 @@ static int setup(kite_store_t *s) {
     rc = narrow_mode(s, shm);
   free(wal);
   free(shm);
+  return rc;
+}
+
+int kite_store_remove(const char *path) {
+  static const char *const sides[] = {"", "-wal", "-shm"};
+  int rc = 0;
+  for (size_t i = 0; i < KITE_ARRAY_SIZE(sides); i++) {
+    char *p = kite__sprintf("%s%s", path, sides[i]);
+    if (p == NULL)
+      return KITE_ENOMEM;
+    if (unlink(p) != 0 && errno != ENOENT)
+      rc = KITE_EIO;
+    free(p);
+  }
   return rc;
 }
 

@@ -13,6 +13,8 @@
 
 #include "kite_impl.h"
 
+_Thread_local bool kite__hash_oom;
+
 char *kite__strdup(const char *s) {
   return s ? strdup(s) : NULL;
 }
@@ -36,7 +38,7 @@ int kite__mkdir_p(const char *path, int mode) {
       char c = *s;
       *s = '\0';
       if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
-        rc = errno == EACCES ? KITE_EIO : KITE_EIO;
+        rc = KITE_EIO;
         break;
       }
       *s = c;

@@ -17,9 +17,9 @@
  * same function `kite cost` uses. Instances that ended stay accounted for: the pool's total is
  * everything it ever ran, replaced and preempted instances included, which is what a ceiling on
  * the pool's total cost (kite__cost_total) must read. */
-#include <uthash.h>
 
 #include "kite/cost.h"
+#include "hash.h"
 #include "kite/registry.h"
 #include "kite_impl.h"
 #include "monitors_impl.h"
@@ -168,7 +168,13 @@ static billed_t *start(kite__cost_t *c, const char *id, const char *provider, ui
     b->increment_s = info->billing_increment_s;
     b->minimum_s = info->billing_minimum_s;
   }
-  HASH_ADD_KEYPTR(hh, c->by_id, b->instance_id, strlen(b->instance_id), b);
+  int rc;
+  KITE_HASH_TRY(rc, HASH_ADD_KEYPTR(hh, c->by_id, b->instance_id, strlen(b->instance_id), b));
+  if (rc != 0) {
+    billed_free(b);
+    kite_log(c->rt, KITE_LOG_ERROR, "cost", "out of memory: instance %s is not accounted for", id);
+    return NULL;
+  }
   c->running++;
   set_ticking(c);
   return b;

@@ -23,8 +23,8 @@
  * "health_failures"; "preempt_state"), so a UI can show it. The watch never touches the
  * node itself: the pool reacts to node_lost / node_preempted by replacing the node. */
 #include <stdio.h>
-#include <uthash.h>
 
+#include "hash.h"
 #include "kite/monitor.h"
 #include "kite/provider.h"
 #include "kite_impl.h"
@@ -405,7 +405,14 @@ static void track_beating(kite__watch_t *w, const kite_ev_node_state_changed_t *
   b->node = p->node;
   b->rank = p->rank;
   b->w = w;
-  HASH_ADD(hh, w->beating, node, sizeof(b->node), b);
+  int rc;
+  KITE_HASH_TRY(rc, HASH_ADD(hh, w->beating, node, sizeof(b->node), b));
+  if (rc != 0) {
+    kite_log(w->rt, KITE_LOG_ERROR, "monitor",
+             "rank %u: out of memory: its dead-man's switch gets no heartbeat", p->rank);
+    free(b);
+    return;
+  }
   if (!w->monitors)
     kite_on_session_lost(w->bus, p->node, on_beating_session_lost, b, &b->session_sub);
 }
@@ -450,9 +457,17 @@ static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
     return;
   n->node = p->node;
   n->rank = p->rank;
+  n->w = w;
+  int rc;
+  KITE_HASH_TRY(rc, HASH_ADD(hh, w->nodes, node, sizeof(n->node), n));
+  if (rc != 0) {
+    kite_log(w->rt, KITE_LOG_ERROR, "monitor", "cannot watch rank %u: %s", p->rank,
+             kite_strerror(rc));
+    free(n);
+    return;
+  }
   n->instance_id = kite__strdup(p->instance_id);
   n->provider = kite__strdup(p->provider ? p->provider : w->provider);
-  n->w = w;
   kite_monitor_options_t h = {.interval_ms = w->o.health_interval_ms,
                               .jitter_ms =
                                   w->o.jitter_ms ? w->o.jitter_ms : w->o.health_interval_ms / 10,
@@ -461,12 +476,11 @@ static void on_ready(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_node
                               .jitter_ms =
                                   w->o.jitter_ms ? w->o.jitter_ms : w->o.preempt_interval_ms / 10,
                               .timeout_ms = w->o.preempt_interval_ms};
-  int rc = kite_monitor_new(w->rt, &h, health_check, health_result, n, &n->health);
+  rc = kite_monitor_new(w->rt, &h, health_check, health_result, n, &n->health);
   if (rc == 0)
     rc = kite_monitor_new(w->rt, &q, preempt_check, preempt_result, n, &n->preempt);
   if (rc == 0)
     rc = kite_on_session_lost(bus, p->node, on_session_lost, n, &n->session_sub);
-  HASH_ADD(hh, w->nodes, node, sizeof(n->node), n);
   if (rc != 0) {
     kite_log(w->rt, KITE_LOG_ERROR, "monitor", "cannot watch rank %u: %s", p->rank,
              kite_strerror(rc));

@@ -14,8 +14,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <uthash.h>
 
+#include "hash.h"
 #include "transport_impl.h"
 
 typedef struct tsess tsess_t;
@@ -84,8 +84,11 @@ static top_t *top_new(tsess_t *ts, uint64_t task, uint64_t corr) {
   top_t *old = NULL;
   HASH_FIND(hh, ts->ops, &task, sizeof(task), old);
   o->hashed = old == NULL; /* a duplicate task id runs, but cannot be canceled by id */
-  if (o->hashed)
-    HASH_ADD(hh, ts->ops, task, sizeof(o->task), o);
+  if (o->hashed) {
+    int rc;
+    KITE_HASH_TRY(rc, HASH_ADD(hh, ts->ops, task, sizeof(o->task), o));
+    o->hashed = rc == 0; /* out of memory: it runs, but cannot be canceled by id */
+  }
   return o;
 }
 
@@ -207,7 +210,10 @@ static void on_connect(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ss
                           .connect_timeout_ms = p->timeout_ms > 0 ? (uint64_t)p->timeout_ms : 0,
                           .keepalive_s = t->keepalive_s,
                           .max_channels = t->max_channels};
-  int rc = kite_ssh_connect(t->rt, &o, on_connected, ts, &ts->s);
+  int rc;
+  KITE_HASH_TRY(rc, HASH_ADD(hh, t->sessions, node, sizeof(ts->node), ts));
+  if (rc == 0 && (rc = kite_ssh_connect(t->rt, &o, on_connected, ts, &ts->s)) != 0)
+    HASH_DEL(t->sessions, ts);
   if (rc != 0) {
     reply_err(bus, ev->corr, rc, "cannot connect to %s:%u: %s", p->host, p->port,
               kite_strerror(rc));
@@ -215,7 +221,6 @@ static void on_connect(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ss
     return;
   }
   kite_ssh_on_lost(ts->s, on_lost, ts);
-  HASH_ADD(hh, t->sessions, node, sizeof(ts->node), ts);
 }
 
 static void on_disconnect(kite_bus_t *bus, const kite_event_t *ev,

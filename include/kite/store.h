@@ -45,6 +45,10 @@ char *kite_store_default_path(const char *home);
  * error), KITE_ESTORE (not a kite store, newer schema, SQLite failure). */
 int kite_store_open(const char *path, kite_store_t **out);
 
+/* Removes the store at path with its -wal and -shm files (missing ones are fine); only for a
+ * store no process has open. KITE_EIO when one cannot be removed. */
+int kite_store_remove(const char *path);
+
 /* Closes the store. NULL is ignored. */
 void kite_store_close(kite_store_t *store);
 

@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <uthash.h>
 
+#include "hash.h"
 #include "kite/local.h"
 #include "kite/provider.h"
 #include "kite_impl.h"
@@ -108,6 +108,9 @@ static inst_t *find(kite_local_provider_t *lp, const char *id) {
   inst_t *i = NULL;
   if (id)
     HASH_FIND_STR(lp->by_id, id, i);
+  for (inst_t *x = lp->insts; id && i == NULL && x; x = x->next)
+    if (!x->hashed && x->id && strcmp(x->id, id) == 0)
+      i = x; /* left out of the table when it could not be made */
   return i;
 }
 
@@ -116,15 +119,15 @@ static void inst_link(kite_local_provider_t *lp, inst_t *i) {
   lp->insts = i;
   lp->count++;
   if (i->id) {
-    HASH_ADD_KEYPTR(hh, lp->by_id, i->id, strlen(i->id), i);
-    i->hashed = true;
+    int rc;
+    KITE_HASH_TRY(rc, HASH_ADD_KEYPTR(hh, lp->by_id, i->id, strlen(i->id), i));
+    i->hashed = rc == 0; /* else found by walking the list */
   }
 }
 
 static void maybe_stopped(kite_local_provider_t *lp) {
   /* The key request holds lp until on_key, which calls here again. */
-  if (lp->stopping && lp->key_ready && lp->insts == NULL && lp->timers_open == 0 &&
-      lp->stop_done) {
+  if (lp->stopping && lp->key_ready && lp->insts == NULL && lp->timers_open == 0 && lp->stop_done) {
     kite_component_stopped_fn done = lp->stop_done;
     lp->stop_done = NULL;
     for (size_t k = 0; k < KITE_ARRAY_SIZE(lp->subs); k++)
@@ -166,8 +169,11 @@ static void inst_forget(inst_t *i) {
 /* Replies to every terminate request waiting on i, then forgets it. */
 static void confirm_terminated(inst_t *i) {
   kite_local_provider_t *lp = i->lp;
-  kite_ev_instance_terminated_t t = {.pool = i->pool, .node = i->node, .rank = i->rank,
-                                     .provider = PROVIDER_NAME, .instance_id = i->id};
+  kite_ev_instance_terminated_t t = {.pool = i->pool,
+                                     .node = i->node,
+                                     .rank = i->rank,
+                                     .provider = PROVIDER_NAME,
+                                     .instance_id = i->id};
   for (size_t k = 0; k < i->term_n; k++)
     kite_reply_instance_terminated(lp->bus, i->term_corrs[k], &t);
   if (i->term_n == 0 && i->start_error == 0)
@@ -185,7 +191,8 @@ static void on_node_stopped(kite_local_node_t *ln, int status, void *data) {
   if (i->start_error) {
     char *msg = kite__sprintf("local node for rank %u could not start: %s (is openssh-server "
                               "installed? see the README's install step; KITE_LOG=debug shows "
-                              "sshd's own message)", i->rank, kite_strerror(i->start_error));
+                              "sshd's own message)",
+                              i->rank, kite_strerror(i->start_error));
     kite_bus_reply_error(i->lp->bus, i->launch_corr, i->start_error, msg);
     free(msg);
     i->launch_corr = 0;
@@ -199,8 +206,11 @@ static void on_node_stopped(kite_local_node_t *ln, int status, void *data) {
   }
   /* Died by preemption: the record stays until someone terminates it. */
   i->state = INST_PREEMPTED;
-  kite_ev_instance_preempted_t p = {.pool = i->pool, .node = i->node, .rank = i->rank,
-                                    .provider = PROVIDER_NAME, .instance_id = i->id,
+  kite_ev_instance_preempted_t p = {.pool = i->pool,
+                                    .node = i->node,
+                                    .rank = i->rank,
+                                    .provider = PROVIDER_NAME,
+                                    .instance_id = i->id,
                                     .reason = i->notice ? "spot capacity reclaimed after notice"
                                                         : "spot capacity reclaimed"};
   kite_emit_instance_preempted(i->lp->bus, &p);
@@ -231,8 +241,8 @@ static void reap_settled(inst_t *i) {
     reap_round(i); /* processes started while the others were dying */
     return;
   }
-  char *msg = left < 0 ? kite__sprintf("cannot read /proc to find the processes of %s: %s",
-                                       i->tag, kite_strerror(left))
+  char *msg = left < 0 ? kite__sprintf("cannot read /proc to find the processes of %s: %s", i->tag,
+                                       kite_strerror(left))
                        : kite__sprintf("%d process(es) carrying %s are still running after %d "
                                        "rounds of SIGKILL; see `grep -l KITE_NODE_TAG=%s "
                                        "/proc/*/environ`, then run `kite down` again",
@@ -304,8 +314,7 @@ static void reap_round(inst_t *i) {
     reap_settled(i);
 }
 
-int kite_local_provider_adopt(kite_local_provider_t *lp, const char *instance_id,
-                              const char *tag) {
+int kite_local_provider_adopt(kite_local_provider_t *lp, const char *instance_id, const char *tag) {
   if (lp == NULL || instance_id == NULL || *instance_id == '\0' || tag == NULL || *tag == '\0')
     return KITE_EINVAL;
   if (find(lp, instance_id))
@@ -385,7 +394,9 @@ int kite_local_provider_preempt(kite_local_provider_t *lp, const char *instance_
   return 0;
 }
 
-unsigned kite_local_provider_count(const kite_local_provider_t *lp) { return lp->count; }
+unsigned kite_local_provider_count(const kite_local_provider_t *lp) {
+  return lp->count;
+}
 
 /* ---- launch ------------------------------------------------------------------------------ */
 
@@ -407,13 +418,18 @@ static void on_node_started(kite_local_node_t *ln, int status, void *data) {
     i->state = INST_STOPPING;
     kill_node(i);
   }
-  kite_ev_instance_launched_t l = {.pool = i->pool, .node = i->node, .rank = i->rank,
-                                   .provider = PROVIDER_NAME, .instance_id = i->id,
+  kite_ev_instance_launched_t l = {.pool = i->pool,
+                                   .node = i->node,
+                                   .rank = i->rank,
+                                   .provider = PROVIDER_NAME,
+                                   .instance_id = i->id,
                                    .address = kite_local_node_address(ln),
                                    .port = kite_local_node_port(ln),
                                    .user = kite_local_node_user(ln),
                                    .host_key = kite_local_node_host_key(ln),
-                                   .price_hourly = 0.0, .tag = i->tag, .key_path = lp->key_path};
+                                   .price_hourly = 0.0,
+                                   .tag = i->tag,
+                                   .key_path = lp->key_path};
   kite_reply_instance_launched(lp->bus, corr, &l);
   if (i->state == INST_RUNNING && (lp->opts.chaos_after_ms || lp->opts.chaos_per_minute > 0)) {
     if (lp->opts.chaos_after_ms)
@@ -451,11 +467,12 @@ static void launch_now(kite_local_provider_t *lp, uint64_t corr, const char *tag
   uv_timer_init(kite_runtime_loop(lp->rt), &i->timer);
   lp->timers_open++;
   inst_link(lp, i);
-  kite_local_node_options_t o = {.tag = i->tag, .authorized_key = lp->pubkey,
+  kite_local_node_options_t o = {.tag = i->tag,
+                                 .authorized_key = lp->pubkey,
                                  .port = (uint16_t)lp->opts.port,
                                  .outlive_controller = lp->opts.outlive_controller};
-  int rc = i->id && i->tag ? kite_local_node_start(lp->rt, &o, on_node_started, i, &i->ln)
-                           : KITE_ENOMEM;
+  int rc =
+      i->id && i->tag ? kite_local_node_start(lp->rt, &o, on_node_started, i, &i->ln) : KITE_ENOMEM;
   if (rc != 0) {
     char *msg = kite__sprintf("cannot start a local node: %s", kite_strerror(rc));
     kite_bus_reply_error(lp->bus, corr, rc, msg);
@@ -465,8 +482,8 @@ static void launch_now(kite_local_provider_t *lp, uint64_t corr, const char *tag
   }
 }
 
-static void on_launch(kite_bus_t *bus, const kite_event_t *ev,
-                      const kite_ev_instance_launch_t *p, void *data) {
+static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_instance_launch_t *p,
+                      void *data) {
   kite_local_provider_t *lp = data;
   (void)bus;
   if (lp->stopping) {
@@ -511,8 +528,8 @@ static void on_key(kite_runtime_t *rt, int status, void *data) {
     }
   }
   if (lp->key_status != 0)
-    kite_log(lp->rt, KITE_LOG_ERROR, "local", "cannot create kite's SSH key %s: %s",
-             lp->key_path, kite_strerror(lp->key_status));
+    kite_log(lp->rt, KITE_LOG_ERROR, "local", "cannot create kite's SSH key %s: %s", lp->key_path,
+             kite_strerror(lp->key_status));
   while (lp->waiting) {
     pending_launch_t *w = lp->waiting;
     lp->waiting = w->next;
@@ -531,8 +548,11 @@ static void on_terminate(kite_bus_t *bus, const kite_event_t *ev,
   inst_t *i = find(lp, p->instance_id);
   if (i == NULL) {
     /* Unknown here means gone: a local node does not outlive the process that made it. */
-    kite_ev_instance_terminated_t t = {.pool = p->pool, .node = p->node, .rank = p->rank,
-                                       .provider = PROVIDER_NAME, .instance_id = p->instance_id};
+    kite_ev_instance_terminated_t t = {.pool = p->pool,
+                                       .node = p->node,
+                                       .rank = p->rank,
+                                       .provider = PROVIDER_NAME,
+                                       .instance_id = p->instance_id};
     kite_reply_instance_terminated(bus, ev->corr, &t);
     return;
   }
@@ -563,9 +583,9 @@ static void on_describe(kite_bus_t *bus, const kite_event_t *ev,
                         const kite_ev_instance_describe_t *p, void *data) {
   kite_local_provider_t *lp = data;
   inst_t *i = find(lp, p->instance_id);
-  static const char *const names[] = {"pending", "running", "preempted", "terminating",
-                                      "adopted"};
-  kite_ev_instance_state_t s = {.provider = PROVIDER_NAME, .node = p->node,
+  static const char *const names[] = {"pending", "running", "preempted", "terminating", "adopted"};
+  kite_ev_instance_state_t s = {.provider = PROVIDER_NAME,
+                                .node = p->node,
                                 .instance_id = p->instance_id,
                                 .state = i ? names[i->state] : "terminated",
                                 .address = i && i->ln ? kite_local_node_address(i->ln) : NULL};
@@ -600,8 +620,10 @@ static void on_preempt_check(kite_bus_t *bus, const kite_event_t *ev,
                              const kite_ev_preempt_check_t *p, void *data) {
   kite_local_provider_t *lp = data;
   inst_t *i = find(lp, p->instance_id);
-  kite_ev_preempt_status_t s = {.provider = PROVIDER_NAME, .node = p->node,
-                                .instance_id = p->instance_id, .state = KITE_PREEMPT_GONE};
+  kite_ev_preempt_status_t s = {.provider = PROVIDER_NAME,
+                                .node = p->node,
+                                .instance_id = p->instance_id,
+                                .state = KITE_PREEMPT_GONE};
   if (i && (i->state == INST_RUNNING || i->state == INST_STARTING)) {
     s.state = i->notice ? KITE_PREEMPT_NOTICE : KITE_PREEMPT_NONE;
     s.deadline_ms = i->notice ? (int64_t)i->deadline_ms : 0;
@@ -636,8 +658,10 @@ static void lp_stop(kite_component_t *c, kite_component_stopped_fn done) {
   lp->stopping = true;
   lp->stop_done = done;
   if (lp->insts)
-    kite_log(lp->rt, KITE_LOG_WARN, "local", "stopping with %u instance(s) still running: "
-             "killing them", lp->count);
+    kite_log(lp->rt, KITE_LOG_WARN, "local",
+             "stopping with %u instance(s) still running: "
+             "killing them",
+             lp->count);
   for (inst_t *i = lp->insts, *next; i; i = next) {
     next = i->next;
     if (i->state == INST_ADOPTED) {

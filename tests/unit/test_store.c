@@ -843,12 +843,7 @@ static void test_many_open_a_new_store_at_once(void **state) {
   (void)state;
   enum { ROUNDS = 60, OPENERS = 4 };
   for (int round = 0; round < ROUNDS; round++) {
-    unlink(db);
-    char side[160];
-    snprintf(side, sizeof(side), "%s-wal", db);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", db);
-    unlink(side);
+    assert_int_equal(kite_store_remove(db), 0);
     pid_t kids[OPENERS];
     for (int k = 0; k < OPENERS; k++) {
       kids[k] = fork();
