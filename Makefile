@@ -10,7 +10,7 @@ PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev lib
 	openssh-server openssh-client util-linux pdsh python3 python3-pip python3-asyncssh python3-blinker \
 	libnghttp2-dev librtmp-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev curl procps
 
-.PHONY: deps build demo test test-normal test-asan bench clean
+.PHONY: deps build demo test test-normal test-asan bench fuzz clean
 
 # Idempotent: installs only what is missing, and creates the unprivileged user local nodes log
 # in as when kite runs as root (never racily from parallel tests).
@@ -61,5 +61,21 @@ test: test-normal test-asan
 bench: build
 	./bench/run.sh
 
+# libFuzzer over every parser target (tests/fuzz/), FUZZ_SECONDS each (default 60), from a copy
+# of its corpus in build-fuzz/corpus/; any crash, leak or sanitizer report fails it, leaving
+# the input that caused it in build-fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v clang >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang >/dev/null; }
+	CC=clang cmake -S . -B build-fuzz -DKITE_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-fuzz -j$(JOBS) --target $$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$$//')
+	@set -eo pipefail; for t in tests/fuzz/fuzz_*.c; do n=$$(basename $$t .c); s=$${n#fuzz_}; \
+	  mkdir -p build-fuzz/corpus/$$s; cp -n tests/fuzz/corpus/$$s/* build-fuzz/corpus/$$s/; \
+	  echo "== $$n, $(FUZZ_SECONDS) s"; \
+	  (cd build-fuzz && ./tests/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -max_len=65536 corpus/$$s 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done'); \
+	done
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
