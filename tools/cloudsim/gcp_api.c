@@ -16,7 +16,8 @@
  *   waited for (POST .../operations/OP/wait) or read.
  * - Spot VMs (scheduling.provisioningModel SPOT) serve the metadata server on their address,
  *   port $KITE_CLOUDSIM_GCE_METADATA_PORT (default 8170): instance/preempted is FALSE, and TRUE
- *   after POST /_sim/gcp/instances/ZONE/NAME/preempt, which takes the VM 2 s later (deleted with
+ *   after POST /_sim/gcp/instances/ZONE/NAME/preempt[?notice_ms=N], which takes the VM 2 s (or
+ *   N ms) later (deleted with
  *   instanceTerminationAction DELETE, else TERMINATED).
  * - Control: GET /_sim/gcp/state, POST /_sim/gcp/instances/ZONE/NAME/kill. */
 #include <jansson.h>
@@ -1090,8 +1091,11 @@ static bool gcp_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       machine_kill(m, true);
       http_json(resp, 200, strdup("{\"ok\":true}"));
     } else if (strcmp(tail, "preempt") == 0) {
+      char *ms = http_query_param(req, "notice_ms");
+      long notice = ms && atol(ms) > 0 && atol(ms) <= 120000 ? atol(ms) : PREEMPT_NOTICE_MS;
+      free(ms);
       v->preempt_notice = true;
-      uv_timer_start(&v->timer, on_preempt_due, PREEMPT_NOTICE_MS, 0);
+      uv_timer_start(&v->timer, on_preempt_due, (uint64_t)notice, 0);
       fprintf(stderr, "kite-cloudsim: gcp VM %s/%s: preemption notice\n", zone, name);
       http_json(resp, 200, strdup("{\"ok\":true}"));
     } else {
