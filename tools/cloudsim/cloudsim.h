@@ -288,6 +288,8 @@ struct sim {
 
 double sim_rand01(sim_t *sim);
 char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* j as compact JSON text (malloc'd), j released. */
+char *sim_dump(json_t *j);
 
 /* The fronts (each in its own file). */
 extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front;

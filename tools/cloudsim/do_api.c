@@ -173,12 +173,6 @@ static json_t *droplet_json(machine_t *m) {
                    "760e09ef-dc84-11e8-981e-3cfdfeaae000");
 }
 
-static char *dump(json_t *j) {
-  char *s = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
-  return s;
-}
-
 /* ---- pagination ------------------------------------------------------------------------------ */
 
 typedef struct page {
@@ -382,7 +376,7 @@ static void droplets_create(sim_t *sim, const http_req_t *req, http_resp_t *resp
   else
     out = json_pack("{s:O, s:{s:o}}", "droplets", out_droplets, "links", "actions", actions);
   json_decref(out_droplets);
-  http_json(resp, 202, dump(out));
+  http_json(resp, 202, sim_dump(out));
   json_decref(body);
 }
 
@@ -418,7 +412,7 @@ static void droplets_list(sim_t *sim, const http_req_t *req, http_resp_t *resp) 
     snprintf(extra, sizeof(extra), "%.*s", (int)l, q ? q : "");
   }
   add_pages(out, req, extra, p, total);
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
   free(tag);
   free(name);
 }
@@ -458,7 +452,7 @@ static void sizes_list(const http_req_t *req, http_resp_t *resp) {
     json_array_append_new(all, size_json(&sizes[i]));
   json_t *out = json_pack("{s:o}", "sizes", all);
   add_pages(out, req, "", p, (long)COUNT(sizes));
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
 }
 
 /* ---- account --------------------------------------------------------------------------------- */
@@ -486,7 +480,7 @@ static void keys_create(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     fp = NULL;
     k->next = sim->keys;
     sim->keys = k;
-    http_json(resp, 201, dump(json_pack("{s:o}", "ssh_key", key_json(k))));
+    http_json(resp, 201, sim_dump(json_pack("{s:o}", "ssh_key", key_json(k))));
   }
   free(fp);
   json_decref(body);
@@ -503,7 +497,7 @@ static void keys_list(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       json_array_append_new(all, key_json(k));
   json_t *out = json_pack("{s:o}", "ssh_keys", all);
   add_pages(out, req, "", p, total);
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
 }
 
 static void keys_delete(sim_t *sim, ssh_key_t *k, http_resp_t *resp) {
@@ -527,7 +521,7 @@ static void account_get(sim_t *sim, http_resp_t *resp) {
                 "b6fr89dbf6d9156cace5f3c78dc9851d957381ef", "email_verified", 1, "status", "active",
                 "status_message", "", "team", "uuid", "5df3e3004a17e242b7c20ca6c9fc25b701a47ece",
                 "name", "kite-cloudsim");
-  http_json(resp, 200, dump(json_pack("{s:o}", "account", a)));
+  http_json(resp, 200, sim_dump(json_pack("{s:o}", "account", a)));
 }
 
 /* ---- routing --------------------------------------------------------------------------------- */
@@ -555,7 +549,7 @@ static void do_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     if (d == NULL)
       return;
     if (get) {
-      http_json(resp, 200, dump(json_pack("{s:o}", "droplet", droplet_json(d))));
+      http_json(resp, 200, sim_dump(json_pack("{s:o}", "droplet", droplet_json(d))));
     } else if (del) {
       fprintf(stderr, "kite-cloudsim: droplet %llu (%s) deleted\n", (unsigned long long)d->id,
               d->name);
@@ -595,7 +589,7 @@ static void do_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     if (k == NULL)
       http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");
     else if (get)
-      http_json(resp, 200, dump(json_pack("{s:o}", "ssh_key", key_json(k))));
+      http_json(resp, 200, sim_dump(json_pack("{s:o}", "ssh_key", key_json(k))));
     else if (del)
       keys_delete(sim, k, resp);
     else

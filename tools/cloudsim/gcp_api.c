@@ -176,12 +176,6 @@ static json_t *own(char *s) {
   return j;
 }
 
-static char *dump(json_t *j) {
-  char *s = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
-  return s;
-}
-
 static void rfc3339(char out[40]) {
   time_t t = time(NULL);
   struct tm tm;
@@ -492,7 +486,7 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
   char *rid = http_query_param(req, "requestId");
   for (op_t *o = gcp.ops; rid && *rid && o; o = o->next)
     if (strcmp(o->request_id, rid) == 0 && strcmp(o->zone, zone) == 0) {
-      http_json(resp, 200, dump(op_json(o, project, false)));
+      http_json(resp, 200, sim_dump(op_json(o, project, false)));
       free(rid);
       return;
     }
@@ -636,7 +630,7 @@ static void vm_insert(sim_t *sim, const char *project, const char *zone, const h
     }
     free(refusal.body);
     free(refusal.headers);
-    http_json(resp, 200, dump(op_json(o, project, false)));
+    http_json(resp, 200, sim_dump(op_json(o, project, false)));
   }
   free(rid);
   json_decref(b);
@@ -651,7 +645,7 @@ static void vm_delete(sim_t *sim, vm_t *v, const char *project, http_resp_t *res
   } else {
     vm_free(v); /* a stopped spot VM: deleted at once */
   }
-  http_json(resp, 200, dump(op_json(o, project, false)));
+  http_json(resp, 200, sim_dump(op_json(o, project, false)));
 }
 
 /* labels.kite-pool=VALUE or labels.kite-pool:* */
@@ -721,7 +715,7 @@ static void vm_aggregated(sim_t *sim, const char *project, const http_req_t *req
                           "projects/p/aggregated/instances", "items", items);
   if (more)
     json_object_set_new(out, "nextPageToken", own(sim_sprintf("%ld", skip + put)));
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
   free(filter);
   free(ptok);
   free(maxs);
@@ -769,7 +763,7 @@ static void zone_types(bool accel, const http_req_t *req, http_resp_t *resp) {
       "items", items);
   if (page >= 0 && zones[page] && zones[page + 1])
     json_object_set_new(out, "nextPageToken", own(sim_sprintf("%ld", page + 1)));
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
 }
 
 /* One SKU: group CPU, RAM (per GiB hour) or GPU, in one region. */
@@ -837,7 +831,7 @@ static void skus(const http_req_t *req, http_resp_t *resp) {
   json_t *out = json_pack("{s:o}", "skus", list);
   if (page >= 0 && (size_t)page + 1 < n + ng)
     json_object_set_new(out, "nextPageToken", own(sim_sprintf("%ld", page + 1)));
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
 }
 
 /* ---- the token endpoint ------------------------------------------------------------------- */
@@ -939,12 +933,13 @@ static void token(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   else
     why = "Invalid grant_type";
   if (why)
-    http_json(resp, 400,
-              dump(json_pack("{s:s, s:s}", "error", "invalid_grant", "error_description", why)));
+    http_json(
+        resp, 400,
+        sim_dump(json_pack("{s:s, s:s}", "error", "invalid_grant", "error_description", why)));
   else
     http_json(resp, 200,
-              dump(json_pack("{s:s, s:i, s:s}", "access_token", sim->token, "expires_in", 3599,
-                             "token_type", "Bearer")));
+              sim_dump(json_pack("{s:s, s:i, s:s}", "access_token", sim->token, "expires_in", 3599,
+                                 "token_type", "Bearer")));
   free(body);
   free(grant);
   free(assertion);
@@ -1006,7 +1001,7 @@ static void gcp_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       gcp_error(resp, 404, "notFound", msg);
       free(msg);
     } else if (n == 4 && strcmp(req->method, "GET") == 0) {
-      http_json(resp, 200, dump(vm_json(v, m)));
+      http_json(resp, 200, sim_dump(vm_json(v, m)));
     } else if (n == 4 && strcmp(req->method, "DELETE") == 0) {
       vm_delete(sim, v, project, resp);
     } else {
@@ -1022,7 +1017,7 @@ static void gcp_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
       gcp_error(resp, 404, "notFound", "The resource 'operation' was not found");
       return;
     }
-    http_json(resp, 200, dump(op_json(o, project, true)));
+    http_json(resp, 200, sim_dump(op_json(o, project, true)));
     return;
   }
   if (sscanf(p, "/compute/v1/projects/%63[^/]/aggregated/%31s", project, kind) == 2) {
@@ -1065,8 +1060,8 @@ static bool gcp_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
                             v->spot || v->gpu || v->type->gpu ? "TERMINATE" : "MIGRATE"));
     }
     http_json(resp, 200,
-              dump(json_pack("{s:i, s:i, s:o}", "live", live_count(sim), "ssh_keys",
-                             (int)gcp.keys_n, "instances", list)));
+              sim_dump(json_pack("{s:i, s:i, s:o}", "live", live_count(sim), "ssh_keys",
+                                 (int)gcp.keys_n, "instances", list)));
   } else if (strcmp(req->path, "/_sim/gcp/op_errors") == 0 && strcmp(req->method, "POST") == 0) {
     json_error_t e;
     json_t *j = json_loadb(req->body, req->body_len, 0, &e);
@@ -1116,15 +1111,16 @@ static void gcp_no_capacity(http_resp_t *resp, const char *type, const char *zon
   char *m = sim_sprintf("The zone 'projects/p/zones/%s' does not have enough resources available "
                         "to fulfill the request. Try a different zone, or try again later. (%s)",
                         zone, type);
-  http_json(resp, 503,
-            dump(json_pack("{s:s, s:s}", "code", "ZONE_RESOURCE_POOL_EXHAUSTED", "message", m)));
+  http_json(
+      resp, 503,
+      sim_dump(json_pack("{s:s, s:s}", "code", "ZONE_RESOURCE_POOL_EXHAUSTED", "message", m)));
   free(m);
 }
 
 static void gcp_over_limit(http_resp_t *resp, unsigned limit, unsigned wanted) {
   char *m =
       sim_sprintf("Quota 'INSTANCES' exceeded. Limit: %u.0 in region (wanted %u)", limit, wanted);
-  http_json(resp, 403, dump(json_pack("{s:s, s:s}", "code", "QUOTA_EXCEEDED", "message", m)));
+  http_json(resp, 403, sim_dump(json_pack("{s:s, s:s}", "code", "QUOTA_EXCEEDED", "message", m)));
   free(m);
 }
 

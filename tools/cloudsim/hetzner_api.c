@@ -224,12 +224,6 @@ static void uniqueness(http_resp_t *resp, const char *field, const char *message
 
 /* ---- small things --------------------------------------------------------------------------- */
 
-static char *dump(json_t *j) {
-  char *s = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
-  return s;
-}
-
 static void now_iso(char out[32]) {
   time_t now = time(NULL);
   struct tm tm;
@@ -753,7 +747,7 @@ static void answer_page(const http_req_t *req, http_resp_t *resp, bool ok, page_
       json_array_append_new(list, to_json(v[i]));
   json_t *out = json_pack("{s:o}", key, list);
   add_pagination(out, req, resp, p, (long)m);
-  http_json(resp, 200, dump(out));
+  http_json(resp, 200, sim_dump(out));
 }
 
 /* A key by id (digits) or by name. */
@@ -805,7 +799,7 @@ static void keys_create(const http_req_t *req, http_resp_t *resp) {
       now_iso(k->created);
       k->next = hz.keys;
       hz.keys = k;
-      http_json(resp, 201, dump(json_pack("{s:o}", "ssh_key", key_json(k))));
+      http_json(resp, 201, sim_dump(json_pack("{s:o}", "ssh_key", key_json(k))));
     }
   }
   free(fp);
@@ -1018,7 +1012,7 @@ static void servers_create(sim_t *sim, const http_req_t *req, http_resp_t *resp)
         json_t *out = json_pack("{s:o, s:o, s:[o], s:n}", "server", server_json(m), "action",
                                 action_json("create_server", m->id), "next_actions",
                                 action_json("start_server", m->id), "root_password");
-        http_json(resp, 201, dump(out));
+        http_json(resp, 201, sim_dump(out));
       }
     }
   }
@@ -1108,13 +1102,13 @@ static void hz_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     if (m == NULL) {
       not_found(resp, "server", p + 12);
     } else if (get) {
-      http_json(resp, 200, dump(json_pack("{s:o}", "server", server_json(m))));
+      http_json(resp, 200, sim_dump(json_pack("{s:o}", "server", server_json(m))));
     } else {
       fprintf(stderr, "kite-cloudsim: hetzner server %llu (%s) deleted\n",
               (unsigned long long)m->id, m->name);
       json_t *out = json_pack("{s:o}", "action", action_json("delete_server", m->id));
       machine_delete(m);
-      http_json(resp, 200, dump(out));
+      http_json(resp, 200, sim_dump(out));
     }
   } else if (strcmp(p, "/v1/server_types") == 0 && get) {
     server_types_list(req, resp);
@@ -1131,7 +1125,7 @@ static void hz_handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
     if (k == NULL)
       not_found(resp, "SSH key", p + 13);
     else if (get)
-      http_json(resp, 200, dump(json_pack("{s:o}", "ssh_key", key_json(k))));
+      http_json(resp, 200, sim_dump(json_pack("{s:o}", "ssh_key", key_json(k))));
     else
       keys_delete(k, resp);
   } else {
@@ -1162,8 +1156,8 @@ static bool hz_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
                             m->name, "status", server_status(m), "address", m->address, "labels",
                             machine_labels(m), "pid", m->node ? kite_local_node_pid(m->node) : 0));
     http_json(resp, 200,
-              dump(json_pack("{s:i, s:i, s:o}", "live", machine_count_of(sim, CLOUD), "ssh_keys",
-                             key_count(), "servers", list)));
+              sim_dump(json_pack("{s:i, s:i, s:o}", "live", machine_count_of(sim, CLOUD),
+                                 "ssh_keys", key_count(), "servers", list)));
   } else if (sscanf(req->path, "/_sim/hetzner/servers/%llu/%15s", &id, tail) == 2 &&
              strcmp(tail, "kill") == 0 && strcmp(req->method, "POST") == 0) {
     machine_t *m = machine_find_of(sim, id, CLOUD);

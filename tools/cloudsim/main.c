@@ -94,6 +94,12 @@ double sim_rand01(sim_t *sim) {
   return (double)((sim->rng * 2685821657736338717ull) >> 11) / (double)(1ull << 53);
 }
 
+char *sim_dump(json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  return s;
+}
+
 char *sim_sprintf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
