@@ -10,7 +10,7 @@ PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev lib
 	openssh-server openssh-client util-linux pdsh python3 python3-pip python3-asyncssh python3-blinker \
 	libnghttp2-dev librtmp-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev curl procps
 
-.PHONY: deps build demo test test-normal test-asan bench fuzz clean
+.PHONY: deps build demo test test-normal test-asan bench fuzz soak clean
 
 # Idempotent: installs only what is missing, and creates the unprivileged user local nodes log
 # in as when kite runs as root (never racily from parallel tests).
@@ -60,6 +60,12 @@ test: test-normal test-asan
 
 bench: build
 	./bench/run.sh
+
+# The long run (bench/soak.c): 16 local nodes for SOAK_MINUTES (default 10) under random
+# preemptions, broadcasts and uploads; fails when a round fails or RSS or fds grow.
+SOAK_MINUTES ?= 10
+soak: build
+	./build/bench/soak --minutes $(SOAK_MINUTES)
 
 # libFuzzer over every parser target (tests/fuzz/), FUZZ_SECONDS each (default 60), from a copy
 # of its corpus in build-fuzz/corpus/; any crash, leak or sanitizer report fails it, leaving

@@ -285,6 +285,8 @@ _Static_assert(KITE_ARRAY_SIZE(migrations) == KITE_STORE_SCHEMA_VERSION,
     "INSERT INTO tasks(pool, task_id, rank, attempt, command, started_ms, "                        \
     "finished_ms, exit_status, error, signal, instance_id, output, output_truncated) "             \
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                              \
+  X(TASK_TRIM, "DELETE FROM tasks WHERE pool = ?1 AND id <= (SELECT id FROM tasks WHERE "          \
+               "pool = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)")                                    \
   X(TASK_LIST, "SELECT " TASK_COLS " FROM tasks WHERE pool = ?1 ORDER BY id DESC LIMIT ?2")        \
   X(OFFERS_CLEAR, "DELETE FROM offers WHERE provider = ?1 AND snapshot = ?2 AND "                  \
                   "(?3 IS NULL OR region = ?3)")                                                   \
@@ -1536,6 +1538,10 @@ int kite_store_tasks_record(kite_store_t *s, const kite_store_task_t *v, size_t 
              "recording a task");
     if (rc != 0 && is_constraint(s, SQLITE_CONSTRAINT_FOREIGNKEY))
       rc = set_err(s, KITE_ENOENT, "no pool named %s in the state store", t->pool);
+    /* The history is bounded: the pool's oldest rows go (once per pool of the batch). */
+    if (rc == 0 && (i + 1 == n || strcmp(v[i + 1].pool ? v[i + 1].pool : "", t->pool) != 0))
+      rc = run(s, ST_TASK_TRIM, ARGS(A_STR(t->pool), A_I64(KITE_STORE_TASKS_KEPT)),
+               "trimming the task history");
   }
   if (n > 0 && rc == 0)
     rc = commit(s);

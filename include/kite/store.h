@@ -334,7 +334,10 @@ int kite_store_task_started(kite_store_t *store, const char *pool, uint64_t task
 int kite_store_task_finished(kite_store_t *store, int64_t row, int exit_status, const char *error);
 
 /* Records finished tasks (every field as given) in one transaction, without waiting for the
- * disk, as task history always is. */
+ * disk, as task history always is. A pool's history keeps its newest KITE_STORE_TASKS_KEPT
+ * rows (one per rank and attempt); older ones are deleted in the same transaction, so a pool
+ * that runs for weeks does not grow its store without bound. */
+#define KITE_STORE_TASKS_KEPT 10000
 int kite_store_tasks_record(kite_store_t *store, const kite_store_task_t *v, size_t n);
 
 /* The newest `limit` tasks of pool (0: all), newest first. Free with kite_store_tasks_free. */

@@ -681,6 +681,43 @@ static void test_pools_nodes_tasks(void **state) {
   kite_store_close(s);
 }
 
+/* A pool's task history keeps its newest KITE_STORE_TASKS_KEPT rows, another pool's untouched. */
+static void test_task_history_bounded(void **state) {
+  (void)state;
+  kite_store_t *s = open_store();
+  put_pool(s, "a");
+  put_pool(s, "b");
+  enum { EXTRA = 37, BATCH = 500 };
+  kite_store_task_t one = {.pool = "b", .task_id = 1, .command = "true", .started_ms = 1};
+  assert_int_equal(kite_store_tasks_record(s, &one, 1), 0);
+  kite_store_task_t *batch = calloc(BATCH, sizeof(*batch));
+  assert_non_null(batch);
+  uint64_t id = 0;
+  while (id < KITE_STORE_TASKS_KEPT + EXTRA) {
+    size_t k = 0;
+    for (; k < BATCH && id < KITE_STORE_TASKS_KEPT + EXTRA; k++, id++)
+      batch[k] = (kite_store_task_t){.pool = "a",
+                                     .task_id = id + 1,
+                                     .command = "echo",
+                                     .started_ms = (int64_t)id + 1,
+                                     .finished_ms = (int64_t)id + 2,
+                                     .exit_status = 0};
+    assert_int_equal(kite_store_tasks_record(s, batch, k), 0);
+  }
+  free(batch);
+  kite_store_task_t *tv = NULL;
+  size_t n = 0;
+  assert_int_equal(kite_store_tasks(s, "a", 0, &tv, &n), 0);
+  assert_int_equal(n, KITE_STORE_TASKS_KEPT);
+  assert_int_equal(tv[0].task_id, KITE_STORE_TASKS_KEPT + EXTRA); /* the newest stays */
+  assert_int_equal(tv[n - 1].task_id, EXTRA + 1);                 /* the oldest EXTRA went */
+  kite_store_tasks_free(tv, n);
+  assert_int_equal(kite_store_tasks(s, "b", 0, &tv, &n), 0);
+  assert_int_equal(n, 1);
+  kite_store_tasks_free(tv, n);
+  kite_store_close(s);
+}
+
 /* ---- concurrency ------------------------------------------------------------------------ */
 
 /* One `kite status`-like reader in its own process: reads the pools and the instances until
@@ -881,6 +918,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_instance_bought_and_running_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pool_delete_refused_while_live, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pools_nodes_tasks, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_history_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_readers_while_one_writes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_open_a_new_store_at_once, setup, teardown),
   };
