@@ -10,7 +10,7 @@ PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev lib
 	openssh-server openssh-client util-linux pdsh python3 python3-pip python3-asyncssh python3-blinker \
 	libnghttp2-dev librtmp-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev curl procps
 
-.PHONY: deps build demo test test-normal test-asan bench fuzz soak clean
+.PHONY: deps build demo test test-normal test-asan bench fuzz soak valgrind clean
 
 # Idempotent: installs only what is missing, and creates the unprivileged user local nodes log
 # in as when kite runs as root (never racily from parallel tests).
@@ -60,6 +60,20 @@ test: test-normal test-asan
 
 bench: build
 	./bench/run.sh
+
+# The unit tests (but the allocation-failure one, thousands of processes) and the local-pool
+# integration tests under valgrind's memcheck, in build-vg/: any memory error or leak (definite,
+# indirect or possible) fails the test; tests/valgrind.supp holds the dependencies' own reports.
+VALGRIND_UNIT := aws_credentials aws_sigv4 aws_xml bootstrap bus catalog cost gcp_jwt monitor \
+	pool_turn registry runtime spec store
+VALGRIND_LOCAL := bootstrap_runner local_node pool replace transport ssh_provider http
+VALGRIND_TESTS := ^(fuzz_.*|$(subst $(eval) ,|,$(strip $(addprefix test_,$(VALGRIND_UNIT) $(VALGRIND_LOCAL)))))$$
+valgrind: deps
+	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind >/dev/null; }
+	cmake -S . -B build-vg -DKITE_VALGRIND=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-vg -j$(JOBS)
+	cd build-vg && ctest --output-on-failure -j$(JOBS) -R '$(VALGRIND_TESTS)'
 
 # The long run (bench/soak.c): 16 local nodes for SOAK_MINUTES (default 10) under random
 # preemptions, broadcasts and uploads; fails when a round fails or RSS or fds grow.

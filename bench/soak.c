@@ -31,6 +31,7 @@
  *   soak [--minutes M] [--nodes N] [--sample-s S] [--seed X] */
 #include <dirent.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@
 
 typedef struct sample {
   double t_s;
-  long rss_kb;
+  long rss_kb, heap_kb;
   int fds;
 } sample_t;
 
@@ -134,9 +135,12 @@ static void take_sample(soak_t *s) {
   x->t_s = elapsed_s(s);
   x->rss_kb = rss_kb();
   x->fds = open_fds();
-  printf("sample t_s=%.0f rss_kb=%ld fds=%d events_per_s=%.1f ready=%u/%u replaced=%" PRIu64
-         " store_bytes=%lld\n",
-         x->t_s, x->rss_kb, x->fds, dt > 0 ? (double)(s->events - s->events_at_sample) / dt : 0,
+  struct mallinfo2 mi = mallinfo2(); /* what malloc has handed out and not had back */
+  x->heap_kb = (long)((mi.uordblks + mi.hblkhd) / 1024);
+  printf("sample t_s=%.0f rss_kb=%ld heap_kb=%ld fds=%d events_per_s=%.1f ready=%u/%u "
+         "replaced=%" PRIu64 " store_bytes=%lld\n",
+         x->t_s, x->rss_kb, x->heap_kb, x->fds,
+         dt > 0 ? (double)(s->events - s->events_at_sample) / dt : 0,
          s->pool ? kite_pool_ready_count(s->pool) : 0, s->nodes, s->replaced, store_bytes(s));
   s->events_at_sample = s->events;
   s->last_sample_ns = now;
@@ -504,8 +508,8 @@ int main(int argc, char **argv) {
     const sample_t *q = &s->samples[s->nsamples / 4], *z = &s->samples[s->nsamples - 1];
     flat_fds = z->fds <= q->fds;
     flat_rss = z->rss_kb <= q->rss_kb + q->rss_kb / 20 + 2048;
-    printf("from_t_s=%.0f to_t_s=%.0f rss_kb=%ld->%ld fds=%d->%d\n", q->t_s, z->t_s, q->rss_kb,
-           z->rss_kb, q->fds, z->fds);
+    printf("from_t_s=%.0f to_t_s=%.0f rss_kb=%ld->%ld heap_kb=%ld->%ld fds=%d->%d\n", q->t_s,
+           z->t_s, q->rss_kb, z->rss_kb, q->heap_kb, z->heap_kb, q->fds, z->fds);
   }
   printf(
       "rounds=%u failed_rounds=%u lost_uploads=%llu replaced=%" PRIu64 " flat_fds=%s flat_rss=%s\n",

@@ -196,8 +196,9 @@ static void test_offers_10000_read_in_milliseconds(void **state) {
   free(v);
   print_message("reading 10,000 cached offers: %.2f ms (best of 5)\n", best);
   /* "A few milliseconds": generous for a loaded machine and sanitizers, still far from a
-   * statement per offer or a JSON round trip. */
-  assert_true(best < 100);
+   * statement per offer or a JSON round trip. Not under memcheck, which runs 10-50x slower. */
+  if (getenv("KITE_VALGRIND") == NULL)
+    assert_true(best < 100);
   kite_store_close(s);
 }
 
