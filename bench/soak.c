@@ -47,7 +47,7 @@
 
 typedef struct sample {
   double t_s;
-  long rss_kb, heap_kb;
+  long rss_kb, anon_kb, heap_kb;
   int fds;
 } sample_t;
 
@@ -89,14 +89,16 @@ static double elapsed_s(const soak_t *s) {
   return (double)(uv_hrtime() - s->t0_ns) / 1e9;
 }
 
-static long rss_kb(void) {
+/* A field of /proc/self/status in kB ("VmRSS", "RssAnon"), or -1. */
+static long status_kb(const char *field) {
   char line[256];
+  size_t n = strlen(field);
   long kb = -1;
   FILE *f = fopen("/proc/self/status", "r");
   if (f == NULL)
     return -1;
   while (fgets(line, sizeof(line), f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+    if (strncmp(line, field, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%ld", &kb) == 1)
       break;
   fclose(f);
   return kb;
@@ -133,13 +135,14 @@ static void take_sample(soak_t *s) {
   double dt = s->last_sample_ns ? (double)(now - s->last_sample_ns) / 1e9 : elapsed_s(s);
   sample_t *x = &s->samples[s->nsamples < MAX_SAMPLES ? s->nsamples++ : MAX_SAMPLES - 1];
   x->t_s = elapsed_s(s);
-  x->rss_kb = rss_kb();
+  x->rss_kb = status_kb("VmRSS");
+  x->anon_kb = status_kb("RssAnon"); /* less the store's mapped files */
   x->fds = open_fds();
   struct mallinfo2 mi = mallinfo2(); /* what malloc has handed out and not had back */
   x->heap_kb = (long)((mi.uordblks + mi.hblkhd) / 1024);
-  printf("sample t_s=%.0f rss_kb=%ld heap_kb=%ld fds=%d events_per_s=%.1f ready=%u/%u "
+  printf("sample t_s=%.0f rss_kb=%ld anon_kb=%ld heap_kb=%ld fds=%d events_per_s=%.1f ready=%u/%u "
          "replaced=%" PRIu64 " store_bytes=%lld\n",
-         x->t_s, x->rss_kb, x->heap_kb, x->fds,
+         x->t_s, x->rss_kb, x->anon_kb, x->heap_kb, x->fds,
          dt > 0 ? (double)(s->events - s->events_at_sample) / dt : 0,
          s->pool ? kite_pool_ready_count(s->pool) : 0, s->nodes, s->replaced, store_bytes(s));
   s->events_at_sample = s->events;
@@ -302,6 +305,12 @@ static int round_upload(soak_t *s) {
   char crc[64];
   if (make_file(s, crc, sizeof(crc)) != 0)
     return KITE_EIO;
+  /* The instances before the upload: a rank replaced from here on may have had its file
+   * written on the instance that went, and its check run on the new one. */
+  for (unsigned i = 0; i < s->nodes; i++) {
+    const char *id = kite_pool_instance_id(s->pool, i);
+    snprintf(s->inst[i], sizeof(s->inst[i]), "%s", id ? id : "");
+  }
   int rc = kite_pool_upload(s->pool, s->file, "soak.bin", on_task, s);
   if (rc == 0 && !run_until(s, &s->task_done, ROUND_TIMEOUT_MS))
     rc = KITE_ETIMEDOUT;
@@ -309,16 +318,11 @@ static int round_upload(soak_t *s) {
     return rc;
   /* Ranks whose upload was lost have an older file (or none): check only the others. */
   unsigned lost = s->lost, uploaded = s->ok;
-  for (unsigned i = 0; i < s->nodes; i++) {
-    const char *id = kite_pool_instance_id(s->pool, i);
-    snprintf(s->inst[i], sizeof(s->inst[i]), "%s", id ? id : "");
-  }
   s->ok = 0;
   char shell[160];
   snprintf(shell, sizeof(shell), "cksum < soak.bin || true");
   rc = broadcast(s, shell, NULL);
-  /* A node preempted after its upload has a replacement, which the file was never sent to
-   * (uploads are not part of the bootstrap), and the check may run there. */
+  /* A replacement never got the file (uploads are not part of the bootstrap). */
   unsigned match = 0, replaced = 0;
   for (unsigned i = 0; i < s->nodes; i++) {
     const char *now = kite_pool_instance_id(s->pool, i);
@@ -326,12 +330,16 @@ static int round_upload(soak_t *s) {
       replaced++;
     else if (s->out[i] && strcmp(s->out[i], crc) == 0)
       match++;
+    else if (s->first_error[0] == '\0')
+      snprintf(s->first_error, sizeof(s->first_error),
+               "rank %u (instance %s, state %s) printed \"%.80s\" for cksum, not \"%.40s\"", i, now,
+               kite_node_state_name(kite_pool_node_state(s->pool, i)), s->out[i] ? s->out[i] : "",
+               crc);
   }
-  if (rc == 0 && match + replaced < uploaded) {
+  if (rc == 0 && match + replaced < uploaded)
     s->failed++;
-    note_error(s, "%u ranks hold the uploaded file, fewer than the upload's %s", match,
-               "successes");
-  }
+  else if (rc == 0)
+    s->first_error[0] = '\0'; /* a rank whose upload was lost: no file, as expected */
   lost += replaced;
   s->ok = match;
   s->lost = lost;
@@ -508,8 +516,10 @@ int main(int argc, char **argv) {
     const sample_t *q = &s->samples[s->nsamples / 4], *z = &s->samples[s->nsamples - 1];
     flat_fds = z->fds <= q->fds;
     flat_rss = z->rss_kb <= q->rss_kb + q->rss_kb / 20 + 2048;
-    printf("from_t_s=%.0f to_t_s=%.0f rss_kb=%ld->%ld heap_kb=%ld->%ld fds=%d->%d\n", q->t_s,
-           z->t_s, q->rss_kb, z->rss_kb, q->heap_kb, z->heap_kb, q->fds, z->fds);
+    printf("from_t_s=%.0f to_t_s=%.0f rss_kb=%ld->%ld anon_kb=%ld->%ld heap_kb=%ld->%ld "
+           "fds=%d->%d\n",
+           q->t_s, z->t_s, q->rss_kb, z->rss_kb, q->anon_kb, z->anon_kb, q->heap_kb, z->heap_kb,
+           q->fds, z->fds);
   }
   printf(
       "rounds=%u failed_rounds=%u lost_uploads=%llu replaced=%" PRIu64 " flat_fds=%s flat_rss=%s\n",

@@ -318,6 +318,11 @@ static void check_fields(check_t *c, const kite_spec_t *spec, const kite_provide
        "deadman.enabled"},
       {KITE_FIELD_APT, kite_spec_where(spec, "bootstrap.apt", NULL, NULL) == 0, "bootstrap.apt"},
   };
+  if (!multi && p->max_nodes && ps->nodes > p->max_nodes)
+    refuse(c, pos(c->spec, "nodes", true),
+           "nodes: %u is more than the %s provider can run (at most %u: %s); use fewer nodes or "
+           "a cloud provider",
+           ps->nodes, p->name, p->max_nodes, p->max_nodes_why ? p->max_nodes_why : "its limit");
   for (size_t i = 0; i < KITE_ARRAY_SIZE(fields); i++) {
     if (!multi)
       check_field(c, p, fields[i].f, fields[i].given, fields[i].path);

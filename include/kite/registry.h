@@ -81,6 +81,9 @@ typedef struct kite_provider_info {
   int (*adopt)(void *handle, const char *instance_id, const char *tag);
   /* The most instances one create call makes (1: one call per instance). */
   unsigned batch_max;
+  /* The largest pool it can honour, and why (0: the spec's own bound). */
+  unsigned max_nodes;
+  const char *max_nodes_why;
   /* Its instances can be stopped and started again (billing pauses while stopped). */
   bool stop_start;
   /* When the dead-man's switch (a node powering itself off) does not end the bill: why, and

@@ -72,6 +72,11 @@ const kite_provider_info_t kite__provider_local = {
     .host_processes = true,
     .adopt = adopt,
     .batch_max = 1,
+    /* Each node is an sshd with a session kite holds open (descriptors, processes, memory of
+     * this one machine); bench/pool_bench measures pools of hundreds. */
+    .max_nodes = 1000,
+    .max_nodes_why = "local nodes are sshd processes of this machine, each with an SSH session "
+                     "kite holds open",
     .options = options,
     .n_options = KITE_ARRAY_SIZE(options),
 };

@@ -58,6 +58,13 @@ YAML
 refused local "bad.yaml:7:1: image: not honoured by the local provider" <<'YAML'
 image: ubuntu-24-04-x64
 YAML
+# More nodes than the machine can run: refused at the value, before anything starts.
+printf 'name: %s\nprovider: local\nnodes: 100000\nrun: echo ran\n' "$(pool_name huge)" >huge.yaml
+run_kite out err run --plain huge.yaml
+expect_rc 2 "100,000 local nodes"
+expect_grep err "huge.yaml:3:8: nodes: 100000 is more than the local provider can run (at most 1000" \
+  "100,000 local nodes"
+[ "$(wc -l <out)" -lt 5 ] || fail "100,000 local nodes: a plan was printed"
 refused local "bad.yaml:7:7: ssh.user: not honoured by the local provider" <<'YAML'
 ssh: {user: ubuntu}
 YAML
