@@ -22,6 +22,7 @@
  * left after that is closed here), then the timer is closed, and the client is freed when
  * every uv handle it owned reported closed. */
 #include <assert.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -106,6 +107,16 @@ struct kite_http {
 
 static void check_info(kite_http_t *h);
 static void maybe_teardown(kite_http_t *h);
+
+/* Canned answers instead of the network (kite__http_canned: fuzzing only). */
+static kite__http_canned_fn canned_fn;
+static void *canned_data;
+
+void kite__http_canned(kite__http_canned_fn fn, void *data) {
+  canned_fn = fn;
+  canned_data = data;
+}
+
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -442,16 +453,16 @@ static int64_t server_delay_ms(const kite_http_req_t *r) {
     char *end = NULL;
     long long s = strtoll(ra, &end, 10);
     if (end != ra && (*end == '\0' || *end == ' ') && s >= 0)
-      return (int64_t)s * 1000;
+      return s < INT64_MAX / 1000 ? (int64_t)s * 1000 : INT64_MAX;
     time_t when = curl_getdate(ra, NULL);
     if (when > 0)
       return (int64_t)when * 1000 > now_ms ? (int64_t)when * 1000 - now_ms : 0;
   }
   const char *rem = headers_get(&r->resp_hdrs, "ratelimit-remaining");
   const char *reset = headers_get(&r->resp_hdrs, "ratelimit-reset");
-  if (rem && reset && atoll(rem) == 0) {
-    long long when = atoll(reset);
-    if (when > 0)
+  if (rem && reset && strtoll(rem, NULL, 10) == 0) {
+    long long when = strtoll(reset, NULL, 10);
+    if (when > 0 && when < INT64_MAX / 1000)
       return when * 1000 > now_ms ? when * 1000 - now_ms : 0;
   }
   return -1;
@@ -473,7 +484,7 @@ static void schedule_retry(kite_http_req_t *r, const char *why) {
   KITE_INFO(h->rt, h->log_name, "%s %s: %s; retrying in %llu ms (attempt %u of %u)", r->method,
             r->url, why, (unsigned long long)delay, r->attempts + 1, r->max_retries + 1);
   r->state = RQ_BACKOFF;
-  uv_timer_start(&r->timer, on_backoff_over, delay, 0);
+  uv_timer_start(&r->timer, on_backoff_over, canned_fn ? 0 : delay, 0);
 }
 
 static int map_curl_error(CURLcode cc, bool *sent, bool too_big) {
@@ -528,7 +539,7 @@ static bool status_retryable(long s) {
 static void note_rate_limit(kite_http_req_t *r) {
   kite_http_t *h = r->h;
   const char *rem = headers_get(&r->resp_hdrs, "ratelimit-remaining");
-  if (r->status != 429 && !(rem && atoll(rem) == 0))
+  if (r->status != 429 && !(rem && strtoll(rem, NULL, 10) == 0))
     return;
   int64_t d = server_delay_ms(r);
   if (d <= 0)
@@ -547,7 +558,8 @@ static void attempt_done(kite_http_req_t *r, CURLcode cc) {
   uint64_t ms = kite__wall_ms() - r->started_ms;
   bool can_retry = r->attempts <= r->max_retries && !h->closing;
   if (cc == CURLE_OK) {
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (canned_fn == NULL)
+      curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
     KITE_DEBUG(h->rt, h->log_name, "%s %s -> %ld (%zu bytes, %llu ms, attempt %u)", r->method,
                r->url, r->status, r->len, (unsigned long long)ms, r->attempts);
     note_rate_limit(r);
@@ -606,10 +618,50 @@ static void check_info(kite_http_t *h) {
   }
 }
 
+/* ---- canned answers (fuzzing) ------------------------------------------------------------- */
+
+/* The canned answer of the current attempt goes through the callbacks curl would feed: its
+ * status line, each header line, its body in pieces. No status line: nothing came back. */
+static void on_canned(uv_timer_t *t) {
+  kite_http_req_t *r = kite_container_of(t, kite_http_req_t, timer);
+  size_t len = 0;
+  const char *raw = canned_fn ? canned_fn(r->method, r->url, r->body, &len, canned_data) : NULL;
+  long status = 0;
+  if (raw && len > 12 && strncmp(raw, "HTTP/1.1 ", 9) == 0 && raw[9] >= '1' && raw[9] <= '5' &&
+      isdigit((unsigned char)raw[10]) && isdigit((unsigned char)raw[11]))
+    status = (raw[9] - '0') * 100 + (raw[10] - '0') * 10 + (raw[11] - '0');
+  if (status == 0) {
+    attempt_done(r, CURLE_GOT_NOTHING);
+    return;
+  }
+  const char *p = raw, *end = raw + len;
+  bool body = false;
+  while (p < end && !body) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+    body = n <= 2 && (*p == '\n' || (*p == '\r' && n == 2));
+    if (!body && on_header((char *)p, 1, n, r) != n) {
+      attempt_done(r, CURLE_WRITE_ERROR);
+      return;
+    }
+    p += n;
+  }
+  while (p < end) {
+    size_t n = (size_t)(end - p) < 16384 ? (size_t)(end - p) : 16384;
+    if (on_write((char *)p, 1, n, r) != n) {
+      attempt_done(r, CURLE_WRITE_ERROR);
+      return;
+    }
+    p += n;
+  }
+  r->status = status;
+  attempt_done(r, CURLE_OK);
+}
+
 static void start_attempt(kite_http_req_t *r) {
   kite_http_t *h = r->h;
   uint64_t now = kite__wall_ms();
-  if (h->hold_until_ms > now) {
+  if (h->hold_until_ms > now && canned_fn == NULL) {
     r->state = RQ_BACKOFF;
     uv_timer_start(&r->timer, on_backoff_over, h->hold_until_ms - now, 0);
     return;
@@ -624,6 +676,10 @@ static void start_attempt(kite_http_req_t *r) {
   headers_clear(&r->resp_hdrs);
   r->started_ms = kite__wall_ms();
   r->state = RQ_RUNNING;
+  if (canned_fn) {
+    uv_timer_start(&r->timer, on_canned, 0, 0);
+    return;
+  }
   CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
   if (mc != CURLM_OK) {
     finish(r, KITE_EHTTP,

@@ -48,6 +48,16 @@ void kite__fingerprint(const char *prefix, const char *value, char out[17]);
 /* The string value of key in a JSON object text, malloc'd; NULL when absent or not a string
  * (json may be NULL). */
 char *kite__json_str(const char *json, const char *key);
+
+/* Fuzzing only: while fn is set, no HTTP request goes out. Each attempt's answer is the raw
+ * HTTP/1.1 response text fn returns for the request (method, URL, body or NULL): a status line,
+ * header lines, a blank line, the body; *len its length; it must stay valid until fn is called
+ * again. NULL: nothing came back;
+ * it is read by the same code curl's callbacks feed, and backoff and rate-limit waits are not
+ * waited. Loop thread; set it before any client starts a request. */
+typedef const char *(*kite__http_canned_fn)(const char *method, const char *url,
+                                            const char *body, size_t *len, void *data);
+void kite__http_canned(kite__http_canned_fn fn, void *data);
 /* A process-unique, never-zero id (loop thread only). */
 uint64_t kite__next_id(void);
 /* The one of keys[0..nkeys) that key most likely misspells (the same letters in another case,
