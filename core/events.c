@@ -5,6 +5,7 @@
  * Strings in JSON are redacted (registered secrets) and made valid UTF-8; bytes are redacted
  * and base64'd. */
 #include <jansson.h>
+#include <math.h>
 
 #include "events_impl.h"
 
@@ -117,22 +118,26 @@ kite_key_t kite_key_str(const char *s) {
   }
   return h == KITE_KEY_ANY ? h - 1 : h;
 }
-static json_t *key_json_str(const char *s) { return json_string(s ? s : ""); }
+/* Like every string of the line: redacted, and valid UTF-8 whatever the bytes. */
+static json_t *key_json_str(const char *s, const kite_runtime_t *rt) {
+  return json_text(s ? s : "", s ? strlen(s) : 0, rt);
+}
 /* The key is always a string, whatever its field's type: a decimal id ("7") or a name
  * ("worker"), so a reader never has to look at the event type to parse it. */
-static json_t *key_json_u64(uint64_t v) {
+static json_t *key_json_u64(uint64_t v, const kite_runtime_t *rt) {
+  (void)rt;
   char b[24];
   snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
   return json_string(b);
 }
 
-#define KEY_JSON(x) _Generic((x), const char *: key_json_str, default: key_json_u64)(x)
+#define KEY_JSON(x) _Generic((x), const char * : key_json_str, default : key_json_u64)(x, rt)
 
 #define JSON_U64(f) json_integer((json_int_t)p->f)
 #define JSON_I64(f) json_integer((json_int_t)p->f)
 #define JSON_U32(f) json_integer((json_int_t)p->f)
 #define JSON_I32(f) json_integer((json_int_t)p->f)
-#define JSON_DBL(f) json_real(p->f)
+#define JSON_DBL(f) (isfinite(p->f) ? json_real(p->f) : json_null())
 #define JSON_BOOL(f) json_boolean(p->f)
 #define JSON_NSTATE(f) json_string(kite_node_state_name(p->f))
 #define JSON_ERR(f) json_string(kite_err_name(p->f))
@@ -140,39 +145,40 @@ static json_t *key_json_u64(uint64_t v) {
 #define JSON_BYTES(f) json_bytes(p->f, rt)
 #define JSON_FIELD(kind, f) json_object_set_new(o, #f, JSON_##kind(f));
 
-#define GEN(NAME, name, cls, keyf)                                                           \
-  static json_t *jkey_##name(const void *vp) {                                               \
-    const kite_ev_##name##_t *p = vp;                                                        \
-    (void)p;                                                                                 \
-    return KITE__IIF(KITE__IS_NONE(keyf))(json_string("0"), KEY_JSON(p->keyf));                   \
-  }                                                                                          \
-  static json_t *json_##name(const void *vp, const kite_runtime_t *rt) {                     \
-    const kite_ev_##name##_t *p = vp;                                                        \
-    json_t *o = json_object();                                                               \
-    (void)rt;                                                                                \
-    if (o == NULL)                                                                           \
-      return NULL;                                                                           \
-    KITE_EV_##name##_FIELDS(JSON_FIELD) return o;                                            \
-  }                                                                                          \
-  static void tramp_##name(kite_bus_t *bus, const kite_event_t *ev, void (*fn)(void),        \
-                           void *data) {                                                     \
-    ((kite_on_##name##_fn)fn)(bus, ev, ev->payload, data);                                   \
-  }                                                                                          \
-  int kite_on_##name(kite_bus_t *bus, kite_key_t key, kite_on_##name##_fn fn, void *data,    \
-                     kite_sub_t *out) {                                                      \
-    return kite__bus_subscribe_typed(bus, KITE_EV_##NAME, key, (void (*)(void))fn, data,     \
-                                     false, out);                                            \
-  }                                                                                          \
-  int kite_respond_##name(kite_bus_t *bus, kite_key_t key, kite_on_##name##_fn fn,           \
-                          void *data, kite_sub_t *out) {                                     \
-    return kite__bus_subscribe_typed(bus, KITE_EV_##NAME, key, (void (*)(void))fn, data,     \
-                                     true, out);                                             \
+#define GEN(NAME, name, cls, keyf)                                                                 \
+  static json_t *jkey_##name(const void *vp, const kite_runtime_t *rt) {                           \
+    const kite_ev_##name##_t *p = vp;                                                              \
+    (void)p;                                                                                       \
+    (void)rt;                                                                                      \
+    return KITE__IIF(KITE__IS_NONE(keyf))(json_string("0"), KEY_JSON(p->keyf));                    \
+  }                                                                                                \
+  static json_t *json_##name(const void *vp, const kite_runtime_t *rt) {                           \
+    const kite_ev_##name##_t *p = vp;                                                              \
+    json_t *o = json_object();                                                                     \
+    (void)rt;                                                                                      \
+    if (o == NULL)                                                                                 \
+      return NULL;                                                                                 \
+    KITE_EV_##name##_FIELDS(JSON_FIELD) return o;                                                  \
+  }                                                                                                \
+  static void tramp_##name(kite_bus_t *bus, const kite_event_t *ev, void (*fn)(void),              \
+                           void *data) {                                                           \
+    ((kite_on_##name##_fn)fn)(bus, ev, ev->payload, data);                                         \
+  }                                                                                                \
+  int kite_on_##name(kite_bus_t *bus, kite_key_t key, kite_on_##name##_fn fn, void *data,          \
+                     kite_sub_t *out) {                                                            \
+    return kite__bus_subscribe_typed(bus, KITE_EV_##NAME, key, (void (*)(void))fn, data, false,    \
+                                     out);                                                         \
+  }                                                                                                \
+  int kite_respond_##name(kite_bus_t *bus, kite_key_t key, kite_on_##name##_fn fn, void *data,     \
+                          kite_sub_t *out) {                                                       \
+    return kite__bus_subscribe_typed(bus, KITE_EV_##NAME, key, (void (*)(void))fn, data, true,     \
+                                     out);                                                         \
   }
 KITE_EVENT_TABLE(GEN)
 #undef GEN
 
 const kite__evinfo_t kite__evinfo[KITE_EV__COUNT] = {
-#define INFO(NAME, name, cls, keyf)                                                          \
+#define INFO(NAME, name, cls, keyf)                                                                \
   [KITE_EV_##NAME] = {#name, KITE_EVC_##cls, tramp_##name, json_##name, jkey_##name},
     KITE_EVENT_TABLE(INFO)
 #undef INFO
@@ -214,7 +220,7 @@ char *kite_event_to_json(kite_bus_t *bus, const kite_event_t *ev) {
   json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
   json_object_set_new(o, "ts", json_integer((json_int_t)ev->ts_ms));
   json_object_set_new(o, "type", json_string(info->name));
-  json_object_set_new(o, "key", info->json_key(ev->payload));
+  json_object_set_new(o, "key", info->json_key(ev->payload, rt));
   if (ev->corr)
     json_object_set_new(o, "corr", json_integer((json_int_t)ev->corr));
   json_t *d = info->json_data(ev->payload, rt);

@@ -20,7 +20,7 @@ typedef struct kite__evinfo {
   kite_event_class_t cls;
   kite__tramp_fn tramp; /* calls a typed handler */
   json_t *(*json_data)(const void *p, const kite_runtime_t *rt);
-  json_t *(*json_key)(const void *p);
+  json_t *(*json_key)(const void *p, const kite_runtime_t *rt);
 } kite__evinfo_t;
 
 extern const kite__evinfo_t kite__evinfo[KITE_EV__COUNT];

@@ -117,7 +117,6 @@ void kite__http_canned(kite__http_canned_fn fn, void *data) {
   canned_data = data;
 }
 
-
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 static uint64_t next_rand(kite_http_t *h) {

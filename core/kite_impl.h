@@ -55,8 +55,8 @@ char *kite__json_str(const char *json, const char *key);
  * again. NULL: nothing came back;
  * it is read by the same code curl's callbacks feed, and backoff and rate-limit waits are not
  * waited. Loop thread; set it before any client starts a request. */
-typedef const char *(*kite__http_canned_fn)(const char *method, const char *url,
-                                            const char *body, size_t *len, void *data);
+typedef const char *(*kite__http_canned_fn)(const char *method, const char *url, const char *body,
+                                            size_t *len, void *data);
 void kite__http_canned(kite__http_canned_fn fn, void *data);
 /* A process-unique, never-zero id (loop thread only). */
 uint64_t kite__next_id(void);

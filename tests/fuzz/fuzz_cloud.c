@@ -110,18 +110,26 @@ static const char *const names[] = {"digitalocean", "hetzner", "gcp"};
 
 static int provider_new(kite_runtime_t *rt, unsigned which) {
   if (which == 0) {
-    kite_do_provider_options_t o = {.poll_ms = 1, .active_timeout_ms = 40, .delete_timeout_ms = 40,
-                                    .max_retries = 1, .backoff_base_ms = 1};
+    kite_do_provider_options_t o = {.poll_ms = 1,
+                                    .active_timeout_ms = 40,
+                                    .delete_timeout_ms = 40,
+                                    .max_retries = 1,
+                                    .backoff_base_ms = 1};
     return kite_do_provider_new(rt, &o, NULL);
   }
   if (which == 1) {
-    kite_hetzner_provider_options_t o = {.poll_ms = 1, .running_timeout_ms = 40,
-                                         .delete_timeout_ms = 40, .max_retries = 1,
+    kite_hetzner_provider_options_t o = {.poll_ms = 1,
+                                         .running_timeout_ms = 40,
+                                         .delete_timeout_ms = 40,
+                                         .max_retries = 1,
                                          .backoff_base_ms = 1};
     return kite_hetzner_provider_new(rt, &o, NULL);
   }
-  kite_gcp_provider_options_t o = {.poll_ms = 1, .running_timeout_ms = 40, .delete_timeout_ms = 40,
-                                   .max_retries = 1, .backoff_base_ms = 1};
+  kite_gcp_provider_options_t o = {.poll_ms = 1,
+                                   .running_timeout_ms = 40,
+                                   .delete_timeout_ms = 40,
+                                   .max_retries = 1,
+                                   .backoff_base_ms = 1};
   return kite_gcp_provider_new(rt, &o, NULL);
 }
 
