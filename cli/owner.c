@@ -45,6 +45,11 @@
 #define OUTPUT_KEEP (64u << 10)
 #define TASKS_KEEP 50
 #define CLIENT_QUEUE_MAX (32u << 20)
+/* A command's client with more than HOLD_HIGH bytes not yet written to it holds the command's
+ * output on the nodes (kite_pool_hold) until its queue is under HOLD_LOW again: a reader on a
+ * slow pipe slows the command down instead of being cut off. */
+#define HOLD_HIGH (4u << 20)
+#define HOLD_LOW (1u << 20)
 #define REQUEST_MAX (1u << 20)
 
 typedef enum { CL_NEW, CL_EVENTS, CL_WATCH, CL_TASK, CL_DOWN, CL_DONE } client_kind_t;
@@ -58,6 +63,7 @@ typedef struct client {
   size_t in_len;
   client_kind_t kind;
   bool finishing, closed;
+  bool holding; /* its tasks' output is held (HOLD_HIGH) */
   uv_shutdown_t sreq;
   struct client *next;
 } client_t;
@@ -146,9 +152,14 @@ typedef struct wreq {
   char data[];
 } wreq_t;
 
+static void client_hold(client_t *cl, bool hold);
+
 static void on_written(uv_write_t *req, int status) {
-  (void)status;
+  client_t *cl = kite_container_of((uv_pipe_t *)req->handle, client_t, pipe);
   free(kite_container_of(req, wreq_t, req));
+  if (status == 0 && cl->holding && !cl->closed &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) < HOLD_LOW)
+    client_hold(cl, false);
 }
 
 static void client_drop(client_t *cl);
@@ -173,6 +184,9 @@ static void send_raw(client_t *cl, const char *line, size_t len) {
   uv_buf_t b = uv_buf_init(w->data, (unsigned)len + 1);
   if (uv_write(&w->req, (uv_stream_t *)&cl->pipe, &b, 1, on_written) != 0)
     free(w);
+  else if (!cl->holding && cl->kind == CL_TASK &&
+           uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) > HOLD_HIGH)
+    client_hold(cl, true);
 }
 
 static void send_json(client_t *cl, json_t *j) {
@@ -223,10 +237,20 @@ static void client_drop(client_t *cl) {
       *pp = cl->next;
       break;
     }
+  if (cl->holding)
+    client_hold(cl, false); /* what it ran goes on without it */
   for (task_rec_t *t = o->tasks; t; t = t->next)
     if (t->cl == cl)
       t->cl = NULL;
   uv_close((uv_handle_t *)&cl->pipe, on_client_closed);
+}
+
+static void client_hold(client_t *cl, bool hold) {
+  owner_t *o = cl->o;
+  cl->holding = hold;
+  for (task_rec_t *t = o->tasks; t && o->pool; t = t->next)
+    if (t->cl == cl && t->pool_task && !t->finished)
+      kite_pool_hold(o->pool, t->pool_task, hold);
 }
 
 static void on_client_shutdown(uv_shutdown_t *req, int status) {

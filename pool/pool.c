@@ -74,6 +74,7 @@ typedef struct kite__task {
   void *data;
   unsigned count, next, inflight, done;
   bool canceled; /* kite_pool_cancel or the pool's close: nothing more starts */
+  bool held;     /* kite_pool_hold: its commands' output is not read */
   rank_run_t *runs;
   kite_rank_result_t *results;
   struct kite__task *next_task;
@@ -1029,6 +1030,19 @@ static void on_output(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_tas
 
 /* ---- cancel ------------------------------------------------------------------------------ */
 
+/* The reply to an ssh_hold: nothing to do (a command that has just ended has nothing to hold). */
+static void on_hold_sent(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  (void)bus;
+  (void)status;
+  (void)ev;
+  (void)data;
+}
+
+static void run_hold(rank_run_t *r, bool hold) {
+  kite_ev_ssh_hold_t h = {.node = r->node_id, .task = r->sub_id, .hold = hold};
+  (void)kite_request_ssh_hold(r->task->pool->bus, &h, 0, on_hold_sent, NULL, NULL);
+}
+
 static void on_cancel_sent(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   /* Nothing to do: the canceled request's own reply ends the run (an ENOENT here means it
    * had already ended, and that reply is on its way). */
@@ -1067,6 +1081,23 @@ static void task_cancel(task_t *t, const char *why) {
         kite_bus_cancel(pool->bus, r->corr); /* cannot ask: at least stop waiting */
     }
   }
+}
+
+int kite_pool_hold(kite_pool_t *pool, uint64_t task_id, bool hold) {
+  if (pool == NULL)
+    return KITE_EINVAL;
+  task_t *t = pool->tasks;
+  while (t && t->id != task_id)
+    t = t->next_task;
+  if (t == NULL)
+    return KITE_ENOENT;
+  if (t->held == hold || t->kind != TASK_EXEC)
+    return 0;
+  t->held = hold;
+  for (unsigned i = 0; i < t->count; i++)
+    if (t->runs[i].started && !t->runs[i].finished && t->runs[i].corr)
+      run_hold(&t->runs[i], hold);
+  return 0;
 }
 
 int kite_pool_cancel(kite_pool_t *pool, uint64_t task_id) {
@@ -1153,6 +1184,8 @@ static int start_run(task_t *t, rank_run_t *r) {
                               .timeout_ms = (int64_t)t->opts.timeout_ms};
       rc = kite_request_ssh_exec(pool->bus, &x, 0, on_exec_done, r, &r->corr);
     }
+    if (rc == 0 && t->held)
+      run_hold(r, true);
     free(cmd);
   } else if (t->kind == TASK_UPLOAD) {
     kite_ev_ssh_upload_t u = {

@@ -4,6 +4,7 @@
  *   ssh_connect    → session_ready (or an error naming host, port and why)
  *   ssh_exec       → task_finished, with task_output facts (keyed by task) as output arrives
  *   ssh_cancel     → done (the exec then finishes with KITE_ECANCELED)
+ *   ssh_hold       → done (the exec's output is not read until the hold is lifted)
  *   ssh_upload     → transfer_done, with transfer_progress facts
  *   ssh_download   → transfer_done
  *   ssh_disconnect → session_closed
@@ -29,7 +30,7 @@ struct kite_transport {
   unsigned max_channels;
   unsigned keepalive_s;
   tsess_t *sessions; /* by node */
-  kite_sub_t subs[7];
+  kite_sub_t subs[8];
   unsigned closing_sessions;
   kite_component_stopped_fn stopped;
 };
@@ -431,6 +432,24 @@ static void on_cancel(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh
   kite_bus_reply(bus, ev->corr, KITE_EV_DONE, &d);
 }
 
+static void on_hold(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_hold_t *p,
+                    void *data) {
+  kite_transport_t *t = data;
+  tsess_t *ts = find(t, p->node);
+  top_t *o = NULL;
+  if (ts)
+    HASH_FIND(hh, ts->ops, &p->task, sizeof(p->task), o);
+  if (o == NULL) {
+    reply_err(bus, ev->corr, KITE_ENOENT, "no task %llu runs on node %llu",
+              (unsigned long long)p->task, (unsigned long long)p->node);
+    return;
+  }
+  if (o->x)
+    kite_exec_hold(o->x, p->hold);
+  kite_ev_done_t d = {.id = p->task};
+  kite_bus_reply(bus, ev->corr, KITE_EV_DONE, &d);
+}
+
 /* ---- ping ---------------------------------------------------------------------------------- */
 
 typedef struct pinging {
@@ -564,6 +583,8 @@ static int transport_start(kite_component_t *c, kite_runtime_t *rt) {
     rc = kite_respond_ssh_disconnect(t->bus, KITE_KEY_ANY, on_disconnect, t, &t->subs[5]);
   if (rc == 0)
     rc = kite_respond_ssh_ping(t->bus, KITE_KEY_ANY, on_ping, t, &t->subs[6]);
+  if (rc == 0)
+    rc = kite_respond_ssh_hold(t->bus, KITE_KEY_ANY, on_hold, t, &t->subs[7]);
   if (rc != 0)
     for (size_t i = 0; i < KITE_ARRAY_SIZE(t->subs); i++)
       kite_bus_unsubscribe(t->bus, t->subs[i]);

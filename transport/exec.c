@@ -30,19 +30,22 @@ struct kite_exec {
   void *data;
   LIBSSH2_CHANNEL *ch;
   int phase;
-  bool control;          /* a kill: no callbacks */
+  bool control; /* a kill: no callbacks */
   bool paused;
+  bool held; /* kite_exec_hold */
   bool drained[2];
-  char marker[48];       /* KITE_TASK value */
-  int reason;            /* KITE_ETIMEDOUT / KITE_ECANCELED once stopping */
-  bool kill_pending;     /* stop asked before the command was started */
-  bool forced;           /* stop waiting for the remote end to close the channel */
+  char marker[48];   /* KITE_TASK value */
+  int reason;        /* KITE_ETIMEDOUT / KITE_ECANCELED once stopping */
+  bool kill_pending; /* stop asked before the command was started */
+  bool forced;       /* stop waiting for the remote end to close the channel */
   uv_timer_t *timer;
   int exit_status;
   char *signal;
 };
 
-static void on_timer_closed(uv_handle_t *h) { free(h); }
+static void on_timer_closed(uv_handle_t *h) {
+  free(h);
+}
 
 static void exec_free(kite_exec_t *x) {
   if (x->timer) {
@@ -75,7 +78,6 @@ static void exec_fail(ssh_op_t *op, int error, const char *message) {
 }
 
 /* ---- the remote command line ------------------------------------------------------------ */
-
 
 char *kite__exec_command(const char *script, bool argv, const char *const *env,
                          const char *marker) {
@@ -130,24 +132,24 @@ static void send_kill(kite_exec_t *x) {
   /* Every 0.1 s: find the processes carrying the marker and signal their groups (TERM; KILL
    * from 3 s on). Done when they were seen and are gone, or when none appeared in 2 s (the
    * command ended by itself, or never started). */
-  k->command = kite__sprintf(
-      "T='KITE_TASK=%s'; n=0; seen=\n"
-      "while [ $n -lt 60 ]; do\n"
-      "  found=\n"
-      "  for f in $(grep -lsxzF -- \"$T\" /proc/[0-9]*/environ 2>/dev/null); do\n"
-      "    p=${f#/proc/}; p=${p%%/environ}\n"
-      "    st=$(cat \"/proc/$p/stat\" 2>/dev/null) || continue\n"
-      "    st=${st##*) }; set -- $st\n"
-      "    if [ $n -lt 30 ]; then sig=TERM; else sig=KILL; fi\n"
-      "    kill -$sig -$3 2>/dev/null || kill -$sig $p 2>/dev/null\n"
-      "    found=1; seen=1\n"
-      "  done\n"
-      "  if [ -z \"$found\" ]; then\n"
-      "    if [ -n \"$seen\" ] || [ $n -ge 20 ]; then exit 0; fi\n"
-      "  fi\n"
-      "  n=$((n+1)); sleep 0.1\n"
-      "done\n",
-      x->marker);
+  k->command =
+      kite__sprintf("T='KITE_TASK=%s'; n=0; seen=\n"
+                    "while [ $n -lt 60 ]; do\n"
+                    "  found=\n"
+                    "  for f in $(grep -lsxzF -- \"$T\" /proc/[0-9]*/environ 2>/dev/null); do\n"
+                    "    p=${f#/proc/}; p=${p%%/environ}\n"
+                    "    st=$(cat \"/proc/$p/stat\" 2>/dev/null) || continue\n"
+                    "    st=${st##*) }; set -- $st\n"
+                    "    if [ $n -lt 30 ]; then sig=TERM; else sig=KILL; fi\n"
+                    "    kill -$sig -$3 2>/dev/null || kill -$sig $p 2>/dev/null\n"
+                    "    found=1; seen=1\n"
+                    "  done\n"
+                    "  if [ -z \"$found\" ]; then\n"
+                    "    if [ -n \"$seen\" ] || [ $n -ge 20 ]; then exit 0; fi\n"
+                    "  fi\n"
+                    "  n=$((n+1)); sleep 0.1\n"
+                    "done\n",
+                    x->marker);
   if (k->command == NULL) {
     free(k);
     return;
@@ -208,14 +210,21 @@ void kite_exec_resume(kite_exec_t *x) {
   }
 }
 
-/* ---- the step --------------------------------------------------------------------------- */
+void kite_exec_hold(kite_exec_t *x, bool hold) {
+  if (x == NULL || x->held == hold)
+    return;
+  x->held = hold;
+  if (!hold)
+    kite__ssh_pump(x->op.s);
+}
 
+/* ---- the step --------------------------------------------------------------------------- */
 
 /* Reads what is there; returns 0, or a fatal libssh2 error. */
 static int read_output(kite_exec_t *x) {
   char buf[32768];
   for (int stream = 0; stream < 2; stream++) {
-    while (!x->drained[stream] && !x->paused) {
+    while (!x->drained[stream] && !x->paused && !x->held) {
       ssize_t n = libssh2_channel_read_ex(x->ch, stream, buf, sizeof(buf));
       if (n == LIBSSH2_ERROR_EAGAIN)
         break;
@@ -266,8 +275,8 @@ static int exec_step(ssh_op_t *op) {
     x->phase = X_STARTING;
   }
   if (x->phase == X_STARTING) {
-    rc = libssh2_channel_process_startup(x->ch, "exec", 4, x->command,
-                                         (unsigned)strlen(x->command));
+    rc =
+        libssh2_channel_process_startup(x->ch, "exec", 4, x->command, (unsigned)strlen(x->command));
     if (rc == LIBSSH2_ERROR_EAGAIN)
       return 0;
     if (rc != 0) {
@@ -294,8 +303,8 @@ static int exec_step(ssh_op_t *op) {
   }
   if (x->phase == X_RUNNING) {
     while (!x->eof_sent && x->stdin_off < x->stdin_len) {
-      ssize_t n = libssh2_channel_write(x->ch, x->stdin_buf + x->stdin_off,
-                                        x->stdin_len - x->stdin_off);
+      ssize_t n =
+          libssh2_channel_write(x->ch, x->stdin_buf + x->stdin_off, x->stdin_len - x->stdin_off);
       if (n == LIBSSH2_ERROR_EAGAIN)
         break;
       if (n < 0) {
@@ -337,8 +346,8 @@ static int exec_step(ssh_op_t *op) {
     x->exit_status = libssh2_channel_get_exit_status(x->ch);
     char *sig = NULL;
     size_t siglen = 0;
-    if (libssh2_channel_get_exit_signal(x->ch, &sig, &siglen, NULL, NULL, NULL, NULL) == 0 &&
-        sig && siglen) {
+    if (libssh2_channel_get_exit_signal(x->ch, &sig, &siglen, NULL, NULL, NULL, NULL) == 0 && sig &&
+        siglen) {
       x->signal = kite__sprintf("%.*s", (int)siglen, sig);
     }
     if (sig)

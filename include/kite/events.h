@@ -46,6 +46,7 @@ typedef struct kite_bytes {
   X(SSH_CONNECT, ssh_connect, REQUEST, node)                                                       \
   X(SSH_EXEC, ssh_exec, REQUEST, node)                                                             \
   X(SSH_CANCEL, ssh_cancel, REQUEST, node)                                                         \
+  X(SSH_HOLD, ssh_hold, REQUEST, node)                                                             \
   X(SSH_UPLOAD, ssh_upload, REQUEST, node)                                                         \
   X(SSH_DOWNLOAD, ssh_download, REQUEST, node)                                                     \
   X(SSH_DISCONNECT, ssh_disconnect, REQUEST, node)                                                 \
@@ -142,6 +143,10 @@ typedef struct kite_bytes {
   F(U64, node) F(U64, task) F(U32, rank) F(U32, attempt) F(STR, cmd) F(STR, env)                   \
       F(I64, timeout_ms)
 #define KITE_EV_ssh_cancel_FIELDS(F) F(U64, node) F(U64, task)
+/* hold true: stop reading a running command's output (the command blocks on its next write
+ * once SSH's window is full) until a hold false. The output's consumer is behind (a slow
+ * client of `kite exec`); nothing is dropped. Reply: done. */
+#define KITE_EV_ssh_hold_FIELDS(F) F(U64, node) F(U64, task) F(BOOL, hold)
 /* Copies local (a file or a tree) to remote; or, when content.ptr is set, writes content to
  * remote atomically. mode -1 keeps the local file's mode bits. Reply: transfer_done. */
 #define KITE_EV_ssh_upload_FIELDS(F)                                                               \

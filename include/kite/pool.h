@@ -10,7 +10,8 @@
  * only when the provider has confirmed each one gone.
  *
  * Every command runs with KITE_NODE_RANK, KITE_NUM_NODES, KITE_NODE_IPS (newline-separated,
- * by rank), KITE_HEAD_IP (the address of the lowest rank READY when the command starts: rank 0 unless it failed or is being replaced) and the spec's env in its environment.
+ * by rank), KITE_HEAD_IP (the address of the lowest rank READY when the command starts: rank 0
+ * unless it failed or is being replaced) and the spec's env in its environment.
  *
  * Loop-thread only. Callbacks follow the library's contract: when a function returns an
  * error its callback is never called; otherwise exactly once. */
@@ -27,11 +28,11 @@ typedef struct kite_bootstrap kite_bootstrap_t;
 
 /* How the optimizer buys instances. */
 typedef enum kite_allocation {
-  KITE_ALLOC_DEFAULT = 0,    /* on-demand, or spot when kite_pool_spec_t.spot */
-  KITE_ALLOC_SPOT,           /* spot only */
-  KITE_ALLOC_ON_DEMAND,      /* on-demand only */
+  KITE_ALLOC_DEFAULT = 0,       /* on-demand, or spot when kite_pool_spec_t.spot */
+  KITE_ALLOC_SPOT,              /* spot only */
+  KITE_ALLOC_ON_DEMAND,         /* on-demand only */
   KITE_ALLOC_SPOT_IF_AVAILABLE, /* spot first; on-demand when spot has no capacity */
-  KITE_ALLOC_CHEAPEST,       /* whichever is cheaper, spot or on-demand */
+  KITE_ALLOC_CHEAPEST,          /* whichever is cheaper, spot or on-demand */
 } kite_allocation_t;
 
 /* One accelerator that would do: model and count per node. */
@@ -41,18 +42,18 @@ typedef struct kite_accelerator_choice {
 } kite_accelerator_choice_t;
 
 typedef struct kite_pool_spec {
-  const char *name;           /* required; names the pool (and its tag, "kite-pool-NAME") */
-  const char *provider;       /* provider name; NULL: the registry's default */
-  unsigned nodes;             /* desired size, >= 1 */
-  unsigned min_nodes;         /* usable at this many READY nodes; 0: nodes */
+  const char *name;     /* required; names the pool (and its tag, "kite-pool-NAME") */
+  const char *provider; /* provider name; NULL: the registry's default */
+  unsigned nodes;       /* desired size, >= 1 */
+  unsigned min_nodes;   /* usable at this many READY nodes; 0: nodes */
   const char *region;
   const char *instance_type;
   const char *image;
   bool spot;
-  const char *provider_options; /* JSON object text handed to the provider, or NULL */
+  const char *provider_options;      /* JSON object text handed to the provider, or NULL */
   const kite_bootstrap_t *bootstrap; /* rendered at open (borrowed during the call); or NULL */
-  const char *const *env;     /* NULL-terminated "NAME=VALUE" list for every command, or NULL */
-  int hostkey_mode;           /* kite_hostkey_mode_t for instances without a pinned key */
+  const char *const *env;      /* NULL-terminated "NAME=VALUE" list for every command, or NULL */
+  int hostkey_mode;            /* kite_hostkey_mode_t for instances without a pinned key */
   uint64_t connect_timeout_ms; /* SSH connect deadline per node; 0: 30 s */
   /* Replacement policy: a node found lost or preempted by the monitors is replaced (same
    * rank, same bootstrap) when replace is on, at most max_replacements times per pool (0:
@@ -64,13 +65,13 @@ typedef struct kite_pool_spec {
   unsigned replace_per_minute;
   /* Health and preemption monitors; zeroes mean the defaults of monitor.h. */
   kite_pool_monitor_options_t monitors;
-  bool monitors_off;          /* no monitors at all (nothing detects a lost node) */
+  bool monitors_off; /* no monitors at all (nothing detects a lost node) */
   /* Dead-man's switch: every node runs a watchdog that shuts the node down when the health
    * monitor's heartbeat has not arrived for this long (the last defence against a leak when
    * the controller dies and nobody runs `kite down`). 0: 10 minutes. */
   uint64_t deadman_timeout_ms;
-  bool deadman_off;           /* no watchdog (only when explicitly asked for; always off on
-                                 the ssh provider: those machines are the user's own) */
+  bool deadman_off; /* no watchdog (only when explicitly asked for; always off on
+                       the ssh provider: those machines are the user's own) */
   /* Resources to choose an instance by when instance_type is NULL; zero or NULL means no
    * constraint. The optimizer (DESIGN.md, "Choosing and paying") picks the cheapest offer of
    * the providers' catalogs that has them, among the providers and regions allowed. */
@@ -110,14 +111,13 @@ typedef struct kite_pool_spec {
    * NULL: the provider's default. kite_registry_check_spec() turns them into the provider's
    * own options; kite_pool_open itself does not read them. */
   const char *ssh_user;
-  const char *ssh_key;        /* private key file */
+  const char *ssh_key; /* private key file */
 } kite_pool_spec_t;
 
 /* Called once when the pool is usable (status 0: min_nodes READY) or cannot become so
  * (status < 0, message says which rank and why; every instance has been terminated by
  * then). In both cases the pool must eventually be closed with kite_pool_close(). */
-typedef void (*kite_pool_open_cb)(kite_pool_t *pool, int status, const char *message,
-                                  void *data);
+typedef void (*kite_pool_open_cb)(kite_pool_t *pool, int status, const char *message, void *data);
 
 int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_open_cb cb,
                    void *data, kite_pool_t **out);
@@ -149,10 +149,10 @@ typedef struct kite_cmd {
 } kite_cmd_t;
 
 typedef struct kite_task_opts {
-  uint64_t timeout_ms;     /* per rank; 0: none */
-  unsigned fanout;         /* broadcast: ranks in flight at once; 0: all */
-  unsigned retries;        /* re-run on the replacement when the node is lost */
-  const char *const *env;  /* extra "NAME=VALUE" for this task */
+  uint64_t timeout_ms;    /* per rank; 0: none */
+  unsigned fanout;        /* broadcast: ranks in flight at once; 0: all */
+  unsigned retries;       /* re-run on the replacement when the node is lost */
+  const char *const *env; /* extra "NAME=VALUE" for this task */
 } kite_task_opts_t;
 
 /* One rank's outcome. error is 0 when the command ran to its end (then exit_status, or signal
@@ -167,8 +167,8 @@ typedef struct kite_rank_result {
 } kite_rank_result_t;
 
 typedef struct kite_task_result {
-  unsigned count;              /* ranks in the task */
-  unsigned failed;             /* ranks with error != 0 or exit_status != 0 */
+  unsigned count;  /* ranks in the task */
+  unsigned failed; /* ranks with error != 0 or exit_status != 0 */
   const kite_rank_result_t *ranks;
 } kite_task_result_t;
 
@@ -188,9 +188,9 @@ int kite_pool_run(kite_pool_t *pool, uint32_t rank, const kite_cmd_t *cmd,
                   uint64_t *task_id);
 /* Runs cmd on the n ranks of ranks (each at most once, each < kite_pool_size(); KITE_EINVAL
  * otherwise), as one task: the result has those ranks, in the order given. */
-int kite_pool_run_ranks(kite_pool_t *pool, const uint32_t *ranks, unsigned n,
-                        const kite_cmd_t *cmd, const kite_task_opts_t *opts, kite_output_cb out,
-                        kite_task_cb cb, void *data, uint64_t *task_id);
+int kite_pool_run_ranks(kite_pool_t *pool, const uint32_t *ranks, unsigned n, const kite_cmd_t *cmd,
+                        const kite_task_opts_t *opts, kite_output_cb out, kite_task_cb cb,
+                        void *data, uint64_t *task_id);
 /* Runs cmd on every rank. */
 int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_task_opts_t *opts,
                         kite_output_cb out, kite_task_cb cb, void *data, uint64_t *task_id);
@@ -202,6 +202,13 @@ int kite_pool_broadcast(kite_pool_t *pool, const kite_cmd_t *cmd, const kite_tas
  * when no such task runs (it has completed). Closing the pool cancels every task this way
  * before it terminates any instance. */
 int kite_pool_cancel(kite_pool_t *pool, uint64_t task_id);
+
+/* Flow control for a consumer of a task's output that falls behind (a client on a slow pipe):
+ * hold true stops reading the output of the task's commands on every node (a command blocks
+ * on its next write once SSH's window is full; what was read is delivered), hold false reads
+ * on. Ranks that start while the task is held start held. Nothing is dropped; the task's
+ * timeout still runs. KITE_ENOENT when no such task runs. */
+int kite_pool_hold(kite_pool_t *pool, uint64_t task_id, bool hold);
 
 /* Copies a local file or tree to the same path on every node (relative paths are relative to
  * the node's working directory). */

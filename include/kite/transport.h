@@ -39,12 +39,12 @@ typedef struct kite_exec kite_exec_t;
 typedef struct kite_xfer kite_xfer_t;
 
 typedef struct kite_ssh_options {
-  const char *host;            /* name or address */
-  unsigned port;               /* 0: 22 */
-  const char *user;            /* required */
-  const char *key_path;        /* private key file (ed25519, ECDSA); NULL: ssh-agent */
-  const char *host_key;        /* pinned key "TYPE BASE64" (several: one per line), or NULL */
-  const char *known_hosts;     /* NULL: $KITE_HOME/known_hosts */
+  const char *host;        /* name or address */
+  unsigned port;           /* 0: 22 */
+  const char *user;        /* required */
+  const char *key_path;    /* private key file (ed25519, ECDSA); NULL: ssh-agent */
+  const char *host_key;    /* pinned key "TYPE BASE64" (several: one per line), or NULL */
+  const char *known_hosts; /* NULL: $KITE_HOME/known_hosts */
   kite_hostkey_mode_t hostkey_mode;
   uint64_t connect_timeout_ms; /* deadline for connect retries and handshake; 0: 30 s */
   unsigned keepalive_s;        /* 0: 15; keepalives also detect a dead peer */
@@ -75,12 +75,12 @@ const char *kite_ssh_host_key(const kite_ssh_t *s);
 /* ---- exec -------------------------------------------------------------------------------- */
 
 typedef struct kite_exec_opts {
-  const char *const *argv;  /* quoted by kite; or */
-  const char *shell;        /* a shell script for /bin/sh */
-  const char *const *env;   /* NULL-terminated NAME=VALUE list exported first, or NULL */
-  const void *stdin_data;   /* written to the command's stdin, then EOF; or NULL (EOF at once) */
+  const char *const *argv; /* quoted by kite; or */
+  const char *shell;       /* a shell script for /bin/sh */
+  const char *const *env;  /* NULL-terminated NAME=VALUE list exported first, or NULL */
+  const void *stdin_data;  /* written to the command's stdin, then EOF; or NULL (EOF at once) */
   size_t stdin_len;
-  uint64_t timeout_ms;      /* 0: none; on expiry the remote process group is killed */
+  uint64_t timeout_ms; /* 0: none; on expiry the remote process group is killed */
 } kite_exec_opts_t;
 
 /* stream 1 stdout, 2 stderr; binary-safe chunks as they arrive. Return 0 to go on, or
@@ -89,14 +89,18 @@ typedef int (*kite_exec_output_cb)(kite_exec_t *x, int stream, const void *buf, 
                                    void *data);
 /* error 0: the command ran to its end; exit_status (or signal, e.g. "KILL", when it died of
  * one). Else KITE_ETIMEDOUT, KITE_ECANCELED, KITE_ECONNLOST… with a message. */
-typedef void (*kite_exec_done_cb)(kite_exec_t *x, int error, int exit_status,
-                                  const char *signal, const char *message, void *data);
+typedef void (*kite_exec_done_cb)(kite_exec_t *x, int error, int exit_status, const char *signal,
+                                  const char *message, void *data);
 
 int kite_ssh_exec(kite_ssh_t *s, const kite_exec_opts_t *opts, kite_exec_output_cb out,
                   kite_exec_done_cb done, void *data, kite_exec_t **xout);
 /* Stops the remote command (its whole process group) and completes with KITE_ECANCELED. */
 int kite_exec_cancel(kite_exec_t *x);
 void kite_exec_resume(kite_exec_t *x);
+/* hold true: reads no more of the command's output until hold false, whatever the output
+ * callback returns (a pause by KITE_EAGAIN and a hold are separate: reading resumes when
+ * neither stands). */
+void kite_exec_hold(kite_exec_t *x, bool hold);
 
 /* Liveness: opens a channel on the session and closes it again — the server must answer, and
  * nothing starts on the node. cb gets 0, or KITE_ETIMEDOUT / KITE_ECONNLOST / an SSH error. */
