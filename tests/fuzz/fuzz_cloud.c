@@ -111,23 +111,23 @@ static const char *const names[] = {"digitalocean", "hetzner", "gcp"};
 static int provider_new(kite_runtime_t *rt, unsigned which) {
   if (which == 0) {
     kite_do_provider_options_t o = {.poll_ms = 1,
-                                    .active_timeout_ms = 40,
-                                    .delete_timeout_ms = 40,
+                                    .active_timeout_ms = 5,
+                                    .delete_timeout_ms = 5,
                                     .max_retries = 1,
                                     .backoff_base_ms = 1};
     return kite_do_provider_new(rt, &o, NULL);
   }
   if (which == 1) {
     kite_hetzner_provider_options_t o = {.poll_ms = 1,
-                                         .running_timeout_ms = 40,
-                                         .delete_timeout_ms = 40,
+                                         .running_timeout_ms = 5,
+                                         .delete_timeout_ms = 5,
                                          .max_retries = 1,
                                          .backoff_base_ms = 1};
     return kite_hetzner_provider_new(rt, &o, NULL);
   }
   kite_gcp_provider_options_t o = {.poll_ms = 1,
-                                   .running_timeout_ms = 40,
-                                   .delete_timeout_ms = 40,
+                                   .running_timeout_ms = 5,
+                                   .delete_timeout_ms = 5,
                                    .max_retries = 1,
                                    .backoff_base_ms = 1};
   return kite_gcp_provider_new(rt, &o, NULL);
@@ -149,6 +149,20 @@ static void on_shutdown(kite_runtime_t *rt, void *data) {
 
 static const char *const ids[] = {"4242", "4242", "us-central1-a/kite-fuzz-1"};
 static const char *const regions[] = {"fra1", "fsn1", "europe-west1"};
+
+#define BUDGET_MS 100
+
+typedef struct budget {
+  kite_runtime_t *rt;
+  unsigned *replies;
+  bool shut;
+} budget_t;
+
+static void on_budget(uv_timer_t *t) {
+  budget_t *b = t->data;
+  if (*b->replies == 0 && kite_runtime_shutdown(b->rt, on_shutdown, NULL) == 0)
+    b->shut = true;
+}
 
 static int ask(kite_bus_t *bus, unsigned which, unsigned op, unsigned *replies) {
   const char *provider = names[which], *id = ids[which];
@@ -189,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   input_t in = {.p = (const char *)data + 2, .end = (const char *)data + size};
   kite__http_canned(canned, &in);
   kite_runtime_t *rt = NULL;
-  kite_runtime_options_t o = {.home = home, .log_level = KITE_LOG_OFF};
+  kite_runtime_options_t o = {.home = home, .log_level = verbose ? KITE_LOG_DEBUG : KITE_LOG_OFF};
   if (kite_runtime_new(&rt, &o) != 0)
     abort();
   if (provider_new(rt, which) != 0)
@@ -197,11 +211,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned replies = 0;
   if (ask(kite_runtime_bus(rt), which, data[1], &replies) != 0)
     abort();
+  /* An answer may take the skeleton's own backoff (seconds, by design): after BUDGET_MS the
+   * runtime is shut down, which must answer what still waits. */
+  budget_t b = {rt, &replies, false};
+  uv_timer_t timer;
+  uv_timer_init(kite_runtime_loop(rt), &timer);
+  timer.data = &b;
+  uv_timer_start(&timer, on_budget, BUDGET_MS, 0);
+  uv_unref((uv_handle_t *)&timer);
   kite_runtime_run(rt);
   if (replies != 1)
     abort(); /* the request was never answered */
-  if (kite_runtime_shutdown(rt, on_shutdown, NULL) != 0)
+  if (!b.shut && kite_runtime_shutdown(rt, on_shutdown, NULL) != 0)
     abort();
+  uv_close((uv_handle_t *)&timer, NULL);
   kite_runtime_run(rt);
   if (kite_runtime_free(rt) != 0)
     abort();
