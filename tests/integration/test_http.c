@@ -36,6 +36,7 @@ typedef struct conn {
   struct conn *next, *prev;
   char buf[65536];
   size_t len;
+  size_t left; /* of a streamed body */
 } conn_t;
 
 typedef struct server {
@@ -47,11 +48,21 @@ typedef struct server {
   char last_request[4096];
   int open_handles;
   conn_t *conns;
+  /* A reply without a body, when stream_bytes is set: a body of that many bytes ('x'), made as
+   * it is written (64 KiB at a time, the next when the last is written), or one byte every
+   * drip_ms when that is set. */
+  size_t stream_bytes;
+  unsigned drip_ms;
+  size_t streamed; /* bytes of streamed bodies written */
+  uv_timer_t drip;
+  conn_t *dripping;
 } server_t;
 
 static void conn_closed(uv_handle_t *h) {
   conn_t *c = h->data;
   server_t *s = c->srv;
+  if (s->dripping == c)
+    s->dripping = NULL;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -81,6 +92,46 @@ static void send_text(conn_t *c, char *text, size_t len) {
   uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
 }
 
+typedef struct chunk {
+  uv_write_t w;
+  conn_t *c;
+  char data[65536];
+} chunk_t;
+
+static void stream_next(conn_t *c);
+
+static void on_chunk_written(uv_write_t *w, int status) {
+  chunk_t *k = kite_container_of(w, chunk_t, w);
+  conn_t *c = k->c;
+  free(k);
+  if (status == 0 && !uv_is_closing((uv_handle_t *)&c->tcp) && c->srv->dripping != c)
+    stream_next(c);
+}
+
+static void stream_n(conn_t *c, size_t n) {
+  chunk_t *k = malloc(sizeof(*k));
+  k->c = c;
+  n = n < c->left ? n : c->left;
+  memset(k->data, 'x', n);
+  c->left -= n;
+  c->srv->streamed += n;
+  uv_buf_t b = uv_buf_init(k->data, (unsigned)n);
+  if (uv_write(&k->w, (uv_stream_t *)&c->tcp, &b, 1, on_chunk_written) != 0)
+    free(k);
+}
+
+static void stream_next(conn_t *c) {
+  if (c->left > 0)
+    stream_n(c, sizeof(((chunk_t *)0)->data));
+}
+
+static void on_drip(uv_timer_t *t) {
+  server_t *s = t->data;
+  conn_t *c = s->dripping;
+  if (c && c->left > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
+    stream_n(c, 1);
+}
+
 static void answer(conn_t *c) {
   server_t *s = c->srv;
   const reply_t *r = s->next < s->script_n ? &s->script[s->next++] : &s->script[s->script_n - 1];
@@ -88,6 +139,20 @@ static void answer(conn_t *c) {
     return; /* hang */
   if (r->status < 0) {
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    return;
+  }
+  if (s->stream_bytes && r->body == NULL) {
+    char *head = malloc(256);
+    int hl = snprintf(head, 256, "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n\r\n", r->status,
+                      s->stream_bytes);
+    send_text(c, head, (size_t)hl);
+    c->left = s->stream_bytes;
+    if (s->drip_ms) {
+      s->dripping = c;
+      uv_timer_start(&s->drip, on_drip, s->drip_ms, s->drip_ms);
+    } else {
+      stream_next(c);
+    }
     return;
   }
   size_t blen = r->body ? strlen(r->body) : 0;
@@ -152,12 +217,18 @@ static void on_conn(uv_stream_t *l, int status) {
 }
 
 static void server_start(server_t *s, uv_loop_t *loop, const reply_t *script, size_t n) {
+  size_t stream_bytes = s->stream_bytes;
+  unsigned drip_ms = s->drip_ms;
   memset(s, 0, sizeof(*s));
+  s->stream_bytes = stream_bytes;
+  s->drip_ms = drip_ms;
   s->script = script;
   s->script_n = n;
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
-  s->open_handles = 1;
+  uv_timer_init(loop, &s->drip);
+  s->drip.data = s;
+  s->open_handles = 2;
   struct sockaddr_in a;
   uv_ip4_addr("127.0.0.1", 0, &a);
   assert_int_equal(uv_tcp_bind(&s->listener, (struct sockaddr *)&a, 0), 0);
@@ -178,6 +249,7 @@ static void server_stop(server_t *s) {
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
       uv_close((uv_handle_t *)&c->tcp, conn_closed);
   uv_close((uv_handle_t *)&s->listener, listener_closed);
+  uv_close((uv_handle_t *)&s->drip, listener_closed);
 }
 
 /* ---- fixture --------------------------------------------------------------------------------- */
@@ -429,6 +501,39 @@ static void test_oversized_body(void **state) {
   run_script(&c, s, 1, &q);
   assert_int_equal(c.status, KITE_E2BIG);
   assert_int_equal(c.attempts, 1);
+}
+
+/* A 1 GiB answer with the default limit (16 MiB): the request fails with KITE_E2BIG once the
+ * limit is passed; the client neither keeps nor reads the rest. */
+static void test_gigabyte_body_refused(void **state) {
+  (void)state;
+  ctx_t c;
+  kite_http_options_t o = {.max_retries = -1};
+  ctx_init(&c, &o);
+  reply_t s[] = {{200, NULL, NULL, 0}};
+  c.srv.stream_bytes = (size_t)1 << 30;
+  kite_http_request_t q = {.no_retry = true};
+  run_script(&c, s, 1, &q);
+  assert_int_equal(c.status, KITE_E2BIG);
+  assert_int_equal(c.attempts, 1);
+  /* What was written before the client hung up: the limit and what sat in the buffers. */
+  assert_true(c.srv.streamed >= (16u << 20) && c.srv.streamed < (64u << 20));
+}
+
+/* A server that answers one byte every 50 ms: the attempt's timeout ends it, with
+ * KITE_ETIMEDOUT, however long the answer would take. */
+static void test_dribbling_server_times_out(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, NULL);
+  reply_t s[] = {{200, NULL, NULL, 0}};
+  c.srv.stream_bytes = 1000000;
+  c.srv.drip_ms = 50;
+  kite_http_request_t q = {.timeout_ms = 800, .no_retry = true};
+  run_script(&c, s, 1, &q);
+  assert_int_equal(c.status, KITE_ETIMEDOUT);
+  assert_true(c.elapsed >= 700 && c.elapsed < 3000);
+  assert_true(c.srv.streamed > 3 && c.srv.streamed < 100);
 }
 
 static void test_connection_refused_retried(void **state) {
@@ -702,6 +807,8 @@ int main(void) {
       cmocka_unit_test(test_idempotent_post_retried_after_500),
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_oversized_body),
+      cmocka_unit_test(test_gigabyte_body_refused),
+      cmocka_unit_test(test_dribbling_server_times_out),
       cmocka_unit_test(test_connection_refused_retried),
       cmocka_unit_test(test_url_policy),
       cmocka_unit_test(test_cancel_and_close_with_pending),
