@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The runner keeps this much of the running step's output for the error it reports. */
 #define KITE__BOOT_TAIL_MAX (64 * 1024)
@@ -67,8 +68,7 @@ typedef struct kite__boot_progress {
 
 void kite__boot_progress_init(kite__boot_progress_t *p, kite__boot_step_fn on_step, void *data);
 /* stream: 1 stdout, anything else stderr. */
-void kite__boot_progress_feed(kite__boot_progress_t *p, int stream, const void *buf,
-                              size_t len);
+void kite__boot_progress_feed(kite__boot_progress_t *p, int stream, const void *buf, size_t len);
 /* The end of output: a pending partial stdout line becomes output. */
 void kite__boot_progress_finish(kite__boot_progress_t *p);
 /* The kept output of the current step as a malloc'd NUL-terminated string (NUL bytes in the
@@ -84,6 +84,7 @@ struct yaml_node_s;
 /* Reads a spec's bootstrap section n with the YAML reader y (core/yaml_impl.h). *out is the
  * builder, as soon as it exists (the caller frees it, also on error); NULL when the section
  * has no step. */
-int kite__bootstrap_read(kite__yaml_t *y, const struct yaml_node_s *n, kite_bootstrap_t **out);
+int kite__bootstrap_read(kite__yaml_t *y, const struct yaml_node_s *n, kite_bootstrap_t **out,
+                         uint64_t *timeout_ms);
 
 #endif

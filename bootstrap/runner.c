@@ -18,8 +18,8 @@
 #include <stdio.h>
 
 #include "bootstrap_impl.h"
-#include "kite_impl.h"
 #include "kite/bootstrap.h"
+#include "kite_impl.h"
 
 typedef struct runner runner_t;
 
@@ -30,6 +30,7 @@ typedef struct job {
   uint64_t pool, node, task;
   uint32_t rank;
   uint64_t started_ms;
+  uint64_t timeout_ms;         /* the request's, else the runner's; 0: none */
   uint64_t up_corr, exec_corr; /* our own requests while they are pending */
   kite_sub_t out_sub;
   kite__boot_progress_t progress;
@@ -74,8 +75,11 @@ static void fail_job(job_t *j, int code, const char *message) {
 
 static void finish_job(job_t *j, int status, const char *failed_step, const char *output) {
   if (!j->answered) {
-    kite_ev_bootstrap_done_t d = {.pool = j->pool, .node = j->node, .rank = j->rank,
-                                  .status = status, .failed_step = failed_step,
+    kite_ev_bootstrap_done_t d = {.pool = j->pool,
+                                  .node = j->node,
+                                  .rank = j->rank,
+                                  .status = status,
+                                  .failed_step = failed_step,
                                   .output = output};
     kite_reply_bootstrap_done(j->r->bus, j->corr, &d);
   }
@@ -85,8 +89,12 @@ static void finish_job(job_t *j, int status, const char *failed_step, const char
 
 static void on_step(void *data, unsigned step, unsigned total, const char *name) {
   job_t *j = data;
-  kite_ev_bootstrap_progress_t p = {.pool = j->pool, .node = j->node, .rank = j->rank,
-                                    .step = step, .total = total, .name = name};
+  kite_ev_bootstrap_progress_t p = {.pool = j->pool,
+                                    .node = j->node,
+                                    .rank = j->rank,
+                                    .step = step,
+                                    .total = total,
+                                    .name = name};
   kite_emit_bootstrap_progress(j->r->bus, &p);
 }
 
@@ -148,17 +156,22 @@ static void on_uploaded(kite_bus_t *bus, int status, const kite_event_t *ev, voi
   }
   /* What is left of the job's time budget goes to the script. */
   int64_t timeout = 0;
-  if (j->r->timeout_ms) {
+  if (j->timeout_ms) {
     uint64_t spent = kite__wall_ms() - j->started_ms;
-    timeout = spent < j->r->timeout_ms ? (int64_t)(j->r->timeout_ms - spent) : 1;
+    timeout = spent < j->timeout_ms ? (int64_t)(j->timeout_ms - spent) : 1;
   }
   char env[48];
   snprintf(env, sizeof(env), "KITE_NODE_RANK=%u", j->rank);
   /* Subscribed before the exec is sent: no output can come before. */
   int rc = kite_on_task_output(bus, j->task, on_output, j, &j->out_sub);
-  kite_ev_ssh_exec_t x = {.pool = j->pool, .node = j->node, .task = j->task, .rank = j->rank,
-                          .attempt = 1, .cmd = "exec /bin/sh ./" KITE_BOOTSTRAP_SCRIPT,
-                          .env = env, .timeout_ms = timeout};
+  kite_ev_ssh_exec_t x = {.pool = j->pool,
+                          .node = j->node,
+                          .task = j->task,
+                          .rank = j->rank,
+                          .attempt = 1,
+                          .cmd = "exec /bin/sh ./" KITE_BOOTSTRAP_SCRIPT,
+                          .env = env,
+                          .timeout_ms = timeout};
   if (rc == 0)
     rc = kite_request_ssh_exec(bus, &x, 0, on_exec_done, j, &j->exec_corr);
   if (rc != 0)
@@ -184,15 +197,18 @@ static void on_bootstrap(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_
   j->rank = p->rank;
   j->task = kite__next_id();
   j->started_ms = kite__wall_ms();
+  j->timeout_ms = p->timeout_ms > 0 ? (uint64_t)p->timeout_ms : r->timeout_ms;
   kite__boot_progress_init(&j->progress, on_step, j);
   j->next = r->jobs;
   if (r->jobs)
     r->jobs->prev = j;
   r->jobs = j;
-  kite_ev_ssh_upload_t u = {.node = p->node, .task = kite__next_id(),
-                            .remote = KITE_BOOTSTRAP_SCRIPT, .mode = 0700,
+  kite_ev_ssh_upload_t u = {.node = p->node,
+                            .task = kite__next_id(),
+                            .remote = KITE_BOOTSTRAP_SCRIPT,
+                            .mode = 0700,
                             .content = {p->script, strlen(p->script)}};
-  int rc = kite_request_ssh_upload(bus, &u, r->timeout_ms, on_uploaded, j, &j->up_corr);
+  int rc = kite_request_ssh_upload(bus, &u, j->timeout_ms, on_uploaded, j, &j->up_corr);
   if (rc != 0)
     fail_job(j, rc, "cannot write the bootstrap script to the node");
 }

@@ -286,9 +286,10 @@ static int read_setup(kite__yaml_t *y, kite_bootstrap_t *b, const yaml_node_t *n
   return rc;
 }
 
-int kite__bootstrap_read(kite__yaml_t *y, const yaml_node_t *n, kite_bootstrap_t **out) {
-  /* Steps are built in this order whatever the order of the keys. */
-  static const char *const keys[] = {"env", "apt", "pip", "files", "setup"};
+int kite__bootstrap_read(kite__yaml_t *y, const yaml_node_t *n, kite_bootstrap_t **out,
+                         uint64_t *timeout_ms) {
+  /* Steps are built in this order whatever the order of the keys; timeout is not a step. */
+  static const char *const keys[] = {"env", "apt", "pip", "files", "setup", "timeout"};
   yaml_node_t *v[KITE_ARRAY_SIZE(keys)], *k[KITE_ARRAY_SIZE(keys)];
   int rc = kite__yaml_expect_mapping(y, n, "bootstrap");
   if (rc == 0)
@@ -309,6 +310,9 @@ int kite__bootstrap_read(kite__yaml_t *y, const yaml_node_t *n, kite_bootstrap_t
     rc = read_files(y, b, v[3]);
   if (rc == 0 && v[4])
     rc = read_setup(y, b, v[4]);
+  if (rc == 0 && v[5])
+    rc = kite__yaml_duration(y, v[5], "bootstrap.timeout", 1000, 7 * 24 * 3600 * 1000ull,
+                             timeout_ms);
   if (rc == 0 && kite_bootstrap_steps(b) == 0) {
     kite_bootstrap_free(b);
     *out = NULL;

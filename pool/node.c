@@ -335,7 +335,14 @@ static void on_bootstrapped(kite_bus_t *bus, int status, const kite_event_t *ev,
     return;
   }
   char *why;
-  if (b) {
+  if (b && b->status == KITE_ETIMEDOUT) {
+    uint64_t ms = n->pool->bootstrap_timeout_ms;
+    why = kite__sprintf("bootstrap step %s did not end within %llu%s, the bootstrap's time limit "
+                        "(its processes were killed): raise bootstrap.timeout in the spec "
+                        "(default 1h) if the step needs longer",
+                        b->failed_step ? b->failed_step : "?",
+                        (unsigned long long)(ms % 1000 ? ms : ms / 1000), ms % 1000 ? " ms" : " s");
+  } else if (b) {
     why = kite__sprintf("bootstrap step %s failed: %s", b->failed_step ? b->failed_step : "?",
                         b->output && *b->output ? b->output : kite_strerror(b->status));
   } else {
@@ -357,8 +364,11 @@ static void start_bootstrap(kite__node_t *n) {
     set_state(n, KITE_NODE_READY, "connected; no bootstrap");
     return;
   }
-  kite_ev_bootstrap_t b = {
-      .pool = pool->id, .node = n->id, .rank = n->rank, .script = pool->script};
+  kite_ev_bootstrap_t b = {.pool = pool->id,
+                           .node = n->id,
+                           .rank = n->rank,
+                           .script = pool->script,
+                           .timeout_ms = (int64_t)pool->bootstrap_timeout_ms};
   int rc = kite_request_bootstrap(pool->bus, &b, 0, on_bootstrapped, n, &n->boot_corr);
   if (rc != 0)
     fail(n, rc, "cannot start the bootstrap");

@@ -502,6 +502,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
     rc = KITE_ENOMEM;
   pool->hostkey_mode = spec->hostkey_mode;
   pool->connect_timeout_ms = spec->connect_timeout_ms ? spec->connect_timeout_ms : 30000;
+  pool->bootstrap_timeout_ms =
+      spec->bootstrap_timeout_ms ? spec->bootstrap_timeout_ms : KITE_BOOTSTRAP_TIMEOUT_MS;
   pool->deadman_ms = spec->deadman_off          ? 0
                      : spec->deadman_timeout_ms ? spec->deadman_timeout_ms
                                                 : 10 * 60 * 1000;

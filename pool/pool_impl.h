@@ -9,6 +9,9 @@
 #include "kite/pool.h"
 #include "kite_impl.h"
 
+/* A node's bootstrap deadline when the spec names none (bootstrap.timeout). */
+#define KITE_BOOTSTRAP_TIMEOUT_MS (3600ull * 1000)
+
 typedef struct kite__node kite__node_t;
 typedef struct kite__plan kite__plan_t;
 
@@ -83,6 +86,7 @@ struct kite_pool {
   char **env;          /* spec env, NULL-terminated */
   int hostkey_mode;
   uint64_t connect_timeout_ms;
+  uint64_t bootstrap_timeout_ms;
   uint64_t deadman_ms; /* 0: no watchdog */
   bool replace;
   unsigned max_replacements;

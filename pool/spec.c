@@ -516,7 +516,7 @@ static int read_top(kite__yaml_t *y, const yaml_node_t *root) {
     rc = read_env(y, v[T_ENV]);
   if (rc == 0 && v[T_BOOTSTRAP]) {
     kite_spec_t *sp = spec_of(y);
-    rc = kite__bootstrap_read(y, v[T_BOOTSTRAP], &sp->bootstrap);
+    rc = kite__bootstrap_read(y, v[T_BOOTSTRAP], &sp->bootstrap, &ps->bootstrap_timeout_ms);
     if (rc == 0)
       ps->bootstrap = sp->bootstrap;
   }

@@ -107,9 +107,10 @@ typedef struct kite_bytes {
  * types carry their own takes them as said by the type. */
 #define KITE_EV_instance_launch_FIELDS(F)                                                          \
   F(STR, provider)                                                                                 \
-  F(U64, pool) F(U64, node) F(U32, rank) F(STR, tag) F(STR, region) F(STR, instance_type)          \
-      F(BOOL, spot) F(STR, image) F(STR, user_data) F(STR, launch_token) F(STR, options)           \
-          F(STR, zone) F(DBL, price_hourly) F(DBL, ondemand_hourly) F(STR, accelerator)            \
+  F(U64, pool)                                                                                     \
+  F(U64, node) F(U32, rank) F(STR, tag) F(STR, region) F(STR, instance_type) F(BOOL, spot)         \
+      F(STR, image) F(STR, user_data) F(STR, launch_token) F(STR, options) F(STR, zone)            \
+          F(DBL, price_hourly) F(DBL, ondemand_hourly) F(STR, accelerator)                         \
               F(U32, accelerator_count)
 /* reach: the instance's reach record (a reach fact's text) when the instance may have been
  * launched by another process; the provider then asks exactly there, and takes "not found" as
@@ -127,21 +128,24 @@ typedef struct kite_bytes {
 /* What the provider sells (offer.h), in region (NULL: every region it launches in), asked with
  * the provider options (JSON text, or NULL) a launch would use. Reply: catalog. */
 #define KITE_EV_catalog_request_FIELDS(F) F(STR, provider) F(STR, region) F(STR, options)
-#define KITE_EV_bootstrap_FIELDS(F) F(U64, pool) F(U64, node) F(U32, rank) F(STR, script)
+/* timeout_ms: the script is killed after this long (the reply says KITE_ETIMEDOUT); 0: the
+ * runner's own limit. */
+#define KITE_EV_bootstrap_FIELDS(F)                                                                \
+  F(U64, pool) F(U64, node) F(U32, rank) F(STR, script) F(I64, timeout_ms)
 #define KITE_EV_shutdown_FIELDS(F) F(STR, reason)
 /* hostkey_mode: a kite_hostkey_mode_t (transport.h); host_key: a pinned key in known_hosts
  * "type base64" form, or NULL. */
 #define KITE_EV_ssh_connect_FIELDS(F)                                                              \
   F(U64, node)                                                                                     \
-  F(STR, host) F(U32, port) F(STR, user) F(STR, key_path) F(STR, host_key) F(I32, hostkey_mode)    \
+  F(STR, host)                                                                                     \
+  F(U32, port) F(STR, user) F(STR, key_path) F(STR, host_key) F(I32, hostkey_mode)                 \
       F(I64, timeout_ms)
 /* cmd: a shell script, run by /bin/sh in its own process group on the node (so a timeout or
  * a cancel stops all of it); env: newline-separated NAME=VALUE pairs exported before it, or
  * NULL. Output arrives as task_output keyed by task; the reply is task_finished. */
 #define KITE_EV_ssh_exec_FIELDS(F)                                                                 \
   F(U64, pool)                                                                                     \
-  F(U64, node) F(U64, task) F(U32, rank) F(U32, attempt) F(STR, cmd) F(STR, env)                   \
-      F(I64, timeout_ms)
+  F(U64, node) F(U64, task) F(U32, rank) F(U32, attempt) F(STR, cmd) F(STR, env) F(I64, timeout_ms)
 #define KITE_EV_ssh_cancel_FIELDS(F) F(U64, node) F(U64, task)
 /* hold true: stop reading a running command's output (the command blocks on its next write
  * once SSH's window is full) until a hold false. The output's consumer is behind (a slow
@@ -173,9 +177,10 @@ typedef struct kite_bytes {
   F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id) F(STR, launch_token)
 #define KITE_EV_instance_launched_FIELDS(F)                                                        \
   F(U64, pool)                                                                                     \
-  F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id) F(STR, address) F(U32, port)      \
-      F(STR, user) F(STR, host_key) F(DBL, price_hourly) F(STR, tag) F(STR, key_path)              \
-          F(DBL, ondemand_hourly) F(BOOL, spot)
+  F(U64, node)                                                                                     \
+  F(U32, rank) F(STR, provider) F(STR, instance_id) F(STR, address) F(U32, port) F(STR, user)      \
+      F(STR, host_key) F(DBL, price_hourly) F(STR, tag) F(STR, key_path) F(DBL, ondemand_hourly)   \
+          F(BOOL, spot)
 #define KITE_EV_instance_running_FIELDS(F)                                                         \
   F(U64, pool) F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id) F(STR, address)
 #define KITE_EV_instance_terminated_FIELDS(F)                                                      \
@@ -213,8 +218,9 @@ typedef struct kite_bytes {
  * accumulated (0 when not spot or the on-demand price is unknown). */
 #define KITE_EV_cost_FIELDS(F)                                                                     \
   F(U64, pool)                                                                                     \
-  F(U64, node) F(U32, rank) F(STR, provider) F(STR, instance_id) F(DBL, rate_hourly)               \
-      F(DBL, billable_s) F(DBL, accumulated) F(DBL, savings)
+  F(U64, node)                                                                                     \
+  F(U32, rank) F(STR, provider) F(STR, instance_id) F(DBL, rate_hourly) F(DBL, billable_s)         \
+      F(DBL, accumulated) F(DBL, savings)
 #define KITE_EV_node_state_changed_FIELDS(F)                                                       \
   F(U64, pool) F(U64, node) F(U32, rank) F(NSTATE, from) F(NSTATE, to) F(STR, reason)
 #define KITE_EV_node_ready_FIELDS(F)                                                               \
@@ -240,8 +246,9 @@ typedef struct kite_bytes {
  * did not (KITE_ETIMEDOUT, KITE_ECANCELED, KITE_ECONNLOST, KITE_ENODELOST…). */
 #define KITE_EV_task_finished_FIELDS(F)                                                            \
   F(U64, pool)                                                                                     \
-  F(U64, node) F(U64, task) F(U32, rank) F(U32, attempt) F(I32, exit_status) F(STR, signal)        \
-      F(ERR, error) F(STR, message)
+  F(U64, node)                                                                                     \
+  F(U64, task) F(U32, rank) F(U32, attempt) F(I32, exit_status) F(STR, signal) F(ERR, error)       \
+      F(STR, message)
 #define KITE_EV_transfer_progress_FIELDS(F) F(U64, node) F(U64, task) F(U64, done) F(U64, total)
 #define KITE_EV_transfer_done_FIELDS(F)                                                            \
   F(U64, node) F(U64, task) F(ERR, error) F(U64, bytes) F(STR, message)

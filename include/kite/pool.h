@@ -52,6 +52,9 @@ typedef struct kite_pool_spec {
   bool spot;
   const char *provider_options;      /* JSON object text handed to the provider, or NULL */
   const kite_bootstrap_t *bootstrap; /* rendered at open (borrowed during the call); or NULL */
+  /* How long a node's bootstrap may run (spec: bootstrap.timeout); past it the script's
+   * process group is killed and the node fails with KITE_ETIMEDOUT. 0: 1 hour. */
+  uint64_t bootstrap_timeout_ms;
   const char *const *env;      /* NULL-terminated "NAME=VALUE" list for every command, or NULL */
   int hostkey_mode;            /* kite_hostkey_mode_t for instances without a pinned key */
   uint64_t connect_timeout_ms; /* SSH connect deadline per node; 0: 30 s */

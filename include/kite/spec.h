@@ -47,6 +47,7 @@
  *     pip: [PKG, ...]  or  {packages: [...], no_index: BOOL, find_links: DIR, python: PY}
  *     files: [{path: P, content: TEXT | source: LOCAL_FILE, mode: 0644}, ...]
  *     setup: SCRIPT  or  [{name: NAME, run: SCRIPT}, ...]
+ *     timeout: 1h               a node's whole bootstrap, 1s..168h (kite_pool_spec_t)
  *   run: SCRIPT                 what `kite run` runs on every node
  *   retries: N                  re-runs of run: (and kite exec's commands) on the replacement of
  *                               a lost node, 0..100; needs replace.on_preemption
