@@ -63,7 +63,8 @@ typedef struct client {
   size_t in_len;
   client_kind_t kind;
   bool finishing, closed;
-  bool holding; /* its tasks' output is held (HOLD_HIGH) */
+  bool holding;    /* its tasks' output is held (HOLD_HIGH) */
+  bool overflowed; /* CLIENT_QUEUE_MAX was passed: its last line is being queued */
   uv_shutdown_t sreq;
   struct client *next;
 } client_t;
@@ -163,17 +164,26 @@ static void on_written(uv_write_t *req, int status) {
 }
 
 static void client_drop(client_t *cl);
+static void send_error(client_t *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void send_raw(client_t *cl, const char *line, size_t len) {
   if (cl->finishing || cl->closed)
     return;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) > CLIENT_QUEUE_MAX) {
-    /* A reader that does not keep up is cut off rather than letting memory grow. */
+  if (!cl->overflowed &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) > CLIENT_QUEUE_MAX) {
+    /* A reader that does not keep up is cut off rather than letting memory grow: what is
+     * queued is written, then one line saying why, then the connection ends. */
     fprintf(stderr,
             "kite-owner: a client did not read its replies (over %u MiB queued); "
             "disconnecting it\n",
             CLIENT_QUEUE_MAX >> 20);
-    client_drop(cl);
+    cl->overflowed = true;
+    send_error(cl,
+               "this client did not read what the pool's owner sent fast enough (over %u MiB "
+               "waited to be written), so the owner ended the connection; the pool is not "
+               "affected: read the output faster, or ask for less (kite events --no-follow, "
+               "kite logs)",
+               CLIENT_QUEUE_MAX >> 20);
     return;
   }
   wreq_t *w = malloc(sizeof(*w) + len + 1);
@@ -206,7 +216,6 @@ static void send_json(client_t *cl, json_t *j) {
   }
 }
 
-static void send_error(client_t *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_error(client_t *cl, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Output larger than anything kite keeps, read slowly: `kite exec` piped into a reader that
 # sleeps first gets every byte, in order, while the pool's owner holds the command's output on
-# the node instead of queueing it (its peak memory stays small) or cutting the client off.
+# the node instead of queueing it (its peak memory stays small) or cutting the client off. A
+# `kite events` that reads nothing while events flood is cut off after 32 MiB with a
+# message saying why, and the pool goes on.
 . "$(dirname "$0")/lib.sh"
 M=$(pool_name lim)
 printf 'name: %s\nnodes: 1\n' "$M" >"$T_DIR/m.yaml"
@@ -31,6 +33,25 @@ expect_rc 0 "kite exec of $N bytes read slowly"
 expect_no_grep "$T_DIR/e" "closed the connection" "the owner kept the slow client"
 [ "$(cat "$T_DIR/count")" = "$N b'[0] \\n'" ] ||
   fail "the reader got $(cat "$T_DIR/count") (bytes of output, anything else), not $N and a label"
+log "kite events into a reader that reads nothing while 100 MB of output go by"
+( kite events "$M" 2>"$T_DIR/ev_err"; echo $? >"$T_DIR/ev_rc" ) |
+  python3 -c '
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.1)
+print(len(sys.stdin.buffer.read()))' "$T_DIR/flag" >"$T_DIR/ev_out" &
+READER=$!
+sleep 1
+kite exec "$M" --rank 0 -- sh -c "head -c $((100 * 1024 * 1024)) /dev/zero | tr '\\0' a" >/dev/null 2>"$T_DIR/e"
+RC=$?
+expect_rc 0 "kite exec beside a stuck kite events"
+touch "$T_DIR/flag"
+wait "$READER"
+[ "$(cat "$T_DIR/ev_rc")" = 1 ] || fail "kite events of a reader that fell behind: exit status $(cat "$T_DIR/ev_rc"), expected 1"
+expect_grep "$T_DIR/ev_err" "did not read what the pool's owner sent fast enough" "kite events says why it was cut off"
+[ "$(cat "$T_DIR/ev_out")" -gt $((32 * 1024 * 1024)) ] || fail "the events reader got only $(cat "$T_DIR/ev_out") bytes before the cut"
+run_kite "$T_DIR/o" "$T_DIR/e" exec "$M" -- echo still here
+expect_grep "$T_DIR/o" "still here" "the pool works on after the cut"
 after=$(hwm "$OWNER")
 log "owner peak RSS ${before} kB before, ${after} kB after"
 [ "$after" -lt $((before + 65536)) ] || fail "the owner's peak RSS grew by $((after - before)) kB"
