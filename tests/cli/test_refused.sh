@@ -65,6 +65,12 @@ expect_rc 2 "100,000 local nodes"
 expect_grep err "huge.yaml:3:8: nodes: 100000 is more than the local provider can run (at most 1000" \
   "100,000 local nodes"
 [ "$(wc -l <out)" -lt 5 ] || fail "100,000 local nodes: a plan was printed"
+# A 50 MB string: refused before it is parsed, with the limit.
+{ printf 'name: %s\nnodes: 1\nrun: "' "$(pool_name big)"; head -c 50000000 /dev/zero | tr '\0' a; printf '"\n'; } >big.yaml
+run_kite out err run --plain big.yaml
+expect_rc 2 "a 50 MB spec"
+expect_grep err "big.yaml: the file is larger than 16 MiB; expected a pool spec" "a 50 MB spec"
+rm -f big.yaml
 refused local "bad.yaml:7:7: ssh.user: not honoured by the local provider" <<'YAML'
 ssh: {user: ubuntu}
 YAML
