@@ -10,7 +10,7 @@ PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev lib
 	openssh-server openssh-client util-linux pdsh python3 python3-pip python3-asyncssh python3-blinker \
 	libnghttp2-dev librtmp-dev libpsl-dev libkrb5-dev libldap-dev libzstd-dev curl procps
 
-.PHONY: deps build demo test test-normal test-asan bench fuzz soak valgrind clean
+.PHONY: deps build demo test test-normal test-asan bench fuzz soak valgrind alloc-fail clean
 
 # Idempotent: installs only what is missing, and creates the unprivileged user local nodes log
 # in as when kite runs as root (never racily from parallel tests).
@@ -60,6 +60,15 @@ test: test-normal test-asan
 
 bench: build
 	./bench/run.sh
+
+# tests/unit/test_alloc_fail.c with every allocation of the local-pool scenario failed in turn
+# (make test fails every 3rd), in the ASan+UBSan build: no crash, leak or wrong error code, no
+# node process left, the store consistent.
+alloc-fail: deps
+	cmake -S . -B build-asan -DKITE_WERROR=ON -DKITE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j$(JOBS) --target test_alloc_fail
+	cd build-asan && KITE_ALLOC_STRIDE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./tests/test_alloc_fail
 
 # The unit tests (but the allocation-failure one, thousands of processes) and the local-pool
 # integration tests under valgrind's memcheck, in build-vg/: any memory error or leak (definite,

@@ -366,16 +366,18 @@ int kite_runtime_free(kite_runtime_t *rt) {
 }
 
 int kite__runtime_store(kite_runtime_t *rt, kite_store_t **out) {
+  int rc = 0;
   if (rt->store == NULL && !rt->store_failed) {
     char *path = kite_store_default_path(rt->home);
-    int rc = path ? kite_store_open(path, &rt->store) : KITE_ENOMEM;
+    rc = path ? kite_store_open(path, &rt->store) : KITE_ENOMEM;
     if (rc != 0) {
-      rt->store_failed = true;
+      /* Out of memory is tried again next time; any other failure stays. */
+      rt->store_failed = rc != KITE_ENOMEM;
       kite_log(rt, KITE_LOG_ERROR, "store", "cannot open the state store %s: %s", path ? path : "",
                kite_store_errmsg(NULL));
     }
     free(path);
   }
   *out = rt->store;
-  return rt->store ? 0 : KITE_ESTORE;
+  return rt->store ? 0 : rc == KITE_ENOMEM ? KITE_ENOMEM : KITE_ESTORE;
 }

@@ -266,24 +266,39 @@ static void disconnect(kite__node_t *n) {
     n->session_open = false;
 }
 
+/* Asks n's provider to terminate instance id. */
+static int ask_terminate(kite__node_t *n, const char *id, kite_reply_fn cb, void *data,
+                         uint64_t *corr) {
+  kite_ev_instance_terminate_t t = {.provider = n->provider,
+                                    .pool = n->pool->id,
+                                    .reach = n->reach,
+                                    .node = n->id,
+                                    .rank = n->rank,
+                                    .instance_id = id};
+  return kite_request_instance_terminate(n->pool->bus, &t, 0, cb, data, corr);
+}
+
 static void terminate_instance(kite__node_t *n) {
   if (!n->instance_live || n->term_corr)
     return;
   disconnect(n);
   if (n->pool->store && n->store_row)
     kite_store_instance_terminating(n->pool->store, n->store_row);
-  kite_ev_instance_terminate_t t = {.provider = n->provider,
-                                    .pool = n->pool->id,
-                                    .reach = n->reach,
-                                    .node = n->id,
-                                    .rank = n->rank,
-                                    .instance_id = n->instance_id};
-  int rc = kite_request_instance_terminate(n->pool->bus, &t, 0, on_terminated, n, &n->term_corr);
+  int rc = ask_terminate(n, n->instance_id, on_terminated, n, &n->term_corr);
   if (rc != 0) {
-    kite_log(n->pool->rt, KITE_LOG_ERROR, "node", "rank %u: cannot request termination of %s: %s",
-             n->rank, n->instance_id, kite_strerror(rc));
-    n->pool->close_status = rc;
+    /* The instance runs on: ask again in a second, for as long as it takes. */
+    n->term_corr = 0;
+    kite_log(n->pool->rt, KITE_LOG_ERROR, "node",
+             "rank %u: cannot request termination of %s: %s; asking again in 1 s", n->rank,
+             n->instance_id, kite_strerror(rc));
+    n->term_retry = true;
+    kite__pool_term_later(n->pool);
   }
+}
+
+void kite__node_terminate_again(kite__node_t *n) {
+  n->term_retry = false;
+  terminate_instance(n);
 }
 
 /* The node cannot be brought back: FAILED (whose entry terminates the instance), keeping the
@@ -498,17 +513,27 @@ static void connect_node(kite__node_t *n) {
 
 /* ---- PROVISIONING: the launch ------------------------------------------------------------ */
 
+/* A copy of s, NULL only for NULL; *lost set when memory ran out. */
+static char *copy_or_lost(const char *s, bool *lost) {
+  char *c = s ? kite__strdup(s) : NULL;
+  if (s && c == NULL)
+    *lost = true;
+  return c;
+}
+
 /* What the launch's reply says exists (or that nothing does) is recorded, whatever state the
- * node is in now. */
-static void record_launch(kite__node_t *n, int status, const kite_ev_instance_launched_t *l,
-                          const kite_event_t *ev) {
+ * node is in now. KITE_ENOMEM when part of it could not be kept: the instance exists and is
+ * terminated by whoever fails the node (with its id; see on_launched). */
+static int record_launch(kite__node_t *n, int status, const kite_ev_instance_launched_t *l,
+                         const kite_event_t *ev) {
+  bool lost = false;
   if (status == 0 && l) {
     clear_instance(n);
-    n->instance_id = kite__strdup(l->instance_id);
-    n->address = kite__strdup(l->address);
-    n->user = kite__strdup(l->user);
-    n->host_key = kite__strdup(l->host_key);
-    n->key_path = kite__strdup(l->key_path);
+    n->instance_id = copy_or_lost(l->instance_id, &lost);
+    n->address = copy_or_lost(l->address, &lost);
+    n->user = copy_or_lost(l->user, &lost);
+    n->host_key = copy_or_lost(l->host_key, &lost);
+    n->key_path = copy_or_lost(l->key_path, &lost);
     n->port = l->port;
     n->price_hourly = l->price_hourly;
     n->instance_live = true;
@@ -531,6 +556,7 @@ static void record_launch(kite__node_t *n, int status, const kite_ev_instance_la
                                        e && e->message ? e->message : "launch failed");
     n->store_row = 0;
   }
+  return lost ? KITE_ENOMEM : 0;
 }
 
 /* Closed (or failed) while launching: whatever was created goes now. */
@@ -545,13 +571,39 @@ static void launched_late(kite__node_t *n) {
 
 static void launch(kite__node_t *n);
 
+/* The reply to the termination of an instance whose id the node could not keep. */
+static void on_lost_terminated(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
+  (void)bus;
+  if (status != 0) {
+    const kite_ev_reply_error_t *e = kite_ev_as_reply_error(ev);
+    kite_log(data, KITE_LOG_ERROR, "node",
+             "terminating an instance after running out of memory: %s",
+             e && e->message ? e->message : kite_strerror(status));
+  }
+}
+
 static void on_launched(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
   kite__node_t *n = data;
   (void)bus;
   n->launch_corr = 0;
   n->launch_price = 0;
   const kite_ev_instance_launched_t *l = kite_ev_as_instance_launched(ev);
-  record_launch(n, status, l, ev);
+  if (record_launch(n, status, l, ev) != 0) {
+    /* The instance exists and must go: with its id kept (a second try), the node's failure
+     * terminates it; without, the termination is asked for here, with the reply's id. */
+    if (n->instance_id == NULL)
+      n->instance_id = kite__strdup(l->instance_id);
+    if (n->instance_id == NULL) {
+      n->instance_live = false;
+      if (ask_terminate(n, l->instance_id, on_lost_terminated, n->pool->rt, NULL) != 0)
+        kite_log(n->pool->rt, KITE_LOG_ERROR, "node",
+                 "%s rank %u: out of memory: cannot terminate instance %s; it may still run: "
+                 "run `kite down %s`",
+                 n->pool->name, n->rank, l->instance_id, n->pool->name);
+    }
+    fail(n, KITE_ENOMEM, "out of memory while recording the launch");
+    return;
+  }
   if (n->state != KITE_NODE_PROVISIONING) {
     launched_late(n);
     return;
@@ -611,12 +663,14 @@ static void launch(kite__node_t *n) {
   }
   /* Recorded before the launch call, with what it takes to reach the instance from any other
    * process: if this process dies during the call, the record remains. */
-  if (pool->store &&
-      kite_store_instance_launching_at(pool->store, pool->name, n->rank, n->provider, pool->tag,
-                                       token, n->reach, &n->store_row) != 0) {
+  int src = pool->store
+                ? kite_store_instance_launching_at(pool->store, pool->name, n->rank, n->provider,
+                                                   pool->tag, token, n->reach, &n->store_row)
+                : 0;
+  if (src != 0) {
     why = kite__sprintf("cannot record the launch in the state store: %s",
                         kite_store_errmsg(pool->store));
-    fail(n, KITE_ESTORE, why ? why : "cannot record the launch");
+    fail(n, src == KITE_ENOMEM ? KITE_ENOMEM : KITE_ESTORE, why ? why : "cannot record the launch");
     free(why);
     return;
   }

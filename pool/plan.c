@@ -273,9 +273,10 @@ static int resolve_sites(kite__plan_t *pl) {
     kite__site_t *s = &pl->sites[k];
     kite_ev_reach_resolve_t rr = {
         .provider = s->provider, .region = s->region[0] ? s->region : NULL, .options = s->options};
-    if (kite_request_reach_resolve(pl->bus, &rr, 0, on_reach, s, &s->corr) != 0) {
+    int rc = kite_request_reach_resolve(pl->bus, &rr, 0, on_reach, s, &s->corr);
+    if (rc != 0) {
       s->corr = 0;
-      s->status = KITE_EINTERNAL;
+      s->status = rc == KITE_ENOMEM ? KITE_ENOMEM : KITE_EINTERNAL;
       s->message = kite__strdup("cannot ask the provider where it launches");
     }
   }

@@ -91,6 +91,8 @@ static void run_finished(rank_run_t *r, int error, int exit_status, const char *
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* A copy of env; *rc (left alone on success: an earlier failure stays) KITE_ENOMEM or
+ * KITE_EINVAL (an entry that is not NAME=VALUE) when NULL comes back. */
 static char **dup_env(const char *const *env, int *rc) {
   size_t n = 0;
   while (env && env[n])
@@ -110,8 +112,14 @@ static char **dup_env(const char *const *env, int *rc) {
       return NULL;
     }
     out[i] = kite__strdup(env[i]);
+    if (out[i] == NULL) {
+      *rc = KITE_ENOMEM;
+      for (size_t k = 0; k < i; k++)
+        free(out[k]);
+      free(out);
+      return NULL;
+    }
   }
-  *rc = 0;
   return out;
 }
 
@@ -362,6 +370,20 @@ static void on_replace_timer(uv_timer_t *t) {
   pool_release(pool);
 }
 
+static void on_term_timer(uv_timer_t *t) {
+  kite_pool_t *pool = kite_container_of(t, kite_pool_t, term_timer);
+  pool_hold(pool);
+  for (unsigned i = 0; i < pool->nodes_n; i++)
+    if (pool->nodes[i].term_retry)
+      kite__node_terminate_again(&pool->nodes[i]);
+  pool_release(pool);
+}
+
+void kite__pool_term_later(kite_pool_t *pool) {
+  if (pool->term_timer_open && !uv_is_active((uv_handle_t *)&pool->term_timer))
+    uv_timer_start(&pool->term_timer, on_term_timer, 1000, 0);
+}
+
 bool kite__pool_rate_take(kite_pool_t *pool) {
   uint64_t now = uv_now(kite_runtime_loop(pool->rt));
   if (pool->replace_window_n == 0 || now - pool->replace_window_start >= 60000) {
@@ -526,7 +548,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   pool->min_nodes = spec->min_nodes ? spec->min_nodes : spec->nodes;
   pool->open_cb = cb;
   pool->open_data = data;
-  pool->env = dup_env(spec->env, &rc);
+  if (rc == 0)
+    pool->env = dup_env(spec->env, &rc);
   if (rc == KITE_EINVAL)
     kite_log(rt, KITE_LOG_ERROR, "pool",
              "pool %s: env entries must be NAME=VALUE with NAME a "
@@ -586,6 +609,8 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
   if (rc == 0) {
     uv_timer_init(kite_runtime_loop(rt), &pool->replace_timer);
     pool->replace_timer_open = true;
+    uv_timer_init(kite_runtime_loop(rt), &pool->term_timer);
+    pool->term_timer_open = true;
     uv_idle_init(kite_runtime_loop(rt), &pool->turn);
     pool->turn_open = true;
   }
@@ -618,8 +643,9 @@ int kite_pool_open(kite_runtime_t *rt, const kite_pool_spec_t *spec, kite_pool_o
    * choice when the spec asks kite to choose; every site's reach record), so that every
    * launch record carries it. */
   pool_hold(pool);
-  if (kite__plan_make(pool->plan, on_planned, pool) != 0) {
-    pool->plan->status = KITE_EINTERNAL;
+  int prc = kite__plan_make(pool->plan, on_planned, pool);
+  if (prc != 0) {
+    pool->plan->status = prc == KITE_ENOMEM ? KITE_ENOMEM : KITE_EINTERNAL;
     free(pool->plan->message);
     pool->plan->message = kite__sprintf("pool %s: cannot make its plan", pool->name);
     on_planned(pool->plan, pool->plan->status, pool);
@@ -1467,6 +1493,12 @@ static void maybe_finish_close(kite_pool_t *pool) {
     pool->replace_timer.data = pool;
     pool_hold(pool);
     uv_close((uv_handle_t *)&pool->replace_timer, on_handle_closed);
+  }
+  if (pool->term_timer_open) {
+    pool->term_timer_open = false;
+    pool->term_timer.data = pool;
+    pool_hold(pool);
+    uv_close((uv_handle_t *)&pool->term_timer, on_handle_closed);
   }
   if (pool->turn_open) {
     pool->turn_open = false;

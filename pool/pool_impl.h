@@ -43,6 +43,7 @@ struct kite__node {
   unsigned replacements;
   char *old_instance; /* while REPLACING: the instance being replaced */
   bool replace_held;  /* REPLACING, waiting for the rate limit */
+  bool term_retry;    /* its termination could not be asked for: asked again (term_timer) */
   char *failure;      /* why the node FAILED, for the pool's error */
   int failure_code;   /* and the error code that goes with it */
   int64_t store_row;  /* the state store's row of the instance behind it now, or 0 */
@@ -96,6 +97,8 @@ struct kite_pool {
   unsigned replace_window_n;     /* replacements started in it */
   uv_timer_t replace_timer;      /* retries replacements held back by the rate limit */
   bool replace_timer_open;
+  uv_timer_t term_timer; /* asks again for terminations that could not be sent */
+  bool term_timer_open;
   kite__watch_t *watch;
   kite__cost_t *cost; /* accounts for what its instances cost, until the pool is freed */
   kite_sub_t subs[4];
@@ -143,6 +146,10 @@ void kite__node_close(kite__node_t *n);
 void kite__node_lost(kite__node_t *n, const char *reason);
 /* Launches the replacement of a REPLACING node whose old instance is gone. */
 void kite__node_relaunch(kite__node_t *n);
+/* Asks again for a termination that could not be sent (term_retry). */
+void kite__node_terminate_again(kite__node_t *n);
+/* Arms the pool's term_timer: a second from now, every node with term_retry asks again. */
+void kite__pool_term_later(kite_pool_t *pool);
 /* A preemption notice: a READY node takes no new tasks (DRAINING). */
 void kite__node_drain(kite__node_t *n, const char *reason);
 bool kite__node_final(const kite__node_t *n);

@@ -7,8 +7,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <strings.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -59,22 +59,26 @@ static char *b64(const unsigned char *in, size_t len) {
   return out;
 }
 
-char *kite__ssh_server_key(LIBSSH2_SESSION *ss) {
+char *kite__ssh_server_key(LIBSSH2_SESSION *ss, int *rc) {
   size_t len = 0;
   int type = 0;
   const char *raw = libssh2_session_hostkey(ss, &len, &type);
   const char *name = key_type_name(type);
-  if (raw == NULL || name == NULL)
+  *rc = raw == NULL || name == NULL ? KITE_EHOSTKEY : 0;
+  if (*rc != 0)
     return NULL;
   char *enc = b64((const unsigned char *)raw, len);
   char *out = enc ? kite__sprintf("%s %s", name, enc) : NULL;
   free(enc);
+  if (out == NULL)
+    *rc = KITE_ENOMEM;
   return out;
 }
 
 /* "SHA256:…" as ssh-keygen -l prints it (base64 without padding). */
 static void fingerprint(kite_ssh_t *s, char *buf, size_t size) {
-  const unsigned char *h = (const unsigned char *)libssh2_hostkey_hash(s->ss, LIBSSH2_HOSTKEY_HASH_SHA256);
+  const unsigned char *h =
+      (const unsigned char *)libssh2_hostkey_hash(s->ss, LIBSSH2_HOSTKEY_HASH_SHA256);
   char *enc = h ? b64(h, 32) : NULL;
   if (enc) {
     size_t l = strlen(enc);
@@ -123,8 +127,8 @@ static int record_key(kite_ssh_t *s) {
     close(fd);
   }
   if (rc != 0)
-    snprintf(s->errmsg, sizeof(s->errmsg), "cannot record the host key of %s:%u in %s: %s",
-             s->host, s->port, s->known_hosts, strerror(errno));
+    snprintf(s->errmsg, sizeof(s->errmsg), "cannot record the host key of %s:%u in %s: %s", s->host,
+             s->port, s->known_hosts, strerror(errno));
   free(line);
   return rc;
 }
@@ -161,8 +165,7 @@ int kite__ssh_verify_hostkey(kite_ssh_t *s) {
   }
   if (s->mode == KITE_HOSTKEY_OFF) {
     kite_log(s->rt, KITE_LOG_WARN, "transport",
-             "host key of %s:%u (%s) NOT verified: host key checking is off", s->host, s->port,
-             fp);
+             "host key of %s:%u (%s) NOT verified: host key checking is off", s->host, s->port, fp);
     return 0;
   }
   size_t len = 0;
@@ -178,10 +181,9 @@ int kite__ssh_verify_hostkey(kite_ssh_t *s) {
     libssh2_knownhost_free(kh);
     return KITE_EHOSTKEY;
   }
-  int check = libssh2_knownhost_checkp(kh, s->host, (int)s->port, raw, len,
-                                       LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-                                           LIBSSH2_KNOWNHOST_KEYENC_RAW | key_type_mask(type),
-                                       NULL);
+  int check = libssh2_knownhost_checkp(
+      kh, s->host, (int)s->port, raw, len,
+      LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | key_type_mask(type), NULL);
   libssh2_knownhost_free(kh);
   char *pattern = host_pattern(s);
   int rc = 0;
@@ -267,8 +269,7 @@ static bool pattern_matches(const char *pat, size_t plen, const char *name) {
     size_t wl = b64_decode(bar + 1, plen - (size_t)(bar + 1 - pat), want, sizeof(want));
     unsigned gl = 0;
     if (kl == 0 || wl != 20 ||
-        HMAC(EVP_sha1(), key, (int)kl, (const unsigned char *)name, strlen(name), got, &gl) ==
-            NULL)
+        HMAC(EVP_sha1(), key, (int)kl, (const unsigned char *)name, strlen(name), got, &gl) == NULL)
       return false;
     return gl == 20 && CRYPTO_memcmp(got, want, 20) == 0;
   }

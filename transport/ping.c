@@ -16,7 +16,9 @@ typedef struct ping {
   bool timed_out;
 } ping_t;
 
-static void on_timer_closed(uv_handle_t *h) { free(h); }
+static void on_timer_closed(uv_handle_t *h) {
+  free(h);
+}
 
 static void ping_finish(ping_t *p, int status) {
   if (p->timer) {

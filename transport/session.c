@@ -8,11 +8,11 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,7 +27,9 @@
 
 static uv_once_t lib_once = UV_ONCE_INIT;
 static int lib_rc;
-static void lib_init(void) { lib_rc = libssh2_init(0); }
+static void lib_init(void) {
+  lib_rc = libssh2_init(0);
+}
 
 static void pump_now(kite_ssh_t *s);
 static void retry_or_fail(kite_ssh_t *s, const char *why);
@@ -88,9 +90,15 @@ const char *kite__ssh_lasterr(kite_ssh_t *s) {
   return msg ? msg : "";
 }
 
-const char *kite_ssh_errmsg(const kite_ssh_t *s) { return s ? s->errmsg : ""; }
-bool kite_ssh_connected(const kite_ssh_t *s) { return s && s->state == SSH_READY; }
-const char *kite_ssh_host_key(const kite_ssh_t *s) { return s ? s->server_key : NULL; }
+const char *kite_ssh_errmsg(const kite_ssh_t *s) {
+  return s ? s->errmsg : "";
+}
+bool kite_ssh_connected(const kite_ssh_t *s) {
+  return s && s->state == SSH_READY;
+}
+const char *kite_ssh_host_key(const kite_ssh_t *s) {
+  return s ? s->server_key : NULL;
+}
 
 static void set_err(kite_ssh_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_err(kite_ssh_t *s, const char *fmt, ...) {
@@ -445,8 +453,11 @@ static void step_connecting(kite_ssh_t *s) {
       connect_failed(s, KITE_ESSH);
       return;
     }
-    s->server_key = kite__ssh_server_key(s->ss);
-    rc = kite__ssh_verify_hostkey(s);
+    s->server_key = kite__ssh_server_key(s->ss, &rc);
+    if (rc == KITE_ENOMEM)
+      set_err(s, "out of memory reading the host key of %s:%u", s->host, s->port);
+    else
+      rc = kite__ssh_verify_hostkey(s);
     if (rc != 0) {
       connect_failed(s, rc);
       return;
@@ -456,8 +467,8 @@ static void step_connecting(kite_ssh_t *s) {
   if (s->state == SSH_AUTH) {
     int rc;
     if (s->key_path)
-      rc = libssh2_userauth_publickey_fromfile_ex(s->ss, s->user, (unsigned)strlen(s->user),
-                                                  NULL, s->key_path, NULL);
+      rc = libssh2_userauth_publickey_fromfile_ex(s->ss, s->user, (unsigned)strlen(s->user), NULL,
+                                                  s->key_path, NULL);
     else
       rc = auth_agent(s);
     if (rc == LIBSSH2_ERROR_EAGAIN)
@@ -682,8 +693,7 @@ static void on_deadline(uv_timer_t *t) {
   if (s->state == SSH_CONNECTING) {
     /* A connect that neither succeeds nor fails (a filtered port). */
     close_socket(s);
-    set_err(s, "cannot connect to %s:%u: no answer before the connect deadline", s->host,
-            s->port);
+    set_err(s, "cannot connect to %s:%u: no answer before the connect deadline", s->host, s->port);
     connect_failed(s, KITE_ETIMEDOUT);
     return;
   }
@@ -694,7 +704,9 @@ static void on_deadline(uv_timer_t *t) {
   }
 }
 
-static void on_retry(uv_timer_t *t) { try_connect(t->data); }
+static void on_retry(uv_timer_t *t) {
+  try_connect(t->data);
+}
 
 /* ---- connect --------------------------------------------------------------------------- */
 
@@ -705,8 +717,8 @@ static void retry_or_fail(kite_ssh_t *s, const char *why) {
     wait = RETRY_MAX_MS;
   s->attempt++;
   if (now + wait >= s->deadline) {
-    set_err(s, "cannot connect to %s:%u: %s (tried %u times until the connect deadline)",
-            s->host, s->port, why, s->attempt);
+    set_err(s, "cannot connect to %s:%u: %s (tried %u times until the connect deadline)", s->host,
+            s->port, why, s->attempt);
     lose(s, KITE_ECONNREFUSED, s->errmsg);
     return;
   }
@@ -797,8 +809,8 @@ int kite_ssh_connect(kite_runtime_t *rt, const kite_ssh_options_t *o, kite_ssh_c
   s->mode = o->hostkey_mode;
   s->keepalive_s = o->keepalive_s ? o->keepalive_s : DEFAULT_KEEPALIVE_S;
   s->max_channels = o->max_channels ? o->max_channels : DEFAULT_CHANNELS;
-  s->deadline = uv_now(s->loop) + (o->connect_timeout_ms ? o->connect_timeout_ms
-                                                         : DEFAULT_CONNECT_MS);
+  s->deadline =
+      uv_now(s->loop) + (o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_MS);
   s->host = kite__strdup(o->host);
   s->user = kite__strdup(o->user);
   s->key_path = kite__strdup(o->key_path);

@@ -23,10 +23,10 @@ typedef struct item {
 
 enum {
   P_START,
-  P_STAT,         /* download: what is the remote root? */
-  P_NEXT,         /* take the next item */
-  P_MKDIR,        /* upload: remote mkdir */
-  P_OPENDIR,      /* download: list a remote directory */
+  P_STAT,    /* download: what is the remote root? */
+  P_NEXT,    /* take the next item */
+  P_MKDIR,   /* upload: remote mkdir */
+  P_OPENDIR, /* download: list a remote directory */
   P_READDIR,
   P_CLOSEDIR,
   P_OPEN,
@@ -34,10 +34,10 @@ enum {
   P_CLOSE,
   P_SETSTAT,
   P_RENAME,
-  P_UNLINK_OLD,   /* SFTP v3 rename does not overwrite: remove the old file, rename again */
+  P_UNLINK_OLD, /* SFTP v3 rename does not overwrite: remove the old file, rename again */
   P_RENAME2,
-  P_FAIL_CLOSE,   /* after an error: close the handle … */
-  P_FAIL_UNLINK,  /* … and remove the temporary file */
+  P_FAIL_CLOSE,  /* after an error: close the handle … */
+  P_FAIL_UNLINK, /* … and remove the temporary file */
   P_DONE,
 };
 
@@ -203,8 +203,8 @@ static int xfer_step(ssh_op_t *op) {
       if (kite__ssh_fatal(rc))
         return rc;
       kite__ssh_remove_op(s, op);
-      char *m = kite__sprintf("cannot start SFTP on %s:%u: %s", s->host, s->port,
-                              kite__ssh_lasterr(s));
+      char *m =
+          kite__sprintf("cannot start SFTP on %s:%u: %s", s->host, s->port, kite__ssh_lasterr(s));
       finish(t, KITE_ESFTP, m);
       free(m);
       return 1;
@@ -246,8 +246,7 @@ static int xfer_step(ssh_op_t *op) {
         for (size_t k = t->n; !t->upload && k-- > 0;)
           if (t->items[k].dir && t->items[k].mode > 0 &&
               chmod(t->items[k].local, (mode_t)(t->items[k].mode & 07777)) != 0) {
-            set_error(t, KITE_EIO, "cannot set the mode of %s (from %s:%u): %s",
-                      t->items[k].local);
+            set_error(t, KITE_EIO, "cannot set the mode of %s (from %s:%u): %s", t->items[k].local);
             break;
           }
         if (t->error == 0)
@@ -350,19 +349,16 @@ static int xfer_step(ssh_op_t *op) {
         t->fd = t->upload ? open(it->local, O_RDONLY | O_CLOEXEC)
                           : open(t->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (t->fd < 0) {
-          set_error(t, KITE_EIO, "cannot open %s (for %s:%u): %s",
-                    t->upload ? it->local : t->tmp);
+          set_error(t, KITE_EIO, "cannot open %s (for %s:%u): %s", t->upload ? it->local : t->tmp);
           break;
         }
         t->blen = t->boff = 0;
         t->eof = false;
       }
-      t->h = libssh2_sftp_open_ex(sftp, t->upload ? t->tmp : it->remote,
-                                  (unsigned)strlen(t->upload ? t->tmp : it->remote),
-                                  t->upload ? LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT |
-                                                  LIBSSH2_FXF_TRUNC
-                                            : LIBSSH2_FXF_READ,
-                                  0600, LIBSSH2_SFTP_OPENFILE);
+      t->h = libssh2_sftp_open_ex(
+          sftp, t->upload ? t->tmp : it->remote, (unsigned)strlen(t->upload ? t->tmp : it->remote),
+          t->upload ? LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC : LIBSSH2_FXF_READ,
+          0600, LIBSSH2_SFTP_OPENFILE);
       if (t->h == NULL) {
         rc = libssh2_session_last_errno(s->ss);
         if (rc == LIBSSH2_ERROR_EAGAIN)
@@ -457,8 +453,7 @@ static int xfer_step(ssh_op_t *op) {
     case P_SETSTAT: {
       LIBSSH2_SFTP_ATTRIBUTES a = {.flags = LIBSSH2_SFTP_ATTR_PERMISSIONS,
                                    .permissions = (unsigned long)t->items[t->i].mode};
-      rc = libssh2_sftp_stat_ex(sftp, t->tmp, (unsigned)strlen(t->tmp), LIBSSH2_SFTP_SETSTAT,
-                                &a);
+      rc = libssh2_sftp_stat_ex(sftp, t->tmp, (unsigned)strlen(t->tmp), LIBSSH2_SFTP_SETSTAT, &a);
       if (rc == LIBSSH2_ERROR_EAGAIN)
         return 0;
       if (rc != 0 && kite__ssh_fatal(rc))
@@ -469,10 +464,9 @@ static int xfer_step(ssh_op_t *op) {
     case P_RENAME:
     case P_RENAME2: {
       item_t *it = &t->items[t->i];
-      rc = libssh2_sftp_rename_ex(sftp, t->tmp, (unsigned)strlen(t->tmp), it->remote,
-                                  (unsigned)strlen(it->remote),
-                                  LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC |
-                                      LIBSSH2_SFTP_RENAME_NATIVE);
+      rc = libssh2_sftp_rename_ex(
+          sftp, t->tmp, (unsigned)strlen(t->tmp), it->remote, (unsigned)strlen(it->remote),
+          LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC | LIBSSH2_SFTP_RENAME_NATIVE);
       if (rc == LIBSSH2_ERROR_EAGAIN)
         return 0;
       if (rc != 0) {
@@ -674,13 +668,13 @@ int kite_ssh_write(kite_ssh_t *s, const char *remote, const void *buf, size_t le
   t->total = len;
   t->root_remote = kite__strdup(remote);
   char *q = kite__shell_quote(remote);
-  char *script = q ? kite__sprintf(
-                         "umask 077; p=%s; case \"$p\" in */*) d=${p%%/*};; *) d=.;; esac; "
-                         "mkdir -p -- \"$d\" && t=$(mktemp \"$d/.kite-tmp.XXXXXX\") && "
-                         "{ cat > \"$t\" && chmod %o \"$t\" && mv -f -- \"$t\" \"$p\" || "
-                         "{ rm -f -- \"$t\"; exit 1; }; }",
-                         q, (unsigned)mode)
-                   : NULL;
+  char *script =
+      q ? kite__sprintf("umask 077; p=%s; case \"$p\" in */*) d=${p%%/*};; *) d=.;; esac; "
+                        "mkdir -p -- \"$d\" && t=$(mktemp \"$d/.kite-tmp.XXXXXX\") && "
+                        "{ cat > \"$t\" && chmod %o \"$t\" && mv -f -- \"$t\" \"$p\" || "
+                        "{ rm -f -- \"$t\"; exit 1; }; }",
+                        q, (unsigned)mode)
+        : NULL;
   free(q);
   if (script == NULL || t->root_remote == NULL) {
     free(script);

@@ -8,16 +8,16 @@
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 
-#include "kite_impl.h"
 #include "kite/transport.h"
+#include "kite_impl.h"
 
 typedef enum ssh_state {
   SSH_RESOLVING,
-  SSH_CONNECTING,  /* TCP connect in progress, or waiting to retry */
+  SSH_CONNECTING, /* TCP connect in progress, or waiting to retry */
   SSH_HANDSHAKE,
   SSH_AUTH,
   SSH_READY,
-  SSH_DEAD,        /* failed or lost; only close remains */
+  SSH_DEAD, /* failed or lost; only close remains */
 } ssh_state_t;
 
 /* An operation driven by the session's pump: an exec channel or a transfer. step() advances
@@ -30,8 +30,8 @@ struct ssh_op {
   void (*fail)(ssh_op_t *op, int error, const char *message);
   ssh_op_t *prev, *next;
   kite_ssh_t *s;
-  bool high;      /* a control channel (a kill): opens before queued work */
-  bool has_slot;  /* holds one of the session's channel slots */
+  bool high;     /* a control channel (a kill): opens before queued work */
+  bool has_slot; /* holds one of the session's channel slots */
 };
 
 struct kite_ssh {
@@ -40,34 +40,34 @@ struct kite_ssh {
   char *host, *user, *key_path, *host_key, *known_hosts;
   unsigned port;
   kite_hostkey_mode_t mode;
-  uint64_t deadline;         /* loop ms */
+  uint64_t deadline; /* loop ms */
   unsigned keepalive_s;
   unsigned max_channels;
 
   ssh_state_t state;
   int fd;
   int poll_events;
-  uv_poll_t *poll;           /* one per socket; closed with it */
-  uv_timer_t timer;          /* connect retry backoff, then keepalive */
-  uv_idle_t kick;            /* runs the pump on the next loop turn */
+  uv_poll_t *poll;  /* one per socket; closed with it */
+  uv_timer_t timer; /* connect retry backoff, then keepalive */
+  uv_idle_t kick;   /* runs the pump on the next loop turn */
   uv_getaddrinfo_t gai;
   bool gai_active;
   struct addrinfo *addrs;
   unsigned attempt;
   LIBSSH2_SESSION *ss;
-  LIBSSH2_AGENT *agent;      /* while authenticating through ssh-agent */
+  LIBSSH2_AGENT *agent; /* while authenticating through ssh-agent */
   struct libssh2_agent_publickey *agent_id;
-  char *server_key;          /* "TYPE BASE64" */
+  char *server_key; /* "TYPE BASE64" */
 
   ssh_op_t *ops_head, *ops_tail;
   unsigned slots_used;
-  bool opening;              /* a channel open is in progress (libssh2 allows one at a time) */
+  bool opening; /* a channel open is in progress (libssh2 allows one at a time) */
   bool pumping;
   bool pump_again;
-  uint64_t rx_bytes;         /* read from the socket so far */
+  uint64_t rx_bytes; /* read from the socket so far */
 
   LIBSSH2_SFTP *sftp;
-  int sftp_state;            /* 0 none, 1 starting, 2 ready */
+  int sftp_state; /* 0 none, 1 starting, 2 ready */
   unsigned sftp_users;
 
   char errmsg[512];
@@ -78,11 +78,11 @@ struct kite_ssh {
   kite_ssh_closed_cb closed_cb;
   void *closed_data;
   bool closing;
-  bool finishing_handshake;  /* closed, but its key exchange is let to end first */
-  bool close_deferred;       /* kite_ssh_close called while pumping */
-  char *lost_deferred;       /* kite__ssh_lost called while pumping: the reason */
-  int deferred_error;        /* and the error for the connect callback */
-  bool idle_data;            /* bytes wait on the socket while no op reads them */
+  bool finishing_handshake; /* closed, but its key exchange is let to end first */
+  bool close_deferred;      /* kite_ssh_close called while pumping */
+  char *lost_deferred;      /* kite__ssh_lost called while pumping: the reason */
+  int deferred_error;       /* and the error for the connect callback */
+  bool idle_data;           /* bytes wait on the socket while no op reads them */
   unsigned handles_open;
 };
 
@@ -112,12 +112,12 @@ int kite__ssh_sftp(kite_ssh_t *s, LIBSSH2_SFTP **out);
 
 /* hostkey.c: verifies the server's key after the handshake. 0, or an error with s->errmsg set. */
 int kite__ssh_verify_hostkey(kite_ssh_t *s);
-/* "TYPE BASE64" of the server's key; malloc'd. */
-char *kite__ssh_server_key(LIBSSH2_SESSION *ss);
+/* "TYPE BASE64" of the server's key, malloc'd; NULL with *rc KITE_EHOSTKEY (none, or a type kite
+ * does not know) or KITE_ENOMEM. */
+char *kite__ssh_server_key(LIBSSH2_SESSION *ss, int *rc);
 
 /* exec.c: the remote command line (the KITE_TASK marker, env, then the command) for a
  * script, or for an argv already joined and quoted. */
-char *kite__exec_command(const char *script, bool argv, const char *const *env,
-                         const char *marker);
+char *kite__exec_command(const char *script, bool argv, const char *const *env, const char *marker);
 
 #endif

@@ -336,8 +336,7 @@ static int write_config(kite_local_node_t *n, const kite_local_node_options_t *o
                             "AcceptEnv LANG LC_* KITE_*\n"
                             "SetEnv KITE_NODE_TAG=%s KITE_POWEROFF=%s/.kite-poweroff\n"
                             "Subsystem sftp internal-sftp\n",
-                            n->addr, n->port, d, d, n->login, max_sessions, n->tag,
-                            n->view_dir);
+                            n->addr, n->port, d, d, n->login, max_sessions, n->tag, n->view_dir);
   if (cfg == NULL)
     return KITE_ENOMEM;
   int rc = write_in(n, "sshd_config", cfg, strlen(cfg), 0644);
@@ -874,13 +873,15 @@ int kite_local_node_start(kite_runtime_t *rt, const kite_local_node_options_t *o
   int rc = n->tag ? addr_allocate(n) : KITE_ENOMEM;
   if (rc == 0)
     rc = prepare_dirs(n, opts);
-  if (rc != 0) {
+  if (rc == 0)
+    rc = spawn_node(n);
+  if (rc != 0 && n->handles_open == 0) {
+    /* Failed before any handle was made: nothing to wait for. */
     if (n->root && n->lock_fd >= 0)
       kite__rm_rf(n->root);
     node_free(n);
     return rc;
   }
-  rc = spawn_node(n);
   if (rc != 0) {
     /* Handles exist now: free after they close; the directory goes with them. */
     n->detached = true;
