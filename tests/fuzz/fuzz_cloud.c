@@ -150,7 +150,7 @@ static void on_shutdown(kite_runtime_t *rt, void *data) {
 static const char *const ids[] = {"4242", "4242", "us-central1-a/kite-fuzz-1"};
 static const char *const regions[] = {"fra1", "fsn1", "europe-west1"};
 
-#define BUDGET_MS 100
+#define BUDGET_MS 20
 
 typedef struct budget {
   kite_runtime_t *rt;
