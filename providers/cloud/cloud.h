@@ -259,8 +259,6 @@ typedef struct kite_cloud_ops {
 typedef struct kite_cloud_options {
   const char *ca_file; /* CA bundle instead of the system's; or NULL */
   int max_retries;     /* the HTTP client's retries; 0: its default */
-  /* First backoff of the HTTP client's retries and of the skeleton's repeated calls; 0: their
-   * defaults (500 ms). */
   uint64_t backoff_base_ms;
   uint64_t http_timeout_ms;
   uint64_t poll_ms, running_timeout_ms, gone_timeout_ms; /* 0: the table's */

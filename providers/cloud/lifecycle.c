@@ -441,13 +441,11 @@ static bool transient(const kite_cloud_answer_t *a) {
   return a->outcome == KITE_CLOUD_RETRY || a->outcome == KITE_CLOUD_MAYBE;
 }
 
-/* Backoff before the n-th repeat of a call (n from 1): the options' backoff_base_ms (else 500 ms)
- * doubled each time, or the server's Retry-After. */
-static uint64_t backoff_ms(const kite_cloud_t *c, unsigned n, uint64_t retry_after) {
+/* Backoff before the n-th repeat of a call (n from 1), or the server's Retry-After. */
+static uint64_t backoff_ms(unsigned n, uint64_t retry_after) {
   if (retry_after)
     return retry_after;
-  uint64_t base = c->o.backoff_base_ms ? c->o.backoff_base_ms : 500;
-  uint64_t ms = base << (n > 5 ? 5 : n - 1);
+  uint64_t ms = 500ull << (n > 5 ? 5 : n - 1);
   return ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
 }
 
@@ -697,7 +695,7 @@ static void on_prepared(xcall_t *x, const kite_cloud_answer_t *a) {
     s->state = 2;
     s->attempt = 0;
   } else if (again) {
-    uv_timer_start(&s->timer, on_site_timer, backoff_ms(s->c, s->attempt, a->retry_after_ms), 0);
+    uv_timer_start(&s->timer, on_site_timer, backoff_ms(s->attempt, a->retry_after_ms), 0);
     return;
   } else {
     s->state = 0; /* the next launch tries again */
@@ -946,7 +944,7 @@ static void launch_not_created(rec_t *r, const kite_cloud_answer_t *a, bool batc
   }
   KITE_INFO(c->rt, c->ops->name, "%s; trying again", msg);
   free(msg);
-  rec_later(r, backoff_ms(r->c, r->attempt, a->retry_after_ms), create_again);
+  rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), create_again);
 }
 
 static void on_created(xcall_t *x, const kite_cloud_answer_t *a) {
@@ -1406,7 +1404,7 @@ static void on_destroyed(xcall_t *x, const kite_cloud_answer_t *a) {
   bool again = transient(a) && ++r->attempt < CALL_ATTEMPTS && !c->stopping &&
                kite__wall_ms() < r->deadline_ms;
   if (again) {
-    rec_later(r, backoff_ms(r->c, r->attempt, a->retry_after_ms), destroy_send);
+    rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), destroy_send);
     return;
   }
   if (a->outcome == KITE_CLOUD_FAILED && a->code == KITE_ECANCELED) {
@@ -1629,7 +1627,7 @@ static void on_page(xcall_t *x, const kite_cloud_answer_t *a) {
     return;
   }
   if (transient(a) && ++r->attempt < CALL_ATTEMPTS && !c->stopping) {
-    rec_later(r, backoff_ms(r->c, r->attempt, a->retry_after_ms), page_send);
+    rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), page_send);
     return;
   }
   int code = 0;
@@ -1701,7 +1699,7 @@ static void on_catalog_answer(xcall_t *x, const kite_cloud_answer_t *a) {
   }
   r->n_offers = 0; /* a call made again answers every offer again */
   if (transient(a) && ++r->attempt < CALL_ATTEMPTS && !c->stopping) {
-    rec_later(r, backoff_ms(r->c, r->attempt, a->retry_after_ms), catalog_send);
+    rec_later(r, backoff_ms(r->attempt, a->retry_after_ms), catalog_send);
     return;
   }
   int code = 0;
