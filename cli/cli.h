@@ -64,8 +64,9 @@ const char *cli_clock(int64_t ms);
 
 /* Line splitter for output streams: prefixes every complete line with "[rank] ". */
 typedef struct cli_lines {
-  char *buf;
+  char *buf; /* the start of a line, up to CLI_LINE_HOLD bytes: kept until its newline */
   size_t len;
+  bool mid;         /* a longer line's start was written (labelled): the rest follows unlabelled */
   unsigned attempt; /* of the lines being fed: 2 and up are labelled "[rank #attempt] " */
   const char *host; /* when set, lines are labelled "host: " instead (pdsh's form, for dshbak) */
 } cli_lines_t;

@@ -192,7 +192,7 @@ int cli_print_task_replies(cli_conn_t *c, const cli_opts_t *o, bool single_rank)
                                             ? json_string_value(json_object_get(j, "data"))
                                             : "",
                                         &len);
-      if (lines[s].len && last_rank[s] != rank)
+      if ((lines[s].len || lines[s].mid) && last_rank[s] != rank)
         cli_lines_flush(&lines[s], s ? stderr : stdout, last_rank[s]);
       last_rank[s] = rank;
       lines[s].host = host_labels && rank < host_labels_n ? host_labels[rank] : NULL;

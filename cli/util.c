@@ -270,24 +270,39 @@ void cli_lines_attempt(cli_lines_t *l, FILE *fp, uint32_t rank, unsigned attempt
   l->attempt = attempt;
 }
 
+/* A line's start is held (so that its label goes first, whole) up to this many bytes; a longer
+ * line is written as it comes, so output without newlines takes no more memory than this. */
+#define CLI_LINE_HOLD 65536
+
+/* Writes what is held and then n bytes of p; the label first when a line starts. */
+static void lines_out(cli_lines_t *l, FILE *fp, uint32_t rank, const char *p, size_t n) {
+  if (!l->mid)
+    line_label(l, fp, rank);
+  if (l->len)
+    fwrite(l->buf, 1, l->len, fp);
+  fwrite(p, 1, n, fp);
+  l->len = 0;
+}
+
 void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, size_t len) {
   const char *p = data;
   while (len > 0) {
     const char *nl = memchr(p, '\n', len);
     size_t take = nl ? (size_t)(nl - p) + 1 : len;
-    if (nl == NULL) {
-      char *g = realloc(l->buf, l->len + take);
-      if (g == NULL)
-        return;
-      memcpy(g + l->len, p, take);
-      l->buf = g;
-      l->len += take;
+    if (nl) {
+      lines_out(l, fp, rank, p, take);
+      l->mid = false;
+    } else if (l->mid || l->len + take > CLI_LINE_HOLD) {
+      lines_out(l, fp, rank, p, take);
+      l->mid = true;
     } else {
-      line_label(l, fp, rank);
-      if (l->len)
-        fwrite(l->buf, 1, l->len, fp);
-      fwrite(p, 1, take, fp);
-      l->len = 0;
+      if (l->buf == NULL && (l->buf = malloc(CLI_LINE_HOLD)) == NULL) {
+        lines_out(l, fp, rank, p, take); /* cannot hold it: write it as it is */
+        l->mid = true;
+      } else {
+        memcpy(l->buf + l->len, p, take);
+        l->len += take;
+      }
     }
     p += take;
     len -= take;
@@ -296,15 +311,14 @@ void cli_lines_feed(cli_lines_t *l, FILE *fp, uint32_t rank, const void *data, s
 }
 
 void cli_lines_flush(cli_lines_t *l, FILE *fp, uint32_t rank) {
-  if (l->len) {
-    line_label(l, fp, rank);
-    fwrite(l->buf, 1, l->len, fp);
-    fputc('\n', fp);
+  if (l->len || l->mid) {
+    lines_out(l, fp, rank, "\n", 1);
     fflush(fp);
   }
   free(l->buf);
   l->buf = NULL;
   l->len = 0;
+  l->mid = false;
 }
 
 /* Binds and listens on path with mode 0600. Returns the fd or -1 (errno set). */

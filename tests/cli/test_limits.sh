@@ -16,23 +16,32 @@ before=$(hwm "$OWNER")
 
 N=$((200 * 1024 * 1024))
 log "kite exec printing $N bytes into a reader that sleeps 5 s first"
-kite exec "$M" --rank 0 -- sh -c "head -c $N /dev/zero | tr '\\0' a" 2>"$T_DIR/e" |
-  python3 -c '
-import sys, time
+python3 -c '
+import resource, subprocess, sys, time
+n = int(sys.argv[1])
+p = subprocess.Popen(["kite", "exec", sys.argv[2], "--rank", "0", "--", "sh", "-c",
+                      "head -c %d /dev/zero | tr \"\\0\" a" % n],
+                     stdout=subprocess.PIPE, stderr=open(sys.argv[3], "w"))
 time.sleep(5)
-n, other = 0, bytearray()
+got, other = 0, bytearray()
 while True:
-    b = sys.stdin.buffer.read(1 << 20)
+    b = p.stdout.read(1 << 20)
     if not b:
         break
-    n += b.count(b"a")
+    got += b.count(b"a")
     other += b.replace(b"a", b"")
-print(n, repr(bytes(other)))' >"$T_DIR/count"
-RC=${PIPESTATUS[0]}
+rc = p.wait()
+kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(got, bytes(other).hex() or "-", rc, kb)' "$N" "$M" "$T_DIR/e" >"$T_DIR/count"
+read -r got other RC client_kb <"$T_DIR/count"
 expect_rc 0 "kite exec of $N bytes read slowly"
 expect_no_grep "$T_DIR/e" "closed the connection" "the owner kept the slow client"
-[ "$(cat "$T_DIR/count")" = "$N b'[0] \\n'" ] ||
-  fail "the reader got $(cat "$T_DIR/count") (bytes of output, anything else), not $N and a label"
+# Besides the output: its label and the newline that ends its line, "[0] " "\n".
+[ "$got $other" = "$N 5b305d200a" ] ||
+  fail "the reader got $got bytes of output and $other (hex) besides, not $N and a label"
+# One line of 200 MB: the kite command writes it as it comes (it held all of it, and copied it
+# again for every chunk, before).
+[ "$client_kb" -lt 65536 ] || fail "the kite command's peak RSS was $client_kb kB"
 log "kite events into a reader that reads nothing while 100 MB of output go by"
 ( kite events "$M" 2>"$T_DIR/ev_err"; echo $? >"$T_DIR/ev_rc" ) |
   python3 -c '
