@@ -12,6 +12,10 @@ run_kite "$T_DIR/o" "$T_DIR/e" up --plain "$T_DIR/m.yaml"
 OWNER=$(owner_pid "$M")
 [ -n "$OWNER" ] || die "no owner pid for $M"
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# Memory bounds hold in the normal build only: AddressSanitizer keeps freed memory in its
+# quarantine (256 MB by default), so a process's peak RSS there says nothing about kite.
+SANITIZED=0
+ldd "$(command -v kite)" | grep -q libasan && SANITIZED=1
 before=$(hwm "$OWNER")
 
 N=$((200 * 1024 * 1024))
@@ -41,7 +45,8 @@ expect_no_grep "$T_DIR/e" "closed the connection" "the owner kept the slow clien
   fail "the reader got $got bytes of output and $other (hex) besides, not $N and a label"
 # One line of 200 MB: the kite command writes it as it comes (it held all of it, and copied it
 # again for every chunk, before).
-[ "$client_kb" -lt 65536 ] || fail "the kite command's peak RSS was $client_kb kB"
+[ "$SANITIZED" = 1 ] || [ "$client_kb" -lt 65536 ] ||
+  fail "the kite command's peak RSS was $client_kb kB"
 log "kite events into a reader that reads nothing while 100 MB of output go by"
 ( kite events "$M" 2>"$T_DIR/ev_err"; echo $? >"$T_DIR/ev_rc" ) |
   python3 -c '
@@ -63,5 +68,6 @@ run_kite "$T_DIR/o" "$T_DIR/e" exec "$M" -- echo still here
 expect_grep "$T_DIR/o" "still here" "the pool works on after the cut"
 after=$(hwm "$OWNER")
 log "owner peak RSS ${before} kB before, ${after} kB after"
-[ "$after" -lt $((before + 65536)) ] || fail "the owner's peak RSS grew by $((after - before)) kB"
+[ "$SANITIZED" = 1 ] || [ "$after" -lt $((before + 65536)) ] ||
+  fail "the owner's peak RSS grew by $((after - before)) kB"
 exit 0
