@@ -412,42 +412,43 @@ static void on_exec(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_e
   }
 }
 
-static void on_cancel(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_cancel_t *p,
-                      void *data) {
-  kite_transport_t *t = data;
-  tsess_t *ts = find(t, p->node);
+/* The running task a request names, or NULL after replying that none runs. */
+static top_t *task_of(kite_transport_t *t, uint64_t corr, uint64_t node, uint64_t task) {
+  tsess_t *ts = find(t, node);
   top_t *o = NULL;
   if (ts)
-    HASH_FIND(hh, ts->ops, &p->task, sizeof(p->task), o);
-  if (o == NULL) {
-    reply_err(bus, ev->corr, KITE_ENOENT, "no task %llu runs on node %llu",
-              (unsigned long long)p->task, (unsigned long long)p->node);
+    HASH_FIND(hh, ts->ops, &task, sizeof(task), o);
+  if (o == NULL)
+    reply_err(t->bus, corr, KITE_ENOENT, "no task %llu runs on node %llu", (unsigned long long)task,
+              (unsigned long long)node);
+  return o;
+}
+
+static void reply_done(kite_bus_t *bus, uint64_t corr, uint64_t task) {
+  kite_ev_done_t d = {.id = task};
+  kite_bus_reply(bus, corr, KITE_EV_DONE, &d);
+}
+
+static void on_cancel(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_cancel_t *p,
+                      void *data) {
+  top_t *o = task_of(data, ev->corr, p->node, p->task);
+  if (o == NULL)
     return;
-  }
   if (o->x)
     kite_exec_cancel(o->x);
   else if (o->xf)
     kite_xfer_cancel(o->xf);
-  kite_ev_done_t d = {.id = p->task};
-  kite_bus_reply(bus, ev->corr, KITE_EV_DONE, &d);
+  reply_done(bus, ev->corr, p->task);
 }
 
 static void on_hold(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ssh_hold_t *p,
                     void *data) {
-  kite_transport_t *t = data;
-  tsess_t *ts = find(t, p->node);
-  top_t *o = NULL;
-  if (ts)
-    HASH_FIND(hh, ts->ops, &p->task, sizeof(p->task), o);
-  if (o == NULL) {
-    reply_err(bus, ev->corr, KITE_ENOENT, "no task %llu runs on node %llu",
-              (unsigned long long)p->task, (unsigned long long)p->node);
+  top_t *o = task_of(data, ev->corr, p->node, p->task);
+  if (o == NULL)
     return;
-  }
   if (o->x)
     kite_exec_hold(o->x, p->hold);
-  kite_ev_done_t d = {.id = p->task};
-  kite_bus_reply(bus, ev->corr, KITE_EV_DONE, &d);
+  reply_done(bus, ev->corr, p->task);
 }
 
 /* ---- ping ---------------------------------------------------------------------------------- */
