@@ -69,7 +69,21 @@ struct kite_xfer {
   size_t x_err_len;
 };
 
+/* A transfer that ends with its remote file or directory still open (it failed, or its
+ * session went): the handle is closed here. libssh2 (1.10) frees a handle, and the writes
+ * queued on it, only in its close, which frees it when the close cannot be sent too; its SFTP
+ * shutdown leaves open handles behind. The session is alive until every op has ended, so the
+ * handle is still valid. A close that would block on a live session is given a few turns; one
+ * that still would is left to libssh2. */
+static void close_open_handle(kite_xfer_t *t) {
+  for (int i = 0; t->h && i < 8; i++)
+    if (libssh2_sftp_close_handle(t->h) != LIBSSH2_ERROR_EAGAIN)
+      t->h = NULL;
+  t->h = NULL;
+}
+
 static void xfer_free(kite_xfer_t *t) {
+  close_open_handle(t);
   for (size_t i = 0; i < t->n; i++) {
     free(t->items[i].local);
     free(t->items[i].remote);
