@@ -9,7 +9,7 @@
  *   upload     a new file of random size (16 KiB-1 MiB, random bytes) to every rank, then a
  *              broadcast of `cksum` on it, which must match the local file's
  *
- * and, in about one round of six, a preemption of a random READY node (abrupt or with the
+ * and, in about one round of six (--preempt-in), a preemption of a random READY node (abrupt or with the
  * provider's notice) at a random moment of the round, so it falls on running commands and
  * transfers. A broadcast re-runs a lost rank's command on the replacement; an upload has no
  * retries, so a rank preempted while its transfer runs may end KITE_ENODELOST: that is counted
@@ -28,7 +28,11 @@
  * and exits 1 when a round failed, when either is not flat, or when processes of the pool are
  * left at exit. For hours: soak --minutes 240 (make soak SOAK_MINUTES=240).
  *
- *   soak [--minutes M] [--nodes N] [--sample-s S] [--seed X] */
+ * --preempt-in N preempts in about one round of N (default 6; 0: never), and --uploads PCT
+ * makes that share of the rounds uploads (default 40): with them, a growth can be traced to
+ * the replacement path or to transfers.
+ *
+ *   soak [--minutes M] [--nodes N] [--sample-s S] [--seed X] [--preempt-in N] [--uploads PCT] */
 #include <dirent.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -64,6 +68,7 @@ typedef struct soak {
   uv_timer_t wait, preempt, tick;
   bool waited;
   unsigned sample_s, nsamples;
+  unsigned preempt_in, upload_pct; /* a preemption in one round of preempt_in (0: none) */
   sample_t samples[MAX_SAMPLES];
   uint64_t last_sample_ns;
   /* the round in progress */
@@ -357,8 +362,8 @@ static int round_broadcast(soak_t *s, unsigned n) {
 
 static int one_round(soak_t *s, unsigned n) {
   round_reset(s);
-  bool upload = rnd(s) % 10 < 4;
-  if (rnd(s) % 6 == 0) /* a preemption at some moment of the round (rounds take ~50-150 ms) */
+  bool upload = rnd(s) % 100 < s->upload_pct;
+  if (s->preempt_in && rnd(s) % s->preempt_in == 0) /* a preemption at some moment of the round (rounds take ~50-150 ms) */
     uv_timer_start(&s->preempt, on_preempt, rnd(s) % 60, 0);
   uint64_t t0 = uv_hrtime();
   int rc = upload ? round_upload(s) : round_broadcast(s, n);
@@ -413,7 +418,8 @@ static int open_pool(soak_t *s) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: soak [--minutes M] [--nodes N] [--sample-s S] [--seed X]\n");
+  fprintf(stderr, "usage: soak [--minutes M] [--nodes N] [--sample-s S] [--seed X] [--preempt-in N] "
+                  "[--uploads PCT]\n");
   exit(2);
 }
 
@@ -424,6 +430,8 @@ int main(int argc, char **argv) {
     return 1;
   s->nodes = 16;
   s->sample_s = 30;
+  s->preempt_in = 6;
+  s->upload_pct = 40;
   s->seed = (uint64_t)time(NULL) | 1;
   for (int i = 1; i + 1 < argc || i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -437,6 +445,10 @@ int main(int argc, char **argv) {
       s->sample_s = (unsigned)strtoul(v, NULL, 10);
     else if (strcmp(a, "--seed") == 0)
       s->seed = strtoull(v, NULL, 10) | 1;
+    else if (strcmp(a, "--preempt-in") == 0)
+      s->preempt_in = (unsigned)strtoul(v, NULL, 10);
+    else if (strcmp(a, "--uploads") == 0 && strtoul(v, NULL, 10) <= 100)
+      s->upload_pct = (unsigned)strtoul(v, NULL, 10);
     else
       usage();
   }
@@ -502,6 +514,8 @@ int main(int argc, char **argv) {
     }
     uv_timer_stop(&s->tick);
     take_sample(s);
+    if (getenv("SOAK_EXIT_OPEN")) /* what is held now, for a heap profiler (nodes are left) */
+      exit(0);
   }
   if (s->pool) {
     kite_pool_close(s->pool, on_closed, s);
