@@ -9,11 +9,12 @@
  *   upload     a new file of random size (16 KiB-1 MiB, random bytes) to every rank, then a
  *              broadcast of `cksum` on it, which must match the local file's
  *
- * and, in about one round of six (--preempt-in), a preemption of a random READY node (abrupt or with the
- * provider's notice) at a random moment of the round, so it falls on running commands and
- * transfers. A broadcast re-runs a lost rank's command on the replacement; an upload has no
- * retries, so a rank preempted while its transfer runs may end KITE_ENODELOST: that is counted
- * as "lost", and the round still passes. Anything else is a failure. Each round prints one line
+ * (four rounds in ten are uploads) and, in about one round of six, a preemption of a random
+ * READY node (abrupt or with the provider's notice) at a random moment of the round, so it
+ * falls on running commands and transfers. A broadcast re-runs a lost rank's command on the
+ * replacement; an upload has no retries, so a rank preempted while its transfer runs may end
+ * KITE_ENODELOST: that is counted as "lost", and the round still passes. Anything else is a
+ * failure. Each round prints one line
  * (round=, action=, ok=, lost=, failed=, ms=, and what was preempted).
  *
  * Every --sample-s (default 30) it prints the controller's RSS (VmRSS), its open file
