@@ -364,7 +364,8 @@ static int round_broadcast(soak_t *s, unsigned n) {
 static int one_round(soak_t *s, unsigned n) {
   round_reset(s);
   bool upload = rnd(s) % 100 < s->upload_pct;
-  if (s->preempt_in && rnd(s) % s->preempt_in == 0) /* a preemption at some moment of the round (rounds take ~50-150 ms) */
+  /* A preemption at some moment of the round (rounds take ~50-150 ms). */
+  if (s->preempt_in && rnd(s) % s->preempt_in == 0)
     uv_timer_start(&s->preempt, on_preempt, rnd(s) % 60, 0);
   uint64_t t0 = uv_hrtime();
   int rc = upload ? round_upload(s) : round_broadcast(s, n);
