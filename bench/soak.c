@@ -420,8 +420,9 @@ static int open_pool(soak_t *s) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: soak [--minutes M] [--nodes N] [--sample-s S] [--seed X] [--preempt-in N] "
-                  "[--uploads PCT]\n");
+  fprintf(stderr,
+          "usage: soak [--minutes M] [--nodes N] [--sample-s S] [--seed X] [--preempt-in N] "
+          "[--uploads PCT]\n");
   exit(2);
 }
 
