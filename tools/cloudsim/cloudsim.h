@@ -178,6 +178,7 @@ typedef struct machine {
   char *region, *size, *image;
   char *user_data;
   char *authorized_key;
+  char *more_authorized_keys; /* further key lines authorized with it, or NULL */
   char created_at[32];
   /* Billing: what the front charges per hour for it (spot price when spot) and how (in
    * increments of bill_increment_s seconds, at least bill_minimum_s; 0: by the second), from
@@ -204,6 +205,9 @@ typedef struct machine_opts {
   size_t tag_n;
   const char *node_tag; /* the node's tag (kite_local_count_tagged); NULL: tags[0] */
   const char *region, *size, *image, *user_data, *authorized_key;
+  /* Further OpenSSH public key lines (newline-separated) authorized as well, or NULL: they are
+   * added to the node's authorized_keys before the machine is RUNNING. */
+  const char *more_authorized_keys;
   /* Billing (machine_t): the front's price for size in region, and its granularity. */
   double price_hourly;
   unsigned bill_increment_s, bill_minimum_s;
@@ -292,6 +296,6 @@ char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *sim_dump(json_t *j);
 
 /* The fronts (each in its own file). */
-extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front;
+extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front, vastai_front;
 
 #endif
