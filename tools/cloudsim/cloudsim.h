@@ -13,8 +13,9 @@
  *               completes only when every process of the node is gone, and death on demand
  *               (preemption);
  *   fronts      one sim_front_t each: do_api.c (DigitalOcean v2 at /v2/), hetzner_api.c
- *               (Hetzner Cloud at /v1/), ec2_*.c (the EC2 Query API at POST /), pricing_api.c
- *               (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
+ *               (Hetzner Cloud at /v1/), vastai_api.c (Vast.ai at /api/v0/ and /api/v1/),
+ *               gcp_api.c (Compute Engine at /compute/v1/), ec2_*.c (the EC2 Query API at
+ *               POST /), pricing_api.c (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
  *   main.c      flags, the table of fronts, the control endpoint (/_sim/…) and the loop. */
 
 #include <jansson.h>
