@@ -272,6 +272,14 @@ static char *base64_text(const char *b64) {
   return (char *)out;
 }
 
+/* j as compact JSON text (malloc'd), j released; prices to ten significant digits, so 0.35 reads
+ * 0.35. */
+static char *dump(json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+  json_decref(j);
+  return s;
+}
+
 /* ---- errors --------------------------------------------------------------------------------- */
 
 /* The description's error body, {"success": false, "error", "msg"}; a 429 is {"detail"}. */
@@ -279,7 +287,7 @@ static void vast_error(http_resp_t *resp, int status, const char *code, const ch
   json_t *j = status == 429
                   ? json_pack("{s:s}", "detail", message)
                   : json_pack("{s:b, s:s, s:s}", "success", 0, "error", code, "msg", message);
-  http_json(resp, status, sim_dump(j));
+  http_json(resp, status, dump(j));
 }
 
 /* A create's refusal: the error body with the offer's ask_id. */
@@ -293,8 +301,8 @@ static void ask_error(http_resp_t *resp, int status, const char *code, uint64_t 
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   http_json(resp, status,
-            sim_dump(json_pack("{s:b, s:s, s:s, s:I}", "success", 0, "error", code, "msg", msg,
-                               "ask_id", (json_int_t)ask)));
+            dump(json_pack("{s:b, s:s, s:s, s:I}", "success", 0, "error", code, "msg", msg,
+                           "ask_id", (json_int_t)ask)));
 }
 
 static void no_such_ask(http_resp_t *resp, int status, uint64_t ask) {
@@ -675,7 +683,7 @@ static void sort_rows(const order_t *o, json_t **v, size_t n) {
 }
 
 static void search_error(http_resp_t *resp, const char *msg) {
-  http_json(resp, 400, sim_dump(json_pack("{s:s, s:s}", "error", "invalid_request", "msg", msg)));
+  http_json(resp, 400, dump(json_pack("{s:s, s:s}", "error", "invalid_request", "msg", msg)));
 }
 
 /* POST /api/v0/bundles/. Unless the body says otherwise the search has Vast's defaults:
@@ -750,7 +758,7 @@ static void offers_search(const http_req_t *req, http_resp_t *resp) {
       json_array_append_new(list, rows[i]);
     else
       json_decref(rows[i]);
-  http_json(resp, 200, sim_dump(json_pack("{s:o}", "offers", list)));
+  http_json(resp, 200, dump(json_pack("{s:o}", "offers", list)));
   json_decref(body);
 }
 
@@ -920,9 +928,8 @@ static void instance_create(sim_t *sim, const char *idp, const http_req_t *req, 
                 v->is_bid ? ", interruptible" : "", v->fail[0] ? ", to fail" : "");
         if (v->fail[0])
           machine_kill(m, false); /* it never runs */
-        http_json(
-            resp, 200,
-            sim_dump(json_pack("{s:b, s:I}", "success", 1, "new_contract", (json_int_t)m->id)));
+        http_json(resp, 200,
+                  dump(json_pack("{s:b, s:I}", "success", 1, "new_contract", (json_int_t)m->id)));
       }
       free(name);
       free(more);
@@ -946,7 +953,7 @@ static void instance_show(sim_t *sim, const char *idp, http_resp_t *resp) {
     return;
   }
   json_t *j = inst_json(sim, v, machine_find_of(sim, id, CLOUD));
-  http_json(resp, 200, sim_dump(json_pack("{s:o}", "instances", j)));
+  http_json(resp, 200, dump(json_pack("{s:o}", "instances", j)));
 }
 
 static void instance_destroy(sim_t *sim, const char *idp, http_resp_t *resp) {
@@ -966,8 +973,7 @@ static void instance_destroy(sim_t *sim, const char *idp, http_resp_t *resp) {
             m->name);
   v->destroyed = true;
   machine_delete(m);
-  http_json(resp, 200,
-            sim_dump(json_pack("{s:b, s:s}", "success", 1, "msg", "destroying instance")));
+  http_json(resp, 200, dump(json_pack("{s:b, s:s}", "success", 1, "msg", "destroying instance")));
 }
 
 static void instances_list_v0(sim_t *sim, http_resp_t *resp) {
@@ -975,7 +981,7 @@ static void instances_list_v0(sim_t *sim, http_resp_t *resp) {
   json_t *list = json_array();
   for (inst_t *v = vs.insts; v; v = v->next)
     json_array_append_new(list, inst_json(sim, v, machine_find_of(sim, v->id, CLOUD)));
-  http_json(resp, 200, sim_dump(json_pack("{s:o}", "instances", list)));
+  http_json(resp, 200, dump(json_pack("{s:o}", "instances", list)));
 }
 
 /* The columns /api/v1/instances filters on: those of the contract record. dph_total, num_gpus
@@ -1005,7 +1011,7 @@ static bool filterable(const char *col) {
 }
 
 static void v1_error(http_resp_t *resp, const char *code, const char *msg) {
-  http_json(resp, 400, sim_dump(json_pack("{s:s, s:s}", "error", code, "msg", msg)));
+  http_json(resp, 400, dump(json_pack("{s:s, s:s}", "error", code, "msg", msg)));
 }
 
 /* A query parameter's JSON (new reference), def's when it is absent; NULL when it is not JSON. */
@@ -1036,7 +1042,7 @@ static char *token_of(const order_t *o, json_t *row) {
   json_t *values = json_pack("{s:O}", "id", json_object_get(row, "id"));
   for (size_t i = 0; i < o->n; i++)
     json_object_set(values, o->col[i], json_object_get(row, o->col[i]));
-  char *text = sim_dump(json_pack("{s:o}", "values", values));
+  char *text = dump(json_pack("{s:o}", "values", values));
   size_t n = strlen(text);
   char *b64 = malloc(4 * ((n + 2) / 3) + 1);
   if (b64)
@@ -1149,11 +1155,11 @@ static void instances_list_v1(sim_t *sim, const http_req_t *req, http_resp_t *re
       json_array_append_new(page, sel);
     }
     char *next = last < n ? token_of(&o, rows[last - 1]) : NULL;
-    http_json(resp, 200,
-              sim_dump(json_pack("{s:b, s:i, s:i, s:o, s:o, s:o}", "success", 1, "instances_found",
-                                 (int)(last - first), "total_instances", (int)n, "label_counts",
-                                 counts, "next_token", next ? json_string(next) : json_null(),
-                                 "instances", page)));
+    http_json(
+        resp, 200,
+        dump(json_pack("{s:b, s:i, s:i, s:o, s:o, s:o}", "success", 1, "instances_found",
+                       (int)(last - first), "total_instances", (int)n, "label_counts", counts,
+                       "next_token", next ? json_string(next) : json_null(), "instances", page)));
     free(next);
     for (size_t i = 0; i < n; i++)
       json_decref(rows[i]);
@@ -1175,7 +1181,7 @@ static void keys_list(http_resp_t *resp) {
     json_array_append_new(list, json_pack("{s:I, s:i, s:s, s:s, s:n}", "id", (json_int_t)k->id,
                                           "user_id", USER_ID, "key", k->key, "created_at",
                                           k->created_at, "deleted_at"));
-  http_json(resp, 200, sim_dump(list));
+  http_json(resp, 200, dump(list));
 }
 
 static void keys_create(const http_req_t *req, http_resp_t *resp) {
@@ -1200,9 +1206,9 @@ static void keys_create(const http_req_t *req, http_resp_t *resp) {
       pp = &(*pp)->next;
     *pp = k;
     http_json(resp, 200,
-              sim_dump(json_pack("{s:b, s:{s:I, s:i, s:s, s:s, s:n}}", "success", 1, "key", "id",
-                                 (json_int_t)k->id, "user_id", USER_ID, "public_key", k->key,
-                                 "created_at", k->created_at, "deleted_at")));
+              dump(json_pack("{s:b, s:{s:I, s:i, s:s, s:s, s:n}}", "success", 1, "key", "id",
+                             (json_int_t)k->id, "user_id", USER_ID, "public_key", k->key,
+                             "created_at", k->created_at, "deleted_at")));
   }
   free(fp);
   json_decref(body);
@@ -1337,7 +1343,7 @@ static bool vast_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   char tail[16];
   bool post = strcmp(req->method, "POST") == 0;
   if (strcmp(req->path, "/_sim/vastai/state") == 0 && strcmp(req->method, "GET") == 0)
-    http_json(resp, 200, sim_dump(state_json(sim)));
+    http_json(resp, 200, dump(state_json(sim)));
   else if (sscanf(req->path, "/_sim/vastai/instances/%llu/%15s", &id, tail) == 2 &&
            strcmp(tail, "outbid") == 0 && post)
     outbid(sim, id, resp);
