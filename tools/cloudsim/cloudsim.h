@@ -13,8 +13,9 @@
  *               completes only when every process of the node is gone, and death on demand
  *               (preemption);
  *   fronts      one sim_front_t each: do_api.c (DigitalOcean v2 at /v2/), hetzner_api.c
- *               (Hetzner Cloud at /v1/), ec2_*.c (the EC2 Query API at POST /), pricing_api.c
- *               (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
+ *               (Hetzner Cloud at /v1/), vastai_api.c (Vast.ai at /api/v0/ and /api/v1/),
+ *               gcp_api.c (Compute Engine at /compute/v1/), ec2_*.c (the EC2 Query API at
+ *               POST /), pricing_api.c (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
  *   main.c      flags, the table of fronts, the control endpoint (/_sim/…) and the loop. */
 
 #include <jansson.h>
@@ -178,6 +179,7 @@ typedef struct machine {
   char *region, *size, *image;
   char *user_data;
   char *authorized_key;
+  char *more_authorized_keys; /* further key lines authorized with it, or NULL */
   char created_at[32];
   /* Billing: what the front charges per hour for it (spot price when spot) and how (in
    * increments of bill_increment_s seconds, at least bill_minimum_s; 0: by the second), from
@@ -204,6 +206,9 @@ typedef struct machine_opts {
   size_t tag_n;
   const char *node_tag; /* the node's tag (kite_local_count_tagged); NULL: tags[0] */
   const char *region, *size, *image, *user_data, *authorized_key;
+  /* Further OpenSSH public key lines (newline-separated) authorized as well, or NULL: they are
+   * added to the node's authorized_keys before the machine is RUNNING. */
+  const char *more_authorized_keys;
   /* Billing (machine_t): the front's price for size in region, and its granularity. */
   double price_hourly;
   unsigned bill_increment_s, bill_minimum_s;
@@ -292,6 +297,6 @@ char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *sim_dump(json_t *j);
 
 /* The fronts (each in its own file). */
-extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front;
+extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front, vastai_front;
 
 #endif

@@ -165,6 +165,8 @@ static const char *reason(int status) {
     return "Method Not Allowed";
   case 409:
     return "Conflict";
+  case 410:
+    return "Gone";
   case 411:
     return "Length Required";
   case 412:

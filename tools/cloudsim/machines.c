@@ -3,7 +3,8 @@
  * A machine is PROVISIONING from its creation until its node listens and the configured
  * provisioning delay is over, then RUNNING with the node's loopback address as its public
  * address. Just before it is RUNNING, what cloud-init would do at first boot is done: the
- * ed25519 host key of a cloud-config user data becomes the node's host key. Deleting stops the
+ * ed25519 host key of a cloud-config user data becomes the node's host key, and the machine's
+ * further authorized keys join its own in the node's authorized_keys. Deleting stops the
  * node; the machine leaves the list (and every API) only when every process of the node is
  * gone. A kill makes the node die at once, as a crash or a reclaimed spot machine would; the
  * record then stays OFF, or vanishes. API fronts render machines in their own cloud's shapes.
@@ -34,6 +35,7 @@ static void on_timer_closed(uv_handle_t *h) {
   free(m->image);
   free(m->user_data);
   free(m->authorized_key);
+  free(m->more_authorized_keys);
   free(m);
   if (sim->stopping && sim->machines == NULL && sim->stopped_cb) {
     void (*cb)(sim_t *) = sim->stopped_cb;
@@ -212,6 +214,26 @@ static void apply_host_key(machine_t *m) {
   free(pub);
 }
 
+/* Appends the machine's further authorized keys to the node's ~/.ssh/authorized_keys, where its
+ * own key already is, as cloud-init writes every key of the account it is given. */
+static void apply_more_keys(machine_t *m) {
+  if (m->node == NULL || m->more_authorized_keys == NULL || *m->more_authorized_keys == '\0')
+    return;
+  char *path = sim_sprintf("%s/.ssh/authorized_keys", kite_local_node_dir(m->node));
+  FILE *fp = path ? fopen(path, "a") : NULL;
+  if (fp) {
+    size_t n = strlen(m->more_authorized_keys);
+    fputs(m->more_authorized_keys, fp);
+    if (m->more_authorized_keys[n - 1] != '\n')
+      fputc('\n', fp);
+    fclose(fp);
+  } else {
+    fprintf(stderr, "kite-cloudsim: machine %llu: cannot add its further keys to %s\n",
+            (unsigned long long)m->id, path ? path : "authorized_keys");
+  }
+  free(path);
+}
+
 char *sim_key_fingerprint(const char *public_key) {
   const char *sp = strchr(public_key, ' ');
   if (sp == NULL)
@@ -246,6 +268,7 @@ static void on_provisioned(uv_timer_t *t) {
   machine_t *m = t->data;
   if (m->state == M_PROVISIONING && m->node) {
     apply_host_key(m);
+    apply_more_keys(m);
     snprintf(m->address, sizeof(m->address), "%s", kite_local_node_address(m->node));
     m->state = M_RUNNING;
   }
@@ -286,6 +309,7 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
   m->image = strdup(o->image ? o->image : "ubuntu-24-04-x64");
   m->user_data = o->user_data ? strdup(o->user_data) : NULL;
   m->authorized_key = strdup(o->authorized_key);
+  m->more_authorized_keys = o->more_authorized_keys ? strdup(o->more_authorized_keys) : NULL;
   m->price_hourly = o->price_hourly;
   m->bill_increment_s = o->bill_increment_s;
   m->bill_minimum_s = o->bill_minimum_s;
@@ -298,6 +322,7 @@ machine_t *machine_create(sim_t *sim, const machine_opts_t *o) {
     free(m->image);
     free(m->user_data);
     free(m->authorized_key);
+    free(m->more_authorized_keys);
     for (size_t i = 0; i < m->tag_n; i++)
       free(m->tags[i]);
     free(m->tags);

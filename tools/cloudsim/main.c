@@ -1,6 +1,6 @@
-/* kite-cloudsim: an offline emulator of cloud APIs (DigitalOcean v2, Hetzner Cloud, the EC2
- * Query API) whose machines are real local sshd nodes, with faults injected on demand. See
- * usage() and the README.
+/* kite-cloudsim: an offline emulator of cloud APIs (DigitalOcean v2, Hetzner Cloud, Vast.ai,
+ * Compute Engine, the EC2 Query API) whose machines are real local sshd nodes, with faults injected
+ * on demand. See usage() and the README.
  *
  * The fronts are registered here, in one table: each request whose path is a front's API
  * (sim_front_t) goes through the fault layer to that front; every other one is a control
@@ -30,7 +30,8 @@
  *                                     gone_ms (0: exists), billable_s, cost}...], "total": USD},
  *                                     billed from creation until gone under the front's
  *                                     granularity (increments begun, a minimum)
- *   and each front's own routes (/_sim/droplets/{id}/kill, /_sim/hetzner/…, /_sim/ec2/…). */
+ *   and each front's own routes (/_sim/droplets/{id}/kill, /_sim/hetzner/…, /_sim/vastai/…,
+ *   /_sim/ec2/…). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -43,21 +44,22 @@
 #include "cloudsim.h"
 
 /* Every front, in the order requests are matched against them. */
-static const sim_front_t *const fronts[] = {&gcp_front,     &do_front,  &hetzner_front,
-                                            &pricing_front, &ec2_front, NULL};
+static const sim_front_t *const fronts[] = {
+    &gcp_front, &do_front, &hetzner_front, &vastai_front, &pricing_front, &ec2_front, NULL};
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
               "An emulator of DigitalOcean's v2 API (/v2/: droplets, account keys), of the\n"
-              "Hetzner Cloud API (/v1/: servers, SSH keys), of the EC2 Query API (POST /\n"
-              "with SigV4: instances, key pairs, security groups, per region) and of Compute\n"
-              "Engine (/compute/v1/: instances, zone operations, machine types; /token; the\n"
-              "billing catalog's SKUs under /v1/services/) on 127.0.0.1, whose machines are\n"
-              "real local sshd nodes. Every front is always on.\n\n"
+              "Hetzner Cloud API (/v1/: servers, SSH keys), of Vast.ai's API (/api/v0/,\n"
+              "/api/v1/: offers, instances on demand and by bid, SSH keys), of the EC2 Query\n"
+              "API (POST / with SigV4: instances, key pairs, security groups, per region)\n"
+              "and of Compute Engine (/compute/v1/: instances, zone operations, machine\n"
+              "types; /token; the billing catalog's SKUs under /v1/services/) on 127.0.0.1,\n"
+              "whose machines are real local sshd nodes. Every front is always on.\n\n"
               "  --port N             listen port (0: any; the line on stdout says which)\n"
               "  --port-file PATH     also write the port there\n"
-              "  --token TOKEN        the bearer token of the DigitalOcean and Hetzner fronts, at\n"
-              "                       least 4 characters (or $KITE_CLOUDSIM_TOKEN)\n"
+              "  --token TOKEN        the bearer token of the DigitalOcean, Hetzner and Vast.ai\n"
+              "                       fronts, at least 4 characters (or $KITE_CLOUDSIM_TOKEN)\n"
               "  --ssh-port N         sshd port of every machine's node (default 2222)\n"
               "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
               "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
@@ -84,7 +86,11 @@ static void usage(FILE *fp) {
               "when that is set); spot VMs serve a metadata server on their address, port\n"
               "$KITE_CLOUDSIM_GCE_METADATA_PORT (default 8170). Point kite at it with\n"
               "KITE_GCP_API_URL=http://127.0.0.1:PORT/compute/v1 and\n"
-              "KITE_GCP_BILLING_URL=http://127.0.0.1:PORT/v1.\n");
+              "KITE_GCP_BILLING_URL=http://127.0.0.1:PORT/v1.\n"
+              "\n"
+              "Vast.ai: the base URL is http://127.0.0.1:PORT; an interruptible instance is\n"
+              "outbid with POST /_sim/vastai/instances/{id}/outbid, an offer's launches fail\n"
+              "with POST /_sim/vastai/offers/{id}/fail {\"status\": \"exited\"} (null: undo).\n");
 }
 
 double sim_rand01(sim_t *sim) {
