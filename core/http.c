@@ -840,7 +840,7 @@ int kite_http_request(kite_http_t *h, const kite_http_request_t *q, kite_http_cb
   r->max_retries = q->no_retry ? 0 : q->max_retries > 0 ? (unsigned)q->max_retries : h->max_retries;
   int rc = r->method && r->url && r->easy ? 0 : KITE_ENOMEM;
   if (rc == 0)
-    r->idempotent = q->idempotent || method_idempotent(r->method);
+    r->idempotent = !q->not_idempotent && (q->idempotent || method_idempotent(r->method));
   if (rc == 0)
     rc = req_setup(r, q);
   if (rc != 0) {

@@ -15,11 +15,12 @@
 
 /* The providers, in the registry's order (the first is the default). A new provider is one
  * line here and its folder. */
-#define KITE_PROVIDERS(X) X(local) X(ssh) X(digitalocean) X(aws) X(hetzner) X(gcp)
+#define KITE_PROVIDERS(X) X(local) X(ssh) X(digitalocean) X(aws) X(hetzner) X(gcp) X(vastai)
 
 /* The rows' configured functions that live beside the providers' own credential lookups. */
 bool kite__do_configured(void);
 bool kite__hetzner_configured(void);
+bool kite__vastai_configured(void);
 
 #define KITE__PROVIDER_DECLARE(name) extern const kite_provider_info_t kite__provider_##name;
 KITE_PROVIDERS(KITE__PROVIDER_DECLARE)

@@ -14,8 +14,9 @@
  *   - the server answered 429 (rate limited; the request was not processed);
  *   - the server answered 500, 502, 503 or 504, or the connection broke or timed out after
  *     the request was sent — only when the request is idempotent: GET, HEAD, PUT, DELETE and
- *     OPTIONS are; a POST is only when the caller says so (it carries an idempotency token, or
- *     the caller will find what a lost attempt created by its tags or name).
+ *     OPTIONS are (unless the caller says one is not); a POST is only when the caller says so
+ *     (it carries an idempotency token, or the caller will find what a lost attempt created by
+ *     its tags or name).
  * Past max_retries the last answer is the result.
  *
  * Rate limits. An answer that says the budget is spent (a 429, or "ratelimit-remaining: 0"
@@ -83,6 +84,9 @@ typedef struct kite_http_request {
   /* Retry after 5xx, resets and timeouts also for a method that is not idempotent (POST):
    * set only when a repeated request cannot create a second thing. */
   bool idempotent;
+  /* The opposite, for a PUT or DELETE whose repetition is not safe (Vast.ai creates an instance
+   * with a PUT): once sent, never attempted again. Wins over idempotent. */
+  bool not_idempotent;
   /* Attempts after the first; 0: the client's. no_retry: one attempt only. */
   int max_retries;
   bool no_retry;

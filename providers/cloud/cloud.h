@@ -92,6 +92,7 @@ typedef struct kite_cloud_launch {
   const char *tag;   /* the pool's tag: every instance carries it */
   uint32_t rank;
   bool spot;
+  double price;          /* the plan's price per hour for it (a spot bid), or 0: not known */
   const char *user_data; /* what cloud-init gets (with the pinned host key), or NULL */
   /* Set by kite_cloud_created(). */
   const char *id;
@@ -113,6 +114,11 @@ typedef struct kite_cloud_instance {
   double price_hourly; /* 0 when the API does not say */
   bool preempted;      /* the cloud took it back (spot) */
   int64_t notice_ms;   /* a preemption announced for this time (ms since the epoch), or 0 */
+  unsigned port;       /* its SSH port where the API maps one per instance; 0: cfg's port */
+  /* The API's word for a state this instance will never leave for running ("exited"), or
+   * NULL: a launch seeing it is undone with KITE_ECAPACITY, so the plan's next offer is
+   * tried. */
+  const char *never_runs;
 } kite_cloud_instance_t;
 
 typedef enum kite_cloud_outcome {
@@ -245,6 +251,14 @@ typedef struct kite_cloud_ops {
    * each offer through kite_cloud_offer(), then the answer. May be NULL (no catalog). */
   void (*catalog)(kite_cloud_call_t *call);
 
+  /* Optional: what an instance gets at first boot (kite_cloud_launch_t's user_data), in the
+   * table's own form, from the host key kite made for it (priv, and pub "ssh-ed25519 BASE64";
+   * both NULL when it is not pinned) and the pool's user data (or NULL); malloc'd, NULL when
+   * out of memory. The skeleton registers the result as a secret; anything secret the table
+   * derives from priv otherwise it registers itself. NULL: cloud-init's cloud-config when
+   * pinned (cloudinit.h), else the pool's user data as it is. */
+  char *(*first_boot)(kite_cloud_t *c, const char *priv, const char *pub, const char *user_data);
+
   /* Optional: the on-node preemption probe (a command the preemption monitor runs on the
    * node; malloc'd) and its output's parser (KITE_PREEMPT_NOTICE with *deadline_ms, or
    * KITE_PREEMPT_NONE). */
@@ -267,6 +281,19 @@ typedef struct kite_cloud_options {
    * or NULL. Not called when kite_cloud_new fails. */
   void (*free_provider)(void *provider);
 } kite_cloud_options_t;
+
+/* The skeleton's options from a provider's library options o, whose fields carry the names
+ * kite/hetzner.h gives them (ca_file, max_retries, backoff_base_ms, http_timeout_ms, poll_ms,
+ * running_timeout_ms, delete_timeout_ms), with free_fn as free_provider. */
+#define KITE_CLOUD_OPTIONS_OF(o, free_fn)                                                          \
+  ((kite_cloud_options_t){.ca_file = (o).ca_file,                                                  \
+                          .max_retries = (o).max_retries,                                          \
+                          .backoff_base_ms = (o).backoff_base_ms,                                  \
+                          .http_timeout_ms = (o).http_timeout_ms,                                  \
+                          .poll_ms = (o).poll_ms,                                                  \
+                          .running_timeout_ms = (o).running_timeout_ms,                            \
+                          .gone_timeout_ms = (o).delete_timeout_ms,                                \
+                          .free_provider = (free_fn)})
 
 /* Creates the provider described by ops (static; it must outlive the provider) and adds it to
  * rt. provider is the table's own state (kite_cloud_provider() gives it back). */

@@ -751,7 +751,7 @@ static void reply_launched(rec_t *r, const kite_cloud_instance_t *in) {
                                    .provider = c->ops->name,
                                    .instance_id = r->id,
                                    .address = in->address,
-                                   .port = r->cfg->port,
+                                   .port = in->port ? in->port : r->cfg->port,
                                    .user = r->cfg->user,
                                    .host_key = r->host_pub,
                                    .price_hourly =
@@ -808,6 +808,13 @@ static void on_polled(xcall_t *x, const kite_cloud_answer_t *a) {
       return;
     }
     reply_launched(r, in);
+    return;
+  }
+  if (a->outcome == KITE_CLOUD_OK && in->never_runs) {
+    launch_undo(r, KITE_ECAPACITY,
+                kite__sprintf("%s: %s %s will never run (the API says it is %s); it is deleted and "
+                              "another offer is tried",
+                              c->ops->name, noun, r->id, in->never_runs));
     return;
   }
   /* Reads after a create are eventually consistent on some clouds (EC2): a new instance may be
@@ -1152,7 +1159,10 @@ static void on_hostkey(kite_runtime_t *rt, int status, void *data) {
   if (status == 0) {
     kite_secret_add(c->rt, priv);
     r->host_pub = kite__sprintf("%s %s", type, b64);
-    r->user_data = r->host_pub ? kite_cloud_init(priv, r->host_pub, r->user_data_in) : NULL;
+    r->user_data = r->host_pub == NULL ? NULL
+                   : c->ops->first_boot
+                       ? c->ops->first_boot(c, priv, r->host_pub, r->user_data_in)
+                       : kite_cloud_init(priv, r->host_pub, r->user_data_in);
     if (r->user_data)
       kite_secret_add(c->rt, r->user_data);
     else
@@ -1264,9 +1274,16 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
   if (r->user_data_in && strlen(r->user_data_in) >= 4)
     kite_secret_add(c->rt, r->user_data_in);
   r->name = r->tag ? name_for(c, r->tag, r->rank) : NULL;
-  r->pin = r->cfg->pin && !kite_cloud_init_is_own(r->user_data_in);
+  /* A cloud-config of the pool's own cannot be merged with kite's: the instance makes its own
+   * host key. A table with its own first boot has no cloud-config to merge. */
+  r->pin = r->cfg->pin && (ops->first_boot || !kite_cloud_init_is_own(r->user_data_in));
+  if (!r->pin && ops->first_boot) {
+    r->user_data = ops->first_boot(c, NULL, NULL, r->user_data_in);
+    if (r->user_data && strlen(r->user_data) >= 4)
+      kite_secret_add(c->rt, r->user_data);
+  }
   if (r->tag == NULL || r->name == NULL || (p->user_data && r->user_data_in == NULL) ||
-      (p->launch_token && r->token == NULL)) {
+      (p->launch_token && r->token == NULL) || (!r->pin && ops->first_boot && !r->user_data)) {
     rec_fail(r, KITE_ENOMEM, NULL);
     return;
   }
@@ -1275,7 +1292,8 @@ static void on_launch(kite_bus_t *bus, const kite_event_t *ev, const kite_ev_ins
                                     .tag = r->tag,
                                     .rank = r->rank,
                                     .spot = r->spot,
-                                    .user_data = r->user_data_in};
+                                    .price = r->plan_price,
+                                    .user_data = r->user_data ? r->user_data : r->user_data_in};
   known_add(c, "tag:", r->tag, r->cfg);
   r->step = L_KEY;
   if (c->key_ready)

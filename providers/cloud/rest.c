@@ -102,11 +102,14 @@ int kite_cloud_rest_http(kite_cloud_call_t *call, const char *method, const char
   const kite_cloud_rest_t *api = call->cfg->api;
   char *url = full_url ? kite__strdup(path) : kite__sprintf("%s%s", api->url, path);
   char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  /* A create is never repeated by the HTTP client whatever its method: after an answer that
+   * leaves it unknown, the skeleton looks for what it made first (cloud.h). */
   kite_http_request_t q = {.method = method,
                            .url = url,
                            .bearer_token = api->token,
                            .body = text,
-                           .body_len = text ? strlen(text) : 0};
+                           .body_len = text ? strlen(text) : 0,
+                           .not_idempotent = call->kind == KITE_CLOUD_CALL_CREATE};
   int rc = url && (body == NULL || text) ? kite_cloud_http(call, &q, cb) : KITE_ENOMEM;
   free(url);
   free(text);

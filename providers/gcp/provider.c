@@ -862,14 +862,7 @@ int kite_gcp_provider_new(kite_runtime_t *rt, const kite_gcp_provider_options_t 
       return KITE_ENOMEM;
     }
   p->port = o.ssh_port;
-  kite_cloud_options_t co = {.ca_file = o.ca_file,
-                             .max_retries = o.max_retries,
-                             .backoff_base_ms = o.backoff_base_ms,
-                             .http_timeout_ms = o.http_timeout_ms,
-                             .poll_ms = o.poll_ms,
-                             .running_timeout_ms = o.running_timeout_ms,
-                             .gone_timeout_ms = o.delete_timeout_ms,
-                             .free_provider = free_provider};
+  kite_cloud_options_t co = KITE_CLOUD_OPTIONS_OF(o, free_provider);
   int rc = kite_cloud_new(rt, &gcp_ops, &co, p, &p->cloud);
   if (rc != 0) {
     free_provider(p);

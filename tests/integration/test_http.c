@@ -477,6 +477,25 @@ static void test_idempotent_post_retried_after_500(void **state) {
   assert_int_equal(c.attempts, 2);
 }
 
+/* A PUT is retried after a 500 (it is idempotent) unless the caller says this one is not. */
+static void test_put_not_idempotent_not_retried(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c, NULL);
+  reply_t s[] = {{500, NULL, "{}", 0}, {200, NULL, "{}", 0}};
+  kite_http_request_t q = {.method = "PUT", .body = "{}", .body_len = 2};
+  run_script(&c, s, 2, &q);
+  assert_int_equal(c.status, 0);
+  assert_int_equal(c.srv.requests, 2);
+  ctx_t d;
+  ctx_init(&d, NULL);
+  kite_http_request_t n = {
+      .method = "PUT", .body = "{}", .body_len = 2, .not_idempotent = true, .idempotent = true};
+  run_script(&d, s, 2, &n);
+  assert_int_equal(d.status, KITE_EHTTP);
+  assert_int_equal(d.srv.requests, 1);
+}
+
 static void test_timeout(void **state) {
   (void)state;
   ctx_t c;
@@ -805,6 +824,7 @@ int main(void) {
       cmocka_unit_test(test_500_then_success),
       cmocka_unit_test(test_post_not_retried_after_500),
       cmocka_unit_test(test_idempotent_post_retried_after_500),
+      cmocka_unit_test(test_put_not_idempotent_not_retried),
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_oversized_body),
       cmocka_unit_test(test_gigabyte_body_refused),

@@ -460,9 +460,17 @@ static json_t *inst_json(sim_t *sim, const inst_t *v, const machine_t *m) {
   return j;
 }
 
-/* The instance's node tag: its label (so a test can count what runs for it). */
-static const char *node_tag_of(const char *label) {
-  return label && *label ? label : "kite-cloudsim-vastai";
+/* The instance's node tag (so a test can count what runs for it): its label, or, for a label
+ * written GROUP:NAME (as kite writes "POOL-TAG:NAME"), the group. */
+static const char *node_tag_of(const char *label, char *buf, size_t cap) {
+  if (label == NULL || *label == '\0')
+    return "kite-cloudsim-vastai";
+  const char *colon = strchr(label, ':');
+  if (colon == NULL || colon == label || (size_t)(colon - label) >= cap)
+    return label;
+  memcpy(buf, label, (size_t)(colon - label));
+  buf[colon - label] = '\0';
+  return buf;
 }
 
 /* ---- env and the host key ------------------------------------------------------------------- */
@@ -885,7 +893,8 @@ static void instance_create(sim_t *sim, const char *idp, const http_req_t *req, 
       char *name = a.label && *a.label
                        ? strdup(a.label)
                        : sim_sprintf("C.%llu", (unsigned long long)sim->next_machine_id);
-      const char *tags[1] = {node_tag_of(a.label)};
+      char group[256];
+      const char *tags[1] = {node_tag_of(a.label, group, sizeof(group))};
       machine_opts_t mo = {.cloud = CLOUD,
                            .name = name,
                            .tags = tags,
@@ -949,7 +958,9 @@ static void instance_show(sim_t *sim, const char *idp, http_resp_t *resp) {
   }
   inst_t *v = inst_find(sim, id);
   if (v == NULL) {
-    instance_not_found(resp);
+    /* What Vast answers for an id the account does not have (a destroyed instance, say); the
+     * description gives this endpoint no answer for it. */
+    http_json(resp, 200, strdup("{\"instances\": null}"));
     return;
   }
   json_t *j = inst_json(sim, v, machine_find_of(sim, id, CLOUD));
