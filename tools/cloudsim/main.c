@@ -45,8 +45,8 @@
 
 /* Every front, in the order requests are matched against them. */
 static const sim_front_t *const fronts[] = {
-    &gcp_front, &do_front, &hetzner_front, &vastai_front, &pricing_front, &ec2_front,
-    &runpod_front, NULL};
+    &gcp_front,     &do_front,  &hetzner_front, &vastai_front,
+    &pricing_front, &ec2_front, &runpod_front,  NULL};
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
