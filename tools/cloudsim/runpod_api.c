@@ -912,13 +912,13 @@ static json_t *state_json(sim_t *sim) {
     json_object_foreach(p->env, k, v) {
       json_array_append_new(keys, json_string(k));
     }
-    json_array_append_new(pods,
-                          json_pack("{s:s, s:s, s:s, s:b, s:s, s:i, s:s, s:s, s:f, s:i, s:o}", "id",
-                                    p->id, "name", p->name, "desiredStatus", desired_status(p, m),
-                                    "interruptible", p->interruptible, "gpuTypeId", p->gpu->id,
-                                    "gpuCount", p->gpu_count, "dataCenterId", p->dc, "address",
-                                    reachable(p, m) ? m->address : "", "costPerHr", p->cost, "pid",
-                                    m->node ? kite_local_node_pid(m->node) : 0, "env", keys));
+    json_array_append_new(
+        pods, json_pack("{s:s, s:I, s:s, s:s, s:b, s:s, s:i, s:s, s:s, s:f, s:i, s:o}", "id", p->id,
+                        "machine", (json_int_t)p->mid, "name", p->name, "desiredStatus",
+                        desired_status(p, m), "interruptible", p->interruptible, "gpuTypeId",
+                        p->gpu->id, "gpuCount", p->gpu_count, "dataCenterId", p->dc, "address",
+                        reachable(p, m) ? m->address : "", "costPerHr", p->cost, "pid",
+                        m->node ? kite_local_node_pid(m->node) : 0, "env", keys));
   }
   for (size_t i = 0; i < COUNT(gpu_types); i++)
     if (rp.fail[i][0])
