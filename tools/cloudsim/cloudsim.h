@@ -16,6 +16,7 @@
  *               (Hetzner Cloud at /v1/), vastai_api.c (Vast.ai at /api/v0/ and /api/v1/),
  *               gcp_api.c (Compute Engine at /compute/v1/), ec2_*.c (the EC2 Query API at
  *               POST /), pricing_api.c (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
+ *               runpod_api.c (RunPod's REST API at /runpod/v1/);
  *   main.c      flags, the table of fronts, the control endpoint (/_sim/…) and the loop. */
 
 #include <jansson.h>
@@ -298,5 +299,6 @@ char *sim_dump(json_t *j);
 
 /* The fronts (each in its own file). */
 extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front, vastai_front;
+extern const sim_front_t runpod_front;
 
 #endif

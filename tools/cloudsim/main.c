@@ -1,6 +1,6 @@
 /* kite-cloudsim: an offline emulator of cloud APIs (DigitalOcean v2, Hetzner Cloud, Vast.ai,
- * Compute Engine, the EC2 Query API) whose machines are real local sshd nodes, with faults injected
- * on demand. See usage() and the README.
+ * Compute Engine, the EC2 Query API, RunPod's REST API) whose machines are real local sshd nodes,
+ * with faults injected on demand. See usage() and the README.
  *
  * The fronts are registered here, in one table: each request whose path is a front's API
  * (sim_front_t) goes through the fault layer to that front; every other one is a control
@@ -31,7 +31,7 @@
  *                                     billed from creation until gone under the front's
  *                                     granularity (increments begun, a minimum)
  *   and each front's own routes (/_sim/droplets/{id}/kill, /_sim/hetzner/…, /_sim/vastai/…,
- *   /_sim/ec2/…). */
+ *   /_sim/ec2/…, /_sim/runpod/…). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -45,7 +45,8 @@
 
 /* Every front, in the order requests are matched against them. */
 static const sim_front_t *const fronts[] = {
-    &gcp_front, &do_front, &hetzner_front, &vastai_front, &pricing_front, &ec2_front, NULL};
+    &gcp_front,     &do_front,  &hetzner_front, &vastai_front,
+    &pricing_front, &ec2_front, &runpod_front,  NULL};
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
@@ -55,11 +56,13 @@ static void usage(FILE *fp) {
               "API (POST / with SigV4: instances, key pairs, security groups, per region)\n"
               "and of Compute Engine (/compute/v1/: instances, zone operations, machine\n"
               "types; /token; the billing catalog's SKUs under /v1/services/) on 127.0.0.1,\n"
-              "whose machines are real local sshd nodes. Every front is always on.\n\n"
+              "whose machines are real local sshd nodes; also RunPod's REST API\n"
+              "(/runpod/v1/: pods, on demand and interruptible). Every front is always on.\n\n"
               "  --port N             listen port (0: any; the line on stdout says which)\n"
               "  --port-file PATH     also write the port there\n"
-              "  --token TOKEN        the bearer token of the DigitalOcean, Hetzner and Vast.ai\n"
-              "                       fronts, at least 4 characters (or $KITE_CLOUDSIM_TOKEN)\n"
+              "  --token TOKEN        the bearer token of the DigitalOcean, Hetzner, Vast.ai and\n"
+              "                       RunPod fronts, at least 4 characters (or\n"
+              "                       $KITE_CLOUDSIM_TOKEN)\n"
               "  --ssh-port N         sshd port of every machine's node (default 2222)\n"
               "  --home DIR           kite home for the nodes (default $KITE_HOME or ~/.kite)\n"
               "  --fault-429 P        probability of a 429 with Retry-After per API request\n"
@@ -90,7 +93,14 @@ static void usage(FILE *fp) {
               "\n"
               "Vast.ai: the base URL is http://127.0.0.1:PORT; an interruptible instance is\n"
               "outbid with POST /_sim/vastai/instances/{id}/outbid, an offer's launches fail\n"
-              "with POST /_sim/vastai/offers/{id}/fail {\"status\": \"exited\"} (null: undo).\n");
+              "with POST /_sim/vastai/offers/{id}/fail {\"status\": \"exited\"} (null: undo).\n"
+              "\n"
+              "RunPod: RunPod's REST API at /runpod/v1/ (pods; the base URL is\n"
+              "http://127.0.0.1:PORT/runpod/v1, the same --token as the API key); the pod's\n"
+              "env carries PUBLIC_KEY, the key its node authorizes. An interruptible pod is\n"
+              "interrupted with POST /_sim/runpod/pods/{id}/interrupt, a GPU type's launches\n"
+              "fail with POST /_sim/runpod/gpu-types/{id}/fail {\"status\": \"EXITED\"} (null:\n"
+              "undo; the id URL-encoded).\n");
 }
 
 double sim_rand01(sim_t *sim) {
