@@ -14,6 +14,7 @@
  *               (preemption);
  *   fronts      one sim_front_t each: do_api.c (DigitalOcean v2 at /v2/), hetzner_api.c
  *               (Hetzner Cloud at /v1/), vastai_api.c (Vast.ai at /api/v0/ and /api/v1/),
+ *               verda_api.c (Verda, formerly DataCrunch, at /verda/v1/),
  *               gcp_api.c (Compute Engine at /compute/v1/), ec2_*.c (the EC2 Query API at
  *               POST /), pricing_api.c (AWS's Price List, JSON 1.1 at POST / with X-Amz-Target);
  *               runpod_api.c (RunPod's REST API at /runpod/v1/);
@@ -271,6 +272,7 @@ struct sim {
   uv_loop_t *loop;
   char *token;
   unsigned ssh_port;
+  unsigned verda_token_ttl_s; /* the Verda front's access token lifetime (--verda-token-ttl) */
   char *node_dir;
   faults_t faults;
   uint64_t rng;
@@ -298,7 +300,7 @@ char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *sim_dump(json_t *j);
 
 /* The fronts (each in its own file). */
-extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front, vastai_front;
-extern const sim_front_t runpod_front;
+extern const sim_front_t do_front, hetzner_front, ec2_front, pricing_front, gcp_front, vastai_front,
+    verda_front, runpod_front;
 
 #endif

@@ -159,7 +159,7 @@ static const char *capacity_rule(sim_t *sim, json_t *r) {
   if (mval == -2)
     return "\"market\" must be \"*\", \"spot\" or \"on-demand\"";
   if (front == NULL || !front_known(sim, front))
-    return "\"front\" must name a front (digitalocean, hetzner, vastai, ec2, gcp)";
+    return "\"front\" must name a front (digitalocean, hetzner, vastai, verda, ec2, gcp)";
   if (region == NULL || *region == '\0' || strlen(region) >= sizeof(fs->capacity[0].region))
     return "\"region\" must be a region's name";
   if (type == NULL || *type == '\0' || strlen(type) >= sizeof(fs->capacity[0].type))

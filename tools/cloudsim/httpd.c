@@ -153,6 +153,8 @@ static const char *reason(int status) {
     return "Accepted";
   case 204:
     return "No Content";
+  case 207:
+    return "Multi-Status";
   case 400:
     return "Bad Request";
   case 401:

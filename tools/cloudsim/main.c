@@ -1,6 +1,6 @@
 /* kite-cloudsim: an offline emulator of cloud APIs (DigitalOcean v2, Hetzner Cloud, Vast.ai,
- * Compute Engine, the EC2 Query API, RunPod's REST API) whose machines are real local sshd nodes,
- * with faults injected on demand. See usage() and the README.
+ * Verda, Compute Engine, the EC2 Query API, RunPod's REST API) whose machines are real local sshd
+ * nodes, with faults injected on demand. See usage() and the README.
  *
  * The fronts are registered here, in one table: each request whose path is a front's API
  * (sim_front_t) goes through the fault layer to that front; every other one is a control
@@ -31,7 +31,7 @@
  *                                     billed from creation until gone under the front's
  *                                     granularity (increments begun, a minimum)
  *   and each front's own routes (/_sim/droplets/{id}/kill, /_sim/hetzner/…, /_sim/vastai/…,
- *   /_sim/ec2/…, /_sim/runpod/…). */
+ *   /_sim/verda/…, /_sim/ec2/…, /_sim/runpod/…). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -44,15 +44,17 @@
 #include "cloudsim.h"
 
 /* Every front, in the order requests are matched against them. */
-static const sim_front_t *const fronts[] = {
-    &gcp_front,     &do_front,  &hetzner_front, &vastai_front,
-    &pricing_front, &ec2_front, &runpod_front,  NULL};
+static const sim_front_t *const fronts[] = {&gcp_front,    &do_front,     &hetzner_front,
+                                            &vastai_front, &verda_front,  &pricing_front,
+                                            &ec2_front,    &runpod_front, NULL};
 
 static void usage(FILE *fp) {
   fprintf(fp, "usage: kite-cloudsim [options]\n"
               "An emulator of DigitalOcean's v2 API (/v2/: droplets, account keys), of the\n"
               "Hetzner Cloud API (/v1/: servers, SSH keys), of Vast.ai's API (/api/v0/,\n"
-              "/api/v1/: offers, instances on demand and by bid, SSH keys), of the EC2 Query\n"
+              "/api/v1/: offers, instances on demand and by bid, SSH keys), of Verda's API\n"
+              "(/verda/v1/: OAuth2 tokens, instance types, availability, SSH keys, startup\n"
+              "scripts, instances on demand and spot), of the EC2 Query\n"
               "API (POST / with SigV4: instances, key pairs, security groups, per region)\n"
               "and of Compute Engine (/compute/v1/: instances, zone operations, machine\n"
               "types; /token; the billing catalog's SKUs under /v1/services/) on 127.0.0.1,\n"
@@ -77,6 +79,7 @@ static void usage(FILE *fp) {
               "  --no-capacity        every create fails: size not available in this region\n"
               "  --droplet-limit N    each front account's machine limit (default 25)\n"
               "  --seed N             seed of the fault choice\n"
+              "  --verda-token-ttl S  lifetime of the Verda front's access tokens (default 3600)\n"
               "\n"
               "EC2: the account's keys are $KITE_CLOUDSIM_AWS_ACCESS_KEY_ID (default\n"
               "AKIAKITECLOUDSIM0001) and $KITE_CLOUDSIM_AWS_SECRET_ACCESS_KEY (default: the\n"
@@ -94,6 +97,13 @@ static void usage(FILE *fp) {
               "Vast.ai: the base URL is http://127.0.0.1:PORT; an interruptible instance is\n"
               "outbid with POST /_sim/vastai/instances/{id}/outbid, an offer's launches fail\n"
               "with POST /_sim/vastai/offers/{id}/fail {\"status\": \"exited\"} (null: undo).\n"
+              "\n"
+              "Verda: the base URL is http://127.0.0.1:PORT/verda/v1; POST /verda/v1/oauth2/token\n"
+              "takes the client id $KITE_CLOUDSIM_VERDA_CLIENT_ID (default kite-cloudsim-client)\n"
+              "with the token as its secret. A spot instance is evicted with POST\n"
+              "/_sim/verda/instances/{id}/discontinue; a type's launches fail with POST\n"
+              "/_sim/verda/instance-types/{type}/fail {\"status\": \"error\"} (null: undo);\n"
+              "POST /_sim/verda/token-ttl {\"seconds\": N} sets the tokens' lifetime.\n"
               "\n"
               "RunPod: RunPod's REST API at /runpod/v1/ (pods; the base URL is\n"
               "http://127.0.0.1:PORT/runpod/v1, the same --token as the API key); the pod's\n"
@@ -280,6 +290,7 @@ int main(int argc, char **argv) {
                                            {"no-capacity", no_argument, 0, 10},
                                            {"droplet-limit", required_argument, 0, 11},
                                            {"seed", required_argument, 0, 12},
+                                           {"verda-token-ttl", required_argument, 0, 13},
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   sim_t sim = {.ssh_port = 2222, .next_machine_id = 3164444, .next_key_id = 512189};
@@ -339,6 +350,9 @@ int main(int argc, char **argv) {
       break;
     case 12:
       seed = strtoull(optarg, NULL, 10);
+      break;
+    case 13:
+      sim.verda_token_ttl_s = (unsigned)atoi(optarg);
       break;
     case 'h':
       usage(stdout);
