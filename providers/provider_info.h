@@ -15,12 +15,14 @@
 
 /* The providers, in the registry's order (the first is the default). A new provider is one
  * line here and its folder. */
-#define KITE_PROVIDERS(X) X(local) X(ssh) X(digitalocean) X(aws) X(hetzner) X(gcp) X(vastai)
+#define KITE_PROVIDERS(X) X(local) X(ssh) X(digitalocean) X(aws) X(hetzner) X(gcp) X(vastai) X(verda) X(runpod)
 
 /* The rows' configured functions that live beside the providers' own credential lookups. */
 bool kite__do_configured(void);
 bool kite__hetzner_configured(void);
 bool kite__vastai_configured(void);
+bool kite__verda_configured(void);
+bool kite__runpod_configured(void);
 
 #define KITE__PROVIDER_DECLARE(name) extern const kite_provider_info_t kite__provider_##name;
 KITE_PROVIDERS(KITE__PROVIDER_DECLARE)

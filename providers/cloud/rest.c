@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <openssl/evp.h>
+
 #include "kite_impl.h"
 #include "rest.h"
 
@@ -236,4 +238,12 @@ bool kite_cloud_rest_offers(kite_cloud_call_t *call, json_t *list, const char *m
     }
   }
   return true;
+}
+
+char *kite_cloud_base64(const char *s) {
+  size_t n = strlen(s);
+  char *out = n < (1u << 28) ? malloc(4 * ((n + 2) / 3) + 1) : NULL;
+  if (out)
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+  return out;
 }

@@ -95,6 +95,9 @@ void kite_cloud_rest_refuse(kite_cloud_call_t *call, const char *list, size_t i,
 bool kite_cloud_rest_offers(kite_cloud_call_t *call, json_t *list, const char *member,
                             const char *name_key,
                             const char *(*offers)(kite_cloud_call_t *call, json_t *item));
+/* s in base64 (no line breaks; malloc'd), or NULL when out of memory: how tables hand a host
+ * key or a script to APIs whose fields take plain text (env values, startup scripts). */
+char *kite_cloud_base64(const char *s);
 /* Ends call after kite_cloud_rest_http() could not send (rc). */
 void kite_cloud_rest_unsent(kite_cloud_call_t *call, int rc);
 

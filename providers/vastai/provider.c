@@ -43,7 +43,6 @@
  *   of the key).
  * - Not cleaned up at stop: the SSH key (free; other kite processes may be about to use it). */
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <strings.h>
 #include <unistd.h>
@@ -352,19 +351,11 @@ static void vast_catalog(kite_cloud_call_t *call) {
 
 /* ---- first boot: the host key through env and onstart ------------------------------------- */
 
-static char *b64(const char *s) {
-  size_t n = strlen(s);
-  char *out = malloc(4 * ((n + 2) / 3) + 1);
-  if (out)
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-  return out;
-}
-
 /* {"env": "-e K=V ...", "onstart": "..."} as JSON text: what create sends. */
 static char *vast_first_boot(kite_cloud_t *c, const char *priv, const char *pub,
                              const char *user_data) {
-  char *k = priv ? b64(priv) : NULL, *kp = pub ? b64(pub) : NULL;
-  char *ud = user_data && *user_data ? b64(user_data) : NULL;
+  char *k = priv ? kite_cloud_base64(priv) : NULL, *kp = pub ? kite_cloud_base64(pub) : NULL;
+  char *ud = user_data && *user_data ? kite_cloud_base64(user_data) : NULL;
   if ((priv && !k) || (pub && !kp) || (user_data && *user_data && !ud)) {
     free(k);
     free(kp);

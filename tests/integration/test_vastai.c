@@ -102,25 +102,31 @@ static const cloud_answer_t hostile[] = {
   "24564, \"disk_space\": 100, \"rentable\": true}"
 static const cloud_answer_t hostile_catalog[] = {
     {200, "{\"offers\": {\"id\": 77}}", NULL},
-    {200, "{\"offers\": [{\"id\": -1, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
-          "\"dph_total\": 0.4}]}",
+    {200,
+     "{\"offers\": [{\"id\": -1, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
+     "\"dph_total\": 0.4}]}",
      NULL},
     {200, "{\"offers\": [{\"id\": 77, \"gpu_name\": 4090, \"num_gpus\": 1, \"dph_total\": 0.4}]}",
      NULL},
-    {200, "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 0, "
-          "\"dph_total\": 0.4}]}",
+    {200,
+     "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 0, "
+     "\"dph_total\": 0.4}]}",
      NULL},
-    {200, "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
-          "\"dph_total\": \"cheap\"}]}",
+    {200,
+     "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
+     "\"dph_total\": \"cheap\"}]}",
      NULL},
-    {200, "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
-          "\"dph_total\": 1e400}]}",
+    {200,
+     "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
+     "\"dph_total\": 1e400}]}",
      NULL},
-    {200, "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
-          "\"dph_total\": 0.4, \"min_bid\": -2}]}",
+    {200,
+     "{\"offers\": [{\"id\": 77, \"gpu_name\": \"RTX 4090\", \"num_gpus\": 1, "
+     "\"dph_total\": 0.4, \"min_bid\": -2}]}",
      NULL},
-    {200, "{\"offers\": [{\"id\": 77, \"gpu_name\": \"an accelerator whose name is far too long "
-          "to be one\", \"num_gpus\": 1, \"dph_total\": 0.4}]}",
+    {200,
+     "{\"offers\": [{\"id\": 77, \"gpu_name\": \"an accelerator whose name is far too long "
+     "to be one\", \"num_gpus\": 1, \"dph_total\": 0.4}]}",
      NULL},
     {200, "{\"offers\": [7, " OFFER_OK "]}", NULL},
     {200, "\"offers\"", NULL},
@@ -350,15 +356,6 @@ static void test_offer_that_never_runs_is_capacity(void **state) {
 
 /* ---- interruptible instances ---------------------------------------------------------------- */
 
-static void on_preempt_state(kite_bus_t *bus, int status, const kite_event_t *ev, void *data) {
-  int *state = data;
-  (void)bus;
-  assert_int_equal(status, 0);
-  const kite_ev_preempt_status_t *s = kite_ev_as_preempt_status(ev);
-  assert_non_null(s);
-  *state = s->state;
-}
-
 /* A spot launch is an interruptible instance bidding the plan's price (else the offer's least
  * bid); outbid, a preemption check says it is gone. */
 static void test_outbid_is_preempted(void **state) {
@@ -407,9 +404,9 @@ static void test_outbid_is_preempted(void **state) {
   for (unsigned i = 0; i < 2; i++) {
     kite_ev_preempt_check_t q = {
         .provider = "vastai", .pool = 7, .node = 100 + i, .instance_id = c.in[i].id};
-    assert_int_equal(kite_request_preempt_check(kite_runtime_bus(c.rt), &q, 0, on_preempt_state,
-                                                &seen[i], NULL),
-                     0);
+    assert_int_equal(
+        kite_request_preempt_check(kite_runtime_bus(c.rt), &q, 0, on_preempt_state, &seen[i], NULL),
+        0);
   }
   kite_runtime_run(c.rt);
   assert_int_equal(seen[0], KITE_PREEMPT_GONE);

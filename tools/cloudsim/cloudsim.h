@@ -295,6 +295,9 @@ struct sim {
 };
 
 double sim_rand01(sim_t *sim);
+/* POST /_sim/machines/{id}/kill: machine id dies at once (the body's "vanish": false keeps it
+ * listed as off); for the fronts whose own ids are not machine ids, their kill routes too. */
+void sim_kill_machine(sim_t *sim, const http_req_t *req, uint64_t id, http_resp_t *resp);
 char *sim_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* j as compact JSON text (malloc'd), j released. */
 char *sim_dump(json_t *j);

@@ -23,6 +23,8 @@
  *                                     the front's no-capacity shape; N = -1 removes the rule
  *   GET  /_sim/capacity               the rules
  *   POST /_sim/machines/{id}/kill     any front's machine dies at once; {"vanish": false}
+ *                                     (fronts whose ids are not the machine's answer the same at
+ *                                     /_sim/verda/instances/{id}/kill, /_sim/runpod/pods/{id}/kill)
  *                                     leaves it listed as "off", else (default) it disappears
  *                                     as a reclaimed machine does
  *   GET  /_sim/bill                   every machine ever made, gone ones included: {"machines":
@@ -180,7 +182,7 @@ static void get_state(sim_t *sim, http_resp_t *resp) {
   http_json(resp, 200, s);
 }
 
-static void kill_machine(sim_t *sim, const http_req_t *req, uint64_t id, http_resp_t *resp) {
+void sim_kill_machine(sim_t *sim, const http_req_t *req, uint64_t id, http_resp_t *resp) {
   machine_t *m = machine_find(sim, id);
   if (m == NULL) {
     http_error(resp, 404, "not_found", "no such machine");
@@ -230,7 +232,7 @@ static void handle(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
   char tail[16];
   if (sscanf(p, "/_sim/machines/%llu/%15s", &id, tail) == 2 && strcmp(tail, "kill") == 0 &&
       strcmp(req->method, "POST") == 0) {
-    kill_machine(sim, req, id, resp);
+    sim_kill_machine(sim, req, id, resp);
     return;
   }
   http_error(resp, 404, "not_found", "The resource you were accessing could not be found.");

@@ -940,6 +940,15 @@ static bool rp_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) {
              slash > p + 5) {
     path_decode(p + 5, (size_t)(slash - p - 5), id, sizeof(id));
     interrupt(sim, id, resp);
+  } else if (post && strncmp(p, "pods/", 5) == 0 && slash && strcmp(slash, "/kill") == 0 &&
+             slash > p + 5) {
+    /* The generic machine kill, by the pod's id (a crash of its host). */
+    path_decode(p + 5, (size_t)(slash - p - 5), id, sizeof(id));
+    pod_t *pd = pod_find(sim, id);
+    if (pd)
+      sim_kill_machine(sim, req, pd->mid, resp);
+    else
+      http_error(resp, 404, "not_found", "no such pod");
   } else if (post && strncmp(p, "gpu-types/", 10) == 0 && slash && strcmp(slash, "/fail") == 0 &&
              slash > p + 10) {
     path_decode(p + 10, (size_t)(slash - p - 10), id, sizeof(id));

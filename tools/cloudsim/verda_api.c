@@ -1763,6 +1763,15 @@ static bool verda_control(sim_t *sim, const http_req_t *req, http_resp_t *resp) 
     char id[64];
     snprintf(id, sizeof(id), "%.*s", (int)(slash - (p + 10)), p + 10);
     discontinue(sim, id, resp);
+  } else if (post && strncmp(p, "instances/", 10) == 0 && slash && strcmp(slash, "/kill") == 0) {
+    /* The generic machine kill, by the instance's id (a crash, or a reclaim without notice). */
+    char id[64];
+    snprintf(id, sizeof(id), "%.*s", (int)(slash - (p + 10)), p + 10);
+    inst_t *v = inst_find(sim, id);
+    if (v)
+      sim_kill_machine(sim, req, v->mid, resp);
+    else
+      http_error(resp, 404, "not_found", "no such instance");
   } else if (post && strncmp(p, "instance-types/", 15) == 0 && slash &&
              strcmp(slash, "/fail") == 0) {
     char name[64];
