@@ -416,8 +416,21 @@ static void runpod_describe(kite_cloud_call_t *call) {
   kite_cloud_rest_sendf(call, "GET", NULL, on_described, "/pods/%s", call->id);
 }
 
+/* A DELETE of a pod RunPod no longer has is answered 400 "invalid pod id" (the description
+ * gives it no 404): after a repeated delete, that is the pod gone, as the skeleton then
+ * confirms with a describe. */
+static void on_destroyed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {
+  if (status == KITE_EHTTP && r && r->status == 400 && r->body &&
+      memmem(r->body, r->body_len, "invalid pod id", 14)) {
+    kite_cloud_answer_t a = {.outcome = KITE_CLOUD_NOT_FOUND};
+    kite_cloud_answer(call, &a);
+    return;
+  }
+  kite_cloud_rest_done(call, status, r);
+}
+
 static void runpod_destroy(kite_cloud_call_t *call) {
-  kite_cloud_rest_sendf(call, "DELETE", NULL, kite_cloud_rest_done, "/pods/%s", call->id);
+  kite_cloud_rest_sendf(call, "DELETE", NULL, on_destroyed, "/pods/%s", call->id);
 }
 
 static void on_listed(kite_cloud_call_t *call, int status, const kite_http_response_t *r) {

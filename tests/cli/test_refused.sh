@@ -156,7 +156,7 @@ YAML
 log "provider names"
 for p in azure AWS digitalocen; do
   case $p in
-  azure) want="bad.yaml:2:11: provider: unknown provider 'azure'; expected one of: local, ssh, digitalocean, aws, hetzner, gcp" ;;
+  azure) want="bad.yaml:2:11: provider: unknown provider 'azure'; expected one of: local, ssh, digitalocean, aws, hetzner, gcp, vastai, verda, runpod" ;;
   AWS) want="bad.yaml:2:11: provider: unknown provider 'AWS'; did you mean 'aws'?" ;;
   *) want="bad.yaml:2:11: provider: unknown provider 'digitalocen'; did you mean 'digitalocean'?" ;;
   esac

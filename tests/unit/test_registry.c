@@ -60,7 +60,8 @@ static kite_spec_t *honoured(const char *text) {
 
 static void test_every_provider_is_in_the_table(void **state) {
   (void)state;
-  static const char *const names[] = {"local", "ssh", "digitalocean", "aws", "hetzner", "gcp"};
+  static const char *const names[] = {"local", "ssh",    "digitalocean", "aws",   "hetzner",
+                                      "gcp",   "vastai", "verda",        "runpod"};
   for (size_t i = 0; i < KITE_ARRAY_SIZE(names); i++) {
     const kite_provider_info_t *p = kite_registry_find(names[i]);
     assert_non_null(p);
@@ -289,10 +290,10 @@ static void test_messages(void **state) {
   (void)state;
   refused("name: a\nnodes: 1\nprovider: azure\n",
           "t.yaml:3:11: provider: unknown provider 'azure'; expected one of: local, ssh, "
-          "digitalocean, aws, hetzner, gcp");
+          "digitalocean, aws, hetzner, gcp, vastai, verda, runpod");
   refused("name: a\nnodes: 1\nprovider: \"AWS\"\n",
           "t.yaml:3:11: provider: unknown provider 'AWS'; did you mean 'aws'? (kite knows: "
-          "local, ssh, digitalocean, aws, hetzner, gcp)");
+          "local, ssh, digitalocean, aws, hetzner, gcp, vastai, verda, runpod)");
   refused("name: a\nnodes: 1\nprovider: aws\nprovider_options:\n  ssh_usr: me\n",
           "t.yaml:5:3: provider_options.ssh_usr: the aws provider has no option 'ssh_usr'; did "
           "you mean 'ssh_user'?");
